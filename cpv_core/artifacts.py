@@ -1,0 +1,106 @@
+"""The seed return types and version metadata records."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class ModelArtifacts:
+    """A model version materialised on disk (``download_model_checkpoint``).
+
+    :param model_path: path of the downloaded model file.
+    :param metrics: the metrics recorded with that version.
+    :param tag: the version (``"v1.0"``).
+    :param size_mb: file size in MiB.
+    """
+
+    model_path: str
+    metrics: dict[str, Any]
+    tag: str
+    size_mb: float
+    commit: str = ""
+    digest: str = ""
+
+    @property
+    def version(self) -> str:
+        """Alias of :attr:`tag`."""
+        return self.tag
+
+
+@dataclass
+class DataArtifacts:
+    """A data version materialised on disk (``download_data_checkpoint``).
+
+    :param data_path: directory holding the data.
+    :param version: the version (``"v0.4"``).
+    :param tag: same as ``version`` (the seed names both).
+    :param file_count: number of files placed.
+    :param size_mb: total size in MiB.
+    """
+
+    data_path: str
+    version: str
+    tag: str
+    file_count: int = 0
+    size_mb: float = 0.0
+    commit: str = ""
+    digest: str = ""
+
+
+@dataclass
+class CheckpointMetadata:
+    """Everything known about one version (``get_model_metadata``)."""
+
+    kind: str
+    version: str | None
+    commit: str
+    author: str
+    date: str
+    message: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    size: int = 0
+    digest: str = ""
+    path: str = ""
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size_mb(self) -> float:
+        """Size in MiB."""
+        return round(self.size / (1024 * 1024), 3)
+
+    @property
+    def hash(self) -> str:
+        """Alias of :attr:`digest`."""
+        return self.digest
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; keys are part of the documented ``--json`` schema."""
+        data = asdict(self)
+        data["size_mb"] = self.size_mb
+        return data
+
+    # dict-style access keeps seed code such as ``meta["metrics"]`` working
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``dict.get`` on :meth:`to_dict`."""
+        return self.to_dict().get(key, default)
+
+
+@dataclass
+class UploadResult:
+    """What ``upload_*_checkpoint`` did (or, in a dry run, would do)."""
+
+    kind: str
+    path: str
+    commit: str | None
+    digest: str
+    size: int
+    nfiles: int
+    metrics: dict[str, Any]
+    changed: bool
+    dry_run: bool = False
+    plan: list[str] = field(default_factory=list)

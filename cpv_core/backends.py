@@ -1,0 +1,336 @@
+"""What a backend is: the contracts the default and third-party plugins implement.
+
+A plugin registers *backends* through the hooks in :mod:`cpv_core.hookspecs`;
+each backend is a small object created by a factory for one model workspace.
+The managers only ever talk to these protocols, so a team swaps S3 for another
+store, or Bitbucket for another git host, by naming a different backend in the
+configuration, never by changing manager code.
+
+Four concerns, one protocol each:
+
+* :class:`CredentialProvider` - set up, validate (per-check report) and the
+  environment subprocesses need (``GIT_SSH_COMMAND``, ``AWS_PROFILE`` ...).
+* :class:`VersioningBackend` - the model's git repository: commits, the tag
+  naming scheme, listing versions, creating and publishing tags.
+* :class:`StorageBackend` - large files: track (hash + cache + pointer file),
+  push, materialise a version into a path, status.
+* :class:`HostingBackend` - where the git repository of a team/model lives:
+  its URL, making sure it exists, validating access.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+
+if TYPE_CHECKING:
+    from .config import CPVConfig
+    from .versions import Version
+
+
+# --------------------------------------------------------------------------
+# Values passed to and returned by backends
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """Everything a backend needs to know about the workspace it serves.
+
+    :param config: the loaded cpv configuration (read-only use).
+    :param team: validated team name.
+    :param model: validated model name.
+    :param workspace: the model's local git/DVC workspace directory.
+    :param env: extra environment variables for subprocesses, merged from the
+        credential providers (e.g. ``GIT_SSH_COMMAND``). Never logged.
+    :param verbose: the caller asked for detailed output.
+    :param progress: whether transfers may show a progress bar.
+    """
+
+    config: "CPVConfig"
+    team: str
+    model: str
+    workspace: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    verbose: bool = False
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class TrackedArtifact:
+    """A file or directory under storage control.
+
+    :param path: path relative to the workspace (``"model.bin"``, ``"data"``).
+    :param digest: content hash as the backend names it (``"md5:..."``).
+    :param size: total bytes.
+    :param nfiles: number of files (1 for a single file).
+    :param pointer: pointer file relative to the workspace, to be committed.
+    """
+
+    path: str
+    digest: str
+    size: int
+    nfiles: int = 1
+    pointer: str | None = None
+
+
+@dataclass(frozen=True)
+class TransferStats:
+    """What a push or fetch moved."""
+
+    transferred: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One version as the versioning backend stores it (e.g. an annotated tag).
+
+    :param kind: the namespace (``"model"``, ``"data"``, ``"checkpoint"``).
+    :param version: the short form, ``"v1.3"``.
+    :param ref: the backend's own name (``"refs/tags/model/v1.3"``).
+    :param commit: the commit the version points at.
+    :param author: who created the version.
+    :param date: ISO-8601 creation time.
+    :param message: the user's message.
+    :param metadata: structured metadata stored with the version
+        (metrics, hash, size, lineage ...).
+    """
+
+    kind: str
+    version: str
+    ref: str
+    commit: str
+    author: str = ""
+    date: str = ""
+    message: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of a credential validation report.
+
+    :param name: short identifier of the check (``"aws.bucket"``).
+    :param ok: whether it passed.
+    :param detail: what was checked / what went wrong (never a secret).
+    :param fix: what to do when it failed.
+    """
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+class PushRejected(Exception):
+    """Raised by :meth:`VersioningBackend.publish` when the remote refused refs.
+
+    Nothing was updated on the remote (pushes are atomic).
+
+    :param rejected: the refs the remote rejected.
+    :param reason: ``"exists"`` for a tag already taken, ``"non-fast-forward"``
+        when the branch moved on the remote, or the server's text.
+    """
+
+    def __init__(self, rejected: Sequence[str], reason: str, detail: str = "") -> None:
+        self.rejected = list(rejected)
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"remote rejected {', '.join(self.rejected)} ({reason})")
+
+
+# --------------------------------------------------------------------------
+# Backend protocols
+# --------------------------------------------------------------------------
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    """Large-file storage for one workspace (the default plugins use DVC)."""
+
+    name: str
+
+    def init(self) -> None:
+        """Prepare the workspace for tracking (e.g. ``.dvc/``) and configure the
+        remote. Idempotent; also called after a clone, where it must only add
+        machine-local settings. Must not write secrets to committed files."""
+
+    def describe_remote(self) -> str:
+        """Human-readable location of the remote store (for plans and errors)."""
+
+    def committed_files(self) -> list[str]:
+        """Files created by :meth:`init` that belong in git (``.dvc/config`` ...)."""
+
+    def track(self, paths: Sequence[str]) -> list[TrackedArtifact]:
+        """Hash ``paths`` (relative to the workspace), store them in the local
+        cache and write their pointer files. Does not upload."""
+
+    def push(self, paths: Sequence[str]) -> TransferStats:
+        """Upload the tracked content of ``paths`` to the remote; content already
+        there is skipped. Raises on any failed object."""
+
+    def materialize(self, rev: str, path: str, dest: Path) -> TrackedArtifact:
+        """Write the content ``path`` had at git revision ``rev`` to ``dest``,
+        fetching from the remote as needed, verifying hashes, atomically (no
+        partial file at ``dest`` on failure). The workspace is not changed."""
+
+    def checkout(self, paths: Sequence[str]) -> None:
+        """Make the workspace files match their pointer files (after a revert)."""
+
+    def status(self, paths: Sequence[str]) -> dict[str, str]:
+        """Per path: ``"unchanged"``, ``"modified"``, ``"untracked"`` or ``"missing"``."""
+
+    def pointer_info(self, rev: str, path: str) -> TrackedArtifact | None:
+        """The tracked hash/size of ``path`` at ``rev`` without fetching data,
+        or None when it was not tracked then."""
+
+
+@runtime_checkable
+class VersioningBackend(Protocol):
+    """The model's version history (the default plugin uses git + annotated tags)."""
+
+    name: str
+
+    def tag_name(self, kind: str, version: "Version") -> str:
+        """The backend's name for version ``version`` of ``kind``
+        (default scheme: ``model/v1.3``)."""
+
+    def parse_tag(self, name: str) -> tuple[str, "Version"] | None:
+        """Inverse of :meth:`tag_name`; None for names outside the scheme."""
+
+    def exists(self) -> bool:
+        """Whether the workspace already holds a repository."""
+
+    def init(self, remote_url: str) -> None:
+        """Create an empty repository in the workspace with ``remote_url`` as origin."""
+
+    def clone(self, remote_url: str) -> bool:
+        """Clone ``remote_url`` into the workspace; False when the remote is empty."""
+
+    def remote_has_history(self, remote_url: str) -> bool:
+        """Whether ``remote_url`` exists and has at least one commit."""
+
+    def head(self) -> str | None:
+        """The current commit id, or None before the first commit."""
+
+    def commit(self, paths: Sequence[str], message: str) -> str:
+        """Commit ``paths`` (relative) with ``message``; returns the commit id."""
+
+    def has_changes(self, paths: Sequence[str] | None = None) -> bool:
+        """Uncommitted changes to tracked files (limited to ``paths`` if given)."""
+
+    def read_file(self, rev: str, path: str) -> bytes | None:
+        """Content of ``path`` at ``rev`` without a checkout; None if absent."""
+
+    def restore(self, rev: str, paths: Sequence[str]) -> None:
+        """Overwrite ``paths`` in the working tree with their content at ``rev``."""
+
+    def fetch(self) -> None:
+        """Fetch the branch and all version tags from the remote."""
+
+    def push_branch(self) -> None:
+        """Publish the current branch; on a non-fast-forward rejection, rebase
+        the local commits on the remote (cpv's own files merge cleanly) and retry."""
+
+    def list_versions(self, kind: str) -> list[VersionRecord]:
+        """All versions of ``kind`` known locally, sorted oldest to newest."""
+
+    def get_version(self, kind: str, version: "Version") -> VersionRecord | None:
+        """One version, or None."""
+
+    def create_version(
+        self, kind: str, version: "Version", message: str, metadata: Mapping[str, Any], rev: str = "HEAD"
+    ) -> VersionRecord:
+        """Create version ``version`` of ``kind`` at ``rev`` locally."""
+
+    def delete_local_version(self, kind: str, version: "Version") -> None:
+        """Remove a local version that could not be published."""
+
+    def publish(self, records: Sequence[VersionRecord], *, with_branch: bool = False) -> None:
+        """Push ``records`` (and the branch, if asked) in one atomic push.
+        Raises :class:`PushRejected` if the remote refused any ref; never forces."""
+
+    def commits_between(self, rev: str) -> list[str]:
+        """Commit ids reachable from ``rev`` (newest first)."""
+
+
+@runtime_checkable
+class HostingBackend(Protocol):
+    """Where a team/model's git repository lives."""
+
+    name: str
+
+    def remote_url(self) -> str:
+        """The git URL of this team/model's repository."""
+
+    def ensure_remote(self) -> str:
+        """Make sure the remote repository exists (create it where the host
+        allows); return its URL. Raise :class:`RepositoryError` saying exactly
+        what to create when it cannot."""
+
+    def validate(self) -> list[CheckResult]:
+        """Check that the remote is reachable with the configured credentials."""
+
+
+@runtime_checkable
+class CredentialProvider(Protocol):
+    """Credentials for one external service."""
+
+    name: str
+
+    def is_configured(self, config: "CPVConfig") -> bool:
+        """Whether the user has set this provider up."""
+
+    def setup(self, config: "CPVConfig", **options: Any) -> dict[str, Any]:
+        """Validate ``options`` and return the config entries to store (paths
+        and names only, never secret values)."""
+
+    def validate(self, config: "CPVConfig") -> list[CheckResult]:
+        """Run each check and report it; must finish in bounded time."""
+
+    def environment(self, config: "CPVConfig") -> dict[str, str]:
+        """Environment variables subprocesses need to use these credentials."""
+
+
+# --------------------------------------------------------------------------
+# What the registration hooks return
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StorageBackendInfo:
+    """A storage backend offered by a plugin: its config name and factory."""
+
+    name: str
+    factory: Callable[[BackendContext], StorageBackend]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class VersioningBackendInfo:
+    """A versioning backend offered by a plugin."""
+
+    name: str
+    factory: Callable[[BackendContext], VersioningBackend]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class HostingBackendInfo:
+    """A hosting backend offered by a plugin."""
+
+    name: str
+    factory: Callable[[BackendContext], HostingBackend]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class CredentialProviderInfo:
+    """A credential provider offered by a plugin."""
+
+    name: str
+    provider: CredentialProvider
+    description: str = ""

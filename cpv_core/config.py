@@ -1,0 +1,252 @@
+"""CPVConfig: the user's cpv settings in ``~/.cpv/config.json``.
+
+``CPV_HOME`` (a directory) overrides ``~/.cpv``. The file is 0600 in a 0700
+directory and holds **paths and names only**, never secret values: keys whose
+name suggests a secret are refused unless they name a file or an environment
+variable (``*_path``, ``*_file``, ``*_env``).
+
+Backends are chosen by name: ``storage``, ``hosting`` and ``versioning``. When a
+key is absent the default follows what is set up: ``dvc-s3`` storage once AWS is
+configured, ``bitbucket-ssh`` hosting once Bitbucket is, otherwise the embedded
+``local`` backends; versioning defaults to ``git-tags``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from .backends import CheckResult
+from .errors import ConfigError, CredentialError
+from .paths import atomic_write_bytes, cpv_home, ensure_private_dir
+
+logger = logging.getLogger("cpv.config")
+
+CONFIG_FILE = "config.json"
+DEFAULT_BACKENDS = {"storage": "local", "hosting": "local", "versioning": "git-tags"}
+#: which credential provider, once configured, makes which backend the default
+PROVIDER_DEFAULTS = {"aws": ("storage", "dvc-s3"), "bitbucket": ("hosting", "bitbucket-ssh")}
+_SECRET_WORDS = ("secret", "password", "token", "access_key", "private_key")
+_SAFE_SUFFIXES = ("_path", "_file", "_env", "_id_env")
+
+
+class ValidationReport:
+    """The per-check result of :meth:`CPVConfig.validate_credentials`.
+
+    Truthy when every check passed, so ``if config.validate_credentials():``
+    works as in the seeds.
+    """
+
+    def __init__(self, checks: list[CheckResult]) -> None:
+        self.checks = checks
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passed."""
+        return all(c.ok for c in self.checks)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __iter__(self) -> Iterator[CheckResult]:
+        return iter(self.checks)
+
+    def failed(self) -> list[CheckResult]:
+        """The checks that did not pass."""
+        return [c for c in self.checks if not c.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``cpv validate --json``)."""
+        return {
+            "ok": self.ok,
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in self.checks],
+        }
+
+
+def _check_no_secrets(data: Any, where: str = "") -> None:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            lowered = str(key).lower()
+            if any(w in lowered for w in _SECRET_WORDS) and not lowered.endswith(_SAFE_SUFFIXES):
+                raise ConfigError(
+                    f"config key {where + str(key)!r} looks like a secret value",
+                    fix="cpv stores only paths and names: store the path of the file that holds it (…_path) or the name of an environment variable (…_env)",
+                )
+            _check_no_secrets(value, f"{where}{key}.")
+
+
+class CPVConfig:
+    """Load, change and persist the cpv configuration.
+
+    :param config_dir: directory holding ``config.json``; default ``$CPV_HOME``
+        or ``~/.cpv``.
+    """
+
+    def __init__(self, config_dir: str | Path | None = None, *, verbose: bool = False, **_: Any) -> None:
+        self.config_dir = Path(config_dir).expanduser().resolve() if config_dir else cpv_home()
+        self.config_path = self.config_dir / CONFIG_FILE
+        self.verbose = verbose
+        self._config: dict[str, Any] = self._load_config()
+
+    # -- persistence -----------------------------------------------------
+    def _load_config(self) -> dict[str, Any]:
+        """Read ``config.json``; an absent file is an empty config."""
+        try:
+            raw = self.config_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read cpv config {self.config_path}: {exc.strerror}",
+                fix="check its permissions, or point CPV_HOME at another directory",
+            ) from None
+        try:
+            data = json.loads(raw) if raw.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"cpv config {self.config_path} is not valid JSON (line {exc.lineno}: {exc.msg})",
+                fix="fix or delete the file and run the setup commands again",
+            ) from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"cpv config {self.config_path} must hold a JSON object", fix="fix or delete the file")
+        return data
+
+    def _save_config(self) -> None:
+        """Write ``config.json`` atomically, 0600 in a 0700 directory."""
+        _check_no_secrets(self._config)
+        self._config["last_updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        ensure_private_dir(self.config_dir)
+        payload = json.dumps(self._config, indent=2, sort_keys=True).encode() + b"\n"
+        atomic_write_bytes(self.config_path, payload, mode=0o600)
+
+    save = _save_config
+
+    # -- reading ---------------------------------------------------------
+    def get_config(self, key: str | None = None, default: Any = None) -> Any:
+        """The whole config (a copy) or one value by dotted key (``"aws.bucket"``)."""
+        if key is None:
+            return copy.deepcopy(self._config)
+        node: Any = self._config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return copy.deepcopy(node)
+
+    def set_config(self, key: str, value: Any, *, save: bool = True) -> None:
+        """Set one value by dotted key (``None`` removes it) and save."""
+        parts = key.split(".")
+        node = self._config
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config key {key!r} crosses a non-object value", fix="remove the conflicting key")
+        if value is None:
+            node.pop(parts[-1], None)
+        else:
+            node[parts[-1]] = value
+        _check_no_secrets(self._config)
+        if save:
+            self._save_config()
+
+    def backend_name(self, kind: str) -> str:
+        """The configured backend name for ``kind`` (storage, hosting, versioning)."""
+        explicit = self._config.get(kind)
+        if explicit:
+            return str(explicit)
+        for section, (backend_kind, backend) in PROVIDER_DEFAULTS.items():
+            if backend_kind == kind and self._config.get(section):
+                return backend
+        return DEFAULT_BACKENDS[kind]
+
+    def workspace_root(self) -> Path:
+        """Where model workspaces live: ``workspace_root`` or ``$CPV_HOME/workspaces``."""
+        value = self._config.get("workspace_root")
+        return Path(value).expanduser() if value else self.config_dir / "workspaces"
+
+    # -- credentials -----------------------------------------------------
+    def _providers(self):  # -> list[CredentialProviderInfo]
+        from .plugins import Plugins
+
+        return Plugins().credential_providers()
+
+    def credential_env(self) -> dict[str, str]:
+        """Environment variables from every configured credential provider."""
+        env: dict[str, str] = {}
+        for info in self._providers():
+            if info.provider.is_configured(self):
+                env.update(info.provider.environment(self))
+        return env
+
+    def _setup_provider(self, name: str, section: str, options: dict[str, Any]) -> dict[str, Any]:
+        from .plugins import Plugins
+
+        provider = Plugins().credential_provider(name)
+        entries = provider.setup(self, **options)
+        self._config[section] = entries
+        self._save_config()
+        return entries
+
+    def setup_aws_profile(
+        self,
+        credential_path: str | Path | None = None,
+        aws_profile: str = "default",
+        bucket: str | None = None,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Configure S3 access by reference to an AWS credentials file and profile.
+
+        Stores the path, profile, bucket, endpoint and region, never key values.
+        Newly initialised models then use the ``dvc-s3`` storage.
+        """
+        options = dict(
+            credential_path=credential_path, aws_profile=aws_profile, bucket=bucket,
+            endpoint_url=endpoint_url, region=region,
+        )
+        options.update({k: v for k, v in kwargs.items() if k not in {"verbose", "dry_run"}})
+        return self._setup_provider("aws", "aws", options)
+
+    def setup_bitbucket_ssh(
+        self, keygen_filename: str | Path | None = None, bitbucket_user: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Configure Bitbucket over SSH: key (generated if missing), ``~/.ssh/config``
+        managed block, workspace, host and port. Newly initialised models then use
+        the ``bitbucket-ssh`` hosting."""
+        options = dict(keygen_filename=keygen_filename, bitbucket_user=bitbucket_user)
+        options.update({k: v for k, v in kwargs.items() if k not in {"verbose", "dry_run"}})
+        return self._setup_provider("bitbucket-ssh", "bitbucket", options)
+
+    def validate_credentials(self, verbose: bool = False, **_: Any) -> ValidationReport:
+        """Run every configured provider's checks; truthy when all pass.
+
+        With nothing configured the embedded local default needs no
+        credentials, which is reported as one passing check.
+        """
+        checks: list[CheckResult] = []
+        for info in self._providers():
+            if info.provider.is_configured(self):
+                checks.extend(info.provider.validate(self))
+        if not checks:
+            checks.append(CheckResult("local", True, "no remote credentials configured: the embedded local default needs none"))
+        report = ValidationReport(checks)
+        for check in checks:
+            level = logging.INFO if check.ok else logging.WARNING
+            if verbose or self.verbose or not check.ok:
+                logger.log(level, "%s %s: %s", "ok" if check.ok else "FAILED", check.name, check.detail)
+        return report
+
+    def require_valid_credentials(self) -> None:
+        """Raise :class:`CredentialError` listing each failed check."""
+        report = self.validate_credentials()
+        if not report:
+            failed = report.failed()
+            raise CredentialError(
+                "; ".join(f"{c.name}: {c.detail}" for c in failed),
+                fix="; ".join(c.fix for c in failed if c.fix) or None,
+            )

@@ -1,0 +1,221 @@
+"""The plugin manager and a small typed facade over it.
+
+Builtin plugins (``cpv_plugins.*``) are registered first, then every entry
+point of the group ``cpv`` (the builtins are declared there too, exactly like
+third-party plugins, and are skipped when already registered). A plugin that
+fails to import produces a warning naming it instead of a dead CLI.
+
+``CPV_DISABLE_PLUGINS=1`` (or ``all``) loads the builtins only;
+``CPV_DISABLE_PLUGINS=name1,name2`` skips the named entry points.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Iterable, TypeVar
+
+import pluggy
+
+from . import hookspecs
+from .backends import (
+    BackendContext,
+    CredentialProvider,
+    CredentialProviderInfo,
+    HostingBackend,
+    HostingBackendInfo,
+    StorageBackend,
+    StorageBackendInfo,
+    VersioningBackend,
+    VersioningBackendInfo,
+)
+from .errors import ConfigError
+
+ENTRY_POINT_GROUP = "cpv"
+DISABLE_ENV = "CPV_DISABLE_PLUGINS"
+
+#: Builtin plugin modules, registered before any entry point.
+BUILTIN_PLUGINS: dict[str, str] = {
+    "git_tags": "cpv_plugins.git_tags",
+    "local": "cpv_plugins.local",
+    "dvc_s3": "cpv_plugins.dvc_s3",
+    "bitbucket_ssh": "cpv_plugins.bitbucket_ssh",
+}
+
+
+class PluginLoadWarning(UserWarning):
+    """A third-party plugin could not be loaded; cpv continues without it."""
+
+
+def _disabled_entry_points() -> tuple[bool, set[str]]:
+    value = os.environ.get(DISABLE_ENV, "").strip()
+    if value.lower() in {"1", "true", "yes", "all", "*"}:
+        return True, set()
+    return False, {v.strip() for v in value.split(",") if v.strip()}
+
+
+def _register_builtins(pm: pluggy.PluginManager) -> None:
+    for name, module_name in BUILTIN_PLUGINS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # A builtin whose own module is missing is a broken install, not
+            # an optional extra: say so but keep the others.
+            warnings.warn(f"builtin cpv plugin {name!r} ({module_name}) is missing: {exc}", PluginLoadWarning, stacklevel=2)
+            continue
+        pm.register(module, name=name)
+
+
+def _register_entry_points(pm: pluggy.PluginManager) -> None:
+    all_disabled, disabled = _disabled_entry_points()
+    if all_disabled:
+        return
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in disabled or pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            plugin = ep.load()
+            if pm.is_registered(plugin):
+                continue
+            pm.register(plugin, name=ep.name)
+            dist = getattr(ep, "dist", None)
+            if dist is not None:
+                pm._plugin_distinfo.append((plugin, dist))  # as pluggy's own loader does
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not break cpv
+            warnings.warn(
+                f"cpv plugin {ep.name!r} ({ep.value}) failed to load and was skipped: "
+                f"{type(exc).__name__}: {exc}. Reinstall or uninstall it, or set {DISABLE_ENV}={ep.name}.",
+                PluginLoadWarning,
+                stacklevel=2,
+            )
+
+
+@functools.lru_cache(maxsize=None)
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager (builtins, then entry points)."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    _register_builtins(pm)
+    _register_entry_points(pm)
+    pm.check_pending()
+    return pm
+
+
+def reset_plugin_manager() -> None:
+    """Forget the cached manager (tests, or after installing a plugin)."""
+    get_plugin_manager.cache_clear()
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What ``cpv plugins`` shows for one plugin."""
+
+    name: str
+    module: str
+    version: str | None
+    hooks: tuple[str, ...]
+    builtin: bool
+
+
+T = TypeVar("T")
+
+
+def _collect(results: Iterable[Iterable[T] | None]) -> list[T]:
+    out: list[T] = []
+    for result in results:
+        if result:
+            out.extend(result)
+    return out
+
+
+def _pick(kind: str, name: str, infos: list[Any]) -> Any:
+    by_name: dict[str, Any] = {}
+    for info in infos:
+        by_name.setdefault(info.name, info)
+    if name not in by_name:
+        choices = ", ".join(sorted(by_name)) or "none"
+        raise ConfigError(
+            f"{kind} backend {name!r} is not provided by any installed plugin (available: {choices})",
+            fix=f"install the plugin that provides it, or set \"{kind}\" to one of the available names in the cpv config",
+        )
+    return by_name[name]
+
+
+class Plugins:
+    """Typed access to the hooks, so the rest of cpv never touches ``pm.hook`` untyped."""
+
+    def __init__(self, pm: pluggy.PluginManager | None = None) -> None:
+        self.pm = pm or get_plugin_manager()
+
+    # -- registries -------------------------------------------------------
+    def storage_backends(self) -> list[StorageBackendInfo]:
+        """Every storage backend offered by a registered plugin."""
+        return _collect(self.pm.hook.cpv_storage_backends())
+
+    def versioning_backends(self) -> list[VersioningBackendInfo]:
+        """Every versioning backend offered by a registered plugin."""
+        return _collect(self.pm.hook.cpv_versioning_backends())
+
+    def hosting_backends(self) -> list[HostingBackendInfo]:
+        """Every hosting backend offered by a registered plugin."""
+        return _collect(self.pm.hook.cpv_hosting_backends())
+
+    def credential_providers(self) -> list[CredentialProviderInfo]:
+        """Every credential provider offered by a registered plugin."""
+        return _collect(self.pm.hook.cpv_credential_providers())
+
+    # -- selection by configured name ---------------------------------------
+    def storage(self, name: str, ctx: BackendContext) -> StorageBackend:
+        """Create the storage backend called ``name`` for ``ctx``."""
+        return _pick("storage", name, self.storage_backends()).factory(ctx)
+
+    def versioning(self, name: str, ctx: BackendContext) -> VersioningBackend:
+        """Create the versioning backend called ``name`` for ``ctx``."""
+        return _pick("versioning", name, self.versioning_backends()).factory(ctx)
+
+    def hosting(self, name: str, ctx: BackendContext) -> HostingBackend:
+        """Create the hosting backend called ``name`` for ``ctx``."""
+        return _pick("hosting", name, self.hosting_backends()).factory(ctx)
+
+    def credential_provider(self, name: str) -> CredentialProvider:
+        """The credential provider called ``name``."""
+        return _pick("credentials", name, self.credential_providers()).provider
+
+    def register_commands(self, cli: Any) -> None:
+        """Let plugins add CLI commands."""
+        self.pm.hook.cpv_register_commands(cli=cli)
+
+    # -- introspection ------------------------------------------------------
+    def describe(self) -> list[PluginInfo]:
+        """Name, module, version and implemented hooks of every plugin."""
+        dist_of = {id(plugin): dist for plugin, dist in self.pm.list_plugin_distinfo()}
+        infos = []
+        for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda item: str(item[0])):
+            if plugin is None:
+                continue
+            hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or []))
+            dist = dist_of.get(id(plugin))
+            version = dist.version if dist is not None else _builtin_version(name)
+            infos.append(
+                PluginInfo(
+                    name=str(name),
+                    module=getattr(plugin, "__name__", type(plugin).__name__),
+                    version=version,
+                    hooks=hooks,
+                    builtin=name in BUILTIN_PLUGINS,
+                )
+            )
+        return infos
+
+
+def _builtin_version(name: str) -> str | None:
+    if name not in BUILTIN_PLUGINS:
+        return None
+    from . import __version__
+
+    return __version__
+

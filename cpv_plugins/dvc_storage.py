@@ -1,0 +1,246 @@
+"""What the DVC-based storage backends (``local``, ``dvc-s3``) share.
+
+DVC is used through its Python API (``dvc.repo.Repo``), imported on first use.
+Committed configuration (``.dvc/config``) holds only the remote's name and,
+where it is the same for every team member, its URL; everything
+machine-specific or credential-related goes to ``.dvc/config.local``, which
+git ignores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from cpv_core.backends import BackendContext, TrackedArtifact, TransferStats
+from cpv_core.errors import DVCError, ValidationError
+
+logger = logging.getLogger("cpv.storage")
+
+REMOTE_NAME = "cpv"
+_HASH_CHUNK = 1024 * 1024
+
+
+def _quiet_dvc() -> None:
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    import dvc.repo  # noqa: F401 - DVC configures its logger on import
+
+    # DVC logs hints meant for its own CLI ("To track the changes with git...").
+    logging.getLogger("dvc").setLevel(logging.WARNING)
+
+
+def file_md5(path: Path) -> str:
+    """MD5 of a file's bytes, as DVC 3 records it."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def parse_pointer(content: bytes | str) -> dict[str, Any] | None:
+    """The first ``outs`` entry of a ``.dvc`` file."""
+    from dvc.utils.serialize import parse_yaml
+
+    text = content.decode() if isinstance(content, bytes) else content
+    data = parse_yaml(text, "pointer") or {}
+    outs = data.get("outs") or []
+    return outs[0] if outs else None
+
+
+def artifact_from_out(path: str, out: dict[str, Any]) -> TrackedArtifact:
+    """A :class:`TrackedArtifact` from a ``.dvc`` ``outs`` entry."""
+    md5 = str(out.get("md5", ""))
+    return TrackedArtifact(
+        path=path,
+        digest=f"md5:{md5}",
+        size=int(out.get("size", 0) or 0),
+        nfiles=int(out.get("nfiles", 1) or 1),
+        pointer=f"{path}.dvc",
+    )
+
+
+class DvcStorage:
+    """Storage through DVC; subclasses say where the remote is."""
+
+    name = "dvc"
+
+    def __init__(self, ctx: BackendContext) -> None:
+        self.ctx = ctx
+        self.path = Path(ctx.workspace)
+
+    # -- what subclasses provide ---------------------------------------------
+    def remote_url(self) -> str:
+        """The DVC remote URL for this team/model."""
+        raise NotImplementedError
+
+    def url_is_shared(self) -> bool:
+        """Whether the URL is the same for every team member (then it is committed)."""
+        return True
+
+    def local_remote_options(self) -> dict[str, str]:
+        """Machine-local remote options (endpoint, profile, credential path)."""
+        return {}
+
+    def map_error(self, action: str, exc: Exception) -> Exception:
+        """Turn a DVC exception into a cpv error; subclasses refine it."""
+        return DVCError(f"DVC could not {action}: {exc}", fix=f"check the remote {self.describe_remote()} and `cpv validate`")
+
+    # -- helpers ---------------------------------------------------------------
+    @contextmanager
+    def _repo(self) -> Iterator[Any]:
+        _quiet_dvc()
+        from dvc.repo import Repo
+
+        repo = Repo(str(self.path))
+        try:
+            yield repo
+        finally:
+            repo.close()
+
+    def _abs(self, paths: Sequence[str]) -> list[str]:
+        return [str(self.path / p) for p in paths]
+
+    # -- StorageBackend ------------------------------------------------------------
+    def describe_remote(self) -> str:
+        return self.remote_url()
+
+    def committed_files(self) -> list[str]:
+        return [".dvc/config", ".dvc/.gitignore", ".dvcignore"]
+
+    def init(self) -> None:
+        _quiet_dvc()
+        from dvc.repo import Repo
+
+        if not (self.path / ".dvc").is_dir():
+            Repo.init(str(self.path), subdir=False).close()
+        with self._repo() as repo:
+            # local first: DVC validates the merged config, which needs the url somewhere
+            local = dict(self.local_remote_options())
+            if not self.url_is_shared():
+                local["url"] = self.remote_url()
+            if local:
+                with repo.config.edit("local") as conf:
+                    conf["remote"].setdefault(REMOTE_NAME, {}).update(local)
+            with repo.config.edit("repo") as conf:
+                conf["core"]["remote"] = REMOTE_NAME
+                if self.url_is_shared():
+                    conf["remote"].setdefault(REMOTE_NAME, {})["url"] = self.remote_url()
+
+    def track(self, paths: Sequence[str]) -> list[TrackedArtifact]:
+        with self._repo() as repo:
+            try:
+                repo.add(self._abs(paths))
+            except Exception as exc:  # noqa: BLE001 - DVC raises many types
+                raise DVCError(f"DVC could not track {', '.join(paths)}: {exc}", fix="check the files exist and are readable") from None
+        return [self._read_pointer(p) for p in paths]
+
+    def _read_pointer(self, path: str) -> TrackedArtifact:
+        pointer = self.path / f"{path}.dvc"
+        out = parse_pointer(pointer.read_bytes())
+        if out is None:
+            raise DVCError(f"pointer file {pointer} has no outputs", fix=f"re-run the upload of {path}")
+        return artifact_from_out(path, out)
+
+    def push(self, paths: Sequence[str]) -> TransferStats:
+        with self._repo() as repo:
+            try:
+                count = repo.push(targets=self._abs(paths), remote=REMOTE_NAME)
+            except Exception as exc:  # noqa: BLE001
+                raise self.map_error(f"upload {', '.join(paths)} to {self.describe_remote()}", exc) from None
+        return TransferStats(transferred=int(count or 0))
+
+    def pointer_info(self, rev: str, path: str) -> TrackedArtifact | None:
+        from .gitutil import open_repo
+
+        import git
+
+        try:
+            content = open_repo(self.path, self.ctx.env).git.execute(["git", "show", f"{rev}:{path}.dvc"], stdout_as_string=False)
+        except git.GitCommandError:
+            return None
+        out = parse_pointer(content)
+        return artifact_from_out(path, out) if out else None
+
+    def materialize(self, rev: str, path: str, dest: Path) -> TrackedArtifact:
+        info = self.pointer_info(rev, path)
+        if info is None:
+            raise DVCError(f"{path} is not tracked at {rev}", fix="choose a version that contains it")
+        _quiet_dvc()
+        from dvc.fs import DVCFileSystem
+
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".cpv-tmp", dir=dest.parent))
+        try:
+            target = staging / dest.name
+            try:
+                fs = DVCFileSystem(url=str(self.path), rev=rev)
+                fs.get(path, str(target), recursive=info.nfiles > 1 or fs.isdir(path))
+            except Exception as exc:  # noqa: BLE001
+                raise self.map_error(f"download {path} at {rev.removeprefix('refs/tags/')}", exc) from None
+            self._verify(info, target)
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)
+            os.replace(target, dest)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return info
+
+    def _verify(self, info: TrackedArtifact, target: Path) -> None:
+        if target.is_file():
+            actual = "md5:" + file_md5(target)
+            if actual != info.digest:
+                raise DVCError(
+                    f"downloaded {info.path} is corrupt: expected {info.digest}, got {actual} "
+                    f"(object {info.digest.removeprefix('md5:')} in {self.describe_remote()})",
+                    fix="the remote copy is damaged: re-upload that version from a machine that has it",
+                )
+            return
+        size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+        if info.size and size != info.size:
+            raise DVCError(
+                f"downloaded {info.path} has {size} bytes, expected {info.size}",
+                fix="the remote copy is incomplete: re-upload that version",
+            )
+
+    def checkout(self, paths: Sequence[str]) -> None:
+        with self._repo() as repo:
+            try:
+                repo.pull(targets=self._abs(paths), remote=REMOTE_NAME, force=True)
+            except Exception as exc:  # noqa: BLE001
+                raise self.map_error(f"restore {', '.join(paths)}", exc) from None
+
+    def status(self, paths: Sequence[str]) -> dict[str, str]:
+        result: dict[str, str] = {}
+        existing = []
+        for p in paths:
+            if not (self.path / f"{p}.dvc").exists():
+                result[p] = "untracked" if (self.path / p).exists() else "missing"
+            elif not (self.path / p).exists():
+                result[p] = "missing"
+            else:
+                existing.append(p)
+        if existing:
+            with self._repo() as repo:
+                try:
+                    changes = repo.status(targets=self._abs(existing))
+                except Exception as exc:  # noqa: BLE001
+                    raise DVCError(f"DVC could not read the status of {', '.join(existing)}: {exc}") from None
+            changed = {p for p in existing if any(p in str(k) for k in changes)}
+            for p in existing:
+                result[p] = "modified" if p in changed else "unchanged"
+        return result
+
+
+def require_relative(path: str) -> str:
+    """Refuse absolute paths or paths that leave the workspace."""
+    if os.path.isabs(path) or ".." in Path(path).parts:
+        raise ValidationError(f"path {path!r} must be relative to the workspace", fix="pass e.g. 'model.bin' or 'data/test'")
+    return path

@@ -1,0 +1,358 @@
+"""Versioning backend ``git-tags``: the model's git repository, versions as annotated tags.
+
+Tag naming scheme: ``{kind}/v{major}.{minor}`` (``model/v1.3``, ``data/v0.4``,
+``checkpoint/v1.0``), so model and data keep separate version sequences in one
+repository. The tag message is the user's message followed by one line
+``cpv-metadata: {json}`` (metrics, hash, size, lineage), so listing versions
+with their metrics reads refs only, with no checkout.
+
+Publishing is one ``git push --atomic`` of full refspecs; a tag the remote
+already has is reported as :class:`PushRejected` and never forced.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from cpv_core import hookimpl
+from cpv_core.backends import BackendContext, PushRejected, VersioningBackendInfo, VersionRecord
+from cpv_core.errors import GitError
+from cpv_core.versions import Version
+
+from .gitutil import command_error, default_identity, ensure_dir_empty_or_missing, git_env, open_repo, validate_remote_url
+
+logger = logging.getLogger("cpv.git")
+
+BRANCH = "main"
+METADATA_PREFIX = "cpv-metadata: "
+_TAG_RE = re.compile(r"^(?P<kind>[a-z][a-z0-9_-]{0,31})/(?P<version>v\d+\.\d+)$")
+_FIELD, _RECORD = "\x1f", "\x1e"
+_REF_FORMAT = _FIELD.join(
+    ["%(refname)", "%(objectname)", "%(*objectname)", "%(taggername)", "%(taggerdate:iso-strict)",
+     "%(committerdate:iso-strict)", "%(contents)"]
+) + _RECORD
+BRANCH_PUSH_ATTEMPTS = 5
+
+
+def encode_message(message: str, metadata: Mapping[str, Any]) -> str:
+    """Tag message: the user's text, a blank line, then the metadata line."""
+    text = (message or "").strip()
+    line = METADATA_PREFIX + json.dumps(dict(metadata), sort_keys=True, separators=(",", ":"))
+    return f"{text}\n\n{line}\n" if text else f"{line}\n"
+
+
+def decode_message(contents: str) -> tuple[str, dict[str, Any]]:
+    """Inverse of :func:`encode_message`; tolerates tags made by plain git."""
+    metadata: dict[str, Any] = {}
+    kept = []
+    for line in contents.splitlines():
+        if line.startswith(METADATA_PREFIX):
+            try:
+                metadata = json.loads(line[len(METADATA_PREFIX):])
+            except json.JSONDecodeError:
+                logger.warning("ignoring unreadable cpv metadata in a tag message")
+            continue
+        kept.append(line)
+    return "\n".join(kept).strip(), metadata
+
+
+def parse_push_porcelain(output: str) -> list[tuple[str, str, str]]:
+    """``(flag, ref, summary)`` for every ref line of ``git push --porcelain``."""
+    rows = []
+    for line in output.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and len(parts[0]) == 1:
+            rows.append((parts[0], parts[1].split(":")[-1], parts[2]))
+    return rows
+
+
+class GitTagsVersioning:
+    """The ``git-tags`` versioning backend (GitPython)."""
+
+    name = "git-tags"
+
+    def __init__(self, ctx: BackendContext) -> None:
+        self.ctx = ctx
+        self.path = Path(ctx.workspace)
+        self._repo: Any = None
+
+    # -- naming scheme ---------------------------------------------------------
+    def tag_name(self, kind: str, version: Version) -> str:
+        return f"{kind}/{version}"
+
+    def parse_tag(self, name: str) -> tuple[str, Version] | None:
+        name = name.removeprefix("refs/tags/")
+        match = _TAG_RE.match(name)
+        if not match or not Version.is_valid(match.group("version")):
+            return None
+        return match.group("kind"), Version.parse(match.group("version"))
+
+    # -- repository ----------------------------------------------------------------
+    @property
+    def repo(self) -> Any:
+        if self._repo is None:
+            try:
+                self._repo = open_repo(self.path, self.ctx.env)
+            except Exception as exc:  # noqa: BLE001 - InvalidGitRepositoryError, NoSuchPathError
+                raise GitError(
+                    f"{self.path} is not a git repository ({type(exc).__name__})",
+                    fix="run `cpv init model` (or import_model_init()) first",
+                ) from None
+        return self._repo
+
+    def _run(self, action: str, *args: str, fix: str | None = None, **kwargs: Any) -> Any:
+        import git
+
+        try:
+            return self.repo.git.execute(["git", *args], **kwargs)
+        except git.GitCommandError as exc:
+            raise command_error(action, exc, fix=fix) from None
+
+    def _ensure_identity(self) -> None:
+        reader = self.repo.config_reader()
+        if reader.get_value("user", "name", default="") and reader.get_value("user", "email", default=""):
+            return
+        name, email = default_identity()
+        with self.repo.config_writer() as writer:
+            if not reader.get_value("user", "name", default=""):
+                writer.set_value("user", "name", name)
+            if not reader.get_value("user", "email", default=""):
+                writer.set_value("user", "email", email)
+
+    def exists(self) -> bool:
+        return (self.path / ".git").is_dir()
+
+    def init(self, remote_url: str) -> None:
+        import git
+
+        validate_remote_url(remote_url)
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            repo = git.Repo.init(str(self.path), initial_branch=BRANCH)
+        except git.GitCommandError as exc:
+            raise command_error(f"initialise a repository in {self.path}", exc) from None
+        repo.git.update_environment(**git_env(self.ctx.env))
+        self._repo = repo
+        self._run("add the remote", "remote", "add", "--", "origin", remote_url)
+        self._ensure_identity()
+
+    def clone(self, remote_url: str) -> bool:
+        import git
+
+        validate_remote_url(remote_url)
+        ensure_dir_empty_or_missing(self.path)
+        try:
+            repo = git.Repo.clone_from(
+                remote_url, str(self.path), env=git_env(self.ctx.env), multi_options=["--origin=origin"]
+            )
+        except git.GitCommandError as exc:
+            raise command_error(f"clone {remote_url}", exc, fix="check the hosting configuration and your access") from None
+        repo.git.update_environment(**git_env(self.ctx.env))
+        self._repo = repo
+        self._ensure_identity()
+        return repo.head.is_valid()
+
+    def remote_has_history(self, remote_url: str) -> bool:
+        import git
+
+        validate_remote_url(remote_url)
+        try:
+            out = git.Git().execute(
+                ["git", "ls-remote", "--heads", "--end-of-options", remote_url], env=git_env(self.ctx.env)
+            )
+        except git.GitCommandError as exc:
+            raise command_error(f"reach {remote_url}", exc, fix="check the remote with `cpv validate`") from None
+        return bool(str(out).strip())
+
+    def head(self) -> str | None:
+        try:
+            return self.repo.head.commit.hexsha
+        except ValueError:
+            return None
+
+    def commit(self, paths: Sequence[str], message: str) -> str:
+        self._ensure_identity()
+        self._run("stage files", "add", "--", *paths)
+        self._run("commit", "commit", "--no-verify", "--quiet", "-m", message, "--", *paths)
+        return self.repo.head.commit.hexsha
+
+    def has_changes(self, paths: Sequence[str] | None = None) -> bool:
+        args = ["status", "--porcelain", "--untracked-files=no"]
+        if paths:
+            args += ["--", *paths]
+        return bool(str(self._run("read the status", *args)).strip())
+
+    def changed_files(self, paths: Sequence[str] | None = None) -> list[str]:
+        """Tracked files with uncommitted changes (for error messages)."""
+        args = ["status", "--porcelain", "--untracked-files=no"]
+        if paths:
+            args += ["--", *paths]
+        return [line[3:] for line in str(self._run("read the status", *args)).splitlines() if line.strip()]
+
+    def read_file(self, rev: str, path: str) -> bytes | None:
+        import git
+
+        try:
+            return self.repo.git.execute(["git", "show", f"{rev}:{path}"], stdout_as_string=False)
+        except git.GitCommandError:
+            return None
+
+    def restore(self, rev: str, paths: Sequence[str]) -> None:
+        self._run("restore files", "restore", f"--source={rev}", "--staged", "--worktree", "--", *paths)
+
+    # -- remote ----------------------------------------------------------------------
+    def fetch(self) -> None:
+        self._run(
+            "fetch from the remote", "fetch", "--quiet", "--no-tags", "origin",
+            f"+refs/heads/{BRANCH}:refs/remotes/origin/{BRANCH}", "refs/tags/*:refs/tags/*",
+            fix="check the network and `cpv validate`",
+        )
+
+    def _remote_branch_exists(self) -> bool:
+        try:
+            self.repo.commit(f"refs/remotes/origin/{BRANCH}")
+            return True
+        except Exception:  # noqa: BLE001 - BadName / ValueError
+            return False
+
+    def _push(self, refspecs: Sequence[str], *, atomic: bool = True) -> None:
+        import git
+
+        args = ["git", "push", "--porcelain"]
+        if atomic:
+            args.append("--atomic")
+        args += ["--end-of-options", "origin", *refspecs]
+        try:
+            self.repo.git.execute(args)
+        except git.GitCommandError as exc:
+            rows = parse_push_porcelain(str(exc.stdout or ""))
+            rejected = [(ref, summary) for flag, ref, summary in rows if flag == "!"]
+            if not rejected:
+                raise command_error("push to the remote", exc, fix="check the network and `cpv validate`") from None
+            primary = [r for r in rejected if "atomic push failed" not in r[1]] or rejected
+            summary = primary[0][1]
+            if "already exists" in summary or ("tags/" in primary[0][0] and "cannot lock ref" in summary):
+                reason = "exists"
+            elif "non-fast-forward" in summary or "fetch first" in summary:
+                reason = "non-fast-forward"
+            else:
+                reason = summary
+            raise PushRejected([ref for ref, _ in primary], reason, str(exc.stderr or "")) from None
+        # refresh the remote-tracking branch without another round trip
+        if any(spec.endswith(f"refs/heads/{BRANCH}") for spec in refspecs):
+            self._run("update origin/main", "update-ref", f"refs/remotes/origin/{BRANCH}", "HEAD")
+
+    def _branch_refspec(self) -> str:
+        return f"refs/heads/{BRANCH}:refs/heads/{BRANCH}"
+
+    def push_branch(self) -> None:
+        for attempt in range(BRANCH_PUSH_ATTEMPTS):
+            try:
+                self._push([self._branch_refspec()], atomic=False)
+                return
+            except PushRejected as exc:
+                if exc.reason != "non-fast-forward" or attempt == BRANCH_PUSH_ATTEMPTS - 1:
+                    raise GitError(
+                        f"the remote refused branch {BRANCH} ({exc.reason})",
+                        fix="fetch and resolve with git in the workspace, then run the command again",
+                    ) from None
+                logger.info("the remote branch moved; replaying local commits on top of it")
+                self.fetch()
+                self._rebase_on_remote()
+                time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
+
+    def _rebase_on_remote(self) -> None:
+        # While rebasing, "theirs" is the local commit being replayed: the newest
+        # upload wins for pointer files; metrics.log merges by union (.gitattributes).
+        try:
+            self._run("rebase on the remote branch", "rebase", "--quiet", "--autostash", "-X", "theirs",
+                      f"refs/remotes/origin/{BRANCH}")
+        except GitError:
+            self._run("abort the rebase", "rebase", "--abort")
+            raise
+
+    def is_published(self, rev: str = "HEAD") -> bool:
+        """Whether ``rev`` is contained in the remote-tracking branch."""
+        if not self._remote_branch_exists():
+            return False
+        import git
+
+        try:
+            self.repo.git.execute(["git", "merge-base", "--is-ancestor", rev, f"refs/remotes/origin/{BRANCH}"])
+            return True
+        except git.GitCommandError:
+            return False
+
+    # -- versions --------------------------------------------------------------------
+    def _records(self, pattern: str) -> list[VersionRecord]:
+        out = str(self._run("list tags", "for-each-ref", f"--format={_REF_FORMAT}", pattern))
+        records = []
+        for raw in out.split(_RECORD):
+            raw = raw.strip("\n")
+            if not raw:
+                continue
+            fields = raw.split(_FIELD)
+            if len(fields) < 7:
+                continue
+            ref, obj, peeled, tagger, tagdate, commitdate, contents = fields[:6] + [_FIELD.join(fields[6:])]
+            parsed = self.parse_tag(ref)
+            if parsed is None:
+                continue
+            kind, version = parsed
+            message, metadata = decode_message(contents)
+            records.append(
+                VersionRecord(
+                    kind=kind, version=str(version), ref=ref, commit=peeled or obj,
+                    author=tagger.strip(), date=tagdate or commitdate, message=message, metadata=metadata,
+                )
+            )
+        records.sort(key=lambda r: Version.parse(r.version))
+        return records
+
+    def list_versions(self, kind: str) -> list[VersionRecord]:
+        return self._records(f"refs/tags/{kind}/")
+
+    def get_version(self, kind: str, version: Version) -> VersionRecord | None:
+        found = self._records(f"refs/tags/{self.tag_name(kind, version)}")
+        return found[0] if found else None
+
+    def create_version(
+        self, kind: str, version: Version, message: str, metadata: Mapping[str, Any], rev: str = "HEAD"
+    ) -> VersionRecord:
+        self._ensure_identity()
+        name = self.tag_name(kind, version)
+        self._tag(name, rev, encode_message(message, metadata))
+        record = self.get_version(kind, version)
+        assert record is not None
+        return record
+
+    def _tag(self, name: str, rev: str, message: str) -> None:
+        import git
+
+        try:
+            self.repo.create_tag(name, ref=rev, message=message)
+        except git.GitCommandError as exc:
+            raise command_error(f"create tag {name}", exc) from None
+
+    def delete_local_version(self, kind: str, version: Version) -> None:
+        name = self.tag_name(kind, version)
+        if self.get_version(kind, version) is not None:
+            self._run(f"delete local tag {name}", "tag", "-d", name)
+
+    def publish(self, records: Sequence[VersionRecord], *, with_branch: bool = False) -> None:
+        refspecs = [f"{r.ref}:{r.ref}" for r in records]
+        if with_branch or not self.is_published():
+            refspecs.insert(0, self._branch_refspec())
+        self._push(refspecs, atomic=True)
+
+
+@hookimpl
+def cpv_versioning_backends() -> list[VersioningBackendInfo]:
+    """The git-tags versioning backend."""
+    return [VersioningBackendInfo("git-tags", GitTagsVersioning, "git commits; versions as annotated tags kind/vX.Y")]

@@ -1,0 +1,78 @@
+"""Running git for the default plugins: environment, identity, error mapping."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from pathlib import Path
+from typing import Any, Mapping
+
+from cpv_core.errors import GitError, ValidationError
+
+# Never let git wait for a password or open an editor inside cpv.
+BASE_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true"}
+
+
+def git_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """Environment for git subprocesses: cpv's safe defaults plus ``extra``."""
+    env = dict(BASE_ENV)
+    env.update(extra)
+    return env
+
+
+def validate_remote_url(url: str) -> str:
+    """Refuse URLs git would treat as options or as the ``ext::`` transport."""
+    if not url or url.startswith("-") or "::" in url.split("/", 1)[0] or url.lower().startswith("ext::"):
+        raise ValidationError(
+            f"remote URL {url!r} is not allowed",
+            fix="use an ssh://, https:// or file path URL that does not start with '-' and has no '<transport>::' prefix",
+        )
+    return url
+
+
+def default_identity() -> tuple[str, str]:
+    """A committer identity for machines where git has none configured."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        user = "cpv"
+    host = socket.gethostname() or "localhost"
+    return user, f"{user}@{host}"
+
+
+def open_repo(path: Path, env: Mapping[str, str]) -> Any:
+    """A GitPython ``Repo`` for ``path`` whose git commands use ``env``."""
+    import git
+
+    repo = git.Repo(str(path))
+    repo.git.update_environment(**git_env(env))
+    return repo
+
+
+def command_error(action: str, exc: Exception, *, fix: str | None = None) -> GitError:
+    """Turn a GitPython ``GitCommandError`` into a :class:`GitError` with git's own reason."""
+    stderr = getattr(exc, "stderr", "") or ""
+    reason = " ".join(line.strip() for line in str(stderr).strip().splitlines() if line.strip())
+    reason = reason.replace("stderr: ", "").strip("' ") or str(exc)
+    return GitError(f"git could not {action}: {reason}", fix=fix)
+
+
+def is_network_error(exc: Exception) -> bool:
+    """Whether a git failure looks like the remote being unreachable."""
+    text = (str(getattr(exc, "stderr", "")) + str(exc)).lower()
+    needles = (
+        "could not read from remote", "connection refused", "connection timed out", "operation timed out",
+        "could not resolve host", "no route to host", "does not appear to be a git repository",
+        "connection closed", "network is unreachable", "host key verification failed", "permission denied",
+    )
+    return any(n in text for n in needles)
+
+
+def ensure_dir_empty_or_missing(path: Path) -> None:
+    """Raise when ``path`` exists and is not empty (clone needs an empty target)."""
+    if path.exists() and any(path.iterdir()):
+        raise GitError(
+            f"cannot clone into {path}: the directory is not empty",
+            fix="choose another --repo-path, or move its files away first",
+        )
+

@@ -1,0 +1,99 @@
+"""The embedded local default: cpv with no cloud account at all.
+
+* storage ``local``: DVC with a local-directory remote,
+  ``{local_root}/storage/{team}/{model}``;
+* hosting ``local``: a bare git repository per team/model,
+  ``{local_root}/git/{team}/{model}.git``.
+
+``local_root`` is the config key ``local.root``, default ``$CPV_HOME/local``.
+Several workspaces on one machine (or on a shared file system) that use the
+same root see each other's versions, just as team members do through
+Bitbucket and S3.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cpv_core import hookimpl
+from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, StorageBackendInfo
+from cpv_core.errors import RepositoryError
+
+from .dvc_storage import DvcStorage
+
+
+def local_root(ctx: BackendContext) -> Path:
+    """Root directory of the embedded default's remotes."""
+    value = ctx.config.get_config("local.root")
+    return Path(value).expanduser().resolve() if value else ctx.config.config_dir / "local"
+
+
+class LocalStorage(DvcStorage):
+    """Storage backend ``local``: a DVC remote in a local directory."""
+
+    name = "local"
+
+    def remote_url(self) -> str:
+        return str(local_root(self.ctx) / "storage" / self.ctx.team / self.ctx.model)
+
+    def url_is_shared(self) -> bool:
+        # an absolute path on this machine: machine-local config, not committed
+        return False
+
+    def init(self) -> None:
+        Path(self.remote_url()).mkdir(parents=True, exist_ok=True)
+        super().init()
+
+
+class LocalHosting:
+    """Hosting backend ``local``: a bare git repository on this machine."""
+
+    name = "local"
+
+    def __init__(self, ctx: BackendContext) -> None:
+        self.ctx = ctx
+
+    def _path(self) -> Path:
+        return local_root(self.ctx) / "git" / self.ctx.team / f"{self.ctx.model}.git"
+
+    def remote_url(self) -> str:
+        return str(self._path())
+
+    def ensure_remote(self) -> str:
+        import git
+
+        path = self._path()
+        if not (path / "HEAD").exists():
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                git.Repo.init(str(path), bare=True, initial_branch="main")
+            except (OSError, git.GitCommandError) as exc:
+                raise RepositoryError(
+                    f"cannot create the local repository {path}: {exc}",
+                    fix="check that the directory is writable, or set local.root in the cpv config",
+                ) from None
+        return str(path)
+
+    def validate(self) -> list[CheckResult]:
+        root = local_root(self.ctx)
+        probe = root if root.exists() else root.parent
+        ok = os.access(probe, os.W_OK)
+        return [
+            CheckResult(
+                "local.root", ok, f"local remotes under {root}" + ("" if ok else " are not writable"),
+                None if ok else "make the directory writable or set local.root in the cpv config",
+            )
+        ]
+
+
+@hookimpl
+def cpv_storage_backends() -> list[StorageBackendInfo]:
+    """The embedded local storage backend."""
+    return [StorageBackendInfo("local", LocalStorage, "DVC with a local-directory remote under CPV_HOME")]
+
+
+@hookimpl
+def cpv_hosting_backends() -> list[HostingBackendInfo]:
+    """The embedded local hosting backend."""
+    return [HostingBackendInfo("local", LocalHosting, "a local bare git repository per team/model under CPV_HOME")]
