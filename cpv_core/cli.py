@@ -1,0 +1,379 @@
+"""The ``cpv`` command line (click).
+
+Importing this module must stay cheap: no dvc, boto3, s3fs or git here; the
+managers load backends, and backends load their libraries, on first use.
+
+Team and model come from ``--team-name/-t`` and ``--model-name`` (``-m`` on
+commands that take no message), or from the current directory when it is
+inside a cpv workspace. On commands that take a message (upload, tag,
+checkpoint create) ``-m`` is the message, as in git.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .errors import CPVError, ValidationError
+
+EXIT_INTERRUPTED = 130
+logger = logging.getLogger("cpv")
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+
+class Ctx:
+    """Global options shared by every command."""
+
+    def __init__(self, verbose: bool, quiet: bool) -> None:
+        self.verbose = verbose
+        self.quiet = quiet
+
+    def echo(self, line: str) -> None:
+        if not self.quiet:
+            click.echo(line)
+
+
+def find_workspace(start: Path) -> tuple[str, str, Path] | None:
+    """Team, model and path of the cpv workspace containing ``start``."""
+    for candidate in (start, *start.parents):
+        meta = candidate / ".cpv" / "workspace.json"
+        if meta.is_file():
+            try:
+                data = json.loads(meta.read_text())
+                return str(data["team"]), str(data["model"]), candidate
+            except (OSError, ValueError, KeyError):
+                return None
+    return None
+
+
+def resolve_target(team: str | None, model: str | None, repo_path: str | None) -> tuple[str, str, str | None]:
+    """Team/model/repo_path from options, else from the current directory."""
+    if team and model:
+        return team, model, repo_path
+    found = find_workspace(Path(repo_path).resolve() if repo_path else Path.cwd())
+    if found:
+        ws_team, ws_model, path = found
+        return team or ws_team, model or ws_model, repo_path or str(path)
+    raise ValidationError(
+        "no team/model given and the current directory is not inside a cpv workspace",
+        fix="pass --team-name/-t and --model-name, or cd into a workspace",
+    )
+
+
+def parse_metrics(value: str | None) -> dict[str, Any] | None:
+    """``--metrics``: an inline JSON object or the path of a JSON file."""
+    if value is None:
+        return None
+    text = value
+    if not value.lstrip().startswith("{"):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ValidationError(f"--metrics {value!r} is neither a JSON object nor an existing file",
+                                  fix='pass e.g. --metrics \'{"loss": 0.25}\' or --metrics metrics.json')
+        text = path.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"--metrics is not valid JSON ({exc.msg} at line {exc.lineno})",
+                              fix='pass a JSON object such as {"loss": 0.25}') from None
+    if not isinstance(data, dict):
+        raise ValidationError("--metrics must be a JSON object", fix='pass e.g. {"loss": 0.25}')
+    return data
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def target_options(message_uses_m: bool) -> Callable[[Callable], Callable]:
+    """--team-name/-t, --model-name (and -m when -m is not the message), --repo-path."""
+
+    def decorate(func: Callable) -> Callable:
+        names = ["--model-name", "model_name"] if message_uses_m else ["--model-name", "-m", "model_name"]
+        func = click.option("--repo-path", "-r", type=click.Path(file_okay=False), help="Workspace directory.")(func)
+        func = click.option(*names, help="Model name (default: from the current workspace).")(func)
+        func = click.option("--team-name", "-t", help="Team name (default: from the current workspace).")(func)
+        return func
+
+    return decorate
+
+
+dry_run_option = click.option("--dry-run", is_flag=True, help="Print the plan; change nothing locally or remotely.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/cli.md).")
+
+
+def manager(kind: str, ctx: Ctx, team: str | None, model: str | None, repo_path: str | None, dry_run: bool = False):
+    from .checkpoints import DataCheckpointsManage, ModelsCheckpointsManage
+
+    team, model, repo_path = resolve_target(team, model, repo_path)
+    cls = ModelsCheckpointsManage if kind == "model" else DataCheckpointsManage
+    return cls(team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo,
+               progress=sys.stderr.isatty())
+
+
+def metadata_row(meta: Any) -> dict[str, Any]:
+    return meta.to_dict()
+
+
+def print_table(rows: list[dict[str, Any]], ctx: Ctx) -> None:
+    if not rows:
+        ctx.echo("no versions yet")
+        return
+    headers = ["version", "date", "author", "message", "metrics", "size"]
+    table = []
+    for row in rows:
+        metrics = ", ".join(f"{k}={v}" for k, v in list(row["metrics"].items())[:4])
+        table.append([row["version"] or "-", (row["date"] or "")[:19], row["author"][:20], (row["message"] or "")[:40],
+                      metrics, f"{row['size_mb']:.2f} MiB"])
+    widths = [max(len(h), *(len(str(r[i])) for r in table)) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)))
+    for r in table:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
+# --------------------------------------------------------------------------
+# top level
+# --------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--verbose", "-v", is_flag=True, help="Print each step; tracebacks on errors.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only results and errors.")
+@click.version_option(__version__, prog_name="cpv")
+@click.pass_context
+def cli(click_ctx: click.Context, verbose: bool, quiet: bool) -> None:
+    """cpv - version model checkpoints and training data together.
+
+    \b
+    First steps (no cloud account needed):
+      cpv quickstart                          the whole cycle in a temporary workspace
+      cpv init model -t TEAM -m MODEL         create (or clone) a model workspace
+      cpv model upload model.bin --metrics '{"loss": 0.2}'
+      cpv model tag                           v0.1, v0.2, ... (or --version v1.0)
+      cpv model list | download v0.1 | revert v0.1 | info v0.1
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    click_ctx.obj = Ctx(verbose, quiet)
+
+
+# -- init ------------------------------------------------------------------------------
+
+
+@cli.group()
+def init() -> None:
+    """Create a model workspace and its remotes (or clone an existing one)."""
+
+
+@init.command("model")
+@target_options(message_uses_m=False)
+@click.option("--data-path", "-d", type=click.Path(exists=True, file_okay=False), help="Upload this directory as the first data checkpoint.")
+@dry_run_option
+@click.pass_obj
+def init_model(ctx: Ctx, team_name, model_name, repo_path, data_path, dry_run) -> None:
+    """Initialise the workspace of TEAM/MODEL."""
+    from .checkpoints import ModelsCheckpointsManage
+
+    if not team_name or not model_name:
+        raise ValidationError("cpv init model needs --team-name/-t and --model-name/-m", fix="e.g. cpv init model -t AI-Convo -m whisper")
+    m = ModelsCheckpointsManage(team_name, model_name, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo)
+    path = m.import_model_init(data_path=data_path)
+    if not dry_run:
+        ctx.echo(f"workspace: {path}")
+
+
+@init.command("data")
+@target_options(message_uses_m=False)
+@click.option("--data-path", "-d", required=True, type=click.Path(exists=True, file_okay=False), help="Directory to upload.")
+@dry_run_option
+@click.pass_obj
+def init_data(ctx: Ctx, team_name, model_name, repo_path, data_path, dry_run) -> None:
+    """Initialise the workspace if needed and upload DATA_PATH as its first data checkpoint."""
+    m = manager("data", ctx, team_name, model_name, repo_path, dry_run)
+    m.import_data_init(data_path)
+
+
+# -- model / data groups ---------------------------------------------------------------
+
+
+def build_kind_group(kind: str) -> click.Group:
+    """``cpv model ...`` and ``cpv data ...`` share their shape."""
+
+    @click.group(kind, help=f"Upload, tag, list, download, revert and inspect {kind} checkpoints.")
+    def group() -> None:
+        pass
+
+    @group.command("upload")
+    @click.argument("path", required=False, type=click.Path(exists=True))
+    @target_options(message_uses_m=True)
+    @click.option("--metrics", help="Metrics as an inline JSON object or a path to a JSON file.")
+    @click.option("--message", "-m", help="Commit message.")
+    @dry_run_option
+    @click.pass_obj
+    def upload(ctx: Ctx, path, team_name, model_name, repo_path, metrics, message, dry_run) -> None:
+        f"""Store PATH (default: the workspace's {kind}), record metrics, commit and push."""
+        parsed = parse_metrics(metrics)
+        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
+        result = m._upload(path, parsed, message, dry_run=dry_run)
+        if not dry_run:
+            ctx.echo(f"{kind} uploaded: {result.digest} ({result.size} bytes), commit {str(result.commit)[:10]}")
+
+    @group.command("tag")
+    @target_options(message_uses_m=True)
+    @click.option("--version", "version_tag", help="Explicit version, e.g. v1.0 (default: next minor).")
+    @click.option("--major", is_flag=True, help="Bump the major version (v0.3 -> v1.0).")
+    @click.option("--message", "-m", help="Tag message.")
+    @dry_run_option
+    @click.pass_obj
+    def tag(ctx: Ctx, team_name, model_name, repo_path, version_tag, major, message, dry_run) -> None:
+        """Give the current checkpoint a version and push it."""
+        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
+        version = m._tag(version_tag, message, major=major, dry_run=dry_run)
+        click.echo(version)
+
+    @group.command("list")
+    @target_options(message_uses_m=False)
+    @json_option
+    @click.pass_obj
+    def list_(ctx: Ctx, team_name, model_name, repo_path, as_json) -> None:
+        """List versions (including those pushed by others)."""
+        m = manager(kind, ctx, team_name, model_name, repo_path)
+        rows = [metadata_row(meta) for meta in m.list_checkpoints()]
+        emit_json({"kind": kind, "team": m.team_name, "model": m.model_name, "versions": rows}) if as_json else print_table(rows, ctx)
+
+    @group.command("download")
+    @click.argument("version", required=False)
+    @target_options(message_uses_m=False)
+    @click.option("--output-dir", "-o", type=click.Path(file_okay=False), help="Where to place the files.")
+    @click.option("--force", is_flag=True, help="Overwrite existing files at the output path.")
+    @dry_run_option
+    @click.pass_obj
+    def download(ctx: Ctx, version, team_name, model_name, repo_path, output_dir, force, dry_run) -> None:
+        """Materialise VERSION (default: latest) outside the workspace."""
+        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
+        if kind == "model":
+            art = m.download_model_checkpoint(version, output_dir, force=force, dry_run=dry_run)
+            path = art.model_path
+        else:
+            art = m.download_data_checkpoint(version, output_dir, force=force, dry_run=dry_run)
+            path = art.data_path
+        if not dry_run:
+            click.echo(path)
+
+    @group.command("revert")
+    @click.argument("version")
+    @target_options(message_uses_m=False)
+    @click.option("--force", is_flag=True, help="Revert even with uncommitted changes (they are kept in the cache).")
+    @dry_run_option
+    @click.pass_obj
+    def revert(ctx: Ctx, version, team_name, model_name, repo_path, force, dry_run) -> None:
+        """Return the workspace to VERSION as a new commit (history is kept)."""
+        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
+        m._revert(version, force=force, dry_run=dry_run)
+
+    @group.command("info")
+    @click.argument("version", required=False)
+    @target_options(message_uses_m=False)
+    @json_option
+    @click.pass_obj
+    def info(ctx: Ctx, version, team_name, model_name, repo_path, as_json) -> None:
+        """Metadata of VERSION (default: latest)."""
+        m = manager(kind, ctx, team_name, model_name, repo_path)
+        data = m._metadata(version).to_dict()
+        if as_json:
+            emit_json(data)
+            return
+        for key in ("kind", "version", "commit", "author", "date", "message", "path", "digest", "size", "size_mb"):
+            click.echo(f"{key:8} {data[key]}")
+        for name, value in data["metrics"].items():
+            click.echo(f"metric   {name} = {value}")
+
+    return group
+
+
+cli.add_command(build_kind_group("model"))
+cli.add_command(build_kind_group("data"))
+
+
+# -- plugins / quickstart -----------------------------------------------------------------
+
+
+@cli.command("plugins")
+@json_option
+def plugins_cmd(as_json: bool) -> None:
+    """List installed plugins, their versions and hooks."""
+    from .plugins import Plugins
+
+    infos = Plugins().describe()
+    if as_json:
+        emit_json([{"name": i.name, "module": i.module, "version": i.version, "hooks": list(i.hooks), "builtin": i.builtin} for i in infos])
+        return
+    for i in infos:
+        click.echo(f"{i.name:16} {i.version or '-':8} {'builtin' if i.builtin else 'external':8} {', '.join(i.hooks)}")
+
+
+@cli.command("quickstart")
+@click.option("--home", type=click.Path(file_okay=False), help="Use this CPV_HOME instead of a temporary one.")
+@click.option("--keep", is_flag=True, help="Keep the temporary workspace.")
+@click.pass_obj
+def quickstart(ctx: Ctx, home: str | None, keep: bool) -> None:
+    """Run the whole cycle on the embedded local default in a temporary workspace."""
+    from .quickstart import run_quickstart
+
+    run_quickstart(home=home, keep=keep, echo=click.echo)
+
+
+# --------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------
+
+
+def _load_plugin_commands() -> None:
+    from .plugins import Plugins
+
+    try:
+        Plugins().register_commands(cli)
+    except Exception as exc:  # noqa: BLE001 - a plugin's command must not kill the CLI
+        logger.warning("a plugin failed to add its commands: %s", exc)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: one clear line per error, documented exit codes."""
+    _load_plugin_commands()
+    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="cpv", standalone_mode=False)
+    except CPVError as exc:
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.fix:
+            click.echo(f"  fix: {exc.fix}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("interrupted: nothing was published that is not complete; re-run the command to finish", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

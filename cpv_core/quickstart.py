@@ -1,0 +1,43 @@
+"""``cpv quickstart``: the whole cycle on the embedded local default."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from .checkpoints import ModelsCheckpointsManage
+from .config import CPVConfig
+
+
+def run_quickstart(home: str | None = None, keep: bool = False, echo: Callable[[str], None] = print) -> Path:
+    """Create a model, upload three checkpoints with metrics, tag, list,
+    download one and revert to one; print each step. Returns the workspace."""
+    base = Path(home).expanduser().resolve() if home else Path(tempfile.mkdtemp(prefix="cpv-quickstart-"))
+    config = CPVConfig(base)
+    try:
+        echo(f"1. workspace under {base} (embedded local default: DVC remote and git repo on this disk)")
+        mcm = ModelsCheckpointsManage("AI-Demo", "tiny-model", config=config, echo=lambda line: None)
+        mcm.import_model_init()
+        echo(f"   initialised {mcm.repo_path}")
+        versions = []
+        for step, loss in enumerate((0.9, 0.5, 0.3), start=1):
+            weights = mcm.repo_path / "model.bin"
+            weights.write_bytes(os.urandom(64 * 1024) + bytes([step]))
+            result = mcm.upload_model_checkpoint(metrics={"loss": loss, "epoch": step}, message=f"epoch {step}")
+            version = mcm.tag_model_checkpoint(message=f"checkpoint after epoch {step}")
+            versions.append(version)
+            echo(f"2.{step} uploaded model.bin ({result.size} bytes, loss={loss}) and tagged {version}")
+        echo(f"3. versions: {', '.join(mcm.read_checkpoint_tag())}")
+        artifacts = mcm.download_model_checkpoint(versions[1], output_dir=base / "downloaded")
+        echo(f"4. downloaded {artifacts.tag} to {artifacts.model_path} ({artifacts.size_mb} MiB, metrics {artifacts.metrics})")
+        mcm.revert_model_checkpoint(versions[0])
+        meta = mcm.get_model_metadata(versions[0])
+        echo(f"5. reverted the workspace to {versions[0]} (loss={meta.metrics.get('loss')}); history is kept")
+        echo("done: the whole cycle ran with no cloud account")
+        return mcm.repo_path
+    finally:
+        if not keep and not home:
+            shutil.rmtree(base, ignore_errors=True)
