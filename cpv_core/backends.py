@@ -164,6 +164,13 @@ class StorageBackend(Protocol):
     def committed_files(self) -> list[str]:
         """Files created by :meth:`init` that belong in git (``.dvc/config`` ...)."""
 
+    def pointer_path(self, path: str) -> str:
+        """The pointer file that records ``path`` (``model.bin.dvc``)."""
+
+    def commit_paths(self, paths: Sequence[str]) -> list[str]:
+        """Files to commit after :meth:`track` of ``paths``: pointers and
+        whatever keeps the content itself out of git (``.gitignore``)."""
+
     def track(self, paths: Sequence[str]) -> list[TrackedArtifact]:
         """Hash ``paths`` (relative to the workspace), store them in the local
         cache and write their pointer files. Does not upload."""
@@ -172,10 +179,15 @@ class StorageBackend(Protocol):
         """Upload the tracked content of ``paths`` to the remote; content already
         there is skipped. Raises on any failed object."""
 
-    def materialize(self, rev: str, path: str, dest: Path) -> TrackedArtifact:
-        """Write the content ``path`` had at git revision ``rev`` to ``dest``,
-        fetching from the remote as needed, verifying hashes, atomically (no
-        partial file at ``dest`` on failure). The workspace is not changed."""
+    def materialize(self, rev: str, path: str, pointer: bytes, dest: Path) -> TrackedArtifact:
+        """Write the content ``path`` had at revision ``rev`` to ``dest``.
+
+        ``pointer`` is the pointer file of the tracked path at ``rev`` (read by
+        the versioning backend); ``path`` is the tracked path or a sub-path of
+        a tracked directory (``data/test``). Fetches from the remote as needed,
+        verifies every file's hash, and is atomic: no partial file at ``dest``
+        on failure. The workspace is not changed.
+        """
 
     def checkout(self, paths: Sequence[str]) -> None:
         """Make the workspace files match their pointer files (after a revert)."""
@@ -183,9 +195,9 @@ class StorageBackend(Protocol):
     def status(self, paths: Sequence[str]) -> dict[str, str]:
         """Per path: ``"unchanged"``, ``"modified"``, ``"untracked"`` or ``"missing"``."""
 
-    def pointer_info(self, rev: str, path: str) -> TrackedArtifact | None:
-        """The tracked hash/size of ``path`` at ``rev`` without fetching data,
-        or None when it was not tracked then."""
+    def describe_pointer(self, path: str, pointer: bytes) -> TrackedArtifact | None:
+        """Hash, size and file count recorded in a pointer file's content,
+        without fetching data; None when it records nothing."""
 
 
 @runtime_checkable
@@ -219,8 +231,8 @@ class VersioningBackend(Protocol):
     def commit(self, paths: Sequence[str], message: str) -> str:
         """Commit ``paths`` (relative) with ``message``; returns the commit id."""
 
-    def has_changes(self, paths: Sequence[str] | None = None) -> bool:
-        """Uncommitted changes to tracked files (limited to ``paths`` if given)."""
+    def changed_files(self, paths: Sequence[str] | None = None) -> list[str]:
+        """Tracked files with uncommitted changes (limited to ``paths`` if given)."""
 
     def read_file(self, rev: str, path: str) -> bytes | None:
         """Content of ``path`` at ``rev`` without a checkout; None if absent."""
@@ -253,8 +265,6 @@ class VersioningBackend(Protocol):
         """Push ``records`` (and the branch, if asked) in one atomic push.
         Raises :class:`PushRejected` if the remote refused any ref; never forces."""
 
-    def commits_between(self, rev: str) -> list[str]:
-        """Commit ids reachable from ``rev`` (newest first)."""
 
 
 @runtime_checkable

@@ -173,7 +173,9 @@ class _Checkpoints:
                 "commit README.md, .gitignore, .gitattributes, metrics.log, .cpv/workspace.json and push",
             ])
             return False
-        created_dir = not ws.path.exists()
+        # resolve every backend before any I/O: an unknown name changes nothing
+        ws.storage, ws.versioning, ws.hosting  # noqa: B018
+        created_root = next((p for p in reversed([ws.path, *ws.path.parents]) if not p.exists()), None)
         before = set(os.listdir(ws.path)) if ws.path.exists() else set()
         try:
             url = ws.hosting.ensure_remote()
@@ -185,8 +187,8 @@ class _Checkpoints:
             else:
                 self._create_new(url)
         except BaseException:
-            if created_dir:
-                shutil.rmtree(ws.path, ignore_errors=True)
+            if created_root is not None:
+                shutil.rmtree(created_root, ignore_errors=True)
             elif ws.path.exists():
                 for name in set(os.listdir(ws.path)) - before:
                     victim = ws.path / name
@@ -247,15 +249,15 @@ class _Checkpoints:
                 f"hash and store {self.target} ({_human(size)}, {nfiles} file{'s' if nfiles != 1 else ''})",
                 f"upload to {ws.storage.describe_remote()}",
                 f"append metrics {clean_metrics} to {METRICS_FILE}" if clean_metrics else f"append an upload record to {METRICS_FILE}",
-                f"commit {self.target}.dvc and {METRICS_FILE}, push to {ws.hosting.remote_url()}",
+                f"commit {ws.storage.pointer_path(self.target)} and {METRICS_FILE}, push to {ws.hosting.remote_url()}",
             ])
             return UploadResult(self.spec.kind, str(dest), None, "", size, nfiles, clean_metrics, changed=False, dry_run=True, plan=plan)
         with ws.lock():
             self._place_source(source, dest)
             (artifact,) = ws.storage.track([self.target])
             ws.storage.push([self.target])
-            pointer = artifact.pointer or f"{self.target}.dvc"
-            changed = ws.versioning.has_changes([pointer]) or ws.versioning.read_file("HEAD", pointer) is None
+            pointer = ws.storage.pointer_path(self.target)
+            changed = bool(ws.versioning.changed_files([pointer])) or ws.versioning.read_file("HEAD", pointer) is None
             if not changed and not clean_metrics and not message:
                 self._echo(f"{self.target} is unchanged since the last upload; nothing to commit")
                 ws.versioning.push_branch()
@@ -264,17 +266,12 @@ class _Checkpoints:
             record = make_record(self.spec.kind, "upload", clean_metrics, message=message, digest=artifact.digest,
                                  size=artifact.size, nfiles=artifact.nfiles if self.spec.is_dir else None)
             self._append_metrics(record)
-            files = [pointer, METRICS_FILE, *self._ignore_files()]
+            files = [*ws.storage.commit_paths([self.target]), METRICS_FILE]
             commit = ws.versioning.commit(files, message or f"Upload {self.spec.kind} checkpoint {self.target} ({_human(artifact.size)})")
             ws.versioning.push_branch()
             self._echo(f"uploaded {self.target} ({_human(artifact.size)}) as {commit[:10]}")
             return UploadResult(self.spec.kind, str(dest), commit, artifact.digest, artifact.size, artifact.nfiles,
                                 clean_metrics, changed=changed)
-
-    def _ignore_files(self) -> list[str]:
-        parent = Path(self.target).parent
-        gitignore = self.ws.path / parent / ".gitignore"
-        return [str(parent / ".gitignore") if str(parent) != "." else ".gitignore"] if gitignore.exists() else []
 
     def _append_metrics(self, record: Mapping[str, Any]) -> None:
         path = self.ws.path / METRICS_FILE
@@ -321,13 +318,17 @@ class _Checkpoints:
             fix=f"choose one of: {available}",
         )
 
+    def _pointer_info(self, rev: str) -> TrackedArtifact | None:
+        pointer = self.ws.versioning.read_file(rev, self.ws.storage.pointer_path(self.target))
+        return self.ws.storage.describe_pointer(self.target, pointer) if pointer else None
+
     def _current_metrics(self, rev: str = "HEAD") -> dict[str, Any]:
         return latest_metrics(parse_log(self.ws.versioning.read_file(rev, METRICS_FILE)), self.spec.kind)
 
     def _require_clean_target(self, action: str, force: bool) -> dict[str, str]:
         status = self.ws.storage.status([self.target])
         dirty = {p: s for p, s in status.items() if s in {"modified", "untracked"}}
-        changed = self.ws.versioning.changed_files([f"{self.target}.dvc", METRICS_FILE]) if hasattr(self.ws.versioning, "changed_files") else []
+        changed = self.ws.versioning.changed_files([self.ws.storage.pointer_path(self.target), METRICS_FILE])
         if (dirty or changed) and not force:
             what = ", ".join([f"{p} ({s})" for p, s in dirty.items()] + changed)
             raise WorkspaceDirtyError(
@@ -343,17 +344,16 @@ class _Checkpoints:
         ws = self.ws
         ws.require_initialized()
         with ws.lock():
-            pointer = f"{self.target}.dvc"
-            info = ws.storage.pointer_info("HEAD", self.target)
+            pointer = ws.storage.pointer_path(self.target)
+            info = self._pointer_info("HEAD")
             if info is None:
                 raise CheckpointNotFoundError(
                     f"nothing to tag: no {self.spec.kind} has been uploaded to {ws.team}/{ws.model}",
                     fix=f"run `cpv {self.spec.kind} upload` first",
                 )
             self._require_clean_target("tag", force=False)
-            if ws.versioning.has_changes([pointer, METRICS_FILE]):
-                raise WorkspaceDirtyError(f"{pointer} or {METRICS_FILE} has uncommitted changes", fix=f"run `cpv {self.spec.kind} upload` first")
-            self._fetch(required=True)
+            if not dry_run:  # a dry run writes nothing, not even fetched refs
+                self._fetch(required=True)
             records = self._records()
             head = ws.versioning.head()
             if explicit is None:
@@ -376,7 +376,8 @@ class _Checkpoints:
             text = message or ""
             if dry_run:
                 version = explicit or next_version((Version.parse(r.version) for r in records), major=major)
-                self._plan([f"create {self.spec.kind} version {version} at {head[:10] if head else '?'} and push it to {ws.hosting.remote_url()}"])
+                self._plan([f"create {self.spec.kind} version {version} at {head[:10] if head else '?'} and push it to "
+                            f"{ws.hosting.remote_url()} (computed from local tags; if the remote has newer ones, the next free version is taken)"])
                 return str(version)
             return str(self._create_and_publish(explicit, major, text, metadata))
 
@@ -420,7 +421,7 @@ class _Checkpoints:
 
     def _download(self, tag: str | None, output_dir: str | Path | None, sub_path: str | None = None, **kwargs: Any):
         dry_run, force = self._opts(kwargs)
-        record = self._find(tag)
+        record = self._find(tag, fetch=not dry_run)
         out_dir = Path(output_dir).expanduser().resolve() if output_dir else self._default_output(record.version)
         source = self.target if not sub_path else f"{self.target}/{sub_path.strip('/')}"
         dest = out_dir / Path(source).name
@@ -434,10 +435,14 @@ class _Checkpoints:
             self._plan([f"download {self.spec.kind} {record.version} ({source}) into {dest}"])
             return dest, record, None
         if dest.exists() and not force:
-            info = self.ws.storage.pointer_info(record.ref, self.target)
+            info = self._pointer_info(record.ref)
             if not (dest.is_file() and info and not sub_path and self._same_file(dest, info)):
                 raise WorkspaceDirtyError(f"{dest} already exists", fix="choose another output directory or pass force=True / --force")
-        artifact = self.ws.storage.materialize(record.ref, source, dest)
+        pointer = self.ws.versioning.read_file(record.ref, self.ws.storage.pointer_path(self.target))
+        if pointer is None:
+            raise CheckpointNotFoundError(f"{self.spec.kind} version {record.version} records no {self.target}",
+                                          fix="choose another version")
+        artifact = self.ws.storage.materialize(record.ref, source, pointer, dest)
         self._echo(f"downloaded {self.spec.kind} {record.version} to {dest}")
         return dest, record, artifact
 
@@ -450,7 +455,7 @@ class _Checkpoints:
         dry_run, force = self._opts(kwargs)
         if tag is None:
             raise ValidationError("revert needs a version", fix="pass e.g. tag='v0.1'")
-        record = self._find(tag)
+        record = self._find(tag, fetch=not dry_run)
         ws = self.ws
         with ws.lock():
             dirty = self._require_clean_target("revert", force)
@@ -458,7 +463,7 @@ class _Checkpoints:
                 self._plan([f"restore {self.target} to {self.spec.kind} {record.version} ({record.commit[:10]})",
                             f"commit 'Revert {self.spec.kind} to {record.version}' and push"])
                 return self._metadata_for(record)
-            pointer = f"{self.target}.dvc"
+            pointer = ws.storage.pointer_path(self.target)
             saved = None
             if dirty:
                 # keep the overwritten content recoverable: it goes into the cache first
@@ -493,7 +498,7 @@ class _Checkpoints:
         if tag is not None or self._records():
             return self._metadata_for(self._find(tag))
         # nothing tagged yet: describe the current commit
-        info = self.ws.storage.pointer_info("HEAD", self.target)
+        info = self._pointer_info("HEAD")
         if info is None:
             raise CheckpointNotFoundError(f"no {self.spec.kind} uploaded to {self.ws.team}/{self.ws.model} yet",
                                           fix=f"run `cpv {self.spec.kind} upload` first")

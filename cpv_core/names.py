@@ -33,7 +33,7 @@ def validate_name(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise ValidationError(f"{what} {value!r} is not a string", fix=f"use {NAME_RULE}")
     problem = None
-    if not _NAME_RE.match(value):
+    if not _NAME_RE.fullmatch(value):
         problem = "it contains a character or starts with one that is not allowed" if value else "it is empty"
         if len(value) > 64:
             problem = f"it is {len(value)} characters long"

@@ -27,7 +27,7 @@ class Version:
                 f"version tag {text!r} is not a string",
                 fix="pass a tag such as 'v1.0'",
             )
-        match = _VERSION_RE.match(text)
+        match = _VERSION_RE.fullmatch(text)
         if not match:
             raise ValidationError(
                 f"version tag {text!r} is not of the form v{{major}}.{{minor}}",

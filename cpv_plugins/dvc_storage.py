@@ -120,18 +120,43 @@ class DvcStorage:
 
         if not (self.path / ".dvc").is_dir():
             Repo.init(str(self.path), subdir=False).close()
-        with self._repo() as repo:
-            # local first: DVC validates the merged config, which needs the url somewhere
-            local = dict(self.local_remote_options())
-            if not self.url_is_shared():
-                local["url"] = self.remote_url()
-            if local:
-                with repo.config.edit("local") as conf:
-                    conf["remote"].setdefault(REMOTE_NAME, {}).update(local)
+        local = dict(self.local_remote_options())
+        if not self.url_is_shared():
+            local["url"] = self.remote_url()
+
+        def write_shared(repo: Any) -> None:
             with repo.config.edit("repo") as conf:
                 conf["core"]["remote"] = REMOTE_NAME
                 if self.url_is_shared():
                     conf["remote"].setdefault(REMOTE_NAME, {})["url"] = self.remote_url()
+
+        def write_local(repo: Any) -> None:
+            if local:
+                with repo.config.edit("local") as conf:
+                    conf["remote"].setdefault(REMOTE_NAME, {}).update(local)
+
+        # DVC validates the merged config after each edit, so the level that
+        # holds the url is written first.
+        order = (write_shared, write_local) if self.url_is_shared() else (write_local, write_shared)
+        with self._repo() as repo:
+            try:
+                for write in order:
+                    write(repo)
+            except Exception as exc:  # noqa: BLE001 - dvc.config.ConfigError and friends
+                raise DVCError(f"could not configure the DVC remote {self.describe_remote()}: {exc}",
+                               fix="check the storage settings in the cpv config") from None
+
+    def pointer_path(self, path: str) -> str:
+        return f"{path}.dvc"
+
+    def commit_paths(self, paths: Sequence[str]) -> list[str]:
+        files = []
+        for p in paths:
+            files.append(self.pointer_path(p))
+            ignore = Path(p).parent / ".gitignore"
+            if (self.path / ignore).exists():
+                files.append(str(ignore))
+        return sorted(set(files))
 
     def track(self, paths: Sequence[str]) -> list[TrackedArtifact]:
         with self._repo() as repo:
@@ -156,22 +181,17 @@ class DvcStorage:
                 raise self.map_error(f"upload {', '.join(paths)} to {self.describe_remote()}", exc) from None
         return TransferStats(transferred=int(count or 0))
 
-    def pointer_info(self, rev: str, path: str) -> TrackedArtifact | None:
-        from .gitutil import open_repo
-
-        import git
-
-        try:
-            content = open_repo(self.path, self.ctx.env).git.execute(["git", "show", f"{rev}:{path}.dvc"], stdout_as_string=False)
-        except git.GitCommandError:
-            return None
-        out = parse_pointer(content)
+    def describe_pointer(self, path: str, pointer: bytes) -> TrackedArtifact | None:
+        out = parse_pointer(pointer)
         return artifact_from_out(path, out) if out else None
 
-    def materialize(self, rev: str, path: str, dest: Path) -> TrackedArtifact:
-        info = self.pointer_info(rev, path)
+    def materialize(self, rev: str, path: str, pointer: bytes, dest: Path) -> TrackedArtifact:
+        tracked = Path(path).parts[0]
+        info = self.describe_pointer(tracked, pointer)
         if info is None:
             raise DVCError(f"{path} is not tracked at {rev}", fix="choose a version that contains it")
+        if path != tracked:
+            info = TrackedArtifact(path=path, digest="", size=0, nfiles=0, pointer=info.pointer)
         _quiet_dvc()
         from dvc.fs import DVCFileSystem
 

@@ -88,7 +88,7 @@ class GitTagsVersioning:
 
     def parse_tag(self, name: str) -> tuple[str, Version] | None:
         name = name.removeprefix("refs/tags/")
-        match = _TAG_RE.match(name)
+        match = _TAG_RE.fullmatch(name)
         if not match or not Version.is_valid(match.group("version")):
             return None
         return match.group("kind"), Version.parse(match.group("version"))
@@ -182,14 +182,7 @@ class GitTagsVersioning:
         self._run("commit", "commit", "--no-verify", "--quiet", "-m", message, "--", *paths)
         return self.repo.head.commit.hexsha
 
-    def has_changes(self, paths: Sequence[str] | None = None) -> bool:
-        args = ["status", "--porcelain", "--untracked-files=no"]
-        if paths:
-            args += ["--", *paths]
-        return bool(str(self._run("read the status", *args)).strip())
-
     def changed_files(self, paths: Sequence[str] | None = None) -> list[str]:
-        """Tracked files with uncommitted changes (for error messages)."""
         args = ["status", "--porcelain", "--untracked-files=no"]
         if paths:
             args += ["--", *paths]

@@ -1,0 +1,330 @@
+"""Storage backend ``dvc-s3`` and credential provider ``aws``.
+
+The DVC remote of a team/model is ``s3://{bucket}/{team}/{model}``; the URL is
+committed in ``.dvc/config`` (it is the same for every team member). The
+endpoint, region, AWS profile and credentials-file **path** go to
+``.dvc/config.local`` (ignored by git); key values are never written anywhere
+by cpv: DVC and boto3 read them from the credentials file by reference.
+
+boto3 is used only for what DVC does not do: fast pre-flight checks (is the
+endpoint reachable, are the credentials accepted, does the bucket exist) with
+short timeouts and no retry storms, so a wrong secret, a missing bucket or a
+stopped server is reported in seconds with the exact fix. All transfers go
+through DVC.
+"""
+
+from __future__ import annotations
+
+import configparser
+import logging
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any, Sequence
+from urllib.parse import urlparse
+
+from cpv_core import hookimpl
+from cpv_core.backends import (
+    BackendContext,
+    CheckResult,
+    CredentialProviderInfo,
+    StorageBackendInfo,
+    TrackedArtifact,
+    TransferStats,
+)
+from cpv_core.errors import AWSError, ConfigError, CredentialError, CPVError, DVCError, ValidationError
+
+from .dvc_storage import DvcStorage
+
+logger = logging.getLogger("cpv.s3")
+
+DEFAULT_BUCKET = "vmo-model-checkpoints"
+DEFAULT_REGION = "us-east-1"
+CONNECT_TIMEOUT_S = 3
+READ_TIMEOUT_S = 20
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$|^[a-z0-9-]{2,32}$")
+_PROFILE_RE = re.compile(r"^[A-Za-z0-9_.@+=-]{1,64}$")
+_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed"}
+
+
+# --------------------------------------------------------------------------
+# settings
+# --------------------------------------------------------------------------
+
+
+class S3Settings:
+    """The ``aws`` section of the cpv config, with defaults."""
+
+    def __init__(self, section: dict[str, Any] | None) -> None:
+        section = section or {}
+        self.credential_path = section.get("credential_path")
+        self.profile = section.get("profile") or "default"
+        self.bucket = section.get("bucket") or DEFAULT_BUCKET
+        self.endpoint_url = section.get("endpoint_url")
+        self.region = section.get("region") or DEFAULT_REGION
+
+    @property
+    def where(self) -> str:
+        return self.endpoint_url or f"AWS S3 ({self.region})"
+
+    def client(self) -> Any:
+        """A boto3 S3 client for pre-flight checks: short timeouts, one attempt."""
+        import boto3
+        import botocore.session
+        from botocore.config import Config
+
+        core = botocore.session.Session()
+        if self.credential_path:
+            core.set_config_variable("credentials_file", str(self.credential_path))
+        core.set_config_variable("profile", self.profile)
+        session = boto3.Session(botocore_session=core)
+        return session.client(
+            "s3", endpoint_url=self.endpoint_url, region_name=self.region,
+            config=Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
+                          retries={"max_attempts": 1, "mode": "standard"}),
+        )
+
+
+def _validate_bucket(bucket: str) -> str:
+    if not isinstance(bucket, str) or not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
+        raise ValidationError(f"bucket name {bucket!r} is not a valid S3 bucket name",
+                              fix="use 3-63 characters: lower-case letters, digits, '.' and '-'")
+    return bucket
+
+
+def _validate_endpoint(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parsed = urlparse(url)
+    if parsed.scheme not in {"http", "https"} or not parsed.hostname or parsed.username or parsed.password:
+        raise ValidationError(f"endpoint URL {url!r} is not an http(s) URL without credentials",
+                              fix="pass e.g. --endpoint-url http://127.0.0.1:8333 or https://s3.example.com")
+    return url.rstrip("/")
+
+
+def _read_profile(path: Path, profile: str) -> dict[str, str]:
+    parser = configparser.RawConfigParser()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except FileNotFoundError:
+        raise CredentialError(f"AWS credentials file {path} does not exist",
+                              fix="create it (aws configure) or pass the right --credential-path") from None
+    except (OSError, configparser.Error) as exc:
+        raise CredentialError(f"AWS credentials file {path} is unreadable: {type(exc).__name__}",
+                              fix="check its permissions and INI syntax") from None
+    if not parser.has_section(profile):
+        profiles = ", ".join(parser.sections()) or "none"
+        raise CredentialError(f"profile {profile!r} is not in {path} (profiles there: {profiles})",
+                              fix="pass --profile with one of those, or add the profile to the file")
+    return dict(parser.items(profile))
+
+
+# --------------------------------------------------------------------------
+# error mapping and pre-flight
+# --------------------------------------------------------------------------
+
+
+def _error_code(exc: BaseException) -> str:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            code = str(response.get("Error", {}).get("Code", ""))
+            if code:
+                return code
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return ""
+
+
+def classify_s3_error(exc: BaseException, settings: S3Settings, action: str) -> CPVError:
+    """A cpv error that names the value, the reason and the fix."""
+    code = _error_code(exc)
+    text = f"{type(exc).__name__}: {exc}"
+    if code in _CREDENTIAL_CODES:
+        return CredentialError(
+            f"S3 at {settings.where} refused the credentials of AWS profile {settings.profile!r} ({code or 'access denied'})",
+            fix=f"fix the key pair of [{settings.profile}] in {settings.credential_path or '~/.aws/credentials'}, or run `cpv aws-config --profile NAME`",
+        )
+    if code in {"AccessDenied", "403", "Forbidden"}:
+        return CredentialError(
+            f"AWS profile {settings.profile!r} may not {action} in bucket {settings.bucket!r} at {settings.where} ({code})",
+            fix="ask for access to the bucket, or use another --profile / --bucket",
+        )
+    if code in {"NoSuchBucket", "404", "NotFound"}:
+        return AWSError(f"bucket {settings.bucket!r} does not exist on {settings.where}",
+                        fix="create it (cpv never creates buckets silently) or fix `cpv aws-config --bucket`")
+    lowered = text.lower()
+    if any(k in lowered for k in ("could not connect", "connect timeout", "connection refused", "endpointconnectionerror",
+                                  "cannot connect", "name or service not known", "timed out")):
+        return AWSError(f"S3 endpoint {settings.where} is unreachable ({type(exc).__name__})",
+                        fix="check the network and --endpoint-url in `cpv aws-config`")
+    if "nocredentials" in lowered or "unable to locate credentials" in lowered or "partialcredentials" in lowered:
+        return CredentialError(f"no AWS credentials found for profile {settings.profile!r}",
+                               fix="run `cpv aws-config --credential-path FILE --profile NAME`")
+    return AWSError(f"S3 could not {action} at {settings.where}: {code or type(exc).__name__}",
+                    fix="run `cpv validate` for a per-check report")
+
+
+def endpoint_reachable(settings: S3Settings) -> tuple[bool, str]:
+    """TCP reachability of the endpoint within CONNECT_TIMEOUT_S."""
+    url = urlparse(settings.endpoint_url or f"https://s3.{settings.region}.amazonaws.com")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=CONNECT_TIMEOUT_S):
+            return True, f"{url.hostname}:{port} accepts connections"
+    except OSError as exc:
+        return False, f"{url.hostname}:{port} is unreachable ({exc.strerror or type(exc).__name__})"
+
+
+def preflight(settings: S3Settings, prefix: str) -> None:
+    """Raise a precise cpv error unless the endpoint, credentials and bucket work."""
+    ok, detail = endpoint_reachable(settings)
+    if not ok:
+        raise AWSError(f"S3 endpoint {settings.where} is unreachable: {detail}",
+                       fix="start the server / check the network, or fix --endpoint-url in `cpv aws-config`")
+    try:
+        settings.client().list_objects_v2(Bucket=settings.bucket, Prefix=prefix, MaxKeys=1)
+    except Exception as exc:  # noqa: BLE001 - botocore raises many types
+        raise classify_s3_error(exc, settings, "list objects") from None
+
+
+# --------------------------------------------------------------------------
+# storage backend
+# --------------------------------------------------------------------------
+
+
+class S3Storage(DvcStorage):
+    """Storage backend ``dvc-s3``: DVC with an S3 remote."""
+
+    name = "dvc-s3"
+
+    def __init__(self, ctx: BackendContext) -> None:
+        super().__init__(ctx)
+        self.settings = S3Settings(ctx.config.get_config("aws"))
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.ctx.team}/{self.ctx.model}"
+
+    def remote_url(self) -> str:
+        return f"s3://{self.settings.bucket}/{self.prefix}"
+
+    def local_remote_options(self) -> dict[str, str]:
+        s = self.settings
+        options = {"profile": s.profile, "region": s.region,
+                   "connect_timeout": str(CONNECT_TIMEOUT_S), "read_timeout": str(READ_TIMEOUT_S)}
+        if s.credential_path:
+            options["credentialpath"] = str(s.credential_path)
+        if s.endpoint_url:
+            options["endpointurl"] = s.endpoint_url
+        return options
+
+    def map_error(self, action: str, exc: Exception) -> Exception:
+        mapped = classify_s3_error(exc, self.settings, action)
+        if isinstance(mapped, AWSError) and mapped.message.startswith("S3 could not"):
+            return DVCError(f"DVC could not {action}: {type(exc).__name__}: {exc}",
+                            fix="run `cpv validate` for a per-check report")
+        return mapped
+
+    def push(self, paths: Sequence[str]) -> TransferStats:
+        preflight(self.settings, self.prefix)
+        return super().push(paths)
+
+    def materialize(self, rev: str, path: str, pointer: bytes, dest: Path) -> TrackedArtifact:
+        preflight(self.settings, self.prefix)
+        return super().materialize(rev, path, pointer, dest)
+
+
+# --------------------------------------------------------------------------
+# credential provider
+# --------------------------------------------------------------------------
+
+
+class AwsCredentials:
+    """Credential provider ``aws``: an AWS credentials file and profile, by reference."""
+
+    name = "aws"
+
+    def is_configured(self, config: Any) -> bool:
+        return bool(config.get_config("aws"))
+
+    def setup(self, config: Any, **options: Any) -> dict[str, Any]:
+        path = options.get("credential_path")
+        profile = options.get("aws_profile") or options.get("profile") or "default"
+        if not isinstance(profile, str) or not _PROFILE_RE.fullmatch(profile):
+            raise ValidationError(f"AWS profile name {profile!r} is not valid", fix="use letters, digits and _ . @ + = -")
+        cred_path = Path(path).expanduser().resolve() if path else Path.home() / ".aws" / "credentials"
+        fields = _read_profile(cred_path, profile)
+        if not fields.get("aws_access_key_id") or not fields.get("aws_secret_access_key"):
+            raise CredentialError(f"profile {profile!r} in {cred_path} has no aws_access_key_id/aws_secret_access_key",
+                                  fix="add both keys to that profile")
+        bucket = _validate_bucket(options.get("bucket") or DEFAULT_BUCKET)
+        endpoint = _validate_endpoint(options.get("endpoint_url"))
+        region = options.get("region") or DEFAULT_REGION
+        if not _REGION_RE.fullmatch(region):
+            raise ValidationError(f"region {region!r} is not a valid region name", fix="e.g. us-east-1")
+        unknown = set(options) - {"credential_path", "aws_profile", "profile", "bucket", "endpoint_url", "region"}
+        if unknown:
+            raise ConfigError(f"unknown AWS option(s): {', '.join(sorted(unknown))}",
+                              fix="use credential_path, aws_profile, bucket, endpoint_url, region")
+        entries = {"credential_path": str(cred_path), "profile": profile, "bucket": bucket, "region": region}
+        if endpoint:
+            entries["endpoint_url"] = endpoint
+        return entries
+
+    def validate(self, config: Any) -> list[CheckResult]:
+        s = S3Settings(config.get_config("aws"))
+        checks: list[CheckResult] = []
+        path = Path(s.credential_path) if s.credential_path else Path.home() / ".aws" / "credentials"
+        try:
+            fields = _read_profile(path, s.profile)
+            has_keys = bool(fields.get("aws_access_key_id") and fields.get("aws_secret_access_key"))
+            checks.append(CheckResult("aws.credentials_file", True, f"{path} is readable and has profile {s.profile!r}"))
+            checks.append(CheckResult("aws.keys", has_keys, f"profile {s.profile!r} " + ("has a key pair" if has_keys else "has no aws_access_key_id/aws_secret_access_key"),
+                                      None if has_keys else f"add both keys to [{s.profile}] in {path}"))
+        except CredentialError as exc:
+            name = "aws.profile" if "is not in" in exc.message else "aws.credentials_file"
+            return [CheckResult(name, False, exc.message, exc.fix)]
+        if not checks[-1].ok:
+            return checks
+        ok, detail = endpoint_reachable(s)
+        checks.append(CheckResult("aws.endpoint", ok, detail, None if ok else "start the server / check the network, or fix --endpoint-url"))
+        if not ok:
+            return checks
+        try:
+            s.client().list_objects_v2(Bucket=s.bucket, MaxKeys=1)
+            checks.append(CheckResult("aws.credentials", True, f"S3 accepted profile {s.profile!r}"))
+            checks.append(CheckResult("aws.bucket", True, f"bucket {s.bucket!r} exists on {s.where}"))
+        except Exception as exc:  # noqa: BLE001
+            err = classify_s3_error(exc, s, "list objects")
+            if isinstance(err, CredentialError):
+                checks.append(CheckResult("aws.credentials", False, err.message, err.fix))
+            else:
+                checks.append(CheckResult("aws.credentials", True, f"S3 accepted profile {s.profile!r}"))
+                checks.append(CheckResult("aws.bucket", False, err.message, err.fix))
+        return checks
+
+    def environment(self, config: Any) -> dict[str, str]:
+        s = S3Settings(config.get_config("aws"))
+        env = {"AWS_PROFILE": s.profile, "AWS_DEFAULT_REGION": s.region}
+        if s.credential_path:
+            env["AWS_SHARED_CREDENTIALS_FILE"] = str(s.credential_path)
+        if s.endpoint_url:
+            env["AWS_ENDPOINT_URL_S3"] = s.endpoint_url
+        return env
+
+
+@hookimpl
+def cpv_storage_backends() -> list[StorageBackendInfo]:
+    """The DVC-on-S3 storage backend."""
+    return [StorageBackendInfo("dvc-s3", S3Storage, "DVC with an S3 remote s3://{bucket}/{team}/{model}")]
+
+
+@hookimpl
+def cpv_credential_providers() -> list[CredentialProviderInfo]:
+    """AWS credentials by reference to a credentials file and profile."""
+    return [CredentialProviderInfo("aws", AwsCredentials(), "AWS credentials file + profile (paths and names only)")]

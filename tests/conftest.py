@@ -1,0 +1,143 @@
+"""Test isolation: every test gets its own CPV_HOME and HOME; the real
+~/.ssh, ~/.aws and ~/.cpv are snapshotted and must be unchanged at the end."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from cpv_core.plugins import reset_plugin_manager
+
+REAL_HOME = Path(os.path.expanduser("~"))
+GUARDED = [REAL_HOME / ".ssh", REAL_HOME / ".aws", REAL_HOME / ".cpv"]
+
+
+def snapshot(paths: list[Path]) -> dict[str, str]:
+    """Path -> hash of content and mode, for everything under ``paths``."""
+    state: dict[str, str] = {}
+    for root in paths:
+        if not root.exists():
+            state[str(root)] = "absent"
+            continue
+        for p in [root, *root.rglob("*")]:
+            st = p.lstat()
+            content = p.read_bytes() if p.is_file() and not p.is_symlink() else b""
+            state[str(p)] = f"{st.st_mode:o}:{hashlib.sha256(content).hexdigest()}"
+    return state
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_home_untouched():
+    """Fail the session if any test touched the real ~/.ssh, ~/.aws or ~/.cpv."""
+    before = snapshot(GUARDED)
+    yield
+    assert snapshot(GUARDED) == before, "a test changed the real ~/.ssh, ~/.aws or ~/.cpv"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """A private CPV_HOME, HOME, git/DVC/AWS config for each test."""
+    home = tmp_path / "home"
+    home.mkdir()
+    cpv_home = tmp_path / "cpv-home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("CPV_HOME", str(cpv_home))
+    gitconfig = home / ".gitconfig"
+    gitconfig.write_text("[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    for var in ("DVC_SITE_CACHE_DIR", "DVC_GLOBAL_CONFIG_DIR", "DVC_SYSTEM_CONFIG_DIR"):
+        d = tmp_path / var.lower()
+        d.mkdir()
+        monkeypatch.setenv(var, str(d))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / ".aws" / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / ".aws" / "credentials"))
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "CPV_DISABLE_PLUGINS", "GIT_SSH_COMMAND"):
+        monkeypatch.delenv(var, raising=False)
+    reset_plugin_manager()
+    yield cpv_home
+    reset_plugin_manager()
+
+
+@pytest.fixture
+def cpv_home(isolated_env) -> Path:
+    return isolated_env
+
+
+def tree_state(*roots: Path) -> dict[str, str]:
+    """Content hashes of every file under ``roots`` (git internals included),
+    for before/after comparisons. DVC's own scratch directory (``.dvc/tmp``:
+    read locks, hash state database) and cpv's lock file are left out: they
+    change on reads and hold no user data."""
+    state: dict[str, str] = {}
+    for root in roots:
+        if not root.exists():
+            continue
+        for p in sorted(root.rglob("*")):
+            if p.is_file() and p.name != "lock" and ".dvc/tmp" not in p.as_posix():
+                state[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return state
+
+
+# --------------------------------------------------------------------------
+# real S3 server (SeaweedFS) on loopback
+# --------------------------------------------------------------------------
+
+S3_ACCESS_KEY = "AKIACPVTESTKEY000001"
+S3_SECRET_KEY = "cpv-canary-secret-3f9a1c7e5b"  # asserted never to leak anywhere
+S3_BUCKET = "vmo-model-checkpoints"
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    """One SeaweedFS per test session, credentials enforced, no auto-created buckets."""
+    from .servers.seaweedfs import start_seaweedfs
+
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), access_key=S3_ACCESS_KEY,
+                             secret_key=S3_SECRET_KEY, bucket=S3_BUCKET)
+    yield server
+    server.stop()
+
+
+def write_aws_credentials(home: Path, profile: str = "cpv-test", secret: str = S3_SECRET_KEY) -> Path:
+    """An AWS credentials file in the test HOME."""
+    path = home / ".aws" / "credentials"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text() if path.exists() else ""
+    text += f"[{profile}]\naws_access_key_id = {S3_ACCESS_KEY}\naws_secret_access_key = {secret}\n"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def s3_config(seaweed, cpv_home):
+    """cpv configured for the real S3 server (storage dvc-s3, hosting local)."""
+    from cpv_core.config import CPVConfig
+
+    home = Path(os.environ["HOME"])
+    creds = write_aws_credentials(home)
+    cfg = CPVConfig()
+    cfg.setup_aws_profile(credential_path=creds, aws_profile="cpv-test", bucket=S3_BUCKET, endpoint_url=seaweed.endpoint)
+    return cfg
+
+
+def s3_client(seaweed):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=seaweed.endpoint, aws_access_key_id=S3_ACCESS_KEY,
+                        aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1")
+
+
+def s3_keys(seaweed, bucket: str = S3_BUCKET, prefix: str = "") -> list[str]:
+    """Every object key in ``bucket`` under ``prefix``."""
+    client = s3_client(seaweed)
+    keys: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(obj["Key"] for obj in page.get("Contents", []))
+    return keys

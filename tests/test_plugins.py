@@ -1,0 +1,146 @@
+"""The plugin manager: builtins, entry points, broken plugins, selection by config."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from cpv_core import ConfigError, ModelsCheckpointsManage, hookspecs
+from cpv_core.config import CPVConfig
+from cpv_core.plugins import BUILTIN_PLUGINS, Plugins, PluginLoadWarning, get_plugin_manager, reset_plugin_manager
+
+from .helpers import write_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_builtins_are_registered_and_declared_as_entry_points():
+    names = {name for name, _ in get_plugin_manager().list_name_plugin()}
+    assert set(BUILTIN_PLUGINS) <= names
+    declared = {ep.name: ep.value for ep in metadata.entry_points(group="cpv")}
+    for name, module in BUILTIN_PLUGINS.items():
+        assert declared.get(name) == module, f"builtin {name} is not declared in the 'cpv' entry-point group"
+
+
+def test_backends_are_offered_by_name():
+    p = Plugins()
+    assert {"local"} <= {b.name for b in p.storage_backends()}
+    assert {"local"} <= {b.name for b in p.hosting_backends()}
+    assert {"git-tags"} <= {b.name for b in p.versioning_backends()}
+
+
+def test_unknown_backend_lists_the_choices(cpv_home):
+    CPVConfig().set_config("storage", "nope")
+    m = ModelsCheckpointsManage("T", "m")
+    with pytest.raises(ConfigError) as err:
+        m.import_model_init()
+    assert "'nope'" in err.value.message and "local" in err.value.message
+    assert not (cpv_home / "workspaces" / "T").exists()
+
+
+class _FakeEntryPoint:
+    def __init__(self, name, value, loader):
+        self.name, self.value, self.dist, self._loader = name, value, None, loader
+
+    def load(self):
+        return self._loader()
+
+
+def _with_entry_points(monkeypatch, eps):
+    real = metadata.entry_points
+
+    def fake(**kwargs):
+        if kwargs.get("group") == "cpv":
+            return list(real(group="cpv")) + eps
+        return real(**kwargs)
+
+    monkeypatch.setattr("cpv_core.plugins.metadata.entry_points", fake)
+    reset_plugin_manager()
+
+
+def test_a_broken_plugin_warns_and_the_rest_works(monkeypatch):
+    def boom():
+        raise ImportError("No module named 'torch_magic'")
+
+    _with_entry_points(monkeypatch, [_FakeEntryPoint("broken", "broken_plugin:main", boom)])
+    with pytest.warns(PluginLoadWarning, match="broken"):
+        pm = get_plugin_manager()
+    assert pm.get_plugin("broken") is None
+    assert pm.get_plugin("local") is not None
+
+
+def test_disable_plugins_env_loads_builtins_only(monkeypatch):
+    loaded = []
+    _with_entry_points(monkeypatch, [_FakeEntryPoint("extra", "extra:x", lambda: loaded.append(1) or object())])
+    monkeypatch.setenv("CPV_DISABLE_PLUGINS", "1")
+    reset_plugin_manager()
+    pm = get_plugin_manager()
+    assert not loaded and pm.get_plugin("extra") is None
+    assert pm.get_plugin("local") is not None
+    monkeypatch.setenv("CPV_DISABLE_PLUGINS", "extra")
+    reset_plugin_manager()
+    assert get_plugin_manager().get_plugin("extra") is None and not loaded
+
+
+def test_a_plugin_registered_in_a_test_replaces_the_storage_backend(cpv_home, monkeypatch, tmp_path):
+    """The design card's promise: swap storage by configuration; the manager is unchanged."""
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "cpv-dirstore"))
+    import cpv_dirstore
+
+    pm = get_plugin_manager()
+    if pm.get_plugin("dirstore") is None:
+        pm.register(cpv_dirstore, name="dirstore")
+    cfg = CPVConfig()
+    cfg.set_config("storage", "dirstore")
+    cfg.set_config("dirstore.root", str(tmp_path / "objects"))
+    m = ModelsCheckpointsManage("T", "m")
+    m.import_model_init()
+    data = write_model(m.repo_path / "model.bin", 2048)
+    m.upload_model_checkpoint(metrics={"loss": 0.5})
+    assert m.tag_model_checkpoint() == "v0.1"
+    assert (m.repo_path / "model.bin.dirstore.json").exists()
+    assert not (m.repo_path / ".dvc").exists()
+    objects = [p for p in (tmp_path / "objects").rglob("*") if p.is_file()]
+    assert len(objects) == 1 and objects[0].read_bytes() == data
+    art = m.download_model_checkpoint("v0.1", output_dir=tmp_path / "dl")
+    assert Path(art.model_path).read_bytes() == data
+
+
+def test_describe_lists_plugins_with_hooks():
+    infos = {i.name: i for i in Plugins().describe()}
+    assert "cpv_storage_backends" in infos["local"].hooks
+    assert infos["local"].builtin and infos["local"].version
+
+
+def test_every_hookspec_is_documented_and_tested():
+    """As datasette does: a new hook fails this test until its docstring has an
+    example and a parameter/return description, and another test names it."""
+    me = Path(__file__).name
+    tests_text = "\n".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py") if p.name != me)
+    tests_text += _tests_in_this_file()
+    specs = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("cpv_")]
+    assert len(specs) >= 5
+    for name in specs:
+        doc = inspect.getdoc(getattr(hookspecs, name)) or ""
+        assert "Example" in doc and (":return:" in doc or ":param" in doc), f"hook {name} lacks documentation"
+        assert name in tests_text, f"hook {name} has no test"
+
+
+def _tests_in_this_file() -> str:
+    """This file's tests other than the meta-test itself."""
+    text = Path(__file__).read_text()
+    start = text.index("def test_every_hookspec_is_documented_and_tested")
+    end = text.index("def test_importing_the_cli")
+    return text[:start] + text[end:]
+
+
+def test_importing_the_cli_does_not_import_heavy_libraries():
+    code = "import sys, cpv_core.cli; print(' '.join(m for m in ('dvc','boto3','botocore','s3fs','git') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -1,0 +1,195 @@
+"""The dvc-s3 storage backend and aws credentials against a real S3 server (SeaweedFS)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from cpv_core import AWSError, CredentialError, ModelsCheckpointsManage, ValidationError
+from cpv_core.config import CPVConfig
+from cpv_core.plugins import Plugins
+
+from .conftest import S3_BUCKET, S3_SECRET_KEY, s3_client, s3_keys, write_aws_credentials
+from .helpers import write_model
+
+pytestmark = pytest.mark.s3
+
+
+def git(path: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=path, check=True, capture_output=True, text=True).stdout
+
+
+def test_setup_stores_references_only_and_selects_dvc_s3(s3_config, cpv_home):
+    text = (cpv_home / "config.json").read_text()
+    assert S3_SECRET_KEY not in text and "AKIA" not in text
+    assert s3_config.get_config("aws.profile") == "cpv-test"
+    assert s3_config.backend_name("storage") == "dvc-s3"
+    assert s3_config.backend_name("hosting") == "local"
+
+
+def test_validate_passes_against_the_server(s3_config):
+    report = s3_config.validate_credentials()
+    names = {c.name: c.ok for c in report}
+    assert report.ok, report.to_dict()
+    assert names["aws.credentials"] and names["aws.bucket"] and names["aws.endpoint"]
+
+
+def test_full_model_workflow_over_s3(s3_config, seaweed, tmp_path):
+    team, model = "AI-Convo", "whisper-s3"
+    a = ModelsCheckpointsManage(team, model)
+    a.import_model_init()
+    data = write_model(a.repo_path / "model.bin", 300_000)
+    a.upload_model_checkpoint(metrics={"loss": 0.25, "wer": 0.04})
+    assert a.tag_model_checkpoint(message="first") == "v0.1"
+
+    keys = s3_keys(seaweed)
+    ours = [k for k in keys if k.startswith(f"{team}/{model}/")]
+    assert ours, keys
+    md5 = hashlib.md5(data).hexdigest()
+    assert any(k.endswith(md5[2:]) for k in ours)
+
+    # another team member: fresh workspace and fresh DVC cache
+    b = ModelsCheckpointsManage(team, model, repo_path=tmp_path / "member-b")
+    b.import_model_init()
+    assert b.read_checkpoint_tag() == ["v0.1"]
+    art = b.download_model_checkpoint("v0.1", output_dir=tmp_path / "out")
+    assert Path(art.model_path).read_bytes() == data
+    assert art.metrics == {"loss": 0.25, "wer": 0.04}
+
+    # the remote URL is committed, credentials are not
+    dvc_config = (a.repo_path / ".dvc" / "config").read_text()
+    assert f"s3://{S3_BUCKET}/{team}/{model}" in dvc_config
+    for path in (a.repo_path, b.repo_path):
+        everything = git(path, "log", "-p", "--all") + (path / ".dvc" / "config").read_text()
+        everything += (path / ".dvc" / "config.local").read_text()
+        assert S3_SECRET_KEY not in everything
+
+
+def test_objects_land_only_under_team_and_model(s3_config, seaweed):
+    before = set(s3_keys(seaweed))
+    m = ModelsCheckpointsManage("AI-Vision", "yolo")
+    m.import_model_init()
+    write_model(m.repo_path / "model.bin", 5000)
+    m.upload_model_checkpoint()
+    new = set(s3_keys(seaweed)) - before
+    assert new and all(k.startswith("AI-Vision/yolo/") for k in new)
+
+
+def test_two_teams_with_the_same_model_name_do_not_collide(s3_config, seaweed, tmp_path):
+    one = ModelsCheckpointsManage("team-one", "shared-name")
+    two = ModelsCheckpointsManage("team-two", "shared-name")
+    for m, size in ((one, 1111), (two, 2222)):
+        m.import_model_init()
+        write_model(m.repo_path / "model.bin", size)
+        m.upload_model_checkpoint()
+        assert m.tag_model_checkpoint() == "v0.1"
+    a1 = one.download_model_checkpoint("v0.1", output_dir=tmp_path / "1")
+    a2 = two.download_model_checkpoint("v0.1", output_dir=tmp_path / "2")
+    assert Path(a1.model_path).stat().st_size == 1111 and Path(a2.model_path).stat().st_size == 2222
+    assert s3_keys(seaweed, prefix="team-one/shared-name/") and s3_keys(seaweed, prefix="team-two/shared-name/")
+
+
+def test_wrong_secret_is_a_credential_error_and_nothing_is_committed(s3_config, seaweed, cpv_home, tmp_path):
+    m = ModelsCheckpointsManage("AI-Convo", "wrong-secret")
+    m.import_model_init()
+    write_model(m.repo_path / "model.bin", 4000)
+    # rotate the file to a wrong secret under another profile and point cpv at it
+    home = Path(str(cpv_home).replace("cpv-home", "home"))
+    creds = write_aws_credentials(home, profile="bad-profile", secret="not-the-right-secret")
+    cfg = CPVConfig()
+    cfg.setup_aws_profile(credential_path=creds, aws_profile="bad-profile", bucket=S3_BUCKET, endpoint_url=seaweed.endpoint)
+    m = ModelsCheckpointsManage("AI-Convo", "wrong-secret")
+    m.ws.storage.init()  # machine-local settings follow the config
+    head = git(m.repo_path, "rev-parse", "HEAD")
+    with pytest.raises(CredentialError) as err:
+        m.upload_model_checkpoint(metrics={"loss": 1.0})
+    assert "bad-profile" in err.value.message
+    assert git(m.repo_path, "rev-parse", "HEAD") == head
+    assert git(m.repo_path, "tag", "-l") == ""
+    report = cfg.validate_credentials()
+    failed = {c.name for c in report.failed()}
+    assert failed == {"aws.credentials"}
+
+
+def test_missing_bucket_is_reported_and_not_created(s3_config, seaweed):
+    cfg = CPVConfig()
+    cfg.set_config("aws.bucket", "no-such-bucket-cpv")
+    report = cfg.validate_credentials()
+    assert {c.name for c in report.failed()} == {"aws.bucket"}
+    m = ModelsCheckpointsManage("AI-Convo", "nobucket")
+    m.import_model_init()
+    write_model(m.repo_path / "model.bin", 1000)
+    with pytest.raises(AWSError) as err:
+        m.upload_model_checkpoint()
+    assert "'no-such-bucket-cpv' does not exist" in err.value.message
+    buckets = [b["Name"] for b in s3_client(seaweed).list_buckets()["Buckets"]]
+    assert "no-such-bucket-cpv" not in buckets
+
+
+def test_stopped_server_fails_fast(s3_config, cpv_home):
+    cfg = CPVConfig()
+    cfg.set_config("aws.endpoint_url", "http://127.0.0.1:9")  # nothing listens on the discard port
+    m = ModelsCheckpointsManage("AI-Convo", "down")
+    m.import_model_init()
+    write_model(m.repo_path / "model.bin", 1000)
+    start = time.monotonic()
+    with pytest.raises(AWSError) as err:
+        m.upload_model_checkpoint()
+    assert time.monotonic() - start < 15
+    assert "unreachable" in err.value.message
+    report = cfg.validate_credentials()
+    assert [c.name for c in report.failed()] == ["aws.endpoint"]
+    # hashing happened locally, but nothing was committed
+    assert git(m.repo_path, "log", "--oneline").count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc",
+    [
+        ({"credential_path": "/nonexistent/credentials"}, CredentialError),
+        ({"aws_profile": "no-such-profile"}, CredentialError),
+        ({"bucket": "Bad_Bucket"}, ValidationError),
+        ({"endpoint_url": "ftp://x"}, ValidationError),
+        ({"endpoint_url": "http://user:pw@host"}, ValidationError),
+        ({"aws_profile": "bad profile\n[x]"}, ValidationError),
+    ],
+)
+def test_bad_aws_setup_is_refused_and_changes_nothing(cpv_home, kwargs, exc):
+    home = Path(str(cpv_home).replace("cpv-home", "home"))
+    creds = write_aws_credentials(home)
+    args = {"credential_path": creds, "aws_profile": "cpv-test"}
+    args.update(kwargs)
+    with pytest.raises(exc):
+        CPVConfig().setup_aws_profile(**args)
+    assert not (cpv_home / "config.json").exists()
+
+
+def test_aws_provider_environment_names_files_not_secrets(s3_config):
+    env = Plugins().credential_provider("aws").environment(s3_config)
+    assert env["AWS_PROFILE"] == "cpv-test" and env["AWS_SHARED_CREDENTIALS_FILE"].endswith("credentials")
+    assert S3_SECRET_KEY not in repr(env)
+    assert "aws" in {p.name for p in Plugins().credential_providers()}  # cpv_credential_providers
+
+
+def test_plain_dvc_can_pull_what_cpv_pushed(s3_config, seaweed, tmp_path):
+    """What lands on S3 is a valid DVC remote."""
+    import os
+    import sys
+
+    m = ModelsCheckpointsManage("AI-Convo", "plain-dvc")
+    m.import_model_init()
+    data = write_model(m.repo_path / "model.bin", 12345)
+    m.upload_model_checkpoint()
+    m.tag_model_checkpoint()
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(m.ws.hosting.remote_url()), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "-q", "model/v0.1"], cwd=clone, check=True)
+    env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=s3_config.get_config("aws.credential_path"),
+               AWS_PROFILE="cpv-test", AWS_ENDPOINT_URL_S3=seaweed.endpoint)
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "pull", "-q"], cwd=clone, check=True, env=env, capture_output=True)
+    assert (clone / "model.bin").read_bytes() == data
