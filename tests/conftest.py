@@ -141,3 +141,30 @@ def s3_keys(seaweed, bucket: str = S3_BUCKET, prefix: str = "") -> list[str]:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys.extend(obj["Key"] for obj in page.get("Contents", []))
     return keys
+
+
+# --------------------------------------------------------------------------
+# real OpenSSH server on loopback standing in for Bitbucket
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """One private sshd per session, serving bare repos like Bitbucket."""
+    from .servers.sshd import start_sshd
+
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bitbucket_config(sshd, cpv_home):
+    """cpv set up for the sshd (hosting bitbucket-ssh, storage local); key authorized."""
+    from cpv_core.config import CPVConfig
+
+    cfg = CPVConfig()
+    entries = cfg.setup_bitbucket_ssh(keygen_filename="id_cpv_test", bitbucket_user="tester", workspace="ai-team",
+                                      host=sshd.host, port=sshd.port, ssh_user=sshd.user)
+    sshd.authorize(Path(entries["public_key_path"]).read_text())
+    return cfg

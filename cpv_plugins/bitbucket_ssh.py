@@ -1,0 +1,319 @@
+"""Hosting backend ``bitbucket-ssh`` and credential provider ``bitbucket-ssh``.
+
+Each team/model is one repository in a Bitbucket workspace, reached over SSH:
+``ssh://{ssh_user}@{host}:{port}/{workspace}/{repo}.git``. Defaults follow
+Bitbucket Cloud through its firewall-friendly endpoint: host
+``altssh.bitbucket.org``, port 443, SSH user ``git``. The repository name
+comes from ``repo_template`` (default ``{team}-{model}``, lower-cased, as
+Bitbucket slugs are), so two teams' models of the same name never share a
+repository; group them in a Bitbucket project ``AI-{team}-model-checkpoints``.
+
+cpv's git commands use the configured key explicitly through
+``GIT_SSH_COMMAND`` (``-i KEY -o IdentitiesOnly=yes -o BatchMode=yes
+-o StrictHostKeyChecking=accept-new``); host key changes are never accepted
+silently. ``~/.ssh/config`` gets one managed block (a ``Host`` alias for
+people's own git commands), rewritten in place on every setup.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import socket
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from cpv_core import hookimpl
+from cpv_core.backends import BackendContext, CheckResult, CredentialProviderInfo, HostingBackendInfo
+from cpv_core.errors import ConfigError, CredentialError, RepositoryError, ValidationError
+from cpv_core.names import validate_name
+from cpv_core.paths import atomic_write_bytes
+
+logger = logging.getLogger("cpv.bitbucket")
+
+DEFAULT_HOST = "altssh.bitbucket.org"
+DEFAULT_PORT = 443
+DEFAULT_SSH_USER = "git"
+DEFAULT_ALIAS = "bitbucket-cpv"
+DEFAULT_REPO_TEMPLATE = "{team}-{model}"
+CONNECT_TIMEOUT_S = 10
+BLOCK_BEGIN = "# >>> cpv managed block: bitbucket (edits inside are overwritten) >>>"
+BLOCK_END = "# <<< cpv managed block: bitbucket <<<"
+_HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_USER_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$")
+
+
+def _ssh_dir() -> Path:
+    return Path.home() / ".ssh"
+
+
+def _check_path_value(path: Path, what: str) -> Path:
+    text = str(path)
+    if any(ord(ch) < 32 or ch in '"\\' for ch in text):
+        raise ValidationError(f"{what} {text!r} contains a control character, quote or backslash",
+                              fix="use a plain file path")
+    return path
+
+
+class BitbucketSettings:
+    """The ``bitbucket`` section of the cpv config, with defaults."""
+
+    def __init__(self, section: dict[str, Any] | None) -> None:
+        section = section or {}
+        self.key_path = Path(section["key_path"]) if section.get("key_path") else None
+        self.user = section.get("user")
+        self.workspace = section.get("workspace") or self.user
+        self.host = section.get("host") or DEFAULT_HOST
+        self.port = int(section.get("port") or DEFAULT_PORT)
+        self.ssh_user = section.get("ssh_user") or DEFAULT_SSH_USER
+        self.alias = section.get("alias") or DEFAULT_ALIAS
+        self.repo_template = section.get("repo_template") or DEFAULT_REPO_TEMPLATE
+        self.known_hosts = Path(section["known_hosts"]) if section.get("known_hosts") else None
+        self.connection_sharing = bool(section.get("connection_sharing", False))
+
+    def ssh_command(self) -> str:
+        """The ``GIT_SSH_COMMAND`` value: the configured key and safe options only."""
+        args = ["ssh", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
+                "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}", "-o", "ServerAliveInterval=15", "-F", "none"]
+        if self.key_path:
+            args += ["-i", str(self.key_path)]
+        known = self.known_hosts or (_ssh_dir() / "known_hosts")
+        args += ["-o", f"UserKnownHostsFile={known}"]
+        if self.connection_sharing:
+            control = Path("/tmp") / f"cpv-ssh-{os.getuid()}-%C"
+            args += ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}", "-o", "ControlPersist=60"]
+        return " ".join(shlex.quote(a) for a in args)
+
+    def repo_slug(self, team: str, model: str) -> str:
+        slug = self.repo_template.format(team=team, model=model).lower()
+        return validate_name(slug, "repository name")
+
+    def url(self, team: str, model: str) -> str:
+        if not self.workspace:
+            raise ConfigError("no Bitbucket workspace is configured",
+                              fix="run `cpv bitbucket-config --workspace W --user U --keygen-filename F`")
+        return f"ssh://{self.ssh_user}@{self.host}:{self.port}/{self.workspace}/{self.repo_slug(team, model)}.git"
+
+
+def classify_ssh_failure(stderr: str) -> tuple[str, str, str]:
+    """(check name, reason, fix) for a failed ssh/git-over-ssh command."""
+    text = stderr.lower()
+    if "remote host identification has changed" in text or "host key verification failed" in text:
+        return ("bitbucket.host_key", "the server's host key has CHANGED since it was first trusted",
+                "if the change is expected (server re-installed), remove the old key with `ssh-keygen -R '[HOST]:PORT'`; otherwise do not connect")
+    if "permission denied" in text:
+        return ("bitbucket.auth", "the server refused the SSH key",
+                "add the public key (KEY.pub) to your Bitbucket account: Personal settings > SSH keys")
+    if any(k in text for k in ("connection refused", "timed out", "no route to host", "could not resolve", "network is unreachable", "connection closed")):
+        return ("bitbucket.host", "the SSH server is unreachable", "check the network and --host/--port")
+    if "does not exist" in text or "not found" in text or "does not appear to be a git repository" in text:
+        return ("bitbucket.repository", "the repository does not exist", "create it on Bitbucket first")
+    return ("bitbucket.auth", stderr.strip().splitlines()[-1] if stderr.strip() else "ssh failed", "run `cpv validate -v`")
+
+
+class BitbucketHosting:
+    """Hosting backend ``bitbucket-ssh``."""
+
+    name = "bitbucket-ssh"
+
+    def __init__(self, ctx: BackendContext) -> None:
+        self.ctx = ctx
+        self.settings = BitbucketSettings(ctx.config.get_config("bitbucket"))
+
+    def remote_url(self) -> str:
+        return self.settings.url(self.ctx.team, self.ctx.model)
+
+    def _ls_remote(self) -> subprocess.CompletedProcess:
+        env = dict(os.environ, **self.ctx.env, GIT_TERMINAL_PROMPT="0")
+        env["GIT_SSH_COMMAND"] = self.settings.ssh_command()
+        return subprocess.run(["git", "ls-remote", "--heads", "--end-of-options", self.remote_url()],
+                              env=env, capture_output=True, text=True, timeout=CONNECT_TIMEOUT_S * 3)
+
+    def ensure_remote(self) -> str:
+        url = self.remote_url()
+        result = self._ls_remote()
+        if result.returncode == 0:
+            return url
+        name, reason, fix = classify_ssh_failure(result.stderr)
+        s = self.settings
+        slug = s.repo_slug(self.ctx.team, self.ctx.model)
+        if name == "bitbucket.repository":
+            raise RepositoryError(
+                f"Bitbucket repository {s.workspace}/{slug} does not exist",
+                fix=f"create the repository '{slug}' in workspace '{s.workspace}' (project AI-{self.ctx.team}-model-checkpoints), then run the command again",
+            )
+        if name == "bitbucket.auth":
+            raise CredentialError(f"{s.host}:{s.port} refused the key {s.key_path}: {reason}", fix=fix)
+        raise RepositoryError(f"cannot reach {url}: {reason}", fix=fix)
+
+    def validate(self) -> list[CheckResult]:
+        result = self._ls_remote()
+        if result.returncode == 0:
+            return [CheckResult("bitbucket.repository", True, f"{self.remote_url()} is reachable")]
+        name, reason, fix = classify_ssh_failure(result.stderr)
+        return [CheckResult(name, False, f"{self.remote_url()}: {reason}", fix)]
+
+
+class BitbucketCredentials:
+    """Credential provider ``bitbucket-ssh``: an SSH key and a managed ~/.ssh/config block."""
+
+    name = "bitbucket-ssh"
+
+    def is_configured(self, config: Any) -> bool:
+        return bool(config.get_config("bitbucket"))
+
+    # -- setup -------------------------------------------------------------
+    def setup(self, config: Any, **options: Any) -> dict[str, Any]:
+        allowed = {"keygen_filename", "bitbucket_user", "workspace", "host", "port", "ssh_user", "alias",
+                   "repo_template", "known_hosts", "connection_sharing"}
+        unknown = set(options) - allowed
+        if unknown:
+            raise ConfigError(f"unknown Bitbucket option(s): {', '.join(sorted(unknown))}", fix=f"use {', '.join(sorted(allowed))}")
+        user = options.get("bitbucket_user")
+        if user is not None:
+            validate_name(user, "Bitbucket user")
+        workspace = options.get("workspace") or user
+        if not workspace:
+            raise ValidationError("a Bitbucket workspace (or user) is required", fix="pass --workspace W or --user U")
+        validate_name(workspace, "Bitbucket workspace")
+        host = options.get("host") or DEFAULT_HOST
+        if not _HOST_RE.fullmatch(host):
+            raise ValidationError(f"host {host!r} is not a valid host name", fix="e.g. altssh.bitbucket.org")
+        port = options.get("port") or DEFAULT_PORT
+        try:
+            port = int(port)
+        except (TypeError, ValueError):
+            port = -1
+        if not 1 <= port <= 65535:
+            raise ValidationError(f"port {options.get('port')!r} is not a TCP port", fix="use 1-65535 (Bitbucket Cloud: 443 on altssh.bitbucket.org, or 22)")
+        ssh_user = options.get("ssh_user") or DEFAULT_SSH_USER
+        if not _USER_RE.fullmatch(ssh_user):
+            raise ValidationError(f"SSH user {ssh_user!r} is not valid", fix="Bitbucket's SSH user is 'git'")
+        alias = options.get("alias") or DEFAULT_ALIAS
+        if not _HOST_RE.fullmatch(alias):
+            raise ValidationError(f"alias {alias!r} is not valid", fix="use letters, digits, '.' and '-'")
+        template = options.get("repo_template") or DEFAULT_REPO_TEMPLATE
+        try:
+            validate_name(template.format(team="team", model="model").lower(), "repository name template result")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValidationError(f"repo_template {template!r} is not usable: {exc}", fix="use e.g. '{team}-{model}'") from None
+        filename = options.get("keygen_filename") or "id_ed25519_bitbucket"
+        key_path = Path(filename).expanduser()
+        if not key_path.is_absolute() and len(key_path.parts) == 1:
+            key_path = _ssh_dir() / key_path
+        key_path = _check_path_value(key_path.resolve(), "key file")
+        known_hosts = options.get("known_hosts")
+        if known_hosts:
+            known_hosts = str(_check_path_value(Path(known_hosts).expanduser().resolve(), "known_hosts file"))
+
+        public = self._ensure_key(key_path, user or workspace)
+        entries: dict[str, Any] = {"key_path": str(key_path), "workspace": workspace, "host": host, "port": port,
+                                   "ssh_user": ssh_user, "alias": alias, "repo_template": template}
+        if user:
+            entries["user"] = user
+        if known_hosts:
+            entries["known_hosts"] = known_hosts
+        if options.get("connection_sharing"):
+            entries["connection_sharing"] = True
+        write_ssh_config_block(BitbucketSettings(entries))
+        logger.warning("add this public key to Bitbucket (Personal settings > SSH keys):\n%s", public.strip())
+        entries["public_key_path"] = f"{key_path}.pub"
+        return entries
+
+    @staticmethod
+    def _ensure_key(key_path: Path, comment: str) -> str:
+        pub = Path(f"{key_path}.pub")
+        if key_path.exists():
+            if not pub.exists():
+                raise CredentialError(f"{key_path} exists but {pub} does not",
+                                      fix=f"recreate it with `ssh-keygen -y -f {key_path} > {pub}`")
+            return pub.read_text()
+        key_path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(key_path.parent, 0o700)
+        result = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"cpv {comment}", "-f", str(key_path)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise CredentialError(f"ssh-keygen could not create {key_path}: {result.stderr.strip()}",
+                                  fix="check that the directory is writable and OpenSSH is installed")
+        os.chmod(key_path, 0o600)
+        return pub.read_text()
+
+    # -- validate ---------------------------------------------------------------
+    def validate(self, config: Any) -> list[CheckResult]:
+        s = BitbucketSettings(config.get_config("bitbucket"))
+        checks: list[CheckResult] = []
+        if not s.key_path or not s.key_path.exists():
+            return [CheckResult("bitbucket.key", False, f"SSH key {s.key_path} is missing",
+                                "run `cpv bitbucket-config --keygen-filename F` to create it")]
+        mode = stat.S_IMODE(s.key_path.stat().st_mode)
+        if mode & 0o077:
+            return [CheckResult("bitbucket.key", False, f"SSH key {s.key_path} is readable by others (mode {mode:o})",
+                                f"chmod 600 {s.key_path}")]
+        checks.append(CheckResult("bitbucket.key", True, f"SSH key {s.key_path} exists with mode {mode:o}"))
+        try:
+            with socket.create_connection((s.host, s.port), timeout=CONNECT_TIMEOUT_S):
+                pass
+            checks.append(CheckResult("bitbucket.host", True, f"{s.host}:{s.port} accepts connections"))
+        except OSError as exc:
+            checks.append(CheckResult("bitbucket.host", False, f"{s.host}:{s.port} is unreachable ({exc.strerror or type(exc).__name__})",
+                                      "check the network and --host/--port"))
+            return checks
+        cmd = shlex.split(s.ssh_command()) + ["-p", str(s.port), f"{s.ssh_user}@{s.host}", "-T"]
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=CONNECT_TIMEOUT_S * 2, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            checks.append(CheckResult("bitbucket.auth", False, f"{s.host}:{s.port} did not answer the SSH handshake in time",
+                                      "check --host/--port: is it an SSH server?"))
+            return checks
+        if result.returncode == 255:  # ssh's own failure; any other code came from the server after login
+            name, reason, fix = classify_ssh_failure(result.stderr)
+            checks.append(CheckResult(name, False, f"{s.ssh_user}@{s.host}:{s.port}: {reason}", fix.replace("KEY", str(s.key_path))))
+        else:
+            checks.append(CheckResult("bitbucket.auth", True, f"{s.host}:{s.port} accepted the key for {s.ssh_user}"))
+        return checks
+
+    def environment(self, config: Any) -> dict[str, str]:
+        return {"GIT_SSH_COMMAND": BitbucketSettings(config.get_config("bitbucket")).ssh_command()}
+
+
+def write_ssh_config_block(s: BitbucketSettings) -> Path:
+    """Write (or replace) cpv's managed block in ``~/.ssh/config``; other content is untouched."""
+    path = _ssh_dir() / "config"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    block = "\n".join([
+        BLOCK_BEGIN,
+        f"Host {s.alias}",
+        f"  HostName {s.host}",
+        f"  Port {s.port}",
+        f"  User {s.ssh_user}",
+        f'  IdentityFile "{s.key_path}"',
+        "  IdentitiesOnly yes",
+        BLOCK_END,
+    ])
+    existing = path.read_text() if path.exists() else ""
+    lines = existing.splitlines()
+    if BLOCK_BEGIN in lines and BLOCK_END in lines:
+        start, end = lines.index(BLOCK_BEGIN), lines.index(BLOCK_END)
+        new_lines = lines[:start] + block.splitlines() + lines[end + 1:]
+        text = "\n".join(new_lines) + "\n"
+    else:
+        text = existing + ("" if not existing or existing.endswith("\n") else "\n") + ("\n" if existing.strip() else "") + block + "\n"
+    atomic_write_bytes(path, text.encode(), mode=0o600)
+    return path
+
+
+@hookimpl
+def cpv_hosting_backends() -> list[HostingBackendInfo]:
+    """Bitbucket (or any SSH git server) hosting."""
+    return [HostingBackendInfo("bitbucket-ssh", BitbucketHosting, "a Bitbucket repository per team/model over SSH")]
+
+
+@hookimpl
+def cpv_credential_providers() -> list[CredentialProviderInfo]:
+    """SSH key + ~/.ssh/config managed block."""
+    return [CredentialProviderInfo("bitbucket-ssh", BitbucketCredentials(), "SSH key for Bitbucket (path only)")]

@@ -1,0 +1,139 @@
+"""The bitbucket-ssh hosting and SSH credentials against a real OpenSSH server."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cpv_core import CredentialError, ModelsCheckpointsManage, RepositoryError, ValidationError
+from cpv_core.config import CPVConfig
+from cpv_plugins.bitbucket_ssh import BLOCK_BEGIN, BitbucketSettings
+
+from .helpers import write_model
+
+pytestmark = pytest.mark.ssh
+
+
+def git(path: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=path, check=True, capture_output=True, text=True).stdout
+
+
+def home() -> Path:
+    return Path(os.environ["HOME"])
+
+
+def test_setup_writes_key_and_one_managed_block(bitbucket_config, sshd):
+    key = home() / ".ssh" / "id_cpv_test"
+    assert key.exists() and stat.S_IMODE(key.stat().st_mode) == 0o600
+    config = home() / ".ssh" / "config"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert config.read_text().count(BLOCK_BEGIN) == 1
+    # other content survives, and a second setup leaves one block
+    config.write_text("Host other\n  HostName example.com\n\n" + config.read_text() + "\nHost after\n  Port 2222\n")
+    CPVConfig().setup_bitbucket_ssh(keygen_filename="id_cpv_test", bitbucket_user="tester", workspace="ai-team",
+                                    host=sshd.host, port=sshd.port, ssh_user=sshd.user)
+    text = config.read_text()
+    assert text.count(BLOCK_BEGIN) == 1
+    assert "Host other" in text and "Host after" in text and f"Port {sshd.port}" in text
+    saved = json_config()
+    assert saved["bitbucket"]["key_path"] == str(key) and "PRIVATE" not in (Path(os.environ["CPV_HOME"]) / "config.json").read_text()
+    assert CPVConfig().backend_name("hosting") == "bitbucket-ssh"
+
+
+def json_config() -> dict:
+    import json
+
+    return json.loads((Path(os.environ["CPV_HOME"]) / "config.json").read_text())
+
+
+def test_ssh_command_uses_the_key_explicitly_and_never_disables_host_checks(bitbucket_config):
+    cmd = BitbucketSettings(bitbucket_config.get_config("bitbucket")).ssh_command()
+    assert "IdentitiesOnly=yes" in cmd and "BatchMode=yes" in cmd and "StrictHostKeyChecking=accept-new" in cmd
+    assert "StrictHostKeyChecking=no" not in cmd and "id_cpv_test" in cmd
+
+
+def test_validate_passes_then_fails_for_the_right_reason(bitbucket_config, sshd):
+    report = bitbucket_config.validate_credentials()
+    assert report.ok, report.to_dict()
+    key = home() / ".ssh" / "id_cpv_test"
+    key.chmod(0o644)
+    failed = bitbucket_config.validate_credentials().failed()
+    assert [c.name for c in failed] == ["bitbucket.key"] and "chmod 600" in failed[0].fix
+    key.chmod(0o600)
+    sshd.replace_host_key()
+    failed = bitbucket_config.validate_credentials().failed()
+    assert [c.name for c in failed] == ["bitbucket.host_key"], failed
+    # trust the new key again (as a user would after checking it) for the next checks
+    subprocess.run(["ssh-keygen", "-R", f"[{sshd.host}]:{sshd.port}", "-f", str(home() / ".ssh" / "known_hosts")],
+                   check=True, capture_output=True)
+    assert bitbucket_config.validate_credentials().ok
+    sshd.stop()
+    try:
+        failed = bitbucket_config.validate_credentials().failed()
+        assert [c.name for c in failed] == ["bitbucket.host"]
+    finally:
+        sshd.start()
+
+
+def test_unknown_key_is_refused(bitbucket_config, sshd, tmp_path):
+    cfg = CPVConfig()
+    cfg.setup_bitbucket_ssh(keygen_filename=str(tmp_path / "unauthorized_key"), workspace="ai-team",
+                            host=sshd.host, port=sshd.port, ssh_user=sshd.user)
+    failed = cfg.validate_credentials().failed()
+    assert [c.name for c in failed] == ["bitbucket.auth"]
+
+
+def test_missing_repository_names_what_to_create(bitbucket_config, sshd, cpv_home):
+    m = ModelsCheckpointsManage("AI-Convo", "not-created")
+    with pytest.raises(RepositoryError) as err:
+        m.import_model_init()
+    assert "ai-team/ai-convo-not-created" in err.value.message
+    assert "ai-convo-not-created" in err.value.fix
+    assert not (cpv_home / "workspaces" / "AI-Convo").exists()
+
+
+def test_model_workflow_over_ssh_between_two_members(bitbucket_config, sshd, tmp_path):
+    bare = sshd.create_repo("ai-team", "ai-convo-whisper")
+    a = ModelsCheckpointsManage("AI-Convo", "whisper")
+    a.import_model_init()
+    data = write_model(a.repo_path / "model.bin", 20_000)
+    a.upload_model_checkpoint(metrics={"loss": 0.3})
+    assert a.tag_model_checkpoint() == "v0.1"
+    assert "model/v0.1" in git(bare, "tag", "-l")
+    assert git(bare, "log", "--oneline", "main").count("\n") == 2
+
+    b = ModelsCheckpointsManage("AI-Convo", "whisper", repo_path=tmp_path / "member-b")
+    b.import_model_init()
+    assert b.read_checkpoint_tag() == ["v0.1"]
+    art = b.download_model_checkpoint("v0.1", output_dir=tmp_path / "dl")
+    assert Path(art.model_path).read_bytes() == data
+
+    write_model(b.repo_path / "model.bin", 30_000)
+    b.upload_model_checkpoint(metrics={"loss": 0.2})
+    assert b.tag_model_checkpoint() == "v0.2"
+    assert a.read_checkpoint_tag() == ["v0.1", "v0.2"]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"host": "evil.example.com\n  ProxyCommand sh"},
+        {"port": "22 -oProxyCommand=x"},
+        {"port": 70000},
+        {"ssh_user": "git\nHost *"},
+        {"workspace": "../other"},
+        {"keygen_filename": "key\nProxyCommand x"},
+        {"repo_template": "{nope}"},
+    ],
+)
+def test_hostile_bitbucket_settings_are_refused_before_anything_is_written(cpv_home, kwargs):
+    args = {"keygen_filename": "id_x", "bitbucket_user": "tester", "workspace": "ws"}
+    args.update(kwargs)
+    with pytest.raises((ValidationError, CredentialError)):
+        CPVConfig().setup_bitbucket_ssh(**args)
+    assert not (home() / ".ssh" / "config").exists()
+    assert not (cpv_home / "config.json").exists()
