@@ -40,8 +40,9 @@ class Ctx:
         self.quiet = quiet
 
     def echo(self, line: str) -> None:
+        """Progress and plans go to stderr; stdout carries only results."""
         if not self.quiet:
-            click.echo(line)
+            click.echo(line, err=True)
 
 
 def find_workspace(start: Path) -> tuple[str, str, Path] | None:
@@ -303,6 +304,146 @@ def build_kind_group(kind: str) -> click.Group:
 
 cli.add_command(build_kind_group("model"))
 cli.add_command(build_kind_group("data"))
+
+
+# -- configuration --------------------------------------------------------------------
+
+
+def _aws_options(func: Callable) -> Callable:
+    for option in reversed([
+        click.option("--credential-path", "-c", type=click.Path(dir_okay=False), help="AWS credentials file (default ~/.aws/credentials)."),
+        click.option("--profile", "-p", default="default", show_default=True, help="Profile in that file."),
+        click.option("--bucket", "-b", help="S3 bucket (default vmo-model-checkpoints)."),
+        click.option("--endpoint-url", help="S3-compatible endpoint (SeaweedFS, MinIO, Ceph ...)."),
+        click.option("--region", help="Region (default us-east-1)."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _bitbucket_options(func: Callable) -> Callable:
+    for option in reversed([
+        click.option("--keygen-filename", "-k", default="id_ed25519_bitbucket", show_default=True,
+                     help="SSH key: a file name under ~/.ssh or a path; generated (ed25519) if missing."),
+        click.option("--user", "-u", help="Your Bitbucket account name."),
+        click.option("--workspace", "-w", help="Bitbucket workspace holding the repositories (default: --user)."),
+        click.option("--host", help="SSH host (default altssh.bitbucket.org)."),
+        click.option("--port", type=int, help="SSH port (default 443)."),
+        click.option("--ssh-user", help="SSH login user (default git)."),
+        click.option("--repo-template", help="Repository name per team/model (default {team}-{model})."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _do_aws_config(ctx: Ctx, credential_path, profile, bucket, endpoint_url, region) -> None:
+    from .config import CPVConfig
+
+    entries = CPVConfig().setup_aws_profile(credential_path=credential_path, aws_profile=profile, bucket=bucket,
+                                            endpoint_url=endpoint_url, region=region)
+    ctx.echo(f"AWS configured: profile {entries['profile']} in {entries['credential_path']}, bucket {entries['bucket']}"
+             + (f" at {entries['endpoint_url']}" if entries.get("endpoint_url") else ""))
+    ctx.echo("new models now store their data on S3 (storage: dvc-s3); run `cpv validate` to check access")
+
+
+def _do_bitbucket_config(ctx: Ctx, keygen_filename, user, workspace, host, port, ssh_user, repo_template) -> None:
+    from .config import CPVConfig
+
+    options = {k: v for k, v in dict(workspace=workspace, host=host, port=port, ssh_user=ssh_user,
+                                     repo_template=repo_template).items() if v is not None}
+    entries = CPVConfig().setup_bitbucket_ssh(keygen_filename=keygen_filename, bitbucket_user=user, **options)
+    ctx.echo(f"Bitbucket configured: {entries['ssh_user']}@{entries['host']}:{entries['port']}, workspace {entries['workspace']}")
+    ctx.echo(f"add this public key to Bitbucket (Personal settings > SSH keys):\n{Path(entries['public_key_path']).read_text().strip()}")
+
+
+@cli.command("aws-config")
+@_aws_options
+@click.pass_obj
+def aws_config(ctx: Ctx, **options: Any) -> None:
+    """Configure S3 access by reference to an AWS credentials file and profile."""
+    _do_aws_config(ctx, **options)
+
+
+@cli.command("bitbucket-config")
+@_bitbucket_options
+@click.pass_obj
+def bitbucket_config(ctx: Ctx, **options: Any) -> None:
+    """Configure Bitbucket over SSH (key, ~/.ssh/config block, workspace)."""
+    _do_bitbucket_config(ctx, **options)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Show and change the cpv configuration (~/.cpv/config.json, or $CPV_HOME)."""
+
+
+@config_group.command("aws")
+@_aws_options
+@click.pass_obj
+def config_aws(ctx: Ctx, **options: Any) -> None:
+    """Same as `cpv aws-config`."""
+    _do_aws_config(ctx, **options)
+
+
+@config_group.command("bitbucket")
+@_bitbucket_options
+@click.pass_obj
+def config_bitbucket(ctx: Ctx, **options: Any) -> None:
+    """Same as `cpv bitbucket-config`."""
+    _do_bitbucket_config(ctx, **options)
+
+
+@config_group.command("show")
+@json_option
+def config_show(as_json: bool) -> None:
+    """Print the configuration and the backends new models will use (no secrets are ever stored)."""
+    from .config import CPVConfig
+
+    cfg = CPVConfig()
+    data = {
+        "config_file": str(cfg.config_path),
+        "settings": cfg.get_config(),
+        "backends": {kind: cfg.backend_name(kind) for kind in ("storage", "hosting", "versioning")},
+        "workspace_root": str(cfg.workspace_root()),
+    }
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(f"config file     {data['config_file']}")
+    click.echo(f"workspace root  {data['workspace_root']}")
+    for kind, name in data["backends"].items():
+        click.echo(f"{kind:15} {name}")
+    click.echo(json.dumps(data["settings"], indent=2, sort_keys=True))
+
+
+@config_group.command("set")
+@click.argument("key")
+@click.argument("value")
+def config_set(key: str, value: str) -> None:
+    """Set KEY (dotted, e.g. storage or local.root) to VALUE; an empty VALUE removes it."""
+    from .config import CPVConfig
+
+    CPVConfig().set_config(key, value or None)
+
+
+@cli.command("validate")
+@json_option
+@click.pass_obj
+def validate(ctx: Ctx, as_json: bool) -> None:
+    """Check every configured credential, one line per check; exit 4 on failure."""
+    from .config import CPVConfig
+    from .errors import CredentialError
+
+    report = CPVConfig().validate_credentials()
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        for check in report:
+            click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name:22} {check.detail}")
+            if not check.ok and check.fix:
+                click.echo(f"     {'':22} fix: {check.fix}")
+    if not report:
+        sys.exit(CredentialError.exit_code)
 
 
 # -- plugins / quickstart -----------------------------------------------------------------

@@ -1,0 +1,171 @@
+"""The cpv command line: click's runner for every command, a real subprocess for the main flow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from cpv_core import hookimpl
+from cpv_core.cli import cli, main
+from cpv_core.errors import CheckpointNotFoundError, ValidationError
+from cpv_core.plugins import get_plugin_manager
+
+from .conftest import tree_state
+from .helpers import write_model
+
+T = ["-t", "AI-Convo", "--model-name", "whisper"]
+
+
+def run(*args: str, expect: int = 0, cwd: Path | None = None, stdout_only: bool = True) -> str:
+    """Run ``cpv ARGS`` through main() (error handling included) in-process;
+    return stdout (the results), or everything printed with ``stdout_only=False``."""
+    runner = CliRunner()
+    old = os.getcwd()
+    if cwd:
+        os.chdir(cwd)
+    try:
+        result = runner.invoke(main_wrapper, list(args), catch_exceptions=False)
+    finally:
+        os.chdir(old)
+    assert result.exit_code == expect, f"exit {result.exit_code}: {result.output}"
+    return result.stdout if stdout_only and expect == 0 else result.output
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def main_wrapper(ctx: click.Context) -> None:
+    main(list(ctx.args))
+
+
+@pytest.fixture
+def workspace(cpv_home, tmp_path) -> Path:
+    run("init", "model", "-t", "AI-Convo", "-m", "whisper")
+    return cpv_home / "workspaces" / "AI-Convo" / "whisper"
+
+
+def test_help_lists_the_seed_commands():
+    out = CliRunner().invoke(cli, ["--help"]).output
+    for name in ("init", "model", "data", "aws-config", "bitbucket-config", "validate", "plugins", "quickstart", "config"):
+        assert name in out
+    model_help = CliRunner().invoke(cli, ["model", "--help"]).output
+    for name in ("upload", "download", "tag", "list", "revert", "info"):
+        assert name in model_help
+
+
+def test_model_cycle_through_the_cli(workspace, tmp_path):
+    first = write_model(workspace / "model.bin", 3000, seed=1)
+    run("model", "upload", *T, "--metrics", '{"loss": 0.5}', "-m", "first")
+    assert run("model", "tag", *T, "-m", "baseline").strip() == "v0.1"
+    metrics_file = tmp_path / "m.json"
+    metrics_file.write_text('{"loss": 0.25, "acc": 0.9}')
+    src = tmp_path / "new.bin"
+    write_model(src, 4000, seed=2)
+    run("model", "upload", str(src), *T, "--metrics", str(metrics_file))
+    assert run("model", "tag", *T, "--version", "v1.0").strip() == "v1.0"
+
+    listing = json.loads(run("model", "list", *T, "--json"))
+    assert [v["version"] for v in listing["versions"]] == ["v0.1", "v1.0"]
+    assert listing["versions"][1]["metrics"] == {"loss": 0.25, "acc": 0.9}
+    table = run("model", "list", *T)
+    assert "VERSION" in table and "v1.0" in table and "loss=0.25" in table
+
+    info = json.loads(run("model", "info", "v0.1", *T, "--json"))
+    assert info["version"] == "v0.1" and info["message"] == "baseline" and info["size"] == 3000
+    out_dir = tmp_path / "dl"
+    path = run("model", "download", "v0.1", *T, "-o", str(out_dir)).strip()
+    assert Path(path).read_bytes() == first
+    run("model", "revert", "v0.1", *T)
+    assert (workspace / "model.bin").read_bytes() == first
+
+
+def test_team_and_model_come_from_the_current_workspace(workspace):
+    write_model(workspace / "model.bin", 1000)
+    run("model", "upload", cwd=workspace)
+    assert run("model", "tag", cwd=workspace).strip() == "v0.1"
+    assert "v0.1" in run("model", "list", cwd=workspace / ".cpv")
+
+
+def test_dry_run_of_mutating_commands_changes_nothing(workspace, cpv_home):
+    write_model(workspace / "model.bin", 1000)
+    run("model", "upload", *T)
+    run("model", "tag", *T)
+    write_model(workspace / "model.bin", 2000)
+    run("model", "upload", *T)
+    remotes = cpv_home / "local"
+    before = tree_state(workspace, remotes)
+    for args in (["model", "upload", *T, "--metrics", '{"x": 1}'], ["model", "tag", *T], ["model", "revert", "v0.1", *T],
+                 ["model", "download", "v0.1", *T, "-o", str(cpv_home / "x")], ["init", "model", "-t", "Other", "-m", "new"]):
+        assert "[dry-run]" in run(*args, "--dry-run", stdout_only=False), args
+    assert tree_state(workspace, remotes) == before
+    assert not (cpv_home / "workspaces" / "Other").exists()
+
+
+def test_errors_are_one_line_with_a_fix_and_a_documented_exit_code(workspace, capsys):
+    out = run("model", "download", "v9.9", *T, expect=CheckpointNotFoundError.exit_code)
+    assert "error:" in out and "fix:" in out and "Traceback" not in out
+    out = run("model", "tag", *T, "--version", "1.0", expect=ValidationError.exit_code)
+    assert "'1.0'" in out
+    out = run("model", "upload", *T, "--metrics", "{broken", expect=ValidationError.exit_code)
+    assert "not valid JSON" in out
+    out = run("init", "model", "-t", "../evil", "-m", "x", expect=ValidationError.exit_code)
+    assert "'../evil'" in out
+
+
+def test_outside_a_workspace_without_names_says_what_to_pass(tmp_path):
+    out = run("model", "list", expect=ValidationError.exit_code, cwd=tmp_path)
+    assert "--team-name" in out
+
+
+def test_plugins_and_config_show_and_validate_json(cpv_home):
+    plugins = json.loads(run("plugins", "--json"))
+    assert {"git_tags", "local", "dvc_s3", "bitbucket_ssh"} <= {p["name"] for p in plugins}
+    shown = json.loads(run("config", "show", "--json"))
+    assert shown["backends"] == {"storage": "local", "hosting": "local", "versioning": "git-tags"}
+    report = json.loads(run("validate", "--json"))
+    assert report["ok"] is True and report["checks"]
+    run("config", "set", "storage", "dirstore")
+    assert json.loads(run("config", "show", "--json"))["backends"]["storage"] == "dirstore"
+
+
+def test_a_plugin_can_add_a_command():
+    class Plugin:
+        @hookimpl
+        def cpv_register_commands(self, cli):
+            @cli.command("hello-plugin")
+            def hello():
+                click.echo("hello from a plugin")
+
+    get_plugin_manager().register(Plugin(), name="hello")
+    assert "hello from a plugin" in run("hello-plugin")
+
+
+def test_quickstart_runs_the_whole_cycle():
+    out = run("quickstart", stdout_only=False)
+    for step in ("uploaded", "tagged v0.3", "versions: v0.1, v0.2, v0.3", "downloaded v0.2", "reverted", "done"):
+        assert step in out
+
+
+def test_main_flow_in_a_real_subprocess(cpv_home, tmp_path):
+    cpv = [sys.executable, "-m", "cpv_core.cli"]
+    env = dict(os.environ)
+
+    def sh(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([*cpv, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+    assert sh("init", "model", "-t", "T", "-m", "m").returncode == 0
+    ws = cpv_home / "workspaces" / "T" / "m"
+    data = write_model(ws / "model.bin", 2222)
+    assert sh("model", "upload", "--metrics", '{"loss": 1}', cwd=ws).returncode == 0
+    tagged = sh("model", "tag", cwd=ws)
+    assert tagged.returncode == 0 and tagged.stdout.strip() == "v0.1"
+    got = sh("model", "download", "v0.1", "-o", str(tmp_path / "o"), cwd=ws)
+    assert Path(got.stdout.strip()).read_bytes() == data
+    missing = sh("model", "info", "v3.0", cwd=ws)
+    assert missing.returncode == CheckpointNotFoundError.exit_code and "Traceback" not in missing.stderr
