@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("cpv")
 
-from .artifacts import CheckpointMetadata, DataArtifacts, ModelArtifacts, UploadResult  # noqa: E402
+from .artifacts import CheckpointMetadata, CombinedMetadata, DataArtifacts, ModelArtifacts, UploadResult  # noqa: E402
 from .errors import (  # noqa: E402
     AWSError,
     CheckpointNotFoundError,
@@ -66,6 +66,7 @@ __all__ = [
     "ModelArtifacts",
     "DataArtifacts",
     "CheckpointMetadata",
+    "CombinedMetadata",
     "UploadResult",
     "Version",
     "CPVError",

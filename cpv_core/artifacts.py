@@ -104,3 +104,29 @@ class UploadResult:
     changed: bool
     dry_run: bool = False
     plan: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CombinedMetadata:
+    """A combined version: the model and data versions it names, and their metadata."""
+
+    version: str
+    commit: str
+    date: str
+    author: str
+    message: str
+    model: CheckpointMetadata
+    data: CheckpointMetadata
+
+    @property
+    def lineage(self) -> dict[str, str]:
+        """``{"model": "v1.3", "data": "v0.4"}``."""
+        return {"model": str(self.model.version), "data": str(self.data.version)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``cpv checkpoint info --json``)."""
+        return {"version": self.version, "commit": self.commit, "date": self.date, "author": self.author,
+                "message": self.message, "lineage": self.lineage, "model": self.model.to_dict(), "data": self.data.to_dict()}
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .artifacts import CheckpointMetadata, DataArtifacts, ModelArtifacts, UploadResult
+from .artifacts import CheckpointMetadata, CombinedMetadata, DataArtifacts, ModelArtifacts, UploadResult
 from .backends import PushRejected, TrackedArtifact, VersionRecord
 from .config import CPVConfig
 from .errors import (
@@ -132,6 +132,12 @@ class _Checkpoints:
     def target(self) -> str:
         """Workspace-relative path this manager versions (``model.bin`` / ``data``)."""
         return self.ws.file_for(self.spec.kind)
+
+    def _sibling(self, cls: type["_Checkpoints"]) -> "_Checkpoints":
+        """A manager of another kind over the same workspace (same lock, same backends)."""
+        other = cls.__new__(cls)
+        other.__dict__.update(self.__dict__)
+        return other
 
     # -- output ----------------------------------------------------------------------
     def _default_echo(self, line: str) -> None:
@@ -337,78 +343,48 @@ class _Checkpoints:
             )
         return dirty
 
+    def _tag_metadata(self, info: TrackedArtifact) -> dict[str, Any]:
+        """What a version of this kind records about the current commit."""
+        return {"path": self.target, "digest": info.digest, "size": info.size, "nfiles": info.nfiles,
+                "metrics": self._current_metrics(), "lineage": self._lineage()}
+
+    def _lineage(self) -> dict[str, Any]:
+        return {}
+
+    def _check_taggable(self) -> TrackedArtifact:
+        info = self._pointer_info("HEAD")
+        if info is None:
+            raise CheckpointNotFoundError(
+                f"nothing to tag: no {self.spec.kind} has been uploaded to {self.ws.team}/{self.ws.model}",
+                fix=f"run `cpv {self.spec.kind} upload` first",
+            )
+        self._require_clean_target("tag", force=False)
+        return info
+
     def _tag(self, version_tag: str | None, message: str | None, **kwargs: Any) -> str:
         dry_run, _ = self._opts(kwargs)
         explicit = _parse_tag_arg(version_tag)
-        major = bool(kwargs.get("major", False))
         ws = self.ws
         ws.require_initialized()
         with ws.lock():
-            pointer = ws.storage.pointer_path(self.target)
-            info = self._pointer_info("HEAD")
-            if info is None:
-                raise CheckpointNotFoundError(
-                    f"nothing to tag: no {self.spec.kind} has been uploaded to {ws.team}/{ws.model}",
-                    fix=f"run `cpv {self.spec.kind} upload` first",
-                )
-            self._require_clean_target("tag", force=False)
+            info = self._check_taggable()
             if not dry_run:  # a dry run writes nothing, not even fetched refs
                 self._fetch(required=True)
-            records = self._records()
             head = ws.versioning.head()
-            if explicit is None:
-                already = [r.version for r in records if r.commit == head]
-                if already:
-                    raise VersionExistsError(
-                        f"the current {self.spec.kind} is already version {already[-1]}",
-                        fix=f"upload a new checkpoint first, or pass an explicit version to tag it again",
-                    )
-            elif any(r.version == str(explicit) for r in records):
+            if explicit is None and any(r.commit == head for r in self._records()):
+                already = [r.version for r in self._records() if r.commit == head][-1]
                 raise VersionExistsError(
-                    f"{self.spec.kind} version {explicit} already exists on the remote",
-                    fix=f"choose another version; the next free one is {next_version(Version.parse(r.version) for r in records)}",
+                    f"the current {self.spec.kind} is already version {already}",
+                    fix="upload a new checkpoint first, or pass an explicit version to tag it again",
                 )
-            metadata = {
-                "path": self.target, "digest": info.digest, "size": info.size, "nfiles": info.nfiles,
-                "metrics": self._current_metrics(),
-            }
-            metadata.update(kwargs.get("extra_metadata") or {})
-            text = message or ""
-            if dry_run:
-                version = explicit or next_version((Version.parse(r.version) for r in records), major=major)
-                self._plan([f"create {self.spec.kind} version {version} at {head[:10] if head else '?'} and push it to "
-                            f"{ws.hosting.remote_url()} (computed from local tags; if the remote has newer ones, the next free version is taken)"])
-                return str(version)
-            return str(self._create_and_publish(explicit, major, text, metadata))
+            metadata = self._tag_metadata(info)
 
-    def _create_and_publish(self, explicit: Version | None, major: bool, message: str, metadata: Mapping[str, Any]) -> Version:
-        """Create the tag and push it; on a lost race take the next version."""
-        ws = self.ws
-        for attempt in range(TAG_ATTEMPTS):
-            records = self._records()
-            version = explicit or next_version((Version.parse(r.version) for r in records), major=major)
-            record = ws.versioning.create_version(self.spec.kind, version, message, metadata)
-            try:
-                ws.versioning.publish([record])
-            except PushRejected as exc:
-                ws.versioning.delete_local_version(self.spec.kind, version)
-                if exc.reason != "exists":
-                    raise GitError(f"the remote refused {self.spec.kind} version {version}: {exc.reason}",
-                                   fix="check `cpv validate` and run the command again") from None
-                if explicit is not None:
-                    raise VersionExistsError(f"{self.spec.kind} version {version} was just created on the remote by someone else",
-                                             fix="choose another version") from None
-                logger.info("version %s was taken meanwhile; retrying with the next one", version)
-                time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
-                self._fetch(required=True)
-                continue
-            except BaseException:
-                ws.versioning.delete_local_version(self.spec.kind, version)
-                raise
-            self._echo(f"tagged {self.spec.kind} {version}")
-            return version
-        raise GitError(f"could not allocate a {self.spec.kind} version after {TAG_ATTEMPTS} attempts (heavy contention)",
-                       fix="run the command again")
+            def build(versions: Mapping[str, Version]) -> dict[str, tuple[str, Mapping[str, Any]]]:
+                return {self.spec.kind: (message or "", metadata)}
+
+            versions = allocate_and_publish(ws, [self.spec.kind], explicit, bool(kwargs.get("major")), build,
+                                            dry_run=dry_run, plan=self._plan, echo=self._echo)
+            return str(versions[self.spec.kind])
 
     def _list(self) -> list[str]:
         self.ws.require_initialized()
@@ -456,32 +432,10 @@ class _Checkpoints:
         if tag is None:
             raise ValidationError("revert needs a version", fix="pass e.g. tag='v0.1'")
         record = self._find(tag, fetch=not dry_run)
-        ws = self.ws
-        with ws.lock():
-            dirty = self._require_clean_target("revert", force)
-            if dry_run:
-                self._plan([f"restore {self.target} to {self.spec.kind} {record.version} ({record.commit[:10]})",
-                            f"commit 'Revert {self.spec.kind} to {record.version}' and push"])
-                return self._metadata_for(record)
-            pointer = ws.storage.pointer_path(self.target)
-            saved = None
-            if dirty:
-                # keep the overwritten content recoverable: it goes into the cache first
-                (saved,) = ws.storage.track([self.target])
-                logger.warning("saved uncommitted %s (%s) in the local cache before reverting", self.target, saved.digest)
-            ws.versioning.restore(record.ref, [pointer])
-            try:
-                ws.storage.checkout([self.target])
-            except BaseException:
-                ws.versioning.restore("HEAD", [pointer])
-                raise
-            metrics = dict(record.metadata.get("metrics") or {})
-            self._append_metrics(make_record(self.spec.kind, "revert", metrics, reverted_to=record.version,
-                                             digest=record.metadata.get("digest"), saved_digest=saved.digest if saved else None))
-            ws.versioning.commit([pointer, METRICS_FILE], f"Revert {self.spec.kind} to {record.version}")
-            ws.versioning.push_branch()
-            self._echo(f"reverted {self.target} to {record.version}")
-            return self._metadata_for(record)
+        with self.ws.lock():
+            revert_targets(self.ws, [(self, record)], f"Revert {self.spec.kind} to {record.version}",
+                           force=force, dry_run=dry_run)
+        return self._metadata_for(record)
 
     # -- metadata --------------------------------------------------------------------------
     def _metadata_for(self, record: VersionRecord) -> CheckpointMetadata:
@@ -517,6 +471,110 @@ class _Checkpoints:
         return [self._metadata_for(r) for r in self._records()]
 
 
+def allocate_and_publish(
+    ws: Workspace,
+    kinds: list[str],
+    explicit: Version | None,
+    major: bool,
+    build: Callable[[Mapping[str, Version]], dict[str, tuple[str, Mapping[str, Any]]]],
+    *,
+    dry_run: bool,
+    plan: Callable[[list[str]], list[str]],
+    echo: Callable[[str], None],
+    with_branch: bool = False,
+) -> dict[str, Version]:
+    """Create one version per kind at HEAD and publish them in one atomic push.
+
+    Auto-increment takes each kind's next version; when the remote rejects a
+    tag because someone else just took it, every local tag of this attempt is
+    deleted, the tags are fetched again and the next versions are tried
+    (bounded, with jitter). An explicit version that exists is an error; cpv
+    never forces a tag.
+    """
+    for attempt in range(TAG_ATTEMPTS):
+        existing = {k: ws.versioning.list_versions(k) for k in kinds}
+        if explicit is not None:
+            taken = [f"{k} {explicit}" for k in kinds if any(r.version == str(explicit) for r in existing[k])]
+            if taken:
+                free = {k: str(next_version(Version.parse(r.version) for r in existing[k])) for k in kinds}
+                raise VersionExistsError(
+                    f"version already exists on the remote: {', '.join(taken)}",
+                    fix="choose another version; next free: " + ", ".join(f"{k} {v}" for k, v in free.items()),
+                )
+        versions = {k: explicit or next_version((Version.parse(r.version) for r in existing[k]), major=major) for k in kinds}
+        if dry_run:
+            head = ws.versioning.head() or "?"
+            plan([f"create {k} version {v} at {head[:10]} and push it to {ws.hosting.remote_url()} in one atomic push "
+                  "(computed from local tags; if the remote has newer ones, the next free version is taken)"
+                  for k, v in versions.items()])
+            return versions
+        created: list[tuple[str, Version]] = []
+        try:
+            records = []
+            for kind, (message, metadata) in build(versions).items():
+                records.append(ws.versioning.create_version(kind, versions[kind], message, metadata))
+                created.append((kind, versions[kind]))
+            ws.versioning.publish(records, with_branch=with_branch)
+        except PushRejected as exc:
+            for kind, version in created:
+                ws.versioning.delete_local_version(kind, version)
+            if exc.reason != "exists":
+                raise GitError(f"the remote refused {', '.join(exc.rejected)}: {exc.reason}; nothing was published",
+                               fix="run the command again (cpv fetches and rebases first)") from None
+            if explicit is not None:
+                raise VersionExistsError(f"{', '.join(exc.rejected)} was just created on the remote by someone else",
+                                         fix="choose another version") from None
+            logger.info("%s taken meanwhile; retrying with the next version", ", ".join(exc.rejected))
+            time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
+            ws.versioning.fetch()
+            continue
+        except BaseException:
+            for kind, version in created:
+                ws.versioning.delete_local_version(kind, version)
+            raise
+        echo("tagged " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+        return versions
+    raise GitError(f"could not allocate a version after {TAG_ATTEMPTS} attempts (heavy contention)",
+                   fix="run the command again")
+
+
+def revert_targets(ws: Workspace, pairs: list[tuple["_Checkpoints", VersionRecord]], message: str,
+                   *, force: bool, dry_run: bool) -> None:
+    """Restore each manager's target to its record's version in ONE new commit.
+
+    Refuses on uncommitted changes unless ``force``; with force the
+    overwritten content is stored in the local cache first (recoverable by
+    the hash logged in metrics.log as ``saved_digest``).
+    """
+    dirty = {m.spec.kind: m._require_clean_target("revert", force) for m, _ in pairs}
+    if dry_run:
+        for m, record in pairs:
+            m._plan([f"restore {m.target} to {m.spec.kind} {record.version} ({record.commit[:10]})"])
+        pairs[0][0]._plan([f"commit '{message}' and push"])
+        return
+    saved = {}
+    for m, _ in pairs:
+        if dirty[m.spec.kind]:
+            (saved[m.spec.kind],) = ws.storage.track([m.target])
+            logger.warning("saved uncommitted %s (%s) in the local cache before reverting", m.target, saved[m.spec.kind].digest)
+    pointers = [ws.storage.pointer_path(m.target) for m, _ in pairs]
+    for (m, record), pointer in zip(pairs, pointers):
+        ws.versioning.restore(record.ref, [pointer])
+    try:
+        ws.storage.checkout([m.target for m, _ in pairs])
+    except BaseException:
+        ws.versioning.restore("HEAD", pointers)
+        raise
+    for m, record in pairs:
+        m._append_metrics(make_record(
+            m.spec.kind, "revert", dict(record.metadata.get("metrics") or {}), reverted_to=record.version,
+            digest=record.metadata.get("digest"), saved_digest=saved[m.spec.kind].digest if m.spec.kind in saved else None))
+    ws.versioning.commit([*pointers, METRICS_FILE], message)
+    ws.versioning.push_branch()
+    pairs[0][0]._echo(message.lower().replace("revert", "reverted", 1))
+
+
+
 class ModelsCheckpointsManage(_Checkpoints):
     """Version a model's weights and metrics (the seed API).
 
@@ -530,6 +588,15 @@ class ModelsCheckpointsManage(_Checkpoints):
 
     spec = MODEL
 
+    def _lineage(self) -> dict[str, Any]:
+        """The data version whose content is committed at HEAD, if it was tagged."""
+        data = self._sibling(DataCheckpointsManage)
+        info = data._pointer_info("HEAD")
+        if info is None:
+            return {}
+        same = [r.version for r in data._records() if r.metadata.get("digest") == info.digest]
+        return {"data": same[-1]} if same else {"data_digest": info.digest}
+
     def import_model_init(self, data_path: str | Path | None = None, **kwargs: Any) -> Path:
         """Create the model workspace and its remote repository, or clone the
         existing remote (a second team member's first step). With ``data_path``
@@ -542,9 +609,8 @@ class ModelsCheckpointsManage(_Checkpoints):
             _check_source(DATA, Path(data_path).expanduser())
         self._init_workspace(dry_run)
         if data_path is not None:
-            data = DataCheckpointsManage(self.ws.team, self.ws.model, self.ws.path, config=self.ws.config,
-                                         verbose=self.verbose, dry_run=dry_run, echo=self._echo)
-            data.upload_data_checkpoint(data_path, message="Initial training data")
+            data = self._sibling(DataCheckpointsManage)
+            data.upload_data_checkpoint(data_path, message="Initial training data", dry_run=dry_run)
         return self.ws.path
 
     def upload_model_checkpoint(
@@ -629,14 +695,128 @@ class DataCheckpointsManage(_Checkpoints):
         """Metadata of data version ``tag`` (default: latest)."""
         return self._metadata(tag)
 
+    def models_trained_on(self, version: str) -> list[str]:
+        """Model versions whose lineage names this data version (after a fetch)."""
+        wanted = str(Version.parse(version))
+        self._find(wanted)
+        return [r.version for r in self.ws.versioning.list_versions("model") if r.metadata.get("lineage", {}).get("data") == wanted]
+
 
 class CombinedCheckpointsManage:
-    """Tag and revert model and data together (completed in the data/combined issue)."""
+    """Tag and revert model and data together, atomically (the seed API).
+
+    A combined version ``checkpoint/vX.Y`` names one model version and one
+    data version at the same commit; all three tags and the branch are
+    published in one atomic push, so either all land on the remote or none
+    do (and no local tag is left behind). Model and data keep their own
+    version sequences: the model can be at v1.3 while the data is at v0.4.
+    """
+
+    KIND = "checkpoint"
 
     def __init__(self, team_name: str, model_name: str, repo_path: str | Path | None = None, **kwargs: Any) -> None:
         self.models = ModelsCheckpointsManage(team_name, model_name, repo_path, **kwargs)
-        self.data = DataCheckpointsManage(team_name, model_name, repo_path, **kwargs)
+        self.data: DataCheckpointsManage = self.models._sibling(DataCheckpointsManage)  # type: ignore[assignment]
+        self.dry_run = self.models.dry_run
+
+    @property
+    def ws(self) -> Workspace:
+        return self.models.ws
+
+    def _records(self) -> list[VersionRecord]:
+        return self.ws.versioning.list_versions(self.KIND)
+
+    def _find(self, tag: str | None, *, fetch: bool = True) -> VersionRecord:
+        wanted = _parse_tag_arg(tag)
+        self.ws.require_initialized()
+        records = self._records()
+        if fetch and (not records or (wanted and not any(r.version == str(wanted) for r in records))):
+            self.models._fetch(required=False)
+            records = self._records()
+        match = [r for r in records if wanted is None or r.version == str(wanted)]
+        if not match:
+            available = ", ".join(r.version for r in records[-10:]) or "none yet"
+            raise CheckpointNotFoundError(
+                f"combined checkpoint {wanted or '(latest)'} does not exist for {self.ws.team}/{self.ws.model}",
+                fix=f"choose one of: {available}" if records else "create one with tag_model_and_data() / `cpv checkpoint create`",
+            )
+        return match[-1]
+
+    def _pair(self, record: VersionRecord) -> tuple[VersionRecord, VersionRecord]:
+        model_v, data_v = record.metadata.get("model"), record.metadata.get("data")
+        return self.models._find(model_v, fetch=False), self.data._find(data_v, fetch=False)
 
     def tag_model_and_data(self, version_tag: str | None = None, model_message: str | None = None,
                            data_message: str | None = None, **kwargs: Any) -> tuple[str, str]:
-        raise CPVError("combined tagging is not available yet", fix="tag model and data separately")
+        """Version the current model and data together; returns ``(model_tag, data_tag)``.
+
+        With ``version_tag`` all three (model, data, checkpoint) get that
+        version, and it must be free in each sequence; without, each takes its
+        own next version. The combined version is
+        ``get_combined_metadata()["version"]``.
+        """
+        dry_run = bool(kwargs.get("dry_run", self.dry_run))
+        explicit = _parse_tag_arg(version_tag)
+        ws = self.ws
+        ws.require_initialized()
+        with ws.lock():
+            m_info = self.models._check_taggable()
+            d_info = self.data._check_taggable()
+            if not dry_run:
+                self.models._fetch(required=True)
+                ws.versioning.push_branch()  # tags must point at a commit the remote branch has
+            m_meta, d_meta = self.models._tag_metadata(m_info), self.data._tag_metadata(d_info)
+
+            def build(versions: Mapping[str, Version]) -> dict[str, tuple[str, Mapping[str, Any]]]:
+                mv, dv, cv = (str(versions[k]) for k in ("model", "data", self.KIND))
+                link = {"checkpoint": cv}
+                return {
+                    "model": (model_message or "", {**m_meta, "lineage": {**link, "data": dv}}),
+                    "data": (data_message or "", {**d_meta, "lineage": {**link, "model": mv}}),
+                    self.KIND: (model_message or data_message or "", {
+                        "model": mv, "data": dv, "model_digest": m_info.digest, "data_digest": d_info.digest,
+                        "metrics": m_meta["metrics"], "size": m_info.size + d_info.size}),
+                }
+
+            versions = allocate_and_publish(ws, ["model", "data", self.KIND], explicit, bool(kwargs.get("major")), build,
+                                            dry_run=dry_run, plan=self.models._plan, echo=self.models._echo,
+                                            with_branch=True)
+            return str(versions["model"]), str(versions["data"])
+
+    def revert_model_and_data(self, tag: str, **kwargs: Any) -> CombinedMetadata:
+        """Restore model and data to the versions named by combined version ``tag``, in one commit."""
+        dry_run = bool(kwargs.get("dry_run", self.dry_run))
+        force = bool(kwargs.get("force", False))
+        record = self._find(tag, fetch=not dry_run)
+        model_rec, data_rec = self._pair(record)
+        with self.ws.lock():
+            revert_targets(self.ws, [(self.models, model_rec), (self.data, data_rec)],
+                           f"Revert to checkpoint {record.version} (model {model_rec.version}, data {data_rec.version})",
+                           force=force, dry_run=dry_run)
+        return self._combined(record)
+
+    def _combined(self, record: VersionRecord) -> CombinedMetadata:
+        model_rec, data_rec = self._pair(record)
+        return CombinedMetadata(version=record.version, commit=record.commit, date=record.date, author=record.author,
+                                message=record.message, model=self.models._metadata_for(model_rec),
+                                data=self.data._metadata_for(data_rec))
+
+    def get_combined_metadata(self, tag: str | None = None, **kwargs: Any) -> CombinedMetadata:
+        """Both metadata records of combined version ``tag`` (default: latest) and their link."""
+        return self._combined(self._find(tag))
+
+    def read_checkpoint_tag(self, **kwargs: Any) -> list[str]:
+        """All combined versions, sorted."""
+        self.ws.require_initialized()
+        self.models._fetch(required=False)
+        return [r.version for r in self._records()]
+
+    def list_checkpoints(self) -> list[CombinedMetadata]:
+        """Every combined version with both records, oldest first."""
+        self.ws.require_initialized()
+        self.models._fetch(required=False)
+        return [self._combined(r) for r in self._records()]
+
+    def models_trained_on(self, data_version: str) -> list[str]:
+        """Model versions whose lineage names data version ``data_version``."""
+        return self.data.models_trained_on(data_version)

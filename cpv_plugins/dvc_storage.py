@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from cpv_core.backends import BackendContext, TrackedArtifact, TransferStats
-from cpv_core.errors import DVCError, ValidationError
+from cpv_core.errors import CPVError, DVCError, ValidationError
 
 logger = logging.getLogger("cpv.storage")
 
@@ -202,10 +202,16 @@ class DvcStorage:
             target = staging / dest.name
             try:
                 fs = DVCFileSystem(url=str(self.path), rev=rev)
-                fs.get(path, str(target), recursive=info.nfiles > 1 or fs.isdir(path))
+                is_dir = fs.isdir(path)
+                expected = self._expected_hashes(fs, path, is_dir)
+                fs.get(path, str(target), recursive=is_dir)
+            except CPVError:
+                raise
             except Exception as exc:  # noqa: BLE001
                 raise self.map_error(f"download {path} at {rev.removeprefix('refs/tags/')}", exc) from None
-            self._verify(info, target)
+            self._verify(expected, target, is_dir)
+            size = sum(p.stat().st_size for p in ([target] if target.is_file() else target.rglob("*")) if p.is_file())
+            info = TrackedArtifact(path=path, digest=info.digest, size=size, nfiles=len(expected), pointer=info.pointer)
             if dest.is_dir() and not dest.is_symlink():
                 shutil.rmtree(dest)
             os.replace(target, dest)
@@ -213,22 +219,25 @@ class DvcStorage:
             shutil.rmtree(staging, ignore_errors=True)
         return info
 
-    def _verify(self, info: TrackedArtifact, target: Path) -> None:
-        if target.is_file():
-            actual = "md5:" + file_md5(target)
-            if actual != info.digest:
+    @staticmethod
+    def _expected_hashes(fs: Any, path: str, is_dir: bool) -> dict[str, str]:
+        """Relative file path -> md5, from the pointer / directory manifest."""
+        if not is_dir:
+            return {"": str(fs.info(path).get("md5", ""))}
+        prefix = path.rstrip("/") + "/"
+        return {p[len(prefix):]: str(fs.info(p).get("md5", "")) for p in fs.find(path)}
+
+    def _verify(self, expected: dict[str, str], target: Path, is_dir: bool) -> None:
+        """Every materialised file must have the hash the version recorded."""
+        for rel, md5 in expected.items():
+            local = target / rel if is_dir else target
+            actual = file_md5(local) if local.is_file() else "missing"
+            if actual != md5:
                 raise DVCError(
-                    f"downloaded {info.path} is corrupt: expected {info.digest}, got {actual} "
-                    f"(object {info.digest.removeprefix('md5:')} in {self.describe_remote()})",
-                    fix="the remote copy is damaged: re-upload that version from a machine that has it",
+                    f"downloaded file {local.name} is corrupt or truncated: expected md5 {md5}, got {actual} "
+                    f"(object files/md5/{md5[:2]}/{md5[2:]} in {self.describe_remote()}); nothing was placed",
+                    fix="the stored copy is damaged: re-upload that version from a machine that still has it",
                 )
-            return
-        size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
-        if info.size and size != info.size:
-            raise DVCError(
-                f"downloaded {info.path} has {size} bytes, expected {info.size}",
-                fix="the remote copy is incomplete: re-upload that version",
-            )
 
     def checkout(self, paths: Sequence[str]) -> None:
         with self._repo() as repo:

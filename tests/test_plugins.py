@@ -29,10 +29,17 @@ def test_builtins_are_registered_and_declared_as_entry_points():
 
 
 def test_backends_are_offered_by_name():
-    p = Plugins()
-    assert {"local"} <= {b.name for b in p.storage_backends()}
-    assert {"local"} <= {b.name for b in p.hosting_backends()}
-    assert {"git-tags"} <= {b.name for b in p.versioning_backends()}
+    hook = get_plugin_manager().hook
+
+    def names(results):
+        return {info.name for result in results for info in result}
+
+    assert {"local", "dvc-s3"} <= names(hook.cpv_storage_backends())
+    assert {"local", "bitbucket-ssh"} <= names(hook.cpv_hosting_backends())
+    assert {"git-tags"} <= names(hook.cpv_versioning_backends())
+    assert {"aws", "bitbucket-ssh"} <= names(hook.cpv_credential_providers())
+    p = Plugins()  # the typed facade sees the same
+    assert {b.name for b in p.storage_backends()} == names(hook.cpv_storage_backends())
 
 
 def test_unknown_backend_lists_the_choices(cpv_home):
