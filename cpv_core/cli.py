@@ -257,16 +257,17 @@ def build_kind_group(kind: str) -> click.Group:
     @target_options(message_uses_m=False)
     @click.option("--output-dir", "-o", type=click.Path(file_okay=False), help="Where to place the files.")
     @click.option("--force", is_flag=True, help="Overwrite existing files at the output path.")
+    @click.option("--sub-path", help="Only this part of a data version (e.g. test).", hidden=kind == "model")
     @dry_run_option
     @click.pass_obj
-    def download(ctx: Ctx, version, team_name, model_name, repo_path, output_dir, force, dry_run) -> None:
+    def download(ctx: Ctx, version, team_name, model_name, repo_path, output_dir, force, sub_path, dry_run) -> None:
         """Materialise VERSION (default: latest) outside the workspace."""
         m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
         if kind == "model":
             art = m.download_model_checkpoint(version, output_dir, force=force, dry_run=dry_run)
             path = art.model_path
         else:
-            art = m.download_data_checkpoint(version, output_dir, force=force, dry_run=dry_run)
+            art = m.download_data_checkpoint(version, output_dir, force=force, dry_run=dry_run, sub_path=sub_path)
             path = art.data_path
         if not dry_run:
             click.echo(path)
@@ -304,6 +305,84 @@ def build_kind_group(kind: str) -> click.Group:
 
 cli.add_command(build_kind_group("model"))
 cli.add_command(build_kind_group("data"))
+
+
+# -- combined checkpoints ----------------------------------------------------------------
+
+
+@cli.group("checkpoint")
+def checkpoint_group() -> None:
+    """Version model and data together (one atomic push); list, revert, inspect."""
+
+
+def combined(ctx: Ctx, team: str | None, model: str | None, repo_path: str | None, dry_run: bool = False):
+    from .checkpoints import CombinedCheckpointsManage
+
+    team, model, repo_path = resolve_target(team, model, repo_path)
+    return CombinedCheckpointsManage(team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo)
+
+
+@checkpoint_group.command("create")
+@target_options(message_uses_m=True)
+@click.option("--version", "version_tag", help="One version for model, data and checkpoint (must be free in all three).")
+@click.option("--major", is_flag=True, help="Bump the major versions.")
+@click.option("--message", "-m", help="Message for the model (and the checkpoint).")
+@click.option("--data-message", help="Message for the data version.")
+@dry_run_option
+@click.pass_obj
+def checkpoint_create(ctx: Ctx, team_name, model_name, repo_path, version_tag, major, message, data_message, dry_run) -> None:
+    """Tag the current model and data together; prints model, data and checkpoint versions."""
+    c = combined(ctx, team_name, model_name, repo_path, dry_run)
+    model_v, data_v = c.tag_model_and_data(version_tag, model_message=message, data_message=data_message, major=major, dry_run=dry_run)
+    if not dry_run:
+        meta = c.get_combined_metadata()
+        click.echo(f"checkpoint {meta.version}: model {model_v}, data {data_v}")
+
+
+@checkpoint_group.command("list")
+@target_options(message_uses_m=False)
+@json_option
+@click.pass_obj
+def checkpoint_list(ctx: Ctx, team_name, model_name, repo_path, as_json) -> None:
+    """List combined versions with the model and data versions they name."""
+    c = combined(ctx, team_name, model_name, repo_path)
+    rows = [meta.to_dict() for meta in c.list_checkpoints()]
+    if as_json:
+        emit_json({"kind": "checkpoint", "team": c.ws.team, "model": c.ws.model, "versions": rows})
+        return
+    if not rows:
+        ctx.echo("no combined versions yet")
+    for row in rows:
+        metrics = ", ".join(f"{k}={v}" for k, v in list(row["model"]["metrics"].items())[:4])
+        click.echo(f"{row['version']:8} model {row['lineage']['model']:8} data {row['lineage']['data']:8} {row['date'][:19]}  {metrics}")
+
+
+@checkpoint_group.command("revert")
+@click.argument("version")
+@target_options(message_uses_m=False)
+@click.option("--force", is_flag=True, help="Revert even with uncommitted changes (they are kept in the cache).")
+@dry_run_option
+@click.pass_obj
+def checkpoint_revert(ctx: Ctx, version, team_name, model_name, repo_path, force, dry_run) -> None:
+    """Restore model and data to combined VERSION in one commit."""
+    combined(ctx, team_name, model_name, repo_path, dry_run).revert_model_and_data(version, force=force, dry_run=dry_run)
+
+
+@checkpoint_group.command("info")
+@click.argument("version", required=False)
+@target_options(message_uses_m=False)
+@json_option
+@click.pass_obj
+def checkpoint_info(ctx: Ctx, version, team_name, model_name, repo_path, as_json) -> None:
+    """Both metadata records of combined VERSION (default: latest)."""
+    data = combined(ctx, team_name, model_name, repo_path).get_combined_metadata(version).to_dict()
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(f"checkpoint {data['version']}  {data['date']}  {data['message']}")
+    for kind in ("model", "data"):
+        rec = data[kind]
+        click.echo(f"  {kind:5} {rec['version']:8} {rec['digest']}  {rec['size_mb']:.2f} MiB  {rec['metrics'] or ''}")
 
 
 # -- configuration --------------------------------------------------------------------

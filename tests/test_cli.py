@@ -169,3 +169,31 @@ def test_main_flow_in_a_real_subprocess(cpv_home, tmp_path):
     assert Path(got.stdout.strip()).read_bytes() == data
     missing = sh("model", "info", "v3.0", cwd=ws)
     assert missing.returncode == CheckpointNotFoundError.exit_code and "Traceback" not in missing.stderr
+
+
+def test_data_and_checkpoint_commands(workspace, tmp_path):
+    from .helpers import write_data_dir
+
+    write_data_dir(workspace / "data", 6)
+    write_model(workspace / "model.bin", 1000)
+    run("data", "upload", *T, "-m", "initial data")
+    run("model", "upload", *T, "--metrics", '{"loss": 0.3}')
+    created = run("checkpoint", "create", *T, "-m", "both")
+    assert created.strip() == "checkpoint v0.1: model v0.1, data v0.1"
+    listing = json.loads(run("checkpoint", "list", *T, "--json"))
+    assert listing["versions"][0]["lineage"] == {"model": "v0.1", "data": "v0.1"}
+    info = json.loads(run("checkpoint", "info", "v0.1", *T, "--json"))
+    assert info["model"]["metrics"] == {"loss": 0.3}
+    assert run("data", "list", *T, "--json").count('"version": "v0.1"') == 1
+    part = run("data", "download", "v0.1", *T, "-o", str(tmp_path / "p"), "--sub-path", "test").strip()
+    assert Path(part).name == "test" and len(list(Path(part).iterdir())) == 2
+    (workspace / "data" / "train" / "sample_0.txt").write_text("changed")
+    run("data", "upload", *T)
+    run("data", "tag", *T)
+    run("checkpoint", "revert", "v0.1", *T)
+    assert (workspace / "data" / "train" / "sample_0.txt").read_text() == "sample 0\n"
+    write_model(workspace / "model.bin", 1500)
+    run("model", "upload", *T)
+    tags_before = subprocess.run(["git", "tag", "-l"], cwd=workspace, capture_output=True, text=True).stdout
+    assert "[dry-run] create checkpoint version v0.2" in run("checkpoint", "create", *T, "--dry-run", stdout_only=False)
+    assert subprocess.run(["git", "tag", "-l"], cwd=workspace, capture_output=True, text=True).stdout == tags_before
