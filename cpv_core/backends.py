@@ -189,6 +189,11 @@ class StorageBackend(Protocol):
         on failure. The workspace is not changed.
         """
 
+    def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
+        """Check every file of ``path`` at ``rev`` against its recorded hash: in
+        the local cache, or (``remote=True``) in the remote store. Returns the
+        problems found, each naming the file and the object; empty when intact."""
+
     def checkout(self, paths: Sequence[str]) -> None:
         """Make the workspace files match their pointer files (after a revert)."""
 

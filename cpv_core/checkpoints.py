@@ -112,7 +112,7 @@ class _Checkpoints:
         self.ws = Workspace(
             team_name, model_name, repo_path, config, verbose=verbose,
             progress=bool(kwargs.get("progress", False)),
-            lock_timeout=float(kwargs.get("lock_timeout", 120.0)),
+            lock_timeout=kwargs.get("lock_timeout"),
         )
 
     # -- seed-compatible attributes -----------------------------------------------
@@ -436,6 +436,16 @@ class _Checkpoints:
             revert_targets(self.ws, [(self, record)], f"Revert {self.spec.kind} to {record.version}",
                            force=force, dry_run=dry_run)
         return self._metadata_for(record)
+
+    def verify(self, tag: str | None = None, *, remote: bool = False) -> list[str]:
+        """Check the stored copy of version ``tag`` (default: latest), file by
+        file: the local cache, or the remote store with ``remote=True``.
+        Returns the problems found (empty: intact)."""
+        record = self._find(tag)
+        pointer = self.ws.versioning.read_file(record.ref, self.ws.storage.pointer_path(self.target))
+        if pointer is None:
+            return [f"{self.spec.kind} {record.version}: no pointer file for {self.target}"]
+        return self.ws.storage.verify(record.ref, self.target, pointer, remote=remote)
 
     # -- metadata --------------------------------------------------------------------------
     def _metadata_for(self, record: VersionRecord) -> CheckpointMetadata:

@@ -24,6 +24,7 @@ from . import __version__
 from .errors import CPVError, ValidationError
 
 EXIT_INTERRUPTED = 130
+EXIT_DAMAGED = 12
 logger = logging.getLogger("cpv")
 
 
@@ -305,6 +306,29 @@ def build_kind_group(kind: str) -> click.Group:
 
 cli.add_command(build_kind_group("model"))
 cli.add_command(build_kind_group("data"))
+
+
+@cli.command("verify")
+@click.argument("version", required=False)
+@target_options(message_uses_m=False)
+@click.option("--kind", type=click.Choice(["model", "data"]), default="model", show_default=True)
+@click.option("--remote", is_flag=True, help="Check the remote copy (downloads and hashes every object).")
+@json_option
+@click.pass_obj
+def verify_cmd(ctx: Ctx, version, team_name, model_name, repo_path, kind, remote, as_json) -> None:
+    """Check every file of VERSION against its recorded hash; exit 12 on damage."""
+    m = manager(kind, ctx, team_name, model_name, repo_path)
+    problems = m.verify(version, remote=remote)
+    where = "remote" if remote else "local cache"
+    if as_json:
+        emit_json({"kind": kind, "version": version, "where": where, "ok": not problems, "problems": problems})
+    else:
+        for problem in problems:
+            click.echo(f"DAMAGED {problem}")
+        if not problems:
+            click.echo(f"{kind} {version or '(latest)'}: every file matches its hash in the {where}")
+    if problems:
+        sys.exit(EXIT_DAMAGED)
 
 
 # -- combined checkpoints ----------------------------------------------------------------

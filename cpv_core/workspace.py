@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +37,7 @@ LOCK_FILE = f"{META_DIR}/lock"
 FORMAT_VERSION = 1
 DEFAULT_FILES = {"model": "model.bin", "data": "data"}
 LOCK_TIMEOUT_S = 120.0
+LOCK_TIMEOUT_ENV = "CPV_LOCK_TIMEOUT"
 
 SCAFFOLD = {
     ".gitattributes": "# metrics.log only ever grows: concurrent uploads merge by union\nmetrics.log merge=union\n",
@@ -68,7 +71,7 @@ class Workspace:
         *,
         verbose: bool = False,
         progress: bool = False,
-        lock_timeout: float = LOCK_TIMEOUT_S,
+        lock_timeout: float | None = None,
     ) -> None:
         self.team = validate_name(team_name, "team name")
         self.model = validate_name(model_name, "model name")
@@ -77,7 +80,7 @@ class Workspace:
         self.path = Path(repo_path).expanduser().resolve() if repo_path else (root / self.team / self.model).resolve()
         self.verbose = verbose
         self.progress = progress
-        self.lock_timeout = lock_timeout
+        self.lock_timeout = lock_timeout if lock_timeout is not None else float(os.environ.get(LOCK_TIMEOUT_ENV, LOCK_TIMEOUT_S))
         self.plugins = Plugins()
 
     # -- metadata ----------------------------------------------------------------
@@ -177,6 +180,26 @@ class Workspace:
                     fix="wait for it to finish and run the command again",
                 ) from None
         try:
+            self.recover()
             yield
         finally:
             lock.release()
+
+    def recover(self) -> None:
+        """Undo what a killed cpv process left half done (called under the lock).
+
+        Atomic writes leave ``*.cpv-tmp`` files that are removed; a directory
+        swap interrupted between its two renames is completed backwards, so
+        the previous content comes back.
+        """
+        if not self.path.is_dir():
+            return
+        for leftover in self.path.glob(".*.cpv-tmp"):
+            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+        for old in self.path.glob(".*.cpv-old"):
+            original = self.path / old.name[1:-len(".cpv-old")]
+            if not original.exists():
+                logger.warning("restoring %s after an interrupted upload", original)
+                os.replace(old, original)
+            else:
+                shutil.rmtree(old, ignore_errors=True)

@@ -197,6 +197,8 @@ class DvcStorage:
 
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        for stale in dest.parent.glob(f".{dest.name}.*.cpv-tmp"):  # left by a killed download
+            shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".cpv-tmp", dir=dest.parent))
         try:
             target = staging / dest.name
@@ -209,7 +211,11 @@ class DvcStorage:
                 raise
             except Exception as exc:  # noqa: BLE001
                 raise self.map_error(f"download {path} at {rev.removeprefix('refs/tags/')}", exc) from None
-            self._verify(expected, target, is_dir)
+            try:
+                self._verify(expected, target, is_dir)
+            except DVCError as exc:
+                self._evict(exc.bad_md5)  # type: ignore[attr-defined]
+                raise
             size = sum(p.stat().st_size for p in ([target] if target.is_file() else target.rglob("*")) if p.is_file())
             info = TrackedArtifact(path=path, digest=info.digest, size=size, nfiles=len(expected), pointer=info.pointer)
             if dest.is_dir() and not dest.is_symlink():
@@ -233,11 +239,66 @@ class DvcStorage:
             local = target / rel if is_dir else target
             actual = file_md5(local) if local.is_file() else "missing"
             if actual != md5:
-                raise DVCError(
+                error = DVCError(
                     f"downloaded file {local.name} is corrupt or truncated: expected md5 {md5}, got {actual} "
                     f"(object files/md5/{md5[:2]}/{md5[2:]} in {self.describe_remote()}); nothing was placed",
                     fix="the stored copy is damaged: re-upload that version from a machine that still has it",
                 )
+                error.bad_md5 = md5  # type: ignore[attr-defined]
+                raise error
+
+    def _cache_path(self, repo: Any, md5: str) -> Path:
+        return Path(repo.cache.local.oid_to_path(md5))
+
+    def _evict(self, md5: str) -> None:
+        """Drop a corrupt object from the local cache so the next try fetches it again."""
+        with self._repo() as repo:
+            path = self._cache_path(repo, md5)
+        if path.exists():
+            path.chmod(0o600)
+            path.unlink()
+
+    def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
+        _quiet_dvc()
+        from dvc.fs import DVCFileSystem
+
+        fs = DVCFileSystem(url=str(self.path), rev=rev)
+        is_dir = fs.isdir(path)
+        expected = self._expected_hashes(fs, path, is_dir)
+        info = self.describe_pointer(Path(path).parts[0], pointer)
+        if is_dir and info is not None:
+            expected[".dir manifest"] = info.digest.removeprefix("md5:")
+        problems: list[str] = []
+        with self._repo() as repo:
+            odb = None
+            if remote:
+                try:
+                    odb = repo.cloud.get_remote_odb(REMOTE_NAME)
+                except Exception as exc:  # noqa: BLE001
+                    raise self.map_error("open the remote", exc) from None
+            for rel, md5 in expected.items():
+                name = f"{path}/{rel}" if is_dir and not rel.startswith(".dir") else path
+                cached = self._cache_path(repo, md5)
+                if not remote:
+                    if not cached.exists():
+                        problems.append(f"{name}: not in the local cache (md5 {md5})")
+                    elif file_md5(cached) != md5.removesuffix(".dir") and not md5.endswith(".dir"):
+                        problems.append(f"{name}: corrupt in the local cache ({cached})")
+                    continue
+                key = odb.oid_to_path(md5)
+                try:
+                    digest = hashlib.md5()
+                    with odb.fs.open(key, "rb") as handle:
+                        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
+                            digest.update(chunk)
+                except FileNotFoundError:
+                    problems.append(f"{name}: missing on the remote ({key})")
+                    continue
+                except Exception as exc:  # noqa: BLE001
+                    raise self.map_error(f"read {key}", exc) from None
+                if not md5.endswith(".dir") and digest.hexdigest() != md5:
+                    problems.append(f"{name}: corrupt on the remote ({key}: md5 {digest.hexdigest()}, expected {md5})")
+        return problems
 
     def checkout(self, paths: Sequence[str]) -> None:
         with self._repo() as repo:

@@ -139,6 +139,17 @@ class DirStore:
         size = sum(p.stat().st_size for p in ([dest] if dest.is_file() else dest.rglob("*")) if p.is_file())
         return TrackedArtifact(path, f"md5:{data['md5']}", size, len(chosen), self.pointer_path(tracked))
 
+    def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
+        # the directory is both cache and remote: one check serves both
+        problems = []
+        for rel, md5 in json.loads(pointer)["files"].items():
+            obj = self._object(md5)
+            if not obj.exists():
+                problems.append(f"{path}/{rel}: missing ({obj})")
+            elif md5_of(obj) != md5:
+                problems.append(f"{path}/{rel}: corrupt ({obj})")
+        return problems
+
     def checkout(self, paths: Sequence[str]) -> None:
         for path in paths:
             pointer = (self.workspace / self.pointer_path(path)).read_bytes()
