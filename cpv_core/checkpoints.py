@@ -246,10 +246,11 @@ class _Checkpoints:
         ws = self.ws
         dest = ws.path / self.target
         source = Path(source_path).expanduser().resolve() if source_path else dest
-        _check_source(self.spec, source)
+        if dry_run or not ws.is_initialized():
+            _check_source(self.spec, source)
         ws.require_initialized()
-        size, nfiles = _size_of(source)
         if dry_run:
+            size, nfiles = _size_of(source)
             plan = self._plan([
                 f"copy {source} -> {dest}" if source != dest.resolve() else f"use {dest}",
                 f"hash and store {self.target} ({_human(size)}, {nfiles} file{'s' if nfiles != 1 else ''})",
@@ -258,7 +259,8 @@ class _Checkpoints:
                 f"commit {ws.storage.pointer_path(self.target)} and {METRICS_FILE}, push to {ws.hosting.remote_url()}",
             ])
             return UploadResult(self.spec.kind, str(dest), None, "", size, nfiles, clean_metrics, changed=False, dry_run=True, plan=plan)
-        with ws.lock():
+        with ws.lock():  # recovers what a killed run left, so check the source after it
+            _check_source(self.spec, source)
             self._place_source(source, dest)
             (artifact,) = ws.storage.track([self.target])
             ws.storage.push([self.target])

@@ -606,11 +606,8 @@ def main(argv: list[str] | None = None) -> None:
         if exc.fix:
             click.echo(f"  fix: {exc.fix}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
-        click.echo("interrupted: nothing was published that is not complete; re-run the command to finish", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        click.echo("interrupted: nothing incomplete was published; run the command again to finish", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,3 +52,65 @@ def atomic_write_bytes(dest: Path, data: bytes, *, mode: int | None = None) -> N
     """Write ``data`` to ``dest`` atomically."""
     with atomic_path(dest, mode=mode) as tmp:
         tmp.write_bytes(data)
+
+
+KEEP_SUFFIX = ".cpv-keep"
+
+
+def keep_path(target: Path) -> Path:
+    """Where :func:`preserved` keeps its hard-link backup of ``target``."""
+    return target.parent / f".{target.name}{KEEP_SUFFIX}"
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    if src.is_file():
+        os.link(src, dst)
+        return
+    for path in src.rglob("*"):
+        out = dst / path.relative_to(src)
+        if path.is_dir() and not path.is_symlink():
+            out.mkdir(parents=True, exist_ok=True)
+        elif path.is_file():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, out)
+
+
+def restore_preserved(target: Path) -> bool:
+    """Put back files of ``target`` that a killed or interrupted operation
+    removed, from the backup :func:`preserved` made; then drop the backup.
+
+    Files are copied (new inodes), so a restored file never shares storage
+    with a read-only cache object. Returns True when something was restored.
+    """
+    keep = keep_path(target)
+    if not keep.exists():
+        return False
+    restored = False
+    pairs = [(keep, target)] if keep.is_file() else [(p, target / p.relative_to(keep)) for p in keep.rglob("*") if p.is_file()]
+    for src, dst in pairs:
+        if not dst.exists():
+            with atomic_path(dst, mode=0o644) as tmp:
+                shutil.copyfile(src, tmp)
+            restored = True
+    shutil.rmtree(keep) if keep.is_dir() else keep.unlink()
+    return restored
+
+
+@contextmanager
+def preserved(target: Path) -> Iterator[None]:
+    """Keep a hard-link backup of ``target`` (instant, no extra space) while a
+    tool that moves files around (DVC's add moves them into its cache and
+    copies them back) runs; on any interruption the files come back, and a
+    SIGKILL is repaired by :func:`restore_preserved` on the next run."""
+    keep = keep_path(target)
+    if keep.exists():
+        restore_preserved(target)
+    if target.is_dir():
+        keep.mkdir()
+    _link_tree(target, keep)
+    try:
+        yield
+    except BaseException:
+        restore_preserved(target)
+        raise
+    shutil.rmtree(keep) if keep.is_dir() else keep.unlink(missing_ok=True)

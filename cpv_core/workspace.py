@@ -26,7 +26,7 @@ from .backends import BackendContext, HostingBackend, StorageBackend, Versioning
 from .config import CPVConfig
 from .errors import RepositoryError, WorkspaceLockedError
 from .names import validate_name
-from .paths import atomic_write_bytes
+from .paths import KEEP_SUFFIX, atomic_write_bytes, restore_preserved
 from .plugins import Plugins
 
 logger = logging.getLogger("cpv.workspace")
@@ -196,6 +196,10 @@ class Workspace:
             return
         for leftover in self.path.glob(".*.cpv-tmp"):
             shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+        for keep in self.path.glob(f".*{KEEP_SUFFIX}"):
+            target = self.path / keep.name[1:-len(KEEP_SUFFIX)]
+            if restore_preserved(target):
+                logger.warning("restored %s after an interrupted run", target)
         for old in self.path.glob(".*.cpv-old"):
             original = self.path / old.name[1:-len(".cpv-old")]
             if not original.exists():

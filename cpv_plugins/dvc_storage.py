@@ -12,18 +12,21 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from cpv_core.backends import BackendContext, TrackedArtifact, TransferStats
 from cpv_core.errors import CPVError, DVCError, ValidationError
+from cpv_core.paths import preserved
 
 logger = logging.getLogger("cpv.storage")
 
 REMOTE_NAME = "cpv"
+_DVC_TMP_RE = re.compile(r"\.[A-Za-z0-9_-]{22}\.tmp")
 _HASH_CHUNK = 1024 * 1024
 
 
@@ -159,7 +162,15 @@ class DvcStorage:
         return sorted(set(files))
 
     def track(self, paths: Sequence[str]) -> list[TrackedArtifact]:
-        with self._repo() as repo:
+        for p in paths:  # partial copies a killed DVC left beside the target
+            for stale in (self.path / p).parent.iterdir():
+                if _DVC_TMP_RE.fullmatch(stale.name) and stale.is_file():
+                    stale.unlink()
+        with self._repo() as repo, ExitStack() as stack:
+            # DVC moves files into its cache and copies them back: keep a
+            # hard-link backup so an interruption never loses the user's file
+            for p in paths:
+                stack.enter_context(preserved(self.path / p))
             try:
                 repo.add(self._abs(paths))
             except Exception as exc:  # noqa: BLE001 - DVC raises many types

@@ -251,3 +251,30 @@ def test_canary_secret_never_leaks(remote, seaweed, cpv_home, tmp_path):
     assert S3_SECRET_KEY not in objects
     for tag in git(bare, "tag", "-l").split():
         assert S3_SECRET_KEY not in git(bare, "cat-file", "-p", tag)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_upload_never_loses_the_model_file(cpv_home, sig):
+    """DVC moves the file into its cache and copies it back; an interruption in
+    between must not leave the workspace without the user's model."""
+    import hashlib
+
+    m = ModelsCheckpointsManage("T", "interrupted")
+    m.import_model_init()
+    digest = hashlib.md5()
+    with open(m.repo_path / "model.bin", "wb") as f:
+        for _ in range(25):
+            chunk = os.urandom(8 * 1024 * 1024)
+            digest.update(chunk)
+            f.write(chunk)
+    proc = subprocess.Popen([*CPV, "model", "upload"], cwd=m.repo_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT and proc.returncode != 0:
+        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+        assert (m.repo_path / "model.bin").exists()
+    cpv("model", "upload", cwd=m.repo_path)  # re-running completes (and repairs after SIGKILL)
+    assert hashlib.md5((m.repo_path / "model.bin").read_bytes()).hexdigest() == digest.hexdigest()
+    assert not [p.name for p in m.repo_path.iterdir() if p.name.endswith((".cpv-keep", ".tmp", ".cpv-tmp"))]
+    assert cpv("model", "tag", cwd=m.repo_path).stdout.strip() == "v0.1"
