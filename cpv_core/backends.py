@@ -189,6 +189,10 @@ class StorageBackend(Protocol):
         on failure. The workspace is not changed.
         """
 
+    def manifest(self, rev: str, path: str, pointer: bytes) -> dict[str, str]:
+        """Relative file path -> content hash of every file of ``path`` at
+        ``rev`` (``{"": hash}`` for a single file), without materialising it."""
+
     def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
         """Check every file of ``path`` at ``rev`` against its recorded hash: in
         the local cache, or (``remote=True``) in the remote store. Returns the

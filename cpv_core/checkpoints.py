@@ -34,6 +34,7 @@ from .errors import (
     WorkspaceDirtyError,
 )
 from .metrics import METRICS_FILE, encode_record, latest_metrics, make_record, parse_log, validate_metrics
+from .metrics import compare as compare_metrics
 from .paths import atomic_path
 from .versions import Version, next_version
 from .workspace import SCAFFOLD, Workspace, readme_text
@@ -438,6 +439,29 @@ class _Checkpoints:
             revert_targets(self.ws, [(self, record)], f"Revert {self.spec.kind} to {record.version}",
                            force=force, dry_run=dry_run)
         return self._metadata_for(record)
+
+    def diff(self, version_a: str, version_b: str) -> dict[str, Any]:
+        """Compare two versions: metrics side by side with deltas, content
+        hash and size change, and (for directories) files added, removed and
+        changed. ``b - a`` throughout."""
+        rec_a, rec_b = self._find(version_a), self._find(version_b)
+        meta_a, meta_b = self._metadata_for(rec_a), self._metadata_for(rec_b)
+        files: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
+        if self.spec.is_dir:
+            manifests = []
+            for rec in (rec_a, rec_b):
+                pointer = self.ws.versioning.read_file(rec.ref, self.ws.storage.pointer_path(self.target)) or b""
+                manifests.append(self.ws.storage.manifest(rec.ref, self.target, pointer) if pointer else {})
+            a, b = manifests
+            files = {"added": sorted(set(b) - set(a)), "removed": sorted(set(a) - set(b)),
+                     "changed": sorted(k for k in set(a) & set(b) if a[k] != b[k])}
+        return {
+            "kind": self.spec.kind, "a": meta_a.version, "b": meta_b.version,
+            "metrics": compare_metrics(meta_a.metrics, meta_b.metrics),
+            "digest": {"a": meta_a.digest, "b": meta_b.digest, "changed": meta_a.digest != meta_b.digest},
+            "size": {"a": meta_a.size, "b": meta_b.size, "delta": meta_b.size - meta_a.size},
+            "files": files,
+        }
 
     def verify(self, tag: str | None = None, *, remote: bool = False) -> list[str]:
         """Check the stored copy of version ``tag`` (default: latest), file by

@@ -308,6 +308,30 @@ cli.add_command(build_kind_group("model"))
 cli.add_command(build_kind_group("data"))
 
 
+@cli.command("diff")
+@click.argument("version_a")
+@click.argument("version_b")
+@target_options(message_uses_m=False)
+@click.option("--kind", type=click.Choice(["model", "data"]), default="model", show_default=True)
+@json_option
+@click.pass_obj
+def diff_cmd(ctx: Ctx, version_a, version_b, team_name, model_name, repo_path, kind, as_json) -> None:
+    """Compare two versions: metrics with deltas, hash and size, files added/removed/changed."""
+    d = manager(kind, ctx, team_name, model_name, repo_path).diff(version_a, version_b)
+    if as_json:
+        emit_json(d)
+        return
+    click.echo(f"{kind} {d['a']} -> {d['b']}")
+    for name, row in d["metrics"].items():
+        delta = "" if row["delta"] is None else f"  ({row['delta']:+.6g})"
+        click.echo(f"  {name:20} {str(row['a']):>12} -> {str(row['b']):<12}{delta}")
+    click.echo(f"  {'hash':20} {'changed' if d['digest']['changed'] else 'unchanged'}: {d['digest']['a']} -> {d['digest']['b']}")
+    click.echo(f"  {'size':20} {d['size']['a']} -> {d['size']['b']} bytes ({d['size']['delta']:+d})")
+    for change in ("added", "removed", "changed"):
+        for name in d["files"][change]:
+            click.echo(f"  {change:8} {name}")
+
+
 @cli.command("verify")
 @click.argument("version", required=False)
 @target_options(message_uses_m=False)

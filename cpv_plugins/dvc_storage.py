@@ -269,6 +269,16 @@ class DvcStorage:
             path.chmod(0o600)
             path.unlink()
 
+    def manifest(self, rev: str, path: str, pointer: bytes) -> dict[str, str]:
+        _quiet_dvc()
+        from dvc.fs import DVCFileSystem
+
+        try:
+            fs = DVCFileSystem(url=str(self.path), rev=rev)
+            return self._expected_hashes(fs, path, fs.isdir(path))
+        except Exception as exc:  # noqa: BLE001
+            raise self.map_error(f"read the file list of {path}", exc) from None
+
     def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
         _quiet_dvc()
         from dvc.fs import DVCFileSystem

@@ -197,3 +197,27 @@ def test_data_and_checkpoint_commands(workspace, tmp_path):
     tags_before = subprocess.run(["git", "tag", "-l"], cwd=workspace, capture_output=True, text=True).stdout
     assert "[dry-run] create checkpoint version v0.2" in run("checkpoint", "create", *T, "--dry-run", stdout_only=False)
     assert subprocess.run(["git", "tag", "-l"], cwd=workspace, capture_output=True, text=True).stdout == tags_before
+
+
+def test_diff_of_model_and_data_versions(workspace):
+    from .helpers import write_data_dir
+
+    write_data_dir(workspace / "data", 6)
+    write_model(workspace / "model.bin", 1000)
+    run("data", "upload", *T)
+    run("model", "upload", *T, "--metrics", '{"loss": 0.5, "acc": 0.8}')
+    run("checkpoint", "create", *T)
+    write_model(workspace / "model.bin", 1500)
+    (workspace / "data" / "train" / "sample_0.txt").write_text("changed")
+    (workspace / "data" / "test" / "new.txt").write_text("new")
+    (workspace / "data" / "validation" / "sample_1.txt").unlink()
+    run("data", "upload", *T)
+    run("model", "upload", *T, "--metrics", '{"loss": 0.25, "acc": 0.8}')
+    run("checkpoint", "create", *T)
+    d = json.loads(run("diff", "v0.1", "v0.2", *T, "--json"))
+    assert d["metrics"]["loss"]["delta"] == -0.25 and d["metrics"]["acc"]["delta"] == 0
+    assert d["size"]["delta"] == 500 and d["digest"]["changed"]
+    dd = json.loads(run("diff", "v0.1", "v0.2", *T, "--kind", "data", "--json"))
+    assert dd["files"] == {"added": ["test/new.txt"], "removed": ["validation/sample_1.txt"], "changed": ["train/sample_0.txt"]}
+    text = run("diff", "v0.1", "v0.2", *T)
+    assert "loss" in text and "-0.25" in text

@@ -139,6 +139,10 @@ class DirStore:
         size = sum(p.stat().st_size for p in ([dest] if dest.is_file() else dest.rglob("*")) if p.is_file())
         return TrackedArtifact(path, f"md5:{data['md5']}", size, len(chosen), self.pointer_path(tracked))
 
+    def manifest(self, rev: str, path: str, pointer: bytes) -> dict[str, str]:
+        data = json.loads(pointer)
+        return dict(data["files"]) if data["dir"] else {"": data["md5"]}
+
     def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
         # the directory is both cache and remote: one check serves both
         problems = []
