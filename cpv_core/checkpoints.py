@@ -787,9 +787,10 @@ class CombinedCheckpointsManage:
         """Version the current model and data together; returns ``(model_tag, data_tag)``.
 
         With ``version_tag`` all three (model, data, checkpoint) get that
-        version, and it must be free in each sequence; without, each takes its
-        own next version. The combined version is
-        ``get_combined_metadata()["version"]``.
+        version, and it must be free in each sequence. Without, a model or
+        data whose content already has a version keeps it (data versions only
+        move when the data changed), the others take their next version, and
+        the pair gets the next combined version, ``get_combined_metadata()``.
         """
         dry_run = bool(kwargs.get("dry_run", self.dry_run))
         explicit = _parse_tag_arg(version_tag)
@@ -802,22 +803,40 @@ class CombinedCheckpointsManage:
                 self.models._fetch(required=True)
                 ws.versioning.push_branch()  # tags must point at a commit the remote branch has
             m_meta, d_meta = self.models._tag_metadata(m_info), self.data._tag_metadata(d_info)
+            # content that already has a version keeps it: data only gets a new
+            # version when the data changed (likewise the model)
+            reused: dict[str, str] = {}
+            if explicit is None:
+                for kind, info in (("model", m_info), ("data", d_info)):
+                    same = [r.version for r in ws.versioning.list_versions(kind) if r.metadata.get("digest") == info.digest]
+                    if same:
+                        reused[kind] = same[-1]
+                for record in self._records():
+                    if record.metadata.get("model") == reused.get("model") and record.metadata.get("data") == reused.get("data"):
+                        raise VersionExistsError(
+                            f"this model and data are already combined version {record.version} "
+                            f"(model {reused['model']}, data {reused['data']})",
+                            fix="upload a new model or data checkpoint first, or pass an explicit version")
+            kinds = [k for k in ("model", "data") if k not in reused] + [self.KIND]
 
             def build(versions: Mapping[str, Version]) -> dict[str, tuple[str, Mapping[str, Any]]]:
-                mv, dv, cv = (str(versions[k]) for k in ("model", "data", self.KIND))
+                names = {**reused, **{k: str(v) for k, v in versions.items()}}
+                mv, dv, cv = names["model"], names["data"], names[self.KIND]
                 link = {"checkpoint": cv}
-                return {
+                out = {
                     "model": (model_message or "", {**m_meta, "lineage": {**link, "data": dv}}),
                     "data": (data_message or "", {**d_meta, "lineage": {**link, "model": mv}}),
                     self.KIND: (model_message or data_message or "", {
                         "model": mv, "data": dv, "model_digest": m_info.digest, "data_digest": d_info.digest,
                         "metrics": m_meta["metrics"], "size": m_info.size + d_info.size}),
                 }
+                return {k: v for k, v in out.items() if k in versions}
 
-            versions = allocate_and_publish(ws, ["model", "data", self.KIND], explicit, bool(kwargs.get("major")), build,
+            versions = allocate_and_publish(ws, kinds, explicit, bool(kwargs.get("major")), build,
                                             dry_run=dry_run, plan=self.models._plan, echo=self.models._echo,
                                             with_branch=True)
-            return str(versions["model"]), str(versions["data"])
+            names = {**reused, **{k: str(v) for k, v in versions.items()}}
+            return names["model"], names["data"]
 
     def revert_model_and_data(self, tag: str, **kwargs: Any) -> CombinedMetadata:
         """Restore model and data to the versions named by combined version ``tag``, in one commit."""
