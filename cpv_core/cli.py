@@ -223,7 +223,7 @@ def build_kind_group(kind: str) -> click.Group:
     @dry_run_option
     @click.pass_obj
     def upload(ctx: Ctx, path, team_name, model_name, repo_path, metrics, message, dry_run) -> None:
-        f"""Store PATH (default: the workspace's {kind}), record metrics, commit and push."""
+        """Store PATH (default: the workspace's model.bin or data/), record metrics, commit and push."""
         parsed = parse_metrics(metrics)
         m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
         result = m._upload(path, parsed, message, dry_run=dry_run)

@@ -6,7 +6,7 @@ Bitbucket Cloud through its firewall-friendly endpoint: host
 ``altssh.bitbucket.org``, port 443, SSH user ``git``. The repository name
 comes from ``repo_template`` (default ``{team}-{model}``, lower-cased, as
 Bitbucket slugs are), so two teams' models of the same name never share a
-repository; group them in a Bitbucket project ``AI-{team}-model-checkpoints``.
+repository; group them in a Bitbucket project such as ``{team}-model-checkpoints``.
 
 cpv's git commands use the configured key explicitly through
 ``GIT_SSH_COMMAND`` (``-i KEY -o IdentitiesOnly=yes -o BatchMode=yes
@@ -144,7 +144,7 @@ class BitbucketHosting:
         if name == "bitbucket.repository":
             raise RepositoryError(
                 f"Bitbucket repository {s.workspace}/{slug} does not exist",
-                fix=f"create the repository '{slug}' in workspace '{s.workspace}' (project AI-{self.ctx.team}-model-checkpoints), then run the command again",
+                fix=f"create the repository '{slug}' in workspace '{s.workspace}' (for instance in project {self.ctx.team}-model-checkpoints), then run the command again",
             )
         if name == "bitbucket.auth":
             raise CredentialError(f"{s.host}:{s.port} refused the key {s.key_path}: {reason}", fix=fix)

@@ -143,7 +143,10 @@ def test_a_plugin_can_add_a_command():
                 click.echo("hello from a plugin")
 
     get_plugin_manager().register(Plugin(), name="hello")
-    assert "hello from a plugin" in run("hello-plugin")
+    try:
+        assert "hello from a plugin" in run("hello-plugin")
+    finally:
+        cli.commands.pop("hello-plugin", None)  # the group is module-global
 
 
 def test_quickstart_runs_the_whole_cycle():
@@ -221,3 +224,38 @@ def test_diff_of_model_and_data_versions(workspace):
     assert dd["files"] == {"added": ["test/new.txt"], "removed": ["validation/sample_1.txt"], "changed": ["train/sample_0.txt"]}
     text = run("diff", "v0.1", "v0.2", *T)
     assert "loss" in text and "-0.25" in text
+
+
+METADATA_KEYS = {"kind", "version", "commit", "author", "date", "message", "metrics", "size", "size_mb", "digest", "path", "lineage"}
+
+
+def test_json_outputs_match_the_documented_schemas(workspace, tmp_path):
+    """The key sets documented in docs/cli.md."""
+    from .helpers import write_data_dir
+
+    write_data_dir(workspace / "data", 3)
+    write_model(workspace / "model.bin", 1000)
+    run("data", "upload", *T)
+    run("model", "upload", *T, "--metrics", '{"loss": 1}')
+    run("checkpoint", "create", *T)
+    write_model(workspace / "model.bin", 1100)
+    run("model", "upload", *T)
+    run("model", "tag", *T)
+    listing = json.loads(run("model", "list", *T, "--json"))
+    assert set(listing) == {"kind", "team", "model", "versions"}
+    assert all(set(v) == METADATA_KEYS for v in listing["versions"])
+    assert set(json.loads(run("model", "info", *T, "--json"))) == METADATA_KEYS
+    combined = json.loads(run("checkpoint", "info", *T, "--json"))
+    assert set(combined) == {"version", "commit", "date", "author", "message", "lineage", "model", "data"}
+    assert set(combined["model"]) == METADATA_KEYS and set(combined["lineage"]) == {"model", "data"}
+    assert set(json.loads(run("checkpoint", "list", *T, "--json"))) == {"kind", "team", "model", "versions"}
+    diff = json.loads(run("diff", "v0.1", "v0.2", *T, "--json"))
+    assert set(diff) == {"kind", "a", "b", "metrics", "digest", "size", "files"}
+    assert set(diff["metrics"]["loss"]) == {"a", "b", "delta"} and set(diff["files"]) == {"added", "removed", "changed"}
+    validate = json.loads(run("validate", "--json"))
+    assert set(validate) == {"ok", "checks"} and set(validate["checks"][0]) == {"name", "ok", "detail", "fix"}
+    verify = json.loads(run("verify", "v0.1", *T, "--json"))
+    assert set(verify) == {"kind", "version", "where", "ok", "problems"} and verify["ok"]
+    plugins = json.loads(run("plugins", "--json"))
+    assert all(set(p) == {"name", "module", "version", "hooks", "builtin"} for p in plugins)
+    assert set(json.loads(run("config", "show", "--json"))) == {"config_file", "settings", "backends", "workspace_root"}
