@@ -1,0 +1,347 @@
+"""cpv benchmark suite: each scenario against a baseline measured in the same
+run, on the same server, with the same bytes.
+
+    .venv/bin/python bench/run.py                 # full suite (about 15 minutes, ~12 GB of temp disk)
+    .venv/bin/python bench/run.py --quick         # tiny sizes, one repetition (the CI smoke run)
+    .venv/bin/python bench/run.py --only upload,list
+
+Starts its own SeaweedFS and sshd on 127.0.0.1 (tests/servers/), prints per
+scenario the median of cpv and of the baseline and their ratio, and writes
+everything to bench/results/latest.json. No scenario asserts anything: the
+numbers go to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.servers.seaweedfs import start_seaweedfs  # noqa: E402
+from tests.servers.sshd import keygen, start_sshd  # noqa: E402
+
+PY = sys.executable
+CPV = [PY, "-m", "cpv_core.cli"]
+ACCESS, SECRET, BUCKET = "AKIABENCH00000000001", "bench-secret-value-123", "vmo-model-checkpoints"
+GiB = 1024**3
+
+
+# --------------------------------------------------------------------------
+# measuring
+# --------------------------------------------------------------------------
+
+
+def tree_rss(pid: int) -> int:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def run_measured(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, int]:
+    """Wall time and peak RSS (process tree, sampled every 20 ms) of one command."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss(proc.pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, err = proc.communicate()
+    elapsed = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed: {err.decode()[-2000:]}")
+    return elapsed, peak
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def write_random(path: Path, size: int) -> None:
+    chunk = os.urandom(8 * 1024 * 1024)
+    with open(path, "wb") as f:
+        written = 0
+        while written < size:
+            n = min(len(chunk), size - written)
+            f.write(chunk[:n])
+            written += n
+        f.seek(0)
+        f.write(os.urandom(64))  # a new content hash every time
+
+
+# --------------------------------------------------------------------------
+# environment
+# --------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, workdir: Path, reps: int) -> None:
+        self.workdir = workdir
+        self.reps = reps
+        self.s3 = start_seaweedfs(workdir / "seaweedfs", access_key=ACCESS, secret_key=SECRET, bucket=BUCKET)
+        self.home = workdir / "home"
+        (self.home / ".aws").mkdir(parents=True)
+        creds = self.home / ".aws" / "credentials"
+        creds.write_text(f"[bench]\naws_access_key_id = {ACCESS}\naws_secret_access_key = {SECRET}\n")
+        self.env = dict(os.environ, HOME=str(self.home), CPV_HOME=str(workdir / "cpv-home"), DVC_NO_ANALYTICS="1",
+                        GIT_CONFIG_GLOBAL=str(self.home / ".gitconfig"), AWS_SHARED_CREDENTIALS_FILE=str(creds),
+                        AWS_CONFIG_FILE=str(self.home / ".aws" / "config"))
+        (self.home / ".gitconfig").write_text("[user]\n\tname = Bench\n\temail = bench@example.com\n")
+        self.cpv("aws-config", "--credential-path", str(creds), "--profile", "bench", "--bucket", BUCKET,
+                 "--endpoint-url", self.s3.endpoint)
+        self.results: dict[str, dict] = {}
+
+    def cpv(self, *args: str, cwd: Path | None = None) -> str:
+        out = subprocess.run([*CPV, *args], env=self.env, cwd=cwd, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"cpv {' '.join(args)}: {out.stderr}")
+        return out.stdout
+
+    def boto3(self):
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+
+        client = boto3.client("s3", endpoint_url=self.s3.endpoint, aws_access_key_id=ACCESS,
+                              aws_secret_access_key=SECRET, region_name="us-east-1")
+        return client, TransferConfig()
+
+    def workspace(self, team: str, model: str) -> Path:
+        self.cpv("init", "model", "-t", team, "-m", model)
+        return Path(self.env["CPV_HOME"]) / "workspaces" / team / model
+
+    def record(self, name: str, cpv_times: list[float], base_times: list[float] | None, target: str, **extra) -> None:
+        cpv_med = statistics.median(cpv_times)
+        base_med = statistics.median(base_times) if base_times else None
+        ratio = cpv_med / base_med if base_med else None
+        self.results[name] = {"cpv_s": cpv_times, "baseline_s": base_times, "cpv_median_s": cpv_med,
+                              "baseline_median_s": base_med, "ratio": ratio, "target": target, **extra}
+        ratio_text = f"{ratio:6.2f}" if ratio is not None else "     -"
+        base_text = f"{base_med:8.3f}s" if base_med is not None else "        -"
+        print(f"{name:38} cpv {cpv_med:8.3f}s  baseline {base_text}  ratio {ratio_text}  target {target}"
+              + "".join(f"  {k}={v}" for k, v in extra.items() if not isinstance(v, (list, dict))), flush=True)
+
+    def stop(self) -> None:
+        self.s3.stop()
+
+
+# --------------------------------------------------------------------------
+# scenarios
+# --------------------------------------------------------------------------
+
+
+def slug(label: str) -> str:
+    return label.replace(" ", "").replace(".", "_")
+
+
+def scenario_upload(b: Bench, size: int, label: str) -> None:
+    ws = b.workspace("bench", f"upload-{slug(label)}")
+    client, config = b.boto3()
+    cpv_times, base_times, rss = [], [], []
+    for i in range(b.reps):
+        write_random(ws / "model.bin", size)
+        base_times.append(timed(lambda: client.upload_file(str(ws / "model.bin"), BUCKET, f"baseline/{slug(label)}-{i}", Config=config)))
+        elapsed, peak = run_measured([*CPV, "model", "upload", "-m", f"run {i}"], b.env, cwd=ws)
+        cpv_times.append(elapsed)
+        rss.append(peak)
+    b.record(f"upload {label}", cpv_times, base_times, "<= 1.3", peak_rss_mb=round(max(rss) / 2**20))
+
+
+def scenario_download(b: Bench, size: int, label: str) -> None:
+    ws = b.workspace("bench", f"download-{slug(label)}")
+    write_random(ws / "model.bin", size)
+    b.cpv("model", "upload", cwd=ws)
+    b.cpv("model", "tag", cwd=ws)
+    client, config = b.boto3()
+    client.upload_file(str(ws / "model.bin"), BUCKET, f"baseline/dl-{slug(label)}", Config=config)
+    cpv_times, base_times, rss = [], [], []
+    for i in range(b.reps):
+        other = b.workdir / f"member-{slug(label)}-{i}"
+        b.cpv("init", "model", "-t", "bench", "-m", f"download-{slug(label)}", "--repo-path", str(other))
+        out = b.workdir / f"dl-{slug(label)}-{i}"
+        base_out = b.workdir / f"base-dl-{slug(label)}-{i}"
+        base_times.append(timed(lambda: client.download_file(BUCKET, f"baseline/dl-{slug(label)}", str(base_out), Config=config)))
+        elapsed, peak = run_measured([*CPV, "model", "download", "v0.1", "-o", str(out)], b.env, cwd=other)
+        cpv_times.append(elapsed)
+        rss.append(peak)
+        shutil.rmtree(other)
+        shutil.rmtree(out)
+        base_out.unlink()
+    b.record(f"download {label} (fresh cache, verified)", cpv_times, base_times, "<= 1.2", peak_rss_mb=round(max(rss) / 2**20))
+
+
+def scenario_data_reupload(b: Bench, nfiles: int) -> None:
+    ws = b.workspace("bench", "data")
+    data = ws / "data"
+    for i in range(nfiles):
+        f = data / ("train", "validation", "test")[i % 3] / f"f{i:05}.bin"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(os.urandom(1024))
+    b.cpv("data", "upload", cwd=ws)
+    # the same tree handled by plain DVC in a sibling repo with the same remote kind
+    plain = b.workdir / "plain-dvc"
+    shutil.copytree(ws, plain, ignore=shutil.ignore_patterns(".cpv"))
+    dvc = [PY, "-m", "dvc"]
+    cpv_times, base_times = [], []
+    for i in range(b.reps):
+        (data / "train" / "f00000.bin").write_bytes(os.urandom(1024))
+        elapsed, _ = run_measured([*CPV, "data", "upload"], b.env, cwd=ws)
+        cpv_times.append(elapsed)
+        (plain / "data" / "train" / "f00000.bin").write_bytes(os.urandom(1024))
+        start = time.perf_counter()
+        subprocess.run([*dvc, "add", "-q", "data"], cwd=plain, env=b.env, check=True)
+        subprocess.run([*dvc, "push", "-q"], cwd=plain, env=b.env, check=True)
+        base_times.append(time.perf_counter() - start)
+    b.record(f"re-upload 1 of {nfiles} files", cpv_times, base_times, "<= 1.0 and <= 1.5 s")
+
+
+def scenario_list(b: Bench, nversions: int) -> None:
+    ws = b.workspace("bench", f"list-{nversions}")
+    (ws / "model.bin").write_bytes(b"x")
+    b.cpv("model", "upload", "--metrics", '{"loss": 1.0}', cwd=ws)
+    # create the versions directly with git (annotated tags with cpv metadata), then publish once
+    sys.path.insert(0, str(ROOT))
+    from cpv_plugins.git_tags import encode_message
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws, capture_output=True, text=True, check=True).stdout.strip()
+    batch = "".join(
+        f"tag model/v0.{i}\nfrom {head}\ntagger Bench <b@example.com> {1700000000 + i} +0000\n"
+        f"data <<EOT\n{encode_message(f'run {i}', {'metrics': {'loss': 1 / i, 'acc': i / nversions}, 'size': 1, 'digest': 'md5:x'})}EOT\n\n"
+        for i in range(1, nversions + 1)
+    )
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=ws, input=batch.encode(), check=True)
+    subprocess.run(["git", "push", "-q", "origin", "--tags"], cwd=ws, check=True, env=b.env)
+    cpv_times, base_times = [], []
+    for _ in range(b.reps):
+        base_times.append(run_measured(["git", "tag", "-l"], b.env, cwd=ws)[0])
+        cpv_times.append(run_measured([*CPV, "model", "list", "--json"], b.env, cwd=ws)[0])
+    b.record(f"list {nversions} versions with metrics", cpv_times, base_times, "<= 5x and <= 0.5 s")
+
+
+def scenario_startup(b: Bench) -> None:
+    base = [run_measured([PY, "-c", "pass"], b.env)[0] for _ in range(max(3, b.reps))]
+    for args in (["--help"],):
+        times = [run_measured([*CPV, *args], b.env)[0] for _ in range(max(3, b.reps))]
+        b.record("start-up: cpv --help", times, base, "<= python + 0.15 s",
+                 overhead_s=round(statistics.median(times) - statistics.median(base), 3))
+    ws = b.workspace("bench", "startup")
+    times = [run_measured([*CPV, "model", "list"], b.env, cwd=ws)[0] for _ in range(max(3, b.reps))]
+    b.record("start-up: cpv model list (local)", times, base, "<= python + 0.15 s",
+             overhead_s=round(statistics.median(times) - statistics.median(base), 3))
+
+
+def scenario_tag_over_ssh(b: Bench) -> None:
+    sshd = start_sshd(b.workdir / "sshd")
+    try:
+        env = dict(b.env, CPV_HOME=str(b.workdir / "cpv-home-ssh"))
+        subprocess.run([*CPV, "aws-config", "--credential-path", env["AWS_SHARED_CREDENTIALS_FILE"], "--profile", "bench",
+                        "--bucket", BUCKET, "--endpoint-url", b.s3.endpoint], env=env, check=True, capture_output=True)
+        subprocess.run([*CPV, "bitbucket-config", "-k", str(b.workdir / "bench_key"), "-w", "bench", "--host", sshd.host,
+                        "--port", str(sshd.port), "--ssh-user", sshd.user], env=env, check=True, capture_output=True)
+        sshd.authorize((b.workdir / "bench_key.pub").read_text())
+        sshd.create_repo("bench", "bench-tag")
+        subprocess.run([*CPV, "init", "model", "-t", "bench", "-m", "tag"], env=env, check=True, capture_output=True)
+        ws = Path(env["CPV_HOME"]) / "workspaces" / "bench" / "tag"
+        git_env = dict(env, GIT_SSH_COMMAND=json.loads(subprocess.run(
+            [PY, "-c", "import json; from cpv_core.config import CPVConfig; print(json.dumps(CPVConfig().credential_env()))"],
+            env=env, capture_output=True, text=True, check=True).stdout)["GIT_SSH_COMMAND"])
+        cpv_times, base_times = [], []
+        for i in range(b.reps):
+            (ws / "model.bin").write_bytes(os.urandom(1024))
+            subprocess.run([*CPV, "model", "upload"], env=env, cwd=ws, check=True, capture_output=True)
+            cpv_times.append(run_measured([*CPV, "model", "tag"], env, cwd=ws)[0])
+            subprocess.run(["git", "tag", f"plain-{i}"], cwd=ws, check=True)
+            base_times.append(run_measured(["git", "push", "-q", "origin", f"refs/tags/plain-{i}"], git_env, cwd=ws)[0])
+        b.record("tag + push over sshd", cpv_times, base_times, "<= 1.3")
+    finally:
+        sshd.stop()
+
+
+# --------------------------------------------------------------------------
+
+
+def machine() -> dict[str, object]:
+    import psutil
+
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / GiB, 1),
+            "platform": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (smoke run)")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma list: upload,download,rss,data,list,startup,tag,scaling")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    args = parser.parse_args()
+    reps = 1 if args.quick else args.reps
+    size = 4 * 1024 * 1024 if args.quick else GiB
+    only = set(filter(None, args.only.split(","))) or {"upload", "download", "rss", "data", "list", "startup", "tag", "scaling"}
+    workdir = Path(tempfile.mkdtemp(prefix="cpv-bench-"))
+    b = Bench(workdir, reps)
+    print(f"machine: {machine()}", flush=True)
+    try:
+        if "startup" in only:
+            scenario_startup(b)
+        if "upload" in only:
+            scenario_upload(b, size, "1 GiB" if not args.quick else "4 MiB")
+        if "download" in only:
+            scenario_download(b, size, "1 GiB" if not args.quick else "4 MiB")
+        if "rss" in only and not args.quick:
+            scenario_upload(b, 2 * GiB, "2 GiB")
+            scenario_download(b, 2 * GiB, "2 GiB")
+        if "data" in only:
+            scenario_data_reupload(b, 50 if args.quick else 2000)
+        if "list" in only:
+            for n in ((20,) if args.quick else (100, 1000, 5000)):
+                scenario_list(b, n)
+        if "tag" in only:
+            scenario_tag_over_ssh(b)
+        if "scaling" in only and not args.quick:
+            for gib in (0.25, 4):
+                scenario_upload(b, int(gib * GiB), f"{gib} GiB")
+    finally:
+        b.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine(), "quick": args.quick, "reps": reps, "scenarios": b.results}, indent=2))
+    print(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
