@@ -172,9 +172,24 @@ def cli(click_ctx: click.Context, verbose: bool, quiet: bool) -> None:
 # -- init ------------------------------------------------------------------------------
 
 
-@cli.group()
-def init() -> None:
-    """Create a model workspace and its remotes (or clone an existing one)."""
+@cli.group(invoke_without_command=True)
+@click.option("--team-name", "-t", help="Team name (same as `cpv init model -t`).")
+@click.option("--model-name", "-m", help="Model name.")
+@click.option("--repo-path", "-r", type=click.Path(file_okay=False), help="Workspace directory.")
+@click.option("--data-path", "-d", type=click.Path(exists=True, file_okay=False), help="Upload this directory as the first data checkpoint.")
+@dry_run_option
+@click.pass_context
+def init(click_ctx: click.Context, team_name, model_name, repo_path, data_path, dry_run) -> None:
+    """Create a model workspace and its remotes (or clone an existing one).
+
+    `cpv init -t TEAM -m MODEL` is the same as `cpv init model -t TEAM -m MODEL`.
+    """
+    if click_ctx.invoked_subcommand is None:
+        if not team_name and not model_name:
+            click.echo(click_ctx.get_help())
+            return
+        click_ctx.invoke(init_model, team_name=team_name, model_name=model_name, repo_path=repo_path,
+                         data_path=data_path, dry_run=dry_run)
 
 
 @init.command("model")
@@ -443,6 +458,7 @@ def _aws_options(func: Callable) -> Callable:
         click.option("--bucket", "-b", help="S3 bucket (default vmo-model-checkpoints)."),
         click.option("--endpoint-url", help="S3-compatible endpoint (SeaweedFS, MinIO, Ceph ...)."),
         click.option("--region", help="Region (default us-east-1)."),
+        dry_run_option,
     ]):
         func = option(func)
     return func
@@ -458,14 +474,19 @@ def _bitbucket_options(func: Callable) -> Callable:
         click.option("--port", type=int, help="SSH port (default 443)."),
         click.option("--ssh-user", help="SSH login user (default git)."),
         click.option("--repo-template", help="Repository name per team/model (default {team}-{model})."),
+        dry_run_option,
     ]):
         func = option(func)
     return func
 
 
-def _do_aws_config(ctx: Ctx, credential_path, profile, bucket, endpoint_url, region) -> None:
+def _do_aws_config(ctx: Ctx, credential_path, profile, bucket, endpoint_url, region, dry_run=False) -> None:
     from .config import CPVConfig
 
+    if dry_run:
+        ctx.echo(f"[dry-run] would store in {CPVConfig().config_path}: aws = credentials file {credential_path or '~/.aws/credentials'}, "
+                 f"profile {profile}, bucket {bucket or 'vmo-model-checkpoints'}, endpoint {endpoint_url or 'AWS'}, region {region or 'us-east-1'}")
+        return
     entries = CPVConfig().setup_aws_profile(credential_path=credential_path, aws_profile=profile, bucket=bucket,
                                             endpoint_url=endpoint_url, region=region)
     ctx.echo(f"AWS configured: profile {entries['profile']} in {entries['credential_path']}, bucket {entries['bucket']}"
@@ -473,11 +494,15 @@ def _do_aws_config(ctx: Ctx, credential_path, profile, bucket, endpoint_url, reg
     ctx.echo("new models now store their data on S3 (storage: dvc-s3); run `cpv validate` to check access")
 
 
-def _do_bitbucket_config(ctx: Ctx, keygen_filename, user, workspace, host, port, ssh_user, repo_template) -> None:
+def _do_bitbucket_config(ctx: Ctx, keygen_filename, user, workspace, host, port, ssh_user, repo_template, dry_run=False) -> None:
     from .config import CPVConfig
 
     options = {k: v for k, v in dict(workspace=workspace, host=host, port=port, ssh_user=ssh_user,
                                      repo_template=repo_template).items() if v is not None}
+    if dry_run:
+        ctx.echo(f"[dry-run] would create the SSH key {keygen_filename} if missing, write the cpv block in ~/.ssh/config "
+                 f"and store in {CPVConfig().config_path}: bitbucket = user {user}, {options}")
+        return
     entries = CPVConfig().setup_bitbucket_ssh(keygen_filename=keygen_filename, bitbucket_user=user, **options)
     ctx.echo(f"Bitbucket configured: {entries['ssh_user']}@{entries['host']}:{entries['port']}, workspace {entries['workspace']}")
     ctx.echo(f"add this public key to Bitbucket (Personal settings > SSH keys):\n{Path(entries['public_key_path']).read_text().strip()}")
@@ -546,11 +571,17 @@ def config_show(as_json: bool) -> None:
 @config_group.command("set")
 @click.argument("key")
 @click.argument("value")
-def config_set(key: str, value: str) -> None:
+@dry_run_option
+@click.pass_obj
+def config_set(ctx: Ctx, key: str, value: str, dry_run: bool) -> None:
     """Set KEY (dotted, e.g. storage or local.root) to VALUE; an empty VALUE removes it."""
     from .config import CPVConfig
 
-    CPVConfig().set_config(key, value or None)
+    cfg = CPVConfig()
+    if dry_run:
+        ctx.echo(f"[dry-run] would set {key} = {value!r} in {cfg.config_path} (was {cfg.get_config(key)!r})")
+        return
+    cfg.set_config(key, value or None)
 
 
 @cli.command("validate")

@@ -259,3 +259,23 @@ def test_json_outputs_match_the_documented_schemas(workspace, tmp_path):
     plugins = json.loads(run("plugins", "--json"))
     assert all(set(p) == {"name", "module", "version", "hooks", "builtin"} for p in plugins)
     assert set(json.loads(run("config", "show", "--json"))) == {"config_file", "settings", "backends", "workspace_root"}
+
+
+def test_bare_init_and_config_dry_runs(cpv_home, tmp_path):
+    assert "[dry-run]" in run("init", "-t", "T", "-m", "bare", "--dry-run", stdout_only=False)
+    assert not (cpv_home / "workspaces" / "T").exists()
+    run("init", "-t", "T", "-m", "bare")
+    assert (cpv_home / "workspaces" / "T" / "bare" / ".cpv" / "workspace.json").exists()
+    assert "[dry-run]" in run("aws-config", "--profile", "p", "--dry-run", stdout_only=False)
+    assert "[dry-run]" in run("bitbucket-config", "-u", "alice", "--dry-run", stdout_only=False)
+    assert "[dry-run]" in run("config", "set", "storage", "x", "--dry-run", stdout_only=False)
+    assert not (cpv_home / "config.json").exists() and not (Path(os.environ["HOME"]) / ".ssh").exists()
+
+
+def test_model_list_does_not_import_dvc_boto3_or_s3fs(cpv_home):
+    run("init", "model", "-t", "T", "-m", "light")
+    code = ("import sys; from cpv_core.cli import main\n"
+            "try:\n    main(['model', 'list', '-t', 'T', '--model-name', 'light'])\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', ' '.join(m for m in ('dvc', 'boto3', 'botocore', 's3fs') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY \n" in out or out.rstrip().endswith("HEAVY"), out
