@@ -120,8 +120,7 @@ def manager(kind: str, ctx: Ctx, team: str | None, model: str | None, repo_path:
 
     team, model, repo_path = resolve_target(team, model, repo_path)
     cls = ModelsCheckpointsManage if kind == "model" else DataCheckpointsManage
-    return cls(team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo,
-               progress=sys.stderr.isatty())
+    return cls(team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo, progress=not ctx.quiet)
 
 
 def metadata_row(meta: Any) -> dict[str, Any]:
@@ -382,7 +381,8 @@ def combined(ctx: Ctx, team: str | None, model: str | None, repo_path: str | Non
     from .checkpoints import CombinedCheckpointsManage
 
     team, model, repo_path = resolve_target(team, model, repo_path)
-    return CombinedCheckpointsManage(team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo)
+    return CombinedCheckpointsManage(team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo,
+                                     progress=not ctx.quiet)
 
 
 @checkpoint_group.command("create")

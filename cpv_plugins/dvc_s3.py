@@ -16,10 +16,12 @@ through DVC.
 from __future__ import annotations
 
 import configparser
+import json
 import logging
-import os
 import re
+import shutil
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import urlparse
@@ -35,7 +37,9 @@ from cpv_core.backends import (
 )
 from cpv_core.errors import AWSError, ConfigError, CredentialError, CPVError, DVCError, ValidationError
 
-from .dvc_storage import DvcStorage
+from cpv_core.progress import Progress
+
+from .dvc_storage import DvcStorage, file_md5, staged
 
 logger = logging.getLogger("cpv.s3")
 
@@ -43,6 +47,8 @@ DEFAULT_BUCKET = "vmo-model-checkpoints"
 DEFAULT_REGION = "us-east-1"
 CONNECT_TIMEOUT_S = 3
 READ_TIMEOUT_S = 20
+TRANSFER_CHUNK = 32 * 1024 * 1024
+TRANSFER_THREADS = 8
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$|^[a-z0-9-]{2,32}$")
 _PROFILE_RE = re.compile(r"^[A-Za-z0-9_.@+=-]{1,64}$")
@@ -69,8 +75,8 @@ class S3Settings:
     def where(self) -> str:
         return self.endpoint_url or f"AWS S3 ({self.region})"
 
-    def client(self) -> Any:
-        """A boto3 S3 client for pre-flight checks: short timeouts, one attempt."""
+    def client(self, retries: int = 1) -> Any:
+        """A boto3 S3 client: short timeouts; one attempt for checks, a few for transfers."""
         import boto3
         import botocore.session
         from botocore.config import Config
@@ -83,7 +89,8 @@ class S3Settings:
         return session.client(
             "s3", endpoint_url=self.endpoint_url, region_name=self.region,
             config=Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
-                          retries={"max_attempts": 1, "mode": "standard"}),
+                          retries={"max_attempts": retries, "mode": "standard"},
+                          max_pool_connections=TRANSFER_THREADS * 2),
         )
 
 
@@ -230,13 +237,144 @@ class S3Storage(DvcStorage):
                             fix="run `cpv validate` for a per-check report")
         return mapped
 
+    # -- the tuned transfer path ------------------------------------------------------
+    # DVC's push/pull go through s3fs and hold large buffers (about 0.9 GB of
+    # RSS for a 1 GiB push, 1.4 GB for a pull). The objects are moved here
+    # with boto3's transfer manager instead (bounded memory, parallel parts),
+    # to exactly the keys DVC uses, so the bucket stays a plain DVC remote
+    # (`dvc pull` works on it; tested).
+
+    def _key(self, oid: str) -> str:
+        return f"{self.prefix}/files/md5/{oid[:2]}/{oid[2:]}"
+
+    def _cache_dir(self) -> Path:
+        parser = configparser.RawConfigParser()
+        parser.read([self.path / ".dvc" / "config", self.path / ".dvc" / "config.local"])
+        value = parser.get("cache", "dir", fallback=None)
+        base = Path(value) if value else Path("cache")
+        return base if base.is_absolute() else (self.path / ".dvc" / base)
+
+    def _cached(self, oid: str) -> Path:
+        return self._cache_dir() / "files" / "md5" / oid[:2] / oid[2:]
+
+    def _objects(self, path: str) -> list[str]:
+        """Object ids of a tracked path: the file, or the .dir manifest and its files."""
+        info = self._read_pointer(path)
+        oid = info.digest.removeprefix("md5:")
+        if not oid.endswith(".dir"):
+            return [oid]
+        entries = json.loads(self._cached(oid).read_text())
+        return [oid, *sorted({entry["md5"] for entry in entries})]
+
+    def _existing(self, client: Any, oids: list[str]) -> set[str]:
+        """Which objects the remote has: HEAD each for a few, one listing for many."""
+        if len(oids) <= 32:
+            found = set()
+            for oid in oids:
+                try:
+                    client.head_object(Bucket=self.settings.bucket, Key=self._key(oid))
+                    found.add(oid)
+                except Exception as exc:  # noqa: BLE001
+                    if _error_code(exc) not in {"404", "NoSuchKey", "NotFound"}:
+                        raise
+            return found
+        keys = set()
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.settings.bucket, Prefix=f"{self.prefix}/files/md5/"):
+            keys.update(obj["Key"] for obj in page.get("Contents", []))
+        return {oid for oid in oids if self._key(oid) in keys}
+
     def push(self, paths: Sequence[str]) -> TransferStats:
         preflight(self.settings, self.prefix)
-        return super().push(paths)
+        from boto3.s3.transfer import TransferConfig
+
+        client = self.settings.client(retries=3)
+        oids = [oid for p in paths for oid in self._objects(p)]
+        try:
+            present = self._existing(client, oids)
+            missing = [oid for oid in dict.fromkeys(oids) if oid not in present]
+            config = TransferConfig(multipart_chunksize=TRANSFER_CHUNK, max_concurrency=TRANSFER_THREADS)
+            total = sum(self._cached(oid).stat().st_size for oid in missing)
+            with Progress(f"upload {', '.join(paths)}", total, self.ctx.progress) as progress:
+
+                def upload(oid: str) -> None:
+                    # the object appears on S3 only when complete: an interrupted push leaves nothing partial
+                    client.upload_file(str(self._cached(oid)), self.settings.bucket, self._key(oid), Config=config,
+                                       Callback=progress.update)
+
+                # manifests last: a .dir object on the remote means its files are there
+                files = [o for o in missing if not o.endswith(".dir")]
+                with ThreadPoolExecutor(max_workers=TRANSFER_THREADS if len(files) > 1 else 1) as pool:
+                    list(pool.map(upload, files))
+                for oid in missing:
+                    if oid.endswith(".dir"):
+                        upload(oid)
+        except CPVError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise classify_s3_error(exc, self.settings, f"upload {', '.join(paths)}") from None
+        return TransferStats(transferred=len(missing), skipped=len(oids) - len(missing))
+
+    @staticmethod
+    def _sizes(files: dict[str, str], info: TrackedArtifact) -> int:
+        """Total bytes to fetch: the pointer's size for a whole version, else 0 (unknown)."""
+        return info.size if len(files) == info.nfiles or "" in files else 0
 
     def materialize(self, rev: str, path: str, pointer: bytes, dest: Path) -> TrackedArtifact:
         preflight(self.settings, self.prefix)
-        return super().materialize(rev, path, pointer, dest)
+        from boto3.s3.transfer import TransferConfig
+
+        tracked = Path(path).parts[0]
+        info = self.describe_pointer(tracked, pointer)
+        if info is None:
+            raise DVCError(f"{path} is not tracked at {rev}", fix="choose a version that contains it")
+        client = self.settings.client(retries=3)
+        config = TransferConfig(multipart_chunksize=TRANSFER_CHUNK, max_concurrency=TRANSFER_THREADS)
+        oid = info.digest.removeprefix("md5:")
+        try:
+            if oid.endswith(".dir"):
+                manifest = self._cached(oid)
+                raw = manifest.read_bytes() if manifest.exists() else client.get_object(
+                    Bucket=self.settings.bucket, Key=self._key(oid))["Body"].read()
+                prefix = "/".join(Path(path).parts[1:])
+                files = {e["relpath"]: e["md5"] for e in json.loads(raw)
+                         if not prefix or e["relpath"] == prefix or e["relpath"].startswith(prefix + "/")}
+                if not files:
+                    raise DVCError(f"{path} is not in {tracked} at {rev.removeprefix('refs/tags/')}",
+                                   fix="check the sub-path (e.g. test, train)")
+                strip = len(prefix) + 1 if prefix else 0
+                files = {rel[strip:] if strip else rel: md5 for rel, md5 in files.items()}
+            else:
+                files = {"": oid}
+            with staged(dest) as target:
+                def fetch(item: tuple[str, str]) -> None:
+                    rel, md5 = item
+                    out = target / rel if rel else target
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    cached = self._cached(md5)
+                    if cached.exists():
+                        shutil.copyfile(cached, out)
+                        progress.update(out.stat().st_size)
+                    else:
+                        client.download_file(self.settings.bucket, self._key(md5), str(out), Config=config,
+                                             Callback=progress.update)
+                    actual = file_md5(out)
+                    if actual != md5:
+                        raise DVCError(
+                            f"downloaded file {out.name} is corrupt or truncated: expected md5 {md5}, got {actual} "
+                            f"(object s3://{self.settings.bucket}/{self._key(md5)}); nothing was placed",
+                            fix="the stored copy is damaged: re-upload that version from a machine that still has it")
+
+                if "" not in files:
+                    target.mkdir()
+                with Progress(f"download {path}", self._sizes(files, info), self.ctx.progress) as progress, \
+                        ThreadPoolExecutor(max_workers=TRANSFER_THREADS if len(files) > 1 else 1) as pool:
+                    list(pool.map(fetch, files.items()))
+        except CPVError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise classify_s3_error(exc, self.settings, f"download {path}") from None
+        size = sum(p.stat().st_size for p in ([dest] if dest.is_file() else dest.rglob("*")) if p.is_file())
+        return TrackedArtifact(path=path, digest=info.digest, size=size, nfiles=len(files), pointer=info.pointer)
 
 
 # --------------------------------------------------------------------------

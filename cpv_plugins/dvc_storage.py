@@ -22,6 +22,7 @@ from typing import Any, Iterator, Sequence
 from cpv_core.backends import BackendContext, TrackedArtifact, TransferStats
 from cpv_core.errors import CPVError, DVCError, ValidationError
 from cpv_core.paths import preserved
+from cpv_core.progress import Progress
 
 logger = logging.getLogger("cpv.storage")
 
@@ -47,6 +48,12 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
 def parse_pointer(content: bytes | str) -> dict[str, Any] | None:
     """The first ``outs`` entry of a ``.dvc`` file."""
     from dvc.utils.serialize import parse_yaml
@@ -67,6 +74,25 @@ def artifact_from_out(path: str, out: dict[str, Any]) -> TrackedArtifact:
         nfiles=int(out.get("nfiles", 1) or 1),
         pointer=f"{path}.dvc",
     )
+
+
+@contextmanager
+def staged(dest: Path) -> Iterator[Path]:
+    """Yield a path in a staging directory beside ``dest``; on success it
+    replaces ``dest`` with one rename, on failure nothing is left at ``dest``.
+    Staging directories of a killed earlier run are removed first."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.*.cpv-tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".cpv-tmp", dir=dest.parent))
+    try:
+        target = staging / dest.name
+        yield target
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        os.replace(target, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 class DvcStorage:
@@ -171,8 +197,11 @@ class DvcStorage:
             # hard-link backup so an interruption never loses the user's file
             for p in paths:
                 stack.enter_context(preserved(self.path / p))
+            total = sum(_size(self.path / p) for p in paths)
             try:
-                repo.add(self._abs(paths))
+                with Progress(f"hash and cache {', '.join(paths)}", total, self.ctx.progress) as progress:
+                    repo.add(self._abs(paths))
+                    progress.update(total)  # DVC reports no byte progress: the bar completes at the end
             except Exception as exc:  # noqa: BLE001 - DVC raises many types
                 raise DVCError(f"DVC could not track {', '.join(paths)}: {exc}", fix="check the files exist and are readable") from None
         return [self._read_pointer(p) for p in paths]
@@ -185,11 +214,13 @@ class DvcStorage:
         return artifact_from_out(path, out)
 
     def push(self, paths: Sequence[str]) -> TransferStats:
-        with self._repo() as repo:
+        total = sum(_size(self.path / p) for p in paths)
+        with self._repo() as repo, Progress(f"upload {', '.join(paths)}", total, self.ctx.progress) as progress:
             try:
                 count = repo.push(targets=self._abs(paths), remote=REMOTE_NAME)
             except Exception as exc:  # noqa: BLE001
                 raise self.map_error(f"upload {', '.join(paths)} to {self.describe_remote()}", exc) from None
+            progress.update(total)
         return TransferStats(transferred=int(count or 0))
 
     def describe_pointer(self, path: str, pointer: bytes) -> TrackedArtifact | None:
@@ -206,18 +237,13 @@ class DvcStorage:
         _quiet_dvc()
         from dvc.fs import DVCFileSystem
 
-        dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        for stale in dest.parent.glob(f".{dest.name}.*.cpv-tmp"):  # left by a killed download
-            shutil.rmtree(stale, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".cpv-tmp", dir=dest.parent))
-        try:
-            target = staging / dest.name
+        with staged(Path(dest)) as target, Progress(f"download {path}", info.size, self.ctx.progress) as progress:
             try:
                 fs = DVCFileSystem(url=str(self.path), rev=rev)
                 is_dir = fs.isdir(path)
                 expected = self._expected_hashes(fs, path, is_dir)
                 fs.get(path, str(target), recursive=is_dir)
+                progress.update(info.size)
             except CPVError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -229,11 +255,6 @@ class DvcStorage:
                 raise
             size = sum(p.stat().st_size for p in ([target] if target.is_file() else target.rglob("*")) if p.is_file())
             info = TrackedArtifact(path=path, digest=info.digest, size=size, nfiles=len(expected), pointer=info.pointer)
-            if dest.is_dir() and not dest.is_symlink():
-                shutil.rmtree(dest)
-            os.replace(target, dest)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return info
 
     @staticmethod

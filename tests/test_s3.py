@@ -193,3 +193,54 @@ def test_plain_dvc_can_pull_what_cpv_pushed(s3_config, seaweed, tmp_path):
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run([*dvc, "pull", "-q"], cwd=clone, check=True, env=env, capture_output=True)
     assert (clone / "model.bin").read_bytes() == data
+
+
+def _run_in_pty(cmd: list[str], cwd: Path) -> str:
+    """Run ``cmd`` with stdout/stderr on a pseudo-terminal; return what it printed."""
+    import os
+    import select
+
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # rows, columns
+    proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    proc.wait()
+    os.close(master)
+    assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal_and_plain_lines_in_a_pipe(s3_config, tmp_path):
+    import sys
+
+    m = ModelsCheckpointsManage("AI-Convo", "progress")
+    m.import_model_init()
+    write_model(m.repo_path / "model.bin", 40 * 1024 * 1024)
+    cpv = [sys.executable, "-m", "cpv_core.cli"]
+    out = _run_in_pty([*cpv, "model", "upload"], m.repo_path)
+    assert "hash and cache model.bin" in out and "upload model.bin" in out  # tqdm bars: bytes, rate, ETA
+    assert "100%" in out and "B/s" in out and "\r" in out
+    subprocess.run([*cpv, "model", "tag"], cwd=m.repo_path, check=True, capture_output=True)
+    piped = subprocess.run([*cpv, "model", "download", "v0.1", "-o", str(tmp_path / "o")], cwd=m.repo_path,
+                           capture_output=True, text=True, check=True)
+    assert "download model.bin: 40.0 MiB in" in piped.stderr and "\r" not in piped.stderr and "%" not in piped.stderr
+    quiet = subprocess.run([*cpv, "-q", "model", "download", "v0.1", "-o", str(tmp_path / "q")], cwd=m.repo_path,
+                           capture_output=True, text=True, check=True)
+    assert quiet.stderr == ""
