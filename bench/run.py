@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.servers.seaweedfs import start_seaweedfs  # noqa: E402
-from tests.servers.sshd import keygen, start_sshd  # noqa: E402
+from tests.servers.sshd import start_sshd  # noqa: E402
 
 PY = sys.executable
 CPV = [PY, "-m", "cpv_core.cli"]

@@ -26,7 +26,6 @@ from .backends import PushRejected, TrackedArtifact, VersionRecord
 from .config import CPVConfig
 from .errors import (
     CheckpointNotFoundError,
-    CPVError,
     GitError,
     RepositoryError,
     ValidationError,

@@ -13,13 +13,10 @@ from cpv_core import CredentialError, ModelsCheckpointsManage, RepositoryError, 
 from cpv_core.config import CPVConfig
 from cpv_plugins.bitbucket_ssh import BLOCK_BEGIN, BitbucketSettings
 
-from .helpers import write_model
+from .helpers import git, write_model
 
 pytestmark = pytest.mark.ssh
 
-
-def git(path: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=path, check=True, capture_output=True, text=True).stdout
 
 
 def home() -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,10 @@ from cpv_core import (
 from cpv_core.backends import PushRejected
 
 from .conftest import tree_state
-from .helpers import write_data_dir, write_model
+from .helpers import git, write_data_dir, write_many_files, write_model
 
 TEAM, MODEL = "AI-Convo", "whisper"
 
-
-def git(path: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=path, check=True, capture_output=True, text=True).stdout
 
 
 def storage_objects(cpv_home: Path) -> set[str]:
@@ -62,10 +58,7 @@ def test_data_cycle_with_many_files_transfers_only_the_change(cpv_home, tmp_path
     d = DataCheckpointsManage(TEAM, MODEL)
     d.import_data_init()
     data = d.repo_path / "data"
-    for i in range(2000):
-        f = data / ("train", "validation", "test")[i % 3] / f"f{i:04}.txt"
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(f"row {i}\n")
+    write_many_files(data, 2000)
     d.upload_data_checkpoint(message="2000 files")
     assert d.tag_data_checkpoint() == "v0.1"
     before = storage_objects(cpv_home)

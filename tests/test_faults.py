@@ -3,7 +3,6 @@ hostile input and secrets, against the real S3 server and sshd."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,13 +17,10 @@ from cpv_core import ModelsCheckpointsManage, ValidationError
 from cpv_core.errors import DVCError, WorkspaceLockedError
 
 from .conftest import S3_BUCKET, S3_SECRET_KEY, s3_client, s3_keys, tree_state
-from .helpers import write_model
+from .helpers import git, write_model
 
 CPV = [sys.executable, "-m", "cpv_core.cli"]
 
-
-def git(path: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=path, check=True, capture_output=True, text=True).stdout
 
 
 def cpv(*args: str, cwd: Path | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,10 @@ from cpv_core import (
 )
 
 from .conftest import tree_state
-from .helpers import write_model
+from .helpers import git, write_model
 
 TEAM, MODEL = "AI-Convo", "whisper"
 
-
-def git(path: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=path, check=True, capture_output=True, text=True).stdout
 
 
 @pytest.fixture

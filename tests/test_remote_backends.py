@@ -3,7 +3,6 @@ S3 server (SeaweedFS) and git over a real sshd (the Bitbucket stand-in)."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from cpv_core import CombinedCheckpointsManage, DataCheckpointsManage, ModelsCheckpointsManage, VersionExistsError
 
 from .conftest import s3_keys, tree_state
-from .helpers import write_model
+from .helpers import git, write_many_files, write_model
 
 pytestmark = [pytest.mark.s3, pytest.mark.ssh]
 
@@ -25,19 +24,13 @@ def remote(s3_config, bitbucket_config, sshd):
     return team, model, bare
 
 
-def git(path: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=path, check=True, capture_output=True, text=True).stdout
-
 
 def test_data_reupload_transfers_only_the_change_over_s3(remote, seaweed, tmp_path):
     team, model, _ = remote
     d = DataCheckpointsManage(team, model)
     d.import_data_init()
     data = d.repo_path / "data"
-    for i in range(2000):
-        f = data / ("train", "validation", "test")[i % 3] / f"f{i:04}.txt"
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(f"row {i}\n")
+    write_many_files(data, 2000)
     d.upload_data_checkpoint()
     assert d.tag_data_checkpoint() == "v0.1"
     prefix = f"{team}/{model}/"

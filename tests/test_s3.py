@@ -14,13 +14,10 @@ from cpv_core.config import CPVConfig
 from cpv_core.plugins import Plugins
 
 from .conftest import S3_BUCKET, S3_SECRET_KEY, s3_client, s3_keys, write_aws_credentials
-from .helpers import write_model
+from .helpers import git, write_model
 
 pytestmark = pytest.mark.s3
 
-
-def git(path: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=path, check=True, capture_output=True, text=True).stdout
 
 
 def test_setup_stores_references_only_and_selects_dvc_s3(s3_config, cpv_home):
