@@ -112,7 +112,7 @@ class Bench:
     def __init__(self, workdir: Path, reps: int) -> None:
         self.workdir = workdir
         self.reps = reps
-        self.s3 = start_seaweedfs(workdir / "seaweedfs", access_key=ACCESS, secret_key=SECRET, bucket=BUCKET)
+        self.s3 = None
         self.home = workdir / "home"
         (self.home / ".aws").mkdir(parents=True)
         creds = self.home / ".aws" / "credentials"
@@ -121,9 +121,21 @@ class Bench:
                         GIT_CONFIG_GLOBAL=str(self.home / ".gitconfig"), AWS_SHARED_CREDENTIALS_FILE=str(creds),
                         AWS_CONFIG_FILE=str(self.home / ".aws" / "config"))
         (self.home / ".gitconfig").write_text("[user]\n\tname = Bench\n\temail = bench@example.com\n")
-        self.cpv("aws-config", "--credential-path", str(creds), "--profile", "bench", "--bucket", BUCKET,
-                 "--endpoint-url", self.s3.endpoint)
+        self.servers = 0
         self.results: dict[str, dict] = {}
+        self.fresh_server()
+
+    def fresh_server(self) -> None:
+        """A new, empty SeaweedFS for the next scenario: a small `weed mini`
+        runs out of writable volumes after tens of GB, and every scenario
+        should measure the same kind of server."""
+        if self.s3 is not None:
+            self.s3.stop()
+            shutil.rmtree(self.s3.workdir, ignore_errors=True)
+        self.servers += 1
+        self.s3 = start_seaweedfs(self.workdir / f"seaweedfs-{self.servers}", access_key=ACCESS, secret_key=SECRET, bucket=BUCKET)
+        self.cpv("aws-config", "--credential-path", self.env["AWS_SHARED_CREDENTIALS_FILE"], "--profile", "bench",
+                 "--bucket", BUCKET, "--endpoint-url", self.s3.endpoint)
 
     def cpv(self, *args: str, cwd: Path | None = None) -> str:
         out = subprocess.run([*CPV, *args], env=self.env, cwd=cwd, capture_output=True, text=True)
@@ -155,7 +167,17 @@ class Bench:
               + "".join(f"  {k}={v}" for k, v in extra.items() if not isinstance(v, (list, dict))), flush=True)
 
     def stop(self) -> None:
-        self.s3.stop()
+        if self.s3 is not None:
+            self.s3.stop()
+
+    def scenario(self, name: str, fn: Callable[..., None], *args: object) -> None:
+        """Run one scenario on a fresh server; a failure is recorded, not fatal."""
+        try:
+            self.fresh_server()
+            fn(self, *args)
+        except Exception as exc:  # noqa: BLE001 - report and go on with the others
+            print(f"{name:38} FAILED: {exc}", flush=True)
+            self.results[name] = {"error": str(exc)[-2000:]}
 
 
 # --------------------------------------------------------------------------
@@ -315,24 +337,25 @@ def main() -> int:
     print(f"machine: {machine()}", flush=True)
     try:
         if "startup" in only:
-            scenario_startup(b)
+            b.scenario("start-up", scenario_startup)
+        label = "4 MiB" if args.quick else "1 GiB"
         if "upload" in only:
-            scenario_upload(b, size, "1 GiB" if not args.quick else "4 MiB")
+            b.scenario(f"upload {label}", scenario_upload, size, label)
         if "download" in only:
-            scenario_download(b, size, "1 GiB" if not args.quick else "4 MiB")
+            b.scenario(f"download {label}", scenario_download, size, label)
         if "rss" in only and not args.quick:
-            scenario_upload(b, 2 * GiB, "2 GiB")
-            scenario_download(b, 2 * GiB, "2 GiB")
+            b.scenario("upload 2 GiB", scenario_upload, 2 * GiB, "2 GiB")
+            b.scenario("download 2 GiB", scenario_download, 2 * GiB, "2 GiB")
         if "data" in only:
-            scenario_data_reupload(b, 50 if args.quick else 2000)
+            b.scenario("re-upload", scenario_data_reupload, 50 if args.quick else 2000)
         if "list" in only:
             for n in ((20,) if args.quick else (100, 1000, 5000)):
-                scenario_list(b, n)
+                b.scenario(f"list {n}", scenario_list, n)
         if "tag" in only:
-            scenario_tag_over_ssh(b)
+            b.scenario("tag + push over sshd", scenario_tag_over_ssh)
         if "scaling" in only and not args.quick:
             for gib in (0.25, 4):
-                scenario_upload(b, int(gib * GiB), f"{gib} GiB")
+                b.scenario(f"upload {gib} GiB", scenario_upload, int(gib * GiB), f"{gib} GiB")
     finally:
         b.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -279,3 +279,46 @@ def test_model_list_does_not_import_dvc_boto3_or_s3fs(cpv_home):
             "print('HEAVY', ' '.join(m for m in ('dvc', 'boto3', 'botocore', 's3fs') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY \n" in out or out.rstrip().endswith("HEAVY"), out
+
+
+def test_configuration_commands_through_the_runner(cpv_home, tmp_path):
+    home = Path(os.environ["HOME"])
+    creds = tmp_path / "credentials"
+    creds.write_text("[team]\naws_access_key_id = AKIAX\naws_secret_access_key = secret-value-xyz\n")
+    out = run("aws-config", "--credential-path", str(creds), "--profile", "team", "--bucket", "my-bucket",
+              "--endpoint-url", "http://127.0.0.1:9", stdout_only=False)
+    assert "profile team" in out and "my-bucket" in out
+    run("config", "aws", "--credential-path", str(creds), "--profile", "team", "--bucket", "other-bucket")
+    shown = json.loads(run("config", "show", "--json"))
+    assert shown["settings"]["aws"]["bucket"] == "other-bucket" and shown["backends"]["storage"] == "dvc-s3"
+    assert "secret-value-xyz" not in json.dumps(shown)
+    out = run("bitbucket-config", "-k", "id_cli", "-u", "alice", "-w", "ws", stdout_only=False)
+    assert "ssh-ed25519" in out and (home / ".ssh" / "id_cli").exists()
+    run("config", "bitbucket", "-k", "id_cli", "-u", "alice", "-w", "ws2")
+    assert json.loads(run("config", "show", "--json"))["settings"]["bitbucket"]["workspace"] == "ws2"
+    report = json.loads(CliRunner().invoke(main_wrapper, ["validate", "--json"]).stdout)
+    assert report["ok"] is False and "aws.endpoint" in {c["name"] for c in report["checks"] if not c["ok"]}
+    run("validate", expect=4)
+
+
+def test_dry_run_of_data_and_checkpoint_commands_changes_nothing(workspace, cpv_home):
+    from .helpers import write_data_dir
+
+    write_data_dir(workspace / "data", 6)
+    write_model(workspace / "model.bin", 1000)
+    run("data", "upload", *T)
+    run("model", "upload", *T)
+    run("checkpoint", "create", *T)
+    (workspace / "data" / "train" / "sample_0.txt").write_text("changed")
+    run("data", "upload", *T)
+    before = tree_state(workspace, cpv_home / "local")
+    (workspace / "data" / "test" / "new.txt").write_text("new")
+    after_edit = tree_state(workspace, cpv_home / "local")
+    for args in (["data", "upload", *T], ["data", "revert", "v0.1", *T, "--force"], ["checkpoint", "revert", "v0.1", *T, "--force"],
+                 ["data", "download", "v0.1", *T, "-o", str(cpv_home / "never")]):
+        assert "[dry-run]" in run(*args, "--dry-run", stdout_only=False), args
+    (workspace / "data" / "test" / "new.txt").unlink()
+    assert "[dry-run]" in run("data", "tag", *T, "--dry-run", stdout_only=False)
+    assert "[dry-run]" in run("checkpoint", "create", *T, "--dry-run", stdout_only=False)
+    assert tree_state(workspace, cpv_home / "local") == before and after_edit != before
+    assert not (cpv_home / "never").exists()
