@@ -322,3 +322,19 @@ def test_dry_run_of_data_and_checkpoint_commands_changes_nothing(workspace, cpv_
     assert "[dry-run]" in run("checkpoint", "create", *T, "--dry-run", stdout_only=False)
     assert tree_state(workspace, cpv_home / "local") == before and after_edit != before
     assert not (cpv_home / "never").exists()
+
+
+def test_tagging_an_uploaded_model_does_not_import_dvc(cpv_home):
+    """The clean-tree check answers from a stat cache when model.bin is as uploaded."""
+    run("init", "model", "-t", "T", "-m", "fasttag")
+    ws = cpv_home / "workspaces" / "T" / "fasttag"
+    write_model(ws / "model.bin", 1000)
+    run("model", "upload", "-t", "T", "--model-name", "fasttag")
+    code = ("import sys; from cpv_core.cli import main\n"
+            "try:\n    main(['-q', 'model', 'tag', '-t', 'T', '--model-name', 'fasttag'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('DVC', 'dvc' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines() == ["v0.1", "DVC False"]
+    # a modified file is still noticed (the stat no longer matches: DVC decides)
+    write_model(ws / "model.bin", 1000)
+    run("model", "tag", "-t", "T", "--model-name", "fasttag", "--version", "v2.0", expect=10)
