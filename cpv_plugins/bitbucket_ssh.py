@@ -220,7 +220,7 @@ class BitbucketCredentials:
         if options.get("connection_sharing"):
             entries["connection_sharing"] = True
         write_ssh_config_block(BitbucketSettings(entries))
-        logger.warning("add this public key to Bitbucket (Personal settings > SSH keys):\n%s", public.strip())
+        logger.info("add this public key to Bitbucket (Personal settings > SSH keys):\n%s", public.strip())
         entries["public_key_path"] = f"{key_path}.pub"
         return entries
 
