@@ -426,7 +426,16 @@ class _Checkpoints:
 
     @staticmethod
     def _same_file(path: Path, info: TrackedArtifact) -> bool:
-        return path.stat().st_size == info.size
+        """Whether ``path`` already holds exactly that version (then re-downloading is harmless)."""
+        if path.stat().st_size != info.size or not info.digest.startswith("md5:"):
+            return False
+        import hashlib
+
+        digest = hashlib.md5()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        return f"md5:{digest.hexdigest()}" == info.digest
 
     # -- revert --------------------------------------------------------------------------
     def _revert(self, tag: str, **kwargs: Any) -> CheckpointMetadata:

@@ -312,3 +312,18 @@ def test_list_offline_falls_back_to_local_with_a_warning(mcm, cpv_home, caplog):
     with caplog.at_level("WARNING"):
         assert mcm.read_checkpoint_tag() == ["v0.1"]
     assert any("local versions" in r.getMessage() for r in caplog.records)
+
+
+def test_download_never_overwrites_a_different_file_without_force(mcm, tmp_path):
+    data = upload(mcm, 1)
+    mcm.tag_model_checkpoint()
+    out = tmp_path / "out"
+    mcm.download_model_checkpoint("v0.1", output_dir=out)
+    mcm.download_model_checkpoint("v0.1", output_dir=out)  # the same bytes again: fine
+    other = bytes(b ^ 0xFF for b in data)  # same size, different content: the user's file
+    (out / "model.bin").write_bytes(other)
+    with pytest.raises(WorkspaceDirtyError):
+        mcm.download_model_checkpoint("v0.1", output_dir=out)
+    assert (out / "model.bin").read_bytes() == other
+    mcm.download_model_checkpoint("v0.1", output_dir=out, force=True)
+    assert (out / "model.bin").read_bytes() == data
