@@ -325,16 +325,6 @@ class S3Storage(DvcStorage):
     def _key(self, oid: str) -> str:
         return f"{self.prefix}/files/md5/{oid[:2]}/{oid[2:]}"
 
-    def _cache_dir(self) -> Path:
-        parser = configparser.RawConfigParser()
-        parser.read([self.path / ".dvc" / "config", self.path / ".dvc" / "config.local"])
-        value = parser.get("cache", "dir", fallback=None)
-        base = Path(value) if value else Path("cache")
-        return base if base.is_absolute() else (self.path / ".dvc" / base)
-
-    def _cached(self, oid: str) -> Path:
-        return self._cache_dir() / "files" / "md5" / oid[:2] / oid[2:]
-
     def _objects(self, path: str) -> list[str]:
         """Object ids of a tracked path: the file, or the .dir manifest and its files."""
         info = self._read_pointer(path)

@@ -21,12 +21,13 @@ from typing import Any, Iterator, Sequence
 
 from cpv_core.backends import BackendContext, TrackedArtifact, TransferStats
 from cpv_core.errors import CPVError, DVCError, ValidationError
-from cpv_core.paths import preserved
+from cpv_core.paths import atomic_path, preserved
 from cpv_core.progress import Progress
 
 logger = logging.getLogger("cpv.storage")
 
 REMOTE_NAME = "cpv"
+_COPY_CHUNK = 8 * 1024 * 1024
 _DVC_TMP_RE = re.compile(r"\.[A-Za-z0-9_-]{22}\.tmp")
 _HASH_CHUNK = 1024 * 1024
 
@@ -192,6 +193,79 @@ class DvcStorage:
         return sorted(set(files))
 
     def track(self, paths: Sequence[str]) -> list[TrackedArtifact]:
+        files = [p for p in paths if (self.path / p).is_file() and not (self.path / p).is_symlink()]
+        dirs = [p for p in paths if p not in files]
+        for p in files:
+            self._track_file(p)
+        if dirs:
+            self._track_with_dvc(dirs)
+        artifacts = [self._read_pointer(p) for p in paths]
+        self._remember_stats(artifacts)
+        return artifacts
+
+    def _track_file(self, path: str) -> None:
+        """Hash a file while copying it into the cache, in one read; write its pointer.
+
+        The same cache object, pointer and .gitignore entry as ``dvc add``, but
+        the file is read once (``dvc add`` hashes it, moves it into the cache
+        and copies it back) and the user's file is never moved, so an
+        interruption cannot lose it. DVC is not even imported.
+        """
+        src = self.path / path
+        size = src.stat().st_size
+        objects = self._cache_dir() / "files" / "md5"
+        objects.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".cpv-", suffix=".tmp", dir=objects)
+        tmp = Path(tmp_name)
+        digest = hashlib.md5()
+        try:
+            with open(src, "rb") as reader, os.fdopen(fd, "wb") as writer, \
+                    Progress(f"hash and cache {path}", size, self.ctx.progress) as progress:
+                for chunk in iter(lambda: reader.read(_COPY_CHUNK), b""):
+                    digest.update(chunk)
+                    writer.write(chunk)
+                    progress.update(len(chunk))
+            oid = digest.hexdigest()
+            final = objects / oid[:2] / oid[2:]
+            if final.exists():
+                tmp.unlink()
+            else:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(tmp, 0o444)  # cache objects are read-only, as DVC keeps them
+                os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._write_pointer(path, oid, size)
+        self._ignore(path)
+
+    def _write_pointer(self, path: str, md5: str, size: int) -> None:
+        """``{path}.dvc`` as DVC 3 writes it; other keys of an existing pointer are kept."""
+        from ruamel.yaml import YAML
+
+        yaml = YAML()  # round-trip: keeps comments and keys DVC or the user added
+        pointer = self.path / self.pointer_path(path)
+        data = yaml.load(pointer.read_text()) if pointer.exists() else None
+        if not data or not data.get("outs"):
+            data = {"outs": [{}]}
+        out = data["outs"][0]
+        for key in ("md5", "size", "hash", "path", "nfiles"):
+            out.pop(key, None)
+        out.update({"md5": md5, "size": size, "hash": "md5", "path": Path(path).name})
+        with atomic_path(pointer) as tmp:
+            with open(tmp, "w") as handle:
+                yaml.dump(data, handle)
+
+    def _ignore(self, path: str) -> None:
+        """Keep the content out of git, as ``dvc add`` does (``/name`` in the sibling .gitignore)."""
+        gitignore = (self.path / path).parent / ".gitignore"
+        entry = f"/{Path(path).name}"
+        lines = gitignore.read_text().splitlines() if gitignore.exists() else []
+        if entry not in lines:
+            gitignore.write_text("\n".join([*lines, entry]) + "\n")
+
+    def _track_with_dvc(self, paths: Sequence[str]) -> None:
+        """Directories go through ``dvc add`` (it writes the .dir manifest)."""
         for p in paths:  # partial copies a killed DVC left beside the target
             for stale in (self.path / p).parent.iterdir():
                 if _DVC_TMP_RE.fullmatch(stale.name) and stale.is_file():
@@ -208,9 +282,20 @@ class DvcStorage:
                     progress.update(total)  # DVC reports no byte progress: the bar completes at the end
             except Exception as exc:  # noqa: BLE001 - DVC raises many types
                 raise DVCError(f"DVC could not track {', '.join(paths)}: {exc}", fix="check the files exist and are readable") from None
-        artifacts = [self._read_pointer(p) for p in paths]
-        self._remember_stats(artifacts)
-        return artifacts
+
+    def _cache_dir(self) -> Path:
+        """DVC's cache directory (``cache.dir`` if configured, else ``.dvc/cache``)."""
+        import configparser
+
+        parser = configparser.RawConfigParser()
+        parser.read([self.path / ".dvc" / "config", self.path / ".dvc" / "config.local"])
+        value = parser.get("cache", "dir", fallback=None)
+        base = Path(value) if value else Path("cache")
+        return base if base.is_absolute() else (self.path / ".dvc" / base)
+
+    def _cached(self, oid: str) -> Path:
+        """The cache file of object ``oid`` (DVC 3 layout)."""
+        return self._cache_dir() / "files" / "md5" / oid[:2] / oid[2:]
 
     # -- a stat cache, so that status() of an unchanged file needs no DVC import --
     # (the same heuristic as git's index and DVC's state database: a file whose

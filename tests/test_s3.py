@@ -241,3 +241,20 @@ def test_progress_bar_on_a_terminal_and_plain_lines_in_a_pipe(s3_config, tmp_pat
     quiet = subprocess.run([*cpv, "-q", "model", "download", "v0.1", "-o", str(tmp_path / "q")], cwd=m.repo_path,
                            capture_output=True, text=True, check=True)
     assert quiet.stderr == ""
+
+
+def test_dvc_agrees_with_what_cpv_tracked(s3_config):
+    """cpv hashes and caches single files itself: the pointer, the cache object and
+    the .gitignore entry must be exactly what DVC expects."""
+    import os
+    import sys
+
+    m = ModelsCheckpointsManage("AI-Convo", "dvc-agrees")
+    m.import_model_init()
+    write_model(m.repo_path / "model.bin", 123_456)
+    m.upload_model_checkpoint()
+    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=m.repo_path, capture_output=True, text=True,
+                            env=dict(os.environ), check=True)
+    assert "up to date" in status.stdout
+    assert "/model.bin" in (m.repo_path / ".gitignore").read_text().splitlines()
+    assert git(m.repo_path, "status", "--porcelain") == ""
