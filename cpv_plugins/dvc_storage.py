@@ -278,7 +278,10 @@ class DvcStorage:
             total = sum(_size(self.path / p) for p in paths)
             try:
                 with Progress(f"hash and cache {', '.join(paths)}", total, self.ctx.progress) as progress:
-                    repo.add(self._abs(paths))
+                    # relink=False: DVC copies new objects into its cache and leaves the
+                    # workspace files alone (relinking rewrote all 2000 files of a
+                    # directory in which one had changed: 1.6 s of 2.2)
+                    repo.add(self._abs(paths), relink=False)
                     progress.update(total)  # DVC reports no byte progress: the bar completes at the end
             except Exception as exc:  # noqa: BLE001 - DVC raises many types
                 raise DVCError(f"DVC could not track {', '.join(paths)}: {exc}", fix="check the files exist and are readable") from None
