@@ -338,3 +338,21 @@ def test_tagging_an_uploaded_model_does_not_import_dvc(cpv_home):
     # a modified file is still noticed (the stat no longer matches: DVC decides)
     write_model(ws / "model.bin", 1000)
     run("model", "tag", "-t", "T", "--model-name", "fasttag", "--version", "v2.0", expect=10)
+
+
+def test_init_data_and_data_revert_info_through_the_runner(cpv_home, tmp_path):
+    from .helpers import write_data_dir
+
+    src = tmp_path / "dataset"
+    write_data_dir(src, 6)
+    run("init", "data", "-t", "T", "-m", "d", "--data-path", str(src))
+    ws = cpv_home / "workspaces" / "T" / "d"
+    args = ["-t", "T", "--model-name", "d"]
+    assert run("data", "tag", *args).strip() == "v0.1"
+    (ws / "data" / "train" / "sample_0.txt").write_text("changed")
+    run("data", "upload", *args)
+    assert run("data", "tag", *args).strip() == "v0.2"
+    info = json.loads(run("data", "info", "v0.1", *args, "--json"))
+    assert info["kind"] == "data" and info["path"] == "data"
+    run("data", "revert", "v0.1", *args)
+    assert (ws / "data" / "train" / "sample_0.txt").read_text() == "sample 0\n"
