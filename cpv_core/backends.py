@@ -132,7 +132,8 @@ class PushRejected(Exception):
 
     :param rejected: the refs the remote rejected.
     :param reason: ``"exists"`` for a tag already taken, ``"non-fast-forward"``
-        when the branch moved on the remote, or the server's text.
+        when the branch moved on the remote, ``"race"`` when another push held
+        the ref at that moment (retry after a fetch), or the server's text.
     """
 
     def __init__(self, rejected: Sequence[str], reason: str, detail: str = "") -> None:

@@ -562,14 +562,16 @@ def allocate_and_publish(
         except PushRejected as exc:
             for kind, version in created:
                 ws.versioning.delete_local_version(kind, version)
-            if exc.reason != "exists":
+            if exc.reason not in {"exists", "race", "non-fast-forward"}:
                 raise GitError(f"the remote refused {', '.join(exc.rejected)}: {exc.reason}; nothing was published",
                                fix="run the command again (cpv fetches and rebases first)") from None
-            if explicit is not None:
+            if exc.reason == "exists" and explicit is not None:
                 raise VersionExistsError(f"{', '.join(exc.rejected)} was just created on the remote by someone else",
                                          fix="choose another version") from None
-            logger.info("%s taken meanwhile; retrying with the next version", ", ".join(exc.rejected))
+            logger.info("%s: %s; fetching and trying again", ", ".join(exc.rejected), exc.reason)
             time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
+            if exc.reason == "non-fast-forward":
+                ws.versioning.push_branch()  # rebase on the moved branch; the tags are recreated at the new HEAD
             ws.versioning.fetch()
             continue
         except BaseException:

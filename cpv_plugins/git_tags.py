@@ -37,7 +37,8 @@ _REF_FORMAT = _FIELD.join(
     ["%(refname)", "%(objectname)", "%(*objectname)", "%(taggername)", "%(taggerdate:iso-strict)",
      "%(committerdate:iso-strict)", "%(contents)"]
 ) + _RECORD
-BRANCH_PUSH_ATTEMPTS = 5
+BRANCH_PUSH_ATTEMPTS = 8
+_RACE_MARKERS = ("cannot lock ref", "failed to update ref", "incorrect old value", "failed to lock")
 
 
 def encode_message(message: str, metadata: Mapping[str, Any]) -> str:
@@ -70,6 +71,17 @@ def parse_push_porcelain(output: str) -> list[tuple[str, str, str]]:
         if len(parts) >= 3 and len(parts[0]) == 1:
             rows.append((parts[0], parts[1].split(":")[-1], parts[2]))
     return rows
+
+
+def classify_rejection(summary: str) -> str:
+    """The :class:`PushRejected` reason for git's summary of a rejected ref."""
+    if "already exists" in summary:
+        return "exists"
+    if any(marker in summary for marker in _RACE_MARKERS):
+        return "race"  # another push held the ref at that moment (a true server-side race)
+    if "non-fast-forward" in summary or "fetch first" in summary:
+        return "non-fast-forward"
+    return summary
 
 
 class GitTagsVersioning:
@@ -229,14 +241,7 @@ class GitTagsVersioning:
             if not rejected:
                 raise command_error("push to the remote", exc, fix="check the network and `cpv validate`") from None
             primary = [r for r in rejected if "atomic push failed" not in r[1]] or rejected
-            summary = primary[0][1]
-            if "already exists" in summary or ("tags/" in primary[0][0] and "cannot lock ref" in summary):
-                reason = "exists"
-            elif "non-fast-forward" in summary or "fetch first" in summary:
-                reason = "non-fast-forward"
-            else:
-                reason = summary
-            raise PushRejected([ref for ref, _ in primary], reason, str(exc.stderr or "")) from None
+            raise PushRejected([ref for ref, _ in primary], classify_rejection(primary[0][1]), str(exc.stderr or "")) from None
         # refresh the remote-tracking branch without another round trip
         if any(spec.endswith(f"refs/heads/{BRANCH}") for spec in refspecs):
             self._run("update origin/main", "update-ref", f"refs/remotes/origin/{BRANCH}", "HEAD")
@@ -250,7 +255,7 @@ class GitTagsVersioning:
                 self._push([self._branch_refspec()], atomic=False)
                 return
             except PushRejected as exc:
-                if exc.reason != "non-fast-forward" or attempt == BRANCH_PUSH_ATTEMPTS - 1:
+                if exc.reason not in {"non-fast-forward", "race"} or attempt == BRANCH_PUSH_ATTEMPTS - 1:
                     raise GitError(
                         f"the remote refused branch {BRANCH} ({exc.reason})",
                         fix="fetch and resolve with git in the workspace, then run the command again",

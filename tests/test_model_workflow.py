@@ -327,3 +327,21 @@ def test_download_never_overwrites_a_different_file_without_force(mcm, tmp_path)
     assert (out / "model.bin").read_bytes() == other
     mcm.download_model_checkpoint("v0.1", output_dir=out, force=True)
     assert (out / "model.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("summary, reason", [
+    ("[rejected] (already exists)", "exists"),
+    ("[remote rejected] (failed to update ref)", "race"),
+    ("[remote rejected] (cannot lock ref 'refs/tags/model/v0.2': reference already exists)", "exists"),
+    ("[remote rejected] (cannot lock ref 'refs/heads/main': is at 1234 but expected 5678)", "race"),
+    ("[rejected] (non-fast-forward)", "non-fast-forward"),
+    ("[rejected] (fetch first)", "non-fast-forward"),
+    ("[remote rejected] (pre-receive hook declined)", "[remote rejected] (pre-receive hook declined)"),
+])
+def test_push_rejections_are_classified_for_retry(summary, reason):
+    """A server-side race on a ref (seen in CI with 4 concurrent taggers) is retried, not fatal."""
+    from cpv_plugins.git_tags import classify_rejection, parse_push_porcelain
+
+    assert classify_rejection(summary) == reason
+    rows = parse_push_porcelain(f"To /srv/repo.git\n!\trefs/tags/model/v0.2:refs/tags/model/v0.2\t{summary}\nDone\n")
+    assert rows == [("!", "refs/tags/model/v0.2", summary)]
