@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .backends import CheckResult
-from .errors import ConfigError, CredentialError
+from .errors import ConfigError
 from .paths import atomic_write_bytes, cpv_home, ensure_private_dir
 
 logger = logging.getLogger("cpv.config")
@@ -240,13 +240,3 @@ class CPVConfig:
             if verbose or self.verbose or not check.ok:
                 logger.log(level, "%s %s: %s", "ok" if check.ok else "FAILED", check.name, check.detail)
         return report
-
-    def require_valid_credentials(self) -> None:
-        """Raise :class:`CredentialError` listing each failed check."""
-        report = self.validate_credentials()
-        if not report:
-            failed = report.failed()
-            raise CredentialError(
-                "; ".join(f"{c.name}: {c.detail}" for c in failed),
-                fix="; ".join(c.fix for c in failed if c.fix) or None,
-            )

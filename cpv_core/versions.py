@@ -9,7 +9,6 @@ from typing import Iterable
 from .errors import ValidationError
 
 _VERSION_RE = re.compile(r"^v(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")
-FIRST_VERSION_TEXT = "v0.1"
 
 
 @dataclass(frozen=True, order=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from cpv_core.backends import BackendContext, TrackedArtifact, TransferStats
-from cpv_core.errors import CPVError, DVCError, ValidationError
+from cpv_core.errors import CPVError, DVCError
 from cpv_core.paths import atomic_path, preserved
 from cpv_core.progress import Progress
 
@@ -507,10 +507,3 @@ class DvcStorage:
             for p in existing:
                 result[p] = "modified" if p in changed else "unchanged"
         return result
-
-
-def require_relative(path: str) -> str:
-    """Refuse absolute paths or paths that leave the workspace."""
-    if os.path.isabs(path) or ".." in Path(path).parts:
-        raise ValidationError(f"path {path!r} must be relative to the workspace", fix="pass e.g. 'model.bin' or 'data/test'")
-    return path

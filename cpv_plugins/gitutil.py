@@ -57,17 +57,6 @@ def command_error(action: str, exc: Exception, *, fix: str | None = None) -> Git
     return GitError(f"git could not {action}: {reason}", fix=fix)
 
 
-def is_network_error(exc: Exception) -> bool:
-    """Whether a git failure looks like the remote being unreachable."""
-    text = (str(getattr(exc, "stderr", "")) + str(exc)).lower()
-    needles = (
-        "could not read from remote", "connection refused", "connection timed out", "operation timed out",
-        "could not resolve host", "no route to host", "does not appear to be a git repository",
-        "connection closed", "network is unreachable", "host key verification failed", "permission denied",
-    )
-    return any(n in text for n in needles)
-
-
 def ensure_dir_empty_or_missing(path: Path) -> None:
     """Raise when ``path`` exists and is not empty (clone needs an empty target)."""
     if path.exists() and any(path.iterdir()):
@@ -75,4 +64,3 @@ def ensure_dir_empty_or_missing(path: Path) -> None:
             f"cannot clone into {path}: the directory is not empty",
             fix="choose another --repo-path, or move its files away first",
         )
-
