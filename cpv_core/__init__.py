@@ -37,14 +37,15 @@ from .errors import (  # noqa: E402
 from .versions import Version  # noqa: E402
 
 if TYPE_CHECKING:
-    from .checkpoints import CombinedCheckpointsManage, DataCheckpointsManage, ModelsCheckpointsManage
+    from .checkpoints import DataCheckpointsManage, ModelsCheckpointsManage
+    from .combined import CombinedCheckpointsManage
     from .config import CPVConfig
 
 _LAZY = {
     "CPVConfig": "config",
     "ModelsCheckpointsManage": "checkpoints",
     "DataCheckpointsManage": "checkpoints",
-    "CombinedCheckpointsManage": "checkpoints",
+    "CombinedCheckpointsManage": "combined",
 }
 
 

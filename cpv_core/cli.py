@@ -377,7 +377,7 @@ def checkpoint_group() -> None:
 
 
 def combined(ctx: Ctx, team: str | None, model: str | None, repo_path: str | None, dry_run: bool = False):
-    from .checkpoints import CombinedCheckpointsManage
+    from .combined import CombinedCheckpointsManage
 
     team, model, repo_path = resolve_target(team, model, repo_path)
     return CombinedCheckpointsManage(team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo,

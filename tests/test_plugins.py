@@ -172,3 +172,15 @@ def test_installed_third_party_plugin_runs_the_workflow_through_its_entry_point(
     other = ModelsCheckpointsManage("T", "through-entry-point", repo_path=tmp_path / "b")
     other.import_model_init()
     assert Path(other.download_model_checkpoint("v0.1", output_dir=tmp_path / "dl").model_path).read_bytes() == data
+
+
+def test_seed_names_import_from_cpv_core_and_the_seed_module():
+    import cpv_core
+    from cpv_core.checkpoints import CombinedCheckpointsManage, DataCheckpointsManage, ModelsCheckpointsManage
+
+    for name in ("CPVConfig", "ModelsCheckpointsManage", "DataCheckpointsManage", "CombinedCheckpointsManage",
+                 "ModelArtifacts", "DataArtifacts", "CPVError", "ConfigError", "AWSError", "GitError", "DVCError",
+                 "CheckpointNotFoundError", "RepositoryError", "CredentialError"):
+        assert getattr(cpv_core, name) is not None, name
+    assert cpv_core.CombinedCheckpointsManage is CombinedCheckpointsManage
+    assert cpv_core.ModelsCheckpointsManage is ModelsCheckpointsManage and cpv_core.DataCheckpointsManage is DataCheckpointsManage

@@ -1,0 +1,153 @@
+"""CombinedCheckpointsManage: model and data versioned together, atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from .artifacts import CombinedMetadata
+from .backends import VersionRecord
+from .checkpoints import DataCheckpointsManage, ModelsCheckpointsManage
+from .errors import CheckpointNotFoundError, VersionExistsError
+from .manager import _parse_tag_arg, allocate_and_publish, revert_targets
+from .versions import Version
+from .workspace import Workspace
+
+
+class CombinedCheckpointsManage:
+    """Tag and revert model and data together, atomically (the seed API).
+
+    A combined version ``checkpoint/vX.Y`` names one model version and one
+    data version at the same commit; all three tags and the branch are
+    published in one atomic push, so either all land on the remote or none
+    do (and no local tag is left behind). Model and data keep their own
+    version sequences: the model can be at v1.3 while the data is at v0.4.
+    """
+
+    KIND = "checkpoint"
+
+    def __init__(self, team_name: str, model_name: str, repo_path: str | Path | None = None, **kwargs: Any) -> None:
+        self.models = ModelsCheckpointsManage(team_name, model_name, repo_path, **kwargs)
+        self.data: DataCheckpointsManage = self.models._sibling(DataCheckpointsManage)  # type: ignore[assignment]
+        self.dry_run = self.models.dry_run
+
+    @property
+    def ws(self) -> Workspace:
+        return self.models.ws
+
+    def _records(self) -> list[VersionRecord]:
+        return self.ws.versioning.list_versions(self.KIND)
+
+    def _find(self, tag: str | None, *, fetch: bool = True) -> VersionRecord:
+        wanted = _parse_tag_arg(tag)
+        self.ws.require_initialized()
+        records = self._records()
+        if fetch and (not records or (wanted and not any(r.version == str(wanted) for r in records))):
+            self.models._fetch(required=False)
+            records = self._records()
+        match = [r for r in records if wanted is None or r.version == str(wanted)]
+        if not match:
+            available = ", ".join(r.version for r in records[-10:]) or "none yet"
+            raise CheckpointNotFoundError(
+                f"combined checkpoint {wanted or '(latest)'} does not exist for {self.ws.team}/{self.ws.model}",
+                fix=f"choose one of: {available}" if records else "create one with tag_model_and_data() / `cpv checkpoint create`",
+            )
+        return match[-1]
+
+    def _pair(self, record: VersionRecord) -> tuple[VersionRecord, VersionRecord]:
+        model_v, data_v = record.metadata.get("model"), record.metadata.get("data")
+        return self.models._find(model_v, fetch=False), self.data._find(data_v, fetch=False)
+
+    def tag_model_and_data(self, version_tag: str | None = None, model_message: str | None = None,
+                           data_message: str | None = None, **kwargs: Any) -> tuple[str, str]:
+        """Version the current model and data together; returns ``(model_tag, data_tag)``.
+
+        With ``version_tag`` all three (model, data, checkpoint) get that
+        version, and it must be free in each sequence. Without, a model or
+        data whose content already has a version keeps it (data versions only
+        move when the data changed), the others take their next version, and
+        the pair gets the next combined version, ``get_combined_metadata()``.
+        """
+        dry_run = bool(kwargs.get("dry_run", self.dry_run))
+        explicit = _parse_tag_arg(version_tag)
+        ws = self.ws
+        ws.require_initialized()
+        with ws.lock():
+            m_info = self.models._check_taggable()
+            d_info = self.data._check_taggable()
+            if not dry_run:
+                self.models._fetch(required=True)
+                ws.versioning.push_branch()  # tags must point at a commit the remote branch has
+            m_meta, d_meta = self.models._tag_metadata(m_info), self.data._tag_metadata(d_info)
+            # content that already has a version keeps it: data only gets a new
+            # version when the data changed (likewise the model)
+            reused: dict[str, str] = {}
+            if explicit is None:
+                for kind, info in (("model", m_info), ("data", d_info)):
+                    same = [r.version for r in ws.versioning.list_versions(kind) if r.metadata.get("digest") == info.digest]
+                    if same:
+                        reused[kind] = same[-1]
+                for record in self._records():
+                    if record.metadata.get("model") == reused.get("model") and record.metadata.get("data") == reused.get("data"):
+                        raise VersionExistsError(
+                            f"this model and data are already combined version {record.version} "
+                            f"(model {reused['model']}, data {reused['data']})",
+                            fix="upload a new model or data checkpoint first, or pass an explicit version")
+            kinds = [k for k in ("model", "data") if k not in reused] + [self.KIND]
+
+            def build(versions: Mapping[str, Version]) -> dict[str, tuple[str, Mapping[str, Any]]]:
+                names = {**reused, **{k: str(v) for k, v in versions.items()}}
+                mv, dv, cv = names["model"], names["data"], names[self.KIND]
+                link = {"checkpoint": cv}
+                out = {
+                    "model": (model_message or "", {**m_meta, "lineage": {**link, "data": dv}}),
+                    "data": (data_message or "", {**d_meta, "lineage": {**link, "model": mv}}),
+                    self.KIND: (model_message or data_message or "", {
+                        "model": mv, "data": dv, "model_digest": m_info.digest, "data_digest": d_info.digest,
+                        "metrics": m_meta["metrics"], "size": m_info.size + d_info.size}),
+                }
+                return {k: v for k, v in out.items() if k in versions}
+
+            versions = allocate_and_publish(ws, kinds, explicit, bool(kwargs.get("major")), build,
+                                            dry_run=dry_run, plan=self.models._plan, echo=self.models._echo,
+                                            with_branch=True)
+            names = {**reused, **{k: str(v) for k, v in versions.items()}}
+            return names["model"], names["data"]
+
+    def revert_model_and_data(self, tag: str, **kwargs: Any) -> CombinedMetadata:
+        """Restore model and data to the versions named by combined version ``tag``, in one commit."""
+        dry_run = bool(kwargs.get("dry_run", self.dry_run))
+        force = bool(kwargs.get("force", False))
+        record = self._find(tag, fetch=not dry_run)
+        model_rec, data_rec = self._pair(record)
+        with self.ws.lock():
+            revert_targets(self.ws, [(self.models, model_rec), (self.data, data_rec)],
+                           f"Revert to checkpoint {record.version} (model {model_rec.version}, data {data_rec.version})",
+                           force=force, dry_run=dry_run)
+        return self._combined(record)
+
+    def _combined(self, record: VersionRecord) -> CombinedMetadata:
+        model_rec, data_rec = self._pair(record)
+        return CombinedMetadata(version=record.version, commit=record.commit, date=record.date, author=record.author,
+                                message=record.message, model=self.models._metadata_for(model_rec),
+                                data=self.data._metadata_for(data_rec))
+
+    def get_combined_metadata(self, tag: str | None = None, **kwargs: Any) -> CombinedMetadata:
+        """Both metadata records of combined version ``tag`` (default: latest) and their link."""
+        return self._combined(self._find(tag))
+
+    def read_checkpoint_tag(self, **kwargs: Any) -> list[str]:
+        """All combined versions, sorted."""
+        self.ws.require_initialized()
+        self.models._fetch(required=False)
+        return [r.version for r in self._records()]
+
+    def list_checkpoints(self) -> list[CombinedMetadata]:
+        """Every combined version with both records, oldest first."""
+        self.ws.require_initialized()
+        self.models._fetch(required=False)
+        return [self._combined(r) for r in self._records()]
+
+    def models_trained_on(self, data_version: str) -> list[str]:
+        """Model versions whose lineage names data version ``data_version``."""
+        return self.data.models_trained_on(data_version)
