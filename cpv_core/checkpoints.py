@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .artifacts import CheckpointMetadata, DataArtifacts, ModelArtifacts, UploadResult
-from .manager import DATA, MODEL, CheckpointManager, _check_source, _size_of
+from .manager import DATA, MODEL, CheckpointManager, _check_source
+from .paths import tree_size
 from .versions import Version
 
 
@@ -120,7 +121,7 @@ class DataCheckpointsManage(CheckpointManager):
         ``sub_path="test"`` fetches only that part."""
         dest, record, artifact = self._download(tag, output_dir, kwargs.pop("sub_path", None), **kwargs)
         meta = self._metadata_for(record)
-        size, nfiles = _size_of(dest) if dest.exists() else (meta.size, 0)
+        size, nfiles = tree_size(dest) if dest.exists() else (meta.size, 0)
         return DataArtifacts(data_path=str(dest), version=record.version, tag=record.version, file_count=nfiles,
                              size_mb=round(size / (1024 * 1024), 3), commit=record.commit, digest=meta.digest)
 

@@ -8,8 +8,8 @@ from typing import Any, Mapping
 from .artifacts import CombinedMetadata
 from .backends import VersionRecord
 from .checkpoints import DataCheckpointsManage, ModelsCheckpointsManage
-from .errors import CheckpointNotFoundError, VersionExistsError
-from .manager import _parse_tag_arg, allocate_and_publish, revert_targets
+from .errors import VersionExistsError
+from .manager import _parse_tag_arg, allocate_and_publish, fetch_versions, find_version, revert_targets
 from .versions import Version
 from .workspace import Workspace
 
@@ -29,30 +29,21 @@ class CombinedCheckpointsManage:
     def __init__(self, team_name: str, model_name: str, repo_path: str | Path | None = None, **kwargs: Any) -> None:
         self.models = ModelsCheckpointsManage(team_name, model_name, repo_path, **kwargs)
         self.data: DataCheckpointsManage = self.models._sibling(DataCheckpointsManage)  # type: ignore[assignment]
-        self.dry_run = self.models.dry_run
 
     @property
     def ws(self) -> Workspace:
         return self.models.ws
 
+    @property
+    def dry_run(self) -> bool:
+        return self.models.dry_run
+
     def _records(self) -> list[VersionRecord]:
         return self.ws.versioning.list_versions(self.KIND)
 
     def _find(self, tag: str | None, *, fetch: bool = True) -> VersionRecord:
-        wanted = _parse_tag_arg(tag)
-        self.ws.require_initialized()
-        records = self._records()
-        if fetch and (not records or (wanted and not any(r.version == str(wanted) for r in records))):
-            self.models._fetch(required=False)
-            records = self._records()
-        match = [r for r in records if wanted is None or r.version == str(wanted)]
-        if not match:
-            available = ", ".join(r.version for r in records[-10:]) or "none yet"
-            raise CheckpointNotFoundError(
-                f"combined checkpoint {wanted or '(latest)'} does not exist for {self.ws.team}/{self.ws.model}",
-                fix=f"choose one of: {available}" if records else "create one with tag_model_and_data() / `cpv checkpoint create`",
-            )
-        return match[-1]
+        return find_version(self.ws, self.KIND, tag, fetch=fetch,
+                            create_hint="create one with tag_model_and_data() / `cpv checkpoint create`")
 
     def _pair(self, record: VersionRecord) -> tuple[VersionRecord, VersionRecord]:
         model_v, data_v = record.metadata.get("model"), record.metadata.get("data")
@@ -76,7 +67,7 @@ class CombinedCheckpointsManage:
             m_info = self.models._check_taggable()
             d_info = self.data._check_taggable()
             if not dry_run:
-                self.models._fetch(required=True)
+                fetch_versions(self.ws, required=True)
                 ws.versioning.push_branch()  # tags must point at a commit the remote branch has
             m_meta, d_meta = self.models._tag_metadata(m_info), self.data._tag_metadata(d_info)
             # content that already has a version keeps it: data only gets a new
@@ -139,13 +130,13 @@ class CombinedCheckpointsManage:
     def read_checkpoint_tag(self, **kwargs: Any) -> list[str]:
         """All combined versions, sorted."""
         self.ws.require_initialized()
-        self.models._fetch(required=False)
+        fetch_versions(self.ws, required=False)
         return [r.version for r in self._records()]
 
     def list_checkpoints(self) -> list[CombinedMetadata]:
         """Every combined version with both records, oldest first."""
         self.ws.require_initialized()
-        self.models._fetch(required=False)
+        fetch_versions(self.ws, required=False)
         return [self._combined(r) for r in self._records()]
 
     def models_trained_on(self, data_version: str) -> list[str]:

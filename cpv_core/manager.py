@@ -36,7 +36,7 @@ from .errors import (
 )
 from .metrics import METRICS_FILE, encode_record, latest_metrics, make_record, parse_log, validate_metrics
 from .metrics import compare as compare_metrics
-from .paths import atomic_path
+from .paths import atomic_path, file_md5, tree_size
 from .progress import human_bytes
 from .versions import Version, next_version
 from .workspace import SCAFFOLD, Workspace, readme_text
@@ -58,11 +58,6 @@ MODEL = KindSpec("model", is_dir=False)
 DATA = KindSpec("data", is_dir=True)
 
 
-def _size_of(path: Path) -> tuple[int, int]:
-    if path.is_file():
-        return path.stat().st_size, 1
-    files = [p for p in path.rglob("*") if p.is_file()]
-    return sum(p.stat().st_size for p in files), len(files)
 
 
 
@@ -75,13 +70,45 @@ def _check_source(spec: KindSpec, source: Path) -> None:
         raise ValidationError(f"data path {str(source)!r} is not a directory", fix="pass a directory (e.g. data/ with train/, validation/, test/)")
     if not spec.is_dir and not source.is_file():
         raise ValidationError(f"model path {str(source)!r} is not a file", fix="pass the model weights file")
-    size, nfiles = _size_of(source)
+    size, nfiles = tree_size(source)
     if nfiles == 0 or (not spec.is_dir and size == 0):
         raise ValidationError(f"{kind} path {str(source)!r} is empty", fix=f"write the {kind} before uploading it")
 
 
 def _parse_tag_arg(tag: str | None) -> Version | None:
     return None if tag is None else Version.parse(tag)
+
+
+def fetch_versions(ws: Workspace, *, required: bool) -> None:
+    """Fetch the remote's branch and tags; offline, warn (or raise when ``required``)."""
+    try:
+        ws.versioning.fetch()
+    except GitError as exc:
+        if required:
+            raise
+        logger.warning("could not reach the remote (%s); showing local versions only", exc.message)
+
+
+def find_version(ws: Workspace, kind: str, tag: str | None, *, fetch: bool, create_hint: str) -> VersionRecord:
+    """Version ``tag`` of ``kind`` (default: the latest), fetching first when it
+    is not known locally; :class:`CheckpointNotFoundError` listing what exists."""
+    wanted = _parse_tag_arg(tag)
+    ws.require_initialized()
+    records = ws.versioning.list_versions(kind)
+    if fetch and (not records or (wanted and not any(r.version == str(wanted) for r in records))):
+        fetch_versions(ws, required=False)
+        records = ws.versioning.list_versions(kind)
+    if not records:
+        raise CheckpointNotFoundError(f"{ws.team}/{ws.model} has no {kind} versions yet", fix=create_hint)
+    if wanted is None:
+        return records[-1]
+    for record in records:
+        if record.version == str(wanted):
+            return record
+    raise CheckpointNotFoundError(
+        f"{kind} version {wanted} does not exist for {ws.team}/{ws.model}",
+        fix=f"choose one of: {', '.join(r.version for r in records[-10:])}",
+    )
 
 
 class CheckpointManager:
@@ -246,7 +273,7 @@ class CheckpointManager:
             _check_source(self.spec, source)
         ws.require_initialized()
         if dry_run:
-            size, nfiles = _size_of(source)
+            size, nfiles = tree_size(source)
             plan = self._plan([
                 f"copy {source} -> {dest}" if source != dest.resolve() else f"use {dest}",
                 f"hash and store {self.target} ({human_bytes(size)}, {nfiles} file{'s' if nfiles != 1 else ''})",
@@ -286,44 +313,22 @@ class CheckpointManager:
             tmp.write_bytes(existing + encode_record(record))
 
     # -- versions ----------------------------------------------------------------------
-    def _fetch(self, *, required: bool) -> bool:
-        try:
-            self.ws.versioning.fetch()
-            return True
-        except GitError as exc:
-            if required:
-                raise
-            logger.warning("could not reach the remote (%s); showing local versions only", exc.message)
-            return False
+    def _fetch(self, *, required: bool) -> None:
+        fetch_versions(self.ws, required=required)
 
     def _records(self) -> list[VersionRecord]:
         return self.ws.versioning.list_versions(self.spec.kind)
 
     def _find(self, tag: str | None, *, fetch: bool = True) -> VersionRecord:
-        wanted = _parse_tag_arg(tag)
-        self.ws.require_initialized()
-        records = self._records()
-        if fetch and (not records or (wanted and not any(r.version == str(wanted) for r in records))):
-            self._fetch(required=False)
-            records = self._records()
-        if not records:
-            raise CheckpointNotFoundError(
-                f"{self.ws.team}/{self.ws.model} has no {self.spec.kind} versions yet",
-                fix=f"upload and tag one first (`cpv {self.spec.kind} upload`, `cpv {self.spec.kind} tag`)",
-            )
-        if wanted is None:
-            return records[-1]
-        for record in records:
-            if record.version == str(wanted):
-                return record
-        available = ", ".join(r.version for r in records[-10:])
-        raise CheckpointNotFoundError(
-            f"{self.spec.kind} version {wanted} does not exist for {self.ws.team}/{self.ws.model}",
-            fix=f"choose one of: {available}",
-        )
+        return find_version(self.ws, self.spec.kind, tag, fetch=fetch,
+                            create_hint=f"upload and tag one first (`cpv {self.spec.kind} upload`, `cpv {self.spec.kind} tag`)")
+
+    def _pointer(self, rev: str) -> bytes | None:
+        """The pointer file of this manager's target at ``rev`` (no checkout)."""
+        return self.ws.versioning.read_file(rev, self.ws.storage.pointer_path(self.target))
 
     def _pointer_info(self, rev: str) -> TrackedArtifact | None:
-        pointer = self.ws.versioning.read_file(rev, self.ws.storage.pointer_path(self.target))
+        pointer = self._pointer(rev)
         return self.ws.storage.describe_pointer(self.target, pointer) if pointer else None
 
     def _current_metrics(self, rev: str = "HEAD") -> dict[str, Any]:
@@ -369,10 +374,10 @@ class CheckpointManager:
             if not dry_run:  # a dry run writes nothing, not even fetched refs
                 self._fetch(required=True)
             head = ws.versioning.head()
-            if explicit is None and any(r.commit == head for r in self._records()):
-                already = [r.version for r in self._records() if r.commit == head][-1]
+            already = [r.version for r in self._records() if r.commit == head]
+            if explicit is None and already:
                 raise VersionExistsError(
-                    f"the current {self.spec.kind} is already version {already}",
+                    f"the current {self.spec.kind} is already version {already[-1]}",
                     fix="upload a new checkpoint first, or pass an explicit version to tag it again",
                 )
             metadata = self._tag_metadata(info)
@@ -412,7 +417,7 @@ class CheckpointManager:
             info = self._pointer_info(record.ref)
             if not (dest.is_file() and info and not sub_path and self._same_file(dest, info)):
                 raise WorkspaceDirtyError(f"{dest} already exists", fix="choose another output directory or pass force=True / --force")
-        pointer = self.ws.versioning.read_file(record.ref, self.ws.storage.pointer_path(self.target))
+        pointer = self._pointer(record.ref)
         if pointer is None:
             raise CheckpointNotFoundError(f"{self.spec.kind} version {record.version} records no {self.target}",
                                           fix="choose another version")
@@ -423,15 +428,7 @@ class CheckpointManager:
     @staticmethod
     def _same_file(path: Path, info: TrackedArtifact) -> bool:
         """Whether ``path`` already holds exactly that version (then re-downloading is harmless)."""
-        if path.stat().st_size != info.size or not info.digest.startswith("md5:"):
-            return False
-        import hashlib
-
-        digest = hashlib.md5()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        return f"md5:{digest.hexdigest()}" == info.digest
+        return path.stat().st_size == info.size and f"md5:{file_md5(path)}" == info.digest
 
     # -- revert --------------------------------------------------------------------------
     def _revert(self, tag: str, **kwargs: Any) -> CheckpointMetadata:
@@ -454,7 +451,7 @@ class CheckpointManager:
         if self.spec.is_dir:
             manifests = []
             for rec in (rec_a, rec_b):
-                pointer = self.ws.versioning.read_file(rec.ref, self.ws.storage.pointer_path(self.target)) or b""
+                pointer = self._pointer(rec.ref)
                 manifests.append(self.ws.storage.manifest(rec.ref, self.target, pointer) if pointer else {})
             a, b = manifests
             files = {"added": sorted(set(b) - set(a)), "removed": sorted(set(a) - set(b)),
@@ -472,7 +469,7 @@ class CheckpointManager:
         file: the local cache, or the remote store with ``remote=True``.
         Returns the problems found (empty: intact)."""
         record = self._find(tag)
-        pointer = self.ws.versioning.read_file(record.ref, self.ws.storage.pointer_path(self.target))
+        pointer = self._pointer(record.ref)
         if pointer is None:
             return [f"{self.spec.kind} {record.version}: no pointer file for {self.target}"]
         return self.ws.storage.verify(record.ref, self.target, pointer, remote=remote)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -10,6 +11,26 @@ from pathlib import Path
 from typing import Iterator
 
 HOME_ENV = "CPV_HOME"
+
+
+_HASH_CHUNK = 8 * 1024 * 1024
+
+
+def file_md5(path: Path) -> str:
+    """MD5 of a file's bytes (what DVC 3 records), read in 8 MiB chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tree_size(path: Path) -> tuple[int, int]:
+    """Total bytes and number of files of a file or a directory tree."""
+    if path.is_file():
+        return path.stat().st_size, 1
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files), len(files)
 
 
 def cpv_home() -> Path:

@@ -39,7 +39,9 @@ from cpv_core.errors import AWSError, ConfigError, CredentialError, CPVError, DV
 
 from cpv_core.progress import Progress
 
-from .dvc_storage import DvcStorage, file_md5, staged
+from cpv_core.paths import file_md5, tree_size
+
+from .dvc_storage import DvcStorage, staged
 
 logger = logging.getLogger("cpv.s3")
 
@@ -444,7 +446,7 @@ class S3Storage(DvcStorage):
             raise
         except Exception as exc:  # noqa: BLE001
             raise classify_s3_error(exc, self.settings, f"download {path}") from None
-        size = sum(p.stat().st_size for p in ([dest] if dest.is_file() else dest.rglob("*")) if p.is_file())
+        size = tree_size(dest)[0]
         return TrackedArtifact(path=path, digest=info.digest, size=size, nfiles=len(files), pointer=info.pointer)
 
 

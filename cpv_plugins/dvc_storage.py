@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 
 from cpv_core.backends import BackendContext, TrackedArtifact, TransferStats
 from cpv_core.errors import CPVError, DVCError
-from cpv_core.paths import atomic_path, preserved
+from cpv_core.paths import atomic_path, file_md5, preserved, tree_size
 from cpv_core.progress import Progress
 
 logger = logging.getLogger("cpv.storage")
@@ -29,7 +29,6 @@ logger = logging.getLogger("cpv.storage")
 REMOTE_NAME = "cpv"
 _COPY_CHUNK = 8 * 1024 * 1024
 _DVC_TMP_RE = re.compile(r"\.[A-Za-z0-9_-]{22}\.tmp")
-_HASH_CHUNK = 1024 * 1024
 
 
 def _quiet_dvc() -> None:
@@ -40,19 +39,8 @@ def _quiet_dvc() -> None:
     logging.getLogger("dvc").setLevel(logging.WARNING)
 
 
-def file_md5(path: Path) -> str:
-    """MD5 of a file's bytes, as DVC 3 records it."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def parse_pointer(content: bytes | str) -> dict[str, Any] | None:
@@ -275,7 +263,7 @@ class DvcStorage:
             # hard-link backup so an interruption never loses the user's file
             for p in paths:
                 stack.enter_context(preserved(self.path / p))
-            total = sum(_size(self.path / p) for p in paths)
+            total = sum(tree_size(self.path / p)[0] for p in paths)
             try:
                 with Progress(f"hash and cache {', '.join(paths)}", total, self.ctx.progress) as progress:
                     # relink=False: DVC copies new objects into its cache and leaves the
@@ -350,7 +338,7 @@ class DvcStorage:
         return artifact_from_out(path, out)
 
     def push(self, paths: Sequence[str]) -> TransferStats:
-        total = sum(_size(self.path / p) for p in paths)
+        total = sum(tree_size(self.path / p)[0] for p in paths)
         with self._repo() as repo, Progress(f"upload {', '.join(paths)}", total, self.ctx.progress) as progress:
             try:
                 count = repo.push(targets=self._abs(paths), remote=REMOTE_NAME)
@@ -389,7 +377,7 @@ class DvcStorage:
             except DVCError as exc:
                 self._evict(exc.bad_md5)  # type: ignore[attr-defined]
                 raise
-            size = sum(p.stat().st_size for p in ([target] if target.is_file() else target.rglob("*")) if p.is_file())
+            size = tree_size(target)[0]
             info = TrackedArtifact(path=path, digest=info.digest, size=size, nfiles=len(expected), pointer=info.pointer)
         return info
 
@@ -467,7 +455,7 @@ class DvcStorage:
                 try:
                     digest = hashlib.md5()
                     with odb.fs.open(key, "rb") as handle:
-                        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
+                        for chunk in iter(lambda: handle.read(_COPY_CHUNK), b""):
                             digest.update(chunk)
                 except FileNotFoundError:
                     problems.append(f"{name}: missing on the remote ({key})")
