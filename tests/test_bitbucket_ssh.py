@@ -137,19 +137,21 @@ def test_hostile_bitbucket_settings_are_refused_before_anything_is_written(cpv_h
 
 
 def test_ssh_connection_sharing_reuses_one_connection(bitbucket_config, sshd):
-    """Opt-in ControlMaster: git commands share one SSH connection and nothing hangs
-    waiting for the background master."""
-    import time
+    """Opt-in ControlMaster: the git commands leave one shared master connection
+    behind, and every command returns (a master holding git's stderr open would hang it)."""
+    import shlex
 
     cfg = CPVConfig()
     cfg.set_config("bitbucket.connection_sharing", True)
-    assert "ControlMaster=auto" in BitbucketSettings(cfg.get_config("bitbucket")).ssh_command()
+    settings = BitbucketSettings(cfg.get_config("bitbucket"))
+    assert "ControlMaster=auto" in settings.ssh_command()
     sshd.create_repo("ai-team", "ai-convo-shared")
     m = ModelsCheckpointsManage("AI-Convo", "shared")
-    start = time.monotonic()
     m.import_model_init()
     write_model(m.repo_path / "model.bin", 1000)
     m.upload_model_checkpoint()
     assert m.tag_model_checkpoint() == "v0.1"
     assert m.read_checkpoint_tag() == ["v0.1"]
-    assert time.monotonic() - start < 60  # a master holding git's stderr open would stall each command for 60 s
+    check = subprocess.run([*shlex.split(settings.ssh_command()), "-O", "check", "-p", str(sshd.port),
+                            f"{sshd.user}@{sshd.host}"], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0 and "Master running" in check.stderr

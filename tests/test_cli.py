@@ -50,6 +50,17 @@ def workspace(cpv_home, tmp_path) -> Path:
     return cpv_home / "workspaces" / "AI-Convo" / "whisper"
 
 
+def first_checkpoint(workspace: Path, nfiles: int, metrics: str | None = None) -> None:
+    """data/ of ``nfiles`` files and a 1000-byte model, uploaded and combined as checkpoint v0.1."""
+    from .helpers import write_data_dir
+
+    write_data_dir(workspace / "data", nfiles)
+    write_model(workspace / "model.bin", 1000)
+    run("data", "upload", *T)
+    run("model", "upload", *T, *(["--metrics", metrics] if metrics else []))
+    run("checkpoint", "create", *T)
+
+
 def test_help_lists_the_seed_commands():
     out = CliRunner().invoke(cli, ["--help"]).output
     for name in ("init", "model", "data", "aws-config", "bitbucket-config", "validate", "plugins", "quickstart", "config"):
@@ -203,13 +214,7 @@ def test_data_and_checkpoint_commands(workspace, tmp_path):
 
 
 def test_diff_of_model_and_data_versions(workspace):
-    from .helpers import write_data_dir
-
-    write_data_dir(workspace / "data", 6)
-    write_model(workspace / "model.bin", 1000)
-    run("data", "upload", *T)
-    run("model", "upload", *T, "--metrics", '{"loss": 0.5, "acc": 0.8}')
-    run("checkpoint", "create", *T)
+    first_checkpoint(workspace, 6, '{"loss": 0.5, "acc": 0.8}')
     write_model(workspace / "model.bin", 1500)
     (workspace / "data" / "train" / "sample_0.txt").write_text("changed")
     (workspace / "data" / "test" / "new.txt").write_text("new")
@@ -231,13 +236,7 @@ METADATA_KEYS = {"kind", "version", "commit", "author", "date", "message", "metr
 
 def test_json_outputs_match_the_documented_schemas(workspace, tmp_path):
     """The key sets documented in docs/cli.md."""
-    from .helpers import write_data_dir
-
-    write_data_dir(workspace / "data", 3)
-    write_model(workspace / "model.bin", 1000)
-    run("data", "upload", *T)
-    run("model", "upload", *T, "--metrics", '{"loss": 1}')
-    run("checkpoint", "create", *T)
+    first_checkpoint(workspace, 3, '{"loss": 1}')
     write_model(workspace / "model.bin", 1100)
     run("model", "upload", *T)
     run("model", "tag", *T)
@@ -302,13 +301,7 @@ def test_configuration_commands_through_the_runner(cpv_home, tmp_path):
 
 
 def test_dry_run_of_data_and_checkpoint_commands_changes_nothing(workspace, cpv_home):
-    from .helpers import write_data_dir
-
-    write_data_dir(workspace / "data", 6)
-    write_model(workspace / "model.bin", 1000)
-    run("data", "upload", *T)
-    run("model", "upload", *T)
-    run("checkpoint", "create", *T)
+    first_checkpoint(workspace, 6)
     (workspace / "data" / "train" / "sample_0.txt").write_text("changed")
     run("data", "upload", *T)
     before = tree_state(workspace, cpv_home / "local")

@@ -94,6 +94,13 @@ def test_disable_plugins_env_loads_builtins_only(monkeypatch):
     assert get_plugin_manager().get_plugin("extra") is None and not loaded
 
 
+def select_dirstore(root: Path) -> None:
+    """Configure the example plugin's backend for new models (config only)."""
+    cfg = CPVConfig()
+    cfg.set_config("storage", "dirstore")
+    cfg.set_config("dirstore.root", str(root))
+
+
 def test_a_plugin_registered_in_a_test_replaces_the_storage_backend(cpv_home, monkeypatch, tmp_path):
     """The design card's promise: swap storage by configuration; the manager is unchanged."""
     monkeypatch.syspath_prepend(str(ROOT / "examples" / "cpv-dirstore"))
@@ -102,9 +109,7 @@ def test_a_plugin_registered_in_a_test_replaces_the_storage_backend(cpv_home, mo
     pm = get_plugin_manager()
     if pm.get_plugin("dirstore") is None:
         pm.register(cpv_dirstore, name="dirstore")
-    cfg = CPVConfig()
-    cfg.set_config("storage", "dirstore")
-    cfg.set_config("dirstore.root", str(tmp_path / "objects"))
+    select_dirstore(tmp_path / "objects")
     m = ModelsCheckpointsManage("T", "m")
     m.import_model_init()
     data = write_model(m.repo_path / "model.bin", 2048)
@@ -161,9 +166,7 @@ def test_installed_third_party_plugin_runs_the_workflow_through_its_entry_point(
     assert get_plugin_manager().get_plugin("dirstore") is not None
     result = subprocess.run([sys.executable, "-m", "cpv_core.cli", "plugins", "--json"], capture_output=True, text=True, check=True)
     assert any(p["name"] == "dirstore" and not p["builtin"] for p in __import__("json").loads(result.stdout))
-    cfg = CPVConfig()
-    cfg.set_config("storage", "dirstore")
-    cfg.set_config("dirstore.root", str(tmp_path / "objects"))
+    select_dirstore(tmp_path / "objects")
     m = ModelsCheckpointsManage("T", "through-entry-point")
     m.import_model_init()
     data = write_model(m.repo_path / "model.bin", 3000)
