@@ -490,7 +490,8 @@ class DvcStorage:
                 try:
                     changes = repo.status(targets=self._abs(existing))
                 except Exception as exc:  # noqa: BLE001
-                    raise DVCError(f"DVC could not read the status of {', '.join(existing)}: {exc}") from None
+                    raise DVCError(f"DVC could not read the status of {', '.join(existing)}: {exc}",
+                                   fix="check that the files are readable and .dvc/ is intact (`dvc status -v` says more)") from None
             changed = {p for p in existing if any(p in str(k) for k in changes)}
             for p in existing:
                 result[p] = "modified" if p in changed else "unchanged"
