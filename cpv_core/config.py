@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from .backends import CheckResult
 from .errors import ConfigError
-from .paths import atomic_write_bytes, cpv_home, ensure_private_dir
+from .paths import atomic_write_bytes, cpv_home, make_private_dirs
 
 logger = logging.getLogger("cpv.config")
 
@@ -119,7 +119,7 @@ class CPVConfig:
         """Write ``config.json`` atomically, 0600 in a 0700 directory."""
         _check_no_secrets(self._config)
         self._config["last_updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        ensure_private_dir(self.config_dir)
+        make_private_dirs(self.config_dir)
         payload = json.dumps(self._config, indent=2, sort_keys=True).encode() + b"\n"
         atomic_write_bytes(self.config_path, payload, mode=0o600)
 

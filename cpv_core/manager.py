@@ -36,7 +36,7 @@ from .errors import (
 )
 from .metrics import METRICS_FILE, encode_record, latest_metrics, make_record, parse_log, validate_metrics
 from .metrics import compare as compare_metrics
-from .paths import atomic_path, file_md5, tree_size
+from .paths import atomic_path, file_md5, make_private_dirs, tree_size
 from .progress import human_bytes
 from .versions import Version, next_version
 from .workspace import SCAFFOLD, Workspace, readme_text
@@ -205,6 +205,7 @@ class CheckpointManager:
         # resolve every backend before any I/O: an unknown name changes nothing
         ws.storage, ws.versioning, ws.hosting  # noqa: B018
         created_root = next((p for p in reversed([ws.path, *ws.path.parents]) if not p.exists()), None)
+        make_private_dirs(ws.config.config_dir)
         before = set(os.listdir(ws.path)) if ws.path.exists() else set()
         try:
             url = ws.hosting.ensure_remote()

@@ -41,10 +41,24 @@ def cpv_home() -> Path:
     return Path.home() / ".cpv"
 
 
-def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and make it 0700."""
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+def make_private_dirs(path: Path) -> Path:
+    """Create ``path`` and its missing parents, each new one 0700.
+
+    Directories that already exist keep their mode: cpv only ever changes
+    the permissions of what it created (a shared parent such as /tmp must
+    never be locked down).
+    """
+    missing = []
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
     return path
 
 

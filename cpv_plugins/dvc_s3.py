@@ -16,14 +16,12 @@ through DVC.
 from __future__ import annotations
 
 import configparser
-import json
 import logging
 import re
-import shutil
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
 from cpv_core import hookimpl
@@ -35,13 +33,11 @@ from cpv_core.backends import (
     TrackedArtifact,
     TransferStats,
 )
-from cpv_core.errors import AWSError, ConfigError, CredentialError, CPVError, DVCError, ValidationError
-
+from cpv_core.errors import AWSError, ConfigError, CPVError, CredentialError, DVCError, ValidationError
 from cpv_core.progress import Progress
+from cpv_core.trust import MAX_MANIFEST_BYTES, check_oid
 
-from cpv_core.paths import file_md5, tree_size
-
-from .dvc_storage import DvcStorage, staged
+from .dvc_storage import DvcStorage, copy_hashing
 
 logger = logging.getLogger("cpv.s3")
 
@@ -54,6 +50,7 @@ TRANSFER_THREADS = 8
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$|^[a-z0-9-]{2,32}$")
 _PROFILE_RE = re.compile(r"^[A-Za-z0-9_.@+=-]{1,64}$")
+_MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed"}
 
 
@@ -292,6 +289,7 @@ class S3Storage(DvcStorage):
     def __init__(self, ctx: BackendContext) -> None:
         super().__init__(ctx)
         self.settings = S3Settings(ctx.config.get_config("aws"))
+        self._s3: Any = None
 
     @property
     def prefix(self) -> str:
@@ -325,6 +323,7 @@ class S3Storage(DvcStorage):
     # (`dvc pull` works on it; tested).
 
     def _key(self, oid: str) -> str:
+        oid = check_oid(oid, "object id")
         return f"{self.prefix}/files/md5/{oid[:2]}/{oid[2:]}"
 
     def _objects(self, path: str) -> list[str]:
@@ -333,8 +332,7 @@ class S3Storage(DvcStorage):
         oid = info.digest.removeprefix("md5:")
         if not oid.endswith(".dir"):
             return [oid]
-        entries = json.loads(self._cached(oid).read_text())
-        return [oid, *sorted({entry["md5"] for entry in entries})]
+        return [oid, *sorted(set(self.load_manifest(oid, path).values()))]
 
     def _existing(self, client: Any, oids: list[str]) -> set[str]:
         """Which objects the remote has: HEAD each for a few, one listing for many."""
@@ -345,7 +343,7 @@ class S3Storage(DvcStorage):
                     client.head_object(Bucket=self.settings.bucket, Key=self._key(oid))
                     found.add(oid)
                 except Exception as exc:  # noqa: BLE001
-                    if _error_code(exc) not in {"404", "NoSuchKey", "NotFound"}:
+                    if _error_code(exc) not in _MISSING_CODES:
                         raise
             return found
         keys = set()
@@ -384,70 +382,65 @@ class S3Storage(DvcStorage):
             raise classify_s3_error(exc, self.settings, f"upload {', '.join(paths)}") from None
         return TransferStats(transferred=len(missing), skipped=len(oids) - len(missing))
 
-    @staticmethod
-    def _sizes(files: dict[str, str], info: TrackedArtifact) -> int:
-        """Total bytes to fetch: the pointer's size for a whole version, else 0 (unknown)."""
-        return info.size if len(files) == info.nfiles or "" in files else 0
+    # -- reading objects (DvcStorage's materialize, manifest and verify use these) ----
+    def _client(self) -> Any:
+        if self._s3 is None:
+            self._s3 = self.settings.client(retries=3)
+        return self._s3
 
-    def materialize(self, rev: str, path: str, pointer: bytes, dest: Path) -> TrackedArtifact:
-        preflight(self.settings, self.prefix)
+    def remote_read(self, oid: str) -> bytes:
+        try:
+            body = self._client().get_object(Bucket=self.settings.bucket, Key=self._key(oid))["Body"]
+            return body.read(MAX_MANIFEST_BYTES + 1)
+        except Exception as exc:  # noqa: BLE001
+            if _error_code(exc) in _MISSING_CODES:
+                raise FileNotFoundError(self._key(oid)) from None
+            raise
+
+    def remote_fetch(self, oid: str, out: Path, on_bytes: Callable[[int], Any], *, single: bool) -> str:
         from boto3.s3.transfer import TransferConfig
 
-        tracked = Path(path).parts[0]
-        info = self.describe_pointer(tracked, pointer)
-        if info is None:
-            raise DVCError(f"{path} is not tracked at {rev}", fix="choose a version that contains it")
-        client = self.settings.client(retries=3)
-        config = TransferConfig(multipart_chunksize=TRANSFER_CHUNK, max_concurrency=TRANSFER_THREADS)
-        oid = info.digest.removeprefix("md5:")
         try:
-            if oid.endswith(".dir"):
-                manifest = self._cached(oid)
-                raw = manifest.read_bytes() if manifest.exists() else client.get_object(
-                    Bucket=self.settings.bucket, Key=self._key(oid))["Body"].read()
-                prefix = "/".join(Path(path).parts[1:])
-                files = {e["relpath"]: e["md5"] for e in json.loads(raw)
-                         if not prefix or e["relpath"] == prefix or e["relpath"].startswith(prefix + "/")}
-                if not files:
-                    raise DVCError(f"{path} is not in {tracked} at {rev.removeprefix('refs/tags/')}",
-                                   fix="check the sub-path (e.g. test, train)")
-                strip = len(prefix) + 1 if prefix else 0
-                files = {rel[strip:] if strip else rel: md5 for rel, md5 in files.items()}
-            else:
-                files = {"": oid}
-            with staged(dest) as target:
-                def fetch(item: tuple[str, str]) -> None:
-                    rel, md5 = item
-                    out = target / rel if rel else target
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    cached = self._cached(md5)
-                    if cached.exists():
-                        shutil.copyfile(cached, out)
-                        progress.update(out.stat().st_size)
-                        actual = file_md5(out)
-                    elif "" in files:  # one large object: hash while the parts arrive
-                        actual = download_hashing(client, self.settings.bucket, self._key(md5), out, progress.update)
-                    else:
-                        client.download_file(self.settings.bucket, self._key(md5), str(out), Config=config,
-                                             Callback=progress.update)
-                        actual = file_md5(out)
-                    if actual != md5:
-                        raise DVCError(
-                            f"downloaded file {out.name} is corrupt or truncated: expected md5 {md5}, got {actual} "
-                            f"(object s3://{self.settings.bucket}/{self._key(md5)}); nothing was placed",
-                            fix="the stored copy is damaged: re-upload that version from a machine that still has it")
+            if single:  # one large object: hash while the parts arrive
+                return download_hashing(self._client(), self.settings.bucket, self._key(oid), out, on_bytes)
+            config = TransferConfig(multipart_chunksize=TRANSFER_CHUNK, max_concurrency=TRANSFER_THREADS)
+            self._client().download_file(self.settings.bucket, self._key(oid), str(out), Config=config, Callback=on_bytes)
+        except Exception as exc:  # noqa: BLE001
+            if _error_code(exc) in _MISSING_CODES:
+                raise FileNotFoundError(self._key(oid)) from None
+            raise
+        return copy_hashing(out, None)
 
-                if "" not in files:
-                    target.mkdir()
-                with Progress(f"download {path}", self._sizes(files, info), self.ctx.progress) as progress, \
-                        ThreadPoolExecutor(max_workers=TRANSFER_THREADS if len(files) > 1 else 1) as pool:
-                    list(pool.map(fetch, files.items()))
+    def remote_md5(self, oid: str) -> str | None:
+        import hashlib
+
+        try:
+            body = self._client().get_object(Bucket=self.settings.bucket, Key=self._key(oid))["Body"]
+        except Exception as exc:  # noqa: BLE001
+            if _error_code(exc) in _MISSING_CODES:
+                return None
+            raise
+        digest = hashlib.md5()
+        for chunk in iter(lambda: body.read(TRANSFER_CHUNK), b""):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def _remote_call(self, action: str, call: Callable[[], Any]) -> Any:
+        preflight(self.settings, self.prefix)
+        try:
+            return call()
         except CPVError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise classify_s3_error(exc, self.settings, f"download {path}") from None
-        size = tree_size(dest)[0]
-        return TrackedArtifact(path=path, digest=info.digest, size=size, nfiles=len(files), pointer=info.pointer)
+            raise classify_s3_error(exc, self.settings, action) from None
+
+    def materialize(self, rev: str, path: str, pointer: bytes, dest: Path) -> TrackedArtifact:
+        return self._remote_call(f"download {path}", lambda: super(S3Storage, self).materialize(rev, path, pointer, dest))
+
+    def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
+        if not remote:
+            return super().verify(rev, path, pointer, remote=False)
+        return self._remote_call(f"read {path}", lambda: super(S3Storage, self).verify(rev, path, pointer, remote=True))
 
 
 # --------------------------------------------------------------------------

@@ -9,26 +9,61 @@ git ignores.
 
 from __future__ import annotations
 
+import configparser
 import hashlib
+import json
 import logging
 import os
 import re
 import shutil
 import tempfile
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
-from typing import Any, Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterator, Sequence
 
 from cpv_core.backends import BackendContext, TrackedArtifact, TransferStats
-from cpv_core.errors import CPVError, DVCError
-from cpv_core.paths import atomic_path, file_md5, preserved, tree_size
+from cpv_core.errors import DVCError, ValidationError
+from cpv_core.paths import atomic_path, atomic_write_bytes, preserved, tree_size
 from cpv_core.progress import Progress
+from cpv_core.trust import (
+    MAX_MANIFEST_BYTES,
+    MAX_POINTER_BYTES,
+    check_oid,
+    check_relpath,
+    contained,
+    open_regular,
+    require_inside,
+    visible,
+)
 
 logger = logging.getLogger("cpv.storage")
 
 REMOTE_NAME = "cpv"
 _COPY_CHUNK = 8 * 1024 * 1024
 _DVC_TMP_RE = re.compile(r"\.[A-Za-z0-9_-]{22}\.tmp")
+
+
+def copy_hashing(src: Path, out: Path | None, on_bytes: Callable[[int], Any] | None = None) -> str:
+    """MD5 of ``src`` (a regular file, never a FIFO or link), copying it to ``out`` as it is read."""
+    digest = hashlib.md5()
+    with open_regular(src) as reader, (open(out, "wb") if out is not None else _NullWriter()) as writer:
+        for chunk in iter(lambda: reader.read(_COPY_CHUNK), b""):
+            digest.update(chunk)
+            writer.write(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+    return digest.hexdigest()
+
+
+class _NullWriter:
+    def __enter__(self) -> "_NullWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def write(self, data: bytes) -> int:
+        return len(data)
 
 
 def _quiet_dvc() -> None:
@@ -43,30 +78,102 @@ def _quiet_dvc() -> None:
 
 
 
-def parse_pointer(content: bytes | str) -> dict[str, Any] | None:
-    """The first ``outs`` entry of a ``.dvc`` file.
+def parse_pointer(content: bytes | str, where: str = "pointer file") -> dict[str, Any] | None:
+    """The first ``outs`` entry of a ``.dvc`` file, or None when it has none.
 
     Parsed with ruamel.yaml (what DVC itself uses) rather than through DVC, so
     reading a version's hash and size costs ~20 ms instead of importing DVC.
+    The file comes from the repository, so its shape is checked: anything
+    that is not a mapping with a list of mappings under ``outs`` is a
+    :class:`ValidationError` naming ``where``, never a traceback.
     """
     from ruamel.yaml import YAML
 
-    text = content.decode() if isinstance(content, bytes) else content
-    data = YAML(typ="safe", pure=True).load(text) or {}
-    outs = data.get("outs") if isinstance(data, dict) else None
-    return dict(outs[0]) if outs else None
+    raw = content.encode() if isinstance(content, str) else content
+    if len(raw) > MAX_POINTER_BYTES:
+        raise ValidationError(f"{where} is {len(raw)} bytes, more than a pointer file can be ({MAX_POINTER_BYTES})",
+                              fix="restore it from a version you trust (git checkout)")
+    try:
+        data = YAML(typ="safe", pure=True).load(raw.decode("utf-8")) or {}
+    except Exception as exc:  # noqa: BLE001 - YAMLError, RecursionError, UnicodeDecodeError ...
+        raise ValidationError(f"{where} is not a readable pointer file ({type(exc).__name__})",
+                              fix="restore it from a version you trust (git checkout)") from None
+    if not isinstance(data, dict):
+        raise ValidationError(f"{where} is not a mapping", fix="restore it from a version you trust (git checkout)")
+    outs = data.get("outs")
+    if outs is None:
+        return None
+    if not isinstance(outs, list) or not outs or not isinstance(outs[0], dict):
+        raise ValidationError(f"{where}: 'outs' is not a list of outputs", fix="restore it from a version you trust (git checkout)")
+    return dict(outs[0])
 
 
-def artifact_from_out(path: str, out: dict[str, Any]) -> TrackedArtifact:
-    """A :class:`TrackedArtifact` from a ``.dvc`` ``outs`` entry."""
-    md5 = str(out.get("md5", ""))
+def _count(out: dict[str, Any], key: str, default: int, where: str) -> int:
+    value = out.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise ValidationError(f"{where}: {key} {visible(repr(value))} is not a whole number of bytes/files",
+                              fix="restore it from a version you trust (git checkout)")
+    return value
+
+
+def artifact_from_out(path: str, out: dict[str, Any], where: str = "pointer file") -> TrackedArtifact:
+    """A :class:`TrackedArtifact` from a ``.dvc`` ``outs`` entry (hash, size and count checked)."""
+    md5 = check_oid(out.get("md5"), where)
     return TrackedArtifact(
         path=path,
         digest=f"md5:{md5}",
-        size=int(out.get("size", 0) or 0),
-        nfiles=int(out.get("nfiles", 1) or 1),
+        size=_count(out, "size", 0, where),
+        nfiles=max(1, _count(out, "nfiles", 1, where)),
         pointer=f"{path}.dvc",
     )
+
+
+def parse_manifest(raw: bytes, where: str) -> dict[str, str]:
+    """A ``.dir`` manifest as ``{relpath: md5}``, every entry checked.
+
+    Each relpath must be a normalised relative path (no ``..``, no absolute
+    path, no NUL); each md5 an object id; no path may appear twice or be both
+    a file and a directory of another entry.
+    """
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ValidationError(f"{where} is larger than {MAX_MANIFEST_BYTES} bytes", fix="re-upload that version")
+    try:
+        entries = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ValidationError(f"{where} is not a JSON manifest ({type(exc).__name__})", fix="re-upload that version") from None
+    if not isinstance(entries, list):
+        raise ValidationError(f"{where} is not a list of files", fix="re-upload that version")
+    files: dict[str, str] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise ValidationError(f"{where}: an entry is not an object", fix="re-upload that version")
+        rel = check_relpath(entry.get("relpath"), where, "manifest entry")
+        if rel in files:
+            raise ValidationError(f"{where}: {visible(rel)!s} is listed twice", fix="re-upload that version")
+        files[rel] = check_oid(entry.get("md5"), f"{where} ({visible(rel)})", allow_dir=False)
+    dirs = {str(parent) for rel in files for parent in PurePosixPath(rel).parents if str(parent) != "."}
+    clash = sorted(dirs & set(files))
+    if clash:
+        raise ValidationError(f"{where}: {visible(clash[0])} is both a file and a directory", fix="re-upload that version")
+    return files
+
+
+def select_sub_path(files: dict[str, str], sub: str, where: str) -> dict[str, str]:
+    """The entries of ``files`` at or below ``sub``, relative to it.
+
+    :raises ValidationError: when ``sub`` names no entry, listing the top-level ones.
+    """
+    sub = check_relpath(sub, where, "sub-path")
+    chosen = {rel: md5 for rel, md5 in files.items() if rel == sub or rel.startswith(sub + "/")}
+    if not chosen:
+        top = sorted({rel.split("/", 1)[0] for rel in files})
+        raise ValidationError(f"sub-path {visible(sub)!s} is not in {where}",
+                              fix="choose one of: " + ", ".join(visible(t) for t in top[:20]) + (" ..." if len(top) > 20 else ""))
+    if sub in chosen:
+        return {"": chosen[sub]}
+    return {rel[len(sub) + 1:]: md5 for rel, md5 in chosen.items()}
 
 
 @contextmanager
@@ -86,6 +193,35 @@ def staged(dest: Path) -> Iterator[Path]:
         os.replace(target, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_dvc_config(path: Path, where: str, *, missing_ok: bool = False) -> dict[str, dict[str, str]]:
+    """A DVC config file as ``{section: {key: value}}`` (quotes around section names dropped)."""
+    if path.is_symlink():
+        raise DVCError(f"{where} is a symbolic link", fix="replace it with the file cpv wrote (git checkout)")
+    if missing_ok and not path.exists():
+        return {}
+    parser = configparser.RawConfigParser()
+    try:
+        with open_regular(path) as handle:
+            parser.read_string(handle.read(MAX_POINTER_BYTES).decode("utf-8"))
+    except (configparser.Error, UnicodeDecodeError, ValidationError) as exc:
+        raise DVCError(f"{where} is not a readable DVC config ({type(exc).__name__})",
+                       fix="undo the change that broke it (git checkout .dvc/config)") from None
+    return {_unquote(name): dict(parser.items(name)) for name in parser.sections()}
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1] if len(name) > 1 and name[0] == name[-1] == "'" else name
+
+
+def write_dvc_config(path: Path, sections: dict[str, dict[str, str]], *, mode: int = 0o600) -> None:
+    """Write a DVC config file in DVC's own format, atomically."""
+    lines = []
+    for name, keys in sections.items():
+        lines.append(f"['{name}']" if " " in name else f"[{name}]")
+        lines.extend(f"    {key} = {value}" for key, value in keys.items())
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode(), mode=mode)
 
 
 class DvcStorage:
@@ -117,6 +253,7 @@ class DvcStorage:
     # -- helpers ---------------------------------------------------------------
     @contextmanager
     def _repo(self) -> Iterator[Any]:
+        self.check_settings()
         _quiet_dvc()
         from dvc.repo import Repo
 
@@ -142,31 +279,63 @@ class DvcStorage:
 
         if not (self.path / ".dvc").is_dir():
             Repo.init(str(self.path), subdir=False).close()
-        local = dict(self.local_remote_options())
-        if not self.url_is_shared():
+        # cpv writes both files itself from its own configuration (what
+        # check_settings later insists on): the shared part is committed,
+        # the machine-specific part (endpoint, profile, a local path) is not
+        committed, local = self.expected_settings()
+        write_dvc_config(self.path / ".dvc" / "config", committed, mode=0o644)
+        (self.path / ".dvc" / "config.local").unlink(missing_ok=True)
+        if local:
+            write_dvc_config(self.path / ".dvc" / "config.local", local)
+        self.check_settings()
+
+    # -- the repository does not choose the storage settings ---------------------
+    def expected_settings(self) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+        """The committed and the machine-local DVC settings cpv derives from its own configuration."""
+        section = f'remote "{REMOTE_NAME}"'
+        committed: dict[str, dict[str, str]] = {"core": {"remote": REMOTE_NAME}}
+        local = {k.lower(): str(v) for k, v in self.local_remote_options().items()}
+        if self.url_is_shared():
+            committed[section] = {"url": self.remote_url()}
+        else:
             local["url"] = self.remote_url()
+        return committed, ({section: local} if local else {})
 
-        def write_shared(repo: Any) -> None:
-            with repo.config.edit("repo") as conf:
-                conf["core"]["remote"] = REMOTE_NAME
-                if self.url_is_shared():
-                    conf["remote"].setdefault(REMOTE_NAME, {})["url"] = self.remote_url()
+    def check_settings(self) -> None:
+        """Refuse storage settings that came from the repository instead of cpv.
 
-        def write_local(repo: Any) -> None:
+        ``.dvc/config`` arrives with every clone and rebase; a teammate's
+        ``cache.dir``, ``cache.type = symlink`` or another remote URL there
+        would move this machine's cache or redirect its uploads. Only what
+        cpv itself derives is accepted; ``.dvc/config.local`` (this machine's
+        own file) is rewritten when it differs; a ``.dvcignore`` with
+        patterns, which would silently drop files from versions, is refused.
+        """
+        dvc_dir = self.path / ".dvc"
+        committed_path = dvc_dir / "config"
+        if not committed_path.exists() and not committed_path.is_symlink():
+            return
+        fix = ("cpv derives storage settings from its own configuration (`cpv config show`): "
+               "undo the commit that changed it (git revert) and push")
+        committed, local = self.expected_settings()
+        actual = read_dvc_config(committed_path, "the committed .dvc/config")
+        if actual != committed:
+            extra = sorted(f"{sec}.{key}" for sec, keys in actual.items() for key in keys
+                           if committed.get(sec, {}).get(key) != keys[key])
+            missing = sorted(f"{sec}.{key}" for sec, keys in committed.items() for key in keys if key not in actual.get(sec, {}))
+            raise DVCError(f"the committed .dvc/config sets {visible(', '.join(extra or missing))} differently from "
+                           f"what cpv configured ({self.describe_remote()}); refusing to use it", fix=fix)
+        ignore = self.path / ".dvcignore"
+        if ignore.is_symlink() or (ignore.exists() and any(
+                line.strip() and not line.lstrip().startswith("#")
+                for line in ignore.read_text(encoding="utf-8", errors="replace").splitlines())):
+            raise DVCError("the committed .dvcignore has patterns: DVC would leave matching files out of every version",
+                           fix="remove the patterns (cpv stores every file of a directory) or undo that commit, and push")
+        local_path = dvc_dir / "config.local"
+        if local_path.is_symlink() or read_dvc_config(local_path, ".dvc/config.local", missing_ok=True) != local:
+            local_path.unlink(missing_ok=True)
             if local:
-                with repo.config.edit("local") as conf:
-                    conf["remote"].setdefault(REMOTE_NAME, {}).update(local)
-
-        # DVC validates the merged config after each edit, so the level that
-        # holds the url is written first.
-        order = (write_shared, write_local) if self.url_is_shared() else (write_local, write_shared)
-        with self._repo() as repo:
-            try:
-                for write in order:
-                    write(repo)
-            except Exception as exc:  # noqa: BLE001 - dvc.config.ConfigError and friends
-                raise DVCError(f"could not configure the DVC remote {self.describe_remote()}: {exc}",
-                               fix="check the storage settings in the cpv config") from None
+                write_dvc_config(local_path, local)
 
     def pointer_path(self, path: str) -> str:
         return f"{path}.dvc"
@@ -181,6 +350,7 @@ class DvcStorage:
         return sorted(set(files))
 
     def track(self, paths: Sequence[str]) -> list[TrackedArtifact]:
+        self.check_settings()
         files = [p for p in paths if (self.path / p).is_file() and not (self.path / p).is_symlink()]
         dirs = [p for p in paths if p not in files]
         for p in files:
@@ -275,17 +445,16 @@ class DvcStorage:
                 raise DVCError(f"DVC could not track {', '.join(paths)}: {exc}", fix="check the files exist and are readable") from None
 
     def _cache_dir(self) -> Path:
-        """DVC's cache directory (``cache.dir`` if configured, else ``.dvc/cache``)."""
-        import configparser
+        """DVC's cache directory: always ``.dvc/cache`` of this workspace.
 
-        parser = configparser.RawConfigParser()
-        parser.read([self.path / ".dvc" / "config", self.path / ".dvc" / "config.local"])
-        value = parser.get("cache", "dir", fallback=None)
-        base = Path(value) if value else Path("cache")
-        return base if base.is_absolute() else (self.path / ".dvc" / base)
+        A ``cache.dir`` from the committed ``.dvc/config`` is refused by
+        :meth:`check_settings`; cpv never lets the repository move the cache.
+        """
+        return self.path / ".dvc" / "cache"
 
     def _cached(self, oid: str) -> Path:
-        """The cache file of object ``oid`` (DVC 3 layout)."""
+        """The cache file of object ``oid`` (DVC 3 layout); ``oid`` is checked first."""
+        oid = check_oid(oid, "object id")
         return self._cache_dir() / "files" / "md5" / oid[:2] / oid[2:]
 
     # -- a stat cache, so that status() of an unchanged file needs no DVC import --
@@ -348,132 +517,166 @@ class DvcStorage:
         return TransferStats(transferred=int(count or 0))
 
     def describe_pointer(self, path: str, pointer: bytes) -> TrackedArtifact | None:
-        out = parse_pointer(pointer)
-        return artifact_from_out(path, out) if out else None
+        where = self.pointer_path(path)
+        out = parse_pointer(pointer, where)
+        return artifact_from_out(path, out, where) if out else None
 
+    # -- reading objects: the cache first, then the remote ----------------------------
+    # Subclasses say how the remote is reached: ``remote_read`` (small
+    # objects: manifests), ``remote_fetch`` (into a file, returning its md5)
+    # and ``remote_md5`` (None when the object is missing).
+
+    def remote_read(self, oid: str) -> bytes:
+        """The bytes of a small object (a manifest) on the remote."""
+        raise NotImplementedError
+
+    def remote_fetch(self, oid: str, out: Path, on_bytes: Callable[[int], Any], *, single: bool) -> str:
+        """Write object ``oid`` from the remote to ``out``; return the md5 of what was written."""
+        raise NotImplementedError
+
+    def remote_md5(self, oid: str) -> str | None:
+        """The md5 of the remote's copy of ``oid``, or None when it has none."""
+        raise NotImplementedError
+
+    def _cached_copy_md5(self, oid: str, out: Path | None, on_bytes: Callable[[int], Any] | None = None) -> str | None:
+        """Hash the cache object (copying it to ``out`` when given); None when it is not cached."""
+        cached = self._cached(oid)
+        if not cached.exists() and not cached.is_symlink():
+            return None
+        return copy_hashing(cached, out, on_bytes)
+
+    def _evict(self, oid: str) -> None:
+        """Drop a corrupt object from the local cache so the next try fetches it again."""
+        path = require_inside(self._cache_dir(), self._cached(oid), "cache eviction")
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+
+    def load_manifest(self, oid: str, where: str, *, remote_only: bool = False) -> dict[str, str]:
+        """The checked manifest of directory object ``oid``.
+
+        A manifest's md5 is its name: a cached copy that does not match is
+        evicted and fetched again, a remote copy that does not match is an error.
+        """
+        check_oid(oid, where)
+        md5 = oid.removesuffix(".dir")
+        if not remote_only:
+            cached = self._cached(oid)
+            if cached.exists() or cached.is_symlink():
+                with open_regular(cached) as handle:
+                    raw = handle.read(MAX_MANIFEST_BYTES + 1)
+                if hashlib.md5(raw).hexdigest() == md5:
+                    return parse_manifest(raw, where)
+                logger.warning("the cached manifest %s is damaged; fetching it again", oid)
+                self._evict(oid)
+        try:
+            raw = self.remote_read(oid)
+        except FileNotFoundError:
+            raise DVCError(f"the manifest {oid} of {where} is missing on {self.describe_remote()}",
+                           fix="re-upload that version from a machine that still has it") from None
+        if hashlib.md5(raw).hexdigest() != md5:
+            raise DVCError(f"the manifest {oid} of {where} on {self.describe_remote()} does not match its hash "
+                           "(replaced or damaged); nothing was placed",
+                           fix="re-upload that version from a machine that still has it")
+        return parse_manifest(raw, where)
+
+    def _files_of(self, info: TrackedArtifact, path: str, rev: str) -> dict[str, str]:
+        """``{relpath: md5}`` of ``path`` (a tracked file or directory, or a sub-path of one)."""
+        oid = info.digest.removeprefix("md5:")
+        where = f"{info.path} at {rev.removeprefix('refs/tags/')}"
+        sub = path[len(info.path) + 1:] if path != info.path else ""
+        if not oid.endswith(".dir"):
+            if sub:
+                raise ValidationError(f"{info.path} is a single file: it has no sub-path {visible(sub)}",
+                                      fix="download it without --sub-path")
+            return {"": oid}
+        files = self.load_manifest(oid, where)
+        return select_sub_path(files, sub, where) if sub else files
+
+    # -- StorageBackend: materialize, manifest, verify, checkout ----------------------
     def materialize(self, rev: str, path: str, pointer: bytes, dest: Path) -> TrackedArtifact:
-        tracked = Path(path).parts[0]
+        self.check_settings()
+        tracked = PurePosixPath(path).parts[0]
         info = self.describe_pointer(tracked, pointer)
         if info is None:
             raise DVCError(f"{path} is not tracked at {rev}", fix="choose a version that contains it")
-        if path != tracked:
-            info = TrackedArtifact(path=path, digest="", size=0, nfiles=0, pointer=info.pointer)
-        _quiet_dvc()
-        from dvc.fs import DVCFileSystem
+        files = self._files_of(info, path, rev)
+        total = info.size if path == tracked else 0
+        with staged(Path(dest)) as target, Progress(f"download {path}", total, self.ctx.progress) as progress:
+            if "" not in files:
+                target.mkdir()
+            for rel, md5 in files.items():
+                out = contained(target, rel, f"{path} at {rev.removeprefix('refs/tags/')}") if rel else target
+                out.parent.mkdir(parents=True, exist_ok=True)
+                self._place_object(md5, out, progress.update, single=len(files) == 1)
+        size = tree_size(Path(dest))[0]
+        return TrackedArtifact(path=path, digest=info.digest, size=size, nfiles=len(files), pointer=info.pointer)
 
-        with staged(Path(dest)) as target, Progress(f"download {path}", info.size, self.ctx.progress) as progress:
+    def _place_object(self, md5: str, out: Path, on_bytes: Callable[[int], Any], *, single: bool) -> None:
+        """Write object ``md5`` to ``out`` and check its hash: from the cache when it
+        holds a good copy (a damaged one is evicted), else from the remote."""
+        actual = self._cached_copy_md5(md5, out, on_bytes)
+        if actual is not None and actual != md5:
+            logger.warning("the cached copy of %s is damaged; fetching it from %s", md5, self.describe_remote())
+            self._evict(md5)
+        if actual != md5:
             try:
-                fs = DVCFileSystem(url=str(self.path), rev=rev)
-                is_dir = fs.isdir(path)
-                expected = self._expected_hashes(fs, path, is_dir)
-                fs.get(path, str(target), recursive=is_dir)
-                progress.update(info.size)
-            except CPVError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                raise self.map_error(f"download {path} at {rev.removeprefix('refs/tags/')}", exc) from None
-            try:
-                self._verify(expected, target, is_dir)
-            except DVCError as exc:
-                self._evict(exc.bad_md5)  # type: ignore[attr-defined]
-                raise
-            size = tree_size(target)[0]
-            info = TrackedArtifact(path=path, digest=info.digest, size=size, nfiles=len(expected), pointer=info.pointer)
-        return info
-
-    @staticmethod
-    def _expected_hashes(fs: Any, path: str, is_dir: bool) -> dict[str, str]:
-        """Relative file path -> md5, from the pointer / directory manifest."""
-        if not is_dir:
-            return {"": str(fs.info(path).get("md5", ""))}
-        prefix = path.rstrip("/") + "/"
-        return {p[len(prefix):]: str(fs.info(p).get("md5", "")) for p in fs.find(path)}
-
-    def _verify(self, expected: dict[str, str], target: Path, is_dir: bool) -> None:
-        """Every materialised file must have the hash the version recorded."""
-        for rel, md5 in expected.items():
-            local = target / rel if is_dir else target
-            actual = file_md5(local) if local.is_file() else "missing"
-            if actual != md5:
-                error = DVCError(
-                    f"downloaded file {local.name} is corrupt or truncated: expected md5 {md5}, got {actual} "
-                    f"(object files/md5/{md5[:2]}/{md5[2:]} in {self.describe_remote()}); nothing was placed",
-                    fix="the stored copy is damaged: re-upload that version from a machine that still has it",
-                )
-                error.bad_md5 = md5  # type: ignore[attr-defined]
-                raise error
-
-    def _cache_path(self, repo: Any, md5: str) -> Path:
-        return Path(repo.cache.local.oid_to_path(md5))
-
-    def _evict(self, md5: str) -> None:
-        """Drop a corrupt object from the local cache so the next try fetches it again."""
-        with self._repo() as repo:
-            path = self._cache_path(repo, md5)
-        if path.exists():
-            path.chmod(0o600)
-            path.unlink()
+                actual = self.remote_fetch(md5, out, on_bytes, single=single)
+            except FileNotFoundError:
+                actual = "missing"
+        if actual != md5:
+            raise DVCError(
+                f"downloaded file {out.name} is corrupt or truncated: expected md5 {md5}, got {actual} "
+                f"(object files/md5/{md5[:2]}/{md5[2:]} in {self.describe_remote()}); nothing was placed",
+                fix="the stored copy is damaged: re-upload that version from a machine that still has it",
+            )
 
     def manifest(self, rev: str, path: str, pointer: bytes) -> dict[str, str]:
-        _quiet_dvc()
-        from dvc.fs import DVCFileSystem
-
-        try:
-            fs = DVCFileSystem(url=str(self.path), rev=rev)
-            return self._expected_hashes(fs, path, fs.isdir(path))
-        except Exception as exc:  # noqa: BLE001
-            raise self.map_error(f"read the file list of {path}", exc) from None
+        info = self.describe_pointer(PurePosixPath(path).parts[0], pointer)
+        if info is None:
+            raise DVCError(f"{path} is not tracked at {rev}", fix="choose a version that contains it")
+        return self._files_of(info, path, rev)
 
     def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
-        _quiet_dvc()
-        from dvc.fs import DVCFileSystem
-
-        fs = DVCFileSystem(url=str(self.path), rev=rev)
-        is_dir = fs.isdir(path)
-        expected = self._expected_hashes(fs, path, is_dir)
-        info = self.describe_pointer(Path(path).parts[0], pointer)
-        if is_dir and info is not None:
-            expected[".dir manifest"] = info.digest.removeprefix("md5:")
+        self.check_settings()
+        info = self.describe_pointer(PurePosixPath(path).parts[0], pointer)
+        if info is None:
+            return [f"{path}: not tracked at {rev}"]
+        oid = info.digest.removeprefix("md5:")
+        where = "remote" if remote else "local cache"
+        expected: dict[str, str] = {}
+        if oid.endswith(".dir"):
+            try:
+                expected = {f"{path}/{rel}": md5 for rel, md5 in
+                            self.load_manifest(oid, f"{path} at {rev.removeprefix('refs/tags/')}", remote_only=remote).items()}
+            except DVCError as exc:
+                return [f"{path} (.dir manifest {oid}): {exc.message}"]
+            except ValidationError as exc:
+                return [f"{path} (.dir manifest {oid}): {exc.message}"]
+        else:
+            expected = {path: oid}
         problems: list[str] = []
-        with self._repo() as repo:
-            odb = None
-            if remote:
-                try:
-                    odb = repo.cloud.get_remote_odb(REMOTE_NAME)
-                except Exception as exc:  # noqa: BLE001
-                    raise self.map_error("open the remote", exc) from None
-            for rel, md5 in expected.items():
-                name = f"{path}/{rel}" if is_dir and not rel.startswith(".dir") else path
-                cached = self._cache_path(repo, md5)
-                if not remote:
-                    if not cached.exists():
-                        problems.append(f"{name}: not in the local cache (md5 {md5})")
-                    elif file_md5(cached) != md5.removesuffix(".dir") and not md5.endswith(".dir"):
-                        problems.append(f"{name}: corrupt in the local cache ({cached})")
-                    continue
-                key = odb.oid_to_path(md5)
-                try:
-                    digest = hashlib.md5()
-                    with odb.fs.open(key, "rb") as handle:
-                        for chunk in iter(lambda: handle.read(_COPY_CHUNK), b""):
-                            digest.update(chunk)
-                except FileNotFoundError:
-                    problems.append(f"{name}: missing on the remote ({key})")
-                    continue
-                except Exception as exc:  # noqa: BLE001
-                    raise self.map_error(f"read {key}", exc) from None
-                if not md5.endswith(".dir") and digest.hexdigest() != md5:
-                    problems.append(f"{name}: corrupt on the remote ({key}: md5 {digest.hexdigest()}, expected {md5})")
+        for name, md5 in expected.items():
+            try:
+                actual = self.remote_md5(md5) if remote else self._cached_copy_md5(md5, None)
+            except ValidationError as exc:
+                problems.append(f"{name}: {exc.message}")
+                continue
+            if actual is None:
+                problems.append(f"{name}: missing in the {where} (md5 {md5})")
+            elif actual != md5:
+                problems.append(f"{name}: corrupt in the {where} (object files/md5/{md5[:2]}/{md5[2:]}: md5 {actual})")
         return problems
 
     def checkout(self, paths: Sequence[str]) -> None:
-        with self._repo() as repo:
-            try:
-                repo.pull(targets=self._abs(paths), remote=REMOTE_NAME, force=True)
-            except Exception as exc:  # noqa: BLE001
-                raise self.map_error(f"restore {', '.join(paths)}", exc) from None
+        """Place the content each pointer in the workspace names, verified, replacing the current files."""
+        for p in paths:
+            dest = contained(self.path, p, "workspace")
+            pointer = (self.path / self.pointer_path(p)).read_bytes()
+            artifact = self.materialize("HEAD", p, pointer, dest)
+            self._remember_stats([artifact])
 
     def status(self, paths: Sequence[str]) -> dict[str, str]:
+        self.check_settings()
         result: dict[str, str] = {}
         existing = []
         for p in paths:

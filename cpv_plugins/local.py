@@ -15,18 +15,27 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Callable
 
 from cpv_core import hookimpl
 from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, StorageBackendInfo
-from cpv_core.errors import RepositoryError
+from cpv_core.errors import ConfigError, RepositoryError
+from cpv_core.paths import make_private_dirs
+from cpv_core.trust import MAX_MANIFEST_BYTES, check_oid, open_regular
 
-from .dvc_storage import DvcStorage
+from .dvc_storage import DvcStorage, copy_hashing
 
 
 def local_root(ctx: BackendContext) -> Path:
     """Root directory of the embedded default's remotes."""
     value = ctx.config.get_config("local.root")
-    return Path(value).expanduser().resolve() if value else ctx.config.config_dir / "local"
+    if not value:
+        return ctx.config.config_dir / "local"
+    root = Path(str(value)).expanduser()
+    if not root.is_absolute():
+        raise ConfigError(f"local.root {str(value)!r} is a relative path: each working directory would get its own remotes",
+                          fix="set an absolute path: cpv config set local.root /path/to/remotes")
+    return root.resolve()
 
 
 class LocalStorage(DvcStorage):
@@ -42,8 +51,31 @@ class LocalStorage(DvcStorage):
         return False
 
     def init(self) -> None:
-        Path(self.remote_url()).mkdir(parents=True, exist_ok=True)
+        make_private_dirs(Path(self.remote_url()))
         super().init()
+
+    def _remote_object(self, oid: str) -> Path:
+        oid = check_oid(oid, "object id")
+        return Path(self.remote_url()) / "files" / "md5" / oid[:2] / oid[2:]
+
+    def remote_read(self, oid: str) -> bytes:
+        path = self._remote_object(oid)
+        if not path.exists() and not path.is_symlink():
+            raise FileNotFoundError(str(path))
+        with open_regular(path) as handle:
+            return handle.read(MAX_MANIFEST_BYTES + 1)
+
+    def remote_fetch(self, oid: str, out: Path, on_bytes: Callable[[int], Any], *, single: bool) -> str:
+        path = self._remote_object(oid)
+        if not path.exists() and not path.is_symlink():
+            raise FileNotFoundError(str(path))
+        return copy_hashing(path, out, on_bytes)
+
+    def remote_md5(self, oid: str) -> str | None:
+        path = self._remote_object(oid)
+        if not path.exists() and not path.is_symlink():
+            return None
+        return copy_hashing(path, None)
 
 
 class LocalHosting:
@@ -66,7 +98,7 @@ class LocalHosting:
         path = self._path()
         if not (path / "HEAD").exists():
             try:
-                path.mkdir(parents=True, exist_ok=True)
+                make_private_dirs(path)
                 git.Repo.init(str(path), bare=True, initial_branch="main")
             except (OSError, git.GitCommandError) as exc:
                 raise RepositoryError(
