@@ -46,6 +46,9 @@ class BackendContext:
         credential providers (e.g. ``GIT_SSH_COMMAND``). Never logged.
     :param verbose: the caller asked for detailed output.
     :param progress: whether transfers may show a progress bar.
+    :param state_dir: a private directory of this workspace that no commit
+        can write into (crash-recovery backups and staging live there), or
+        None when the workspace has none yet.
     """
 
     config: "CPVConfig"
@@ -55,6 +58,7 @@ class BackendContext:
     env: Mapping[str, str] = field(default_factory=dict)
     verbose: bool = False
     progress: bool = False
+    state_dir: Path | None = None
 
 
 @dataclass(frozen=True)

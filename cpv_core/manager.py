@@ -38,6 +38,7 @@ from .metrics import METRICS_FILE, encode_record, latest_metrics, make_record, p
 from .metrics import compare as compare_metrics
 from .paths import atomic_path, file_md5, make_private_dirs, tree_size
 from .progress import human_bytes
+from .trust import check_relpath, select_sub_path, visible
 from .versions import Version, next_version
 from .workspace import SCAFFOLD, Workspace, readme_text
 
@@ -213,6 +214,7 @@ class CheckpointManager:
                 self._echo(f"cloning existing {ws.team}/{ws.model} from {url}")
                 ws.versioning.clone(url)
                 ws.__dict__.pop("meta", None)
+                ws.check_identity()  # another team/model behind the same repository name is refused
                 ws.storage.init()
             else:
                 self._create_new(url)
@@ -251,12 +253,17 @@ class CheckpointManager:
         if source.resolve() == dest.resolve():
             return
         if self.spec.is_dir:
-            staging = dest.parent / f".{dest.name}.cpv-tmp"
-            shutil.rmtree(staging, ignore_errors=True)
+            # staged in the private state directory (same file system), then
+            # swapped in with two renames; Workspace.recover completes a swap
+            # a kill interrupted
+            staging = self.ws.staging_path("new", self.target)
+            old = self.ws.staging_path("old", self.target)
+            for leftover in (staging, old):
+                shutil.rmtree(leftover, ignore_errors=True)
+            staging.parent.mkdir(parents=True, exist_ok=True)
+            old.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(source, staging, symlinks=False)
-            old = dest.parent / f".{dest.name}.cpv-old"
-            shutil.rmtree(old, ignore_errors=True)
-            if dest.exists():
+            if dest.exists() or dest.is_symlink():
                 os.replace(dest, old)
             os.replace(staging, dest)
             shutil.rmtree(old, ignore_errors=True)
@@ -268,7 +275,7 @@ class CheckpointManager:
         dry_run, _ = self._opts(kwargs)
         clean_metrics = validate_metrics(metrics)
         ws = self.ws
-        dest = ws.path / self.target
+        dest = ws.target_path(self.spec.kind)
         source = Path(source_path).expanduser().resolve() if source_path else dest
         if dry_run or not ws.is_initialized():
             _check_source(self.spec, source)
@@ -403,7 +410,9 @@ class CheckpointManager:
         dry_run, force = self._opts(kwargs)
         record = self._find(tag, fetch=not dry_run)
         out_dir = Path(output_dir).expanduser().resolve() if output_dir else self._default_output(record.version)
-        source = self.target if not sub_path else f"{self.target}/{sub_path.strip('/')}"
+        source = self.target
+        if sub_path:
+            source = f"{self.target}/{self._check_sub_path(record, sub_path)}"
         dest = out_dir / Path(source).name
         ws_target = (self.ws.path / self.target).resolve()
         if dest.resolve() == ws_target or ws_target in dest.resolve().parents:
@@ -425,6 +434,20 @@ class CheckpointManager:
         artifact = self.ws.storage.materialize(record.ref, source, pointer, dest)
         self._echo(f"downloaded {self.spec.kind} {record.version} to {dest}")
         return dest, record, artifact
+
+    def _check_sub_path(self, record: VersionRecord, sub_path: str) -> str:
+        """``sub_path`` if it names an entry of ``record``'s manifest; else exit 2 listing the valid ones."""
+        sub = check_relpath(str(sub_path).strip("/") or str(sub_path), "--sub-path", "sub-path")
+        pointer = self._pointer(record.ref)
+        if pointer is None:
+            raise CheckpointNotFoundError(f"{self.spec.kind} version {record.version} records no {self.target}",
+                                          fix="choose another version")
+        files = self.ws.storage.manifest(record.ref, self.target, pointer)
+        if "" in files:
+            raise ValidationError(f"{self.target} of {self.spec.kind} {record.version} is a single file: it has no sub-path {visible(sub)}",
+                                  fix="download it without --sub-path")
+        select_sub_path(files, sub, f"{self.spec.kind} {record.version}")
+        return sub
 
     @staticmethod
     def _same_file(path: Path, info: TrackedArtifact) -> bool:

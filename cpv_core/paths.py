@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import quote, unquote
 
 HOME_ENV = "CPV_HOME"
 
@@ -75,12 +77,21 @@ def atomic_path(dest: Path, *, mode: int | None = None) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, mode if mode is not None else _default_mode(dest))
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _default_mode(dest: Path) -> int:
+    """The mode a plain ``open(dest, "w")`` would give: the existing file's, else 0666 less the umask."""
+    try:
+        return stat.S_IMODE(dest.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_bytes(dest: Path, data: bytes, *, mode: int | None = None) -> None:
@@ -89,12 +100,15 @@ def atomic_write_bytes(dest: Path, data: bytes, *, mode: int | None = None) -> N
         tmp.write_bytes(data)
 
 
-KEEP_SUFFIX = ".cpv-keep"
+def state_name(rel: str) -> str:
+    """A workspace-relative path as one file name (``data/x`` -> ``data%2Fx``), for
+    entries in the private state directory that stand for that path."""
+    return quote(rel, safe="")
 
 
-def keep_path(target: Path) -> Path:
-    """Where :func:`preserved` keeps its hard-link backup of ``target``."""
-    return target.parent / f".{target.name}{KEEP_SUFFIX}"
+def path_from_state_name(name: str) -> str:
+    """Inverse of :func:`state_name`."""
+    return unquote(name)
 
 
 def _link_tree(src: Path, dst: Path) -> None:
@@ -105,25 +119,36 @@ def _link_tree(src: Path, dst: Path) -> None:
         out = dst / path.relative_to(src)
         if path.is_dir() and not path.is_symlink():
             out.mkdir(parents=True, exist_ok=True)
-        elif path.is_file():
+        elif path.is_file() and not path.is_symlink():
             out.parent.mkdir(parents=True, exist_ok=True)
             os.link(path, out)
 
 
-def restore_preserved(target: Path) -> bool:
+def restore_preserved(target: Path, keep: Path, root: Path) -> bool:
     """Put back files of ``target`` that a killed or interrupted operation
-    removed, from the backup :func:`preserved` made; then drop the backup.
+    removed, from the backup ``keep`` that :func:`preserved` made; then drop
+    the backup.
 
     Files are copied (new inodes), so a restored file never shares storage
-    with a read-only cache object. Returns True when something was restored.
+    with a read-only cache object. Nothing is written through a symbolic
+    link: every destination is checked to stay under ``root`` (the
+    workspace), and a target that became a link keeps the backup and raises.
+    Returns True when something was restored.
     """
-    keep = keep_path(target)
+    from .trust import contained
+
     if not keep.exists():
         return False
+    rel = target.relative_to(root).as_posix()
     restored = False
-    pairs = [(keep, target)] if keep.is_file() else [(p, target / p.relative_to(keep)) for p in keep.rglob("*") if p.is_file()]
+    if keep.is_file():
+        pairs = [(keep, contained(root, rel, "recovery"))]
+    else:
+        contained(root, rel, "recovery")
+        pairs = [(p, contained(root, f"{rel}/{p.relative_to(keep).as_posix()}", "recovery"))
+                 for p in keep.rglob("*") if p.is_file() and not p.is_symlink()]
     for src, dst in pairs:
-        if not dst.exists():
+        if not dst.exists() and not dst.is_symlink():
             with atomic_path(dst, mode=0o644) as tmp:
                 shutil.copyfile(src, tmp)
             restored = True
@@ -132,20 +157,21 @@ def restore_preserved(target: Path) -> bool:
 
 
 @contextmanager
-def preserved(target: Path) -> Iterator[None]:
-    """Keep a hard-link backup of ``target`` (instant, no extra space) while a
-    tool that moves files around (DVC's add moves them into its cache and
-    copies them back) runs; on any interruption the files come back, and a
-    SIGKILL is repaired by :func:`restore_preserved` on the next run."""
-    keep = keep_path(target)
+def preserved(target: Path, keep: Path, root: Path) -> Iterator[None]:
+    """Keep a hard-link backup of ``target`` at ``keep`` (instant, no extra
+    space; ``keep`` is in the workspace's private state directory, never in
+    the tree) while a tool that may move files around runs; on any
+    interruption the files come back, and a SIGKILL is repaired by
+    :func:`restore_preserved` on the next run."""
     if keep.exists():
-        restore_preserved(target)
+        restore_preserved(target, keep, root)
+    keep.parent.mkdir(parents=True, exist_ok=True)
     if target.is_dir():
         keep.mkdir()
     _link_tree(target, keep)
     try:
         yield
     except BaseException:
-        restore_preserved(target)
+        restore_preserved(target, keep, root)
         raise
     shutil.rmtree(keep) if keep.is_dir() else keep.unlink(missing_ok=True)

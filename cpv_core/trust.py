@@ -80,6 +80,22 @@ def check_relpath(value: object, where: str, what: str = "path") -> str:
     return str(PurePosixPath(value))  # type: ignore[arg-type]
 
 
+def select_sub_path(files: dict[str, str], sub: str, where: str) -> dict[str, str]:
+    """The entries of ``files`` at or below ``sub``, relative to it.
+
+    :raises ValidationError: when ``sub`` names no entry, listing the top-level ones.
+    """
+    sub = check_relpath(sub, where, "sub-path")
+    chosen = {rel: md5 for rel, md5 in files.items() if rel == sub or rel.startswith(sub + "/")}
+    if not chosen:
+        top = sorted({rel.split("/", 1)[0] for rel in files})
+        raise ValidationError(f"sub-path {visible(sub)!s} is not in {where}",
+                              fix="choose one of: " + ", ".join(visible(t) for t in top[:20]) + (" ..." if len(top) > 20 else ""))
+    if sub in chosen:
+        return {"": chosen[sub]}
+    return {rel[len(sub) + 1:]: md5 for rel, md5 in chosen.items()}
+
+
 def contained(root: Path, rel: str, where: str) -> Path:
     """``root / rel`` after checking that writing there stays under ``root``.
 

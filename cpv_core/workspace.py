@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from contextlib import contextmanager
 from functools import cached_property
@@ -24,10 +25,11 @@ from typing import Any, Iterator
 
 from .backends import BackendContext, HostingBackend, StorageBackend, VersioningBackend
 from .config import CPVConfig
-from .errors import RepositoryError, WorkspaceLockedError
+from .errors import ConfigError, RepositoryError, ValidationError, WorkspaceLockedError
 from .names import validate_name
-from .paths import KEEP_SUFFIX, atomic_write_bytes, restore_preserved
+from .paths import atomic_write_bytes, path_from_state_name, restore_preserved, state_name
 from .plugins import Plugins
+from .trust import check_relpath, contained, open_regular, visible
 
 logger = logging.getLogger("cpv.workspace")
 
@@ -36,14 +38,33 @@ META_FILE = f"{META_DIR}/workspace.json"
 LOCK_FILE = f"{META_DIR}/lock"
 FORMAT_VERSION = 1
 DEFAULT_FILES = {"model": "model.bin", "data": "data"}
+MAX_META_BYTES = 64 * 1024
+#: directories that belong to git, DVC and cpv: never a model or data path
+RESERVED_TOP = {".git", ".dvc", ".cpv"}
 LOCK_TIMEOUT_S = 120.0
 LOCK_TIMEOUT_ENV = "CPV_LOCK_TIMEOUT"
+_ATOMIC_TMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.cpv-tmp$")
 
 SCAFFOLD = {
     ".gitattributes": "# metrics.log only ever grows: concurrent uploads merge by union\nmetrics.log merge=union\n",
     f"{META_DIR}/.gitignore": "lock\n",
     "metrics.log": "",
 }
+
+
+def lock_timeout_from_env() -> float:
+    """``CPV_LOCK_TIMEOUT`` in seconds (default 120); a clear error when it is not a number."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV)
+    if raw is None or raw == "":
+        return LOCK_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 7 * 24 * 3600:
+        raise ConfigError(f"{LOCK_TIMEOUT_ENV}={visible(raw)!s} is not a number of seconds between 0 and 604800",
+                          fix=f"set e.g. {LOCK_TIMEOUT_ENV}=60, or unset it for the default ({LOCK_TIMEOUT_S:.0f} s)")
+    return value
 
 
 def readme_text(team: str, model: str) -> str:
@@ -57,6 +78,42 @@ def readme_text(team: str, model: str) -> str:
         f"    cpv model list -t {team} -m {model}\n"
         f"    cpv model download v0.1 -t {team} -m {model}\n"
     )
+
+
+def check_meta(raw: bytes, where: str) -> dict[str, Any]:
+    """Parse and check ``.cpv/workspace.json`` (committed, so written by anyone with push access).
+
+    ``team`` and ``model`` must be valid names, ``backends`` a mapping of
+    names, and every ``files`` value a plain relative path inside the
+    workspace (no absolute path, no ``..``, not under .git/.dvc/.cpv).
+    Anything else is a :class:`ValidationError` naming the file and key;
+    nothing is touched.
+    """
+    fix = f"restore {where} from a version you trust (git checkout) and push"
+    try:
+        meta = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ValidationError(f"{where} is not valid JSON ({type(exc).__name__})", fix=fix) from None
+    if not isinstance(meta, dict):
+        raise ValidationError(f"{where} is not a JSON object", fix=fix)
+    for key in ("team", "model"):
+        if key in meta:
+            try:
+                validate_name(meta[key], f"{where} {key}")
+            except ValidationError as exc:
+                raise ValidationError(exc.message, fix=fix) from None
+    backends = meta.get("backends", {})
+    if not isinstance(backends, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in backends.items()):
+        raise ValidationError(f"{where} backends is not a mapping of backend names", fix=fix)
+    files = meta.get("files", {})
+    if not isinstance(files, dict):
+        raise ValidationError(f"{where} files is not a mapping", fix=fix)
+    for kind, value in files.items():
+        rel = check_relpath(value, f"{where} files.{visible(kind)}")
+        if rel.split("/", 1)[0] in RESERVED_TOP or rel.endswith(".dvc") or rel in {"metrics.log", "README.md", ".gitignore"}:
+            raise ValidationError(f"{where} files.{visible(kind)} {visible(repr(value))} names a file cpv manages itself",
+                                  fix=fix)
+    return meta
 
 
 class Workspace:
@@ -80,7 +137,7 @@ class Workspace:
         self.path = Path(repo_path).expanduser().resolve() if repo_path else (root / self.team / self.model).resolve()
         self.verbose = verbose
         self.progress = progress
-        self.lock_timeout = lock_timeout if lock_timeout is not None else float(os.environ.get(LOCK_TIMEOUT_ENV, LOCK_TIMEOUT_S))
+        self.lock_timeout = lock_timeout if lock_timeout is not None else lock_timeout_from_env()
         self.plugins = Plugins()
 
     # -- metadata ----------------------------------------------------------------
@@ -89,13 +146,19 @@ class Workspace:
         return self.path / META_FILE
 
     def read_meta(self) -> dict[str, Any]:
-        """The committed workspace metadata, or {} before init."""
+        """The committed workspace metadata, or {} before init.
+
+        It arrives with every clone and rebase, so it is checked like any
+        value from the repository (:func:`check_meta`).
+        """
         try:
-            return json.loads(self.meta_path.read_text(encoding="utf-8"))
+            with open_regular(self.meta_path) as handle:
+                raw = handle.read(MAX_META_BYTES + 1)
         except FileNotFoundError:
             return {}
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValidationError) as exc:
             raise RepositoryError(f"{self.meta_path} is unreadable: {exc}", fix="restore it with git checkout") from None
+        return check_meta(raw, META_FILE)
 
     def new_meta(self) -> dict[str, Any]:
         """Metadata for a workspace about to be created."""
@@ -119,17 +182,51 @@ class Workspace:
         """The workspace-relative path tracked for ``kind`` (model.bin, data)."""
         return str(self.meta.get("files", {}).get(kind, DEFAULT_FILES[kind]))
 
+    def target_path(self, kind: str) -> Path:
+        """Where the content of ``kind`` lives, checked to be inside the workspace
+        (no component may be a symbolic link)."""
+        return contained(self.path, self.file_for(kind), f"{META_FILE} files.{kind}")
+
     def is_initialized(self) -> bool:
         """Whether the workspace exists with its repository."""
         return self.meta_path.is_file() and (self.path / ".git").exists()
 
     def require_initialized(self) -> None:
-        """Raise :class:`RepositoryError` with the init command when not set up."""
+        """Raise :class:`RepositoryError` with the init command when not set up,
+        and :class:`ValidationError` when the workspace belongs to another team/model."""
         if not self.is_initialized():
             raise RepositoryError(
                 f"no cpv workspace for {self.team}/{self.model} at {self.path}",
                 fix=f"run `cpv init model -t {self.team} -m {self.model}` (or import_model_init()) first",
             )
+        self.check_identity()
+
+    def check_identity(self) -> None:
+        """The team/model recorded in the workspace must be exactly the ones asked for.
+
+        Storage prefixes and repository names are derived from them: a name
+        that differs (even only in case) would put the bytes under another
+        prefix than the repository's other members use.
+        """
+        meta = self.read_meta()
+        recorded = (meta.get("team"), meta.get("model"))
+        if recorded != (self.team, self.model):
+            how = " (they differ only in upper/lower case)" if f"{recorded[0]}/{recorded[1]}".lower() == f"{self.team}/{self.model}".lower() else ""
+            raise ValidationError(
+                f"the workspace {self.path} holds {recorded[0]}/{recorded[1]}, not {self.team}/{self.model}{how}",
+                fix=f"use -t {recorded[0]} --model-name {recorded[1]} (or omit them inside the workspace), or another --repo-path",
+            )
+
+    @property
+    def state_dir(self) -> Path:
+        """This machine's private state for the workspace (crash-recovery backups,
+        staging). It lives inside ``.git/``, which no commit, clone or rebase can
+        write into, so recovery acts only on what this machine left."""
+        return self.path / ".git" / "cpv"
+
+    def staging_path(self, purpose: str, rel: str) -> Path:
+        """A path in :attr:`state_dir` standing for workspace path ``rel`` (``purpose``: keep, new, old)."""
+        return self.state_dir / purpose / state_name(rel)
 
     # -- backends ----------------------------------------------------------------
     def backend_name(self, kind: str) -> str:
@@ -141,6 +238,7 @@ class Workspace:
         return BackendContext(
             config=self.config, team=self.team, model=self.model, workspace=self.path,
             env=self.config.credential_env(), verbose=self.verbose, progress=self.progress,
+            state_dir=self.state_dir,
         )
 
     @cached_property
@@ -188,22 +286,38 @@ class Workspace:
     def recover(self) -> None:
         """Undo what a killed cpv process left half done (called under the lock).
 
-        Atomic writes leave ``*.cpv-tmp`` files that are removed; a directory
-        swap interrupted between its two renames is completed backwards, so
-        the previous content comes back.
+        Only what this machine recorded in :attr:`state_dir` is acted on:
+        a hard-link backup (``keep``) puts back files an interrupted tool
+        removed, a directory swap interrupted between its two renames
+        (``old``/``new``) is completed backwards so the previous content comes
+        back. Nothing is written through a symbolic link. Temporary files of
+        atomic writes (regular files named ``.NAME.XXXXXXXX.cpv-tmp``) at the
+        top of the workspace are removed.
         """
         if not self.path.is_dir():
             return
-        for leftover in self.path.glob(".*.cpv-tmp"):
-            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
-        for keep in self.path.glob(f".*{KEEP_SUFFIX}"):
-            target = self.path / keep.name[1:-len(KEEP_SUFFIX)]
-            if restore_preserved(target):
-                logger.warning("restored %s after an interrupted run", target)
-        for old in self.path.glob(".*.cpv-old"):
-            original = self.path / old.name[1:-len(".cpv-old")]
-            if not original.exists():
-                logger.warning("restoring %s after an interrupted upload", original)
-                os.replace(old, original)
-            else:
-                shutil.rmtree(old, ignore_errors=True)
+        for leftover in self.path.iterdir():
+            if _ATOMIC_TMP_RE.fullmatch(leftover.name) and leftover.is_file() and not leftover.is_symlink():
+                leftover.unlink(missing_ok=True)
+        for purpose in ("keep", "old", "new"):
+            folder = self.state_dir / purpose
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            for entry in sorted(folder.iterdir()):
+                self._recover_entry(purpose, entry)
+
+    def _recover_entry(self, purpose: str, entry: Path) -> None:
+        rel = path_from_state_name(entry.name)
+        try:
+            target = contained(self.path, rel, "recovery")
+            if purpose == "keep":
+                if restore_preserved(target, entry, self.path):
+                    logger.warning("restored %s after an interrupted run", rel)
+            elif purpose == "old" and not target.exists() and not target.is_symlink():
+                logger.warning("restoring %s after an interrupted upload", rel)
+                os.replace(entry, target)
+        except ValidationError as exc:
+            logger.warning("not restoring %s: %s (the backup stays in %s)", visible(rel), exc.message, entry)
+            return
+        if entry.exists() or entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() and not entry.is_symlink() else entry.unlink(missing_ok=True)

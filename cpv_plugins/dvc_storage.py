@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from cpv_core.backends import BackendContext, TrackedArtifact, TransferStats
 from cpv_core.errors import DVCError, ValidationError
-from cpv_core.paths import atomic_path, atomic_write_bytes, preserved, tree_size
+from cpv_core.paths import atomic_path, atomic_write_bytes, preserved, state_name, tree_size
 from cpv_core.progress import Progress
 from cpv_core.trust import (
     MAX_MANIFEST_BYTES,
@@ -33,6 +33,7 @@ from cpv_core.trust import (
     contained,
     open_regular,
     require_inside,
+    select_sub_path,
     visible,
 )
 
@@ -158,22 +159,6 @@ def parse_manifest(raw: bytes, where: str) -> dict[str, str]:
     if clash:
         raise ValidationError(f"{where}: {visible(clash[0])} is both a file and a directory", fix="re-upload that version")
     return files
-
-
-def select_sub_path(files: dict[str, str], sub: str, where: str) -> dict[str, str]:
-    """The entries of ``files`` at or below ``sub``, relative to it.
-
-    :raises ValidationError: when ``sub`` names no entry, listing the top-level ones.
-    """
-    sub = check_relpath(sub, where, "sub-path")
-    chosen = {rel: md5 for rel, md5 in files.items() if rel == sub or rel.startswith(sub + "/")}
-    if not chosen:
-        top = sorted({rel.split("/", 1)[0] for rel in files})
-        raise ValidationError(f"sub-path {visible(sub)!s} is not in {where}",
-                              fix="choose one of: " + ", ".join(visible(t) for t in top[:20]) + (" ..." if len(top) > 20 else ""))
-    if sub in chosen:
-        return {"": chosen[sub]}
-    return {rel[len(sub) + 1:]: md5 for rel, md5 in chosen.items()}
 
 
 @contextmanager
@@ -432,7 +417,9 @@ class DvcStorage:
             # DVC moves files into its cache and copies them back: keep a
             # hard-link backup so an interruption never loses the user's file
             for p in paths:
-                stack.enter_context(preserved(self.path / p))
+                if self.ctx.state_dir is not None:
+                    keep = self.ctx.state_dir / "keep" / state_name(p)
+                    stack.enter_context(preserved(self.path / p, keep, self.path))
             total = sum(tree_size(self.path / p)[0] for p in paths)
             try:
                 with Progress(f"hash and cache {', '.join(paths)}", total, self.ctx.progress) as progress:
