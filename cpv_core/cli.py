@@ -82,12 +82,17 @@ def parse_metrics(value: str | None) -> dict[str, Any] | None:
         if not path.is_file():
             raise ValidationError(f"--metrics {value!r} is neither a JSON object nor an existing file",
                                   fix='pass e.g. --metrics \'{"loss": 0.25}\' or --metrics metrics.json')
+        if path.stat().st_size > 2 * 1024 * 1024:
+            raise ValidationError(f"--metrics file {value!r} is larger than 2 MiB", fix="metrics may be at most 1 MiB as JSON")
         text = path.read_text()
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValidationError(f"--metrics is not valid JSON ({exc.msg} at line {exc.lineno})",
                               fix='pass a JSON object such as {"loss": 0.25}') from None
+    except (ValueError, RecursionError) as exc:  # integers over 4300 digits, nesting deeper than the parser's stack
+        raise ValidationError(f"--metrics cannot be read: {type(exc).__name__}",
+                              fix="keep metrics flat-ish (at most 32 levels) and numbers within a float's range") from None
     if not isinstance(data, dict):
         raise ValidationError("--metrics must be a JSON object", fix='pass e.g. {"loss": 0.25}')
     return data

@@ -10,6 +10,7 @@ from .backends import VersionRecord
 from .checkpoints import DataCheckpointsManage, ModelsCheckpointsManage
 from .errors import VersionExistsError
 from .manager import _parse_tag_arg, allocate_and_publish, fetch_versions, find_version, revert_targets
+from .records import validate_message
 from .versions import Version
 from .workspace import Workspace
 
@@ -61,6 +62,8 @@ class CombinedCheckpointsManage:
         """
         dry_run = bool(kwargs.get("dry_run", self.dry_run))
         explicit = _parse_tag_arg(version_tag)
+        model_message = validate_message(model_message, "model message")
+        data_message = validate_message(data_message, "data message")
         ws = self.ws
         ws.require_initialized()
         with ws.lock():

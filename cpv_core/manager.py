@@ -38,6 +38,7 @@ from .metrics import METRICS_FILE, encode_record, latest_metrics, make_record, p
 from .metrics import compare as compare_metrics
 from .paths import atomic_path, file_md5, make_private_dirs, tree_size
 from .progress import human_bytes
+from .records import validate_message
 from .trust import check_relpath, select_sub_path, visible
 from .versions import Version, next_version
 from .workspace import SCAFFOLD, Workspace, readme_text
@@ -274,6 +275,7 @@ class CheckpointManager:
     def _upload(self, source_path: str | Path | None, metrics: Any, message: str | None, **kwargs: Any) -> UploadResult:
         dry_run, _ = self._opts(kwargs)
         clean_metrics = validate_metrics(metrics)
+        message = validate_message(message)
         ws = self.ws
         dest = ws.target_path(self.spec.kind)
         source = Path(source_path).expanduser().resolve() if source_path else dest
@@ -375,6 +377,7 @@ class CheckpointManager:
     def _tag(self, version_tag: str | None, message: str | None, **kwargs: Any) -> str:
         dry_run, _ = self._opts(kwargs)
         explicit = _parse_tag_arg(version_tag)
+        message = validate_message(message)
         ws = self.ws
         ws.require_initialized()
         with ws.lock():

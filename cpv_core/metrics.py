@@ -13,21 +13,31 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 from .errors import ValidationError
+from .trust import visible
 
 logger = logging.getLogger("cpv.metrics")
 
 METRICS_FILE = "metrics.log"
 
 
+MAX_METRICS_BYTES = 1024 * 1024
+MAX_METRICS_DEPTH = 32
+_FLOAT_MAX = sys.float_info.max
+
+
 def validate_metrics(metrics: Any) -> dict[str, Any]:
     """Return ``metrics`` as a plain dict of JSON values, or raise.
 
-    Keys must be non-empty strings; numbers must be finite; values must be
-    JSON-serialisable (numbers, strings, booleans, lists, nested objects).
+    Keys must be non-empty strings; numbers must be finite and within the
+    range of a float; values must be JSON values (numbers, strings,
+    booleans, lists, nested objects) nested at most 32 deep; the whole
+    record at most 1 MiB as JSON. The same rules apply to metrics read back
+    from the repository.
     """
     if metrics is None:
         return {}
@@ -38,29 +48,47 @@ def validate_metrics(metrics: Any) -> dict[str, Any]:
         )
     clean: dict[str, Any] = {}
     for key, value in metrics.items():
-        if not isinstance(key, str) or not key.strip():
-            raise ValidationError(f"metric name {key!r} is not a non-empty string", fix="use names such as 'loss'")
-        _check_value(key, value)
+        _check_key(key)
+        _check_value(key, value, 1)
         clean[key] = value
     try:
-        json.dumps(clean, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        size = len(json.dumps(clean, allow_nan=False))
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(f"metrics are not JSON-serialisable: {exc}", fix="use numbers, strings, booleans or lists") from None
+    if size > MAX_METRICS_BYTES:
+        raise ValidationError(f"metrics are {size} bytes as JSON, more than the {MAX_METRICS_BYTES // 1024} KiB allowed",
+                              fix="record summary numbers; keep large arrays in a file uploaded with the model")
     return clean
 
 
-def _check_value(key: str, value: Any) -> None:
+def _check_key(key: Any) -> None:
+    if not isinstance(key, str) or not key.strip():
+        raise ValidationError(f"metric name {visible(repr(key))} is not a non-empty string", fix="use names such as 'loss'")
+
+
+def _check_value(key: str, value: Any, depth: int) -> None:
+    if depth > MAX_METRICS_DEPTH:
+        raise ValidationError(f"metric {visible(repr(key[:80]))} is nested more than {MAX_METRICS_DEPTH} levels deep",
+                              fix="flatten it (e.g. acc.top1 = 0.9)")
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValidationError(f"metric {key!r} is {value}, not a finite number", fix="record only finite values")
+        raise ValidationError(f"metric {visible(repr(key))} is {value}, not a finite number", fix="record only finite values")
+    if isinstance(value, int) and abs(value) > _FLOAT_MAX:
+        raise ValidationError(f"metric {visible(repr(key))} is an integer with {len(str(abs(value)))} digits, beyond a float's range",
+                              fix="record it as a string or a smaller number")
+    if isinstance(value, (int, float)):
+        return
     if isinstance(value, Mapping):
         for sub_key, sub_value in value.items():
-            _check_value(f"{key}.{sub_key}", sub_value)
+            _check_key(sub_key)
+            _check_value(f"{key}.{sub_key}", sub_value, depth + 1)
     elif isinstance(value, (list, tuple)):
         for item in value:
-            _check_value(key, item)
-    elif value is not None and not isinstance(value, (int, float, str, bool)):
+            _check_value(key, item, depth + 1)
+    else:
         raise ValidationError(
-            f"metric {key!r} has a value of type {type(value).__name__}",
+            f"metric {visible(repr(key))} has a value of type {type(value).__name__}",
             fix="convert it to a number, string, boolean or list (e.g. float(tensor))",
         )
 
@@ -88,17 +116,39 @@ def parse_log(content: bytes | str | None) -> list[dict[str, Any]]:
         return []
     text = content.decode("utf-8", errors="replace") if isinstance(content, bytes) else content
     records = []
+    skipped = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            logger.warning("metrics.log line %d is not valid JSON and was skipped", number)
-            continue
-        if isinstance(record, dict):
+        record = _parse_line(line)
+        if record is None:
+            skipped.append(number)
+        else:
             records.append(record)
+    if skipped:
+        shown = ", ".join(str(n) for n in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
+        logger.warning("metrics.log: skipped %d malformed line(s): %s", len(skipped), shown)
     return records
+
+
+def _parse_line(line: str) -> dict[str, Any] | None:
+    """One well-formed record, or None: a JSON object whose ``kind``/``event``
+    are strings and whose ``metrics`` pass :func:`validate_metrics`."""
+    if len(line) > 2 * MAX_METRICS_BYTES:
+        return None
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    if not all(isinstance(record.get(k, ""), str) for k in ("kind", "event", "message", "timestamp")):
+        return None
+    try:
+        record["metrics"] = validate_metrics(record.get("metrics"))
+    except ValidationError:
+        return None
+    return record
 
 
 def latest_metrics(records: Iterable[Mapping[str, Any]], kind: str) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from typing import Iterable
 from .errors import ValidationError
 
 _VERSION_RE = re.compile(r"^v(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")
+#: the largest major or minor number (six digits, what the tag parser accepts)
+MAX_COMPONENT = 999_999
 
 
 @dataclass(frozen=True, order=True)
@@ -53,11 +55,17 @@ class Version:
         return f"v{self.major}.{self.minor}"
 
     def bump_minor(self) -> "Version":
-        """``v1.2`` -> ``v1.3``."""
+        """``v1.2`` -> ``v1.3``; :class:`ValidationError` past ``MAX_COMPONENT``."""
+        if self.minor >= MAX_COMPONENT:
+            raise ValidationError(f"there is no minor version after {self}: versions go up to v{self.major}.{MAX_COMPONENT}",
+                                  fix="bump the major version instead (--major / major=True), or pass an explicit --version")
         return Version(self.major, self.minor + 1)
 
     def bump_major(self) -> "Version":
-        """``v1.2`` -> ``v2.0``."""
+        """``v1.2`` -> ``v2.0``; :class:`ValidationError` past ``MAX_COMPONENT``."""
+        if self.major >= MAX_COMPONENT:
+            raise ValidationError(f"there is no major version after {self}: versions go up to v{MAX_COMPONENT}.x",
+                                  fix="pass an explicit free --version")
         return Version(self.major + 1, 0)
 
 

@@ -14,16 +14,22 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
+import tempfile
 import time
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from cpv_core import hookimpl
 from cpv_core.backends import BackendContext, PushRejected, VersioningBackendInfo, VersionRecord
-from cpv_core.errors import GitError
-from cpv_core.versions import Version
+from cpv_core.errors import GitError, ValidationError
+from cpv_core.records import clean_metadata
+from cpv_core.trust import visible
+from cpv_core.versions import MAX_COMPONENT, Version
 
 from .gitutil import command_error, default_identity, ensure_dir_empty_or_missing, git_env, open_repo, validate_remote_url
 
@@ -32,35 +38,85 @@ logger = logging.getLogger("cpv.git")
 BRANCH = "main"
 METADATA_PREFIX = "cpv-metadata: "
 _TAG_RE = re.compile(r"^(?P<kind>[a-z][a-z0-9_-]{0,31})/(?P<version>v\d+\.\d+)$")
-_FIELD, _RECORD = "\x1f", "\x1e"
-_REF_FORMAT = _FIELD.join(
-    ["%(refname)", "%(objectname)", "%(*objectname)", "%(taggername)", "%(taggerdate:iso-strict)",
-     "%(committerdate:iso-strict)", "%(contents)"]
-) + _RECORD
+# One header line per ref (names and hashes only: git forbids spaces and
+# control characters in ref names), then the raw object, framed by its size.
+# No user text can break this framing, so no message can forge a record.
+_REF_FORMAT = "%(objectname) %(objecttype) %(raw:size) p%(*objectname) %(refname)%0a%(raw)"
+_IDENT_RE = re.compile(r"^(?P<name>.*?) <(?P<email>[^<>]*)> (?P<ts>-?\d{1,15}) (?P<tz>[+-]\d{4})$")
 BRANCH_PUSH_ATTEMPTS = 8
 _RACE_MARKERS = ("cannot lock ref", "failed to update ref", "incorrect old value", "failed to lock")
 
 
 def encode_message(message: str, metadata: Mapping[str, Any]) -> str:
-    """Tag message: the user's text, a blank line, then the metadata line."""
+    """Tag message: the user's text, a blank line, then the metadata line (always the last line)."""
     text = (message or "").strip()
-    line = METADATA_PREFIX + json.dumps(dict(metadata), sort_keys=True, separators=(",", ":"))
+    line = METADATA_PREFIX + json.dumps(dict(metadata), sort_keys=True, separators=(",", ":"), allow_nan=False)
     return f"{text}\n\n{line}\n" if text else f"{line}\n"
 
 
-def decode_message(contents: str) -> tuple[str, dict[str, Any]]:
-    """Inverse of :func:`encode_message`; tolerates tags made by plain git."""
+def decode_message(contents: str, where: str = "tag") -> tuple[str, dict[str, Any]]:
+    """Inverse of :func:`encode_message`; tolerates tags made by plain git.
+
+    Only the last line is metadata: a user's message that contains a line
+    starting with ``cpv-metadata:`` stays part of the message and can never
+    replace the metadata cpv wrote after it. A PGP signature block is dropped.
+    """
+    text = contents.split("\n-----BEGIN PGP SIGNATURE-----", 1)[0]
+    lines = text.rstrip("\n").split("\n")
     metadata: dict[str, Any] = {}
-    kept = []
-    for line in contents.splitlines():
-        if line.startswith(METADATA_PREFIX):
-            try:
-                metadata = json.loads(line[len(METADATA_PREFIX):])
-            except json.JSONDecodeError:
-                logger.warning("ignoring unreadable cpv metadata in a tag message")
-            continue
-        kept.append(line)
-    return "\n".join(kept).strip(), metadata
+    if lines and lines[-1].startswith(METADATA_PREFIX):
+        raw = lines.pop()[len(METADATA_PREFIX):]
+        try:
+            parsed = json.loads(raw)
+        except (ValueError, RecursionError):
+            parsed = None
+        if isinstance(parsed, dict):
+            metadata = parsed
+        else:
+            logger.warning("%s: unreadable cpv metadata was ignored", visible(where))
+    return "\n".join(lines).strip(), metadata
+
+
+def _parse_ident(line: str) -> tuple[str, str]:
+    """``(name, ISO-8601 date)`` of a ``tagger``/``committer`` header value."""
+    match = _IDENT_RE.fullmatch(line)
+    if not match:
+        return "", ""
+    tz = match.group("tz")
+    offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[3:5])) * (-1 if tz[0] == "-" else 1)
+    try:
+        when = datetime.fromtimestamp(int(match.group("ts")), timezone(offset)).isoformat()
+    except (OverflowError, OSError, ValueError):
+        when = ""
+    return match.group("name"), when
+
+
+def parse_object(raw: bytes) -> tuple[dict[str, str], str]:
+    """Headers and message of a raw git tag or commit object."""
+    text = raw.decode("utf-8", errors="replace")
+    head, _, message = text.partition("\n\n")
+    headers: dict[str, str] = {}
+    for line in head.split("\n"):
+        key, _, value = line.partition(" ")
+        headers.setdefault(key, value)
+    return headers, message
+
+
+def iter_ref_objects(out: bytes) -> Iterator[tuple[str, str, str, str, bytes]]:
+    """``(ref, type, object, peeled, raw)`` from ``for-each-ref --format=_REF_FORMAT`` output."""
+    pos = 0
+    while pos < len(out):
+        end = out.find(b"\n", pos)
+        if end < 0:
+            return
+        fields = out[pos:end].decode("ascii", errors="replace").split(" ", 4)
+        if len(fields) != 5 or not fields[2].isdigit():
+            return
+        obj, otype, size, peeled, ref = fields
+        start = end + 1
+        raw = out[start:start + int(size)]
+        pos = start + int(size) + 1  # the object, then the format's trailing newline
+        yield ref, otype, obj, peeled[1:], raw
 
 
 def parse_push_porcelain(output: str) -> list[tuple[str, str, str]]:
@@ -191,7 +247,8 @@ class GitTagsVersioning:
     def commit(self, paths: Sequence[str], message: str) -> str:
         self._ensure_identity()
         self._run("stage files", "add", "--", *paths)
-        self._run("commit", "commit", "--no-verify", "--quiet", "-m", message, "--", *paths)
+        with self._message_file(message) as path:
+            self._run("commit", "commit", "--no-verify", "--quiet", "--cleanup=verbatim", f"--file={path}", "--", *paths)
         return self.repo.head.commit.hexsha
 
     def changed_files(self, paths: Sequence[str] | None = None) -> list[str]:
@@ -289,25 +346,25 @@ class GitTagsVersioning:
 
     # -- versions --------------------------------------------------------------------
     def _records(self, pattern: str) -> list[VersionRecord]:
-        out = str(self._run("list tags", "for-each-ref", f"--format={_REF_FORMAT}", pattern))
+        out = self._run("list tags", "for-each-ref", f"--format={_REF_FORMAT}", pattern, stdout_as_string=False)
         records = []
-        for raw in out.split(_RECORD):
-            raw = raw.strip("\n")
-            if not raw:
-                continue
-            fields = raw.split(_FIELD)
-            if len(fields) < 7:
-                continue
-            ref, obj, peeled, tagger, tagdate, commitdate, contents = fields[:6] + [_FIELD.join(fields[6:])]
+        for ref, otype, obj, peeled, raw in iter_ref_objects(bytes(out)):
             parsed = self.parse_tag(ref)
             if parsed is None:
                 continue
             kind, version = parsed
-            message, metadata = decode_message(contents)
+            headers, contents = parse_object(raw)
+            if otype == "tag":
+                author, date = _parse_ident(headers.get("tagger", ""))
+                message, metadata = decode_message(contents, ref.removeprefix("refs/tags/"))
+            else:  # a lightweight tag: the commit's date, no metadata
+                author, date = _parse_ident(headers.get("committer", ""))
+                message, metadata = "", {}
             records.append(
                 VersionRecord(
                     kind=kind, version=str(version), ref=ref, commit=peeled or obj,
-                    author=tagger.strip(), date=tagdate or commitdate, message=message, metadata=metadata,
+                    author=author.strip(), date=date, message=message,
+                    metadata=clean_metadata(metadata, ref.removeprefix("refs/tags/")),
                 )
             )
         records.sort(key=lambda r: Version.parse(r.version))
@@ -325,18 +382,33 @@ class GitTagsVersioning:
     ) -> VersionRecord:
         self._ensure_identity()
         name = self.tag_name(kind, version)
+        if self.parse_tag(name) != (kind, version):
+            raise ValidationError(f"version {version} of {kind} cannot be written as a tag cpv can read back",
+                                  fix=f"use versions up to v{MAX_COMPONENT}.{MAX_COMPONENT}")
         self._tag(name, rev, encode_message(message, metadata))
         record = self.get_version(kind, version)
-        assert record is not None
+        if record is None:
+            self.delete_local_version(kind, version)
+            raise GitError(f"tag {name} was created but cannot be read back", fix="run `cpv -v` and report the output")
         return record
 
     def _tag(self, name: str, rev: str, message: str) -> None:
-        import git
+        # the message goes through a file, never argv: metrics of any allowed
+        # size fit, and no value can be taken for an option
+        with self._message_file(message) as path:
+            self._run(f"create tag {name}", "tag", "--annotate", "--no-sign", "--cleanup=verbatim", f"--file={path}", "--end-of-options", name, rev)
 
+    @contextmanager
+    def _message_file(self, message: str) -> Iterator[str]:
+        folder = self.path / ".git" / "cpv"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="message-", suffix=".txt", dir=folder)
         try:
-            self.repo.create_tag(name, ref=rev, message=message)
-        except git.GitCommandError as exc:
-            raise command_error(f"create tag {name}", exc) from None
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(message)
+            yield name
+        finally:
+            Path(name).unlink(missing_ok=True)
 
     def delete_local_version(self, kind: str, version: Version) -> None:
         name = self.tag_name(kind, version)
