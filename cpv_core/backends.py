@@ -49,6 +49,10 @@ class BackendContext:
     :param state_dir: a private directory of this workspace that no commit
         can write into (crash-recovery backups and staging live there), or
         None when the workspace has none yet.
+    :param accepts_incoming: whether a commit from someone else may change a
+        workspace path (pointer files, ``metrics.log``, README, .gitignore);
+        a versioning backend that replays remote commits refuses the others.
+        None: no restriction.
     """
 
     config: "CPVConfig"
@@ -59,6 +63,7 @@ class BackendContext:
     verbose: bool = False
     progress: bool = False
     state_dir: Path | None = None
+    accepts_incoming: Callable[[str], bool] | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import click
 
 from . import __version__
 from .errors import CPVError, ValidationError
+from .trust import visible, visible_lines
 
 EXIT_INTERRUPTED = 130
 EXIT_DAMAGED = 12
@@ -30,6 +31,20 @@ logger = logging.getLogger("cpv")
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
+
+
+def out(line: str, *, err: bool = False) -> None:
+    """Print a human-readable line: control characters in it (which can only
+    come from values cpv did not write itself: tag messages, names, metrics)
+    are shown escaped, so nothing read from a repository can drive the terminal."""
+    click.echo(visible_lines(line), err=err)
+
+
+class VisibleFormatter(logging.Formatter):
+    """Log lines with control characters escaped (log messages quote values from repositories)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible_lines(super().format(record))
 
 
 class Ctx:
@@ -42,7 +57,7 @@ class Ctx:
     def echo(self, line: str) -> None:
         """Progress and plans go to stderr; stdout carries only results."""
         if not self.quiet:
-            click.echo(line, err=True)
+            out(line, err=True)
 
 
 def find_workspace(start: Path) -> tuple[str, str, Path] | None:
@@ -99,7 +114,7 @@ def parse_metrics(value: str | None) -> dict[str, Any] | None:
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))  # JSON escapes control characters itself
 
 
 def target_options(message_uses_m: bool) -> Callable[[Callable], Callable]:
@@ -139,12 +154,13 @@ def print_table(rows: list[dict[str, Any]], ctx: Ctx) -> None:
     table = []
     for row in rows:
         metrics = ", ".join(f"{k}={v}" for k, v in list(row["metrics"].items())[:4])
-        table.append([row["version"] or "-", (row["date"] or "")[:19], row["author"][:20], (row["message"] or "")[:40],
-                      metrics, f"{row['size_mb']:.2f} MiB"])
+        cells = [row["version"] or "-", (row["date"] or "")[:19], row["author"][:20], (row["message"] or "")[:40],
+                 metrics, f"{row['size_mb']:.2f} MiB"]
+        table.append([visible(c) for c in cells])  # one line per version, whatever a message holds
     widths = [max(len(h), *(len(str(r[i])) for r in table)) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)))
+    out("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)))
     for r in table:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+        out("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
 
 
 # --------------------------------------------------------------------------
@@ -169,6 +185,8 @@ def cli(click_ctx: click.Context, verbose: bool, quiet: bool) -> None:
       cpv model list | download v0.1 | revert v0.1 | info v0.1
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(VisibleFormatter("%(levelname)s %(name)s: %(message)s"))
     click_ctx.obj = Ctx(verbose, quiet)
 
 
@@ -189,7 +207,7 @@ def init(click_ctx: click.Context, team_name, model_name, repo_path, data_path, 
     """
     if click_ctx.invoked_subcommand is None:
         if not team_name and not model_name:
-            click.echo(click_ctx.get_help())
+            click.echo(click_ctx.get_help())  # cpv's own text
             return
         click_ctx.invoke(init_model, team_name=team_name, model_name=model_name, repo_path=repo_path,
                          data_path=data_path, dry_run=dry_run)
@@ -259,7 +277,7 @@ def build_kind_group(kind: str) -> click.Group:
         """Give the current checkpoint a version and push it."""
         m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
         version = m._tag(version_tag, message, major=major, dry_run=dry_run)
-        click.echo(version)
+        out(version)
 
     @group.command("list")
     @target_options(message_uses_m=False)
@@ -289,7 +307,7 @@ def build_kind_group(kind: str) -> click.Group:
             art = m.download_data_checkpoint(version, output_dir, force=force, dry_run=dry_run, sub_path=sub_path)
             path = art.data_path
         if not dry_run:
-            click.echo(path)
+            out(path)
 
     @group.command("revert")
     @click.argument("version")
@@ -315,9 +333,9 @@ def build_kind_group(kind: str) -> click.Group:
             emit_json(data)
             return
         for key in ("kind", "version", "commit", "author", "date", "message", "path", "digest", "size", "size_mb"):
-            click.echo(f"{key:8} {data[key]}")
+            out(f"{key:8} {visible(data[key])}")
         for name, value in data["metrics"].items():
-            click.echo(f"metric   {name} = {value}")
+            out(f"metric   {visible(name)} = {visible(value)}")
 
     return group
 
@@ -339,15 +357,15 @@ def diff_cmd(ctx: Ctx, version_a, version_b, team_name, model_name, repo_path, k
     if as_json:
         emit_json(d)
         return
-    click.echo(f"{kind} {d['a']} -> {d['b']}")
+    out(f"{kind} {d['a']} -> {d['b']}")
     for name, row in d["metrics"].items():
         delta = "" if row["delta"] is None else f"  ({row['delta']:+.6g})"
-        click.echo(f"  {name:20} {str(row['a']):>12} -> {str(row['b']):<12}{delta}")
-    click.echo(f"  {'hash':20} {'changed' if d['digest']['changed'] else 'unchanged'}: {d['digest']['a']} -> {d['digest']['b']}")
-    click.echo(f"  {'size':20} {d['size']['a']} -> {d['size']['b']} bytes ({d['size']['delta']:+d})")
+        out(f"  {visible(name):20} {visible(row['a']):>12} -> {visible(row['b']):<12}{delta}")
+    out(f"  {'hash':20} {'changed' if d['digest']['changed'] else 'unchanged'}: {d['digest']['a']} -> {d['digest']['b']}")
+    out(f"  {'size':20} {d['size']['a']} -> {d['size']['b']} bytes ({d['size']['delta']:+d})")
     for change in ("added", "removed", "changed"):
         for name in d["files"][change]:
-            click.echo(f"  {change:8} {name}")
+            out(f"  {change:8} {visible(name)}")
 
 
 @cli.command("verify")
@@ -366,9 +384,9 @@ def verify_cmd(ctx: Ctx, version, team_name, model_name, repo_path, kind, remote
         emit_json({"kind": kind, "version": version, "where": where, "ok": not problems, "problems": problems})
     else:
         for problem in problems:
-            click.echo(f"DAMAGED {problem}")
+            out(f"DAMAGED {visible(problem)}")
         if not problems:
-            click.echo(f"{kind} {version or '(latest)'}: every file matches its hash in the {where}")
+            out(f"{kind} {version or '(latest)'}: every file matches its hash in the {where}")
     if problems:
         sys.exit(EXIT_DAMAGED)
 
@@ -403,7 +421,7 @@ def checkpoint_create(ctx: Ctx, team_name, model_name, repo_path, version_tag, m
     model_v, data_v = c.tag_model_and_data(version_tag, model_message=message, data_message=data_message, major=major, dry_run=dry_run)
     if not dry_run:
         meta = c.get_combined_metadata()
-        click.echo(f"checkpoint {meta.version}: model {model_v}, data {data_v}")
+        out(f"checkpoint {meta.version}: model {model_v}, data {data_v}")
 
 
 @checkpoint_group.command("list")
@@ -421,7 +439,7 @@ def checkpoint_list(ctx: Ctx, team_name, model_name, repo_path, as_json) -> None
         ctx.echo("no combined versions yet")
     for row in rows:
         metrics = ", ".join(f"{k}={v}" for k, v in list(row["model"]["metrics"].items())[:4])
-        click.echo(f"{row['version']:8} model {row['lineage']['model']:8} data {row['lineage']['data']:8} {row['date'][:19]}  {metrics}")
+        out(f"{row['version']:8} model {row['lineage']['model']:8} data {row['lineage']['data']:8} {visible(row['date'][:19])}  {visible(metrics)}")
 
 
 @checkpoint_group.command("revert")
@@ -446,10 +464,10 @@ def checkpoint_info(ctx: Ctx, version, team_name, model_name, repo_path, as_json
     if as_json:
         emit_json(data)
         return
-    click.echo(f"checkpoint {data['version']}  {data['date']}  {data['message']}")
+    out(f"checkpoint {data['version']}  {visible(data['date'])}  {visible(data['message'])}")
     for kind in ("model", "data"):
         rec = data[kind]
-        click.echo(f"  {kind:5} {rec['version']:8} {rec['digest']}  {rec['size_mb']:.2f} MiB  {rec['metrics'] or ''}")
+        out(f"  {kind:5} {rec['version']:8} {visible(rec['digest'])}  {rec['size_mb']:.2f} MiB  {visible(rec['metrics'] or '')}")
 
 
 # -- configuration --------------------------------------------------------------------
@@ -565,11 +583,11 @@ def config_show(as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    click.echo(f"config file     {data['config_file']}")
-    click.echo(f"workspace root  {data['workspace_root']}")
+    out(f"config file     {data['config_file']}")
+    out(f"workspace root  {data['workspace_root']}")
     for kind, name in data["backends"].items():
-        click.echo(f"{kind:15} {name}")
-    click.echo(json.dumps(data["settings"], indent=2, sort_keys=True))
+        out(f"{kind:15} {name}")
+    out(json.dumps(data["settings"], indent=2, sort_keys=True))
 
 
 @config_group.command("set")
@@ -601,9 +619,9 @@ def validate(ctx: Ctx, as_json: bool) -> None:
         emit_json(report.to_dict())
     else:
         for check in report:
-            click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name:22} {check.detail}")
+            out(f"{'ok  ' if check.ok else 'FAIL'} {check.name:22} {check.detail}")
             if not check.ok and check.fix:
-                click.echo(f"     {'':22} fix: {check.fix}")
+                out(f"     {'':22} fix: {check.fix}")
     if not report:
         sys.exit(CredentialError.exit_code)
 
@@ -622,7 +640,7 @@ def plugins_cmd(as_json: bool) -> None:
         emit_json([{"name": i.name, "module": i.module, "version": i.version, "hooks": list(i.hooks), "builtin": i.builtin} for i in infos])
         return
     for i in infos:
-        click.echo(f"{i.name:16} {i.version or '-':8} {'builtin' if i.builtin else 'external':8} {', '.join(i.hooks)}")
+        out(f"{i.name:16} {i.version or '-':8} {'builtin' if i.builtin else 'external':8} {', '.join(i.hooks)}")
 
 
 @cli.command("quickstart")
@@ -661,12 +679,12 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"error: {exc.message}", err=True)
+        out(f"error: {exc.message}", err=True)
         if exc.fix:
-            click.echo(f"  fix: {exc.fix}", err=True)
+            out(f"  fix: {exc.fix}", err=True)
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
-        click.echo("interrupted: nothing incomplete was published; run the command again to finish", err=True)
+        out("interrupted: nothing incomplete was published; run the command again to finish", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

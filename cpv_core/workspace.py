@@ -26,6 +26,7 @@ from typing import Any, Iterator
 from .backends import BackendContext, HostingBackend, StorageBackend, VersioningBackend
 from .config import CPVConfig
 from .errors import ConfigError, RepositoryError, ValidationError, WorkspaceLockedError
+from .metrics import METRICS_FILE
 from .names import validate_name
 from .paths import atomic_write_bytes, path_from_state_name, restore_preserved, state_name
 from .plugins import Plugins
@@ -110,7 +111,7 @@ def check_meta(raw: bytes, where: str) -> dict[str, Any]:
         raise ValidationError(f"{where} files is not a mapping", fix=fix)
     for kind, value in files.items():
         rel = check_relpath(value, f"{where} files.{visible(kind)}")
-        if rel.split("/", 1)[0] in RESERVED_TOP or rel.endswith(".dvc") or rel in {"metrics.log", "README.md", ".gitignore"}:
+        if rel.split("/", 1)[0] in RESERVED_TOP or rel.endswith(".dvc") or rel in {METRICS_FILE, "README.md", ".gitignore"}:
             raise ValidationError(f"{where} files.{visible(kind)} {visible(repr(value))} names a file cpv manages itself",
                                   fix=fix)
     return meta
@@ -217,6 +218,21 @@ class Workspace:
                 fix=f"use -t {recorded[0]} --model-name {recorded[1]} (or omit them inside the workspace), or another --repo-path",
             )
 
+    def accepts_incoming(self, rel: str) -> bool:
+        """Whether a teammate's commit may change workspace path ``rel``.
+
+        Only what cpv itself commits after init: the pointer files of the
+        tracked targets, the .gitignore files beside them, ``metrics.log``
+        and README.md. A commit that adds a model file, a symlink, a
+        .dvc/config or a workspace.json change is refused before it can
+        replace anything on this machine.
+        """
+        targets = [self.file_for(kind) for kind in DEFAULT_FILES]
+        allowed = {METRICS_FILE, "README.md", ".gitignore"}
+        allowed.update(self.storage.pointer_path(t) for t in targets)
+        allowed.update(f"{t.rsplit('/', 1)[0]}/.gitignore" for t in targets if "/" in t)
+        return rel in allowed
+
     @property
     def state_dir(self) -> Path:
         """This machine's private state for the workspace (crash-recovery backups,
@@ -238,7 +254,7 @@ class Workspace:
         return BackendContext(
             config=self.config, team=self.team, model=self.model, workspace=self.path,
             env=self.config.credential_env(), verbose=self.verbose, progress=self.progress,
-            state_dir=self.state_dir,
+            state_dir=self.state_dir, accepts_incoming=self.accepts_incoming,
         )
 
     @cached_property

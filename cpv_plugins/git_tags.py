@@ -322,7 +322,39 @@ class GitTagsVersioning:
                 self._rebase_on_remote()
                 time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
 
+    def incoming_changes(self) -> list[tuple[str, str]]:
+        """``(mode, path)`` of every path the remote branch changed since the
+        common ancestor with HEAD (what a rebase would write into the workspace)."""
+        remote = f"refs/remotes/origin/{BRANCH}"
+        base = str(self._run("find the common history", "merge-base", "HEAD", remote)).strip()
+        raw = self._run("list incoming changes", "diff", "--raw", "-z", "--no-renames", "--no-ext-diff",
+                        base, remote, "--", stdout_as_string=False)
+        fields = bytes(raw).split(b"\0")
+        changes = []
+        for meta, path in zip(fields[0::2], fields[1::2]):
+            parts = meta.decode("ascii", errors="replace").lstrip(":").split(" ")
+            if len(parts) >= 2:
+                changes.append((parts[1], path.decode("utf-8", errors="surrogateescape")))
+        return changes
+
+    def _check_incoming(self) -> None:
+        """Refuse remote commits that touch anything but what cpv shares (see BackendContext.accepts_incoming)."""
+        accepts = self.ctx.accepts_incoming
+        if accepts is None:
+            return
+        refused = [path for mode, path in self.incoming_changes()
+                   if mode in {"120000", "160000"} or not accepts(path)]
+        if refused:
+            shown = ", ".join(visible(p) for p in refused[:5]) + (" ..." if len(refused) > 5 else "")
+            raise GitError(
+                f"the remote branch has commits by someone else that change {shown}: cpv accepts only pointer files, "
+                "metrics.log, README.md and .gitignore from others (anything else could replace files on this machine); "
+                "nothing in the workspace was changed",
+                fix="look at them with `git log -p origin/main` in the workspace and have them reverted on the remote",
+            )
+
     def _rebase_on_remote(self) -> None:
+        self._check_incoming()
         # While rebasing, "theirs" is the local commit being replayed: the newest
         # upload wins for pointer files; metrics.log merges by union (.gitattributes).
         try:
