@@ -670,9 +670,9 @@ def _load_plugin_commands() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one clear line per error, documented exit codes."""
-    _load_plugin_commands()
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     try:
+        _load_plugin_commands()  # inside the try: a Ctrl-C while plugins load is reported like any other
         cli.main(args=argv, prog_name="cpv", standalone_mode=False)
     except CPVError as exc:
         if verbose:

@@ -36,9 +36,10 @@ from .errors import (
 )
 from .metrics import METRICS_FILE, encode_record, latest_metrics, make_record, parse_log, validate_metrics
 from .metrics import compare as compare_metrics
-from .paths import atomic_path, file_md5, make_private_dirs, tree_size
+from .paths import atomic_path, file_md5, make_private_dirs
 from .progress import human_bytes
 from .records import validate_message
+from .sources import scan_directory, scan_file
 from .trust import check_relpath, select_sub_path, visible
 from .versions import Version, next_version
 from .workspace import SCAFFOLD, Workspace, readme_text
@@ -63,18 +64,20 @@ DATA = KindSpec("data", is_dir=True)
 
 
 
-def _check_source(spec: KindSpec, source: Path) -> None:
-    """Raise :class:`ValidationError` unless ``source`` is a non-empty file (model) or directory (data)."""
+def _check_source(spec: KindSpec, source: Path) -> tuple[int, int]:
+    """Size and file count of ``source``; :class:`ValidationError` unless it is a
+    non-empty regular file (model) or a directory cpv can store faithfully (data)."""
     kind = spec.kind
     if not source.exists():
         raise ValidationError(f"{kind} path {str(source)!r} does not exist", fix=f"pass the path of the {kind} to upload")
     if spec.is_dir and not source.is_dir():
         raise ValidationError(f"data path {str(source)!r} is not a directory", fix="pass a directory (e.g. data/ with train/, validation/, test/)")
-    if not spec.is_dir and not source.is_file():
+    if not spec.is_dir and source.is_dir():
         raise ValidationError(f"model path {str(source)!r} is not a file", fix="pass the model weights file")
-    size, nfiles = tree_size(source)
+    size, nfiles = scan_directory(source) if spec.is_dir else scan_file(source, kind)
     if nfiles == 0 or (not spec.is_dir and size == 0):
         raise ValidationError(f"{kind} path {str(source)!r} is empty", fix=f"write the {kind} before uploading it")
+    return size, nfiles
 
 
 def _parse_tag_arg(tag: str | None) -> Version | None:
@@ -280,10 +283,9 @@ class CheckpointManager:
         dest = ws.target_path(self.spec.kind)
         source = Path(source_path).expanduser().resolve() if source_path else dest
         if dry_run or not ws.is_initialized():
-            _check_source(self.spec, source)
+            size, nfiles = _check_source(self.spec, source)
         ws.require_initialized()
         if dry_run:
-            size, nfiles = tree_size(source)
             plan = self._plan([
                 f"copy {source} -> {dest}" if source != dest.resolve() else f"use {dest}",
                 f"hash and store {self.target} ({human_bytes(size)}, {nfiles} file{'s' if nfiles != 1 else ''})",
@@ -293,9 +295,16 @@ class CheckpointManager:
             ])
             return UploadResult(self.spec.kind, str(dest), None, "", size, nfiles, clean_metrics, changed=False, dry_run=True, plan=plan)
         with ws.lock():  # recovers what a killed run left, so check the source after it
-            _check_source(self.spec, source)
+            _, expected_files = _check_source(self.spec, source)
             self._place_source(source, dest)
             (artifact,) = ws.storage.track([self.target])
+            if artifact.nfiles != expected_files:
+                self._undo_track()
+                raise ValidationError(
+                    f"{self.target} has {expected_files} files but the stored version would hold {artifact.nfiles}; "
+                    "nothing was committed",
+                    fix="remove ignore files (.dvcignore) and nested repositories from the directory, then upload again",
+                )
             ws.storage.push([self.target])
             pointer = ws.storage.pointer_path(self.target)
             changed = bool(ws.versioning.changed_files([pointer])) or ws.versioning.read_file("HEAD", pointer) is None
@@ -313,6 +322,14 @@ class CheckpointManager:
             self._echo(f"uploaded {self.target} ({human_bytes(artifact.size)}) as {commit[:10]}")
             return UploadResult(self.spec.kind, str(dest), commit, artifact.digest, artifact.size, artifact.nfiles,
                                 clean_metrics, changed=changed)
+
+    def _undo_track(self) -> None:
+        """Put the pointer back as HEAD has it (or remove it when HEAD has none)."""
+        pointer = self.ws.storage.pointer_path(self.target)
+        if self.ws.versioning.read_file("HEAD", pointer) is not None:
+            self.ws.versioning.restore("HEAD", [pointer])
+        else:
+            (self.ws.path / pointer).unlink(missing_ok=True)
 
     def _append_metrics(self, record: Mapping[str, Any]) -> None:
         path = self.ws.path / METRICS_FILE

@@ -1,0 +1,81 @@
+"""What cpv accepts as the content of a model or data checkpoint.
+
+A directory is walked without following links, so nothing outside it is read
+by accident: a symbolic link must point to a regular file inside the same
+directory (links to directories could loop, links outside would store a
+stranger's files); FIFOs, sockets and devices are refused (reading them
+blocks or never ends); entries that DVC would silently leave out of a
+version (``.git``, ``.hg``, ``.dvc``, ``.dvcignore``) are refused instead of
+dropped. The count this scan returns is checked against the stored version.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from .errors import ValidationError
+from .trust import visible
+
+#: names DVC never stores (or that change what it stores) inside a tracked directory
+DVC_SKIPPED_NAMES = {".git", ".hg", ".dvc", ".dvcignore"}
+
+
+def _refuse(path: Path, why: str, fix: str) -> ValidationError:
+    return ValidationError(f"{visible(path)} {why}", fix=fix)
+
+
+def scan_file(path: Path, kind: str) -> tuple[int, int]:
+    """Size and count (1) of a single-file checkpoint; it must be a regular file."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise _refuse(path, f"cannot be read ({exc.strerror})", f"pass the path of the {kind} to upload") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _refuse(path, "is not a regular file (a FIFO, socket or device cannot be versioned)",
+                      f"pass the {kind} file itself")
+    return st.st_size, 1
+
+
+def scan_directory(root: Path) -> tuple[int, int]:
+    """Total bytes and number of files of a data directory, refusing what cannot be stored faithfully."""
+    real_root = root.resolve()
+    size = count = 0
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                path = Path(entry.path)
+                if entry.name in DVC_SKIPPED_NAMES:
+                    raise _refuse(path, "would be left out of the version by DVC",
+                                  f"move {entry.name} out of the directory (cpv stores every file, or none)")
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    pending.append(path)
+                elif stat.S_ISREG(st.st_mode):
+                    size += st.st_size
+                    count += 1
+                elif stat.S_ISLNK(st.st_mode):
+                    size += _check_link(path, real_root)
+                    count += 1
+                else:
+                    raise _refuse(path, "is not a regular file (a FIFO, socket or device cannot be versioned)",
+                                  "remove it from the directory")
+    return size, count
+
+
+def _check_link(path: Path, real_root: Path) -> int:
+    """Size of the file a symbolic link names, if it is a regular file inside the directory."""
+    fix = "replace the link with the file itself (cpv stores content, not links)"
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise _refuse(path, "is a broken or looping symbolic link", fix) from None
+    if real_root not in target.parents:
+        raise _refuse(path, f"is a symbolic link to {visible(target)}, outside the directory", fix)
+    st = target.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise _refuse(path, "is a symbolic link to a directory or special file (it could loop)", fix)
+    return st.st_size
