@@ -16,6 +16,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,7 +32,7 @@ CONFIG_FILE = "config.json"
 DEFAULT_BACKENDS = {"storage": "local", "hosting": "local", "versioning": "git-tags"}
 #: which credential provider, once configured, makes which backend the default
 PROVIDER_DEFAULTS = {"aws": ("storage", "dvc-s3"), "bitbucket": ("hosting", "bitbucket-ssh")}
-_SECRET_WORDS = ("secret", "password", "token", "access_key", "private_key")
+_SECRET_WORDS = ("secret", "password", "passwd", "token", "key", "credential")
 _SAFE_SUFFIXES = ("_path", "_file", "_env", "_id_env")
 
 
@@ -65,6 +67,39 @@ class ValidationReport:
             "ok": self.ok,
             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in self.checks],
         }
+
+
+#: values that are credentials whatever key they are stored under
+_SECRET_PATTERNS = [re.compile(p) for p in (
+    r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b",   # AWS access key ids
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----",                               # PEM private keys
+    r"\bgh[pousr]_[A-Za-z0-9]{30,}",                                    # GitHub tokens
+    r"\bxox[abprs]-[A-Za-z0-9-]{10,}",                                  # Slack tokens
+    r"\bATBB[A-Za-z0-9]{20,}",                                          # Bitbucket app passwords
+    r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",                    # JWTs
+)]
+#: keys whose values are paths: stored absolute, so every working directory means the same place
+PATH_KEYS = {"local.root", "workspace_root"}
+
+
+def looks_like_secret(value: object) -> bool:
+    """Whether ``value`` looks like a credential: a known token format, or one
+    long high-entropy word mixing at least three character classes (an AWS
+    secret key, an API token). Paths, URLs and templates never do."""
+    if not isinstance(value, str):
+        return False
+    if any(p.search(value) for p in _SECRET_PATTERNS):
+        return True
+    token = value.strip()
+    if len(token) < 20 or any(ch.isspace() for ch in token) or "://" in token or "{" in token:
+        return False
+    if token.startswith(("/", "~", ".")):
+        return False
+    classes = sum([any(c.islower() for c in token), any(c.isupper() for c in token),
+                   any(c.isdigit() for c in token), any(not c.isalnum() for c in token)])
+    counts = [token.count(c) for c in set(token)]
+    entropy = -sum(n / len(token) * math.log2(n / len(token)) for n in counts)
+    return classes >= 3 and entropy >= 3.5
 
 
 def _check_no_secrets(data: Any, where: str = "") -> None:
@@ -138,7 +173,21 @@ class CPVConfig:
         return copy.deepcopy(node)
 
     def set_config(self, key: str, value: Any, *, save: bool = True) -> None:
-        """Set one value by dotted key (``None`` removes it) and save."""
+        """Set one value by dotted key (``None`` removes it) and save.
+
+        A value that looks like a credential is refused under any key (cpv
+        stores paths and names only); a relative path under a path key
+        (``local.root``, ``workspace_root``) is stored absolute.
+        """
+        if looks_like_secret(value):
+            raise ConfigError(
+                f"the value for {key!r} looks like a secret (a key, token or password); it was not stored",
+                fix="cpv stores only paths and names: store the path of the file that holds it (…_path) "
+                    "or the name of an environment variable (…_env)",
+            )
+        if key in PATH_KEYS and isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            value = str(Path(value).expanduser().resolve())
+            logger.warning("%s is stored as the absolute path %s", key, value)
         parts = key.split(".")
         node = self._config
         for part in parts[:-1]:

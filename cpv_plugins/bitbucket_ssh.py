@@ -31,7 +31,7 @@ from cpv_core import hookimpl
 from cpv_core.backends import BackendContext, CheckResult, CredentialProviderInfo, HostingBackendInfo
 from cpv_core.errors import ConfigError, CredentialError, RepositoryError, ValidationError
 from cpv_core.names import validate_name
-from cpv_core.paths import atomic_write_bytes
+from cpv_core.paths import atomic_write_bytes, make_private_dirs
 
 logger = logging.getLogger("cpv.bitbucket")
 
@@ -232,8 +232,7 @@ class BitbucketCredentials:
                 raise CredentialError(f"{key_path} exists but {pub} does not",
                                       fix=f"recreate it with `ssh-keygen -y -f {key_path} > {pub}`")
             return pub.read_text()
-        key_path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(key_path.parent, 0o700)
+        make_private_dirs(key_path.parent)  # only directories cpv creates get 0700; a shared one is left alone
         result = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"cpv {comment}", "-f", str(key_path)],
                                 capture_output=True, text=True)
         if result.returncode != 0:
@@ -281,10 +280,17 @@ class BitbucketCredentials:
 
 
 def write_ssh_config_block(s: BitbucketSettings) -> Path:
-    """Write (or replace) cpv's managed block in ``~/.ssh/config``; other content is untouched."""
-    path = _ssh_dir() / "config"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
+    """Write (or replace) cpv's managed block in ``~/.ssh/config``; other content is untouched.
+
+    A ``~/.ssh/config`` that is a symbolic link stays one (its target is
+    written, atomically). A begin marker without its end marker, or markers
+    out of order, is reported and the file left exactly as it was.
+    """
+    ssh_dir = _ssh_dir()
+    if not ssh_dir.exists():
+        make_private_dirs(ssh_dir)
+    path = ssh_dir / "config"
+    target = path.resolve() if path.is_symlink() else path
     block = "\n".join([
         BLOCK_BEGIN,
         f"Host {s.alias}",
@@ -295,15 +301,20 @@ def write_ssh_config_block(s: BitbucketSettings) -> Path:
         "  IdentitiesOnly yes",
         BLOCK_END,
     ])
-    existing = path.read_text() if path.exists() else ""
+    existing = target.read_text() if target.exists() else ""
     lines = existing.splitlines()
-    if BLOCK_BEGIN in lines and BLOCK_END in lines:
+    begins, ends = lines.count(BLOCK_BEGIN), lines.count(BLOCK_END)
+    if begins or ends:
+        if begins != 1 or ends != 1 or lines.index(BLOCK_BEGIN) > lines.index(BLOCK_END):
+            raise ConfigError(
+                f"{path} has an incomplete or repeated cpv block ({begins} begin and {ends} end marker(s)); it was not changed",
+                fix=f"remove the lines between and including '{BLOCK_BEGIN}' and '{BLOCK_END}' (or the stray marker), then run the command again",
+            )
         start, end = lines.index(BLOCK_BEGIN), lines.index(BLOCK_END)
-        new_lines = lines[:start] + block.splitlines() + lines[end + 1:]
-        text = "\n".join(new_lines) + "\n"
+        text = "\n".join(lines[:start] + block.splitlines() + lines[end + 1:]) + "\n"
     else:
         text = existing + ("" if not existing or existing.endswith("\n") else "\n") + ("\n" if existing.strip() else "") + block + "\n"
-    atomic_write_bytes(path, text.encode(), mode=0o600)
+    atomic_write_bytes(target, text.encode(), mode=None if target.exists() else 0o600)
     return path
 
 

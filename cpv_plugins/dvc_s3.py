@@ -35,7 +35,7 @@ from cpv_core.backends import (
 )
 from cpv_core.errors import AWSError, ConfigError, CPVError, CredentialError, DVCError, ValidationError
 from cpv_core.progress import Progress
-from cpv_core.trust import MAX_MANIFEST_BYTES, check_oid
+from cpv_core.trust import MAX_MANIFEST_BYTES, check_oid, open_regular
 
 from .dvc_storage import DvcStorage, copy_hashing
 
@@ -50,6 +50,7 @@ TRANSFER_THREADS = 8
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$|^[a-z0-9-]{2,32}$")
 _PROFILE_RE = re.compile(r"^[A-Za-z0-9_.@+=-]{1,64}$")
+MAX_CREDENTIALS_BYTES = 1024 * 1024
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed"}
 
@@ -113,12 +114,19 @@ def _validate_endpoint(url: str | None) -> str | None:
 def _read_profile(path: Path, profile: str) -> dict[str, str]:
     parser = configparser.RawConfigParser()
     try:
-        with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle)
+        with open_regular(path) as handle:  # a FIFO or /dev/zero would hang or never end
+            raw = handle.read(MAX_CREDENTIALS_BYTES + 1)
+        if len(raw) > MAX_CREDENTIALS_BYTES:
+            raise CredentialError(f"AWS credentials file {path} is larger than {MAX_CREDENTIALS_BYTES // 1024} KiB",
+                                  fix="pass the path of an AWS credentials file (INI with [profile] sections)")
+        parser.read_string(raw.decode("utf-8"))
+    except ValidationError:
+        raise CredentialError(f"AWS credentials file {path} is not a regular file",
+                              fix="pass the path of an AWS credentials file (INI with [profile] sections)") from None
     except FileNotFoundError:
         raise CredentialError(f"AWS credentials file {path} does not exist",
                               fix="create it (aws configure) or pass the right --credential-path") from None
-    except (OSError, configparser.Error) as exc:
+    except (OSError, configparser.Error, UnicodeDecodeError) as exc:
         raise CredentialError(f"AWS credentials file {path} is unreadable: {type(exc).__name__}",
                               fix="check its permissions and INI syntax") from None
     if not parser.has_section(profile):
