@@ -75,7 +75,7 @@ def _check_value(key: str, value: Any, depth: int) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValidationError(f"metric {visible(repr(key))} is {value}, not a finite number", fix="record only finite values")
     if isinstance(value, int) and abs(value) > _FLOAT_MAX:
-        raise ValidationError(f"metric {visible(repr(key))} is an integer with {len(str(abs(value)))} digits, beyond a float's range",
+        raise ValidationError(f"metric {visible(repr(key))} is an integer of {value.bit_length()} bits, beyond a float's range",
                               fix="record it as a string or a smaller number")
     if isinstance(value, (int, float)):
         return

@@ -268,7 +268,9 @@ class DvcStorage:
         # check_settings later insists on): the shared part is committed,
         # the machine-specific part (endpoint, profile, a local path) is not
         committed, local = self.expected_settings()
-        write_dvc_config(self.path / ".dvc" / "config", committed, mode=0o644)
+        config = self.path / ".dvc" / "config"
+        if not read_dvc_config(config, ".dvc/config", missing_ok=True):  # new, or DVC's empty file; a clone's is checked below
+            write_dvc_config(config, committed, mode=0o644)
         (self.path / ".dvc" / "config.local").unlink(missing_ok=True)
         if local:
             write_dvc_config(self.path / ".dvc" / "config.local", local)
