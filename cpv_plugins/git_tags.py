@@ -59,9 +59,12 @@ def decode_message(contents: str, where: str = "tag") -> tuple[str, dict[str, An
 
     Only the last line is metadata: a user's message that contains a line
     starting with ``cpv-metadata:`` stays part of the message and can never
-    replace the metadata cpv wrote after it. A PGP signature block is dropped.
+    replace the metadata cpv wrote after it. A trailing PGP signature is dropped.
     """
-    text = contents.split("\n-----BEGIN PGP SIGNATURE-----", 1)[0]
+    text = contents
+    signature = text.rfind("\n-----BEGIN PGP SIGNATURE-----")
+    if signature >= 0 and text.rstrip().endswith("-----END PGP SIGNATURE-----"):
+        text = text[:signature]  # a signed tag: the signature follows the message
     lines = text.rstrip("\n").split("\n")
     metadata: dict[str, Any] = {}
     if lines and lines[-1].startswith(METADATA_PREFIX):

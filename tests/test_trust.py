@@ -452,3 +452,40 @@ def test_cpv_home_and_local_remotes_are_private_and_local_root_is_absolute(cpv_h
     (cpv_home / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConfigError, match="relative path"):
         ModelsCheckpointsManage("T", "m").import_model_init()
+
+
+# -- 7. bitbucket-config ---------------------------------------------------------------------------
+
+
+def bitbucket_setup(**options):
+    from cpv_core.config import CPVConfig
+
+    return CPVConfig().setup_bitbucket_ssh(bitbucket_user="tester", workspace="ai-team", host="127.0.0.1", port=2222, **options)
+
+
+def test_bitbucket_config_chmods_only_directories_it_creates(cpv_home, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    bitbucket_setup(keygen_filename=str(shared / "id_x"))
+    assert (shared / "id_x").exists() and shared.stat().st_mode & 0o7777 == 0o1777
+    bitbucket_setup(keygen_filename=str(tmp_path / "new" / "keys" / "id_y"))
+    assert (tmp_path / "new" / "keys").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_symlinked_ssh_config_stays_a_symlink_and_a_broken_block_is_left_alone(cpv_home, tmp_path):
+    ssh = Path(os.environ["HOME"]) / ".ssh"
+    ssh.mkdir(exist_ok=True)
+    real = tmp_path / "dotfiles" / "ssh_config"
+    real.parent.mkdir()
+    real.write_text("Host mine\n  Port 22\n")
+    (ssh / "config").symlink_to(real)
+    bitbucket_setup(keygen_filename="id_cpv")
+    assert (ssh / "config").is_symlink() and "Host bitbucket-cpv" in real.read_text() and "Host mine" in real.read_text()
+    from cpv_plugins.bitbucket_ssh import BLOCK_BEGIN
+
+    broken = "Host mine\n" + BLOCK_BEGIN + "\nHost bitbucket-cpv\nHost after\n  Port 1\n"
+    real.write_text(broken)
+    with pytest.raises(ConfigError, match="incomplete or repeated cpv block"):
+        bitbucket_setup(keygen_filename="id_cpv")
+    assert real.read_text() == broken
