@@ -34,6 +34,7 @@ from .errors import (
     VersionExistsError,
     WorkspaceDirtyError,
 )
+from .faults import crash_point
 from .metrics import METRICS_FILE, encode_record, latest_metrics, make_record, parse_log, validate_metrics
 from .metrics import compare as compare_metrics
 from .paths import atomic_path, file_md5, make_private_dirs
@@ -641,17 +642,25 @@ def revert_targets(ws: Workspace, pairs: list[tuple["CheckpointManager", Version
             (saved[m.spec.kind],) = ws.storage.track([m.target])
             logger.warning("saved uncommitted %s (%s) in the local cache before reverting", m.target, saved[m.spec.kind].digest)
     pointers = [ws.storage.pointer_path(m.target) for m, _ in pairs]
-    for (m, record), pointer in zip(pairs, pointers):
-        ws.versioning.restore(record.ref, [pointer])
+    targets = [m.target for m, _ in pairs]
+    # all targets and pointers change, or none: a journal and a hard-link
+    # backup let a failure here, or a kill, put everything back
+    ws.begin_revert(targets, pointers)
     try:
-        ws.storage.checkout([m.target for m, _ in pairs])
+        for (m, record), pointer in zip(pairs, pointers):
+            ws.versioning.restore(record.ref, [pointer])
+        crash_point("revert.pointers-restored")
+        ws.storage.checkout(targets)  # verified against the restored pointers before anything is replaced
+        crash_point("revert.content-placed")
+        for m, record in pairs:
+            m._append_metrics(make_record(
+                m.spec.kind, "revert", dict(record.metadata.get("metrics") or {}), reverted_to=record.version,
+                digest=record.metadata.get("digest"), saved_digest=saved[m.spec.kind].digest if m.spec.kind in saved else None))
+        ws.versioning.commit([*pointers, METRICS_FILE], message)
     except BaseException:
-        ws.versioning.restore("HEAD", pointers)
+        ws.rollback_revert()
         raise
-    for m, record in pairs:
-        m._append_metrics(make_record(
-            m.spec.kind, "revert", dict(record.metadata.get("metrics") or {}), reverted_to=record.version,
-            digest=record.metadata.get("digest"), saved_digest=saved[m.spec.kind].digest if m.spec.kind in saved else None))
-    ws.versioning.commit([*pointers, METRICS_FILE], message)
+    ws.end_revert()
+    crash_point("revert.committed")
     ws.versioning.push_branch()
     pairs[0][0]._echo(message.lower().replace("revert", "reverted", 1))

@@ -111,7 +111,8 @@ def path_from_state_name(name: str) -> str:
     return unquote(name)
 
 
-def _link_tree(src: Path, dst: Path) -> None:
+def link_tree(src: Path, dst: Path) -> None:
+    """Hard-link the file or the regular files of the tree ``src`` at ``dst`` (no links followed)."""
     if src.is_file():
         os.link(src, dst)
         return
@@ -168,7 +169,7 @@ def preserved(target: Path, keep: Path, root: Path) -> Iterator[None]:
     keep.parent.mkdir(parents=True, exist_ok=True)
     if target.is_dir():
         keep.mkdir()
-    _link_tree(target, keep)
+    link_tree(target, keep)
     try:
         yield
     except BaseException:

@@ -28,7 +28,7 @@ from .config import CPVConfig
 from .errors import ConfigError, RepositoryError, ValidationError, WorkspaceLockedError
 from .metrics import METRICS_FILE
 from .names import validate_name
-from .paths import atomic_write_bytes, path_from_state_name, restore_preserved, state_name
+from .paths import atomic_write_bytes, link_tree, path_from_state_name, restore_preserved, state_name
 from .plugins import Plugins
 from .trust import check_relpath, contained, open_regular, visible
 
@@ -312,6 +312,7 @@ class Workspace:
         """
         if not self.path.is_dir():
             return
+        self._recover_revert()
         for leftover in self.path.iterdir():
             if _ATOMIC_TMP_RE.fullmatch(leftover.name) and leftover.is_file() and not leftover.is_symlink():
                 leftover.unlink(missing_ok=True)
@@ -321,6 +322,79 @@ class Workspace:
                 continue
             for entry in sorted(folder.iterdir()):
                 self._recover_entry(purpose, entry)
+
+    # -- revert: all targets and their pointers, or none ---------------------------
+    @property
+    def _revert_journal(self) -> Path:
+        return self.state_dir / "revert.json"
+
+    def begin_revert(self, targets: list[str], pointers: list[str]) -> None:
+        """Record a revert about to change ``targets`` and ``pointers``, with a
+        hard-link backup of each target (instant, no extra space), so that an
+        interruption at any point is rolled back by :meth:`recover`."""
+        backup = self.state_dir / "revert-old"
+        shutil.rmtree(backup, ignore_errors=True)
+        backup.mkdir(parents=True)
+        for rel in targets:
+            source = self.target_path_of(rel)
+            if source.is_dir():
+                (backup / state_name(rel)).mkdir()
+            if source.exists():
+                link_tree(source, backup / state_name(rel))
+        atomic_write_bytes(self._revert_journal, json.dumps(
+            {"head": self.versioning.head(), "targets": targets, "pointers": pointers}).encode())
+
+    def end_revert(self) -> None:
+        """The revert is committed: drop its journal and backup."""
+        self._revert_journal.unlink(missing_ok=True)
+        shutil.rmtree(self.state_dir / "revert-old", ignore_errors=True)
+
+    def rollback_revert(self) -> bool:
+        """Put targets and pointers back as they were before an unfinished revert.
+
+        Returns True when something was rolled back. A revert whose commit was
+        made is finished, not undone (its push happens with the next one).
+        """
+        journal = self._revert_journal
+        if not journal.is_file() or journal.is_symlink():
+            return False
+        try:
+            plan = json.loads(journal.read_text(encoding="utf-8"))
+            targets, pointers, head = list(plan["targets"]), list(plan["pointers"]), plan["head"]
+        except (OSError, ValueError, KeyError, TypeError):
+            self.end_revert()
+            return False
+        if self.versioning.head() != head:
+            self.end_revert()
+            return False
+        backup = self.state_dir / "revert-old"
+        for rel in targets:
+            saved = backup / state_name(rel)
+            target = self.target_path_of(rel)
+            if not saved.exists():  # the target did not exist before the revert
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+                continue
+            if target.is_dir() and not target.is_symlink():
+                trash = self.staging_path("new", f"{rel}.rolled-back")
+                shutil.rmtree(trash, ignore_errors=True)
+                trash.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(target, trash)
+                shutil.rmtree(trash, ignore_errors=True)
+            os.replace(saved, target)
+        self.versioning.restore("HEAD", [*pointers, METRICS_FILE])
+        self.end_revert()
+        return True
+
+    def _recover_revert(self) -> None:
+        if self._revert_journal.exists() and self.rollback_revert():
+            logger.warning("an interrupted revert was rolled back: the workspace is as it was before it; run it again")
+
+    def target_path_of(self, rel: str) -> Path:
+        """``rel`` inside the workspace, checked like :meth:`target_path`."""
+        return contained(self.path, rel, "workspace")
 
     def _recover_entry(self, purpose: str, entry: Path) -> None:
         rel = path_from_state_name(entry.name)

@@ -334,14 +334,6 @@ class S3Storage(DvcStorage):
         oid = check_oid(oid, "object id")
         return f"{self.prefix}/files/md5/{oid[:2]}/{oid[2:]}"
 
-    def _objects(self, path: str) -> list[str]:
-        """Object ids of a tracked path: the file, or the .dir manifest and its files."""
-        info = self._read_pointer(path)
-        oid = info.digest.removeprefix("md5:")
-        if not oid.endswith(".dir"):
-            return [oid]
-        return [oid, *sorted(set(self.load_manifest(oid, path).values()))]
-
     def _existing(self, client: Any, oids: list[str]) -> set[str]:
         """Which objects the remote has: HEAD each for a few, one listing for many."""
         if len(oids) <= 32:
@@ -364,7 +356,7 @@ class S3Storage(DvcStorage):
         from boto3.s3.transfer import TransferConfig
 
         client = self.settings.client(retries=3)
-        oids = [oid for p in paths for oid in self._objects(p)]
+        oids = [oid for p in paths for oid in self.objects(p)]
         try:
             present = self._existing(client, oids)
             missing = [oid for oid in dict.fromkeys(oids) if oid not in present]
@@ -373,6 +365,12 @@ class S3Storage(DvcStorage):
             with Progress(f"upload {', '.join(paths)}", total, self.ctx.progress) as progress:
 
                 def upload(oid: str) -> None:
+                    if len(oids) > 1:  # directory objects may predate this run in the cache: check before storing
+                        actual = copy_hashing(self._cached(oid), None)
+                        if actual != oid.removesuffix(".dir"):
+                            self._evict(oid)
+                            raise DVCError(f"the cached copy of {oid} is damaged (md5 {actual}); it was not uploaded",
+                                           fix="upload again: cpv re-reads your files into the cache")
                     # the object appears on S3 only when complete: an interrupted push leaves nothing partial
                     client.upload_file(str(self._cached(oid)), self.settings.bucket, self._key(oid), Config=config,
                                        Callback=progress.update)
@@ -384,6 +382,11 @@ class S3Storage(DvcStorage):
                 for oid in missing:
                     if oid.endswith(".dir"):
                         upload(oid)
+            absent = set(oids) - self._existing(client, oids)
+            if absent:
+                raise DVCError(f"{len(absent)} object(s) are not on {self.describe_remote()} after the upload "
+                               f"(first: {sorted(absent)[0]}); nothing was committed",
+                               fix="run the upload again; if it fails again, run `cpv verify --remote`")
         except CPVError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -442,8 +445,9 @@ class S3Storage(DvcStorage):
         except Exception as exc:  # noqa: BLE001
             raise classify_s3_error(exc, self.settings, action) from None
 
-    def materialize(self, rev: str, path: str, pointer: bytes, dest: Path) -> TrackedArtifact:
-        return self._remote_call(f"download {path}", lambda: super(S3Storage, self).materialize(rev, path, pointer, dest))
+    def _materialize(self, rev: str, path: str, pointer: bytes, dest: Path, staging_root: Path | None) -> TrackedArtifact:
+        return self._remote_call(f"download {path}",
+                                 lambda: super(S3Storage, self)._materialize(rev, path, pointer, dest, staging_root))
 
     def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
         if not remote:

@@ -162,19 +162,22 @@ def parse_manifest(raw: bytes, where: str) -> dict[str, str]:
 
 
 @contextmanager
-def staged(dest: Path) -> Iterator[Path]:
-    """Yield a path in a staging directory beside ``dest``; on success it
-    replaces ``dest`` with one rename, on failure nothing is left at ``dest``.
+def staged(dest: Path, staging_root: Path | None = None) -> Iterator[Path]:
+    """Yield a path in a staging directory (beside ``dest``, or under
+    ``staging_root`` on the same file system); on success it replaces
+    ``dest`` by renames only, on failure nothing is left at ``dest``.
     Staging directories of a killed earlier run are removed first."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    for stale in dest.parent.glob(f".{dest.name}.*.cpv-tmp"):
+    root = staging_root or dest.parent
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(f".{dest.name}.*.cpv-tmp"):
         shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".cpv-tmp", dir=dest.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".cpv-tmp", dir=root))
     try:
         target = staging / dest.name
         yield target
         if dest.is_dir() and not dest.is_symlink():
-            shutil.rmtree(dest)
+            os.replace(dest, staging / ".replaced")  # out of the way by a rename; removed with the staging directory
         os.replace(target, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -360,6 +363,9 @@ class DvcStorage:
         size = src.stat().st_size
         objects = self._cache_dir() / "files" / "md5"
         objects.mkdir(parents=True, exist_ok=True)
+        for leftover in objects.glob(".cpv-*.tmp"):  # a killed run's; the workspace lock is held
+            if leftover.is_file() and not leftover.is_symlink():
+                leftover.unlink()
         fd, tmp_name = tempfile.mkstemp(prefix=".cpv-", suffix=".tmp", dir=objects)
         tmp = Path(tmp_name)
         digest = hashlib.md5()
@@ -372,12 +378,11 @@ class DvcStorage:
                     progress.update(len(chunk))
             oid = digest.hexdigest()
             final = objects / oid[:2] / oid[2:]
-            if final.exists():
-                tmp.unlink()
-            else:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.chmod(tmp, 0o444)  # cache objects are read-only, as DVC keeps them
-                os.replace(tmp, final)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            # always the fresh copy, even when the object exists: an existing
+            # (possibly damaged) cache object is never trusted for an upload
+            os.chmod(tmp, 0o444)  # cache objects are read-only, as DVC keeps them
+            os.replace(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -495,15 +500,52 @@ class DvcStorage:
             raise DVCError(f"pointer file {pointer} has no outputs", fix=f"re-run the upload of {path}")
         return artifact_from_out(path, out)
 
+    def objects(self, path: str) -> list[str]:
+        """Object ids of a tracked path: the file, or the .dir manifest and its files."""
+        info = self._read_pointer(path)
+        oid = info.digest.removeprefix("md5:")
+        if not oid.endswith(".dir"):
+            return [oid]
+        return [oid, *sorted(set(self.load_manifest(oid, path).values()))]
+
+    def remote_size(self, oid: str) -> int | None:
+        """Size of the remote's copy of ``oid``, or None when it has none."""
+        raise NotImplementedError
+
+    def remote_put(self, oid: str, src: Path, on_bytes: Callable[[int], Any]) -> None:
+        """Store cache object ``src`` as ``oid`` on the remote, checking its md5 on the way."""
+        raise NotImplementedError
+
     def push(self, paths: Sequence[str]) -> TransferStats:
-        total = sum(tree_size(self.path / p)[0] for p in paths)
-        with self._repo() as repo, Progress(f"upload {', '.join(paths)}", total, self.ctx.progress) as progress:
-            try:
-                count = repo.push(targets=self._abs(paths), remote=REMOTE_NAME)
-            except Exception as exc:  # noqa: BLE001
-                raise self.map_error(f"upload {', '.join(paths)} to {self.describe_remote()}", exc) from None
-            progress.update(total)
-        return TransferStats(transferred=int(count or 0))
+        """Upload every object of ``paths`` the remote lacks (manifests last), then confirm
+        that every object is there: no pointer is committed for bytes that are not stored."""
+        self.check_settings()
+        oids = list(dict.fromkeys(oid for p in paths for oid in self.objects(p)))
+        missing = [oid for oid in oids if self.remote_size(oid) != self._cached(oid).stat().st_size]
+        total = sum(self._cached(oid).stat().st_size for oid in missing)
+        with Progress(f"upload {', '.join(paths)}", total, self.ctx.progress) as progress:
+            for oid in sorted(missing, key=lambda o: o.endswith(".dir")):  # a manifest on the remote means its files are there
+                self.remote_put(oid, self._cached(oid), progress.update)
+        self.confirm_stored(oids)
+        return TransferStats(transferred=len(missing), skipped=len(oids) - len(missing))
+
+    def confirm_stored(self, oids: Sequence[str]) -> None:
+        """Raise unless the remote holds every object at its cached size."""
+        absent = [oid for oid in oids if self.remote_size(oid) != self._cached(oid).stat().st_size]
+        if absent:
+            raise DVCError(f"{len(absent)} object(s) are not on {self.describe_remote()} after the upload "
+                           f"(first: {absent[0]}); nothing was committed",
+                           fix="run the upload again; if it fails again, run `cpv verify --remote` and check the store")
+
+    def copy_verified(self, oid: str, src: Path, out: Path, on_bytes: Callable[[int], Any]) -> None:
+        """Copy cache object ``src`` to ``out`` checking that its md5 is ``oid`` (a damaged
+        cache object is evicted and reported, never stored)."""
+        actual = copy_hashing(src, out, on_bytes)
+        if actual != oid.removesuffix(".dir"):
+            out.unlink(missing_ok=True)
+            self._evict(oid)
+            raise DVCError(f"the cached copy of {oid} is damaged (md5 {actual}); it was not uploaded",
+                           fix="upload again: cpv re-reads your file into the cache")
 
     def describe_pointer(self, path: str, pointer: bytes) -> TrackedArtifact | None:
         where = self.pointer_path(path)
@@ -583,6 +625,9 @@ class DvcStorage:
 
     # -- StorageBackend: materialize, manifest, verify, checkout ----------------------
     def materialize(self, rev: str, path: str, pointer: bytes, dest: Path) -> TrackedArtifact:
+        return self._materialize(rev, path, pointer, dest, None)
+
+    def _materialize(self, rev: str, path: str, pointer: bytes, dest: Path, staging_root: Path | None) -> TrackedArtifact:
         self.check_settings()
         tracked = PurePosixPath(path).parts[0]
         info = self.describe_pointer(tracked, pointer)
@@ -590,7 +635,7 @@ class DvcStorage:
             raise DVCError(f"{path} is not tracked at {rev}", fix="choose a version that contains it")
         files = self._files_of(info, path, rev)
         total = info.size if path == tracked else 0
-        with staged(Path(dest)) as target, Progress(f"download {path}", total, self.ctx.progress) as progress:
+        with staged(Path(dest), staging_root) as target, Progress(f"download {path}", total, self.ctx.progress) as progress:
             if "" not in files:
                 target.mkdir()
             for rel, md5 in files.items():
@@ -661,7 +706,8 @@ class DvcStorage:
         for p in paths:
             dest = contained(self.path, p, "workspace")
             pointer = (self.path / self.pointer_path(p)).read_bytes()
-            artifact = self.materialize("HEAD", p, pointer, dest)
+            staging_root = self.ctx.state_dir / "new" if self.ctx.state_dir is not None else None
+            artifact = self._materialize("HEAD", p, pointer, dest, staging_root)
             self._remember_stats([artifact])
 
     def status(self, paths: Sequence[str]) -> dict[str, str]:

@@ -44,7 +44,11 @@ _TAG_RE = re.compile(r"^(?P<kind>[a-z][a-z0-9_-]{0,31})/(?P<version>v\d+\.\d+)$"
 _REF_FORMAT = "%(objectname) %(objecttype) %(raw:size) p%(*objectname) %(refname)%0a%(raw)"
 _IDENT_RE = re.compile(r"^(?P<name>.*?) <(?P<email>[^<>]*)> (?P<ts>-?\d{1,15}) (?P<tz>[+-]\d{4})$")
 BRANCH_PUSH_ATTEMPTS = 8
-_RACE_MARKERS = ("cannot lock ref", "failed to update ref", "incorrect old value", "failed to lock")
+# A server-side race on a ref; in an atomic push the refs that did not fail
+# themselves are reported "atomic transaction failed" / "atomic push failed".
+_RACE_MARKERS = ("cannot lock ref", "failed to update ref", "incorrect old value", "failed to lock",
+                 "atomic transaction failed", "atomic push failed")
+_ATOMIC_FOLLOWERS = ("atomic transaction failed", "atomic push failed")
 
 
 def encode_message(message: str, metadata: Mapping[str, Any]) -> str:
@@ -273,11 +277,33 @@ class GitTagsVersioning:
 
     # -- remote ----------------------------------------------------------------------
     def fetch(self) -> None:
+        """Fetch the branch and every tag; the remote is the truth for versions.
+
+        ``+`` and ``--prune`` on the tag refspec make local version tags equal
+        the remote's: a tag a killed run created but never published is
+        removed (and said so in one line), and one the remote has with other
+        content (a teammate published that version meanwhile) is replaced,
+        so an interrupted publish never leaves the workspace stuck.
+        """
+        before = self._local_tags()
         self._run(
-            "fetch from the remote", "fetch", "--quiet", "--no-tags", "origin",
-            f"+refs/heads/{BRANCH}:refs/remotes/origin/{BRANCH}", "refs/tags/*:refs/tags/*",
+            "fetch from the remote", "fetch", "--quiet", "--no-tags", "--prune", "origin",
+            f"+refs/heads/{BRANCH}:refs/remotes/origin/{BRANCH}", "+refs/tags/*:refs/tags/*",
             fix="check the network and `cpv validate`",
         )
+        after = self._local_tags()
+        dropped = sorted(name for name in before if name not in after and self.parse_tag(name))
+        replaced = sorted(name for name in before if name in after and before[name] != after[name] and self.parse_tag(name))
+        if dropped:
+            logger.warning("removed local version tag(s) %s: the remote does not have them "
+                           "(an interrupted run had not published them)", ", ".join(dropped))
+        if replaced:
+            logger.warning("version tag(s) %s were published by someone else meanwhile; "
+                           "the local ones an interrupted run had left were replaced", ", ".join(replaced))
+
+    def _local_tags(self) -> dict[str, str]:
+        out = str(self._run("list tags", "for-each-ref", "--format=%(objectname) %(refname:strip=2)", "refs/tags/"))
+        return {name: oid for oid, _, name in (line.partition(" ") for line in out.splitlines()) if name}
 
     def _remote_branch_exists(self) -> bool:
         try:
@@ -300,7 +326,7 @@ class GitTagsVersioning:
             rejected = [(ref, summary) for flag, ref, summary in rows if flag == "!"]
             if not rejected:
                 raise command_error("push to the remote", exc, fix="check the network and `cpv validate`") from None
-            primary = [r for r in rejected if "atomic push failed" not in r[1]] or rejected
+            primary = [r for r in rejected if not any(m in r[1] for m in _ATOMIC_FOLLOWERS)] or rejected
             raise PushRejected([ref for ref, _ in primary], classify_rejection(primary[0][1]), str(exc.stderr or "")) from None
         # refresh the remote-tracking branch without another round trip
         if any(spec.endswith(f"refs/heads/{BRANCH}") for spec in refspecs):
@@ -364,8 +390,13 @@ class GitTagsVersioning:
             self._run("rebase on the remote branch", "rebase", "--quiet", "--autostash", "-X", "theirs",
                       f"refs/remotes/origin/{BRANCH}")
         except GitError:
-            self._run("abort the rebase", "rebase", "--abort")
+            if self._rebase_in_progress():  # a rebase that could not even start has nothing to abort
+                self._run("abort the rebase", "rebase", "--abort")
             raise
+
+    def _rebase_in_progress(self) -> bool:
+        git_dir = self.path / ".git"
+        return (git_dir / "rebase-merge").exists() or (git_dir / "rebase-apply").exists()
 
     def is_published(self, rev: str = "HEAD") -> bool:
         """Whether ``rev`` is contained in the remote-tracking branch."""

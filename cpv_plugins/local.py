@@ -14,11 +14,12 @@ Bitbucket and S3.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from cpv_core import hookimpl
-from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, StorageBackendInfo
+from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, StorageBackendInfo, TransferStats
 from cpv_core.errors import ConfigError, RepositoryError
 from cpv_core.paths import make_private_dirs
 from cpv_core.trust import MAX_MANIFEST_BYTES, check_oid, open_regular
@@ -70,6 +71,45 @@ class LocalStorage(DvcStorage):
         if not path.exists() and not path.is_symlink():
             raise FileNotFoundError(str(path))
         return copy_hashing(path, out, on_bytes)
+
+    def remote_size(self, oid: str) -> int | None:
+        path = self._remote_object(oid)
+        if path.is_symlink() or not path.is_file():
+            return None
+        return path.stat().st_size
+
+    def remote_put(self, oid: str, src: Path, on_bytes: Callable[[int], Any]) -> None:
+        final = self._remote_object(oid)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        journal = self._tmp_journal()
+        tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.cpv-tmp"
+        if journal is not None:  # recorded first: a killed run's partial copy is removed by the next push
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            with open(journal, "a", encoding="utf-8") as handle:
+                handle.write(f"{tmp}\n")
+        try:
+            self.copy_verified(oid, src, tmp, on_bytes)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _tmp_journal(self) -> Path | None:
+        return self.ctx.state_dir / "remote-tmp" if self.ctx.state_dir is not None else None
+
+    def push(self, paths: Sequence[str]) -> TransferStats:
+        journal = self._tmp_journal()
+        if journal is not None and journal.is_file() and not journal.is_symlink():
+            root = Path(self.remote_url())
+            for line in journal.read_text(encoding="utf-8").splitlines():
+                leftover = Path(line)
+                if root in leftover.parents and leftover.name.endswith(".cpv-tmp") and not leftover.is_symlink():
+                    leftover.unlink(missing_ok=True)
+            journal.unlink()
+        stats = super().push(paths)
+        if journal is not None:
+            journal.unlink(missing_ok=True)
+        return stats
 
     def remote_md5(self, oid: str) -> str | None:
         path = self._remote_object(oid)
