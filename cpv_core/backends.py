@@ -266,6 +266,16 @@ class VersioningBackend(Protocol):
         """Publish the current branch; on a non-fast-forward rejection, rebase
         the local commits on the remote (cpv's own files merge cleanly) and retry."""
 
+    def sync_branch(self) -> bool:
+        """Bring the branch up to the remote's after :meth:`fetch`: fast-forward,
+        or rebase and push local commits when both moved. True when the
+        working tree changed. Commits from others are accepted only as far as
+        ``BackendContext.accepts_incoming`` allows."""
+
+    def undo_commit(self, rev: str, paths: Sequence[str]) -> None:
+        """Move the branch back to ``rev`` (a commit this process made and could
+        not publish) and put ``paths`` in the working tree back as ``rev`` has them."""
+
     def list_versions(self, kind: str) -> list[VersionRecord]:
         """All versions of ``kind`` known locally, sorted oldest to newest."""
 

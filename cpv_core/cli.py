@@ -256,13 +256,14 @@ def build_kind_group(kind: str) -> click.Group:
     @target_options(message_uses_m=True)
     @click.option("--metrics", help="Metrics as an inline JSON object or a path to a JSON file.")
     @click.option("--message", "-m", help="Commit message.")
+    @click.option("--force", is_flag=True, help="Upload even if a teammate's newer upload of this target would be replaced.")
     @dry_run_option
     @click.pass_obj
-    def upload(ctx: Ctx, path, team_name, model_name, repo_path, metrics, message, dry_run) -> None:
+    def upload(ctx: Ctx, path, team_name, model_name, repo_path, metrics, message, force, dry_run) -> None:
         """Store PATH (default: the workspace's model.bin or data/), record metrics, commit and push."""
         parsed = parse_metrics(metrics)
         m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
-        result = m._upload(path, parsed, message, dry_run=dry_run)
+        result = m._upload(path, parsed, message, dry_run=dry_run, force=force)
         if not dry_run:
             ctx.echo(f"{kind} uploaded: {result.digest} ({result.size} bytes), commit {str(result.commit)[:10]}")
 
@@ -389,6 +390,22 @@ def verify_cmd(ctx: Ctx, version, team_name, model_name, repo_path, kind, remote
             out(f"{kind} {version or '(latest)'}: every file matches its hash in the {where}")
     if problems:
         sys.exit(EXIT_DAMAGED)
+
+
+@cli.command("pull")
+@target_options(message_uses_m=False)
+@click.pass_obj
+def pull_cmd(ctx: Ctx, team_name, model_name, repo_path) -> None:
+    """Bring the workspace up to the remote: branch, then model and data content (verified).
+
+    Refuses to replace content that was changed and never uploaded.
+    """
+    m = manager("model", ctx, team_name, model_name, repo_path)
+    for rel in m.pull():
+        out(rel)
+
+
+cli.add_command(pull_cmd, name="sync")
 
 
 # -- combined checkpoints ----------------------------------------------------------------

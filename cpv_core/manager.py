@@ -297,7 +297,9 @@ class CheckpointManager:
             return UploadResult(self.spec.kind, str(dest), None, "", size, nfiles, clean_metrics, changed=False, dry_run=True, plan=plan)
         with ws.lock():  # recovers what a killed run left, so check the source after it
             _, expected_files = _check_source(self.spec, source)
+            self._check_not_stale(force=bool(kwargs.get("force", False)))
             self._place_source(source, dest)
+            crash_point("upload.placed")
             (artifact,) = ws.storage.track([self.target])
             if artifact.nfiles != expected_files:
                 self._undo_track()
@@ -306,23 +308,62 @@ class CheckpointManager:
                     "nothing was committed",
                     fix="remove ignore files (.dvcignore) and nested repositories from the directory, then upload again",
                 )
+            crash_point("upload.tracked")
             ws.storage.push([self.target])
+            crash_point("upload.stored")
             pointer = ws.storage.pointer_path(self.target)
             changed = bool(ws.versioning.changed_files([pointer])) or ws.versioning.read_file("HEAD", pointer) is None
             if not changed and not clean_metrics and not message:
                 self._echo(f"{self.target} is unchanged since the last upload; nothing to commit")
                 ws.versioning.push_branch()
+                ws.set_content_base(self.target, artifact.digest)
                 return UploadResult(self.spec.kind, str(dest), ws.versioning.head(), artifact.digest, artifact.size,
                                     artifact.nfiles, {}, changed=False)
             record = make_record(self.spec.kind, "upload", clean_metrics, message=message, digest=artifact.digest,
                                  size=artifact.size, nfiles=artifact.nfiles if self.spec.is_dir else None)
+            before = ws.versioning.head()
             self._append_metrics(record)
             files = [*ws.storage.commit_paths([self.target]), METRICS_FILE]
             commit = ws.versioning.commit(files, message or f"Upload {self.spec.kind} checkpoint {self.target} ({human_bytes(artifact.size)})")
-            ws.versioning.push_branch()
+            crash_point("upload.committed")
+            try:
+                ws.versioning.push_branch()
+            except BaseException:
+                # a failed upload leaves the workspace as it was: the commit is undone
+                # (the bytes stay stored; running the command again is cheap)
+                if before is not None:
+                    ws.versioning.undo_commit(before, files)
+                raise
+            ws.set_content_base(self.target, artifact.digest)
             self._echo(f"uploaded {self.target} ({human_bytes(artifact.size)}) as {commit[:10]}")
             return UploadResult(self.spec.kind, str(dest), commit, artifact.digest, artifact.size, artifact.nfiles,
                                 clean_metrics, changed=changed)
+
+    def _check_not_stale(self, *, force: bool) -> None:
+        """Refuse to upload content that is older than what the branch now holds.
+
+        A rebase can move this target's pointer to a teammate's upload while
+        the content here stays what it was; uploading it would silently undo
+        theirs (a lost update). The recorded base tells.
+        """
+        base = self.ws.content_base(self.target).get("digest")
+        head = self._pointer_info("HEAD")
+        if force or not base or head is None or base == head.digest:
+            return
+        pointer = self.ws.storage.pointer_path(self.target)
+        raise WorkspaceDirtyError(
+            f"{pointer} changed upstream (someone uploaded {head.digest}); your {self.target} is still based on "
+            f"{base}: uploading it would undo their change",
+            fix=f"bring theirs with `cpv pull` (move your own changes away first), or replace it with yours: "
+                f"`cpv {self.spec.kind} upload --force` / force=True",
+        )
+
+    def pull(self, **kwargs: Any) -> list[str]:
+        """Bring the workspace up to the remote: the branch, then the content of
+        every target whose pointer moved (verified). Refuses over content that
+        changed since it was last uploaded, reverted or pulled. Returns the
+        targets that were updated."""
+        return pull_workspace(self.ws, self._echo)
 
     def _undo_track(self) -> None:
         """Put the pointer back as HEAD has it (or remove it when HEAD has none)."""
@@ -596,7 +637,9 @@ def allocate_and_publish(
             for kind, (message, metadata) in build(versions).items():
                 records.append(ws.versioning.create_version(kind, versions[kind], message, metadata))
                 created.append((kind, versions[kind]))
+            crash_point("tag.created")
             ws.versioning.publish(records, with_branch=with_branch)
+            crash_point("tag.published")
         except PushRejected as exc:
             for kind, version in created:
                 ws.versioning.delete_local_version(kind, version)
@@ -661,6 +704,43 @@ def revert_targets(ws: Workspace, pairs: list[tuple["CheckpointManager", Version
         ws.rollback_revert()
         raise
     ws.end_revert()
+    for m, _ in pairs:
+        info = m._pointer_info("HEAD")
+        if info is not None:
+            ws.set_content_base(m.target, info.digest)
     crash_point("revert.committed")
     ws.versioning.push_branch()
     pairs[0][0]._echo(message.lower().replace("revert", "reverted", 1))
+
+
+def pull_workspace(ws: Workspace, echo: Callable[[str], None]) -> list[str]:
+    """See :meth:`CheckpointManager.pull`."""
+    ws.require_initialized()
+    with ws.lock():
+        fetch_versions(ws, required=True)
+        ws.versioning.sync_branch()
+        updated = []
+        for kind in ("model", "data"):
+            rel = ws.file_for(kind)
+            pointer = ws.versioning.read_file("HEAD", ws.storage.pointer_path(rel))
+            info = ws.storage.describe_pointer(rel, pointer) if pointer else None
+            if info is None:
+                continue
+            target = ws.target_path(kind)
+            base = ws.content_base(rel)
+            if base.get("digest") == info.digest and target.exists():
+                continue  # the pointer did not move; local changes, if any, are the user's own
+            if target.exists():
+                if not base and ws.storage.status([rel]).get(rel) == "unchanged":
+                    ws.set_content_base(rel, info.digest)
+                    continue
+                if not ws.content_unchanged_since_base(rel):
+                    raise WorkspaceDirtyError(
+                        f"{rel} has changes that were never uploaded; pulling would replace them",
+                        fix=f"upload them (`cpv {kind} upload`, --force to replace the newer upstream version) or move them away, then pull",
+                    )
+            ws.storage.checkout([rel])
+            ws.set_content_base(rel, info.digest)
+            updated.append(rel)
+        echo("updated " + ", ".join(updated) if updated else "already up to date")
+        return updated

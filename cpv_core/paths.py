@@ -35,6 +35,19 @@ def tree_size(path: Path) -> tuple[int, int]:
     return sum(p.stat().st_size for p in files), len(files)
 
 
+def fingerprint(path: Path) -> str:
+    """A cheap identity of a file's or tree's current content: size, mtime and
+    inode of every file (git's index heuristic), hashed; "" when absent."""
+    if not path.exists():
+        return ""
+    digest = hashlib.md5()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for p in files:
+        st = p.stat()
+        digest.update(f"{p.relative_to(path) if p != path else ''}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
+    return digest.hexdigest()
+
+
 def cpv_home() -> Path:
     """``$CPV_HOME`` if set, else ``~/.cpv``."""
     value = os.environ.get(HOME_ENV)

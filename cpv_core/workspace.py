@@ -28,7 +28,7 @@ from .config import CPVConfig
 from .errors import ConfigError, RepositoryError, ValidationError, WorkspaceLockedError
 from .metrics import METRICS_FILE
 from .names import validate_name
-from .paths import atomic_write_bytes, link_tree, path_from_state_name, restore_preserved, state_name
+from .paths import atomic_write_bytes, fingerprint, link_tree, path_from_state_name, restore_preserved, state_name
 from .plugins import Plugins
 from .trust import check_relpath, contained, open_regular, visible
 
@@ -322,6 +322,38 @@ class Workspace:
                 continue
             for entry in sorted(folder.iterdir()):
                 self._recover_entry(purpose, entry)
+
+    # -- where the workspace content came from ---------------------------------------
+    # The digest of the version the content of each target was based on (set
+    # by upload, revert and pull) and a fingerprint of the content at that
+    # moment. A rebase may move a pointer to a teammate's version while the
+    # content stays as it was; the base tells that the content is stale.
+
+    def content_base(self, rel: str) -> dict[str, str]:
+        """``{"digest", "fingerprint"}`` recorded for ``rel``, or {} when none."""
+        try:
+            data = json.loads((self.state_dir / "base.json").read_text(encoding="utf-8"))
+            entry = data.get(rel) if isinstance(data, dict) else None
+        except (OSError, ValueError):
+            return {}
+        return {k: str(v) for k, v in entry.items()} if isinstance(entry, dict) else {}
+
+    def set_content_base(self, rel: str, digest: str) -> None:
+        """Record that the content now at ``rel`` is the version with ``digest``."""
+        path = self.state_dir / "base.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data = data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            data = {}
+        data[rel] = {"digest": digest, "fingerprint": fingerprint(self.path / rel)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(data, sort_keys=True).encode())
+
+    def content_unchanged_since_base(self, rel: str) -> bool:
+        """Whether the content at ``rel`` is still exactly what its base recorded."""
+        base = self.content_base(rel)
+        return bool(base) and base.get("fingerprint") == fingerprint(self.path / rel)
 
     # -- revert: all targets and their pointers, or none ---------------------------
     @property

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from cpv_core.backends import BackendContext, TrackedArtifact, TransferStats
 from cpv_core.errors import DVCError, ValidationError
+from cpv_core.faults import crash_point
 from cpv_core.paths import atomic_path, atomic_write_bytes, preserved, state_name, tree_size
 from cpv_core.progress import Progress
 from cpv_core.trust import (
@@ -642,6 +643,7 @@ class DvcStorage:
                 out = contained(target, rel, f"{path} at {rev.removeprefix('refs/tags/')}") if rel else target
                 out.parent.mkdir(parents=True, exist_ok=True)
                 self._place_object(md5, out, progress.update, single=len(files) == 1)
+                crash_point("download.object-placed")
         size = tree_size(Path(dest))[0]
         return TrackedArtifact(path=path, digest=info.digest, size=size, nfiles=len(files), pointer=info.pointer)
 

@@ -335,6 +335,35 @@ class GitTagsVersioning:
     def _branch_refspec(self) -> str:
         return f"refs/heads/{BRANCH}:refs/heads/{BRANCH}"
 
+    def sync_branch(self) -> bool:
+        if not self._remote_branch_exists():
+            return False
+        remote = f"refs/remotes/origin/{BRANCH}"
+        head = self.head()
+        target = str(self._run("read the remote branch", "rev-parse", "--verify", "--quiet", remote)).strip()
+        if head == target or self._is_ancestor(remote, "HEAD"):
+            return False  # nothing new there (local commits are pushed by the next upload or tag)
+        self._check_incoming()
+        if self._is_ancestor("HEAD", remote):
+            self._run("fast-forward to the remote branch", "merge", "--ff-only", "--quiet", remote)
+        else:
+            self.push_branch()  # both moved: replay the local commits on top and publish them
+        return True
+
+    def _is_ancestor(self, older: str, newer: str) -> bool:
+        import git
+
+        try:
+            self.repo.git.execute(["git", "merge-base", "--is-ancestor", older, newer])
+            return True
+        except git.GitCommandError:
+            return False
+
+    def undo_commit(self, rev: str, paths: Sequence[str]) -> None:
+        # --keep: tracked files go back to ``rev`` (a rebase's incoming changes too),
+        # ignored files (the model itself) are never touched
+        self._run("undo the unpublished commit", "reset", "--quiet", "--keep", rev)
+
     def push_branch(self) -> None:
         for attempt in range(BRANCH_PUSH_ATTEMPTS):
             try:
@@ -402,13 +431,7 @@ class GitTagsVersioning:
         """Whether ``rev`` is contained in the remote-tracking branch."""
         if not self._remote_branch_exists():
             return False
-        import git
-
-        try:
-            self.repo.git.execute(["git", "merge-base", "--is-ancestor", rev, f"refs/remotes/origin/{BRANCH}"])
-            return True
-        except git.GitCommandError:
-            return False
+        return self._is_ancestor(rev, f"refs/remotes/origin/{BRANCH}")
 
     # -- versions --------------------------------------------------------------------
     def _records(self, pattern: str) -> list[VersionRecord]:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 from cpv_core import hookimpl
 from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, StorageBackendInfo, TransferStats
 from cpv_core.errors import ConfigError, RepositoryError
+from cpv_core.faults import crash_point
 from cpv_core.paths import make_private_dirs
 from cpv_core.trust import MAX_MANIFEST_BYTES, check_oid, open_regular
 
@@ -89,6 +90,7 @@ class LocalStorage(DvcStorage):
                 handle.write(f"{tmp}\n")
         try:
             self.copy_verified(oid, src, tmp, on_bytes)
+            crash_point("upload.remote-partial")
             os.chmod(tmp, 0o444)
             os.replace(tmp, final)
         finally:
