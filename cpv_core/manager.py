@@ -100,6 +100,7 @@ def find_version(ws: Workspace, kind: str, tag: str | None, *, fetch: bool, crea
     is not known locally; :class:`CheckpointNotFoundError` listing what exists."""
     wanted = _parse_tag_arg(tag)
     ws.require_initialized()
+    ws.repair()
     records = ws.versioning.list_versions(kind)
     if fetch and (not records or (wanted and not any(r.version == str(wanted) for r in records))):
         fetch_versions(ws, required=False)
@@ -321,10 +322,11 @@ class CheckpointManager:
                                     artifact.nfiles, {}, changed=False)
             record = make_record(self.spec.kind, "upload", clean_metrics, message=message, digest=artifact.digest,
                                  size=artifact.size, nfiles=artifact.nfiles if self.spec.is_dir else None)
-            before = ws.versioning.head()
+            before, base_before = ws.versioning.head(), ws.content_base(self.target).get("digest")
             self._append_metrics(record)
             files = [*ws.storage.commit_paths([self.target]), METRICS_FILE]
             commit = ws.versioning.commit(files, message or f"Upload {self.spec.kind} checkpoint {self.target} ({human_bytes(artifact.size)})")
+            ws.set_content_base(self.target, artifact.digest)
             crash_point("upload.committed")
             try:
                 ws.versioning.push_branch()
@@ -333,8 +335,9 @@ class CheckpointManager:
                 # (the bytes stay stored; running the command again is cheap)
                 if before is not None:
                     ws.versioning.undo_commit(before, files)
+                    if base_before:
+                        ws.set_content_base(self.target, base_before)
                 raise
-            ws.set_content_base(self.target, artifact.digest)
             self._echo(f"uploaded {self.target} ({human_bytes(artifact.size)}) as {commit[:10]}")
             return UploadResult(self.spec.kind, str(dest), commit, artifact.digest, artifact.size, artifact.nfiles,
                                 clean_metrics, changed=changed)
@@ -461,6 +464,7 @@ class CheckpointManager:
 
     def _list(self) -> list[str]:
         self.ws.require_initialized()
+        self.ws.repair()
         self._fetch(required=False)
         return [r.version for r in self._records()]
 
@@ -590,6 +594,7 @@ class CheckpointManager:
     def list_checkpoints(self) -> list[CheckpointMetadata]:
         """Every version with its metadata, oldest first (after fetching the remote)."""
         self.ws.require_initialized()
+        self.ws.repair()
         self._fetch(required=False)
         return [self._metadata_for(r) for r in self._records()]
 

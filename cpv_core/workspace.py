@@ -299,6 +299,14 @@ class Workspace:
         finally:
             lock.release()
 
+    def repair(self) -> None:
+        """Run :meth:`recover` under the lock when an interrupted run left
+        something to repair (read-only commands call this: cheap otherwise)."""
+        pending = [self._revert_journal, *(self.state_dir / p for p in ("keep", "old", "new"))]
+        if any(p.exists() and (p.is_file() or any(p.iterdir())) for p in pending):
+            with self.lock():
+                pass
+
     def recover(self) -> None:
         """Undo what a killed cpv process left half done (called under the lock).
 

@@ -271,3 +271,40 @@ def test_interrupted_upload_never_loses_the_model_file(cpv_home, sig):
     assert hashlib.md5((m.repo_path / "model.bin").read_bytes()).hexdigest() == expected
     assert not [p.name for p in m.repo_path.iterdir() if p.name.endswith((".cpv-keep", ".tmp", ".cpv-tmp"))]
     assert cpv("model", "tag", cwd=m.repo_path).stdout.strip() == "v0.1"
+
+
+SOAK_MEMBERS = 8
+SOAK_ROUNDS = int(os.environ.get("CPV_SOAK_ROUNDS", "10"))
+
+
+def test_soak_eight_members_upload_and_tag_at_once_repeatedly(remote, tmp_path):
+    """8 members upload and tag the same model at the same moment, round after
+    round, over the real sshd: every exit 0, 8 distinct versions per round, and
+    every version holds exactly the bytes its member uploaded (no lost update).
+    In an atomic push the refs that did not fail themselves are reported
+    'atomic transaction failed'; that is a race and must be retried."""
+    import hashlib
+
+    team, model, bare = remote
+    workspaces = [new_model(team, model, repo_path=tmp_path / f"ws{i}").repo_path for i in range(SOAK_MEMBERS)]
+    script = "cpv model upload --metrics '{\"run\": %d}' && cpv model tag"
+    expected: dict[int, str] = {}
+    seen: set[str] = set()
+    for round_ in range(SOAK_ROUNDS):
+        procs = []
+        for i, ws in enumerate(workspaces):
+            run = round_ * SOAK_MEMBERS + i
+            data = write_model(ws / "model.bin", 5_000 + run, seed=run)
+            expected[run] = hashlib.md5(data).hexdigest()
+            procs.append(subprocess.Popen(["bash", "-c", script.replace("cpv", f"{sys.executable} -m cpv_core.cli") % run],
+                                          cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        outputs = [p.communicate(timeout=300) for p in procs]
+        assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
+        versions = {out.strip().splitlines()[-1] for out, _ in outputs}
+        assert len(versions) == SOAK_MEMBERS and not versions & seen
+        seen |= versions
+    reader = ModelsCheckpointsManage(team, model, repo_path=workspaces[0])
+    records = reader.list_checkpoints()
+    assert {r.version for r in records} == seen
+    for record in records:
+        assert record.digest == f"md5:{expected[record.metrics['run']]}", record.version

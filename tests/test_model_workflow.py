@@ -336,6 +336,8 @@ def test_download_never_overwrites_a_different_file_without_force(mcm, tmp_path)
     ("[remote rejected] (cannot lock ref 'refs/heads/main': is at 1234 but expected 5678)", "race"),
     ("[rejected] (non-fast-forward)", "non-fast-forward"),
     ("[rejected] (fetch first)", "non-fast-forward"),
+    ("[remote rejected] (atomic transaction failed)", "race"),  # the other refs of an atomic push that lost a race
+    ("[rejected] (atomic push failed)", "race"),
     ("[remote rejected] (pre-receive hook declined)", "[remote rejected] (pre-receive hook declined)"),
 ])
 def test_push_rejections_are_classified_for_retry(summary, reason):
