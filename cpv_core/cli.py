@@ -65,10 +65,12 @@ def find_workspace(start: Path) -> tuple[str, str, Path] | None:
     for candidate in (start, *start.parents):
         meta = candidate / ".cpv" / "workspace.json"
         if meta.is_file():
+            from .workspace import check_meta
+
             try:
-                data = json.loads(meta.read_text())
+                data = check_meta(meta.read_bytes()[:1024 * 1024], str(meta))  # repository content: checked
                 return str(data["team"]), str(data["model"]), candidate
-            except (OSError, ValueError, KeyError):
+            except (OSError, KeyError):
                 return None
     return None
 

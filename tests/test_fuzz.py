@@ -20,7 +20,7 @@ from cpv_core import CPVError, ValidationError
 from cpv_core.metrics import parse_log, validate_metrics
 from cpv_core.names import validate_name
 from cpv_core.records import clean_metadata, validate_message
-from cpv_core.trust import check_oid, check_relpath, contained, select_sub_path, visible
+from cpv_core.trust import check_oid, check_relpath, select_sub_path, visible
 from cpv_core.versions import Version
 from cpv_core.workspace import check_meta
 from cpv_plugins.dvc_storage import artifact_from_out, parse_manifest, parse_pointer

@@ -14,8 +14,9 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from cpv_core import DVCError, hookimpl
+from cpv_core import DVCError, ValidationError, hookimpl
 from cpv_core.backends import BackendContext, StorageBackendInfo, TrackedArtifact, TransferStats
+from cpv_core.trust import check_oid, check_relpath, contained, select_sub_path
 
 POINTER_SUFFIX = ".dirstore.json"
 CHUNK = 1024 * 1024
@@ -44,6 +45,7 @@ class DirStore:
 
     # -- helpers -----------------------------------------------------------
     def _object(self, md5: str) -> Path:
+        md5 = check_oid(md5, "object id", allow_dir=False)
         return self.root / md5[:2] / md5[2:]
 
     def _files(self, path: str) -> dict[str, Path]:
@@ -53,7 +55,25 @@ class DirStore:
         return {p.relative_to(target).as_posix(): p for p in sorted(target.rglob("*")) if p.is_file()}
 
     def _pointer(self, path: str) -> dict:
-        return json.loads((self.workspace / self.pointer_path(path)).read_text())
+        return self._parse((self.workspace / self.pointer_path(path)).read_bytes(), self.pointer_path(path))
+
+    @staticmethod
+    def _parse(pointer: bytes, where: str) -> dict:
+        """A pointer read back from the repository: every hash and path checked
+        (cpv's trust rule: repository content is data, never authority)."""
+        try:
+            data = json.loads(pointer)
+        except (ValueError, RecursionError):
+            raise ValidationError(f"{where} is not JSON", fix="restore it with git checkout") from None
+        if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+            raise ValidationError(f"{where} has no file list", fix="restore it with git checkout")
+        check_oid(data.get("md5"), where, allow_dir=False)
+        for rel, md5 in data["files"].items():
+            check_relpath(rel, where, "file entry")
+            check_oid(md5, where, allow_dir=False)
+        if not isinstance(data.get("size"), int) or isinstance(data.get("size"), bool):
+            raise ValidationError(f"{where} has no size", fix="restore it with git checkout")
+        return data
 
     # -- StorageBackend ------------------------------------------------------
     def init(self) -> None:
@@ -108,27 +128,24 @@ class DirStore:
         return TransferStats(transferred=moved, skipped=skipped)
 
     def describe_pointer(self, path: str, pointer: bytes) -> TrackedArtifact | None:
-        data = json.loads(pointer)
+        data = self._parse(pointer, self.pointer_path(path))
         return TrackedArtifact(path, f"md5:{data['md5']}", int(data["size"]), len(data["files"]), self.pointer_path(path))
 
     def materialize(self, rev: str, path: str, pointer: bytes, dest: Path) -> TrackedArtifact:
-        data = json.loads(pointer)
         tracked = PurePosixPath(path).parts[0]
+        data = self._parse(pointer, self.pointer_path(tracked))
         prefix = "/".join(PurePosixPath(path).parts[1:])
+        files = data["files"] if data["dir"] else {"": data["md5"]}
+        chosen = select_sub_path(files, prefix, f"{tracked} at {rev}") if prefix else files
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
         try:
-            chosen = {rel: md5 for rel, md5 in data["files"].items() if not prefix or rel == prefix or rel.startswith(prefix + "/")}
             for rel, md5 in chosen.items():
                 obj = self._object(md5)
                 if not obj.exists() or md5_of(obj) != md5:
                     raise DVCError(f"object {md5} of {tracked}/{rel} is missing or corrupt in {self.root}",
                                    fix="re-upload that version from a machine that has it")
-                if data["dir"]:
-                    inner = rel[len(prefix):].lstrip("/") if prefix else rel
-                    out = staging / dest.name / inner if inner else staging / dest.name
-                else:
-                    out = staging / dest.name
+                out = contained(staging / dest.name, rel, f"{tracked} at {rev}") if rel else staging / dest.name
                 out.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(obj, out)
             if dest.is_dir():
@@ -140,13 +157,13 @@ class DirStore:
         return TrackedArtifact(path, f"md5:{data['md5']}", size, len(chosen), self.pointer_path(tracked))
 
     def manifest(self, rev: str, path: str, pointer: bytes) -> dict[str, str]:
-        data = json.loads(pointer)
+        data = self._parse(pointer, self.pointer_path(path))
         return dict(data["files"]) if data["dir"] else {"": data["md5"]}
 
     def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
         # the directory is both cache and remote: one check serves both
         problems = []
-        for rel, md5 in json.loads(pointer)["files"].items():
+        for rel, md5 in self._parse(pointer, self.pointer_path(path))["files"].items():
             obj = self._object(md5)
             if not obj.exists():
                 problems.append(f"{path}/{rel}: missing ({obj})")
@@ -170,7 +187,7 @@ class DirStore:
                 result[path] = "untracked"
             else:
                 files = {rel: md5_of(p) for rel, p in self._files(path).items()}
-                result[path] = "unchanged" if files == json.loads(pointer_file.read_text())["files"] else "modified"
+                result[path] = "unchanged" if files == self._pointer(path)["files"] else "modified"
         return result
 
 

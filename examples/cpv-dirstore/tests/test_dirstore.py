@@ -69,3 +69,30 @@ def test_partial_data_download(dirstore, tmp_path):
     d.tag_data_checkpoint()
     part = d.download_data_checkpoint("v0.1", output_dir=tmp_path / "p", sub_path="test")
     assert [p.name for p in Path(part.data_path).iterdir()] == ["a.txt"]
+
+
+def test_a_hostile_pointer_writes_nothing_outside_the_output(dirstore, tmp_path):
+    """A third-party backend keeps cpv's trust rule with cpv_core.trust's helpers."""
+    import hashlib
+    import json
+    import subprocess
+
+    from cpv_core import ValidationError
+
+    d = DataCheckpointsManage("team", "model")
+    d.import_data_init()
+    (d.repo_path / "data").mkdir()
+    (d.repo_path / "data" / "a.txt").write_text("a")
+    d.upload_data_checkpoint()
+    d.tag_data_checkpoint()
+    payload = b"owned"
+    md5 = hashlib.md5(payload).hexdigest()
+    (dirstore / "team" / "model" / "objects" / md5[:2]).mkdir(parents=True, exist_ok=True)
+    (dirstore / "team" / "model" / "objects" / md5[:2] / md5[2:]).write_bytes(payload)
+    pointer = {"md5": md5, "size": 5, "dir": True, "files": {"../../escaped.txt": md5}}
+    (d.repo_path / "data.dirstore.json").write_text(json.dumps(pointer))
+    for args in (["add", "-f", "data.dirstore.json"], ["commit", "-q", "-m", "x"], ["tag", "-a", "data/v9.0", "-m", "x"]):
+        subprocess.run(["git", *args], cwd=d.repo_path, check=True)
+    with pytest.raises(ValidationError, match="file entry"):
+        d.download_data_checkpoint("v9.0", output_dir=tmp_path / "o" / "p")
+    assert not list(tmp_path.rglob("escaped.txt"))
