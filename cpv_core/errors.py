@@ -2,7 +2,9 @@
 
 The seed names (``CPVError``, ``ConfigError``, ``AWSError``, ``GitError``,
 ``DVCError``, ``CheckpointNotFoundError``, ``RepositoryError``,
-``CredentialError``) are public API. Every error carries a message that says
+``CredentialError``) are public API. Backends that are not DVC or git raise
+the neutral bases ``StorageError``, ``VersioningError`` and ``HostingError``;
+the seed names are their subclasses, so ``except StorageError`` catches both. Every error carries a message that says
 which value was wrong, why, and what to do; ``fix`` holds the "what to do" part
 separately so the CLI can print it on its own line. ``exit_code`` is the CLI's
 exit status for the class (documented in docs/cli.md).
@@ -40,22 +42,34 @@ class CredentialError(CPVError):
     exit_code = 4
 
 
-class AWSError(CPVError):
-    """An S3 operation failed for a reason other than credentials."""
+class StorageError(CPVError):
+    """A storage backend failed to store, fetch or check content (any backend)."""
 
     exit_code = 5
 
 
-class DVCError(CPVError):
-    """The storage backend (DVC) failed to add, push or fetch data."""
-
-    exit_code = 5
-
-
-class GitError(CPVError):
-    """A git operation (commit, fetch, push) failed."""
+class VersioningError(CPVError):
+    """A versioning backend failed to commit, fetch, publish or read versions (any backend)."""
 
     exit_code = 6
+
+
+class HostingError(CPVError):
+    """A hosting backend could not reach or prepare the remote repository (any backend)."""
+
+    exit_code = 7
+
+
+class AWSError(StorageError):
+    """An S3 operation failed for a reason other than credentials."""
+
+
+class DVCError(StorageError):
+    """The DVC-format storage failed to add, push or fetch data."""
+
+
+class GitError(VersioningError):
+    """A git operation (commit, fetch, push) failed."""
 
 
 class RepositoryError(CPVError):
@@ -93,6 +107,9 @@ __all__ = [
     "ConfigError",
     "ValidationError",
     "CredentialError",
+    "StorageError",
+    "VersioningError",
+    "HostingError",
     "AWSError",
     "DVCError",
     "GitError",

@@ -132,17 +132,45 @@ def _collect(results: Iterable[Iterable[T] | None]) -> list[T]:
     return out
 
 
-def _pick(kind: str, name: str, infos: list[Any]) -> Any:
-    by_name: dict[str, Any] = {}
-    for info in infos:
-        by_name.setdefault(info.name, info)
-    if name not in by_name:
-        choices = ", ".join(sorted(by_name)) or "none"
+def _offers(hook: Any) -> list[tuple[str, Any]]:
+    """``(plugin name, info)`` for every item every implementation of ``hook`` returns."""
+    out: list[tuple[str, Any]] = []
+    for impl in hook.get_hookimpls():
+        for info in impl.function() or []:
+            out.append((impl.plugin_name, info))
+    return out
+
+
+def _pick(kind: str, name: str, offers: list[tuple[str, Any]]) -> tuple[str, Any]:
+    """The one ``(plugin, info)`` offering backend ``name``: plugin order never decides,
+    so a name offered twice is an error naming both plugins."""
+    matches = [(plugin, info) for plugin, info in offers if info.name == name]
+    if not matches:
+        choices = ", ".join(sorted({info.name for _, info in offers})) or "none"
         raise ConfigError(
             f"{kind} backend {name!r} is not provided by any installed plugin (available: {choices})",
             fix=f"install the plugin that provides it, or set \"{kind}\" to one of the available names in the cpv config",
         )
-    return by_name[name]
+    if len(matches) > 1:
+        plugins = " and ".join(sorted(plugin for plugin, _ in matches))
+        raise ConfigError(
+            f"{kind} backend {name!r} is offered by more than one plugin ({plugins}); cpv never picks one by load order",
+            fix="uninstall one of them, or disable one with CPV_DISABLE_PLUGINS",
+        )
+    return matches[0]
+
+
+def _checked(kind: str, plugin: str, backend: Any, protocol: type) -> Any:
+    """``backend`` if it has every method of ``protocol``; else a ConfigError naming the plugin,
+    so a backend missing a method fails at selection, not halfway through an upload."""
+    wanted = [n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")]
+    missing = [n for n in wanted if not callable(getattr(backend, n, None))]
+    if missing:
+        raise ConfigError(
+            f"the {kind} backend from plugin {plugin!r} lacks {', '.join(missing)} (required by cpv's {protocol.__name__})",
+            fix=f"update or uninstall the plugin {plugin!r}",
+        )
+    return backend
 
 
 class Plugins:
@@ -171,19 +199,23 @@ class Plugins:
     # -- selection by configured name ---------------------------------------
     def storage(self, name: str, ctx: BackendContext) -> StorageBackend:
         """Create the storage backend called ``name`` for ``ctx``."""
-        return _pick("storage", name, self.storage_backends()).factory(ctx)
+        plugin, info = _pick("storage", name, _offers(self.pm.hook.cpv_storage_backends))
+        return _checked("storage", plugin, info.factory(ctx), StorageBackend)  # type: ignore[no-any-return]
 
     def versioning(self, name: str, ctx: BackendContext) -> VersioningBackend:
         """Create the versioning backend called ``name`` for ``ctx``."""
-        return _pick("versioning", name, self.versioning_backends()).factory(ctx)
+        plugin, info = _pick("versioning", name, _offers(self.pm.hook.cpv_versioning_backends))
+        return _checked("versioning", plugin, info.factory(ctx), VersioningBackend)  # type: ignore[no-any-return]
 
     def hosting(self, name: str, ctx: BackendContext) -> HostingBackend:
         """Create the hosting backend called ``name`` for ``ctx``."""
-        return _pick("hosting", name, self.hosting_backends()).factory(ctx)
+        plugin, info = _pick("hosting", name, _offers(self.pm.hook.cpv_hosting_backends))
+        return _checked("hosting", plugin, info.factory(ctx), HostingBackend)  # type: ignore[no-any-return]
 
     def credential_provider(self, name: str) -> CredentialProvider:
         """The credential provider called ``name``."""
-        return _pick("credentials", name, self.credential_providers()).provider
+        plugin, info = _pick("credentials", name, _offers(self.pm.hook.cpv_credential_providers))
+        return _checked("credentials", plugin, info.provider, CredentialProvider)  # type: ignore[no-any-return]
 
     def register_commands(self, cli: Any) -> None:
         """Let plugins add CLI commands."""

@@ -50,6 +50,43 @@ def test_unknown_backend_lists_the_choices(cpv_home):
     assert not (cpv_home / "workspaces" / "T").exists()
 
 
+def test_two_plugins_offering_one_backend_name_is_an_error_naming_both(cpv_home):
+    import types
+
+    from cpv_core import hookimpl
+    from cpv_core.backends import StorageBackendInfo
+    from cpv_plugins.local import LocalStorage
+
+    impostor = types.ModuleType("impostor")
+    impostor.cpv_storage_backends = hookimpl(lambda: [StorageBackendInfo("local", LocalStorage, "a second 'local'")])
+    get_plugin_manager().register(impostor, name="impostor")
+    m = ModelsCheckpointsManage("T", "m")
+    with pytest.raises(ConfigError) as err:
+        m.import_model_init()
+    assert "offered by more than one plugin (impostor and local)" in err.value.message
+    assert not (cpv_home / "workspaces" / "T").exists()
+
+
+def test_a_backend_missing_a_method_fails_at_selection_naming_its_plugin(cpv_home):
+    import types
+
+    from cpv_core import hookimpl
+    from cpv_core.backends import StorageBackendInfo
+    from cpv_plugins.local import LocalStorage
+
+    class Incomplete(LocalStorage):
+        materialize = None  # type: ignore[assignment]
+
+    partial = types.ModuleType("partial")
+    partial.cpv_storage_backends = hookimpl(lambda: [StorageBackendInfo("partial", Incomplete, "no materialize")])
+    get_plugin_manager().register(partial, name="partial")
+    CPVConfig().set_config("storage", "partial")
+    with pytest.raises(ConfigError) as err:
+        ModelsCheckpointsManage("T", "m").import_model_init()
+    assert "plugin 'partial' lacks materialize" in err.value.message
+    assert not (cpv_home / "workspaces" / "T").exists()
+
+
 class _FakeEntryPoint:
     def __init__(self, name, value, loader):
         self.name, self.value, self.dist, self._loader = name, value, None, loader

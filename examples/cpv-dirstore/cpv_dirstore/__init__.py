@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from cpv_core import DVCError, ValidationError, hookimpl
+from cpv_core import StorageError, ValidationError, hookimpl
 from cpv_core.backends import BackendContext, StorageBackendInfo, TrackedArtifact, TransferStats
 from cpv_core.trust import check_oid, check_relpath, contained, select_sub_path
 
@@ -143,7 +143,7 @@ class DirStore:
             for rel, md5 in chosen.items():
                 obj = self._object(md5)
                 if not obj.exists() or md5_of(obj) != md5:
-                    raise DVCError(f"object {md5} of {tracked}/{rel} is missing or corrupt in {self.root}",
+                    raise StorageError(f"object {md5} of {tracked}/{rel} is missing or corrupt in {self.root}",
                                    fix="re-upload that version from a machine that has it")
                 out = contained(staging / dest.name, rel, f"{tracked} at {rev}") if rel else staging / dest.name
                 out.parent.mkdir(parents=True, exist_ok=True)

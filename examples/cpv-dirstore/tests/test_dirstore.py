@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import cpv_dirstore
-from cpv_core import DataCheckpointsManage, DVCError, ModelsCheckpointsManage
+from cpv_core import DataCheckpointsManage, ModelsCheckpointsManage, StorageError
 from cpv_core.config import CPVConfig
 from cpv_core.plugins import get_plugin_manager, reset_plugin_manager
 
@@ -54,7 +54,7 @@ def test_corruption_is_detected(dirstore, tmp_path):
     (obj,) = [p for p in dirstore.rglob("*") if p.is_file()]
     obj.write_bytes(b"garbage")
     assert m.verify("v0.1") and "corrupt" in m.verify("v0.1")[0]
-    with pytest.raises(DVCError):
+    with pytest.raises(StorageError):
         m.download_model_checkpoint("v0.1", output_dir=tmp_path / "out")
     assert not (tmp_path / "out" / "model.bin").exists()
 
