@@ -40,14 +40,14 @@ from .errors import (  # noqa: E402
 from .versions import Version  # noqa: E402
 
 if TYPE_CHECKING:
-    from .checkpoints import DataCheckpointsManage, ModelsCheckpointsManage
+    from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
     from .combined import CombinedCheckpointsManage
     from .config import CPVConfig
 
 _LAZY = {
     "CPVConfig": "config",
-    "ModelsCheckpointsManage": "checkpoints",
-    "DataCheckpointsManage": "checkpoints",
+    "ModelsCheckpointsManage": "model_data",
+    "DataCheckpointsManage": "model_data",
     "CombinedCheckpointsManage": "combined",
 }
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:
     from .config import CPVConfig
@@ -132,6 +132,39 @@ class CheckResult:
     ok: bool
     detail: str
     fix: str | None = None
+
+
+class ValidationReport:
+    """The per-check result of :meth:`CPVConfig.validate_credentials`.
+
+    Truthy when every check passed, so ``if config.validate_credentials():``
+    works as in the seeds.
+    """
+
+    def __init__(self, checks: list[CheckResult]) -> None:
+        self.checks = checks
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passed."""
+        return all(c.ok for c in self.checks)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __iter__(self) -> Iterator[CheckResult]:
+        return iter(self.checks)
+
+    def failed(self) -> list[CheckResult]:
+        """The checks that did not pass."""
+        return [c for c in self.checks if not c.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``cpv validate --json``)."""
+        return {
+            "ok": self.ok,
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in self.checks],
+        }
 
 
 class PushRejected(Exception):
@@ -368,8 +401,17 @@ class HostingBackendInfo:
 
 @dataclass(frozen=True)
 class CredentialProviderInfo:
-    """A credential provider offered by a plugin."""
+    """A credential provider offered by a plugin.
+
+    :param section: the cpv config section its ``setup`` result is stored in
+        (default: its name).
+    :param selects: the backends it makes the default once configured, by
+        kind (``{"storage": "dvc-s3"}``); an explicit ``storage``/``hosting``
+        key in the config always wins.
+    """
 
     name: str
     provider: CredentialProvider
     description: str = ""
+    section: str = ""
+    selects: Mapping[str, str] = field(default_factory=dict)

@@ -137,7 +137,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 
 def manager(kind: str, ctx: Ctx, team: str | None, model: str | None, repo_path: str | None, dry_run: bool = False):
-    from .checkpoints import DataCheckpointsManage, ModelsCheckpointsManage
+    from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
 
     team, model, repo_path = resolve_target(team, model, repo_path)
     cls = ModelsCheckpointsManage if kind == "model" else DataCheckpointsManage
@@ -170,7 +170,37 @@ def print_table(rows: list[dict[str, Any]], ctx: Ctx) -> None:
 # --------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CpvGroup(click.Group):
+    """The root group: plugins' commands (``cpv_register_commands``) are added the
+    first time the command list is needed, whoever asks (main, tests, the docs)."""
+
+    _loaded_for: object = None
+
+    def load_plugin_commands(self) -> None:
+        """Let every plugin add its commands, once per set of registered plugins;
+        a failing plugin is a warning."""
+        from .plugins import Plugins, get_plugin_manager
+
+        pm = get_plugin_manager()
+        key = (id(pm), tuple(sorted(str(name) for name, _ in pm.list_name_plugin())))
+        if self._loaded_for == key:
+            return
+        self._loaded_for = key
+        try:
+            Plugins(pm).register_commands(self)
+        except Exception as exc:  # noqa: BLE001 - a plugin's command must not kill the CLI
+            logger.warning("a plugin failed to add its commands: %s", exc)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self.load_plugin_commands()
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=CpvGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--verbose", "-v", is_flag=True, help="Print each step; tracebacks on errors.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only results and errors.")
 @click.version_option(__version__, prog_name="cpv")
@@ -222,7 +252,7 @@ def init(click_ctx: click.Context, team_name, model_name, repo_path, data_path, 
 @click.pass_obj
 def init_model(ctx: Ctx, team_name, model_name, repo_path, data_path, dry_run) -> None:
     """Initialise the workspace of TEAM/MODEL."""
-    from .checkpoints import ModelsCheckpointsManage
+    from .model_data import ModelsCheckpointsManage
 
     if not team_name or not model_name:
         raise ValidationError("cpv init model needs --team-name/-t and --model-name/-m", fix="e.g. cpv init model -t AI-Convo -m whisper")
@@ -492,98 +522,9 @@ def checkpoint_info(ctx: Ctx, version, team_name, model_name, repo_path, as_json
 # -- configuration --------------------------------------------------------------------
 
 
-def _aws_options(func: Callable) -> Callable:
-    for option in reversed([
-        click.option("--credential-path", "-c", type=click.Path(dir_okay=False), help="AWS credentials file (default ~/.aws/credentials)."),
-        click.option("--profile", "-p", default="default", show_default=True, help="Profile in that file."),
-        click.option("--bucket", "-b", help="S3 bucket (default vmo-model-checkpoints)."),
-        click.option("--endpoint-url", help="S3-compatible endpoint (SeaweedFS, MinIO, Ceph ...)."),
-        click.option("--region", help="Region (default us-east-1)."),
-        dry_run_option,
-    ]):
-        func = option(func)
-    return func
-
-
-def _bitbucket_options(func: Callable) -> Callable:
-    for option in reversed([
-        click.option("--keygen-filename", "-k", default="id_ed25519_bitbucket", show_default=True,
-                     help="SSH key: a file name under ~/.ssh or a path; generated (ed25519) if missing."),
-        click.option("--user", "-u", help="Your Bitbucket account name."),
-        click.option("--workspace", "-w", help="Bitbucket workspace holding the repositories (default: --user)."),
-        click.option("--host", help="SSH host (default altssh.bitbucket.org)."),
-        click.option("--port", type=int, help="SSH port (default 443)."),
-        click.option("--ssh-user", help="SSH login user (default git)."),
-        click.option("--repo-template", help="Repository name per team/model (default {team}-{model})."),
-        dry_run_option,
-    ]):
-        func = option(func)
-    return func
-
-
-def _do_aws_config(ctx: Ctx, credential_path, profile, bucket, endpoint_url, region, dry_run=False) -> None:
-    from .config import CPVConfig
-
-    if dry_run:
-        ctx.echo(f"[dry-run] would store in {CPVConfig().config_path}: aws = credentials file {credential_path or '~/.aws/credentials'}, "
-                 f"profile {profile}, bucket {bucket or 'vmo-model-checkpoints'}, endpoint {endpoint_url or 'AWS'}, region {region or 'us-east-1'}")
-        return
-    entries = CPVConfig().setup_aws_profile(credential_path=credential_path, aws_profile=profile, bucket=bucket,
-                                            endpoint_url=endpoint_url, region=region)
-    ctx.echo(f"AWS configured: profile {entries['profile']} in {entries['credential_path']}, bucket {entries['bucket']}"
-             + (f" at {entries['endpoint_url']}" if entries.get("endpoint_url") else ""))
-    ctx.echo("new models now store their data on S3 (storage: dvc-s3); run `cpv validate` to check access")
-
-
-def _do_bitbucket_config(ctx: Ctx, keygen_filename, user, workspace, host, port, ssh_user, repo_template, dry_run=False) -> None:
-    from .config import CPVConfig
-
-    options = {k: v for k, v in dict(workspace=workspace, host=host, port=port, ssh_user=ssh_user,
-                                     repo_template=repo_template).items() if v is not None}
-    if dry_run:
-        ctx.echo(f"[dry-run] would create the SSH key {keygen_filename} if missing, write the cpv block in ~/.ssh/config "
-                 f"and store in {CPVConfig().config_path}: bitbucket = user {user}, {options}")
-        return
-    entries = CPVConfig().setup_bitbucket_ssh(keygen_filename=keygen_filename, bitbucket_user=user, **options)
-    ctx.echo(f"Bitbucket configured: {entries['ssh_user']}@{entries['host']}:{entries['port']}, workspace {entries['workspace']}")
-    ctx.echo(f"add this public key to Bitbucket (Personal settings > SSH keys):\n{Path(entries['public_key_path']).read_text().strip()}")
-
-
-@cli.command("aws-config")
-@_aws_options
-@click.pass_obj
-def aws_config(ctx: Ctx, **options: Any) -> None:
-    """Configure S3 access by reference to an AWS credentials file and profile."""
-    _do_aws_config(ctx, **options)
-
-
-@cli.command("bitbucket-config")
-@_bitbucket_options
-@click.pass_obj
-def bitbucket_config(ctx: Ctx, **options: Any) -> None:
-    """Configure Bitbucket over SSH (key, ~/.ssh/config block, workspace)."""
-    _do_bitbucket_config(ctx, **options)
-
-
 @cli.group("config")
 def config_group() -> None:
     """Show and change the cpv configuration (~/.cpv/config.json, or $CPV_HOME)."""
-
-
-@config_group.command("aws")
-@_aws_options
-@click.pass_obj
-def config_aws(ctx: Ctx, **options: Any) -> None:
-    """Same as `cpv aws-config`."""
-    _do_aws_config(ctx, **options)
-
-
-@config_group.command("bitbucket")
-@_bitbucket_options
-@click.pass_obj
-def config_bitbucket(ctx: Ctx, **options: Any) -> None:
-    """Same as `cpv bitbucket-config`."""
-    _do_bitbucket_config(ctx, **options)
 
 
 @config_group.command("show")
@@ -678,20 +619,11 @@ def quickstart(ctx: Ctx, home: str | None, keep: bool) -> None:
 # --------------------------------------------------------------------------
 
 
-def _load_plugin_commands() -> None:
-    from .plugins import Plugins
-
-    try:
-        Plugins().register_commands(cli)
-    except Exception as exc:  # noqa: BLE001 - a plugin's command must not kill the CLI
-        logger.warning("a plugin failed to add its commands: %s", exc)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one clear line per error, documented exit codes."""
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     try:
-        _load_plugin_commands()  # inside the try: a Ctrl-C while plugins load is reported like any other
+        cli.load_plugin_commands()  # inside the try: a Ctrl-C while plugins load is reported like any other
         cli.main(args=argv, prog_name="cpv", standalone_mode=False)
     except CPVError as exc:
         if verbose:

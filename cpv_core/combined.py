@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from .artifacts import CombinedMetadata
 from .backends import VersionRecord
-from .checkpoints import DataCheckpointsManage, ModelsCheckpointsManage
+from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
 from .errors import VersionExistsError
 from .manager import _parse_tag_arg, allocate_and_publish, fetch_versions, find_version, revert_targets
 from .records import validate_message

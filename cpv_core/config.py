@@ -20,53 +20,17 @@ import math
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from .backends import CheckResult
+from .backends import ValidationReport
 from .errors import ConfigError
 from .paths import atomic_write_bytes, cpv_home, make_private_dirs
 
 logger = logging.getLogger("cpv.config")
 
 CONFIG_FILE = "config.json"
-DEFAULT_BACKENDS = {"storage": "local", "hosting": "local", "versioning": "git-tags"}
-#: which credential provider, once configured, makes which backend the default
-PROVIDER_DEFAULTS = {"aws": ("storage", "dvc-s3"), "bitbucket": ("hosting", "bitbucket-ssh")}
 _SECRET_WORDS = ("secret", "password", "passwd", "token", "key", "credential")
 _SAFE_SUFFIXES = ("_path", "_file", "_env", "_id_env")
-
-
-class ValidationReport:
-    """The per-check result of :meth:`CPVConfig.validate_credentials`.
-
-    Truthy when every check passed, so ``if config.validate_credentials():``
-    works as in the seeds.
-    """
-
-    def __init__(self, checks: list[CheckResult]) -> None:
-        self.checks = checks
-
-    @property
-    def ok(self) -> bool:
-        """True when every check passed."""
-        return all(c.ok for c in self.checks)
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    def __iter__(self) -> Iterator[CheckResult]:
-        return iter(self.checks)
-
-    def failed(self) -> list[CheckResult]:
-        """The checks that did not pass."""
-        return [c for c in self.checks if not c.ok]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (``cpv validate --json``)."""
-        return {
-            "ok": self.ok,
-            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in self.checks],
-        }
 
 
 #: values that are credentials whatever key they are stored under
@@ -202,43 +166,29 @@ class CPVConfig:
         if save:
             self._save_config()
 
+    def set_section(self, section: str, entries: dict[str, Any]) -> None:
+        """Replace a whole config section (what a credential provider's set-up returned) and save."""
+        self._config[section] = dict(entries)
+        self._save_config()
+
     def backend_name(self, kind: str) -> str:
-        """The configured backend name for ``kind`` (storage, hosting, versioning)."""
-        explicit = self._config.get(kind)
-        if explicit:
-            return str(explicit)
-        for section, (backend_kind, backend) in PROVIDER_DEFAULTS.items():
-            if backend_kind == kind and self._config.get(section):
-                return backend
-        return DEFAULT_BACKENDS[kind]
+        """The configured backend name for ``kind`` (storage, hosting, versioning);
+        when unset, the one a configured credential provider selects, else the default."""
+        from .credentials import backend_name
+
+        return backend_name(self, kind)
 
     def workspace_root(self) -> Path:
         """Where model workspaces live: ``workspace_root`` or ``$CPV_HOME/workspaces``."""
         value = self._config.get("workspace_root")
         return Path(value).expanduser() if value else self.config_dir / "workspaces"
 
-    # -- credentials -----------------------------------------------------
-    def _providers(self):  # -> list[CredentialProviderInfo]
-        from .plugins import Plugins
-
-        return Plugins().credential_providers()
-
+    # -- credentials: thin seed-compatible shims over cpv_core.credentials ----------
     def credential_env(self) -> dict[str, str]:
         """Environment variables from every configured credential provider."""
-        env: dict[str, str] = {}
-        for info in self._providers():
-            if info.provider.is_configured(self):
-                env.update(info.provider.environment(self))
-        return env
+        from .credentials import credential_env
 
-    def _setup_provider(self, name: str, section: str, options: dict[str, Any]) -> dict[str, Any]:
-        from .plugins import Plugins
-
-        provider = Plugins().credential_provider(name)
-        entries = provider.setup(self, **options)
-        self._config[section] = entries
-        self._save_config()
-        return entries
+        return credential_env(self)
 
     def setup_aws_profile(
         self,
@@ -254,12 +204,14 @@ class CPVConfig:
         Stores the path, profile, bucket, endpoint and region, never key values.
         Newly initialised models then use the ``dvc-s3`` storage.
         """
+        from .credentials import setup_provider
+
         options = dict(
             credential_path=credential_path, aws_profile=aws_profile, bucket=bucket,
             endpoint_url=endpoint_url, region=region,
         )
         options.update({k: v for k, v in kwargs.items() if k not in {"verbose", "dry_run"}})
-        return self._setup_provider("aws", "aws", options)
+        return setup_provider(self, "aws", options)
 
     def setup_bitbucket_ssh(
         self, keygen_filename: str | Path | None = None, bitbucket_user: str | None = None, **kwargs: Any
@@ -267,9 +219,11 @@ class CPVConfig:
         """Configure Bitbucket over SSH: key (generated if missing), ``~/.ssh/config``
         managed block, workspace, host and port. Newly initialised models then use
         the ``bitbucket-ssh`` hosting."""
+        from .credentials import setup_provider
+
         options = dict(keygen_filename=keygen_filename, bitbucket_user=bitbucket_user)
         options.update({k: v for k, v in kwargs.items() if k not in {"verbose", "dry_run"}})
-        return self._setup_provider("bitbucket-ssh", "bitbucket", options)
+        return setup_provider(self, "bitbucket-ssh", options)
 
     def validate_credentials(self, verbose: bool = False, **_: Any) -> ValidationReport:
         """Run every configured provider's checks; truthy when all pass.
@@ -277,15 +231,6 @@ class CPVConfig:
         With nothing configured the embedded local default needs no
         credentials, which is reported as one passing check.
         """
-        checks: list[CheckResult] = []
-        for info in self._providers():
-            if info.provider.is_configured(self):
-                checks.extend(info.provider.validate(self))
-        if not checks:
-            checks.append(CheckResult("local", True, "no remote credentials configured: the embedded local default needs none"))
-        report = ValidationReport(checks)
-        for check in checks:
-            level = logging.INFO if check.ok else logging.WARNING
-            if verbose or self.verbose or not check.ok:
-                logger.log(level, "%s %s: %s", "ok" if check.ok else "FAILED", check.name, check.detail)
-        return report
+        from .credentials import validate_credentials
+
+        return validate_credentials(self, verbose=verbose or self.verbose)

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from .checkpoints import ModelsCheckpointsManage
+from .model_data import ModelsCheckpointsManage
 from .config import CPVConfig
 
 

@@ -327,4 +327,58 @@ def cpv_hosting_backends() -> list[HostingBackendInfo]:
 @hookimpl
 def cpv_credential_providers() -> list[CredentialProviderInfo]:
     """SSH key + ~/.ssh/config managed block."""
-    return [CredentialProviderInfo("bitbucket-ssh", BitbucketCredentials(), "SSH key for Bitbucket (path only)")]
+    return [CredentialProviderInfo("bitbucket-ssh", BitbucketCredentials(), "SSH key for Bitbucket (path only)",
+                                   section="bitbucket", selects={"hosting": "bitbucket-ssh"})]
+
+
+@hookimpl
+def cpv_register_commands(cli: Any) -> None:
+    """``cpv bitbucket-config`` and ``cpv config bitbucket``: SSH key, ~/.ssh/config block, workspace."""
+    import click
+
+    from cpv_core.cli import Ctx, dry_run_option
+
+    def bitbucket_options(func: Any) -> Any:
+        for option in reversed([
+            click.option("--keygen-filename", "-k", default="id_ed25519_bitbucket", show_default=True,
+                         help="SSH key: a file name under ~/.ssh or a path; generated (ed25519) if missing."),
+            click.option("--user", "-u", help="Your Bitbucket account name."),
+            click.option("--workspace", "-w", help="Bitbucket workspace holding the repositories (default: --user)."),
+            click.option("--host", help=f"SSH host (default {DEFAULT_HOST})."),
+            click.option("--port", type=int, help=f"SSH port (default {DEFAULT_PORT})."),
+            click.option("--ssh-user", help=f"SSH login user (default {DEFAULT_SSH_USER})."),
+            click.option("--repo-template", help=f"Repository name per team/model (default {DEFAULT_REPO_TEMPLATE})."),
+            dry_run_option,
+        ]):
+            func = option(func)
+        return func
+
+    def configure(ctx: Ctx, keygen_filename: str, user: str | None, workspace: str | None, host: str | None,
+                  port: int | None, ssh_user: str | None, repo_template: str | None, dry_run: bool = False) -> None:
+        from cpv_core.config import CPVConfig
+
+        options = {k: v for k, v in dict(workspace=workspace, host=host, port=port, ssh_user=ssh_user,
+                                         repo_template=repo_template).items() if v is not None}
+        if dry_run:
+            ctx.echo(f"[dry-run] would create the SSH key {keygen_filename} if missing, write the cpv block in ~/.ssh/config "
+                     f"and store in {CPVConfig().config_path}: bitbucket = user {user}, {options}")
+            return
+        entries = CPVConfig().setup_bitbucket_ssh(keygen_filename=keygen_filename, bitbucket_user=user, **options)
+        ctx.echo(f"Bitbucket configured: {entries['ssh_user']}@{entries['host']}:{entries['port']}, workspace {entries['workspace']}")
+        ctx.echo(f"add this public key to Bitbucket (Personal settings > SSH keys):\n{Path(entries['public_key_path']).read_text().strip()}")
+
+    @cli.command("bitbucket-config")
+    @bitbucket_options
+    @click.pass_obj
+    def bitbucket_config(ctx: Ctx, **options: Any) -> None:
+        """Configure Bitbucket over SSH (key, ~/.ssh/config block, workspace)."""
+        configure(ctx, **options)
+
+    config_group = cli.commands.get("config")
+    if config_group is not None:
+        @config_group.command("bitbucket")
+        @bitbucket_options
+        @click.pass_obj
+        def config_bitbucket(ctx: Ctx, **options: Any) -> None:
+            """Same as `cpv bitbucket-config`."""
+            configure(ctx, **options)

@@ -543,4 +543,57 @@ def cpv_storage_backends() -> list[StorageBackendInfo]:
 @hookimpl
 def cpv_credential_providers() -> list[CredentialProviderInfo]:
     """AWS credentials by reference to a credentials file and profile."""
-    return [CredentialProviderInfo("aws", AwsCredentials(), "AWS credentials file + profile (paths and names only)")]
+    return [CredentialProviderInfo("aws", AwsCredentials(), "AWS credentials file + profile (paths and names only)",
+                                   section="aws", selects={"storage": "dvc-s3"})]
+
+
+@hookimpl
+def cpv_register_commands(cli: Any) -> None:
+    """``cpv aws-config`` and ``cpv config aws``: S3 access by reference to a credentials file."""
+    import click
+
+    from cpv_core.cli import Ctx, dry_run_option
+
+    def aws_options(func: Any) -> Any:
+        for option in reversed([
+            click.option("--credential-path", "-c", type=click.Path(dir_okay=False),
+                         help="AWS credentials file (default ~/.aws/credentials)."),
+            click.option("--profile", "-p", default="default", show_default=True, help="Profile in that file."),
+            click.option("--bucket", "-b", help=f"S3 bucket (default {DEFAULT_BUCKET})."),
+            click.option("--endpoint-url", help="S3-compatible endpoint (SeaweedFS, MinIO, Ceph ...)."),
+            click.option("--region", help=f"Region (default {DEFAULT_REGION})."),
+            dry_run_option,
+        ]):
+            func = option(func)
+        return func
+
+    def configure(ctx: Ctx, credential_path: str | None, profile: str, bucket: str | None,
+                  endpoint_url: str | None, region: str | None, dry_run: bool = False) -> None:
+        from cpv_core.config import CPVConfig
+
+        if dry_run:
+            ctx.echo(f"[dry-run] would store in {CPVConfig().config_path}: aws = credentials file "
+                     f"{credential_path or '~/.aws/credentials'}, profile {profile}, bucket {bucket or DEFAULT_BUCKET}, "
+                     f"endpoint {endpoint_url or 'AWS'}, region {region or DEFAULT_REGION}")
+            return
+        entries = CPVConfig().setup_aws_profile(credential_path=credential_path, aws_profile=profile, bucket=bucket,
+                                                endpoint_url=endpoint_url, region=region)
+        ctx.echo(f"AWS configured: profile {entries['profile']} in {entries['credential_path']}, bucket {entries['bucket']}"
+                 + (f" at {entries['endpoint_url']}" if entries.get("endpoint_url") else ""))
+        ctx.echo("new models now store their data on S3 (storage: dvc-s3); run `cpv validate` to check access")
+
+    @cli.command("aws-config")
+    @aws_options
+    @click.pass_obj
+    def aws_config(ctx: Ctx, **options: Any) -> None:
+        """Configure S3 access by reference to an AWS credentials file and profile."""
+        configure(ctx, **options)
+
+    config_group = cli.commands.get("config")
+    if config_group is not None:
+        @config_group.command("aws")
+        @aws_options
+        @click.pass_obj
+        def config_aws(ctx: Ctx, **options: Any) -> None:
+            """Same as `cpv aws-config`."""
+            configure(ctx, **options)

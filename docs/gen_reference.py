@@ -32,6 +32,7 @@ def _commands(group: click.Group, prefix: str) -> list[tuple[str, click.Command]
 def cli_reference() -> str:
     from cpv_core.cli import cli
 
+    cli.load_plugin_commands()  # the default plugins' commands (aws-config, bitbucket-config) belong in it
     lines = [HEADER, "# CLI reference\n\n", "Every `cpv` command with its arguments and options. "
              "See [cli.md](cli.md) for exit codes, JSON schemas and shell completion.\n\n"]
     for path, cmd in _commands(cli, "cpv"):

@@ -1,0 +1,140 @@
+"""The seed manager classes for models and data: ModelsCheckpointsManage and
+DataCheckpointsManage. :mod:`cpv_core.checkpoints` is the seeds' module name
+and re-exports them with CombinedCheckpointsManage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from .artifacts import CheckpointMetadata, DataArtifacts, ModelArtifacts, UploadResult
+from .manager import DATA, MODEL, CheckpointManager, _check_source
+from .paths import tree_size
+from .versions import Version
+
+
+class ModelsCheckpointsManage(CheckpointManager):
+    """Version a model's weights and metrics (the seed API).
+
+    :param team_name: team, e.g. ``"AI-Convo"``.
+    :param model_name: model, e.g. ``"faster-whisper"``.
+    :param repo_path: the local workspace; default ``{workspace_root}/{team}/{model}``.
+    :param config: a :class:`CPVConfig` (default: loaded from ``CPV_HOME``).
+    :param verbose: print each step.
+    :param dry_run: print the plan and change nothing, locally or remotely.
+    """
+
+    spec = MODEL
+
+    def _lineage(self) -> dict[str, Any]:
+        """The data version whose content is committed at HEAD, if it was tagged."""
+        data = self._sibling(DataCheckpointsManage)
+        info = data._pointer_info("HEAD")
+        if info is None:
+            return {}
+        same = [r.version for r in data._records() if r.metadata.get("digest") == info.digest]
+        return {"data": same[-1]} if same else {"data_digest": info.digest}
+
+    def import_model_init(self, data_path: str | Path | None = None, **kwargs: Any) -> Path:
+        """Create the model workspace and its remote repository, or clone the
+        existing remote (a second team member's first step). With ``data_path``
+        the directory is uploaded as the first data checkpoint.
+
+        :return: the workspace path.
+        """
+        dry_run, _ = self._opts(kwargs)
+        if data_path is not None:
+            _check_source(DATA, Path(data_path).expanduser())
+        self._init_workspace(dry_run)
+        if data_path is not None:
+            data = self._sibling(DataCheckpointsManage)
+            data.upload_data_checkpoint(data_path, message="Initial training data", dry_run=dry_run)
+        return self.ws.path
+
+    def upload_model_checkpoint(
+        self, model_path: str | Path | None = None, metrics: Mapping[str, Any] | None = None,
+        message: str | None = None, **kwargs: Any,
+    ) -> UploadResult:
+        """Store the model file (default: the workspace's ``model.bin``), append
+        ``metrics`` to ``metrics.log``, commit the pointer and push."""
+        return self._upload(model_path, metrics, message, **kwargs)
+
+    def tag_model_checkpoint(self, version_tag: str | None = None, message: str | None = None, **kwargs: Any) -> str:
+        """Give the current model a version: ``version_tag`` (e.g. ``"v2.0"``) or
+        the next minor (``major=True``: next major). Returns ``"vX.Y"``."""
+        return self._tag(version_tag, message, **kwargs)
+
+    def read_checkpoint_tag(self, **kwargs: Any) -> list[str]:
+        """All model versions, sorted; includes versions pushed by others
+        (offline: local versions, with a warning)."""
+        return self._list()
+
+    def download_model_checkpoint(self, tag: str | None = None, output_dir: str | Path | None = None, **kwargs: Any) -> ModelArtifacts:
+        """Materialise version ``tag`` (default: latest) in ``output_dir``
+        without touching the workspace."""
+        dest, record, artifact = self._download(tag, output_dir, **kwargs)
+        meta = self._metadata_for(record)
+        size = artifact.size if artifact else meta.size
+        return ModelArtifacts(model_path=str(dest), metrics=meta.metrics, tag=record.version,
+                              size_mb=round(size / (1024 * 1024), 3), commit=record.commit, digest=meta.digest)
+
+    def revert_model_checkpoint(self, tag: str, **kwargs: Any) -> CheckpointMetadata:
+        """Return the workspace's model to version ``tag`` as a new commit
+        (history kept). Refuses on uncommitted changes unless ``force=True``."""
+        return self._revert(tag, **kwargs)
+
+    def get_model_metadata(self, tag: str | None = None, **kwargs: Any) -> CheckpointMetadata:
+        """Version, commit, author, date, message, metrics, size and hash of
+        ``tag`` (default: the latest version)."""
+        return self._metadata(tag)
+
+
+class DataCheckpointsManage(CheckpointManager):
+    """Version a model's training data directory (the seed API)."""
+
+    spec = DATA
+
+    def import_data_init(self, data_path: str | Path | None = None, **kwargs: Any) -> Path:
+        """Initialise the workspace if needed and upload ``data_path`` as the first data checkpoint."""
+        dry_run, _ = self._opts(kwargs)
+        if data_path is not None:
+            _check_source(DATA, Path(data_path).expanduser())
+        self._init_workspace(dry_run)
+        if data_path is not None:
+            self.upload_data_checkpoint(data_path, message="Initial training data", dry_run=dry_run)
+        return self.ws.path
+
+    def upload_data_checkpoint(self, data_path: str | Path | None = None, message: str | None = None, **kwargs: Any) -> UploadResult:
+        """Store the data directory (default: the workspace's ``data/``), commit its pointer and push."""
+        return self._upload(data_path, kwargs.pop("metrics", None), message, **kwargs)
+
+    def tag_data_checkpoint(self, version_tag: str | None = None, message: str | None = None, **kwargs: Any) -> str:
+        """Give the current data a version in the data sequence; returns ``"vX.Y"``."""
+        return self._tag(version_tag, message, **kwargs)
+
+    def read_checkpoint_tag(self, **kwargs: Any) -> list[str]:
+        """All data versions, sorted."""
+        return self._list()
+
+    def download_data_checkpoint(self, tag: str | None = None, output_dir: str | Path | None = None, **kwargs: Any) -> DataArtifacts:
+        """Materialise data version ``tag`` (default: latest) in ``output_dir``;
+        ``sub_path="test"`` fetches only that part."""
+        dest, record, artifact = self._download(tag, output_dir, kwargs.pop("sub_path", None), **kwargs)
+        meta = self._metadata_for(record)
+        size, nfiles = tree_size(dest) if dest.exists() else (meta.size, 0)
+        return DataArtifacts(data_path=str(dest), version=record.version, tag=record.version, file_count=nfiles,
+                             size_mb=round(size / (1024 * 1024), 3), commit=record.commit, digest=meta.digest)
+
+    def revert_data_checkpoint(self, tag: str, **kwargs: Any) -> CheckpointMetadata:
+        """Return the workspace's data to version ``tag`` as a new commit."""
+        return self._revert(tag, **kwargs)
+
+    def get_data_metadata(self, tag: str | None = None, **kwargs: Any) -> CheckpointMetadata:
+        """Metadata of data version ``tag`` (default: latest)."""
+        return self._metadata(tag)
+
+    def models_trained_on(self, version: str) -> list[str]:
+        """Model versions whose lineage names this data version (after a fetch)."""
+        wanted = str(Version.parse(version))
+        self._find(wanted)
+        return [r.version for r in self.ws.versioning.list_versions("model") if r.metadata.get("lineage", {}).get("data") == wanted]
