@@ -24,8 +24,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -117,9 +117,15 @@ class Bench:
         (self.home / ".aws").mkdir(parents=True)
         creds = self.home / ".aws" / "credentials"
         creds.write_text(f"[bench]\naws_access_key_id = {ACCESS}\naws_secret_access_key = {SECRET}\n")
-        self.env = dict(os.environ, HOME=str(self.home), CPV_HOME=str(workdir / "cpv-home"), DVC_NO_ANALYTICS="1",
-                        GIT_CONFIG_GLOBAL=str(self.home / ".gitconfig"), AWS_SHARED_CREDENTIALS_FILE=str(creds),
-                        AWS_CONFIG_FILE=str(self.home / ".aws" / "config"))
+        self.env = dict(
+            os.environ,
+            HOME=str(self.home),
+            CPV_HOME=str(workdir / "cpv-home"),
+            DVC_NO_ANALYTICS="1",
+            GIT_CONFIG_GLOBAL=str(self.home / ".gitconfig"),
+            AWS_SHARED_CREDENTIALS_FILE=str(creds),
+            AWS_CONFIG_FILE=str(self.home / ".aws" / "config"),
+        )
         (self.home / ".gitconfig").write_text("[user]\n\tname = Bench\n\temail = bench@example.com\n")
         self.servers = 0
         self.results: dict[str, dict] = {}
@@ -134,8 +140,17 @@ class Bench:
             shutil.rmtree(self.s3.workdir, ignore_errors=True)
         self.servers += 1
         self.s3 = start_seaweedfs(self.workdir / f"seaweedfs-{self.servers}", access_key=ACCESS, secret_key=SECRET, bucket=BUCKET)
-        self.cpv("aws-config", "--credential-path", self.env["AWS_SHARED_CREDENTIALS_FILE"], "--profile", "bench",
-                 "--bucket", BUCKET, "--endpoint-url", self.s3.endpoint)
+        self.cpv(
+            "aws-config",
+            "--credential-path",
+            self.env["AWS_SHARED_CREDENTIALS_FILE"],
+            "--profile",
+            "bench",
+            "--bucket",
+            BUCKET,
+            "--endpoint-url",
+            self.s3.endpoint,
+        )
 
     def cpv(self, *args: str, cwd: Path | None = None) -> str:
         out = subprocess.run([*CPV, *args], env=self.env, cwd=cwd, capture_output=True, text=True)
@@ -147,8 +162,9 @@ class Bench:
         import boto3
         from boto3.s3.transfer import TransferConfig
 
-        client = boto3.client("s3", endpoint_url=self.s3.endpoint, aws_access_key_id=ACCESS,
-                              aws_secret_access_key=SECRET, region_name="us-east-1")
+        client = boto3.client(
+            "s3", endpoint_url=self.s3.endpoint, aws_access_key_id=ACCESS, aws_secret_access_key=SECRET, region_name="us-east-1"
+        )
         return client, TransferConfig()
 
     def workspace(self, team: str, model: str) -> Path:
@@ -159,12 +175,22 @@ class Bench:
         cpv_med = statistics.median(cpv_times)
         base_med = statistics.median(base_times) if base_times else None
         ratio = cpv_med / base_med if base_med else None
-        self.results[name] = {"cpv_s": cpv_times, "baseline_s": base_times, "cpv_median_s": cpv_med,
-                              "baseline_median_s": base_med, "ratio": ratio, "target": target, **extra}
+        self.results[name] = {
+            "cpv_s": cpv_times,
+            "baseline_s": base_times,
+            "cpv_median_s": cpv_med,
+            "baseline_median_s": base_med,
+            "ratio": ratio,
+            "target": target,
+            **extra,
+        }
         ratio_text = f"{ratio:6.2f}" if ratio is not None else "     -"
         base_text = f"{base_med:8.3f}s" if base_med is not None else "        -"
-        print(f"{name:38} cpv {cpv_med:8.3f}s  baseline {base_text}  ratio {ratio_text}  target {target}"
-              + "".join(f"  {k}={v}" for k, v in extra.items() if not isinstance(v, (list, dict))), flush=True)
+        print(
+            f"{name:38} cpv {cpv_med:8.3f}s  baseline {base_text}  ratio {ratio_text}  target {target}"
+            + "".join(f"  {k}={v}" for k, v in extra.items() if not isinstance(v, (list, dict))),
+            flush=True,
+        )
 
     def stop(self) -> None:
         if self.s3 is not None:
@@ -195,7 +221,9 @@ def scenario_upload(b: Bench, size: int, label: str) -> None:
     cpv_times, base_times, rss = [], [], []
     for i in range(b.reps):
         write_random(ws / "model.bin", size)
-        base_times.append(timed(lambda: client.upload_file(str(ws / "model.bin"), BUCKET, f"baseline/{slug(label)}-{i}", Config=config)))
+        base_times.append(
+            timed(lambda i=i: client.upload_file(str(ws / "model.bin"), BUCKET, f"baseline/{slug(label)}-{i}", Config=config))
+        )
         elapsed, peak = run_measured([*CPV, "model", "upload", "-m", f"run {i}"], b.env, cwd=ws)
         cpv_times.append(elapsed)
         rss.append(peak)
@@ -215,7 +243,9 @@ def scenario_download(b: Bench, size: int, label: str) -> None:
         b.cpv("init", "model", "-t", "bench", "-m", f"download-{slug(label)}", "--repo-path", str(other))
         out = b.workdir / f"dl-{slug(label)}-{i}"
         base_out = b.workdir / f"base-dl-{slug(label)}-{i}"
-        base_times.append(timed(lambda: client.download_file(BUCKET, f"baseline/dl-{slug(label)}", str(base_out), Config=config)))
+        base_times.append(
+            timed(lambda base_out=base_out: client.download_file(BUCKET, f"baseline/dl-{slug(label)}", str(base_out), Config=config))
+        )
         elapsed, peak = run_measured([*CPV, "model", "download", "v0.1", "-o", str(out)], b.env, cwd=other)
         cpv_times.append(elapsed)
         rss.append(peak)
@@ -238,7 +268,7 @@ def scenario_data_reupload(b: Bench, nfiles: int) -> None:
     shutil.copytree(ws, plain, ignore=shutil.ignore_patterns(".cpv"))
     dvc = [PY, "-m", "dvc"]
     cpv_times, base_times = [], []
-    for i in range(b.reps):
+    for _ in range(b.reps):
         (data / "train" / "f00000.bin").write_bytes(os.urandom(1024))
         elapsed, _ = run_measured([*CPV, "data", "upload"], b.env, cwd=ws)
         cpv_times.append(elapsed)
@@ -277,29 +307,80 @@ def scenario_startup(b: Bench) -> None:
     base = [run_measured([PY, "-c", "pass"], b.env)[0] for _ in range(max(3, b.reps))]
     for args in (["--help"],):
         times = [run_measured([*CPV, *args], b.env)[0] for _ in range(max(3, b.reps))]
-        b.record("start-up: cpv --help", times, base, "<= python + 0.15 s",
-                 overhead_s=round(statistics.median(times) - statistics.median(base), 3))
+        b.record(
+            "start-up: cpv --help",
+            times,
+            base,
+            "<= python + 0.15 s",
+            overhead_s=round(statistics.median(times) - statistics.median(base), 3),
+        )
     ws = b.workspace("bench", "startup")
     times = [run_measured([*CPV, "model", "list"], b.env, cwd=ws)[0] for _ in range(max(3, b.reps))]
-    b.record("start-up: cpv model list (local)", times, base, "<= python + 0.15 s",
-             overhead_s=round(statistics.median(times) - statistics.median(base), 3))
+    b.record(
+        "start-up: cpv model list (local)",
+        times,
+        base,
+        "<= python + 0.15 s",
+        overhead_s=round(statistics.median(times) - statistics.median(base), 3),
+    )
 
 
 def scenario_tag_over_ssh(b: Bench) -> None:
     sshd = start_sshd(b.workdir / "sshd")
     try:
         env = dict(b.env, CPV_HOME=str(b.workdir / "cpv-home-ssh"))
-        subprocess.run([*CPV, "aws-config", "--credential-path", env["AWS_SHARED_CREDENTIALS_FILE"], "--profile", "bench",
-                        "--bucket", BUCKET, "--endpoint-url", b.s3.endpoint], env=env, check=True, capture_output=True)
-        subprocess.run([*CPV, "bitbucket-config", "-k", str(b.workdir / "bench_key"), "-w", "bench", "--host", sshd.host,
-                        "--port", str(sshd.port), "--ssh-user", sshd.user], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [
+                *CPV,
+                "aws-config",
+                "--credential-path",
+                env["AWS_SHARED_CREDENTIALS_FILE"],
+                "--profile",
+                "bench",
+                "--bucket",
+                BUCKET,
+                "--endpoint-url",
+                b.s3.endpoint,
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *CPV,
+                "bitbucket-config",
+                "-k",
+                str(b.workdir / "bench_key"),
+                "-w",
+                "bench",
+                "--host",
+                sshd.host,
+                "--port",
+                str(sshd.port),
+                "--ssh-user",
+                sshd.user,
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         sshd.authorize((b.workdir / "bench_key.pub").read_text())
         sshd.create_repo("bench", "bench-tag")
         subprocess.run([*CPV, "init", "model", "-t", "bench", "-m", "tag"], env=env, check=True, capture_output=True)
         ws = Path(env["CPV_HOME"]) / "workspaces" / "bench" / "tag"
-        git_env = dict(env, GIT_SSH_COMMAND=json.loads(subprocess.run(
-            [PY, "-c", "import json; from cpv_core.config import CPVConfig; print(json.dumps(CPVConfig().credential_env()))"],
-            env=env, capture_output=True, text=True, check=True).stdout)["GIT_SSH_COMMAND"])
+        git_env = dict(
+            env,
+            GIT_SSH_COMMAND=json.loads(
+                subprocess.run(
+                    [PY, "-c", "import json; from cpv_core.config import CPVConfig; print(json.dumps(CPVConfig().credential_env()))"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )["GIT_SSH_COMMAND"],
+        )
         cpv_times, base_times = [], []
         for i in range(b.reps):
             (ws / "model.bin").write_bytes(os.urandom(1024))
@@ -318,8 +399,13 @@ def scenario_tag_over_ssh(b: Bench) -> None:
 def machine() -> dict[str, object]:
     import psutil
 
-    return {"python": platform.python_version(), "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / GiB, 1),
-            "platform": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / GiB, 1),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
 
 
 def main() -> int:
@@ -349,7 +435,7 @@ def main() -> int:
         if "data" in only:
             b.scenario("re-upload", scenario_data_reupload, 50 if args.quick else 2000)
         if "list" in only:
-            for n in ((20,) if args.quick else (100, 1000, 5000)):
+            for n in (20,) if args.quick else (100, 1000, 5000):
                 b.scenario(f"list {n}", scenario_list, n)
         if "tag" in only:
             b.scenario("tag + push over sshd", scenario_tag_over_ssh)

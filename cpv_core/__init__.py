@@ -32,17 +32,17 @@ from .errors import (  # noqa: E402
     RepositoryError,
     StorageError,
     ValidationError,
-    VersioningError,
     VersionExistsError,
+    VersioningError,
     WorkspaceDirtyError,
     WorkspaceLockedError,
 )
 from .versions import Version  # noqa: E402
 
 if TYPE_CHECKING:
-    from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
     from .combined import CombinedCheckpointsManage
     from .config import CPVConfig
+    from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
 
 _LAZY = {
     "CPVConfig": "config",

@@ -125,8 +125,16 @@ class CombinedMetadata:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``cpv checkpoint info --json``)."""
-        return {"version": self.version, "commit": self.commit, "date": self.date, "author": self.author,
-                "message": self.message, "lineage": self.lineage, "model": self.model.to_dict(), "data": self.data.to_dict()}
+        return {
+            "version": self.version,
+            "commit": self.commit,
+            "date": self.date,
+            "author": self.author,
+            "message": self.message,
+            "lineage": self.lineage,
+            "model": self.model.to_dict(),
+            "data": self.data.to_dict(),
+        }
 
     def __getitem__(self, key: str) -> Any:
         return self.to_dict()[key]

@@ -20,9 +20,10 @@ Four concerns, one protocol each:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .config import CPVConfig
@@ -55,7 +56,7 @@ class BackendContext:
         None: no restriction.
     """
 
-    config: "CPVConfig"
+    config: CPVConfig
     team: str
     model: str
     workspace: Path
@@ -258,11 +259,11 @@ class VersioningBackend(Protocol):
 
     name: str
 
-    def tag_name(self, kind: str, version: "Version") -> str:
+    def tag_name(self, kind: str, version: Version) -> str:
         """The backend's name for version ``version`` of ``kind``
         (default scheme: ``model/v1.3``)."""
 
-    def parse_tag(self, name: str) -> tuple[str, "Version"] | None:
+    def parse_tag(self, name: str) -> tuple[str, Version] | None:
         """Inverse of :meth:`tag_name`; None for names outside the scheme."""
 
     def exists(self) -> bool:
@@ -312,21 +313,18 @@ class VersioningBackend(Protocol):
     def list_versions(self, kind: str) -> list[VersionRecord]:
         """All versions of ``kind`` known locally, sorted oldest to newest."""
 
-    def get_version(self, kind: str, version: "Version") -> VersionRecord | None:
+    def get_version(self, kind: str, version: Version) -> VersionRecord | None:
         """One version, or None."""
 
-    def create_version(
-        self, kind: str, version: "Version", message: str, metadata: Mapping[str, Any], rev: str = "HEAD"
-    ) -> VersionRecord:
+    def create_version(self, kind: str, version: Version, message: str, metadata: Mapping[str, Any], rev: str = "HEAD") -> VersionRecord:
         """Create version ``version`` of ``kind`` at ``rev`` locally."""
 
-    def delete_local_version(self, kind: str, version: "Version") -> None:
+    def delete_local_version(self, kind: str, version: Version) -> None:
         """Remove a local version that could not be published."""
 
     def publish(self, records: Sequence[VersionRecord], *, with_branch: bool = False) -> None:
         """Push ``records`` (and the branch, if asked) in one atomic push.
         Raises :class:`PushRejected` if the remote refused any ref; never forces."""
-
 
 
 @runtime_checkable
@@ -353,17 +351,17 @@ class CredentialProvider(Protocol):
 
     name: str
 
-    def is_configured(self, config: "CPVConfig") -> bool:
+    def is_configured(self, config: CPVConfig) -> bool:
         """Whether the user has set this provider up."""
 
-    def setup(self, config: "CPVConfig", **options: Any) -> dict[str, Any]:
+    def setup(self, config: CPVConfig, **options: Any) -> dict[str, Any]:
         """Validate ``options`` and return the config entries to store (paths
         and names only, never secret values)."""
 
-    def validate(self, config: "CPVConfig") -> list[CheckResult]:
+    def validate(self, config: CPVConfig) -> list[CheckResult]:
         """Run each check and report it; must finish in bounded time."""
 
-    def environment(self, config: "CPVConfig") -> dict[str, str]:
+    def environment(self, config: CPVConfig) -> dict[str, str]:
         """Environment variables subprocesses need to use these credentials."""
 
 

@@ -14,14 +14,20 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
 from .errors import CPVError, ValidationError
 from .trust import visible, visible_lines
+
+if TYPE_CHECKING:
+    from .artifacts import CheckpointMetadata
+    from .combined import CombinedCheckpointsManage
+    from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
 
 EXIT_INTERRUPTED = 130
 EXIT_DAMAGED = 12
@@ -68,7 +74,7 @@ def find_workspace(start: Path) -> tuple[str, str, Path] | None:
             from .workspace import check_meta
 
             try:
-                data = check_meta(meta.read_bytes()[:1024 * 1024], str(meta))  # repository content: checked
+                data = check_meta(meta.read_bytes()[: 1024 * 1024], str(meta))  # repository content: checked
                 return str(data["team"]), str(data["model"]), candidate
             except (OSError, KeyError):
                 return None
@@ -97,19 +103,24 @@ def parse_metrics(value: str | None) -> dict[str, Any] | None:
     if not value.lstrip().startswith("{"):
         path = Path(value).expanduser()
         if not path.is_file():
-            raise ValidationError(f"--metrics {value!r} is neither a JSON object nor an existing file",
-                                  fix='pass e.g. --metrics \'{"loss": 0.25}\' or --metrics metrics.json')
+            raise ValidationError(
+                f"--metrics {value!r} is neither a JSON object nor an existing file",
+                fix="pass e.g. --metrics '{\"loss\": 0.25}' or --metrics metrics.json",
+            )
         if path.stat().st_size > 2 * 1024 * 1024:
             raise ValidationError(f"--metrics file {value!r} is larger than 2 MiB", fix="metrics may be at most 1 MiB as JSON")
         text = path.read_text()
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValidationError(f"--metrics is not valid JSON ({exc.msg} at line {exc.lineno})",
-                              fix='pass a JSON object such as {"loss": 0.25}') from None
+        raise ValidationError(
+            f"--metrics is not valid JSON ({exc.msg} at line {exc.lineno})", fix='pass a JSON object such as {"loss": 0.25}'
+        ) from None
     except (ValueError, RecursionError) as exc:  # integers over 4300 digits, nesting deeper than the parser's stack
-        raise ValidationError(f"--metrics cannot be read: {type(exc).__name__}",
-                              fix="keep metrics flat-ish (at most 32 levels) and numbers within a float's range") from None
+        raise ValidationError(
+            f"--metrics cannot be read: {type(exc).__name__}",
+            fix="keep metrics flat-ish (at most 32 levels) and numbers within a float's range",
+        ) from None
     if not isinstance(data, dict):
         raise ValidationError("--metrics must be a JSON object", fix='pass e.g. {"loss": 0.25}')
     return data
@@ -119,10 +130,10 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))  # JSON escapes control characters itself
 
 
-def target_options(message_uses_m: bool) -> Callable[[Callable], Callable]:
+def target_options(message_uses_m: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """--team-name/-t, --model-name (and -m when -m is not the message), --repo-path."""
 
-    def decorate(func: Callable) -> Callable:
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         names = ["--model-name", "model_name"] if message_uses_m else ["--model-name", "-m", "model_name"]
         func = click.option("--repo-path", "-r", type=click.Path(file_okay=False), help="Workspace directory.")(func)
         func = click.option(*names, help="Model name (default: from the current workspace).")(func)
@@ -136,7 +147,9 @@ dry_run_option = click.option("--dry-run", is_flag=True, help="Print the plan; c
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/cli.md).")
 
 
-def manager(kind: str, ctx: Ctx, team: str | None, model: str | None, repo_path: str | None, dry_run: bool = False):
+def manager(
+    kind: str, ctx: Ctx, team: str | None, model: str | None, repo_path: str | None, dry_run: bool = False
+) -> ModelsCheckpointsManage | DataCheckpointsManage:
     from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
 
     team, model, repo_path = resolve_target(team, model, repo_path)
@@ -144,7 +157,7 @@ def manager(kind: str, ctx: Ctx, team: str | None, model: str | None, repo_path:
     return cls(team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo, progress=not ctx.quiet)
 
 
-def metadata_row(meta: Any) -> dict[str, Any]:
+def metadata_row(meta: CheckpointMetadata) -> dict[str, Any]:
     return meta.to_dict()
 
 
@@ -156,8 +169,14 @@ def print_table(rows: list[dict[str, Any]], ctx: Ctx) -> None:
     table = []
     for row in rows:
         metrics = ", ".join(f"{k}={v}" for k, v in list(row["metrics"].items())[:4])
-        cells = [row["version"] or "-", (row["date"] or "")[:19], row["author"][:20], (row["message"] or "")[:40],
-                 metrics, f"{row['size_mb']:.2f} MiB"]
+        cells = [
+            row["version"] or "-",
+            (row["date"] or "")[:19],
+            row["author"][:20],
+            (row["message"] or "")[:40],
+            metrics,
+            f"{row['size_mb']:.2f} MiB",
+        ]
         table.append([visible(c) for c in cells])  # one line per version, whatever a message holds
     widths = [max(len(h), *(len(str(r[i])) for r in table)) for i, h in enumerate(headers)]
     out("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)))
@@ -229,10 +248,14 @@ def cli(click_ctx: click.Context, verbose: bool, quiet: bool) -> None:
 @click.option("--team-name", "-t", help="Team name (same as `cpv init model -t`).")
 @click.option("--model-name", "-m", help="Model name.")
 @click.option("--repo-path", "-r", type=click.Path(file_okay=False), help="Workspace directory.")
-@click.option("--data-path", "-d", type=click.Path(exists=True, file_okay=False), help="Upload this directory as the first data checkpoint.")
+@click.option(
+    "--data-path", "-d", type=click.Path(exists=True, file_okay=False), help="Upload this directory as the first data checkpoint."
+)
 @dry_run_option
 @click.pass_context
-def init(click_ctx: click.Context, team_name, model_name, repo_path, data_path, dry_run) -> None:
+def init(
+    click_ctx: click.Context, team_name: str | None, model_name: str | None, repo_path: str | None, data_path: str | None, dry_run: bool
+) -> None:
     """Create a model workspace and its remotes (or clone an existing one).
 
     `cpv init -t TEAM -m MODEL` is the same as `cpv init model -t TEAM -m MODEL`.
@@ -241,16 +264,19 @@ def init(click_ctx: click.Context, team_name, model_name, repo_path, data_path, 
         if not team_name and not model_name:
             click.echo(click_ctx.get_help())  # cpv's own text
             return
-        click_ctx.invoke(init_model, team_name=team_name, model_name=model_name, repo_path=repo_path,
-                         data_path=data_path, dry_run=dry_run)
+        click_ctx.invoke(init_model, team_name=team_name, model_name=model_name, repo_path=repo_path, data_path=data_path, dry_run=dry_run)
 
 
 @init.command("model")
 @target_options(message_uses_m=False)
-@click.option("--data-path", "-d", type=click.Path(exists=True, file_okay=False), help="Upload this directory as the first data checkpoint.")
+@click.option(
+    "--data-path", "-d", type=click.Path(exists=True, file_okay=False), help="Upload this directory as the first data checkpoint."
+)
 @dry_run_option
 @click.pass_obj
-def init_model(ctx: Ctx, team_name, model_name, repo_path, data_path, dry_run) -> None:
+def init_model(
+    ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, data_path: str | None, dry_run: bool
+) -> None:
     """Initialise the workspace of TEAM/MODEL."""
     from .model_data import ModelsCheckpointsManage
 
@@ -267,10 +293,13 @@ def init_model(ctx: Ctx, team_name, model_name, repo_path, data_path, dry_run) -
 @click.option("--data-path", "-d", required=True, type=click.Path(exists=True, file_okay=False), help="Directory to upload.")
 @dry_run_option
 @click.pass_obj
-def init_data(ctx: Ctx, team_name, model_name, repo_path, data_path, dry_run) -> None:
+def init_data(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, data_path: str | None, dry_run: bool) -> None:
     """Initialise the workspace if needed and upload DATA_PATH as its first data checkpoint."""
-    m = manager("data", ctx, team_name, model_name, repo_path, dry_run)
-    m.import_data_init(data_path)
+    from .model_data import DataCheckpointsManage
+
+    DataCheckpointsManage(
+        *resolve_target(team_name, model_name, repo_path), verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo, progress=not ctx.quiet
+    ).import_data_init(data_path)
 
 
 # -- model / data groups ---------------------------------------------------------------
@@ -291,7 +320,17 @@ def build_kind_group(kind: str) -> click.Group:
     @click.option("--force", is_flag=True, help="Upload even if a teammate's newer upload of this target would be replaced.")
     @dry_run_option
     @click.pass_obj
-    def upload(ctx: Ctx, path, team_name, model_name, repo_path, metrics, message, force, dry_run) -> None:
+    def upload(
+        ctx: Ctx,
+        path: str | None,
+        team_name: str | None,
+        model_name: str | None,
+        repo_path: str | None,
+        metrics: str | None,
+        message: str | None,
+        force: bool,
+        dry_run: bool,
+    ) -> None:
         """Store PATH (default: the workspace's model.bin or data/), record metrics, commit and push."""
         parsed = parse_metrics(metrics)
         m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
@@ -306,7 +345,16 @@ def build_kind_group(kind: str) -> click.Group:
     @click.option("--message", "-m", help="Tag message.")
     @dry_run_option
     @click.pass_obj
-    def tag(ctx: Ctx, team_name, model_name, repo_path, version_tag, major, message, dry_run) -> None:
+    def tag(
+        ctx: Ctx,
+        team_name: str | None,
+        model_name: str | None,
+        repo_path: str | None,
+        version_tag: str | None,
+        major: bool,
+        message: str | None,
+        dry_run: bool,
+    ) -> None:
         """Give the current checkpoint a version and push it."""
         m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
         version = m._tag(version_tag, message, major=major, dry_run=dry_run)
@@ -316,7 +364,7 @@ def build_kind_group(kind: str) -> click.Group:
     @target_options(message_uses_m=False)
     @json_option
     @click.pass_obj
-    def list_(ctx: Ctx, team_name, model_name, repo_path, as_json) -> None:
+    def list_(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool) -> None:
         """List versions (including those pushed by others)."""
         m = manager(kind, ctx, team_name, model_name, repo_path)
         rows = [metadata_row(meta) for meta in m.list_checkpoints()]
@@ -330,15 +378,25 @@ def build_kind_group(kind: str) -> click.Group:
     @click.option("--sub-path", help="Only this part of a data version (e.g. test).", hidden=kind == "model")
     @dry_run_option
     @click.pass_obj
-    def download(ctx: Ctx, version, team_name, model_name, repo_path, output_dir, force, sub_path, dry_run) -> None:
+    def download(
+        ctx: Ctx,
+        version: str | None,
+        team_name: str | None,
+        model_name: str | None,
+        repo_path: str | None,
+        output_dir: str | None,
+        force: bool,
+        sub_path: str | None,
+        dry_run: bool,
+    ) -> None:
         """Materialise VERSION (default: latest) outside the workspace."""
         m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
-        if kind == "model":
-            art = m.download_model_checkpoint(version, output_dir, force=force, dry_run=dry_run)
-            path = art.model_path
+        from .model_data import ModelsCheckpointsManage
+
+        if isinstance(m, ModelsCheckpointsManage):
+            path = m.download_model_checkpoint(version, output_dir, force=force, dry_run=dry_run).model_path
         else:
-            art = m.download_data_checkpoint(version, output_dir, force=force, dry_run=dry_run, sub_path=sub_path)
-            path = art.data_path
+            path = m.download_data_checkpoint(version, output_dir, force=force, dry_run=dry_run, sub_path=sub_path).data_path
         if not dry_run:
             out(path)
 
@@ -348,7 +406,9 @@ def build_kind_group(kind: str) -> click.Group:
     @click.option("--force", is_flag=True, help="Revert even with uncommitted changes (they are kept in the cache).")
     @dry_run_option
     @click.pass_obj
-    def revert(ctx: Ctx, version, team_name, model_name, repo_path, force, dry_run) -> None:
+    def revert(
+        ctx: Ctx, version: str, team_name: str | None, model_name: str | None, repo_path: str | None, force: bool, dry_run: bool
+    ) -> None:
         """Return the workspace to VERSION as a new commit (history is kept)."""
         m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
         m._revert(version, force=force, dry_run=dry_run)
@@ -358,7 +418,7 @@ def build_kind_group(kind: str) -> click.Group:
     @target_options(message_uses_m=False)
     @json_option
     @click.pass_obj
-    def info(ctx: Ctx, version, team_name, model_name, repo_path, as_json) -> None:
+    def info(ctx: Ctx, version: str | None, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool) -> None:
         """Metadata of VERSION (default: latest)."""
         m = manager(kind, ctx, team_name, model_name, repo_path)
         data = m._metadata(version).to_dict()
@@ -384,7 +444,9 @@ cli.add_command(build_kind_group("data"))
 @click.option("--kind", type=click.Choice(["model", "data"]), default="model", show_default=True)
 @json_option
 @click.pass_obj
-def diff_cmd(ctx: Ctx, version_a, version_b, team_name, model_name, repo_path, kind, as_json) -> None:
+def diff_cmd(
+    ctx: Ctx, version_a: str, version_b: str, team_name: str | None, model_name: str | None, repo_path: str | None, kind: str, as_json: bool
+) -> None:
     """Compare two versions: metrics with deltas, hash and size, files added/removed/changed."""
     d = manager(kind, ctx, team_name, model_name, repo_path).diff(version_a, version_b)
     if as_json:
@@ -408,7 +470,16 @@ def diff_cmd(ctx: Ctx, version_a, version_b, team_name, model_name, repo_path, k
 @click.option("--remote", is_flag=True, help="Check the remote copy (downloads and hashes every object).")
 @json_option
 @click.pass_obj
-def verify_cmd(ctx: Ctx, version, team_name, model_name, repo_path, kind, remote, as_json) -> None:
+def verify_cmd(
+    ctx: Ctx,
+    version: str | None,
+    team_name: str | None,
+    model_name: str | None,
+    repo_path: str | None,
+    kind: str,
+    remote: bool,
+    as_json: bool,
+) -> None:
     """Check every file of VERSION against its recorded hash; exit 12 on damage."""
     m = manager(kind, ctx, team_name, model_name, repo_path)
     problems = m.verify(version, remote=remote)
@@ -427,7 +498,7 @@ def verify_cmd(ctx: Ctx, version, team_name, model_name, repo_path, kind, remote
 @cli.command("pull")
 @target_options(message_uses_m=False)
 @click.pass_obj
-def pull_cmd(ctx: Ctx, team_name, model_name, repo_path) -> None:
+def pull_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None) -> None:
     """Bring the workspace up to the remote: branch, then model and data content (verified).
 
     Refuses to replace content that was changed and never uploaded.
@@ -448,12 +519,11 @@ def checkpoint_group() -> None:
     """Version model and data together (one atomic push); list, revert, inspect."""
 
 
-def combined(ctx: Ctx, team: str | None, model: str | None, repo_path: str | None, dry_run: bool = False):
+def combined(ctx: Ctx, team: str | None, model: str | None, repo_path: str | None, dry_run: bool = False) -> CombinedCheckpointsManage:
     from .combined import CombinedCheckpointsManage
 
     team, model, repo_path = resolve_target(team, model, repo_path)
-    return CombinedCheckpointsManage(team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo,
-                                     progress=not ctx.quiet)
+    return CombinedCheckpointsManage(team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo, progress=not ctx.quiet)
 
 
 @checkpoint_group.command("create")
@@ -464,7 +534,17 @@ def combined(ctx: Ctx, team: str | None, model: str | None, repo_path: str | Non
 @click.option("--data-message", help="Message for the data version.")
 @dry_run_option
 @click.pass_obj
-def checkpoint_create(ctx: Ctx, team_name, model_name, repo_path, version_tag, major, message, data_message, dry_run) -> None:
+def checkpoint_create(
+    ctx: Ctx,
+    team_name: str | None,
+    model_name: str | None,
+    repo_path: str | None,
+    version_tag: str | None,
+    major: bool,
+    message: str | None,
+    data_message: str | None,
+    dry_run: bool,
+) -> None:
     """Tag the current model and data together; prints model, data and checkpoint versions."""
     c = combined(ctx, team_name, model_name, repo_path, dry_run)
     model_v, data_v = c.tag_model_and_data(version_tag, model_message=message, data_message=data_message, major=major, dry_run=dry_run)
@@ -477,7 +557,7 @@ def checkpoint_create(ctx: Ctx, team_name, model_name, repo_path, version_tag, m
 @target_options(message_uses_m=False)
 @json_option
 @click.pass_obj
-def checkpoint_list(ctx: Ctx, team_name, model_name, repo_path, as_json) -> None:
+def checkpoint_list(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool) -> None:
     """List combined versions with the model and data versions they name."""
     c = combined(ctx, team_name, model_name, repo_path)
     rows = [meta.to_dict() for meta in c.list_checkpoints()]
@@ -488,7 +568,9 @@ def checkpoint_list(ctx: Ctx, team_name, model_name, repo_path, as_json) -> None
         ctx.echo("no combined versions yet")
     for row in rows:
         metrics = ", ".join(f"{k}={v}" for k, v in list(row["model"]["metrics"].items())[:4])
-        out(f"{row['version']:8} model {row['lineage']['model']:8} data {row['lineage']['data']:8} {visible(row['date'][:19])}  {visible(metrics)}")
+        out(
+            f"{row['version']:8} model {row['lineage']['model']:8} data {row['lineage']['data']:8} {visible(row['date'][:19])}  {visible(metrics)}"
+        )
 
 
 @checkpoint_group.command("revert")
@@ -497,7 +579,9 @@ def checkpoint_list(ctx: Ctx, team_name, model_name, repo_path, as_json) -> None
 @click.option("--force", is_flag=True, help="Revert even with uncommitted changes (they are kept in the cache).")
 @dry_run_option
 @click.pass_obj
-def checkpoint_revert(ctx: Ctx, version, team_name, model_name, repo_path, force, dry_run) -> None:
+def checkpoint_revert(
+    ctx: Ctx, version: str, team_name: str | None, model_name: str | None, repo_path: str | None, force: bool, dry_run: bool
+) -> None:
     """Restore model and data to combined VERSION in one commit."""
     combined(ctx, team_name, model_name, repo_path, dry_run).revert_model_and_data(version, force=force, dry_run=dry_run)
 
@@ -507,7 +591,9 @@ def checkpoint_revert(ctx: Ctx, version, team_name, model_name, repo_path, force
 @target_options(message_uses_m=False)
 @json_option
 @click.pass_obj
-def checkpoint_info(ctx: Ctx, version, team_name, model_name, repo_path, as_json) -> None:
+def checkpoint_info(
+    ctx: Ctx, version: str | None, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool
+) -> None:
     """Both metadata records of combined VERSION (default: latest)."""
     data = combined(ctx, team_name, model_name, repo_path).get_combined_metadata(version).to_dict()
     if as_json:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .artifacts import CombinedMetadata
 from .backends import VersionRecord
-from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
 from .errors import VersionExistsError
 from .manager import _parse_tag_arg, allocate_and_publish, fetch_versions, find_version, revert_targets
+from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
 from .records import validate_message
 from .versions import Version
 from .workspace import Workspace
@@ -29,7 +30,7 @@ class CombinedCheckpointsManage:
 
     def __init__(self, team_name: str, model_name: str, repo_path: str | Path | None = None, **kwargs: Any) -> None:
         self.models = ModelsCheckpointsManage(team_name, model_name, repo_path, **kwargs)
-        self.data: DataCheckpointsManage = self.models._sibling(DataCheckpointsManage)  # type: ignore[assignment]
+        self.data: DataCheckpointsManage = self.models._sibling(DataCheckpointsManage)
 
     @property
     def ws(self) -> Workspace:
@@ -43,15 +44,17 @@ class CombinedCheckpointsManage:
         return self.ws.versioning.list_versions(self.KIND)
 
     def _find(self, tag: str | None, *, fetch: bool = True) -> VersionRecord:
-        return find_version(self.ws, self.KIND, tag, fetch=fetch,
-                            create_hint="create one with tag_model_and_data() / `cpv checkpoint create`")
+        return find_version(
+            self.ws, self.KIND, tag, fetch=fetch, create_hint="create one with tag_model_and_data() / `cpv checkpoint create`"
+        )
 
     def _pair(self, record: VersionRecord) -> tuple[VersionRecord, VersionRecord]:
         model_v, data_v = record.metadata.get("model"), record.metadata.get("data")
         return self.models._find(model_v, fetch=False), self.data._find(data_v, fetch=False)
 
-    def tag_model_and_data(self, version_tag: str | None = None, model_message: str | None = None,
-                           data_message: str | None = None, **kwargs: Any) -> tuple[str, str]:
+    def tag_model_and_data(
+        self, version_tag: str | None = None, model_message: str | None = None, data_message: str | None = None, **kwargs: Any
+    ) -> tuple[str, str]:
         """Version the current model and data together; returns ``(model_tag, data_tag)``.
 
         With ``version_tag`` all three (model, data, checkpoint) get that
@@ -86,7 +89,8 @@ class CombinedCheckpointsManage:
                         raise VersionExistsError(
                             f"this model and data are already combined version {record.version} "
                             f"(model {reused['model']}, data {reused['data']})",
-                            fix="upload a new model or data checkpoint first, or pass an explicit version")
+                            fix="upload a new model or data checkpoint first, or pass an explicit version",
+                        )
             kinds = [k for k in ("model", "data") if k not in reused] + [self.KIND]
 
             def build(versions: Mapping[str, Version]) -> dict[str, tuple[str, Mapping[str, Any]]]:
@@ -96,15 +100,31 @@ class CombinedCheckpointsManage:
                 out = {
                     "model": (model_message or "", {**m_meta, "lineage": {**link, "data": dv}}),
                     "data": (data_message or "", {**d_meta, "lineage": {**link, "model": mv}}),
-                    self.KIND: (model_message or data_message or "", {
-                        "model": mv, "data": dv, "model_digest": m_info.digest, "data_digest": d_info.digest,
-                        "metrics": m_meta["metrics"], "size": m_info.size + d_info.size}),
+                    self.KIND: (
+                        model_message or data_message or "",
+                        {
+                            "model": mv,
+                            "data": dv,
+                            "model_digest": m_info.digest,
+                            "data_digest": d_info.digest,
+                            "metrics": m_meta["metrics"],
+                            "size": m_info.size + d_info.size,
+                        },
+                    ),
                 }
                 return {k: v for k, v in out.items() if k in versions}
 
-            versions = allocate_and_publish(ws, kinds, explicit, bool(kwargs.get("major")), build,
-                                            dry_run=dry_run, plan=self.models._plan, echo=self.models._echo,
-                                            with_branch=True)
+            versions = allocate_and_publish(
+                ws,
+                kinds,
+                explicit,
+                bool(kwargs.get("major")),
+                build,
+                dry_run=dry_run,
+                plan=self.models._plan,
+                echo=self.models._echo,
+                with_branch=True,
+            )
             names = {**reused, **{k: str(v) for k, v in versions.items()}}
             return names["model"], names["data"]
 
@@ -115,16 +135,26 @@ class CombinedCheckpointsManage:
         record = self._find(tag, fetch=not dry_run)
         model_rec, data_rec = self._pair(record)
         with self.ws.lock():
-            revert_targets(self.ws, [(self.models, model_rec), (self.data, data_rec)],
-                           f"Revert to checkpoint {record.version} (model {model_rec.version}, data {data_rec.version})",
-                           force=force, dry_run=dry_run)
+            revert_targets(
+                self.ws,
+                [(self.models, model_rec), (self.data, data_rec)],
+                f"Revert to checkpoint {record.version} (model {model_rec.version}, data {data_rec.version})",
+                force=force,
+                dry_run=dry_run,
+            )
         return self._combined(record)
 
     def _combined(self, record: VersionRecord) -> CombinedMetadata:
         model_rec, data_rec = self._pair(record)
-        return CombinedMetadata(version=record.version, commit=record.commit, date=record.date, author=record.author,
-                                message=record.message, model=self.models._metadata_for(model_rec),
-                                data=self.data._metadata_for(data_rec))
+        return CombinedMetadata(
+            version=record.version,
+            commit=record.commit,
+            date=record.date,
+            author=record.author,
+            message=record.message,
+            model=self.models._metadata_for(model_rec),
+            data=self.data._metadata_for(data_rec),
+        )
 
     def get_combined_metadata(self, tag: str | None = None, **kwargs: Any) -> CombinedMetadata:
         """Both metadata records of combined version ``tag`` (default: latest) and their link."""

@@ -34,14 +34,17 @@ _SAFE_SUFFIXES = ("_path", "_file", "_env", "_id_env")
 
 
 #: values that are credentials whatever key they are stored under
-_SECRET_PATTERNS = [re.compile(p) for p in (
-    r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b",   # AWS access key ids
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----",                               # PEM private keys
-    r"\bgh[pousr]_[A-Za-z0-9]{30,}",                                    # GitHub tokens
-    r"\bxox[abprs]-[A-Za-z0-9-]{10,}",                                  # Slack tokens
-    r"\bATBB[A-Za-z0-9]{20,}",                                          # Bitbucket app passwords
-    r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",                    # JWTs
-)]
+_SECRET_PATTERNS = [
+    re.compile(p)
+    for p in (
+        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b",  # AWS access key ids
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----",  # PEM private keys
+        r"\bgh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
+        r"\bxox[abprs]-[A-Za-z0-9-]{10,}",  # Slack tokens
+        r"\bATBB[A-Za-z0-9]{20,}",  # Bitbucket app passwords
+        r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",  # JWTs
+    )
+]
 #: keys whose values are paths: stored absolute, so every working directory means the same place
 PATH_KEYS = {"local.root", "workspace_root"}
 
@@ -59,8 +62,14 @@ def looks_like_secret(value: object) -> bool:
         return False
     if token.startswith(("/", "~", ".")):
         return False
-    classes = sum([any(c.islower() for c in token), any(c.isupper() for c in token),
-                   any(c.isdigit() for c in token), any(not c.isalnum() for c in token)])
+    classes = sum(
+        [
+            any(c.islower() for c in token),
+            any(c.isupper() for c in token),
+            any(c.isdigit() for c in token),
+            any(not c.isalnum() for c in token),
+        ]
+    )
     counts = [token.count(c) for c in set(token)]
     entropy = -sum(n / len(token) * math.log2(n / len(token)) for n in counts)
     return classes >= 3 and entropy >= 3.5
@@ -147,7 +156,7 @@ class CPVConfig:
             raise ConfigError(
                 f"the value for {key!r} looks like a secret (a key, token or password); it was not stored",
                 fix="cpv stores only paths and names: store the path of the file that holds it (…_path) "
-                    "or the name of an environment variable (…_env)",
+                "or the name of an environment variable (…_env)",
             )
         if key in PATH_KEYS and isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
             value = str(Path(value).expanduser().resolve())
@@ -207,8 +216,11 @@ class CPVConfig:
         from .credentials import setup_provider
 
         options = dict(
-            credential_path=credential_path, aws_profile=aws_profile, bucket=bucket,
-            endpoint_url=endpoint_url, region=region,
+            credential_path=credential_path,
+            aws_profile=aws_profile,
+            bucket=bucket,
+            endpoint_url=endpoint_url,
+            region=region,
         )
         options.update({k: v for k, v in kwargs.items() if k not in {"verbose", "dry_run"}})
         return setup_provider(self, "aws", options)

@@ -30,18 +30,23 @@ def section_of(info: CredentialProviderInfo) -> str:
     return info.section or info.name
 
 
-def backend_name(config: "CPVConfig", kind: str) -> str:
+def backend_name(config: CPVConfig, kind: str) -> str:
     """The backend for ``kind``: explicit in the config, else the one a configured
     provider selects (two providers selecting different ones is an error), else the default."""
     explicit = config.get_config(kind)
     if explicit:
         return str(explicit)
-    selected = {info.selects[kind]: info.name for info in Plugins().credential_providers()
-                if kind in info.selects and info.provider.is_configured(config)}
+    selected = {
+        info.selects[kind]: info.name
+        for info in Plugins().credential_providers()
+        if kind in info.selects and info.provider.is_configured(config)
+    }
     if len(selected) > 1:
-        raise ConfigError(f"the configured credential providers select different {kind} backends: "
-                          + ", ".join(f"{name} -> {backend}" for backend, name in sorted(selected.items())),
-                          fix=f"choose one: cpv config set {kind} NAME")
+        raise ConfigError(
+            f"the configured credential providers select different {kind} backends: "
+            + ", ".join(f"{name} -> {backend}" for backend, name in sorted(selected.items())),
+            fix=f"choose one: cpv config set {kind} NAME",
+        )
     if selected:
         return next(iter(selected))
     if kind not in DEFAULT_BACKENDS:
@@ -49,7 +54,7 @@ def backend_name(config: "CPVConfig", kind: str) -> str:
     return DEFAULT_BACKENDS[kind]
 
 
-def credential_env(config: "CPVConfig") -> dict[str, str]:
+def credential_env(config: CPVConfig) -> dict[str, str]:
     """Environment variables from every configured credential provider."""
     env: dict[str, str] = {}
     for info in Plugins().credential_providers():
@@ -58,7 +63,7 @@ def credential_env(config: "CPVConfig") -> dict[str, str]:
     return env
 
 
-def setup_provider(config: "CPVConfig", name: str, options: dict[str, Any]) -> dict[str, Any]:
+def setup_provider(config: CPVConfig, name: str, options: dict[str, Any]) -> dict[str, Any]:
     """Run provider ``name``'s set-up and store what it returns in its config section."""
     plugins = Plugins()
     provider = plugins.credential_provider(name)
@@ -68,7 +73,7 @@ def setup_provider(config: "CPVConfig", name: str, options: dict[str, Any]) -> d
     return entries
 
 
-def validate_credentials(config: "CPVConfig", *, verbose: bool = False) -> ValidationReport:
+def validate_credentials(config: CPVConfig, *, verbose: bool = False) -> ValidationReport:
     """Every configured provider's checks (one passing check for the local default)."""
     checks: list[CheckResult] = []
     for info in Plugins().credential_providers():
@@ -78,6 +83,5 @@ def validate_credentials(config: "CPVConfig", *, verbose: bool = False) -> Valid
         checks.append(CheckResult("local", True, "no remote credentials configured: the embedded local default needs none"))
     for check in checks:
         if verbose or not check.ok:
-            logger.log(logging.INFO if check.ok else logging.WARNING, "%s %s: %s",
-                       "ok" if check.ok else "FAILED", check.name, check.detail)
+            logger.log(logging.INFO if check.ok else logging.WARNING, "%s %s: %s", "ok" if check.ok else "FAILED", check.name, check.detail)
     return ValidationReport(checks)

@@ -13,7 +13,8 @@ All hooks are collected hooks (every plugin's result is used) unless marked
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -32,7 +33,7 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
 
 @hookspec
-def cpv_storage_backends() -> Iterable["StorageBackendInfo"]:
+def cpv_storage_backends() -> Iterable[StorageBackendInfo]:
     """Offer storage backends (large files: track, push, materialise, status).
 
     Selected by the ``storage`` key of the config (default ``local``).
@@ -49,7 +50,7 @@ def cpv_storage_backends() -> Iterable["StorageBackendInfo"]:
 
 
 @hookspec
-def cpv_versioning_backends() -> Iterable["VersioningBackendInfo"]:
+def cpv_versioning_backends() -> Iterable[VersioningBackendInfo]:
     """Offer versioning backends (commits, tag naming scheme, list/create/publish versions).
 
     Selected by the ``versioning`` key of the config (default ``git-tags``).
@@ -66,7 +67,7 @@ def cpv_versioning_backends() -> Iterable["VersioningBackendInfo"]:
 
 
 @hookspec
-def cpv_hosting_backends() -> Iterable["HostingBackendInfo"]:
+def cpv_hosting_backends() -> Iterable[HostingBackendInfo]:
     """Offer VCS hosting backends (remote URL for a team/model, ensure/validate it).
 
     Selected by the ``hosting`` key of the config (default ``local``).
@@ -83,7 +84,7 @@ def cpv_hosting_backends() -> Iterable["HostingBackendInfo"]:
 
 
 @hookspec
-def cpv_credential_providers() -> Iterable["CredentialProviderInfo"]:
+def cpv_credential_providers() -> Iterable[CredentialProviderInfo]:
     """Offer credential providers (set up, validate with a per-check report,
     environment for subprocesses).
 
@@ -102,7 +103,7 @@ def cpv_credential_providers() -> Iterable["CredentialProviderInfo"]:
 
 
 @hookspec
-def cpv_register_commands(cli: "click.Group") -> None:
+def cpv_register_commands(cli: click.Group) -> None:
     """Add commands to the ``cpv`` command line.
 
     Example::

@@ -19,9 +19,10 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, TypeVar
 
 from .artifacts import CheckpointMetadata, UploadResult
 from .backends import PushRejected, TrackedArtifact, VersionRecord
@@ -48,6 +49,7 @@ from .workspace import SCAFFOLD, Workspace, readme_text
 logger = logging.getLogger("cpv")
 
 TAG_ATTEMPTS = 8
+_M = TypeVar("_M", bound="CheckpointManager")
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,6 @@ MODEL = KindSpec("model", is_dir=False)
 DATA = KindSpec("data", is_dir=True)
 
 
-
-
-
 def _check_source(spec: KindSpec, source: Path) -> tuple[int, int]:
     """Size and file count of ``source``; :class:`ValidationError` unless it is a
     non-empty regular file (model) or a directory cpv can store faithfully (data)."""
@@ -72,7 +71,9 @@ def _check_source(spec: KindSpec, source: Path) -> tuple[int, int]:
     if not source.exists():
         raise ValidationError(f"{kind} path {str(source)!r} does not exist", fix=f"pass the path of the {kind} to upload")
     if spec.is_dir and not source.is_dir():
-        raise ValidationError(f"data path {str(source)!r} is not a directory", fix="pass a directory (e.g. data/ with train/, validation/, test/)")
+        raise ValidationError(
+            f"data path {str(source)!r} is not a directory", fix="pass a directory (e.g. data/ with train/, validation/, test/)"
+        )
     if not spec.is_dir and source.is_dir():
         raise ValidationError(f"model path {str(source)!r} is not a file", fix="pass the model weights file")
     size, nfiles = scan_directory(source) if spec.is_dir else scan_file(source, kind)
@@ -140,7 +141,11 @@ class CheckpointManager:
         self.dry_run = dry_run
         self._echo = echo or self._default_echo
         self.ws = Workspace(
-            team_name, model_name, repo_path, config, verbose=verbose,
+            team_name,
+            model_name,
+            repo_path,
+            config,
+            verbose=verbose,
             progress=bool(kwargs.get("progress", False)),
             lock_timeout=kwargs.get("lock_timeout"),
         )
@@ -163,7 +168,7 @@ class CheckpointManager:
         """Workspace-relative path this manager versions (``model.bin`` / ``data``)."""
         return self.ws.file_for(self.spec.kind)
 
-    def _sibling(self, cls: type["CheckpointManager"]) -> "CheckpointManager":
+    def _sibling(self, cls: type[_M]) -> _M:
         """A manager of another kind over the same workspace (same lock, same backends)."""
         other = cls.__new__(cls)
         other.__dict__.update(self.__dict__)
@@ -202,12 +207,14 @@ class CheckpointManager:
                 fix="choose another --repo-path (cpv manages one repository per team/model)",
             )
         if dry_run:
-            self._plan([
-                f"create workspace {ws.path}",
-                f"ensure remote repository {ws.hosting.remote_url()} ({ws.backend_name('hosting')})",
-                f"configure storage {ws.storage.describe_remote()} ({ws.backend_name('storage')})",
-                "commit README.md, .gitignore, .gitattributes, metrics.log, .cpv/workspace.json and push",
-            ])
+            self._plan(
+                [
+                    f"create workspace {ws.path}",
+                    f"ensure remote repository {ws.hosting.remote_url()} ({ws.backend_name('hosting')})",
+                    f"configure storage {ws.storage.describe_remote()} ({ws.backend_name('storage')})",
+                    "commit README.md, .gitignore, .gitattributes, metrics.log, .cpv/workspace.json and push",
+                ]
+            )
             return False
         # resolve every backend before any I/O: an unknown name changes nothing
         ws.storage, ws.versioning, ws.hosting  # noqa: B018
@@ -288,13 +295,15 @@ class CheckpointManager:
             size, nfiles = _check_source(self.spec, source)
         ws.require_initialized()
         if dry_run:
-            plan = self._plan([
-                f"copy {source} -> {dest}" if source != dest.resolve() else f"use {dest}",
-                f"hash and store {self.target} ({human_bytes(size)}, {nfiles} file{'s' if nfiles != 1 else ''})",
-                f"upload to {ws.storage.describe_remote()}",
-                f"append metrics {clean_metrics} to {METRICS_FILE}" if clean_metrics else f"append an upload record to {METRICS_FILE}",
-                f"commit {ws.storage.pointer_path(self.target)} and {METRICS_FILE}, push to {ws.hosting.remote_url()}",
-            ])
+            plan = self._plan(
+                [
+                    f"copy {source} -> {dest}" if source != dest.resolve() else f"use {dest}",
+                    f"hash and store {self.target} ({human_bytes(size)}, {nfiles} file{'s' if nfiles != 1 else ''})",
+                    f"upload to {ws.storage.describe_remote()}",
+                    f"append metrics {clean_metrics} to {METRICS_FILE}" if clean_metrics else f"append an upload record to {METRICS_FILE}",
+                    f"commit {ws.storage.pointer_path(self.target)} and {METRICS_FILE}, push to {ws.hosting.remote_url()}",
+                ]
+            )
             return UploadResult(self.spec.kind, str(dest), None, "", size, nfiles, clean_metrics, changed=False, dry_run=True, plan=plan)
         with ws.lock():  # recovers what a killed run left, so check the source after it
             _, expected_files = _check_source(self.spec, source)
@@ -305,8 +314,7 @@ class CheckpointManager:
             if artifact.nfiles != expected_files:
                 self._undo_track()
                 raise ValidationError(
-                    f"{self.target} has {expected_files} files but the stored version would hold {artifact.nfiles}; "
-                    "nothing was committed",
+                    f"{self.target} has {expected_files} files but the stored version would hold {artifact.nfiles}; nothing was committed",
                     fix="remove ignore files (.dvcignore) and nested repositories from the directory, then upload again",
                 )
             crash_point("upload.tracked")
@@ -318,14 +326,24 @@ class CheckpointManager:
                 self._echo(f"{self.target} is unchanged since the last upload; nothing to commit")
                 ws.versioning.push_branch()
                 ws.set_content_base(self.target, artifact.digest)
-                return UploadResult(self.spec.kind, str(dest), ws.versioning.head(), artifact.digest, artifact.size,
-                                    artifact.nfiles, {}, changed=False)
-            record = make_record(self.spec.kind, "upload", clean_metrics, message=message, digest=artifact.digest,
-                                 size=artifact.size, nfiles=artifact.nfiles if self.spec.is_dir else None)
+                return UploadResult(
+                    self.spec.kind, str(dest), ws.versioning.head(), artifact.digest, artifact.size, artifact.nfiles, {}, changed=False
+                )
+            record = make_record(
+                self.spec.kind,
+                "upload",
+                clean_metrics,
+                message=message,
+                digest=artifact.digest,
+                size=artifact.size,
+                nfiles=artifact.nfiles if self.spec.is_dir else None,
+            )
             before, base_before = ws.versioning.head(), ws.content_base(self.target).get("digest")
             self._append_metrics(record)
             files = [*ws.storage.commit_paths([self.target]), METRICS_FILE]
-            commit = ws.versioning.commit(files, message or f"Upload {self.spec.kind} checkpoint {self.target} ({human_bytes(artifact.size)})")
+            commit = ws.versioning.commit(
+                files, message or f"Upload {self.spec.kind} checkpoint {self.target} ({human_bytes(artifact.size)})"
+            )
             ws.set_content_base(self.target, artifact.digest)
             crash_point("upload.committed")
             try:
@@ -339,8 +357,9 @@ class CheckpointManager:
                         ws.set_content_base(self.target, base_before)
                 raise
             self._echo(f"uploaded {self.target} ({human_bytes(artifact.size)}) as {commit[:10]}")
-            return UploadResult(self.spec.kind, str(dest), commit, artifact.digest, artifact.size, artifact.nfiles,
-                                clean_metrics, changed=changed)
+            return UploadResult(
+                self.spec.kind, str(dest), commit, artifact.digest, artifact.size, artifact.nfiles, clean_metrics, changed=changed
+            )
 
     def _check_not_stale(self, *, force: bool) -> None:
         """Refuse to upload content that is older than what the branch now holds.
@@ -358,7 +377,7 @@ class CheckpointManager:
             f"{pointer} changed upstream (someone uploaded {head.digest}); your {self.target} is still based on "
             f"{base}: uploading it would undo their change",
             fix=f"bring theirs with `cpv pull` (move your own changes away first), or replace it with yours: "
-                f"`cpv {self.spec.kind} upload --force` / force=True",
+            f"`cpv {self.spec.kind} upload --force` / force=True",
         )
 
     def pull(self, **kwargs: Any) -> list[str]:
@@ -392,8 +411,13 @@ class CheckpointManager:
         return self.ws.versioning.list_versions(self.spec.kind)
 
     def _find(self, tag: str | None, *, fetch: bool = True) -> VersionRecord:
-        return find_version(self.ws, self.spec.kind, tag, fetch=fetch,
-                            create_hint=f"upload and tag one first (`cpv {self.spec.kind} upload`, `cpv {self.spec.kind} tag`)")
+        return find_version(
+            self.ws,
+            self.spec.kind,
+            tag,
+            fetch=fetch,
+            create_hint=f"upload and tag one first (`cpv {self.spec.kind} upload`, `cpv {self.spec.kind} tag`)",
+        )
 
     def _pointer(self, rev: str) -> bytes | None:
         """The pointer file of this manager's target at ``rev`` (no checkout)."""
@@ -420,8 +444,14 @@ class CheckpointManager:
 
     def _tag_metadata(self, info: TrackedArtifact) -> dict[str, Any]:
         """What a version of this kind records about the current commit."""
-        return {"path": self.target, "digest": info.digest, "size": info.size, "nfiles": info.nfiles,
-                "metrics": self._current_metrics(), "lineage": self._lineage()}
+        return {
+            "path": self.target,
+            "digest": info.digest,
+            "size": info.size,
+            "nfiles": info.nfiles,
+            "metrics": self._current_metrics(),
+            "lineage": self._lineage(),
+        }
 
     def _lineage(self) -> dict[str, Any]:
         return {}
@@ -458,8 +488,9 @@ class CheckpointManager:
             def build(versions: Mapping[str, Version]) -> dict[str, tuple[str, Mapping[str, Any]]]:
                 return {self.spec.kind: (message or "", metadata)}
 
-            versions = allocate_and_publish(ws, [self.spec.kind], explicit, bool(kwargs.get("major")), build,
-                                            dry_run=dry_run, plan=self._plan, echo=self._echo)
+            versions = allocate_and_publish(
+                ws, [self.spec.kind], explicit, bool(kwargs.get("major")), build, dry_run=dry_run, plan=self._plan, echo=self._echo
+            )
             return str(versions[self.spec.kind])
 
     def _list(self) -> list[str]:
@@ -472,7 +503,9 @@ class CheckpointManager:
     def _default_output(self, version: str) -> Path:
         return self.ws.config.config_dir / "downloads" / self.ws.team / self.ws.model / f"{self.spec.kind}-{version}"
 
-    def _download(self, tag: str | None, output_dir: str | Path | None, sub_path: str | None = None, **kwargs: Any):
+    def _download(
+        self, tag: str | None, output_dir: str | Path | None, sub_path: str | None = None, **kwargs: Any
+    ) -> tuple[Path, VersionRecord, TrackedArtifact | None]:
         dry_run, force = self._opts(kwargs)
         record = self._find(tag, fetch=not dry_run)
         out_dir = Path(output_dir).expanduser().resolve() if output_dir else self._default_output(record.version)
@@ -495,8 +528,9 @@ class CheckpointManager:
                 raise WorkspaceDirtyError(f"{dest} already exists", fix="choose another output directory or pass force=True / --force")
         pointer = self._pointer(record.ref)
         if pointer is None:
-            raise CheckpointNotFoundError(f"{self.spec.kind} version {record.version} records no {self.target}",
-                                          fix="choose another version")
+            raise CheckpointNotFoundError(
+                f"{self.spec.kind} version {record.version} records no {self.target}", fix="choose another version"
+            )
         artifact = self.ws.storage.materialize(record.ref, source, pointer, dest)
         self._echo(f"downloaded {self.spec.kind} {record.version} to {dest}")
         return dest, record, artifact
@@ -506,12 +540,15 @@ class CheckpointManager:
         sub = check_relpath(str(sub_path).strip("/") or str(sub_path), "--sub-path", "sub-path")
         pointer = self._pointer(record.ref)
         if pointer is None:
-            raise CheckpointNotFoundError(f"{self.spec.kind} version {record.version} records no {self.target}",
-                                          fix="choose another version")
+            raise CheckpointNotFoundError(
+                f"{self.spec.kind} version {record.version} records no {self.target}", fix="choose another version"
+            )
         files = self.ws.storage.manifest(record.ref, self.target, pointer)
         if "" in files:
-            raise ValidationError(f"{self.target} of {self.spec.kind} {record.version} is a single file: it has no sub-path {visible(sub)}",
-                                  fix="download it without --sub-path")
+            raise ValidationError(
+                f"{self.target} of {self.spec.kind} {record.version} is a single file: it has no sub-path {visible(sub)}",
+                fix="download it without --sub-path",
+            )
         select_sub_path(files, sub, f"{self.spec.kind} {record.version}")
         return sub
 
@@ -527,8 +564,7 @@ class CheckpointManager:
             raise ValidationError("revert needs a version", fix="pass e.g. tag='v0.1'")
         record = self._find(tag, fetch=not dry_run)
         with self.ws.lock():
-            revert_targets(self.ws, [(self, record)], f"Revert {self.spec.kind} to {record.version}",
-                           force=force, dry_run=dry_run)
+            revert_targets(self.ws, [(self, record)], f"Revert {self.spec.kind} to {record.version}", force=force, dry_run=dry_run)
         return self._metadata_for(record)
 
     def diff(self, version_a: str, version_b: str) -> dict[str, Any]:
@@ -544,10 +580,15 @@ class CheckpointManager:
                 pointer = self._pointer(rec.ref)
                 manifests.append(self.ws.storage.manifest(rec.ref, self.target, pointer) if pointer else {})
             a, b = manifests
-            files = {"added": sorted(set(b) - set(a)), "removed": sorted(set(a) - set(b)),
-                     "changed": sorted(k for k in set(a) & set(b) if a[k] != b[k])}
+            files = {
+                "added": sorted(set(b) - set(a)),
+                "removed": sorted(set(a) - set(b)),
+                "changed": sorted(k for k in set(a) & set(b) if a[k] != b[k]),
+            }
         return {
-            "kind": self.spec.kind, "a": meta_a.version, "b": meta_b.version,
+            "kind": self.spec.kind,
+            "a": meta_a.version,
+            "b": meta_b.version,
             "metrics": compare_metrics(meta_a.metrics, meta_b.metrics),
             "digest": {"a": meta_a.digest, "b": meta_b.digest, "changed": meta_a.digest != meta_b.digest},
             "size": {"a": meta_a.size, "b": meta_b.size, "delta": meta_b.size - meta_a.size},
@@ -568,9 +609,16 @@ class CheckpointManager:
     def _metadata_for(self, record: VersionRecord) -> CheckpointMetadata:
         meta = dict(record.metadata)
         return CheckpointMetadata(
-            kind=self.spec.kind, version=record.version, commit=record.commit, author=record.author,
-            date=record.date, message=record.message, metrics=dict(meta.get("metrics") or {}),
-            size=int(meta.get("size") or 0), digest=str(meta.get("digest") or ""), path=str(meta.get("path") or self.target),
+            kind=self.spec.kind,
+            version=record.version,
+            commit=record.commit,
+            author=record.author,
+            date=record.date,
+            message=record.message,
+            metrics=dict(meta.get("metrics") or {}),
+            size=int(meta.get("size") or 0),
+            digest=str(meta.get("digest") or ""),
+            path=str(meta.get("path") or self.target),
             lineage=dict(meta.get("lineage") or {}),
         )
 
@@ -581,14 +629,22 @@ class CheckpointManager:
         # nothing tagged yet: describe the current commit
         info = self._pointer_info("HEAD")
         if info is None:
-            raise CheckpointNotFoundError(f"no {self.spec.kind} uploaded to {self.ws.team}/{self.ws.model} yet",
-                                          fix=f"run `cpv {self.spec.kind} upload` first")
+            raise CheckpointNotFoundError(
+                f"no {self.spec.kind} uploaded to {self.ws.team}/{self.ws.model} yet", fix=f"run `cpv {self.spec.kind} upload` first"
+            )
         records = parse_log(self.ws.versioning.read_file("HEAD", METRICS_FILE))
-        last = next((r for r in reversed(records) if r.get("kind") == self.spec.kind), {})
+        last: dict[str, Any] = next((r for r in reversed(records) if r.get("kind") == self.spec.kind), {})
         return CheckpointMetadata(
-            kind=self.spec.kind, version=None, commit=self.ws.versioning.head() or "", author="",
-            date=str(last.get("timestamp", "")), message=str(last.get("message", "")),
-            metrics=dict(last.get("metrics") or {}), size=info.size, digest=info.digest, path=self.target,
+            kind=self.spec.kind,
+            version=None,
+            commit=self.ws.versioning.head() or "",
+            author="",
+            date=str(last.get("timestamp", "")),
+            message=str(last.get("message", "")),
+            metrics=dict(last.get("metrics") or {}),
+            size=info.size,
+            digest=info.digest,
+            path=self.target,
         )
 
     def list_checkpoints(self) -> list[CheckpointMetadata]:
@@ -632,9 +688,13 @@ def allocate_and_publish(
         versions = {k: explicit or next_version((Version.parse(r.version) for r in existing[k]), major=major) for k in kinds}
         if dry_run:
             head = ws.versioning.head() or "?"
-            plan([f"create {k} version {v} at {head[:10]} and push it to {ws.hosting.remote_url()} in one atomic push "
-                  "(computed from local tags; if the remote has newer ones, the next free version is taken)"
-                  for k, v in versions.items()])
+            plan(
+                [
+                    f"create {k} version {v} at {head[:10]} and push it to {ws.hosting.remote_url()} in one atomic push "
+                    "(computed from local tags; if the remote has newer ones, the next free version is taken)"
+                    for k, v in versions.items()
+                ]
+            )
             return versions
         created: list[tuple[str, Version]] = []
         try:
@@ -649,11 +709,14 @@ def allocate_and_publish(
             for kind, version in created:
                 ws.versioning.delete_local_version(kind, version)
             if exc.reason not in {"exists", "race", "non-fast-forward"}:
-                raise GitError(f"the remote refused {', '.join(exc.rejected)}: {exc.reason}; nothing was published",
-                               fix="run the command again (cpv fetches and rebases first)") from None
+                raise GitError(
+                    f"the remote refused {', '.join(exc.rejected)}: {exc.reason}; nothing was published",
+                    fix="run the command again (cpv fetches and rebases first)",
+                ) from None
             if exc.reason == "exists" and explicit is not None:
-                raise VersionExistsError(f"{', '.join(exc.rejected)} was just created on the remote by someone else",
-                                         fix="choose another version") from None
+                raise VersionExistsError(
+                    f"{', '.join(exc.rejected)} was just created on the remote by someone else", fix="choose another version"
+                ) from None
             logger.info("%s: %s; fetching and trying again", ", ".join(exc.rejected), exc.reason)
             time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
             if exc.reason == "non-fast-forward":
@@ -666,12 +729,12 @@ def allocate_and_publish(
             raise
         echo("tagged " + ", ".join(f"{k} {v}" for k, v in versions.items()))
         return versions
-    raise GitError(f"could not allocate a version after {TAG_ATTEMPTS} attempts (heavy contention)",
-                   fix="run the command again")
+    raise GitError(f"could not allocate a version after {TAG_ATTEMPTS} attempts (heavy contention)", fix="run the command again")
 
 
-def revert_targets(ws: Workspace, pairs: list[tuple["CheckpointManager", VersionRecord]], message: str,
-                   *, force: bool, dry_run: bool) -> None:
+def revert_targets(
+    ws: Workspace, pairs: list[tuple[CheckpointManager, VersionRecord]], message: str, *, force: bool, dry_run: bool
+) -> None:
     """Restore each manager's target to its record's version in ONE new commit.
 
     Refuses on uncommitted changes unless ``force``; with force the
@@ -695,15 +758,22 @@ def revert_targets(ws: Workspace, pairs: list[tuple["CheckpointManager", Version
     # backup let a failure here, or a kill, put everything back
     ws.begin_revert(targets, pointers)
     try:
-        for (m, record), pointer in zip(pairs, pointers):
+        for (_, record), pointer in zip(pairs, pointers):
             ws.versioning.restore(record.ref, [pointer])
         crash_point("revert.pointers-restored")
         ws.storage.checkout(targets)  # verified against the restored pointers before anything is replaced
         crash_point("revert.content-placed")
         for m, record in pairs:
-            m._append_metrics(make_record(
-                m.spec.kind, "revert", dict(record.metadata.get("metrics") or {}), reverted_to=record.version,
-                digest=record.metadata.get("digest"), saved_digest=saved[m.spec.kind].digest if m.spec.kind in saved else None))
+            m._append_metrics(
+                make_record(
+                    m.spec.kind,
+                    "revert",
+                    dict(record.metadata.get("metrics") or {}),
+                    reverted_to=record.version,
+                    digest=record.metadata.get("digest"),
+                    saved_digest=saved[m.spec.kind].digest if m.spec.kind in saved else None,
+                )
+            )
         ws.versioning.commit([*pointers, METRICS_FILE], message)
     except BaseException:
         ws.rollback_revert()

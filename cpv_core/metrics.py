@@ -14,8 +14,9 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .errors import ValidationError
 from .trust import visible
@@ -56,8 +57,10 @@ def validate_metrics(metrics: Any) -> dict[str, Any]:
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(f"metrics are not JSON-serialisable: {exc}", fix="use numbers, strings, booleans or lists") from None
     if size > MAX_METRICS_BYTES:
-        raise ValidationError(f"metrics are {size} bytes as JSON, more than the {MAX_METRICS_BYTES // 1024} KiB allowed",
-                              fix="record summary numbers; keep large arrays in a file uploaded with the model")
+        raise ValidationError(
+            f"metrics are {size} bytes as JSON, more than the {MAX_METRICS_BYTES // 1024} KiB allowed",
+            fix="record summary numbers; keep large arrays in a file uploaded with the model",
+        )
     return clean
 
 
@@ -68,15 +71,18 @@ def _check_key(key: Any) -> None:
 
 def _check_value(key: str, value: Any, depth: int) -> None:
     if depth > MAX_METRICS_DEPTH:
-        raise ValidationError(f"metric {visible(repr(key[:80]))} is nested more than {MAX_METRICS_DEPTH} levels deep",
-                              fix="flatten it (e.g. acc.top1 = 0.9)")
+        raise ValidationError(
+            f"metric {visible(repr(key[:80]))} is nested more than {MAX_METRICS_DEPTH} levels deep", fix="flatten it (e.g. acc.top1 = 0.9)"
+        )
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return
     if isinstance(value, float) and not math.isfinite(value):
         raise ValidationError(f"metric {visible(repr(key))} is {value}, not a finite number", fix="record only finite values")
     if isinstance(value, int) and abs(value) > _FLOAT_MAX:
-        raise ValidationError(f"metric {visible(repr(key))} is an integer of {value.bit_length()} bits, beyond a float's range",
-                              fix="record it as a string or a smaller number")
+        raise ValidationError(
+            f"metric {visible(repr(key))} is an integer of {value.bit_length()} bits, beyond a float's range",
+            fix="record it as a string or a smaller number",
+        )
     if isinstance(value, (int, float)):
         return
     if isinstance(value, Mapping):

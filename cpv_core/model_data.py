@@ -4,8 +4,9 @@ and re-exports them with CombinedCheckpointsManage."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .artifacts import CheckpointMetadata, DataArtifacts, ModelArtifacts, UploadResult
 from .manager import DATA, MODEL, CheckpointManager, _check_source
@@ -52,8 +53,11 @@ class ModelsCheckpointsManage(CheckpointManager):
         return self.ws.path
 
     def upload_model_checkpoint(
-        self, model_path: str | Path | None = None, metrics: Mapping[str, Any] | None = None,
-        message: str | None = None, **kwargs: Any,
+        self,
+        model_path: str | Path | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        message: str | None = None,
+        **kwargs: Any,
     ) -> UploadResult:
         """Store the model file (default: the workspace's ``model.bin``), append
         ``metrics`` to ``metrics.log``, commit the pointer and push."""
@@ -75,8 +79,14 @@ class ModelsCheckpointsManage(CheckpointManager):
         dest, record, artifact = self._download(tag, output_dir, **kwargs)
         meta = self._metadata_for(record)
         size = artifact.size if artifact else meta.size
-        return ModelArtifacts(model_path=str(dest), metrics=meta.metrics, tag=record.version,
-                              size_mb=round(size / (1024 * 1024), 3), commit=record.commit, digest=meta.digest)
+        return ModelArtifacts(
+            model_path=str(dest),
+            metrics=meta.metrics,
+            tag=record.version,
+            size_mb=round(size / (1024 * 1024), 3),
+            commit=record.commit,
+            digest=meta.digest,
+        )
 
     def revert_model_checkpoint(self, tag: str, **kwargs: Any) -> CheckpointMetadata:
         """Return the workspace's model to version ``tag`` as a new commit
@@ -122,8 +132,15 @@ class DataCheckpointsManage(CheckpointManager):
         dest, record, artifact = self._download(tag, output_dir, kwargs.pop("sub_path", None), **kwargs)
         meta = self._metadata_for(record)
         size, nfiles = tree_size(dest) if dest.exists() else (meta.size, 0)
-        return DataArtifacts(data_path=str(dest), version=record.version, tag=record.version, file_count=nfiles,
-                             size_mb=round(size / (1024 * 1024), 3), commit=record.commit, digest=meta.digest)
+        return DataArtifacts(
+            data_path=str(dest),
+            version=record.version,
+            tag=record.version,
+            file_count=nfiles,
+            size_mb=round(size / (1024 * 1024), 3),
+            commit=record.commit,
+            digest=meta.digest,
+        )
 
     def revert_data_checkpoint(self, tag: str, **kwargs: Any) -> CheckpointMetadata:
         """Return the workspace's data to version ``tag`` as a new commit."""

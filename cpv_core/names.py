@@ -11,16 +11,20 @@ import re
 from .errors import ValidationError
 
 NAME_RULE = (
-    "1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit, "
-    "not containing '..', not ending in '.', '.git' or '.lock'"
+    "1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit, not containing '..', not ending in '.', '.git' or '.lock'"
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Names that mean something special to Windows file systems or to git.
 _RESERVED = {
-    "con", "prn", "aux", "nul",
+    "con",
+    "prn",
+    "aux",
+    "nul",
     *(f"com{i}" for i in range(1, 10)),
     *(f"lpt{i}" for i in range(1, 10)),
-    "head", "fetch_head", "orig_head",
+    "head",
+    "fetch_head",
+    "orig_head",
 }
 
 

@@ -7,9 +7,9 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote, unquote
 
 HOME_ENV = "CPV_HOME"
@@ -159,8 +159,11 @@ def restore_preserved(target: Path, keep: Path, root: Path) -> bool:
         pairs = [(keep, contained(root, rel, "recovery"))]
     else:
         contained(root, rel, "recovery")
-        pairs = [(p, contained(root, f"{rel}/{p.relative_to(keep).as_posix()}", "recovery"))
-                 for p in keep.rglob("*") if p.is_file() and not p.is_symlink()]
+        pairs = [
+            (p, contained(root, f"{rel}/{p.relative_to(keep).as_posix()}", "recovery"))
+            for p in keep.rglob("*")
+            if p.is_file() and not p.is_symlink()
+        ]
     for src, dst in pairs:
         if not dst.exists() and not dst.is_symlink():
             with atomic_path(dst, mode=0o644) as tmp:

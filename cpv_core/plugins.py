@@ -15,9 +15,10 @@ import functools
 import importlib
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -94,7 +95,7 @@ def _register_entry_points(pm: pluggy.PluginManager) -> None:
             )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager (builtins, then entry points)."""
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -149,7 +150,7 @@ def _pick(kind: str, name: str, offers: list[tuple[str, Any]]) -> tuple[str, Any
         choices = ", ".join(sorted({info.name for _, info in offers})) or "none"
         raise ConfigError(
             f"{kind} backend {name!r} is not provided by any installed plugin (available: {choices})",
-            fix=f"install the plugin that provides it, or set \"{kind}\" to one of the available names in the cpv config",
+            fix=f'install the plugin that provides it, or set "{kind}" to one of the available names in the cpv config',
         )
     if len(matches) > 1:
         plugins = " and ".join(sorted(plugin for plugin, _ in matches))
@@ -250,4 +251,3 @@ def _builtin_version(name: str) -> str | None:
     from . import __version__
 
     return __version__
-

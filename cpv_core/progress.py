@@ -40,7 +40,7 @@ class Progress:
         self._lock = threading.Lock()
         self._start = 0.0
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         self._start = time.monotonic()
         if self.enabled and getattr(self.stream, "isatty", lambda: False)():
             import shutil
@@ -49,8 +49,17 @@ class Progress:
 
             # a terminal that reports a 0x0 size (a fresh pty) gets 80x24, not an invisible bar
             size = shutil.get_terminal_size((80, 24))
-            self._bar = tqdm(total=self.total, desc=self.desc, unit="B", unit_scale=True, unit_divisor=1024,
-                             file=self.stream, leave=True, ncols=size.columns or 80, nrows=size.lines or 24)
+            self._bar = tqdm(
+                total=self.total,
+                desc=self.desc,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=self.stream,
+                leave=True,
+                ncols=size.columns or 80,
+                nrows=size.lines or 24,
+            )
         return self
 
     def update(self, n: int) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from .model_data import ModelsCheckpointsManage
 from .config import CPVConfig
+from .model_data import ModelsCheckpointsManage
 
 
 def run_quickstart(home: str | None = None, keep: bool = False, echo: Callable[[str], None] = print) -> Path:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import ValidationError
 from .metrics import validate_metrics
@@ -40,8 +41,10 @@ def validate_message(message: object, what: str = "message") -> str | None:
     if "\x00" in message:
         raise ValidationError(f"{what} contains a NUL character, which git cannot store", fix="remove it")
     if len(message.encode("utf-8", errors="surrogatepass")) > MAX_MESSAGE_BYTES:
-        raise ValidationError(f"{what} is longer than {MAX_MESSAGE_BYTES // 1024} KiB",
-                              fix="shorten it; put long notes in a file that you upload with the data")
+        raise ValidationError(
+            f"{what} is longer than {MAX_MESSAGE_BYTES // 1024} KiB",
+            fix="shorten it; put long notes in a file that you upload with the data",
+        )
     return message
 
 

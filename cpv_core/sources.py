@@ -33,8 +33,7 @@ def scan_file(path: Path, kind: str) -> tuple[int, int]:
     except OSError as exc:
         raise _refuse(path, f"cannot be read ({exc.strerror})", f"pass the path of the {kind} to upload") from None
     if not stat.S_ISREG(st.st_mode):
-        raise _refuse(path, "is not a regular file (a FIFO, socket or device cannot be versioned)",
-                      f"pass the {kind} file itself")
+        raise _refuse(path, "is not a regular file (a FIFO, socket or device cannot be versioned)", f"pass the {kind} file itself")
     return st.st_size, 1
 
 
@@ -49,8 +48,11 @@ def scan_directory(root: Path) -> tuple[int, int]:
             for entry in entries:
                 path = Path(entry.path)
                 if entry.name in DVC_SKIPPED_NAMES:
-                    raise _refuse(path, "would be left out of the version by DVC",
-                                  f"move {entry.name} out of the directory (cpv stores every file, or none)")
+                    raise _refuse(
+                        path,
+                        "would be left out of the version by DVC",
+                        f"move {entry.name} out of the directory (cpv stores every file, or none)",
+                    )
                 st = entry.stat(follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):
                     pending.append(path)
@@ -61,8 +63,9 @@ def scan_directory(root: Path) -> tuple[int, int]:
                     size += _check_link(path, real_root)
                     count += 1
                 else:
-                    raise _refuse(path, "is not a regular file (a FIFO, socket or device cannot be versioned)",
-                                  "remove it from the directory")
+                    raise _refuse(
+                        path, "is not a regular file (a FIFO, socket or device cannot be versioned)", "remove it from the directory"
+                    )
     return size, count
 
 

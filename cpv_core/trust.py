@@ -40,8 +40,7 @@ def check_oid(value: object, where: str, *, allow_dir: bool = True) -> str:
     """
     if not isinstance(value, str) or not OID_RE.fullmatch(value) or (not allow_dir and value.endswith(".dir")):
         raise ValidationError(
-            f"{where}: {visible(repr(value))} is not a content hash (32 hex digits"
-            + (", optionally .dir)" if allow_dir else ")"),
+            f"{where}: {visible(repr(value))} is not a content hash (32 hex digits" + (", optionally .dir)" if allow_dir else ")"),
             fix="the file was not written by cpv or DVC: restore it from a version you trust (git checkout)",
         )
     return value
@@ -89,11 +88,13 @@ def select_sub_path(files: dict[str, str], sub: str, where: str) -> dict[str, st
     chosen = {rel: md5 for rel, md5 in files.items() if rel == sub or rel.startswith(sub + "/")}
     if not chosen:
         top = sorted({rel.split("/", 1)[0] for rel in files})
-        raise ValidationError(f"sub-path {visible(sub)!s} is not in {where}",
-                              fix="choose one of: " + ", ".join(visible(t) for t in top[:20]) + (" ..." if len(top) > 20 else ""))
+        raise ValidationError(
+            f"sub-path {visible(sub)!s} is not in {where}",
+            fix="choose one of: " + ", ".join(visible(t) for t in top[:20]) + (" ..." if len(top) > 20 else ""),
+        )
     if sub in chosen:
         return {"": chosen[sub]}
-    return {rel[len(sub) + 1:]: md5 for rel, md5 in chosen.items()}
+    return {rel[len(sub) + 1 :]: md5 for rel, md5 in chosen.items()}
 
 
 def contained(root: Path, rel: str, where: str) -> Path:
@@ -138,8 +139,9 @@ def open_regular(path: Path) -> BinaryIO:
         fd = os.open(path, flags)
     except OSError as exc:
         if exc.errno in {getattr(os, "ELOOP", -1)}:
-            raise ValidationError(f"{path} is a symbolic link, not a stored object",
-                                  fix="remove it; cpv stores objects as regular files") from None
+            raise ValidationError(
+                f"{path} is a symbolic link, not a stored object", fix="remove it; cpv stores objects as regular files"
+            ) from None
         raise
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):

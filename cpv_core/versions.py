@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .errors import ValidationError
 
@@ -21,7 +21,7 @@ class Version:
     minor: int
 
     @classmethod
-    def parse(cls, text: str) -> "Version":
+    def parse(cls, text: str) -> Version:
         """Parse ``"v1.2"``; raise :class:`ValidationError` naming the value otherwise."""
         if not isinstance(text, str):
             raise ValidationError(
@@ -54,18 +54,21 @@ class Version:
     def __str__(self) -> str:
         return f"v{self.major}.{self.minor}"
 
-    def bump_minor(self) -> "Version":
+    def bump_minor(self) -> Version:
         """``v1.2`` -> ``v1.3``; :class:`ValidationError` past ``MAX_COMPONENT``."""
         if self.minor >= MAX_COMPONENT:
-            raise ValidationError(f"there is no minor version after {self}: versions go up to v{self.major}.{MAX_COMPONENT}",
-                                  fix="bump the major version instead (--major / major=True), or pass an explicit --version")
+            raise ValidationError(
+                f"there is no minor version after {self}: versions go up to v{self.major}.{MAX_COMPONENT}",
+                fix="bump the major version instead (--major / major=True), or pass an explicit --version",
+            )
         return Version(self.major, self.minor + 1)
 
-    def bump_major(self) -> "Version":
+    def bump_major(self) -> Version:
         """``v1.2`` -> ``v2.0``; :class:`ValidationError` past ``MAX_COMPONENT``."""
         if self.major >= MAX_COMPONENT:
-            raise ValidationError(f"there is no major version after {self}: versions go up to v{MAX_COMPONENT}.x",
-                                  fix="pass an explicit free --version")
+            raise ValidationError(
+                f"there is no major version after {self}: versions go up to v{MAX_COMPONENT}.x", fix="pass an explicit free --version"
+            )
         return Version(self.major + 1, 0)
 
 

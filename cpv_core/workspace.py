@@ -18,10 +18,11 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .backends import BackendContext, HostingBackend, StorageBackend, VersioningBackend
 from .config import CPVConfig
@@ -63,8 +64,10 @@ def lock_timeout_from_env() -> float:
     except ValueError:
         value = -1.0
     if not 0 <= value <= 7 * 24 * 3600:
-        raise ConfigError(f"{LOCK_TIMEOUT_ENV}={visible(raw)!s} is not a number of seconds between 0 and 604800",
-                          fix=f"set e.g. {LOCK_TIMEOUT_ENV}=60, or unset it for the default ({LOCK_TIMEOUT_S:.0f} s)")
+        raise ConfigError(
+            f"{LOCK_TIMEOUT_ENV}={visible(raw)!s} is not a number of seconds between 0 and 604800",
+            fix=f"set e.g. {LOCK_TIMEOUT_ENV}=60, or unset it for the default ({LOCK_TIMEOUT_S:.0f} s)",
+        )
     return value
 
 
@@ -112,8 +115,7 @@ def check_meta(raw: bytes, where: str) -> dict[str, Any]:
     for kind, value in files.items():
         rel = check_relpath(value, f"{where} files.{visible(kind)}")
         if rel.split("/", 1)[0] in RESERVED_TOP or rel.endswith(".dvc") or rel in {METRICS_FILE, "README.md", ".gitignore"}:
-            raise ValidationError(f"{where} files.{visible(kind)} {visible(repr(value))} names a file cpv manages itself",
-                                  fix=fix)
+            raise ValidationError(f"{where} files.{visible(kind)} {visible(repr(value))} names a file cpv manages itself", fix=fix)
     return meta
 
 
@@ -212,7 +214,11 @@ class Workspace:
         meta = self.read_meta()
         recorded = (meta.get("team"), meta.get("model"))
         if recorded != (self.team, self.model):
-            how = " (they differ only in upper/lower case)" if f"{recorded[0]}/{recorded[1]}".lower() == f"{self.team}/{self.model}".lower() else ""
+            how = (
+                " (they differ only in upper/lower case)"
+                if f"{recorded[0]}/{recorded[1]}".lower() == f"{self.team}/{self.model}".lower()
+                else ""
+            )
             raise ValidationError(
                 f"the workspace {self.path} holds {recorded[0]}/{recorded[1]}, not {self.team}/{self.model}{how}",
                 fix=f"use -t {recorded[0]} --model-name {recorded[1]} (or omit them inside the workspace), or another --repo-path",
@@ -252,9 +258,15 @@ class Workspace:
     @cached_property
     def context(self) -> BackendContext:
         return BackendContext(
-            config=self.config, team=self.team, model=self.model, workspace=self.path,
-            env=self.config.credential_env(), verbose=self.verbose, progress=self.progress,
-            state_dir=self.state_dir, accepts_incoming=self.accepts_incoming,
+            config=self.config,
+            team=self.team,
+            model=self.model,
+            workspace=self.path,
+            env=self.config.credential_env(),
+            verbose=self.verbose,
+            progress=self.progress,
+            state_dir=self.state_dir,
+            accepts_incoming=self.accepts_incoming,
         )
 
     @cached_property
@@ -381,8 +393,9 @@ class Workspace:
                 (backup / state_name(rel)).mkdir()
             if source.exists():
                 link_tree(source, backup / state_name(rel))
-        atomic_write_bytes(self._revert_journal, json.dumps(
-            {"head": self.versioning.head(), "targets": targets, "pointers": pointers}).encode())
+        atomic_write_bytes(
+            self._revert_journal, json.dumps({"head": self.versioning.head(), "targets": targets, "pointers": pointers}).encode()
+        )
 
     def end_revert(self) -> None:
         """The revert is committed: drop its journal and backup."""

@@ -24,10 +24,14 @@ import shlex
 import socket
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cpv_core import hookimpl
+
+if TYPE_CHECKING:
+    import click
 from cpv_core.backends import BackendContext, CheckResult, CredentialProviderInfo, HostingBackendInfo
 from cpv_core.errors import ConfigError, CredentialError, RepositoryError, ValidationError
 from cpv_core.names import validate_name
@@ -54,8 +58,7 @@ def _ssh_dir() -> Path:
 def _check_path_value(path: Path, what: str) -> Path:
     text = str(path)
     if any(ord(ch) < 32 or ch in '"\\' for ch in text):
-        raise ValidationError(f"{what} {text!r} contains a control character, quote or backslash",
-                              fix="use a plain file path")
+        raise ValidationError(f"{what} {text!r} contains a control character, quote or backslash", fix="use a plain file path")
     return path
 
 
@@ -77,8 +80,21 @@ class BitbucketSettings:
 
     def ssh_command(self) -> str:
         """The ``GIT_SSH_COMMAND`` value: the configured key and safe options only."""
-        args = ["ssh", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
-                "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}", "-o", "ServerAliveInterval=15", "-F", "none"]
+        args = [
+            "ssh",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            f"ConnectTimeout={CONNECT_TIMEOUT_S}",
+            "-o",
+            "ServerAliveInterval=15",
+            "-F",
+            "none",
+        ]
         if self.key_path:
             args += ["-i", str(self.key_path)]
         known = self.known_hosts or (_ssh_dir() / "known_hosts")
@@ -94,8 +110,9 @@ class BitbucketSettings:
 
     def url(self, team: str, model: str) -> str:
         if not self.workspace:
-            raise ConfigError("no Bitbucket workspace is configured",
-                              fix="run `cpv bitbucket-config --workspace W --user U --keygen-filename F`")
+            raise ConfigError(
+                "no Bitbucket workspace is configured", fix="run `cpv bitbucket-config --workspace W --user U --keygen-filename F`"
+            )
         return f"ssh://{self.ssh_user}@{self.host}:{self.port}/{self.workspace}/{self.repo_slug(team, model)}.git"
 
 
@@ -103,12 +120,21 @@ def classify_ssh_failure(stderr: str) -> tuple[str, str, str]:
     """(check name, reason, fix) for a failed ssh/git-over-ssh command."""
     text = stderr.lower()
     if "remote host identification has changed" in text or "host key verification failed" in text:
-        return ("bitbucket.host_key", "the server's host key has CHANGED since it was first trusted",
-                "if the change is expected (server re-installed), remove the old key with `ssh-keygen -R '[HOST]:PORT'`; otherwise do not connect")
+        return (
+            "bitbucket.host_key",
+            "the server's host key has CHANGED since it was first trusted",
+            "if the change is expected (server re-installed), remove the old key with `ssh-keygen -R '[HOST]:PORT'`; otherwise do not connect",
+        )
     if "permission denied" in text:
-        return ("bitbucket.auth", "the server refused the SSH key",
-                "add the public key (KEY.pub) to your Bitbucket account: Personal settings > SSH keys")
-    if any(k in text for k in ("connection refused", "timed out", "no route to host", "could not resolve", "network is unreachable", "connection closed")):
+        return (
+            "bitbucket.auth",
+            "the server refused the SSH key",
+            "add the public key (KEY.pub) to your Bitbucket account: Personal settings > SSH keys",
+        )
+    if any(
+        k in text
+        for k in ("connection refused", "timed out", "no route to host", "could not resolve", "network is unreachable", "connection closed")
+    ):
         return ("bitbucket.host", "the SSH server is unreachable", "check the network and --host/--port")
     if "does not exist" in text or "not found" in text or "does not appear to be a git repository" in text:
         return ("bitbucket.repository", "the repository does not exist", "create it on Bitbucket first")
@@ -127,11 +153,16 @@ class BitbucketHosting:
     def remote_url(self) -> str:
         return self.settings.url(self.ctx.team, self.ctx.model)
 
-    def _ls_remote(self) -> subprocess.CompletedProcess:
+    def _ls_remote(self) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, **self.ctx.env, GIT_TERMINAL_PROMPT="0")
         env["GIT_SSH_COMMAND"] = self.settings.ssh_command()
-        return subprocess.run(["git", "ls-remote", "--heads", "--end-of-options", self.remote_url()],
-                              env=env, capture_output=True, text=True, timeout=CONNECT_TIMEOUT_S * 3)
+        return subprocess.run(
+            ["git", "ls-remote", "--heads", "--end-of-options", self.remote_url()],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CONNECT_TIMEOUT_S * 3,
+        )
 
     def ensure_remote(self) -> str:
         url = self.remote_url()
@@ -168,8 +199,18 @@ class BitbucketCredentials:
 
     # -- setup -------------------------------------------------------------
     def setup(self, config: Any, **options: Any) -> dict[str, Any]:
-        allowed = {"keygen_filename", "bitbucket_user", "workspace", "host", "port", "ssh_user", "alias",
-                   "repo_template", "known_hosts", "connection_sharing"}
+        allowed = {
+            "keygen_filename",
+            "bitbucket_user",
+            "workspace",
+            "host",
+            "port",
+            "ssh_user",
+            "alias",
+            "repo_template",
+            "known_hosts",
+            "connection_sharing",
+        }
         unknown = set(options) - allowed
         if unknown:
             raise ConfigError(f"unknown Bitbucket option(s): {', '.join(sorted(unknown))}", fix=f"use {', '.join(sorted(allowed))}")
@@ -189,7 +230,9 @@ class BitbucketCredentials:
         except (TypeError, ValueError):
             port = -1
         if not 1 <= port <= 65535:
-            raise ValidationError(f"port {options.get('port')!r} is not a TCP port", fix="use 1-65535 (Bitbucket Cloud: 443 on altssh.bitbucket.org, or 22)")
+            raise ValidationError(
+                f"port {options.get('port')!r} is not a TCP port", fix="use 1-65535 (Bitbucket Cloud: 443 on altssh.bitbucket.org, or 22)"
+            )
         ssh_user = options.get("ssh_user") or DEFAULT_SSH_USER
         if not _USER_RE.fullmatch(ssh_user):
             raise ValidationError(f"SSH user {ssh_user!r} is not valid", fix="Bitbucket's SSH user is 'git'")
@@ -211,8 +254,15 @@ class BitbucketCredentials:
             known_hosts = str(_check_path_value(Path(known_hosts).expanduser().resolve(), "known_hosts file"))
 
         public = self._ensure_key(key_path, user or workspace)
-        entries: dict[str, Any] = {"key_path": str(key_path), "workspace": workspace, "host": host, "port": port,
-                                   "ssh_user": ssh_user, "alias": alias, "repo_template": template}
+        entries: dict[str, Any] = {
+            "key_path": str(key_path),
+            "workspace": workspace,
+            "host": host,
+            "port": port,
+            "ssh_user": ssh_user,
+            "alias": alias,
+            "repo_template": template,
+        }
         if user:
             entries["user"] = user
         if known_hosts:
@@ -229,15 +279,19 @@ class BitbucketCredentials:
         pub = Path(f"{key_path}.pub")
         if key_path.exists():
             if not pub.exists():
-                raise CredentialError(f"{key_path} exists but {pub} does not",
-                                      fix=f"recreate it with `ssh-keygen -y -f {key_path} > {pub}`")
+                raise CredentialError(
+                    f"{key_path} exists but {pub} does not", fix=f"recreate it with `ssh-keygen -y -f {key_path} > {pub}`"
+                )
             return pub.read_text()
         make_private_dirs(key_path.parent)  # only directories cpv creates get 0700; a shared one is left alone
-        result = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"cpv {comment}", "-f", str(key_path)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"cpv {comment}", "-f", str(key_path)], capture_output=True, text=True
+        )
         if result.returncode != 0:
-            raise CredentialError(f"ssh-keygen could not create {key_path}: {result.stderr.strip()}",
-                                  fix="check that the directory is writable and OpenSSH is installed")
+            raise CredentialError(
+                f"ssh-keygen could not create {key_path}: {result.stderr.strip()}",
+                fix="check that the directory is writable and OpenSSH is installed",
+            )
         os.chmod(key_path, 0o600)
         return pub.read_text()
 
@@ -246,27 +300,48 @@ class BitbucketCredentials:
         s = BitbucketSettings(config.get_config("bitbucket"))
         checks: list[CheckResult] = []
         if not s.key_path or not s.key_path.exists():
-            return [CheckResult("bitbucket.key", False, f"SSH key {s.key_path} is missing",
-                                "run `cpv bitbucket-config --keygen-filename F` to create it")]
+            return [
+                CheckResult(
+                    "bitbucket.key",
+                    False,
+                    f"SSH key {s.key_path} is missing",
+                    "run `cpv bitbucket-config --keygen-filename F` to create it",
+                )
+            ]
         mode = stat.S_IMODE(s.key_path.stat().st_mode)
         if mode & 0o077:
-            return [CheckResult("bitbucket.key", False, f"SSH key {s.key_path} is readable by others (mode {mode:o})",
-                                f"chmod 600 {s.key_path}")]
+            return [
+                CheckResult(
+                    "bitbucket.key", False, f"SSH key {s.key_path} is readable by others (mode {mode:o})", f"chmod 600 {s.key_path}"
+                )
+            ]
         checks.append(CheckResult("bitbucket.key", True, f"SSH key {s.key_path} exists with mode {mode:o}"))
         try:
             with socket.create_connection((s.host, s.port), timeout=CONNECT_TIMEOUT_S):
                 pass
             checks.append(CheckResult("bitbucket.host", True, f"{s.host}:{s.port} accepts connections"))
         except OSError as exc:
-            checks.append(CheckResult("bitbucket.host", False, f"{s.host}:{s.port} is unreachable ({exc.strerror or type(exc).__name__})",
-                                      "check the network and --host/--port"))
+            checks.append(
+                CheckResult(
+                    "bitbucket.host",
+                    False,
+                    f"{s.host}:{s.port} is unreachable ({exc.strerror or type(exc).__name__})",
+                    "check the network and --host/--port",
+                )
+            )
             return checks
         cmd = shlex.split(s.ssh_command()) + ["-p", str(s.port), f"{s.ssh_user}@{s.host}", "-T"]
         try:
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=CONNECT_TIMEOUT_S * 2, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            checks.append(CheckResult("bitbucket.auth", False, f"{s.host}:{s.port} did not answer the SSH handshake in time",
-                                      "check --host/--port: is it an SSH server?"))
+            checks.append(
+                CheckResult(
+                    "bitbucket.auth",
+                    False,
+                    f"{s.host}:{s.port} did not answer the SSH handshake in time",
+                    "check --host/--port: is it an SSH server?",
+                )
+            )
             return checks
         if result.returncode == 255:  # ssh's own failure; any other code came from the server after login
             name, reason, fix = classify_ssh_failure(result.stderr)
@@ -291,16 +366,18 @@ def write_ssh_config_block(s: BitbucketSettings) -> Path:
         make_private_dirs(ssh_dir)
     path = ssh_dir / "config"
     target = path.resolve() if path.is_symlink() else path
-    block = "\n".join([
-        BLOCK_BEGIN,
-        f"Host {s.alias}",
-        f"  HostName {s.host}",
-        f"  Port {s.port}",
-        f"  User {s.ssh_user}",
-        f'  IdentityFile "{s.key_path}"',
-        "  IdentitiesOnly yes",
-        BLOCK_END,
-    ])
+    block = "\n".join(
+        [
+            BLOCK_BEGIN,
+            f"Host {s.alias}",
+            f"  HostName {s.host}",
+            f"  Port {s.port}",
+            f"  User {s.ssh_user}",
+            f'  IdentityFile "{s.key_path}"',
+            "  IdentitiesOnly yes",
+            BLOCK_END,
+        ]
+    )
     existing = target.read_text() if target.exists() else ""
     lines = existing.splitlines()
     begins, ends = lines.count(BLOCK_BEGIN), lines.count(BLOCK_END)
@@ -311,7 +388,7 @@ def write_ssh_config_block(s: BitbucketSettings) -> Path:
                 fix=f"remove the lines between and including '{BLOCK_BEGIN}' and '{BLOCK_END}' (or the stray marker), then run the command again",
             )
         start, end = lines.index(BLOCK_BEGIN), lines.index(BLOCK_END)
-        text = "\n".join(lines[:start] + block.splitlines() + lines[end + 1:]) + "\n"
+        text = "\n".join(lines[:start] + block.splitlines() + lines[end + 1 :]) + "\n"
     else:
         text = existing + ("" if not existing or existing.endswith("\n") else "\n") + ("\n" if existing.strip() else "") + block + "\n"
     atomic_write_bytes(target, text.encode(), mode=None if target.exists() else 0o600)
@@ -327,58 +404,89 @@ def cpv_hosting_backends() -> list[HostingBackendInfo]:
 @hookimpl
 def cpv_credential_providers() -> list[CredentialProviderInfo]:
     """SSH key + ~/.ssh/config managed block."""
-    return [CredentialProviderInfo("bitbucket-ssh", BitbucketCredentials(), "SSH key for Bitbucket (path only)",
-                                   section="bitbucket", selects={"hosting": "bitbucket-ssh"})]
+    return [
+        CredentialProviderInfo(
+            "bitbucket-ssh",
+            BitbucketCredentials(),
+            "SSH key for Bitbucket (path only)",
+            section="bitbucket",
+            selects={"hosting": "bitbucket-ssh"},
+        )
+    ]
 
 
 @hookimpl
-def cpv_register_commands(cli: Any) -> None:
+def cpv_register_commands(cli: click.Group) -> None:
     """``cpv bitbucket-config`` and ``cpv config bitbucket``: SSH key, ~/.ssh/config block, workspace."""
     import click
 
     from cpv_core.cli import Ctx, dry_run_option
 
-    def bitbucket_options(func: Any) -> Any:
-        for option in reversed([
-            click.option("--keygen-filename", "-k", default="id_ed25519_bitbucket", show_default=True,
-                         help="SSH key: a file name under ~/.ssh or a path; generated (ed25519) if missing."),
-            click.option("--user", "-u", help="Your Bitbucket account name."),
-            click.option("--workspace", "-w", help="Bitbucket workspace holding the repositories (default: --user)."),
-            click.option("--host", help=f"SSH host (default {DEFAULT_HOST})."),
-            click.option("--port", type=int, help=f"SSH port (default {DEFAULT_PORT})."),
-            click.option("--ssh-user", help=f"SSH login user (default {DEFAULT_SSH_USER})."),
-            click.option("--repo-template", help=f"Repository name per team/model (default {DEFAULT_REPO_TEMPLATE})."),
-            dry_run_option,
-        ]):
+    def bitbucket_options(func: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(
+            [
+                click.option(
+                    "--keygen-filename",
+                    "-k",
+                    default="id_ed25519_bitbucket",
+                    show_default=True,
+                    help="SSH key: a file name under ~/.ssh or a path; generated (ed25519) if missing.",
+                ),
+                click.option("--user", "-u", help="Your Bitbucket account name."),
+                click.option("--workspace", "-w", help="Bitbucket workspace holding the repositories (default: --user)."),
+                click.option("--host", help=f"SSH host (default {DEFAULT_HOST})."),
+                click.option("--port", type=int, help=f"SSH port (default {DEFAULT_PORT})."),
+                click.option("--ssh-user", help=f"SSH login user (default {DEFAULT_SSH_USER})."),
+                click.option("--repo-template", help=f"Repository name per team/model (default {DEFAULT_REPO_TEMPLATE})."),
+                dry_run_option,
+            ]
+        ):
             func = option(func)
         return func
 
-    def configure(ctx: Ctx, keygen_filename: str, user: str | None, workspace: str | None, host: str | None,
-                  port: int | None, ssh_user: str | None, repo_template: str | None, dry_run: bool = False) -> None:
+    def configure(
+        ctx: Ctx,
+        keygen_filename: str,
+        user: str | None,
+        workspace: str | None,
+        host: str | None,
+        port: int | None,
+        ssh_user: str | None,
+        repo_template: str | None,
+        dry_run: bool = False,
+    ) -> None:
         from cpv_core.config import CPVConfig
 
-        options = {k: v for k, v in dict(workspace=workspace, host=host, port=port, ssh_user=ssh_user,
-                                         repo_template=repo_template).items() if v is not None}
+        options = {
+            k: v
+            for k, v in dict(workspace=workspace, host=host, port=port, ssh_user=ssh_user, repo_template=repo_template).items()
+            if v is not None
+        }
         if dry_run:
-            ctx.echo(f"[dry-run] would create the SSH key {keygen_filename} if missing, write the cpv block in ~/.ssh/config "
-                     f"and store in {CPVConfig().config_path}: bitbucket = user {user}, {options}")
+            ctx.echo(
+                f"[dry-run] would create the SSH key {keygen_filename} if missing, write the cpv block in ~/.ssh/config "
+                f"and store in {CPVConfig().config_path}: bitbucket = user {user}, {options}"
+            )
             return
         entries = CPVConfig().setup_bitbucket_ssh(keygen_filename=keygen_filename, bitbucket_user=user, **options)
         ctx.echo(f"Bitbucket configured: {entries['ssh_user']}@{entries['host']}:{entries['port']}, workspace {entries['workspace']}")
-        ctx.echo(f"add this public key to Bitbucket (Personal settings > SSH keys):\n{Path(entries['public_key_path']).read_text().strip()}")
+        ctx.echo(
+            f"add this public key to Bitbucket (Personal settings > SSH keys):\n{Path(entries['public_key_path']).read_text().strip()}"
+        )
 
     @cli.command("bitbucket-config")
     @bitbucket_options
     @click.pass_obj
-    def bitbucket_config(ctx: Ctx, **options: Any) -> None:
+    def bitbucket_config(ctx: Ctx, /, **options: Any) -> None:
         """Configure Bitbucket over SSH (key, ~/.ssh/config block, workspace)."""
         configure(ctx, **options)
 
     config_group = cli.commands.get("config")
-    if config_group is not None:
+    if isinstance(config_group, click.Group):
+
         @config_group.command("bitbucket")
         @bitbucket_options
         @click.pass_obj
-        def config_bitbucket(ctx: Ctx, **options: Any) -> None:
+        def config_bitbucket(ctx: Ctx, /, **options: Any) -> None:
             """Same as `cpv bitbucket-config`."""
             configure(ctx, **options)

@@ -19,12 +19,16 @@ import configparser
 import logging
 import re
 import socket
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from cpv_core import hookimpl
+
+if TYPE_CHECKING:
+    import click
 from cpv_core.backends import (
     BackendContext,
     CheckResult,
@@ -87,17 +91,23 @@ class S3Settings:
         core.set_config_variable("profile", self.profile)
         session = boto3.Session(botocore_session=core)
         return session.client(
-            "s3", endpoint_url=self.endpoint_url, region_name=self.region,
-            config=Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
-                          retries={"max_attempts": retries, "mode": "standard"},
-                          max_pool_connections=TRANSFER_THREADS * 2),
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            config=Config(
+                connect_timeout=CONNECT_TIMEOUT_S,
+                read_timeout=READ_TIMEOUT_S,
+                retries={"max_attempts": retries, "mode": "standard"},
+                max_pool_connections=TRANSFER_THREADS * 2,
+            ),
         )
 
 
 def _validate_bucket(bucket: str) -> str:
     if not isinstance(bucket, str) or not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
-        raise ValidationError(f"bucket name {bucket!r} is not a valid S3 bucket name",
-                              fix="use 3-63 characters: lower-case letters, digits, '.' and '-'")
+        raise ValidationError(
+            f"bucket name {bucket!r} is not a valid S3 bucket name", fix="use 3-63 characters: lower-case letters, digits, '.' and '-'"
+        )
     return bucket
 
 
@@ -106,8 +116,10 @@ def _validate_endpoint(url: str | None) -> str | None:
         return None
     parsed = urlparse(url)
     if parsed.scheme not in {"http", "https"} or not parsed.hostname or parsed.username or parsed.password:
-        raise ValidationError(f"endpoint URL {url!r} is not an http(s) URL without credentials",
-                              fix="pass e.g. --endpoint-url http://127.0.0.1:8333 or https://s3.example.com")
+        raise ValidationError(
+            f"endpoint URL {url!r} is not an http(s) URL without credentials",
+            fix="pass e.g. --endpoint-url http://127.0.0.1:8333 or https://s3.example.com",
+        )
     return url.rstrip("/")
 
 
@@ -117,22 +129,30 @@ def _read_profile(path: Path, profile: str) -> dict[str, str]:
         with open_regular(path) as handle:  # a FIFO or /dev/zero would hang or never end
             raw = handle.read(MAX_CREDENTIALS_BYTES + 1)
         if len(raw) > MAX_CREDENTIALS_BYTES:
-            raise CredentialError(f"AWS credentials file {path} is larger than {MAX_CREDENTIALS_BYTES // 1024} KiB",
-                                  fix="pass the path of an AWS credentials file (INI with [profile] sections)")
+            raise CredentialError(
+                f"AWS credentials file {path} is larger than {MAX_CREDENTIALS_BYTES // 1024} KiB",
+                fix="pass the path of an AWS credentials file (INI with [profile] sections)",
+            )
         parser.read_string(raw.decode("utf-8"))
     except ValidationError:
-        raise CredentialError(f"AWS credentials file {path} is not a regular file",
-                              fix="pass the path of an AWS credentials file (INI with [profile] sections)") from None
+        raise CredentialError(
+            f"AWS credentials file {path} is not a regular file",
+            fix="pass the path of an AWS credentials file (INI with [profile] sections)",
+        ) from None
     except FileNotFoundError:
-        raise CredentialError(f"AWS credentials file {path} does not exist",
-                              fix="create it (aws configure) or pass the right --credential-path") from None
+        raise CredentialError(
+            f"AWS credentials file {path} does not exist", fix="create it (aws configure) or pass the right --credential-path"
+        ) from None
     except (OSError, configparser.Error, UnicodeDecodeError) as exc:
-        raise CredentialError(f"AWS credentials file {path} is unreadable: {type(exc).__name__}",
-                              fix="check its permissions and INI syntax") from None
+        raise CredentialError(
+            f"AWS credentials file {path} is unreadable: {type(exc).__name__}", fix="check its permissions and INI syntax"
+        ) from None
     if not parser.has_section(profile):
         profiles = ", ".join(parser.sections()) or "none"
-        raise CredentialError(f"profile {profile!r} is not in {path} (profiles there: {profiles})",
-                              fix="pass --profile with one of those, or add the profile to the file")
+        raise CredentialError(
+            f"profile {profile!r} is not in {path} (profiles there: {profiles})",
+            fix="pass --profile with one of those, or add the profile to the file",
+        )
     return dict(parser.items(profile))
 
 
@@ -172,8 +192,10 @@ def download_hashing(client: Any, bucket: str, key: str, out: Path, on_bytes: An
             end = min(size, start + PART_SIZE) - 1
             body = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")["Body"].read()
             if len(body) != end - start + 1:
-                raise DVCError(f"object {key} returned {len(body)} bytes for part {index}, expected {end - start + 1}",
-                               fix="the stored copy may be truncated: run `cpv verify --remote`")
+                raise DVCError(
+                    f"object {key} returned {len(body)} bytes for part {index}, expected {end - start + 1}",
+                    fix="the stored copy may be truncated: run `cpv verify --remote`",
+                )
             os.pwrite(fd, body, start)
             on_bytes(len(body))
             result: bytes | BaseException = body
@@ -247,18 +269,34 @@ def classify_s3_error(exc: BaseException, settings: S3Settings, action: str) -> 
             fix="ask for access to the bucket, or use another --profile / --bucket",
         )
     if code in {"NoSuchBucket", "404", "NotFound"}:
-        return AWSError(f"bucket {settings.bucket!r} does not exist on {settings.where}",
-                        fix="create it (cpv never creates buckets silently) or fix `cpv aws-config --bucket`")
+        return AWSError(
+            f"bucket {settings.bucket!r} does not exist on {settings.where}",
+            fix="create it (cpv never creates buckets silently) or fix `cpv aws-config --bucket`",
+        )
     lowered = text.lower()
-    if any(k in lowered for k in ("could not connect", "connect timeout", "connection refused", "endpointconnectionerror",
-                                  "cannot connect", "name or service not known", "timed out")):
-        return AWSError(f"S3 endpoint {settings.where} is unreachable ({type(exc).__name__})",
-                        fix="check the network and --endpoint-url in `cpv aws-config`")
+    if any(
+        k in lowered
+        for k in (
+            "could not connect",
+            "connect timeout",
+            "connection refused",
+            "endpointconnectionerror",
+            "cannot connect",
+            "name or service not known",
+            "timed out",
+        )
+    ):
+        return AWSError(
+            f"S3 endpoint {settings.where} is unreachable ({type(exc).__name__})",
+            fix="check the network and --endpoint-url in `cpv aws-config`",
+        )
     if "nocredentials" in lowered or "unable to locate credentials" in lowered or "partialcredentials" in lowered:
-        return CredentialError(f"no AWS credentials found for profile {settings.profile!r}",
-                               fix="run `cpv aws-config --credential-path FILE --profile NAME`")
-    return AWSError(f"S3 could not {action} at {settings.where}: {code or type(exc).__name__}",
-                    fix="run `cpv validate` for a per-check report")
+        return CredentialError(
+            f"no AWS credentials found for profile {settings.profile!r}", fix="run `cpv aws-config --credential-path FILE --profile NAME`"
+        )
+    return AWSError(
+        f"S3 could not {action} at {settings.where}: {code or type(exc).__name__}", fix="run `cpv validate` for a per-check report"
+    )
 
 
 def endpoint_reachable(settings: S3Settings) -> tuple[bool, str]:
@@ -276,8 +314,10 @@ def preflight(settings: S3Settings, prefix: str) -> None:
     """Raise a precise cpv error unless the endpoint, credentials and bucket work."""
     ok, detail = endpoint_reachable(settings)
     if not ok:
-        raise AWSError(f"S3 endpoint {settings.where} is unreachable: {detail}",
-                       fix="start the server / check the network, or fix --endpoint-url in `cpv aws-config`")
+        raise AWSError(
+            f"S3 endpoint {settings.where} is unreachable: {detail}",
+            fix="start the server / check the network, or fix --endpoint-url in `cpv aws-config`",
+        )
     try:
         settings.client().list_objects_v2(Bucket=settings.bucket, Prefix=prefix, MaxKeys=1)
     except Exception as exc:  # noqa: BLE001 - botocore raises many types
@@ -308,8 +348,7 @@ class S3Storage(DvcStorage):
 
     def local_remote_options(self) -> dict[str, str]:
         s = self.settings
-        options = {"profile": s.profile, "region": s.region,
-                   "connect_timeout": str(CONNECT_TIMEOUT_S), "read_timeout": str(READ_TIMEOUT_S)}
+        options = {"profile": s.profile, "region": s.region, "connect_timeout": str(CONNECT_TIMEOUT_S), "read_timeout": str(READ_TIMEOUT_S)}
         if s.credential_path:
             options["credentialpath"] = str(s.credential_path)
         if s.endpoint_url:
@@ -319,8 +358,7 @@ class S3Storage(DvcStorage):
     def map_error(self, action: str, exc: Exception) -> Exception:
         mapped = classify_s3_error(exc, self.settings, action)
         if isinstance(mapped, AWSError) and mapped.message.startswith("S3 could not"):
-            return DVCError(f"DVC could not {action}: {type(exc).__name__}: {exc}",
-                            fix="run `cpv validate` for a per-check report")
+            return DVCError(f"DVC could not {action}: {type(exc).__name__}: {exc}", fix="run `cpv validate` for a per-check report")
         return mapped
 
     # -- the tuned transfer path ------------------------------------------------------
@@ -346,7 +384,7 @@ class S3Storage(DvcStorage):
                     if _error_code(exc) not in _MISSING_CODES:
                         raise
             return found
-        keys = set()
+        keys: set[str] = set()
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.settings.bucket, Prefix=f"{self.prefix}/files/md5/"):
             keys.update(obj["Key"] for obj in page.get("Contents", []))
         return {oid for oid in oids if self._key(oid) in keys}
@@ -369,11 +407,14 @@ class S3Storage(DvcStorage):
                         actual = copy_hashing(self._cached(oid), None)
                         if actual != oid.removesuffix(".dir"):
                             self._evict(oid)
-                            raise DVCError(f"the cached copy of {oid} is damaged (md5 {actual}); it was not uploaded",
-                                           fix="upload again: cpv re-reads your files into the cache")
+                            raise DVCError(
+                                f"the cached copy of {oid} is damaged (md5 {actual}); it was not uploaded",
+                                fix="upload again: cpv re-reads your files into the cache",
+                            )
                     # the object appears on S3 only when complete: an interrupted push leaves nothing partial
-                    client.upload_file(str(self._cached(oid)), self.settings.bucket, self._key(oid), Config=config,
-                                       Callback=progress.update)
+                    client.upload_file(
+                        str(self._cached(oid)), self.settings.bucket, self._key(oid), Config=config, Callback=progress.update
+                    )
 
                 # manifests last: a .dir object on the remote means its files are there
                 files = [o for o in missing if not o.endswith(".dir")]
@@ -384,9 +425,11 @@ class S3Storage(DvcStorage):
                         upload(oid)
             absent = set(oids) - self._existing(client, oids)
             if absent:
-                raise DVCError(f"{len(absent)} object(s) are not on {self.describe_remote()} after the upload "
-                               f"(first: {sorted(absent)[0]}); nothing was committed",
-                               fix="run the upload again; if it fails again, run `cpv verify --remote`")
+                raise DVCError(
+                    f"{len(absent)} object(s) are not on {self.describe_remote()} after the upload "
+                    f"(first: {sorted(absent)[0]}); nothing was committed",
+                    fix="run the upload again; if it fails again, run `cpv verify --remote`",
+                )
         except CPVError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -402,7 +445,7 @@ class S3Storage(DvcStorage):
     def remote_read(self, oid: str) -> bytes:
         try:
             body = self._client().get_object(Bucket=self.settings.bucket, Key=self._key(oid))["Body"]
-            return body.read(MAX_MANIFEST_BYTES + 1)
+            return bytes(body.read(MAX_MANIFEST_BYTES + 1))
         except Exception as exc:  # noqa: BLE001
             if _error_code(exc) in _MISSING_CODES:
                 raise FileNotFoundError(self._key(oid)) from None
@@ -446,13 +489,16 @@ class S3Storage(DvcStorage):
             raise classify_s3_error(exc, self.settings, action) from None
 
     def _materialize(self, rev: str, path: str, pointer: bytes, dest: Path, staging_root: Path | None) -> TrackedArtifact:
-        return self._remote_call(f"download {path}",
-                                 lambda: super(S3Storage, self)._materialize(rev, path, pointer, dest, staging_root))
+        result: TrackedArtifact = self._remote_call(
+            f"download {path}", lambda: super(S3Storage, self)._materialize(rev, path, pointer, dest, staging_root)
+        )
+        return result
 
     def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
         if not remote:
             return super().verify(rev, path, pointer, remote=False)
-        return self._remote_call(f"read {path}", lambda: super(S3Storage, self).verify(rev, path, pointer, remote=True))
+        problems: list[str] = self._remote_call(f"read {path}", lambda: super(S3Storage, self).verify(rev, path, pointer, remote=True))
+        return problems
 
 
 # --------------------------------------------------------------------------
@@ -476,8 +522,9 @@ class AwsCredentials:
         cred_path = Path(path).expanduser().resolve() if path else Path.home() / ".aws" / "credentials"
         fields = _read_profile(cred_path, profile)
         if not fields.get("aws_access_key_id") or not fields.get("aws_secret_access_key"):
-            raise CredentialError(f"profile {profile!r} in {cred_path} has no aws_access_key_id/aws_secret_access_key",
-                                  fix="add both keys to that profile")
+            raise CredentialError(
+                f"profile {profile!r} in {cred_path} has no aws_access_key_id/aws_secret_access_key", fix="add both keys to that profile"
+            )
         bucket = _validate_bucket(options.get("bucket") or DEFAULT_BUCKET)
         endpoint = _validate_endpoint(options.get("endpoint_url"))
         region = options.get("region") or DEFAULT_REGION
@@ -485,8 +532,9 @@ class AwsCredentials:
             raise ValidationError(f"region {region!r} is not a valid region name", fix="e.g. us-east-1")
         unknown = set(options) - {"credential_path", "aws_profile", "profile", "bucket", "endpoint_url", "region"}
         if unknown:
-            raise ConfigError(f"unknown AWS option(s): {', '.join(sorted(unknown))}",
-                              fix="use credential_path, aws_profile, bucket, endpoint_url, region")
+            raise ConfigError(
+                f"unknown AWS option(s): {', '.join(sorted(unknown))}", fix="use credential_path, aws_profile, bucket, endpoint_url, region"
+            )
         entries = {"credential_path": str(cred_path), "profile": profile, "bucket": bucket, "region": region}
         if endpoint:
             entries["endpoint_url"] = endpoint
@@ -500,15 +548,23 @@ class AwsCredentials:
             fields = _read_profile(path, s.profile)
             has_keys = bool(fields.get("aws_access_key_id") and fields.get("aws_secret_access_key"))
             checks.append(CheckResult("aws.credentials_file", True, f"{path} is readable and has profile {s.profile!r}"))
-            checks.append(CheckResult("aws.keys", has_keys, f"profile {s.profile!r} " + ("has a key pair" if has_keys else "has no aws_access_key_id/aws_secret_access_key"),
-                                      None if has_keys else f"add both keys to [{s.profile}] in {path}"))
+            checks.append(
+                CheckResult(
+                    "aws.keys",
+                    has_keys,
+                    f"profile {s.profile!r} " + ("has a key pair" if has_keys else "has no aws_access_key_id/aws_secret_access_key"),
+                    None if has_keys else f"add both keys to [{s.profile}] in {path}",
+                )
+            )
         except CredentialError as exc:
             name = "aws.profile" if "is not in" in exc.message else "aws.credentials_file"
             return [CheckResult(name, False, exc.message, exc.fix)]
         if not checks[-1].ok:
             return checks
         ok, detail = endpoint_reachable(s)
-        checks.append(CheckResult("aws.endpoint", ok, detail, None if ok else "start the server / check the network, or fix --endpoint-url"))
+        checks.append(
+            CheckResult("aws.endpoint", ok, detail, None if ok else "start the server / check the network, or fix --endpoint-url")
+        )
         if not ok:
             return checks
         try:
@@ -543,57 +599,76 @@ def cpv_storage_backends() -> list[StorageBackendInfo]:
 @hookimpl
 def cpv_credential_providers() -> list[CredentialProviderInfo]:
     """AWS credentials by reference to a credentials file and profile."""
-    return [CredentialProviderInfo("aws", AwsCredentials(), "AWS credentials file + profile (paths and names only)",
-                                   section="aws", selects={"storage": "dvc-s3"})]
+    return [
+        CredentialProviderInfo(
+            "aws", AwsCredentials(), "AWS credentials file + profile (paths and names only)", section="aws", selects={"storage": "dvc-s3"}
+        )
+    ]
 
 
 @hookimpl
-def cpv_register_commands(cli: Any) -> None:
+def cpv_register_commands(cli: click.Group) -> None:
     """``cpv aws-config`` and ``cpv config aws``: S3 access by reference to a credentials file."""
     import click
 
     from cpv_core.cli import Ctx, dry_run_option
 
-    def aws_options(func: Any) -> Any:
-        for option in reversed([
-            click.option("--credential-path", "-c", type=click.Path(dir_okay=False),
-                         help="AWS credentials file (default ~/.aws/credentials)."),
-            click.option("--profile", "-p", default="default", show_default=True, help="Profile in that file."),
-            click.option("--bucket", "-b", help=f"S3 bucket (default {DEFAULT_BUCKET})."),
-            click.option("--endpoint-url", help="S3-compatible endpoint (SeaweedFS, MinIO, Ceph ...)."),
-            click.option("--region", help=f"Region (default {DEFAULT_REGION})."),
-            dry_run_option,
-        ]):
+    def aws_options(func: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(
+            [
+                click.option(
+                    "--credential-path", "-c", type=click.Path(dir_okay=False), help="AWS credentials file (default ~/.aws/credentials)."
+                ),
+                click.option("--profile", "-p", default="default", show_default=True, help="Profile in that file."),
+                click.option("--bucket", "-b", help=f"S3 bucket (default {DEFAULT_BUCKET})."),
+                click.option("--endpoint-url", help="S3-compatible endpoint (SeaweedFS, MinIO, Ceph ...)."),
+                click.option("--region", help=f"Region (default {DEFAULT_REGION})."),
+                dry_run_option,
+            ]
+        ):
             func = option(func)
         return func
 
-    def configure(ctx: Ctx, credential_path: str | None, profile: str, bucket: str | None,
-                  endpoint_url: str | None, region: str | None, dry_run: bool = False) -> None:
+    def configure(
+        ctx: Ctx,
+        credential_path: str | None,
+        profile: str,
+        bucket: str | None,
+        endpoint_url: str | None,
+        region: str | None,
+        dry_run: bool = False,
+    ) -> None:
         from cpv_core.config import CPVConfig
 
         if dry_run:
-            ctx.echo(f"[dry-run] would store in {CPVConfig().config_path}: aws = credentials file "
-                     f"{credential_path or '~/.aws/credentials'}, profile {profile}, bucket {bucket or DEFAULT_BUCKET}, "
-                     f"endpoint {endpoint_url or 'AWS'}, region {region or DEFAULT_REGION}")
+            ctx.echo(
+                f"[dry-run] would store in {CPVConfig().config_path}: aws = credentials file "
+                f"{credential_path or '~/.aws/credentials'}, profile {profile}, bucket {bucket or DEFAULT_BUCKET}, "
+                f"endpoint {endpoint_url or 'AWS'}, region {region or DEFAULT_REGION}"
+            )
             return
-        entries = CPVConfig().setup_aws_profile(credential_path=credential_path, aws_profile=profile, bucket=bucket,
-                                                endpoint_url=endpoint_url, region=region)
-        ctx.echo(f"AWS configured: profile {entries['profile']} in {entries['credential_path']}, bucket {entries['bucket']}"
-                 + (f" at {entries['endpoint_url']}" if entries.get("endpoint_url") else ""))
+        entries = CPVConfig().setup_aws_profile(
+            credential_path=credential_path, aws_profile=profile, bucket=bucket, endpoint_url=endpoint_url, region=region
+        )
+        ctx.echo(
+            f"AWS configured: profile {entries['profile']} in {entries['credential_path']}, bucket {entries['bucket']}"
+            + (f" at {entries['endpoint_url']}" if entries.get("endpoint_url") else "")
+        )
         ctx.echo("new models now store their data on S3 (storage: dvc-s3); run `cpv validate` to check access")
 
     @cli.command("aws-config")
     @aws_options
     @click.pass_obj
-    def aws_config(ctx: Ctx, **options: Any) -> None:
+    def aws_config(ctx: Ctx, /, **options: Any) -> None:
         """Configure S3 access by reference to an AWS credentials file and profile."""
         configure(ctx, **options)
 
     config_group = cli.commands.get("config")
-    if config_group is not None:
+    if isinstance(config_group, click.Group):
+
         @config_group.command("aws")
         @aws_options
         @click.pass_obj
-        def config_aws(ctx: Ctx, **options: Any) -> None:
+        def config_aws(ctx: Ctx, /, **options: Any) -> None:
             """Same as `cpv aws-config`."""
             configure(ctx, **options)

@@ -17,9 +17,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from cpv_core.backends import BackendContext, TrackedArtifact, TransferStats
 from cpv_core.errors import DVCError, ValidationError
@@ -48,7 +49,7 @@ _DVC_TMP_RE = re.compile(r"\.[A-Za-z0-9_-]{22}\.tmp")
 def copy_hashing(src: Path, out: Path | None, on_bytes: Callable[[int], Any] | None = None) -> str:
     """MD5 of ``src`` (a regular file, never a FIFO or link), copying it to ``out`` as it is read."""
     digest = hashlib.md5()
-    with open_regular(src) as reader, (open(out, "wb") if out is not None else _NullWriter()) as writer:
+    with open_regular(src) as reader, open(out, "wb") if out is not None else _NullWriter() as writer:
         for chunk in iter(lambda: reader.read(_COPY_CHUNK), b""):
             digest.update(chunk)
             writer.write(chunk)
@@ -58,7 +59,7 @@ def copy_hashing(src: Path, out: Path | None, on_bytes: Callable[[int], Any] | N
 
 
 class _NullWriter:
-    def __enter__(self) -> "_NullWriter":
+    def __enter__(self) -> _NullWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -76,10 +77,6 @@ def _quiet_dvc() -> None:
     logging.getLogger("dvc").setLevel(logging.WARNING)
 
 
-
-
-
-
 def parse_pointer(content: bytes | str, where: str = "pointer file") -> dict[str, Any] | None:
     """The first ``outs`` entry of a ``.dvc`` file, or None when it has none.
 
@@ -93,13 +90,16 @@ def parse_pointer(content: bytes | str, where: str = "pointer file") -> dict[str
 
     raw = content.encode() if isinstance(content, str) else content
     if len(raw) > MAX_POINTER_BYTES:
-        raise ValidationError(f"{where} is {len(raw)} bytes, more than a pointer file can be ({MAX_POINTER_BYTES})",
-                              fix="restore it from a version you trust (git checkout)")
+        raise ValidationError(
+            f"{where} is {len(raw)} bytes, more than a pointer file can be ({MAX_POINTER_BYTES})",
+            fix="restore it from a version you trust (git checkout)",
+        )
     try:
         data = YAML(typ="safe", pure=True).load(raw.decode("utf-8")) or {}
     except Exception as exc:  # noqa: BLE001 - YAMLError, RecursionError, UnicodeDecodeError ...
-        raise ValidationError(f"{where} is not a readable pointer file ({type(exc).__name__})",
-                              fix="restore it from a version you trust (git checkout)") from None
+        raise ValidationError(
+            f"{where} is not a readable pointer file ({type(exc).__name__})", fix="restore it from a version you trust (git checkout)"
+        ) from None
     if not isinstance(data, dict):
         raise ValidationError(f"{where} is not a mapping", fix="restore it from a version you trust (git checkout)")
     outs = data.get("outs")
@@ -115,8 +115,10 @@ def _count(out: dict[str, Any], key: str, default: int, where: str) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-        raise ValidationError(f"{where}: {key} {visible(repr(value))} is not a whole number of bytes/files",
-                              fix="restore it from a version you trust (git checkout)")
+        raise ValidationError(
+            f"{where}: {key} {visible(repr(value))} is not a whole number of bytes/files",
+            fix="restore it from a version you trust (git checkout)",
+        )
     return value
 
 
@@ -195,8 +197,9 @@ def read_dvc_config(path: Path, where: str, *, missing_ok: bool = False) -> dict
         with open_regular(path) as handle:
             parser.read_string(handle.read(MAX_POINTER_BYTES).decode("utf-8"))
     except (configparser.Error, UnicodeDecodeError, ValidationError) as exc:
-        raise DVCError(f"{where} is not a readable DVC config ({type(exc).__name__})",
-                       fix="undo the change that broke it (git checkout .dvc/config)") from None
+        raise DVCError(
+            f"{where} is not a readable DVC config ({type(exc).__name__})", fix="undo the change that broke it (git checkout .dvc/config)"
+        ) from None
     return {_unquote(name): dict(parser.items(name)) for name in parser.sections()}
 
 
@@ -306,22 +309,32 @@ class DvcStorage:
         committed_path = dvc_dir / "config"
         if not committed_path.exists() and not committed_path.is_symlink():
             return
-        fix = ("cpv derives storage settings from its own configuration (`cpv config show`): "
-               "undo the commit that changed it (git revert) and push")
+        fix = (
+            "cpv derives storage settings from its own configuration (`cpv config show`): "
+            "undo the commit that changed it (git revert) and push"
+        )
         committed, local = self.expected_settings()
         actual = read_dvc_config(committed_path, "the committed .dvc/config")
         if actual != committed:
-            extra = sorted(f"{sec}.{key}" for sec, keys in actual.items() for key in keys
-                           if committed.get(sec, {}).get(key) != keys[key])
+            extra = sorted(f"{sec}.{key}" for sec, keys in actual.items() for key in keys if committed.get(sec, {}).get(key) != keys[key])
             missing = sorted(f"{sec}.{key}" for sec, keys in committed.items() for key in keys if key not in actual.get(sec, {}))
-            raise DVCError(f"the committed .dvc/config sets {visible(', '.join(extra or missing))} differently from "
-                           f"what cpv configured ({self.describe_remote()}); refusing to use it", fix=fix)
+            raise DVCError(
+                f"the committed .dvc/config sets {visible(', '.join(extra or missing))} differently from "
+                f"what cpv configured ({self.describe_remote()}); refusing to use it",
+                fix=fix,
+            )
         ignore = self.path / ".dvcignore"
-        if ignore.is_symlink() or (ignore.exists() and any(
+        if ignore.is_symlink() or (
+            ignore.exists()
+            and any(
                 line.strip() and not line.lstrip().startswith("#")
-                for line in ignore.read_text(encoding="utf-8", errors="replace").splitlines())):
-            raise DVCError("the committed .dvcignore has patterns: DVC would leave matching files out of every version",
-                           fix="remove the patterns (cpv stores every file of a directory) or undo that commit, and push")
+                for line in ignore.read_text(encoding="utf-8", errors="replace").splitlines()
+            )
+        ):
+            raise DVCError(
+                "the committed .dvcignore has patterns: DVC would leave matching files out of every version",
+                fix="remove the patterns (cpv stores every file of a directory) or undo that commit, and push",
+            )
         local_path = dvc_dir / "config.local"
         if local_path.is_symlink() or read_dvc_config(local_path, ".dvc/config.local", missing_ok=True) != local:
             local_path.unlink(missing_ok=True)
@@ -371,8 +384,11 @@ class DvcStorage:
         tmp = Path(tmp_name)
         digest = hashlib.md5()
         try:
-            with open(src, "rb") as reader, os.fdopen(fd, "wb") as writer, \
-                    Progress(f"hash and cache {path}", size, self.ctx.progress) as progress:
+            with (
+                open(src, "rb") as reader,
+                os.fdopen(fd, "wb") as writer,
+                Progress(f"hash and cache {path}", size, self.ctx.progress) as progress,
+            ):
                 for chunk in iter(lambda: reader.read(_COPY_CHUNK), b""):
                     digest.update(chunk)
                     writer.write(chunk)
@@ -492,7 +508,7 @@ class DvcStorage:
             pointer = self._read_pointer(path)
         except (OSError, DVCError):
             return False
-        return record["digest"] == pointer.digest and record["stat"] == self._stat_key(target)
+        return bool(record["digest"] == pointer.digest and record["stat"] == self._stat_key(target))
 
     def _read_pointer(self, path: str) -> TrackedArtifact:
         pointer = self.path / f"{path}.dvc"
@@ -534,9 +550,10 @@ class DvcStorage:
         """Raise unless the remote holds every object at its cached size."""
         absent = [oid for oid in oids if self.remote_size(oid) != self._cached(oid).stat().st_size]
         if absent:
-            raise DVCError(f"{len(absent)} object(s) are not on {self.describe_remote()} after the upload "
-                           f"(first: {absent[0]}); nothing was committed",
-                           fix="run the upload again; if it fails again, run `cpv verify --remote` and check the store")
+            raise DVCError(
+                f"{len(absent)} object(s) are not on {self.describe_remote()} after the upload (first: {absent[0]}); nothing was committed",
+                fix="run the upload again; if it fails again, run `cpv verify --remote` and check the store",
+            )
 
     def copy_verified(self, oid: str, src: Path, out: Path, on_bytes: Callable[[int], Any]) -> None:
         """Copy cache object ``src`` to ``out`` checking that its md5 is ``oid`` (a damaged
@@ -545,8 +562,10 @@ class DvcStorage:
         if actual != oid.removesuffix(".dir"):
             out.unlink(missing_ok=True)
             self._evict(oid)
-            raise DVCError(f"the cached copy of {oid} is damaged (md5 {actual}); it was not uploaded",
-                           fix="upload again: cpv re-reads your file into the cache")
+            raise DVCError(
+                f"the cached copy of {oid} is damaged (md5 {actual}); it was not uploaded",
+                fix="upload again: cpv re-reads your file into the cache",
+            )
 
     def describe_pointer(self, path: str, pointer: bytes) -> TrackedArtifact | None:
         where = self.pointer_path(path)
@@ -603,23 +622,28 @@ class DvcStorage:
         try:
             raw = self.remote_read(oid)
         except FileNotFoundError:
-            raise DVCError(f"the manifest {oid} of {where} is missing on {self.describe_remote()}",
-                           fix="re-upload that version from a machine that still has it") from None
+            raise DVCError(
+                f"the manifest {oid} of {where} is missing on {self.describe_remote()}",
+                fix="re-upload that version from a machine that still has it",
+            ) from None
         if hashlib.md5(raw).hexdigest() != md5:
-            raise DVCError(f"the manifest {oid} of {where} on {self.describe_remote()} does not match its hash "
-                           "(replaced or damaged); nothing was placed",
-                           fix="re-upload that version from a machine that still has it")
+            raise DVCError(
+                f"the manifest {oid} of {where} on {self.describe_remote()} does not match its hash "
+                "(replaced or damaged); nothing was placed",
+                fix="re-upload that version from a machine that still has it",
+            )
         return parse_manifest(raw, where)
 
     def _files_of(self, info: TrackedArtifact, path: str, rev: str) -> dict[str, str]:
         """``{relpath: md5}`` of ``path`` (a tracked file or directory, or a sub-path of one)."""
         oid = info.digest.removeprefix("md5:")
         where = f"{info.path} at {rev.removeprefix('refs/tags/')}"
-        sub = path[len(info.path) + 1:] if path != info.path else ""
+        sub = path[len(info.path) + 1 :] if path != info.path else ""
         if not oid.endswith(".dir"):
             if sub:
-                raise ValidationError(f"{info.path} is a single file: it has no sub-path {visible(sub)}",
-                                      fix="download it without --sub-path")
+                raise ValidationError(
+                    f"{info.path} is a single file: it has no sub-path {visible(sub)}", fix="download it without --sub-path"
+                )
             return {"": oid}
         files = self.load_manifest(oid, where)
         return select_sub_path(files, sub, where) if sub else files
@@ -682,8 +706,10 @@ class DvcStorage:
         expected: dict[str, str] = {}
         if oid.endswith(".dir"):
             try:
-                expected = {f"{path}/{rel}": md5 for rel, md5 in
-                            self.load_manifest(oid, f"{path} at {rev.removeprefix('refs/tags/')}", remote_only=remote).items()}
+                expected = {
+                    f"{path}/{rel}": md5
+                    for rel, md5 in self.load_manifest(oid, f"{path} at {rev.removeprefix('refs/tags/')}", remote_only=remote).items()
+                }
             except DVCError as exc:
                 return [f"{path} (.dir manifest {oid}): {exc.message}"]
             except ValidationError as exc:
@@ -730,8 +756,10 @@ class DvcStorage:
                 try:
                     changes = repo.status(targets=self._abs(existing))
                 except Exception as exc:  # noqa: BLE001
-                    raise DVCError(f"DVC could not read the status of {', '.join(existing)}: {exc}",
-                                   fix="check that the files are readable and .dvc/ is intact (`dvc status -v` says more)") from None
+                    raise DVCError(
+                        f"DVC could not read the status of {', '.join(existing)}: {exc}",
+                        fix="check that the files are readable and .dvc/ is intact (`dvc status -v` says more)",
+                    ) from None
             changed = {p for p in existing if any(p in str(k) for k in changes)}
             for p in existing:
                 result[p] = "modified" if p in changed else "unchanged"

@@ -19,10 +19,11 @@ import random
 import re
 import tempfile
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from cpv_core import hookimpl
 from cpv_core.backends import BackendContext, PushRejected, VersioningBackendInfo, VersionRecord
@@ -46,8 +47,14 @@ _IDENT_RE = re.compile(r"^(?P<name>.*?) <(?P<email>[^<>]*)> (?P<ts>-?\d{1,15}) (
 BRANCH_PUSH_ATTEMPTS = 8
 # A server-side race on a ref; in an atomic push the refs that did not fail
 # themselves are reported "atomic transaction failed" / "atomic push failed".
-_RACE_MARKERS = ("cannot lock ref", "failed to update ref", "incorrect old value", "failed to lock",
-                 "atomic transaction failed", "atomic push failed")
+_RACE_MARKERS = (
+    "cannot lock ref",
+    "failed to update ref",
+    "incorrect old value",
+    "failed to lock",
+    "atomic transaction failed",
+    "atomic push failed",
+)
 _ATOMIC_FOLLOWERS = ("atomic transaction failed", "atomic push failed")
 
 
@@ -72,7 +79,7 @@ def decode_message(contents: str, where: str = "tag") -> tuple[str, dict[str, An
     lines = text.rstrip("\n").split("\n")
     metadata: dict[str, Any] = {}
     if lines and lines[-1].startswith(METADATA_PREFIX):
-        raw = lines.pop()[len(METADATA_PREFIX):]
+        raw = lines.pop()[len(METADATA_PREFIX) :]
         try:
             parsed = json.loads(raw)
         except (ValueError, RecursionError):
@@ -121,7 +128,7 @@ def iter_ref_objects(out: bytes) -> Iterator[tuple[str, str, str, str, bytes]]:
             return
         obj, otype, size, peeled, ref = fields
         start = end + 1
-        raw = out[start:start + int(size)]
+        raw = out[start : start + int(size)]
         pos = start + int(size) + 1  # the object, then the format's trailing newline
         yield ref, otype, obj, peeled[1:], raw
 
@@ -223,9 +230,7 @@ class GitTagsVersioning:
         validate_remote_url(remote_url)
         ensure_dir_empty_or_missing(self.path)
         try:
-            repo = git.Repo.clone_from(
-                remote_url, str(self.path), env=git_env(self.ctx.env), multi_options=["--origin=origin"]
-            )
+            repo = git.Repo.clone_from(remote_url, str(self.path), env=git_env(self.ctx.env), multi_options=["--origin=origin"])
         except git.GitCommandError as exc:
             raise command_error(f"clone {remote_url}", exc, fix="check the hosting configuration and your access") from None
         repo.git.update_environment(**git_env(self.ctx.env))
@@ -238,16 +243,14 @@ class GitTagsVersioning:
 
         validate_remote_url(remote_url)
         try:
-            out = git.Git().execute(
-                ["git", "ls-remote", "--heads", "--end-of-options", remote_url], env=git_env(self.ctx.env)
-            )
+            out = git.Git().execute(["git", "ls-remote", "--heads", "--end-of-options", remote_url], env=git_env(self.ctx.env))
         except git.GitCommandError as exc:
             raise command_error(f"reach {remote_url}", exc, fix="check the remote with `cpv validate`") from None
         return bool(str(out).strip())
 
     def head(self) -> str | None:
         try:
-            return self.repo.head.commit.hexsha
+            return str(self.repo.head.commit.hexsha)
         except ValueError:
             return None
 
@@ -256,7 +259,7 @@ class GitTagsVersioning:
         self._run("stage files", "add", "--", *paths)
         with self._message_file(message) as path:
             self._run("commit", "commit", "--no-verify", "--quiet", "--cleanup=verbatim", f"--file={path}", "--", *paths)
-        return self.repo.head.commit.hexsha
+        return str(self.repo.head.commit.hexsha)
 
     def changed_files(self, paths: Sequence[str] | None = None) -> list[str]:
         args = ["status", "--porcelain", "--untracked-files=no"]
@@ -268,7 +271,7 @@ class GitTagsVersioning:
         import git
 
         try:
-            return self.repo.git.execute(["git", "show", f"{rev}:{path}"], stdout_as_string=False)
+            return bytes(self.repo.git.execute(["git", "show", f"{rev}:{path}"], stdout_as_string=False))
         except git.GitCommandError:
             return None
 
@@ -287,19 +290,29 @@ class GitTagsVersioning:
         """
         before = self._local_tags()
         self._run(
-            "fetch from the remote", "fetch", "--quiet", "--no-tags", "--prune", "origin",
-            f"+refs/heads/{BRANCH}:refs/remotes/origin/{BRANCH}", "+refs/tags/*:refs/tags/*",
+            "fetch from the remote",
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--prune",
+            "origin",
+            f"+refs/heads/{BRANCH}:refs/remotes/origin/{BRANCH}",
+            "+refs/tags/*:refs/tags/*",
             fix="check the network and `cpv validate`",
         )
         after = self._local_tags()
         dropped = sorted(name for name in before if name not in after and self.parse_tag(name))
         replaced = sorted(name for name in before if name in after and before[name] != after[name] and self.parse_tag(name))
         if dropped:
-            logger.warning("removed local version tag(s) %s: the remote does not have them "
-                           "(an interrupted run had not published them)", ", ".join(dropped))
+            logger.warning(
+                "removed local version tag(s) %s: the remote does not have them (an interrupted run had not published them)",
+                ", ".join(dropped),
+            )
         if replaced:
-            logger.warning("version tag(s) %s were published by someone else meanwhile; "
-                           "the local ones an interrupted run had left were replaced", ", ".join(replaced))
+            logger.warning(
+                "version tag(s) %s were published by someone else meanwhile; the local ones an interrupted run had left were replaced",
+                ", ".join(replaced),
+            )
 
     def _local_tags(self) -> dict[str, str]:
         out = str(self._run("list tags", "for-each-ref", "--format=%(objectname) %(refname:strip=2)", "refs/tags/"))
@@ -385,8 +398,9 @@ class GitTagsVersioning:
         common ancestor with HEAD (what a rebase would write into the workspace)."""
         remote = f"refs/remotes/origin/{BRANCH}"
         base = str(self._run("find the common history", "merge-base", "HEAD", remote)).strip()
-        raw = self._run("list incoming changes", "diff", "--raw", "-z", "--no-renames", "--no-ext-diff",
-                        base, remote, "--", stdout_as_string=False)
+        raw = self._run(
+            "list incoming changes", "diff", "--raw", "-z", "--no-renames", "--no-ext-diff", base, remote, "--", stdout_as_string=False
+        )
         fields = bytes(raw).split(b"\0")
         changes = []
         for meta, path in zip(fields[0::2], fields[1::2]):
@@ -400,8 +414,7 @@ class GitTagsVersioning:
         accepts = self.ctx.accepts_incoming
         if accepts is None:
             return
-        refused = [path for mode, path in self.incoming_changes()
-                   if mode in {"120000", "160000"} or not accepts(path)]
+        refused = [path for mode, path in self.incoming_changes() if mode in {"120000", "160000"} or not accepts(path)]
         if refused:
             shown = ", ".join(visible(p) for p in refused[:5]) + (" ..." if len(refused) > 5 else "")
             raise GitError(
@@ -416,8 +429,7 @@ class GitTagsVersioning:
         # While rebasing, "theirs" is the local commit being replayed: the newest
         # upload wins for pointer files; metrics.log merges by union (.gitattributes).
         try:
-            self._run("rebase on the remote branch", "rebase", "--quiet", "--autostash", "-X", "theirs",
-                      f"refs/remotes/origin/{BRANCH}")
+            self._run("rebase on the remote branch", "rebase", "--quiet", "--autostash", "-X", "theirs", f"refs/remotes/origin/{BRANCH}")
         except GitError:
             if self._rebase_in_progress():  # a rebase that could not even start has nothing to abort
                 self._run("abort the rebase", "rebase", "--abort")
@@ -451,8 +463,13 @@ class GitTagsVersioning:
                 message, metadata = "", {}
             records.append(
                 VersionRecord(
-                    kind=kind, version=str(version), ref=ref, commit=peeled or obj,
-                    author=author.strip(), date=date, message=message,
+                    kind=kind,
+                    version=str(version),
+                    ref=ref,
+                    commit=peeled or obj,
+                    author=author.strip(),
+                    date=date,
+                    message=message,
                     metadata=clean_metadata(metadata, ref.removeprefix("refs/tags/")),
                 )
             )
@@ -466,14 +483,14 @@ class GitTagsVersioning:
         found = self._records(f"refs/tags/{self.tag_name(kind, version)}")
         return found[0] if found else None
 
-    def create_version(
-        self, kind: str, version: Version, message: str, metadata: Mapping[str, Any], rev: str = "HEAD"
-    ) -> VersionRecord:
+    def create_version(self, kind: str, version: Version, message: str, metadata: Mapping[str, Any], rev: str = "HEAD") -> VersionRecord:
         self._ensure_identity()
         name = self.tag_name(kind, version)
         if self.parse_tag(name) != (kind, version):
-            raise ValidationError(f"version {version} of {kind} cannot be written as a tag cpv can read back",
-                                  fix=f"use versions up to v{MAX_COMPONENT}.{MAX_COMPONENT}")
+            raise ValidationError(
+                f"version {version} of {kind} cannot be written as a tag cpv can read back",
+                fix=f"use versions up to v{MAX_COMPONENT}.{MAX_COMPONENT}",
+            )
         self._tag(name, rev, encode_message(message, metadata))
         record = self.get_version(kind, version)
         if record is None:
@@ -485,7 +502,17 @@ class GitTagsVersioning:
         # the message goes through a file, never argv: metrics of any allowed
         # size fit, and no value can be taken for an option
         with self._message_file(message) as path:
-            self._run(f"create tag {name}", "tag", "--annotate", "--no-sign", "--cleanup=verbatim", f"--file={path}", "--end-of-options", name, rev)
+            self._run(
+                f"create tag {name}",
+                "tag",
+                "--annotate",
+                "--no-sign",
+                "--cleanup=verbatim",
+                f"--file={path}",
+                "--end-of-options",
+                name,
+                rev,
+            )
 
     @contextmanager
     def _message_file(self, message: str) -> Iterator[str]:

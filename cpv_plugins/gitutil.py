@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import getpass
 import socket
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from cpv_core.errors import GitError, ValidationError
 
@@ -54,9 +55,12 @@ def command_error(action: str, exc: Exception, *, fix: str | None = None) -> Git
     stderr = getattr(exc, "stderr", "") or ""
     reason = " ".join(line.strip() for line in str(stderr).strip().splitlines() if line.strip())
     reason = reason.replace("stderr: ", "").strip("' ") or str(exc)
-    return GitError(f"git could not {action}: {reason}",
-                    fix=fix or "run the command again (cpv repairs interrupted runs); if it fails again, "
-                               "look at `git status` in the workspace and run cpv with -v")
+    return GitError(
+        f"git could not {action}: {reason}",
+        fix=fix
+        or "run the command again (cpv repairs interrupted runs); if it fails again, "
+        "look at `git status` in the workspace and run cpv with -v",
+    )
 
 
 def ensure_dir_empty_or_missing(path: Path) -> None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from cpv_core import hookimpl
 from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, StorageBackendInfo, TransferStats
@@ -35,8 +36,10 @@ def local_root(ctx: BackendContext) -> Path:
         return ctx.config.config_dir / "local"
     root = Path(str(value)).expanduser()
     if not root.is_absolute():
-        raise ConfigError(f"local.root {str(value)!r} is a relative path: each working directory would get its own remotes",
-                          fix="set an absolute path: cpv config set local.root /path/to/remotes")
+        raise ConfigError(
+            f"local.root {str(value)!r} is a relative path: each working directory would get its own remotes",
+            fix="set an absolute path: cpv config set local.root /path/to/remotes",
+        )
     return root.resolve()
 
 
@@ -155,7 +158,9 @@ class LocalHosting:
         ok = os.access(probe, os.W_OK)
         return [
             CheckResult(
-                "local.root", ok, f"local remotes under {root}" + ("" if ok else " are not writable"),
+                "local.root",
+                ok,
+                f"local remotes under {root}" + ("" if ok else " are not writable"),
                 None if ok else "make the directory writable or set local.root in the cpv config",
             )
         ]

@@ -33,8 +33,11 @@ def cli_reference() -> str:
     from cpv_core.cli import cli
 
     cli.load_plugin_commands()  # the default plugins' commands (aws-config, bitbucket-config) belong in it
-    lines = [HEADER, "# CLI reference\n\n", "Every `cpv` command with its arguments and options. "
-             "See [cli.md](cli.md) for exit codes, JSON schemas and shell completion.\n\n"]
+    lines = [
+        HEADER,
+        "# CLI reference\n\n",
+        "Every `cpv` command with its arguments and options. See [cli.md](cli.md) for exit codes, JSON schemas and shell completion.\n\n",
+    ]
     for path, cmd in _commands(cli, "cpv"):
         sub = click.Context(cmd, info_name=path, parent=None)
         usage = " ".join(cmd.collect_usage_pieces(sub))
@@ -78,11 +81,24 @@ def api_reference() -> str:
     import cpv_core
     from cpv_core import errors
 
-    classes = ["CPVConfig", "ModelsCheckpointsManage", "DataCheckpointsManage", "CombinedCheckpointsManage",
-               "ModelArtifacts", "DataArtifacts", "CheckpointMetadata", "CombinedMetadata", "UploadResult", "Version"]
-    parts = [HEADER, "# Library API reference\n\n",
-             "Everything here imports from `cpv_core`. Methods accept the seed-style keyword "
-             "options `dry_run=True`, `force=True` and `verbose=True` where they change something.\n\n"]
+    classes = [
+        "CPVConfig",
+        "ModelsCheckpointsManage",
+        "DataCheckpointsManage",
+        "CombinedCheckpointsManage",
+        "ModelArtifacts",
+        "DataArtifacts",
+        "CheckpointMetadata",
+        "CombinedMetadata",
+        "UploadResult",
+        "Version",
+    ]
+    parts = [
+        HEADER,
+        "# Library API reference\n\n",
+        "Everything here imports from `cpv_core`. Methods accept the seed-style keyword "
+        "options `dry_run=True`, `force=True` and `verbose=True` where they change something.\n\n",
+    ]
     for name in classes:
         parts.append(_document_class(getattr(cpv_core, name)))
     parts.append("## Errors\n\n| class | base | CLI exit code | meaning |\n|---|---|---|---|\n")
@@ -108,9 +124,18 @@ def hooks_reference() -> str:
                 parts.append(f"- `{_signature(member, name)}`: {inspect.getdoc(member)}\n")
         parts.append("\n")
     parts.append("## Values\n\n")
-    for cls in (backends.BackendContext, backends.TrackedArtifact, backends.TransferStats, backends.VersionRecord,
-                backends.CheckResult, backends.PushRejected, backends.StorageBackendInfo, backends.VersioningBackendInfo,
-                backends.HostingBackendInfo, backends.CredentialProviderInfo):
+    for cls in (
+        backends.BackendContext,
+        backends.TrackedArtifact,
+        backends.TransferStats,
+        backends.VersionRecord,
+        backends.CheckResult,
+        backends.PushRejected,
+        backends.StorageBackendInfo,
+        backends.VersioningBackendInfo,
+        backends.HostingBackendInfo,
+        backends.CredentialProviderInfo,
+    ):
         parts.append(f"### `{_signature(cls, cls.__name__)}`\n\n{inspect.getdoc(cls)}\n\n")
     return "".join(parts)
 

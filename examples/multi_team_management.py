@@ -1,6 +1,6 @@
 """Several teams, same model names, no collisions; a second team member joins.
 
-    CPV_HOME=/tmp/cpv-demo python examples/multi_team_management.py
+CPV_HOME=/tmp/cpv-demo python examples/multi_team_management.py
 """
 
 from __future__ import annotations

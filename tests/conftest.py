@@ -56,8 +56,16 @@ def isolated_env(tmp_path, monkeypatch):
         monkeypatch.setenv(var, str(d))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(home / ".aws" / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / ".aws" / "credentials"))
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "CPV_DISABLE_PLUGINS", "GIT_SSH_COMMAND"):
+    for var in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "CPV_DISABLE_PLUGINS",
+        "GIT_SSH_COMMAND",
+    ):
         monkeypatch.delenv(var, raising=False)
     reset_plugin_manager()
     yield cpv_home
@@ -98,8 +106,7 @@ def seaweed(tmp_path_factory):
     """One SeaweedFS per test session, credentials enforced, no auto-created buckets."""
     from .servers.seaweedfs import start_seaweedfs
 
-    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), access_key=S3_ACCESS_KEY,
-                             secret_key=S3_SECRET_KEY, bucket=S3_BUCKET)
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), access_key=S3_ACCESS_KEY, secret_key=S3_SECRET_KEY, bucket=S3_BUCKET)
     yield server
     server.stop()
 
@@ -130,8 +137,9 @@ def s3_config(seaweed, cpv_home):
 def s3_client(seaweed):
     import boto3
 
-    return boto3.client("s3", endpoint_url=seaweed.endpoint, aws_access_key_id=S3_ACCESS_KEY,
-                        aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1")
+    return boto3.client(
+        "s3", endpoint_url=seaweed.endpoint, aws_access_key_id=S3_ACCESS_KEY, aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1"
+    )
 
 
 def s3_keys(seaweed, bucket: str = S3_BUCKET, prefix: str = "") -> list[str]:
@@ -164,7 +172,8 @@ def bitbucket_config(sshd, cpv_home):
     from cpv_core.config import CPVConfig
 
     cfg = CPVConfig()
-    entries = cfg.setup_bitbucket_ssh(keygen_filename="id_cpv_test", bitbucket_user="tester", workspace="ai-team",
-                                      host=sshd.host, port=sshd.port, ssh_user=sshd.user)
+    entries = cfg.setup_bitbucket_ssh(
+        keygen_filename="id_cpv_test", bitbucket_user="tester", workspace="ai-team", host=sshd.host, port=sshd.port, ssh_user=sshd.user
+    )
     sshd.authorize(Path(entries["public_key_path"]).read_text())
     return cfg

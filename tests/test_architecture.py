@@ -58,7 +58,7 @@ def test_cpv_core_import_graph_has_no_cycle():
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt):] + [nxt]
+                cycle = stack[stack.index(nxt) :] + [nxt]
                 raise AssertionError("import cycle in cpv_core: " + " -> ".join(cycle))
             if nxt not in state:
                 dfs(nxt)

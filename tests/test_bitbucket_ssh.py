@@ -18,7 +18,6 @@ from .helpers import git, write_model
 pytestmark = pytest.mark.ssh
 
 
-
 def home() -> Path:
     return Path(os.environ["HOME"])
 
@@ -31,8 +30,9 @@ def test_setup_writes_key_and_one_managed_block(bitbucket_config, sshd):
     assert config.read_text().count(BLOCK_BEGIN) == 1
     # other content survives, and a second setup leaves one block
     config.write_text("Host other\n  HostName example.com\n\n" + config.read_text() + "\nHost after\n  Port 2222\n")
-    CPVConfig().setup_bitbucket_ssh(keygen_filename="id_cpv_test", bitbucket_user="tester", workspace="ai-team",
-                                    host=sshd.host, port=sshd.port, ssh_user=sshd.user)
+    CPVConfig().setup_bitbucket_ssh(
+        keygen_filename="id_cpv_test", bitbucket_user="tester", workspace="ai-team", host=sshd.host, port=sshd.port, ssh_user=sshd.user
+    )
     text = config.read_text()
     assert text.count(BLOCK_BEGIN) == 1
     assert "Host other" in text and "Host after" in text and f"Port {sshd.port}" in text
@@ -65,8 +65,9 @@ def test_validate_passes_then_fails_for_the_right_reason(bitbucket_config, sshd)
     failed = bitbucket_config.validate_credentials().failed()
     assert [c.name for c in failed] == ["bitbucket.host_key"], failed
     # trust the new key again (as a user would after checking it) for the next checks
-    subprocess.run(["ssh-keygen", "-R", f"[{sshd.host}]:{sshd.port}", "-f", str(home() / ".ssh" / "known_hosts")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["ssh-keygen", "-R", f"[{sshd.host}]:{sshd.port}", "-f", str(home() / ".ssh" / "known_hosts")], check=True, capture_output=True
+    )
     assert bitbucket_config.validate_credentials().ok
     sshd.stop()
     try:
@@ -78,8 +79,9 @@ def test_validate_passes_then_fails_for_the_right_reason(bitbucket_config, sshd)
 
 def test_unknown_key_is_refused(bitbucket_config, sshd, tmp_path):
     cfg = CPVConfig()
-    cfg.setup_bitbucket_ssh(keygen_filename=str(tmp_path / "unauthorized_key"), workspace="ai-team",
-                            host=sshd.host, port=sshd.port, ssh_user=sshd.user)
+    cfg.setup_bitbucket_ssh(
+        keygen_filename=str(tmp_path / "unauthorized_key"), workspace="ai-team", host=sshd.host, port=sshd.port, ssh_user=sshd.user
+    )
     failed = cfg.validate_credentials().failed()
     assert [c.name for c in failed] == ["bitbucket.auth"]
 
@@ -152,6 +154,10 @@ def test_ssh_connection_sharing_reuses_one_connection(bitbucket_config, sshd):
     m.upload_model_checkpoint()
     assert m.tag_model_checkpoint() == "v0.1"
     assert m.read_checkpoint_tag() == ["v0.1"]
-    check = subprocess.run([*shlex.split(settings.ssh_command()), "-O", "check", "-p", str(sshd.port),
-                            f"{sshd.user}@{sshd.host}"], capture_output=True, text=True, timeout=30)
+    check = subprocess.run(
+        [*shlex.split(settings.ssh_command()), "-O", "check", "-p", str(sshd.port), f"{sshd.user}@{sshd.host}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert check.returncode == 0 and "Master running" in check.stderr

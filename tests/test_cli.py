@@ -111,8 +111,13 @@ def test_dry_run_of_mutating_commands_changes_nothing(workspace, cpv_home):
     run("model", "upload", *T)
     remotes = cpv_home / "local"
     before = tree_state(workspace, remotes)
-    for args in (["model", "upload", *T, "--metrics", '{"x": 1}'], ["model", "tag", *T], ["model", "revert", "v0.1", *T],
-                 ["model", "download", "v0.1", *T, "-o", str(cpv_home / "x")], ["init", "model", "-t", "Other", "-m", "new"]):
+    for args in (
+        ["model", "upload", *T, "--metrics", '{"x": 1}'],
+        ["model", "tag", *T],
+        ["model", "revert", "v0.1", *T],
+        ["model", "download", "v0.1", *T, "-o", str(cpv_home / "x")],
+        ["init", "model", "-t", "Other", "-m", "new"],
+    ):
         assert "[dry-run]" in run(*args, "--dry-run", stdout_only=False), args
     assert tree_state(workspace, remotes) == before
     assert not (cpv_home / "workspaces" / "Other").exists()
@@ -273,9 +278,11 @@ def test_bare_init_and_config_dry_runs(cpv_home, tmp_path):
 
 def test_model_list_does_not_import_dvc_boto3_or_s3fs(cpv_home):
     run("init", "model", "-t", "T", "-m", "light")
-    code = ("import sys; from cpv_core.cli import main\n"
-            "try:\n    main(['model', 'list', '-t', 'T', '--model-name', 'light'])\nexcept SystemExit:\n    pass\n"
-            "print('HEAVY', ' '.join(m for m in ('dvc', 'boto3', 'botocore', 's3fs') if m in sys.modules))")
+    code = (
+        "import sys; from cpv_core.cli import main\n"
+        "try:\n    main(['model', 'list', '-t', 'T', '--model-name', 'light'])\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', ' '.join(m for m in ('dvc', 'boto3', 'botocore', 's3fs') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY \n" in out or out.rstrip().endswith("HEAVY"), out
 
@@ -284,8 +291,18 @@ def test_configuration_commands_through_the_runner(cpv_home, tmp_path):
     home = Path(os.environ["HOME"])
     creds = tmp_path / "credentials"
     creds.write_text("[team]\naws_access_key_id = AKIAX\naws_secret_access_key = secret-value-xyz\n")
-    out = run("aws-config", "--credential-path", str(creds), "--profile", "team", "--bucket", "my-bucket",
-              "--endpoint-url", "http://127.0.0.1:9", stdout_only=False)
+    out = run(
+        "aws-config",
+        "--credential-path",
+        str(creds),
+        "--profile",
+        "team",
+        "--bucket",
+        "my-bucket",
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+        stdout_only=False,
+    )
     assert "profile team" in out and "my-bucket" in out
     run("config", "aws", "--credential-path", str(creds), "--profile", "team", "--bucket", "other-bucket")
     shown = json.loads(run("config", "show", "--json"))
@@ -307,8 +324,12 @@ def test_dry_run_of_data_and_checkpoint_commands_changes_nothing(workspace, cpv_
     before = tree_state(workspace, cpv_home / "local")
     (workspace / "data" / "test" / "new.txt").write_text("new")
     after_edit = tree_state(workspace, cpv_home / "local")
-    for args in (["data", "upload", *T], ["data", "revert", "v0.1", *T, "--force"], ["checkpoint", "revert", "v0.1", *T, "--force"],
-                 ["data", "download", "v0.1", *T, "-o", str(cpv_home / "never")]):
+    for args in (
+        ["data", "upload", *T],
+        ["data", "revert", "v0.1", *T, "--force"],
+        ["checkpoint", "revert", "v0.1", *T, "--force"],
+        ["data", "download", "v0.1", *T, "-o", str(cpv_home / "never")],
+    ):
         assert "[dry-run]" in run(*args, "--dry-run", stdout_only=False), args
     (workspace / "data" / "test" / "new.txt").unlink()
     assert "[dry-run]" in run("data", "tag", *T, "--dry-run", stdout_only=False)
@@ -323,9 +344,11 @@ def test_tagging_an_uploaded_model_does_not_import_dvc(cpv_home):
     ws = cpv_home / "workspaces" / "T" / "fasttag"
     write_model(ws / "model.bin", 1000)
     run("model", "upload", "-t", "T", "--model-name", "fasttag")
-    code = ("import sys; from cpv_core.cli import main\n"
-            "try:\n    main(['-q', 'model', 'tag', '-t', 'T', '--model-name', 'fasttag'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "print('DVC', 'dvc' in sys.modules)")
+    code = (
+        "import sys; from cpv_core.cli import main\n"
+        "try:\n    main(['-q', 'model', 'tag', '-t', 'T', '--model-name', 'fasttag'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('DVC', 'dvc' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines() == ["v0.1", "DVC False"]
     # a modified file is still noticed (the stat no longer matches: DVC decides)

@@ -22,7 +22,6 @@ from .helpers import git, write_data_dir, write_many_files, write_model
 TEAM, MODEL = "AI-Convo", "whisper"
 
 
-
 def storage_objects(cpv_home: Path) -> set[str]:
     root = cpv_home / "local" / "storage" / TEAM / MODEL
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}

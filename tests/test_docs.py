@@ -15,8 +15,11 @@ import pytest
 from cpv_core.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC_FILES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md",
-             *sorted(p for p in (ROOT / "docs").glob("*.md") if not p.name.endswith("-reference.md"))]
+DOC_FILES = [
+    ROOT / "README.md",
+    ROOT / "CONTRIBUTING.md",
+    *sorted(p for p in (ROOT / "docs").glob("*.md") if not p.name.endswith("-reference.md")),
+]
 
 
 def test_generated_reference_pages_are_current():
@@ -70,8 +73,7 @@ def test_every_documented_command_parses(doc, argv, tmp_path):
     placeholder_dir, placeholder_file = tmp_path / "dir", tmp_path / "file"
     placeholder_dir.mkdir()
     placeholder_file.write_text("{}")
-    args = [str(placeholder_dir if a.endswith("dataset") else placeholder_file) if a.startswith("/path/to/") else a
-            for a in argv]
+    args = [str(placeholder_dir if a.endswith("dataset") else placeholder_file) if a.startswith("/path/to/") else a for a in argv]
     while isinstance(cmd, click.Group) and args and not args[0].startswith("-"):
         name = args.pop(0)
         assert name in cmd.commands, f"{doc}: unknown command {name!r} in `cpv {' '.join(argv)}`"
@@ -116,9 +118,13 @@ def test_quickstart_local_section_runs(cpv_home, tmp_path):
             line = line.split("  #")[0].strip()
             if not line or line.startswith("#"):
                 continue
-            line = (line.replace("/tmp/", f"{tmp_path}/").replace("/path/to/weights.bin", str(weights))
-                    .replace("/path/to/better.bin", str(better)).replace("/path/to/dataset", str(dataset))
-                    .replace("~/.cpv", str(cpv_home)))
+            line = (
+                line.replace("/tmp/", f"{tmp_path}/")
+                .replace("/path/to/weights.bin", str(weights))
+                .replace("/path/to/better.bin", str(better))
+                .replace("/path/to/dataset", str(dataset))
+                .replace("~/.cpv", str(cpv_home))
+            )
             argv = shlex.split(line)
             if argv[0] == "cd":
                 cwd = Path(argv[1])

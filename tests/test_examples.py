@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_example(name: str) -> str:
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / name)], capture_output=True, text=True,
-                            env=dict(os.environ), timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name)], capture_output=True, text=True, env=dict(os.environ), timeout=300
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 

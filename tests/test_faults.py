@@ -22,7 +22,6 @@ from .helpers import git, write_model
 CPV = [sys.executable, "-m", "cpv_core.cli"]
 
 
-
 def cpv(*args: str, cwd: Path | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
     result = subprocess.run([*CPV, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if check:
@@ -73,8 +72,16 @@ def test_concurrent_auto_tagging_gives_distinct_consecutive_versions(remote, tmp
     for i, ws in enumerate(workspaces):
         write_model(ws / "model.bin", 10_000 + i, seed=i)
     script = "cpv model upload --metrics '{\"run\": %d}' && cpv model tag"
-    procs = [subprocess.Popen(["bash", "-c", script.replace("cpv", f"{sys.executable} -m cpv_core.cli") % i], cwd=ws,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i, ws in enumerate(workspaces)]
+    procs = [
+        subprocess.Popen(
+            ["bash", "-c", script.replace("cpv", f"{sys.executable} -m cpv_core.cli") % i],
+            cwd=ws,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, ws in enumerate(workspaces)
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     versions = sorted(out.strip().splitlines()[-1] for out, _ in outputs)
@@ -101,10 +108,19 @@ def test_explicit_duplicate_version_is_a_clear_error(cpv_home):
 
 def test_second_process_waits_then_fails_clearly_and_a_killed_holder_frees_the_lock(cpv_home):
     m = new_model("T", "locked")
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from filelock import FileLock; l = FileLock(sys.argv[1]); l.acquire(); "
-        "print('locked', flush=True); time.sleep(600)"), str(m.repo_path / ".cpv" / "lock")],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from filelock import FileLock; l = FileLock(sys.argv[1]); l.acquire(); "
+                "print('locked', flush=True); time.sleep(600)"
+            ),
+            str(m.repo_path / ".cpv" / "lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
     write_model(m.repo_path / "model.bin", 100)
     env = dict(os.environ, CPV_LOCK_TIMEOUT="1")
@@ -124,8 +140,9 @@ def test_sigkill_during_upload_then_rerun_completes(remote, seaweed, tmp_path):
     team, model, bare = remote
     m = new_model(team, model)
     write_large(m.repo_path / "model.bin")
-    proc = subprocess.Popen([*CPV, "model", "upload", "--metrics", '{"loss": 0.1}'], cwd=m.repo_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*CPV, "model", "upload", "--metrics", '{"loss": 0.1}'], cwd=m.repo_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     time.sleep(1.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -148,8 +165,9 @@ def test_sigkill_during_download_leaves_no_partial_file(remote, tmp_path):
     m.tag_model_checkpoint()
     other = new_model(team, model, repo_path=tmp_path / "other")
     out = tmp_path / "out"
-    proc = subprocess.Popen([*CPV, "model", "download", "v0.1", "-o", str(out)], cwd=other.repo_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*CPV, "model", "download", "v0.1", "-o", str(out)], cwd=other.repo_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     time.sleep(1.0)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -186,8 +204,20 @@ def test_corrupted_remote_object_is_reported_and_nothing_is_placed(remote, seawe
     assert result.returncode == 12 and "DAMAGED" in result.stdout
 
 
-HOSTILE_NAMES = ["../escape", "-rf", "--upload-pack=touch /tmp/pwned", "a/b", "a b", "x\nInjected", ".hidden",
-                 "con", "x" * 65, "ext::sh -c touch% /tmp/pwned", "HEAD", "name.lock"]
+HOSTILE_NAMES = [
+    "../escape",
+    "-rf",
+    "--upload-pack=touch /tmp/pwned",
+    "a/b",
+    "a b",
+    "x\nInjected",
+    ".hidden",
+    "con",
+    "x" * 65,
+    "ext::sh -c touch% /tmp/pwned",
+    "HEAD",
+    "name.lock",
+]
 HOSTILE_TAGS = ["--force", "-v0.1", "v1.0;rm -rf", "v1.0\n", "refs/tags/v1.0", "v1.0:refs/heads/main", "../v1.0", "v1.0.0"]
 
 
@@ -232,8 +262,12 @@ def test_hostile_remote_urls_are_refused():
 def test_canary_secret_never_leaks(remote, seaweed, cpv_home, tmp_path):
     team, model, bare = remote
     m = new_model(team, model, 3000)
-    runs = [cpv("-v", "model", "upload", "--metrics", '{"loss": 1}', cwd=m.repo_path),
-            cpv("-v", "model", "tag", cwd=m.repo_path), cpv("-v", "validate"), cpv("config", "show", "--json")]
+    runs = [
+        cpv("-v", "model", "upload", "--metrics", '{"loss": 1}', cwd=m.repo_path),
+        cpv("-v", "model", "tag", cwd=m.repo_path),
+        cpv("-v", "validate"),
+        cpv("config", "show", "--json"),
+    ]
     # a forced failure, verbose: the bucket does not exist
     cpv("config", "set", "aws.bucket", "missing-bucket-x")
     write_model(m.repo_path / "model.bin", 3100)
@@ -296,8 +330,15 @@ def test_soak_eight_members_upload_and_tag_at_once_repeatedly(remote, tmp_path):
             run = round_ * SOAK_MEMBERS + i
             data = write_model(ws / "model.bin", 5_000 + run, seed=run)
             expected[run] = hashlib.md5(data).hexdigest()
-            procs.append(subprocess.Popen(["bash", "-c", script.replace("cpv", f"{sys.executable} -m cpv_core.cli") % run],
-                                          cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            procs.append(
+                subprocess.Popen(
+                    ["bash", "-c", script.replace("cpv", f"{sys.executable} -m cpv_core.cli") % run],
+                    cwd=ws,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
         outputs = [p.communicate(timeout=300) for p in procs]
         assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
         versions = {out.strip().splitlines()[-1] for out, _ in outputs}

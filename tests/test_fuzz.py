@@ -30,8 +30,9 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 SLOW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                           max_leaves=20)
+json_values = st.recursive(
+    json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20
+)
 path_text = st.lists(st.sampled_from(list("ab./\\\x00\n-_~ ") + ["..", "é", "\x1b", "/../", "../"]), max_size=12).map("".join)
 
 
@@ -96,8 +97,11 @@ def test_metrics_log_lines_never_raise(lines):
 
 
 @FAST
-@given(st.dictionaries(st.sampled_from(["metrics", "size", "nfiles", "digest", "path", "lineage", "model", "data", "x"]),
-                       json_values, max_size=6))
+@given(
+    st.dictionaries(
+        st.sampled_from(["metrics", "size", "nfiles", "digest", "path", "lineage", "model", "data", "x"]), json_values, max_size=6
+    )
+)
 def test_tag_metadata_is_cleaned_never_raises(meta):
     clean = clean_metadata(meta, "model/v1.0")
     assert set(clean) <= set(meta) - {"x"}
@@ -117,8 +121,8 @@ def test_tag_messages_round_trip_and_cannot_replace_metadata(message, metadata):
 @FAST
 @given(st.binary(max_size=300))
 def test_ref_listing_framing_never_raises(raw):
-    for ref, otype, obj, peeled, body in iter_ref_objects(raw):
-        assert isinstance(body, bytes)
+    for ref, otype, _obj, _peeled, body in iter_ref_objects(raw):
+        assert isinstance(body, bytes) and isinstance(ref, str) and isinstance(otype, str)
 
 
 @FAST
@@ -135,8 +139,11 @@ def test_pointer_files_parse_or_raise_a_cpv_error(text):
 
 
 @FAST
-@given(st.lists(st.fixed_dictionaries({"relpath": path_text, "md5": st.sampled_from(["0" * 32, "a" * 32, "../x", "b" * 32 + ".dir"])}),
-                max_size=6))
+@given(
+    st.lists(
+        st.fixed_dictionaries({"relpath": path_text, "md5": st.sampled_from(["0" * 32, "a" * 32, "../x", "b" * 32 + ".dir"])}), max_size=6
+    )
+)
 def test_manifests_hold_only_contained_paths(entries):
     try:
         files = parse_manifest(json.dumps(entries).encode(), "fuzz.dir")
@@ -147,8 +154,13 @@ def test_manifests_hold_only_contained_paths(entries):
 
 
 @FAST
-@given(st.dictionaries(st.sampled_from(["team", "model", "files", "backends", "format"]),
-                       json_values | st.dictionaries(st.sampled_from(["model", "data"]), path_text), max_size=5))
+@given(
+    st.dictionaries(
+        st.sampled_from(["team", "model", "files", "backends", "format"]),
+        json_values | st.dictionaries(st.sampled_from(["model", "data"]), path_text),
+        max_size=5,
+    )
+)
 def test_workspace_json_is_checked(meta):
     try:
         checked = check_meta(json.dumps(meta).encode(), ".cpv/workspace.json")
@@ -227,8 +239,10 @@ def test_materialize_never_writes_outside_the_destination(cpv_home, entries):
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(metrics=st.dictionaries(st.text(min_size=1, max_size=10).filter(str.strip), json_scalars, max_size=4),
-       message=st.text(max_size=80).filter(lambda t: "\x00" not in t))
+@given(
+    metrics=st.dictionaries(st.text(min_size=1, max_size=10).filter(str.strip), json_scalars, max_size=4),
+    message=st.text(max_size=80).filter(lambda t: "\x00" not in t),
+)
 def test_what_list_shows_is_what_was_given(cpv_home, metrics, message):
     """End to end through real git: arbitrary metrics and tag messages round-trip
     through upload, tag and list (or are refused with a CPVError)."""

@@ -12,8 +12,9 @@ def test_validate_accepts_json_values():
     assert validate_metrics(None) == {}
 
 
-@pytest.mark.parametrize("bad", [[1, 2], "loss=1", {"": 1}, {1: 2}, {"loss": math.nan}, {"loss": math.inf},
-                                 {"x": object()}, {"n": {"deep": math.nan}}])
+@pytest.mark.parametrize(
+    "bad", [[1, 2], "loss=1", {"": 1}, {1: 2}, {"loss": math.nan}, {"loss": math.inf}, {"x": object()}, {"n": {"deep": math.nan}}]
+)
 def test_validate_rejects_bad_metrics(bad):
     with pytest.raises(ValidationError):
         validate_metrics(bad)

@@ -22,7 +22,6 @@ from .helpers import git, write_model
 TEAM, MODEL = "AI-Convo", "whisper"
 
 
-
 @pytest.fixture
 def mcm(cpv_home) -> ModelsCheckpointsManage:
     m = ModelsCheckpointsManage(TEAM, MODEL)
@@ -329,17 +328,20 @@ def test_download_never_overwrites_a_different_file_without_force(mcm, tmp_path)
     assert (out / "model.bin").read_bytes() == data
 
 
-@pytest.mark.parametrize("summary, reason", [
-    ("[rejected] (already exists)", "exists"),
-    ("[remote rejected] (failed to update ref)", "race"),
-    ("[remote rejected] (cannot lock ref 'refs/tags/model/v0.2': reference already exists)", "exists"),
-    ("[remote rejected] (cannot lock ref 'refs/heads/main': is at 1234 but expected 5678)", "race"),
-    ("[rejected] (non-fast-forward)", "non-fast-forward"),
-    ("[rejected] (fetch first)", "non-fast-forward"),
-    ("[remote rejected] (atomic transaction failed)", "race"),  # the other refs of an atomic push that lost a race
-    ("[rejected] (atomic push failed)", "race"),
-    ("[remote rejected] (pre-receive hook declined)", "[remote rejected] (pre-receive hook declined)"),
-])
+@pytest.mark.parametrize(
+    "summary, reason",
+    [
+        ("[rejected] (already exists)", "exists"),
+        ("[remote rejected] (failed to update ref)", "race"),
+        ("[remote rejected] (cannot lock ref 'refs/tags/model/v0.2': reference already exists)", "exists"),
+        ("[remote rejected] (cannot lock ref 'refs/heads/main': is at 1234 but expected 5678)", "race"),
+        ("[rejected] (non-fast-forward)", "non-fast-forward"),
+        ("[rejected] (fetch first)", "non-fast-forward"),
+        ("[remote rejected] (atomic transaction failed)", "race"),  # the other refs of an atomic push that lost a race
+        ("[rejected] (atomic push failed)", "race"),
+        ("[remote rejected] (pre-receive hook declined)", "[remote rejected] (pre-receive hook declined)"),
+    ],
+)
 def test_push_rejections_are_classified_for_retry(summary, reason):
     """A server-side race on a ref (seen in CI with 4 concurrent taggers) is retried, not fatal."""
     from cpv_plugins.git_tags import classify_rejection, parse_push_porcelain

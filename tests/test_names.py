@@ -11,8 +11,32 @@ def test_accepts_reasonable_names(good):
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "..", "a/b", "../etc", "-rf", "--upload-pack=evil", "a b", "tab\there", "new\nline", "nul\x00", "x" * 65,
-     ".hidden", "name.", "repo.git", "ref.lock", "con", "NUL", "HEAD", "a..b", "ünïcode", "a:b", "a\\b", "ext::sh", "trailing\n"],
+    [
+        "",
+        "..",
+        "a/b",
+        "../etc",
+        "-rf",
+        "--upload-pack=evil",
+        "a b",
+        "tab\there",
+        "new\nline",
+        "nul\x00",
+        "x" * 65,
+        ".hidden",
+        "name.",
+        "repo.git",
+        "ref.lock",
+        "con",
+        "NUL",
+        "HEAD",
+        "a..b",
+        "ünïcode",
+        "a:b",
+        "a\\b",
+        "ext::sh",
+        "trailing\n",
+    ],
 )
 def test_rejects_hostile_names_quoting_value_and_rule(bad):
     with pytest.raises(ValidationError) as err:

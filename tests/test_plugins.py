@@ -12,7 +12,7 @@ import pytest
 
 from cpv_core import ConfigError, ModelsCheckpointsManage, hookspecs
 from cpv_core.config import CPVConfig
-from cpv_core.plugins import BUILTIN_PLUGINS, Plugins, PluginLoadWarning, get_plugin_manager, reset_plugin_manager
+from cpv_core.plugins import BUILTIN_PLUGINS, PluginLoadWarning, Plugins, get_plugin_manager, reset_plugin_manager
 
 from .helpers import write_model
 
@@ -169,9 +169,7 @@ def test_describe_lists_plugins_with_hooks():
 def test_every_hookspec_is_documented_and_tested():
     """As datasette does: a new hook fails this test until its docstring has an
     example and a parameter/return description, and another test names it."""
-    me = Path(__file__).name
-    tests_text = "\n".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py") if p.name != me)
-    tests_text += _tests_in_this_file()
+    tests_text = "\n".join(_test_sources(exclude="test_every_hookspec_is_documented_and_tested"))
     specs = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("cpv_")]
     assert len(specs) >= 5
     for name in specs:
@@ -180,12 +178,17 @@ def test_every_hookspec_is_documented_and_tested():
         assert name in tests_text, f"hook {name} has no test"
 
 
-def _tests_in_this_file() -> str:
-    """This file's tests other than the meta-test itself."""
-    text = Path(__file__).read_text()
-    start = text.index("def test_every_hookspec_is_documented_and_tested")
-    end = text.index("def test_importing_the_cli")
-    return text[:start] + text[end:]
+def _test_sources(exclude: str) -> list[str]:
+    """The source of every test function of the suite (parsed, not sliced), but ``exclude``."""
+    import ast
+
+    sources = []
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_") and node.name != exclude:
+                sources.append(ast.get_source_segment(text, node) or "")
+    return sources
 
 
 def test_importing_the_cli_does_not_import_heavy_libraries():
@@ -218,9 +221,22 @@ def test_seed_names_import_from_cpv_core_and_the_seed_module():
     import cpv_core
     from cpv_core.checkpoints import CombinedCheckpointsManage, DataCheckpointsManage, ModelsCheckpointsManage
 
-    for name in ("CPVConfig", "ModelsCheckpointsManage", "DataCheckpointsManage", "CombinedCheckpointsManage",
-                 "ModelArtifacts", "DataArtifacts", "CPVError", "ConfigError", "AWSError", "GitError", "DVCError",
-                 "CheckpointNotFoundError", "RepositoryError", "CredentialError"):
+    for name in (
+        "CPVConfig",
+        "ModelsCheckpointsManage",
+        "DataCheckpointsManage",
+        "CombinedCheckpointsManage",
+        "ModelArtifacts",
+        "DataArtifacts",
+        "CPVError",
+        "ConfigError",
+        "AWSError",
+        "GitError",
+        "DVCError",
+        "CheckpointNotFoundError",
+        "RepositoryError",
+        "CredentialError",
+    ):
         assert getattr(cpv_core, name) is not None, name
     assert cpv_core.CombinedCheckpointsManage is CombinedCheckpointsManage
     assert cpv_core.ModelsCheckpointsManage is ModelsCheckpointsManage and cpv_core.DataCheckpointsManage is DataCheckpointsManage

@@ -24,7 +24,6 @@ def remote(s3_config, bitbucket_config, sshd):
     return team, model, bare
 
 
-
 def test_data_reupload_transfers_only_the_change_over_s3(remote, seaweed, tmp_path):
     team, model, _ = remote
     d = DataCheckpointsManage(team, model)

@@ -19,7 +19,6 @@ from .helpers import git, write_model
 pytestmark = pytest.mark.s3
 
 
-
 def test_setup_stores_references_only_and_selects_dvc_s3(s3_config, cpv_home):
     text = (cpv_home / "config.json").read_text()
     assert S3_SECRET_KEY not in text and "AKIA" not in text
@@ -185,8 +184,12 @@ def test_plain_dvc_can_pull_what_cpv_pushed(s3_config, seaweed, tmp_path):
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(m.ws.hosting.remote_url()), str(clone)], check=True)
     subprocess.run(["git", "checkout", "-q", "model/v0.1"], cwd=clone, check=True)
-    env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=s3_config.get_config("aws.credential_path"),
-               AWS_PROFILE="cpv-test", AWS_ENDPOINT_URL_S3=seaweed.endpoint)
+    env = dict(
+        os.environ,
+        AWS_SHARED_CREDENTIALS_FILE=s3_config.get_config("aws.credential_path"),
+        AWS_PROFILE="cpv-test",
+        AWS_ENDPOINT_URL_S3=seaweed.endpoint,
+    )
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run([*dvc, "pull", "-q"], cwd=clone, check=True, env=env, capture_output=True)
     assert (clone / "model.bin").read_bytes() == data
@@ -194,10 +197,9 @@ def test_plain_dvc_can_pull_what_cpv_pushed(s3_config, seaweed, tmp_path):
 
 def _run_in_pty(cmd: list[str], cwd: Path) -> str:
     """Run ``cmd`` with stdout/stderr on a pseudo-terminal; return what it printed."""
+    import fcntl
     import os
     import select
-
-    import fcntl
     import struct
     import termios
 
@@ -235,11 +237,13 @@ def test_progress_bar_on_a_terminal_and_plain_lines_in_a_pipe(s3_config, tmp_pat
     assert "hash and cache model.bin" in out and "upload model.bin" in out  # tqdm bars: bytes, rate, ETA
     assert "100%" in out and "B/s" in out and "\r" in out
     subprocess.run([*cpv, "model", "tag"], cwd=m.repo_path, check=True, capture_output=True)
-    piped = subprocess.run([*cpv, "model", "download", "v0.1", "-o", str(tmp_path / "o")], cwd=m.repo_path,
-                           capture_output=True, text=True, check=True)
+    piped = subprocess.run(
+        [*cpv, "model", "download", "v0.1", "-o", str(tmp_path / "o")], cwd=m.repo_path, capture_output=True, text=True, check=True
+    )
     assert "download model.bin: 40.0 MiB in" in piped.stderr and "\r" not in piped.stderr and "%" not in piped.stderr
-    quiet = subprocess.run([*cpv, "-q", "model", "download", "v0.1", "-o", str(tmp_path / "q")], cwd=m.repo_path,
-                           capture_output=True, text=True, check=True)
+    quiet = subprocess.run(
+        [*cpv, "-q", "model", "download", "v0.1", "-o", str(tmp_path / "q")], cwd=m.repo_path, capture_output=True, text=True, check=True
+    )
     assert quiet.stderr == ""
 
 
@@ -253,8 +257,9 @@ def test_dvc_agrees_with_what_cpv_tracked(s3_config):
     m.import_model_init()
     write_model(m.repo_path / "model.bin", 123_456)
     m.upload_model_checkpoint()
-    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=m.repo_path, capture_output=True, text=True,
-                            env=dict(os.environ), check=True)
+    status = subprocess.run(
+        [sys.executable, "-m", "dvc", "status"], cwd=m.repo_path, capture_output=True, text=True, env=dict(os.environ), check=True
+    )
     assert "up to date" in status.stdout
     assert "/model.bin" in (m.repo_path / ".gitignore").read_text().splitlines()
     assert git(m.repo_path, "status", "--porcelain") == ""

@@ -25,8 +25,7 @@ CPV = [sys.executable, "-m", "cpv_core.cli"]
 
 
 def cpv(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*CPV, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run([*CPV, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def one_line_error(result: subprocess.CompletedProcess, code: int | None = None) -> str:
@@ -150,8 +149,12 @@ def test_manifest_entries_that_escape_the_output_are_refused(victim, mallory, cp
     for n, rel in enumerate(["../../../x.sh", "/tmp/x.sh", "ok/../../x.sh", "a\x00b"]):
         manifest = json.dumps([{"md5": md5, "relpath": rel}]).encode()
         dir_md5 = plant_object(cpv_home, manifest, ".dir")
-        tag_pointer(mallory, f"data/v9.{n}", "data.dvc",
-                    f"outs:\n- md5: {dir_md5}.dir\n  size: {len(payload)}\n  nfiles: 1\n  hash: md5\n  path: data\n")
+        tag_pointer(
+            mallory,
+            f"data/v9.{n}",
+            "data.dvc",
+            f"outs:\n- md5: {dir_md5}.dir\n  size: {len(payload)}\n  nfiles: 1\n  hash: md5\n  path: data\n",
+        )
         out = tmp_path / "out" / "deep" / "er"
         before = outside_state(canary)
         result = cpv("data", "download", f"v9.{n}", "-o", str(out), cwd=victim.repo_path)
@@ -168,8 +171,10 @@ def test_a_swapped_manifest_on_the_store_is_detected(cpv_home, tmp_path):
     d.tag_data_checkpoint()
     pointer = (d.repo_path / "data.dvc").read_text()
     dir_md5 = pointer.split("md5: ")[1].split(".dir")[0]
-    for path in (store(cpv_home) / "files" / "md5" / dir_md5[:2] / f"{dir_md5[2:]}.dir",
-                 d.repo_path / ".dvc" / "cache" / "files" / "md5" / dir_md5[:2] / f"{dir_md5[2:]}.dir"):
+    for path in (
+        store(cpv_home) / "files" / "md5" / dir_md5[:2] / f"{dir_md5[2:]}.dir",
+        d.repo_path / ".dvc" / "cache" / "files" / "md5" / dir_md5[:2] / f"{dir_md5[2:]}.dir",
+    ):
         path.chmod(0o644)
         path.write_text(json.dumps([{"md5": "0" * 32, "relpath": "evil"}]))
     problems = d.verify("v0.1", remote=True)
@@ -202,8 +207,12 @@ def test_a_pointer_hash_that_is_a_path_deletes_nothing(victim, mallory, canary, 
     bad = "../../../../" + str(Path(os.environ["HOME"]) / "victim.txt").lstrip("/")
     tag_pointer(mallory, "model/v9.9", "model.bin.dvc", f"outs:\n- md5: {bad}\n  size: 14\n  hash: md5\n  path: model.bin\n")
     before = outside_state(canary)
-    for args in (["model", "download", "v9.9", "-o", str(tmp_path / "o")], ["model", "revert", "v9.9", "--force"],
-                 ["verify", "v9.9"], ["model", "info", "v9.9"]):
+    for args in (
+        ["model", "download", "v9.9", "-o", str(tmp_path / "o")],
+        ["model", "revert", "v9.9", "--force"],
+        ["verify", "v9.9"],
+        ["model", "info", "v9.9"],
+    ):
         result = cpv(*args, cwd=victim.repo_path)
         if args[1] == "info":  # info reads the tag's metadata only: it lists the version, harmlessly
             assert result.returncode == 0, result.stderr
@@ -212,9 +221,17 @@ def test_a_pointer_hash_that_is_a_path_deletes_nothing(victim, mallory, canary, 
     assert outside_state(canary) == before
 
 
-@pytest.mark.parametrize("pointer, code", [("outs: 5\n", 2), ("outs:\n- md5: %s\n  size: .inf\n", 2),
-                                           ("outs:\n- md5: %s\n  size: -1\n", 2), ("[1, 2\n", 2), ("outs:\n- 7\n", 2),
-                                           ("a: &a [*a]\n", 5)])
+@pytest.mark.parametrize(
+    "pointer, code",
+    [
+        ("outs: 5\n", 2),
+        ("outs:\n- md5: %s\n  size: .inf\n", 2),
+        ("outs:\n- md5: %s\n  size: -1\n", 2),
+        ("[1, 2\n", 2),
+        ("outs:\n- 7\n", 2),
+        ("a: &a [*a]\n", 5),
+    ],
+)
 def test_malformed_pointers_are_one_line_errors(victim, mallory, tmp_path, pointer, code):
     tag_pointer(mallory, "model/v8.0", "model.bin.dvc", pointer.replace("%s", "0" * 32))
     result = cpv("model", "download", "v8.0", "-o", str(tmp_path / "o"), cwd=victim.repo_path)
@@ -264,8 +281,9 @@ def test_large_metrics_tag_and_oversized_or_deep_ones_are_refused(victim, tmp_pa
 
 
 def test_crafted_tag_metadata_and_log_lines_never_break_listing_or_tagging(victim, mallory):
-    for n, meta in enumerate(['{"metrics": "abc"}', '{"metrics": {"loss": 1e999}}', '{"lineage": 5, "size": "big"}',
-                              '[1]', '{"digest": "../../x"}']):
+    for n, meta in enumerate(
+        ['{"metrics": "abc"}', '{"metrics": {"loss": 1e999}}', '{"lineage": 5, "size": "big"}', "[1]", '{"digest": "../../x"}']
+    ):
         git(mallory, "tag", "-a", f"model/v5.{n}", "-m", f"x\n\ncpv-metadata: {meta}")
         git(mallory, "push", "-q", "origin", f"refs/tags/model/v5.{n}")
     with open(mallory / "metrics.log", "a") as log:
@@ -429,8 +447,9 @@ def test_credential_path_must_be_a_small_regular_file(cpv_home):
     assert "not a regular file" in one_line_error(result, 4)
 
 
-@pytest.mark.parametrize("value", ["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "AKIAIOSFODNN7EXAMPLE",
-                                   "ghp_abcdefghijklmnopqrstuvwxyz0123456789"])
+@pytest.mark.parametrize(
+    "value", ["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "AKIAIOSFODNN7EXAMPLE", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"]
+)
 def test_secret_looking_values_are_refused_under_any_key(cpv_home, value):
     for key in ("aws.key", "notes", "bitbucket.workspace"):
         result = cpv("config", "set", key, value)

@@ -11,7 +11,9 @@ def test_parse_and_format_round_trip(text, major, minor):
     assert str(v) == text
 
 
-@pytest.mark.parametrize("bad", ["1.0", "v1", "v1.0.0", "v01.2", "v1.02", "V1.0", "v1.0-rc", " v1.0", "v-1.0", "v0.0", "", "--upload-pack=x", "v1.0\n"])
+@pytest.mark.parametrize(
+    "bad", ["1.0", "v1", "v1.0.0", "v01.2", "v1.02", "V1.0", "v1.0-rc", " v1.0", "v-1.0", "v0.0", "", "--upload-pack=x", "v1.0\n"]
+)
 def test_parse_rejects_malformed_with_the_value_in_the_message(bad):
     with pytest.raises(ValidationError) as err:
         Version.parse(bad)

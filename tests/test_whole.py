@@ -86,8 +86,9 @@ def invariants(m: ModelsCheckpointsManage, cpv_home: Path) -> None:
     assert subprocess.run(["git", "merge-base", "--is-ancestor", head, "main"], cwd=bare(cpv_home)).returncode == 0
     for record in m.list_checkpoints():  # every version the remote lists verifies there and downloads
         assert m.verify(record.version, remote=True) == [], record.version
-    leftovers = [p for p in ws.rglob("*") if ".git" not in p.relative_to(ws).parts
-                 and (p.name.endswith((".cpv-tmp", ".tmp")) or ".cpv-" in p.name)]
+    leftovers = [
+        p for p in ws.rglob("*") if ".git" not in p.relative_to(ws).parts and (p.name.endswith((".cpv-tmp", ".tmp")) or ".cpv-" in p.name)
+    ]
     leftovers += [p for p in store(cpv_home).rglob("*.cpv-tmp")]
     assert not leftovers, leftovers
     assert not git(ws, "status", "--porcelain", "--untracked-files=no").strip()
@@ -170,8 +171,7 @@ def test_a_killed_revert_is_rolled_back_or_finished_by_the_next_command(m, cpv_h
 # -- the kill matrix for upload, tag and combined tag ----------------------------------------------
 
 
-@pytest.mark.parametrize("phase", ["upload.placed", "upload.tracked", "upload.remote-partial", "upload.stored",
-                                   "upload.committed"])
+@pytest.mark.parametrize("phase", ["upload.placed", "upload.tracked", "upload.remote-partial", "upload.stored", "upload.committed"])
 def test_kill_matrix_upload(m, cpv_home, phase):
     trained = write_model(m.repo_path / "model.bin", 300_000, seed=3)
     assert cpv("model", "upload", "-m", "next", cwd=m.repo_path, kill_at=phase).returncode == KILLED_EXIT

@@ -83,13 +83,28 @@ def start_seaweedfs(workdir: Path, *, access_key: str, secret_key: str, bucket: 
         used |= {ports[name], ports[name] + 10000}
     env = dict(os.environ, AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY=secret_key, S3_BUCKET=bucket)
     cmd = [
-        weed_binary(), f"-logdir={workdir}", "mini", f"-dir={workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
-        f"-s3.port={ports['s3']}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.autoCreateBucket=false",
-        f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
-        f"-admin.port={ports['admin']}", f"-webdav.port={ports['webdav']}", f"-debug.port={ports['debug']}",
+        weed_binary(),
+        f"-logdir={workdir}",
+        "mini",
+        f"-dir={workdir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        "-admin.ui=false",
+        "-webdav=false",
+        f"-s3.port={ports['s3']}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-s3.autoCreateBucket=false",
+        f"-master.port={ports['master']}",
+        f"-volume.port={ports['volume']}",
+        f"-filer.port={ports['filer']}",
+        f"-admin.port={ports['admin']}",
+        f"-webdav.port={ports['webdav']}",
+        f"-debug.port={ports['debug']}",
         f"-s3.debug.port={ports['s3debug']}",
-        f"-s3.localSocket={workdir / 's3.sock'}", f"-filer.localSocket={workdir / 'filer.sock'}",
+        f"-s3.localSocket={workdir / 's3.sock'}",
+        f"-filer.localSocket={workdir / 'filer.sock'}",
     ]
     log = open(workdir / "weed.log", "wb")
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -116,8 +131,11 @@ def _bucket_ready(server: SeaweedS3) -> bool:
     from botocore.config import Config
 
     client = boto3.client(
-        "s3", endpoint_url=server.endpoint, aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key, region_name="us-east-1",
+        "s3",
+        endpoint_url=server.endpoint,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=3),
     )
     try:

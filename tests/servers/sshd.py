@@ -62,8 +62,7 @@ class SshServer:
         )
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         log = open(self.workdir / "sshd.log", "ab")
-        self.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -101,8 +100,9 @@ def start_sshd(workdir: Path) -> SshServer:
     workdir.mkdir(parents=True, exist_ok=True)
     host_key = workdir / "ssh_host_ed25519_key"
     keygen(host_key, "host")
-    server = SshServer(host="127.0.0.1", port=free_port(), user=getpass.getuser(), root=workdir / "repos",
-                       workdir=workdir, host_key=host_key)
+    server = SshServer(
+        host="127.0.0.1", port=free_port(), user=getpass.getuser(), root=workdir / "repos", workdir=workdir, host_key=host_key
+    )
     server.root.mkdir()
     (workdir / "authorized_keys").write_text("")
     server.start()

@@ -11,8 +11,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 from cpv_core import StorageError, ValidationError, hookimpl
 from cpv_core.backends import BackendContext, StorageBackendInfo, TrackedArtifact, TransferStats
@@ -143,8 +143,10 @@ class DirStore:
             for rel, md5 in chosen.items():
                 obj = self._object(md5)
                 if not obj.exists() or md5_of(obj) != md5:
-                    raise StorageError(f"object {md5} of {tracked}/{rel} is missing or corrupt in {self.root}",
-                                   fix="re-upload that version from a machine that has it")
+                    raise StorageError(
+                        f"object {md5} of {tracked}/{rel} is missing or corrupt in {self.root}",
+                        fix="re-upload that version from a machine that has it",
+                    )
                 out = contained(staging / dest.name, rel, f"{tracked} at {rev}") if rel else staging / dest.name
                 out.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(obj, out)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cpv_dirstore
 import pytest
 
-import cpv_dirstore
 from cpv_core import DataCheckpointsManage, ModelsCheckpointsManage, StorageError
 from cpv_core.config import CPVConfig
 from cpv_core.plugins import get_plugin_manager, reset_plugin_manager
