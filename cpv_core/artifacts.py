@@ -90,7 +90,7 @@ class CheckpointMetadata:
         return self.to_dict().get(key, default)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class UploadResult:
     """What ``upload_*_checkpoint`` did (or, in a dry run, would do)."""
 

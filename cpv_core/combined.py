@@ -9,7 +9,7 @@ from typing import Any
 from .artifacts import CombinedMetadata
 from .backends import VersionRecord
 from .errors import VersionExistsError
-from .manager import _parse_tag_arg, allocate_and_publish, fetch_versions, find_version, revert_targets
+from .manager import _parse_tag_arg, allocate_and_publish, check_kwargs, fetch_versions, find_version, revert_targets
 from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
 from .records import validate_message
 from .versions import Version
@@ -63,6 +63,7 @@ class CombinedCheckpointsManage:
         move when the data changed), the others take their next version, and
         the pair gets the next combined version, ``get_combined_metadata()``.
         """
+        check_kwargs("tag_model_and_data", kwargs, "major")
         dry_run = bool(kwargs.get("dry_run", self.dry_run))
         explicit = _parse_tag_arg(version_tag)
         model_message = validate_message(model_message, "model message")
@@ -130,6 +131,7 @@ class CombinedCheckpointsManage:
 
     def revert_model_and_data(self, tag: str, **kwargs: Any) -> CombinedMetadata:
         """Restore model and data to the versions named by combined version ``tag``, in one commit."""
+        check_kwargs("revert_model_and_data", kwargs)
         dry_run = bool(kwargs.get("dry_run", self.dry_run))
         force = bool(kwargs.get("force", False))
         record = self._find(tag, fetch=not dry_run)
@@ -158,10 +160,12 @@ class CombinedCheckpointsManage:
 
     def get_combined_metadata(self, tag: str | None = None, **kwargs: Any) -> CombinedMetadata:
         """Both metadata records of combined version ``tag`` (default: latest) and their link."""
+        check_kwargs("get_combined_metadata", kwargs)
         return self._combined(self._find(tag))
 
     def read_checkpoint_tag(self, **kwargs: Any) -> list[str]:
         """All combined versions, sorted."""
+        check_kwargs("read_checkpoint_tag", kwargs)
         self.ws.require_initialized()
         fetch_versions(self.ws, required=False)
         return [r.version for r in self._records()]

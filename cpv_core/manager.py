@@ -82,6 +82,18 @@ def _check_source(spec: KindSpec, source: Path) -> tuple[int, int]:
     return size, nfiles
 
 
+#: keyword arguments every seed method accepts (the seeds pass them to each call)
+SEED_KWARGS = frozenset({"verbose", "dry_run", "force"})
+
+
+def check_kwargs(method: str, kwargs: Mapping[str, Any], *extra: str) -> None:
+    """Raise TypeError, as Python does, for a keyword argument ``method`` does not take
+    (a misspelt ``dryrun=True`` must not be silently ignored)."""
+    unknown = sorted(set(kwargs) - SEED_KWARGS - set(extra))
+    if unknown:
+        raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
+
+
 def _parse_tag_arg(tag: str | None) -> Version | None:
     return None if tag is None else Version.parse(tag)
 
@@ -137,6 +149,7 @@ class CheckpointManager:
         echo: Callable[[str], None] | None = None,
         **kwargs: Any,
     ) -> None:
+        check_kwargs(type(self).__name__, kwargs, "progress", "lock_timeout")
         self.verbose = verbose
         self.dry_run = dry_run
         self._echo = echo or self._default_echo
@@ -185,6 +198,14 @@ class CheckpointManager:
         for line in lines:
             self._echo(f"[dry-run] {line}")
         return lines
+
+    def _check_repo_path(self, repo_path: str | Path | None) -> None:
+        """A ``repo_path`` passed again to a seed method (the seeds do) must be this workspace."""
+        if repo_path and Path(repo_path).expanduser().resolve() != self.ws.path:
+            raise ValidationError(
+                f"repo_path {str(repo_path)!r} is not this manager's workspace {self.ws.path}",
+                fix="pass repo_path to the constructor only, or create another manager",
+            )
 
     def _opts(self, kwargs: Mapping[str, Any]) -> tuple[bool, bool]:
         """Per-call ``dry_run`` / ``force`` (seed style ``**kwargs``)."""
@@ -304,7 +325,18 @@ class CheckpointManager:
                     f"commit {ws.storage.pointer_path(self.target)} and {METRICS_FILE}, push to {ws.hosting.remote_url()}",
                 ]
             )
-            return UploadResult(self.spec.kind, str(dest), None, "", size, nfiles, clean_metrics, changed=False, dry_run=True, plan=plan)
+            return UploadResult(
+                kind=self.spec.kind,
+                path=str(dest),
+                commit=None,
+                digest="",
+                size=size,
+                nfiles=nfiles,
+                metrics=clean_metrics,
+                changed=False,
+                dry_run=True,
+                plan=plan,
+            )
         with ws.lock():  # recovers what a killed run left, so check the source after it
             _, expected_files = _check_source(self.spec, source)
             self._check_not_stale(force=bool(kwargs.get("force", False)))
@@ -327,7 +359,14 @@ class CheckpointManager:
                 ws.versioning.push_branch()
                 ws.set_content_base(self.target, artifact.digest)
                 return UploadResult(
-                    self.spec.kind, str(dest), ws.versioning.head(), artifact.digest, artifact.size, artifact.nfiles, {}, changed=False
+                    kind=self.spec.kind,
+                    path=str(dest),
+                    commit=ws.versioning.head(),
+                    digest=artifact.digest,
+                    size=artifact.size,
+                    nfiles=artifact.nfiles,
+                    metrics={},
+                    changed=False,
                 )
             record = make_record(
                 self.spec.kind,
@@ -358,7 +397,14 @@ class CheckpointManager:
                 raise
             self._echo(f"uploaded {self.target} ({human_bytes(artifact.size)}) as {commit[:10]}")
             return UploadResult(
-                self.spec.kind, str(dest), commit, artifact.digest, artifact.size, artifact.nfiles, clean_metrics, changed=changed
+                kind=self.spec.kind,
+                path=str(dest),
+                commit=commit,
+                digest=artifact.digest,
+                size=artifact.size,
+                nfiles=artifact.nfiles,
+                metrics=clean_metrics,
+                changed=changed,
             )
 
     def _check_not_stale(self, *, force: bool) -> None:

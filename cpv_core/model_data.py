@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import CheckpointMetadata, DataArtifacts, ModelArtifacts, UploadResult
-from .manager import DATA, MODEL, CheckpointManager, _check_source
+from .manager import DATA, MODEL, CheckpointManager, _check_source, check_kwargs
 from .paths import tree_size
 from .versions import Version
 
@@ -43,6 +43,8 @@ class ModelsCheckpointsManage(CheckpointManager):
 
         :return: the workspace path.
         """
+        check_kwargs("import_model_init", kwargs, "repo_path")
+        self._check_repo_path(kwargs.get("repo_path"))
         dry_run, _ = self._opts(kwargs)
         if data_path is not None:
             _check_source(DATA, Path(data_path).expanduser())
@@ -61,21 +63,25 @@ class ModelsCheckpointsManage(CheckpointManager):
     ) -> UploadResult:
         """Store the model file (default: the workspace's ``model.bin``), append
         ``metrics`` to ``metrics.log``, commit the pointer and push."""
+        check_kwargs("upload_model_checkpoint", kwargs)
         return self._upload(model_path, metrics, message, **kwargs)
 
     def tag_model_checkpoint(self, version_tag: str | None = None, message: str | None = None, **kwargs: Any) -> str:
         """Give the current model a version: ``version_tag`` (e.g. ``"v2.0"``) or
         the next minor (``major=True``: next major). Returns ``"vX.Y"``."""
+        check_kwargs("tag_model_checkpoint", kwargs, "major")
         return self._tag(version_tag, message, **kwargs)
 
     def read_checkpoint_tag(self, **kwargs: Any) -> list[str]:
         """All model versions, sorted; includes versions pushed by others
         (offline: local versions, with a warning)."""
+        check_kwargs("read_checkpoint_tag", kwargs)
         return self._list()
 
     def download_model_checkpoint(self, tag: str | None = None, output_dir: str | Path | None = None, **kwargs: Any) -> ModelArtifacts:
         """Materialise version ``tag`` (default: latest) in ``output_dir``
         without touching the workspace."""
+        check_kwargs("download_model_checkpoint", kwargs)
         dest, record, artifact = self._download(tag, output_dir, **kwargs)
         meta = self._metadata_for(record)
         size = artifact.size if artifact else meta.size
@@ -91,11 +97,13 @@ class ModelsCheckpointsManage(CheckpointManager):
     def revert_model_checkpoint(self, tag: str, **kwargs: Any) -> CheckpointMetadata:
         """Return the workspace's model to version ``tag`` as a new commit
         (history kept). Refuses on uncommitted changes unless ``force=True``."""
+        check_kwargs("revert_model_checkpoint", kwargs)
         return self._revert(tag, **kwargs)
 
     def get_model_metadata(self, tag: str | None = None, **kwargs: Any) -> CheckpointMetadata:
         """Version, commit, author, date, message, metrics, size and hash of
         ``tag`` (default: the latest version)."""
+        check_kwargs("get_model_metadata", kwargs)
         return self._metadata(tag)
 
 
@@ -106,6 +114,8 @@ class DataCheckpointsManage(CheckpointManager):
 
     def import_data_init(self, data_path: str | Path | None = None, **kwargs: Any) -> Path:
         """Initialise the workspace if needed and upload ``data_path`` as the first data checkpoint."""
+        check_kwargs("import_data_init", kwargs, "repo_path")
+        self._check_repo_path(kwargs.get("repo_path"))
         dry_run, _ = self._opts(kwargs)
         if data_path is not None:
             _check_source(DATA, Path(data_path).expanduser())
@@ -116,19 +126,23 @@ class DataCheckpointsManage(CheckpointManager):
 
     def upload_data_checkpoint(self, data_path: str | Path | None = None, message: str | None = None, **kwargs: Any) -> UploadResult:
         """Store the data directory (default: the workspace's ``data/``), commit its pointer and push."""
+        check_kwargs("upload_data_checkpoint", kwargs, "metrics")
         return self._upload(data_path, kwargs.pop("metrics", None), message, **kwargs)
 
     def tag_data_checkpoint(self, version_tag: str | None = None, message: str | None = None, **kwargs: Any) -> str:
         """Give the current data a version in the data sequence; returns ``"vX.Y"``."""
+        check_kwargs("tag_data_checkpoint", kwargs, "major")
         return self._tag(version_tag, message, **kwargs)
 
     def read_checkpoint_tag(self, **kwargs: Any) -> list[str]:
         """All data versions, sorted."""
+        check_kwargs("read_checkpoint_tag", kwargs)
         return self._list()
 
     def download_data_checkpoint(self, tag: str | None = None, output_dir: str | Path | None = None, **kwargs: Any) -> DataArtifacts:
         """Materialise data version ``tag`` (default: latest) in ``output_dir``;
         ``sub_path="test"`` fetches only that part."""
+        check_kwargs("download_data_checkpoint", kwargs, "sub_path")
         dest, record, artifact = self._download(tag, output_dir, kwargs.pop("sub_path", None), **kwargs)
         meta = self._metadata_for(record)
         size, nfiles = tree_size(dest) if dest.exists() else (meta.size, 0)
@@ -144,10 +158,12 @@ class DataCheckpointsManage(CheckpointManager):
 
     def revert_data_checkpoint(self, tag: str, **kwargs: Any) -> CheckpointMetadata:
         """Return the workspace's data to version ``tag`` as a new commit."""
+        check_kwargs("revert_data_checkpoint", kwargs)
         return self._revert(tag, **kwargs)
 
     def get_data_metadata(self, tag: str | None = None, **kwargs: Any) -> CheckpointMetadata:
         """Metadata of data version ``tag`` (default: latest)."""
+        check_kwargs("get_data_metadata", kwargs)
         return self._metadata(tag)
 
     def models_trained_on(self, version: str) -> list[str]:

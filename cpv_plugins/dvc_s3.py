@@ -6,11 +6,14 @@ endpoint, region, AWS profile and credentials-file **path** go to
 ``.dvc/config.local`` (ignored by git); key values are never written anywhere
 by cpv: DVC and boto3 read them from the credentials file by reference.
 
-boto3 is used only for what DVC does not do: fast pre-flight checks (is the
-endpoint reachable, are the credentials accepted, does the bucket exist) with
-short timeouts and no retry storms, so a wrong secret, a missing bucket or a
-stopped server is reported in seconds with the exact fix. All transfers go
-through DVC.
+Every S3 call goes through boto3: uploads and downloads with its transfer
+manager, to exactly the keys DVC uses (the bucket stays a plain DVC remote:
+`dvc pull` works on it, tested), verification and manifests through the
+hooks of :class:`DvcStorage`, and fast pre-flight checks (is the endpoint
+reachable, are the credentials accepted, does the bucket exist) with short
+timeouts and no retry storms, so a wrong secret, a missing bucket or a
+stopped server is reported in seconds with the exact fix. DVC itself is not
+used for S3.
 """
 
 from __future__ import annotations

@@ -349,3 +349,16 @@ def test_push_rejections_are_classified_for_retry(summary, reason):
     assert classify_rejection(summary) == reason
     rows = parse_push_porcelain(f"To /srv/repo.git\n!\trefs/tags/model/v0.2:refs/tags/model/v0.2\t{summary}\nDone\n")
     assert rows == [("!", "refs/tags/model/v0.2", summary)]
+
+
+def test_unknown_keyword_arguments_are_a_type_error_not_ignored(mcm):
+    """A misspelt option (dryrun=True) must not be silently swallowed."""
+    with pytest.raises(TypeError, match="unexpected keyword argument 'dryrun'"):
+        mcm.upload_model_checkpoint(dryrun=True)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'tagg'"):
+        mcm.download_model_checkpoint(tagg="v0.1")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        ModelsCheckpointsManage(TEAM, MODEL, colour="red")
+    mcm.import_model_init(verbose=False, repo_path=mcm.repo_path)  # what the seeds pass is accepted
+    with pytest.raises(ValidationError, match="is not this manager's workspace"):
+        mcm.import_model_init(repo_path="/somewhere/else")
