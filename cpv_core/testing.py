@@ -1,0 +1,119 @@
+"""A contract test suite for storage backend authors (as fsspec's abstract tests).
+
+Subclass :class:`StorageBackendContract` in your plugin's tests and provide
+the ``configured`` fixture, which sets up a cpv configuration (``CPV_HOME``,
+``HOME``, git identity) whose ``storage`` names your backend::
+
+    from cpv_core.testing import StorageBackendContract
+
+    class TestMyStore(StorageBackendContract):
+        @pytest.fixture
+        def configured(self, tmp_path, monkeypatch):
+            monkeypatch.setenv("CPV_HOME", str(tmp_path / "home"))
+            ...
+            CPVConfig().set_config("storage", "my-store")
+
+Every test goes through cpv's public API and your backend's protocol methods,
+so passing it means the managers can drive your backend: round trips of
+files and directories, sub-paths, verification, revert, status, and the
+trust rule (nothing is written outside the destination, bad sub-paths are
+refused). cpv runs it against ``local``, ``dvc-s3`` and the dirstore example.
+Requires pytest (imported here, never by the rest of cpv).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .backends import StorageBackend
+from .errors import CPVError, ValidationError
+from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class StorageBackendContract:
+    """What every storage backend must do for cpv's managers (see the module docstring)."""
+
+    @pytest.fixture
+    def configured(self) -> Any:
+        """Override: configure cpv so that ``storage`` is the backend under test."""
+        raise NotImplementedError("define a `configured` fixture that selects your storage backend")
+
+    @pytest.fixture
+    def model(self, configured: Any) -> ModelsCheckpointsManage:
+        m = ModelsCheckpointsManage("contract", f"m-{uuid.uuid4().hex[:8]}")
+        m.import_model_init()
+        return m
+
+    @pytest.fixture
+    def data(self, model: ModelsCheckpointsManage) -> DataCheckpointsManage:
+        root = model.repo_path / "data"
+        for rel, text in {"train/a.txt": "a", "train/deep/b.txt": "bb", "test/c.txt": "ccc"}.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text)
+        d = DataCheckpointsManage(model.team_name, model.model_name)
+        d.upload_data_checkpoint()
+        d.tag_data_checkpoint()
+        return d
+
+    def test_the_backend_implements_the_protocol(self, model: ModelsCheckpointsManage) -> None:
+        assert isinstance(model.ws.storage, StorageBackend)
+
+    def test_a_file_round_trips(self, model: ModelsCheckpointsManage, tmp_path: Path) -> None:
+        payload = os.urandom(70_000)
+        (model.repo_path / "model.bin").write_bytes(payload)
+        result = model.upload_model_checkpoint(metrics={"loss": 0.5})
+        assert ":" in result.digest and result.size == len(payload)
+        version = model.tag_model_checkpoint()
+        got = model.download_model_checkpoint(version, output_dir=tmp_path / "out")
+        assert Path(got.model_path).read_bytes() == payload
+        assert model.verify(version) == [] and model.verify(version, remote=True) == []
+
+    def test_a_directory_round_trips_and_sub_paths_select(self, data: DataCheckpointsManage, tmp_path: Path) -> None:
+        got = data.download_data_checkpoint("v0.1", output_dir=tmp_path / "all")
+        assert _tree(Path(got.data_path)) == _tree(data.repo_path / "data")
+        part = data.download_data_checkpoint("v0.1", output_dir=tmp_path / "part", sub_path="train")
+        assert sorted(_tree(Path(part.data_path))) == ["a.txt", "deep/b.txt"]
+
+    def test_the_manifest_lists_every_file(self, data: DataCheckpointsManage) -> None:
+        record = data.ws.versioning.list_versions("data")[-1]
+        pointer = data.ws.versioning.read_file(record.ref, data.ws.storage.pointer_path("data"))
+        assert pointer is not None
+        assert sorted(data.ws.storage.manifest(record.ref, "data", pointer)) == ["test/c.txt", "train/a.txt", "train/deep/b.txt"]
+
+    @pytest.mark.parametrize("sub", ["..", "../x", "/etc", "nosuch"])
+    def test_bad_sub_paths_are_refused_and_nothing_is_written(self, data: DataCheckpointsManage, tmp_path: Path, sub: str) -> None:
+        before = sorted(p.name for p in tmp_path.iterdir())
+        with pytest.raises(ValidationError):
+            data.download_data_checkpoint("v0.1", output_dir=tmp_path / "o", sub_path=sub)
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+    def test_materialize_never_writes_outside_its_destination(self, data: DataCheckpointsManage, tmp_path: Path) -> None:
+        record = data.ws.versioning.list_versions("data")[-1]
+        pointer = data.ws.versioning.read_file(record.ref, data.ws.storage.pointer_path("data"))
+        assert pointer is not None
+        dest = tmp_path / "a" / "b" / "dest"
+        with pytest.raises(CPVError):
+            data.ws.storage.materialize(record.ref, "data/../../escape", pointer, dest)
+        assert not list(tmp_path.rglob("escape*"))
+
+    def test_revert_restores_the_bytes_and_status_follows(self, model: ModelsCheckpointsManage) -> None:
+        first = os.urandom(5000)
+        (model.repo_path / "model.bin").write_bytes(first)
+        model.upload_model_checkpoint()
+        model.tag_model_checkpoint()
+        (model.repo_path / "model.bin").write_bytes(os.urandom(6000))
+        assert model.ws.storage.status(["model.bin"])["model.bin"] == "modified"
+        model.upload_model_checkpoint()
+        model.revert_model_checkpoint("v0.1")
+        assert (model.repo_path / "model.bin").read_bytes() == first
+        assert model.ws.storage.status(["model.bin"])["model.bin"] == "unchanged"
