@@ -11,6 +11,8 @@ import pytest
 
 from cpv_core.plugins import reset_plugin_manager
 
+from .helpers import S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, write_aws_credentials
+
 REAL_HOME = Path(os.path.expanduser("~"))
 GUARDED = [REAL_HOME / ".ssh", REAL_HOME / ".aws", REAL_HOME / ".cpv"]
 
@@ -77,28 +79,9 @@ def cpv_home(isolated_env) -> Path:
     return isolated_env
 
 
-def tree_state(*roots: Path) -> dict[str, str]:
-    """Content hashes of every file under ``roots`` (git internals included),
-    for before/after comparisons. DVC's own scratch directory (``.dvc/tmp``:
-    read locks, hash state database) and cpv's lock file are left out: they
-    change on reads and hold no user data."""
-    state: dict[str, str] = {}
-    for root in roots:
-        if not root.exists():
-            continue
-        for p in sorted(root.rglob("*")):
-            if p.is_file() and p.name != "lock" and ".dvc/tmp" not in p.as_posix():
-                state[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return state
-
-
 # --------------------------------------------------------------------------
 # real S3 server (SeaweedFS) on loopback
 # --------------------------------------------------------------------------
-
-S3_ACCESS_KEY = "AKIACPVTESTKEY000001"
-S3_SECRET_KEY = "cpv-canary-secret-3f9a1c7e5b"  # asserted never to leak anywhere
-S3_BUCKET = "vmo-model-checkpoints"
 
 
 @pytest.fixture(scope="session")
@@ -111,17 +94,6 @@ def seaweed(tmp_path_factory):
     server.stop()
 
 
-def write_aws_credentials(home: Path, profile: str = "cpv-test", secret: str = S3_SECRET_KEY) -> Path:
-    """An AWS credentials file in the test HOME."""
-    path = home / ".aws" / "credentials"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = path.read_text() if path.exists() else ""
-    text += f"[{profile}]\naws_access_key_id = {S3_ACCESS_KEY}\naws_secret_access_key = {secret}\n"
-    path.write_text(text)
-    path.chmod(0o600)
-    return path
-
-
 @pytest.fixture
 def s3_config(seaweed, cpv_home):
     """cpv configured for the real S3 server (storage dvc-s3, hosting local)."""
@@ -132,23 +104,6 @@ def s3_config(seaweed, cpv_home):
     cfg = CPVConfig()
     cfg.setup_aws_profile(credential_path=creds, aws_profile="cpv-test", bucket=S3_BUCKET, endpoint_url=seaweed.endpoint)
     return cfg
-
-
-def s3_client(seaweed):
-    import boto3
-
-    return boto3.client(
-        "s3", endpoint_url=seaweed.endpoint, aws_access_key_id=S3_ACCESS_KEY, aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1"
-    )
-
-
-def s3_keys(seaweed, bucket: str = S3_BUCKET, prefix: str = "") -> list[str]:
-    """Every object key in ``bucket`` under ``prefix``."""
-    client = s3_client(seaweed)
-    keys: list[str] = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys.extend(obj["Key"] for obj in page.get("Contents", []))
-    return keys
 
 
 # --------------------------------------------------------------------------

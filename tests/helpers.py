@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -36,3 +37,53 @@ def write_many_files(root: Path, count: int) -> None:
         f = root / ("train", "validation", "test")[i % 3] / f"f{i:04}.txt"
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(f"row {i}\n")
+
+
+def tree_state(*roots: Path) -> dict[str, str]:
+    """Content hashes of every file under ``roots`` (git internals included),
+    for before/after comparisons. DVC's own scratch directory (``.dvc/tmp``:
+    read locks, hash state database) and cpv's lock file are left out: they
+    change on reads and hold no user data."""
+    state: dict[str, str] = {}
+    for root in roots:
+        if not root.exists():
+            continue
+        for p in sorted(root.rglob("*")):
+            if p.is_file() and p.name != "lock" and ".dvc/tmp" not in p.as_posix():
+                state[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return state
+
+
+# -- the real S3 server (SeaweedFS) the session fixture starts --------------------
+
+S3_ACCESS_KEY = "AKIACPVTESTKEY000001"
+S3_SECRET_KEY = "cpv-canary-secret-3f9a1c7e5b"  # asserted never to leak anywhere
+S3_BUCKET = "vmo-model-checkpoints"
+
+
+def write_aws_credentials(home: Path, profile: str = "cpv-test", secret: str = S3_SECRET_KEY) -> Path:
+    """An AWS credentials file in the test HOME."""
+    path = home / ".aws" / "credentials"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text() if path.exists() else ""
+    text += f"[{profile}]\naws_access_key_id = {S3_ACCESS_KEY}\naws_secret_access_key = {secret}\n"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def s3_client(seaweed):
+    import boto3
+
+    return boto3.client(
+        "s3", endpoint_url=seaweed.endpoint, aws_access_key_id=S3_ACCESS_KEY, aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1"
+    )
+
+
+def s3_keys(seaweed, bucket: str = S3_BUCKET, prefix: str = "") -> list[str]:
+    """Every object key in ``bucket`` under ``prefix``."""
+    client = s3_client(seaweed)
+    keys: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(obj["Key"] for obj in page.get("Contents", []))
+    return keys

@@ -17,8 +17,7 @@ from cpv_core.cli import cli, main
 from cpv_core.errors import CheckpointNotFoundError, ValidationError
 from cpv_core.plugins import get_plugin_manager
 
-from .conftest import tree_state
-from .helpers import write_model
+from .helpers import tree_state, write_model
 
 T = ["-t", "AI-Convo", "--model-name", "whisper"]
 

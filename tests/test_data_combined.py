@@ -16,8 +16,7 @@ from cpv_core import (
 )
 from cpv_core.backends import PushRejected
 
-from .conftest import tree_state
-from .helpers import git, write_data_dir, write_many_files, write_model
+from .helpers import git, tree_state, write_data_dir, write_many_files, write_model
 
 TEAM, MODEL = "AI-Convo", "whisper"
 

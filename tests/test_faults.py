@@ -16,8 +16,7 @@ import pytest
 from cpv_core import ModelsCheckpointsManage, ValidationError
 from cpv_core.errors import DVCError, WorkspaceLockedError
 
-from .conftest import S3_BUCKET, S3_SECRET_KEY, s3_client, s3_keys, tree_state
-from .helpers import git, write_model
+from .helpers import S3_BUCKET, S3_SECRET_KEY, git, s3_client, s3_keys, tree_state, write_model
 
 CPV = [sys.executable, "-m", "cpv_core.cli"]
 

@@ -16,8 +16,7 @@ from cpv_core import (
     WorkspaceDirtyError,
 )
 
-from .conftest import tree_state
-from .helpers import git, write_model
+from .helpers import git, tree_state, write_model
 
 TEAM, MODEL = "AI-Convo", "whisper"
 

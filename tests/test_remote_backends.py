@@ -10,8 +10,7 @@ import pytest
 
 from cpv_core import CombinedCheckpointsManage, DataCheckpointsManage, ModelsCheckpointsManage, VersionExistsError
 
-from .conftest import s3_keys, tree_state
-from .helpers import git, write_many_files, write_model
+from .helpers import git, s3_keys, tree_state, write_many_files, write_model
 
 pytestmark = [pytest.mark.s3, pytest.mark.ssh]
 

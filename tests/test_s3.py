@@ -13,8 +13,7 @@ from cpv_core import AWSError, CredentialError, ModelsCheckpointsManage, Validat
 from cpv_core.config import CPVConfig
 from cpv_core.plugins import Plugins
 
-from .conftest import S3_BUCKET, S3_SECRET_KEY, s3_client, s3_keys, write_aws_credentials
-from .helpers import git, write_model
+from .helpers import S3_BUCKET, S3_SECRET_KEY, git, s3_client, s3_keys, write_aws_credentials, write_model
 
 pytestmark = pytest.mark.s3
 

@@ -17,8 +17,7 @@ import pytest
 from cpv_core import CPVError, DataCheckpointsManage, ModelsCheckpointsManage, ValidationError
 from cpv_core.errors import ConfigError, GitError
 
-from .conftest import tree_state
-from .helpers import git, write_data_dir, write_model
+from .helpers import git, tree_state, write_data_dir, write_model
 
 TEAM, MODEL = "AI-Convo", "whisper"
 CPV = [sys.executable, "-m", "cpv_core.cli"]

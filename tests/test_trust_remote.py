@@ -17,8 +17,7 @@ from cpv_core import DataCheckpointsManage, ModelsCheckpointsManage, ValidationE
 from cpv_core.errors import GitError
 from cpv_plugins.bitbucket_ssh import BitbucketSettings
 
-from .conftest import S3_BUCKET, s3_client, tree_state
-from .helpers import write_model
+from .helpers import S3_BUCKET, s3_client, tree_state, write_model
 
 pytestmark = [pytest.mark.s3, pytest.mark.ssh]
 
