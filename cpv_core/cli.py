@@ -334,7 +334,7 @@ def build_kind_group(kind: str) -> click.Group:
         """Store PATH (default: the workspace's model.bin or data/), record metrics, commit and push."""
         parsed = parse_metrics(metrics)
         m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
-        result = m._upload(path, parsed, message, dry_run=dry_run, force=force)
+        result = m.upload(path, parsed, message, dry_run=dry_run, force=force)
         if not dry_run:
             ctx.echo(f"{kind} uploaded: {result.digest} ({result.size} bytes), commit {str(result.commit)[:10]}")
 
@@ -357,7 +357,7 @@ def build_kind_group(kind: str) -> click.Group:
     ) -> None:
         """Give the current checkpoint a version and push it."""
         m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
-        version = m._tag(version_tag, message, major=major, dry_run=dry_run)
+        version = m.tag(version_tag, message, major=major, dry_run=dry_run)
         out(version)
 
     @group.command("list")
@@ -411,7 +411,7 @@ def build_kind_group(kind: str) -> click.Group:
     ) -> None:
         """Return the workspace to VERSION as a new commit (history is kept)."""
         m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
-        m._revert(version, force=force, dry_run=dry_run)
+        m.revert(version, force=force, dry_run=dry_run)
 
     @group.command("info")
     @click.argument("version", required=False)
@@ -421,7 +421,7 @@ def build_kind_group(kind: str) -> click.Group:
     def info(ctx: Ctx, version: str | None, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool) -> None:
         """Metadata of VERSION (default: latest)."""
         m = manager(kind, ctx, team_name, model_name, repo_path)
-        data = m._metadata(version).to_dict()
+        data = m.metadata(version).to_dict()
         if as_json:
             emit_json(data)
             return

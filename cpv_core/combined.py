@@ -30,7 +30,7 @@ class CombinedCheckpointsManage:
 
     def __init__(self, team_name: str, model_name: str, repo_path: str | Path | None = None, **kwargs: Any) -> None:
         self.models = ModelsCheckpointsManage(team_name, model_name, repo_path, **kwargs)
-        self.data: DataCheckpointsManage = self.models._sibling(DataCheckpointsManage)
+        self.data: DataCheckpointsManage = self.models.sibling(DataCheckpointsManage)
 
     @property
     def ws(self) -> Workspace:
@@ -40,17 +40,17 @@ class CombinedCheckpointsManage:
     def dry_run(self) -> bool:
         return self.models.dry_run
 
-    def _records(self) -> list[VersionRecord]:
+    def records(self) -> list[VersionRecord]:
         return self.ws.versioning.list_versions(self.KIND)
 
-    def _find(self, tag: str | None, *, fetch: bool = True) -> VersionRecord:
+    def find(self, tag: str | None, *, fetch: bool = True) -> VersionRecord:
         return find_version(
             self.ws, self.KIND, tag, fetch=fetch, create_hint="create one with tag_model_and_data() / `cpv checkpoint create`"
         )
 
     def _pair(self, record: VersionRecord) -> tuple[VersionRecord, VersionRecord]:
         model_v, data_v = record.metadata.get("model"), record.metadata.get("data")
-        return self.models._find(model_v, fetch=False), self.data._find(data_v, fetch=False)
+        return self.models.find(model_v, fetch=False), self.data.find(data_v, fetch=False)
 
     def tag_model_and_data(
         self, version_tag: str | None = None, model_message: str | None = None, data_message: str | None = None, **kwargs: Any
@@ -71,12 +71,12 @@ class CombinedCheckpointsManage:
         ws = self.ws
         ws.require_initialized()
         with ws.lock():
-            m_info = self.models._check_taggable()
-            d_info = self.data._check_taggable()
+            m_info = self.models.check_taggable()
+            d_info = self.data.check_taggable()
             if not dry_run:
                 fetch_versions(self.ws, required=True)
                 ws.versioning.push_branch()  # tags must point at a commit the remote branch has
-            m_meta, d_meta = self.models._tag_metadata(m_info), self.data._tag_metadata(d_info)
+            m_meta, d_meta = self.models.tag_metadata(m_info), self.data.tag_metadata(d_info)
             # content that already has a version keeps it: data only gets a new
             # version when the data changed (likewise the model)
             reused: dict[str, str] = {}
@@ -85,7 +85,7 @@ class CombinedCheckpointsManage:
                     same = [r.version for r in ws.versioning.list_versions(kind) if r.metadata.get("digest") == info.digest]
                     if same:
                         reused[kind] = same[-1]
-                for record in self._records():
+                for record in self.records():
                     if record.metadata.get("model") == reused.get("model") and record.metadata.get("data") == reused.get("data"):
                         raise VersionExistsError(
                             f"this model and data are already combined version {record.version} "
@@ -122,8 +122,8 @@ class CombinedCheckpointsManage:
                 bool(kwargs.get("major")),
                 build,
                 dry_run=dry_run,
-                plan=self.models._plan,
-                echo=self.models._echo,
+                plan=self.models.plan,
+                echo=self.models.echo,
                 with_branch=True,
             )
             names = {**reused, **{k: str(v) for k, v in versions.items()}}
@@ -134,7 +134,7 @@ class CombinedCheckpointsManage:
         check_kwargs("revert_model_and_data", kwargs)
         dry_run = bool(kwargs.get("dry_run", self.dry_run))
         force = bool(kwargs.get("force", False))
-        record = self._find(tag, fetch=not dry_run)
+        record = self.find(tag, fetch=not dry_run)
         model_rec, data_rec = self._pair(record)
         with self.ws.lock():
             revert_targets(
@@ -154,27 +154,27 @@ class CombinedCheckpointsManage:
             date=record.date,
             author=record.author,
             message=record.message,
-            model=self.models._metadata_for(model_rec),
-            data=self.data._metadata_for(data_rec),
+            model=self.models.metadata_for(model_rec),
+            data=self.data.metadata_for(data_rec),
         )
 
     def get_combined_metadata(self, tag: str | None = None, **kwargs: Any) -> CombinedMetadata:
         """Both metadata records of combined version ``tag`` (default: latest) and their link."""
         check_kwargs("get_combined_metadata", kwargs)
-        return self._combined(self._find(tag))
+        return self._combined(self.find(tag))
 
     def read_checkpoint_tag(self, **kwargs: Any) -> list[str]:
         """All combined versions, sorted."""
         check_kwargs("read_checkpoint_tag", kwargs)
         self.ws.require_initialized()
         fetch_versions(self.ws, required=False)
-        return [r.version for r in self._records()]
+        return [r.version for r in self.records()]
 
     def list_checkpoints(self) -> list[CombinedMetadata]:
         """Every combined version with both records, oldest first."""
         self.ws.require_initialized()
         fetch_versions(self.ws, required=False)
-        return [self._combined(r) for r in self._records()]
+        return [self._combined(r) for r in self.records()]
 
     def models_trained_on(self, data_version: str) -> list[str]:
         """Model versions whose lineage names data version ``data_version``."""

@@ -152,7 +152,7 @@ class CheckpointManager:
         check_kwargs(type(self).__name__, kwargs, "progress", "lock_timeout")
         self.verbose = verbose
         self.dry_run = dry_run
-        self._echo = echo or self._default_echo
+        self.echo = echo or self._default_echo
         self.ws = Workspace(
             team_name,
             model_name,
@@ -181,7 +181,7 @@ class CheckpointManager:
         """Workspace-relative path this manager versions (``model.bin`` / ``data``)."""
         return self.ws.file_for(self.spec.kind)
 
-    def _sibling(self, cls: type[_M]) -> _M:
+    def sibling(self, cls: type[_M]) -> _M:
         """A manager of another kind over the same workspace (same lock, same backends)."""
         other = cls.__new__(cls)
         other.__dict__.update(self.__dict__)
@@ -194,9 +194,9 @@ class CheckpointManager:
         else:
             logger.info(line)
 
-    def _plan(self, lines: list[str]) -> list[str]:
+    def plan(self, lines: list[str]) -> list[str]:
         for line in lines:
-            self._echo(f"[dry-run] {line}")
+            self.echo(f"[dry-run] {line}")
         return lines
 
     def _check_repo_path(self, repo_path: str | Path | None) -> None:
@@ -228,7 +228,7 @@ class CheckpointManager:
                 fix="choose another --repo-path (cpv manages one repository per team/model)",
             )
         if dry_run:
-            self._plan(
+            self.plan(
                 [
                     f"create workspace {ws.path}",
                     f"ensure remote repository {ws.hosting.remote_url()} ({ws.backend_name('hosting')})",
@@ -245,7 +245,7 @@ class CheckpointManager:
         try:
             url = ws.hosting.ensure_remote()
             if ws.versioning.remote_has_history(url):
-                self._echo(f"cloning existing {ws.team}/{ws.model} from {url}")
+                self.echo(f"cloning existing {ws.team}/{ws.model} from {url}")
                 ws.versioning.clone(url)
                 ws.__dict__.pop("meta", None)
                 ws.check_identity()  # another team/model behind the same repository name is refused
@@ -279,7 +279,7 @@ class CheckpointManager:
         files = [f for f in files if (ws.path / f).exists()]
         ws.versioning.commit(files, f"Initialise {ws.team}/{ws.model} with cpv")
         ws.versioning.push_branch()
-        self._echo(f"initialised {ws.team}/{ws.model} at {ws.path}")
+        self.echo(f"initialised {ws.team}/{ws.model} at {ws.path}")
 
     # -- upload ----------------------------------------------------------------------
     def _place_source(self, source: Path, dest: Path) -> None:
@@ -305,7 +305,7 @@ class CheckpointManager:
             with atomic_path(dest) as tmp:
                 shutil.copyfile(source, tmp)
 
-    def _upload(self, source_path: str | Path | None, metrics: Any, message: str | None, **kwargs: Any) -> UploadResult:
+    def upload(self, source_path: str | Path | None, metrics: Any, message: str | None, **kwargs: Any) -> UploadResult:
         dry_run, _ = self._opts(kwargs)
         clean_metrics = validate_metrics(metrics)
         message = validate_message(message)
@@ -316,7 +316,7 @@ class CheckpointManager:
             size, nfiles = _check_source(self.spec, source)
         ws.require_initialized()
         if dry_run:
-            plan = self._plan(
+            plan = self.plan(
                 [
                     f"copy {source} -> {dest}" if source != dest.resolve() else f"use {dest}",
                     f"hash and store {self.target} ({human_bytes(size)}, {nfiles} file{'s' if nfiles != 1 else ''})",
@@ -355,7 +355,7 @@ class CheckpointManager:
             pointer = ws.storage.pointer_path(self.target)
             changed = bool(ws.versioning.changed_files([pointer])) or ws.versioning.read_file("HEAD", pointer) is None
             if not changed and not clean_metrics and not message:
-                self._echo(f"{self.target} is unchanged since the last upload; nothing to commit")
+                self.echo(f"{self.target} is unchanged since the last upload; nothing to commit")
                 ws.versioning.push_branch()
                 ws.set_content_base(self.target, artifact.digest)
                 return UploadResult(
@@ -378,7 +378,7 @@ class CheckpointManager:
                 nfiles=artifact.nfiles if self.spec.is_dir else None,
             )
             before, base_before = ws.versioning.head(), ws.content_base(self.target).get("digest")
-            self._append_metrics(record)
+            self.append_metrics(record)
             files = [*ws.storage.commit_paths([self.target]), METRICS_FILE]
             commit = ws.versioning.commit(
                 files, message or f"Upload {self.spec.kind} checkpoint {self.target} ({human_bytes(artifact.size)})"
@@ -395,7 +395,7 @@ class CheckpointManager:
                     if base_before:
                         ws.set_content_base(self.target, base_before)
                 raise
-            self._echo(f"uploaded {self.target} ({human_bytes(artifact.size)}) as {commit[:10]}")
+            self.echo(f"uploaded {self.target} ({human_bytes(artifact.size)}) as {commit[:10]}")
             return UploadResult(
                 kind=self.spec.kind,
                 path=str(dest),
@@ -415,7 +415,7 @@ class CheckpointManager:
         theirs (a lost update). The recorded base tells.
         """
         base = self.ws.content_base(self.target).get("digest")
-        head = self._pointer_info("HEAD")
+        head = self.pointer_info("HEAD")
         if force or not base or head is None or base == head.digest:
             return
         pointer = self.ws.storage.pointer_path(self.target)
@@ -431,7 +431,7 @@ class CheckpointManager:
         every target whose pointer moved (verified). Refuses over content that
         changed since it was last uploaded, reverted or pulled. Returns the
         targets that were updated."""
-        return pull_workspace(self.ws, self._echo)
+        return pull_workspace(self.ws, self.echo)
 
     def _undo_track(self) -> None:
         """Put the pointer back as HEAD has it (or remove it when HEAD has none)."""
@@ -441,7 +441,7 @@ class CheckpointManager:
         else:
             (self.ws.path / pointer).unlink(missing_ok=True)
 
-    def _append_metrics(self, record: Mapping[str, Any]) -> None:
+    def append_metrics(self, record: Mapping[str, Any]) -> None:
         path = self.ws.path / METRICS_FILE
         existing = path.read_bytes() if path.exists() else b""
         if existing and not existing.endswith(b"\n"):
@@ -453,10 +453,10 @@ class CheckpointManager:
     def _fetch(self, *, required: bool) -> None:
         fetch_versions(self.ws, required=required)
 
-    def _records(self) -> list[VersionRecord]:
+    def records(self) -> list[VersionRecord]:
         return self.ws.versioning.list_versions(self.spec.kind)
 
-    def _find(self, tag: str | None, *, fetch: bool = True) -> VersionRecord:
+    def find(self, tag: str | None, *, fetch: bool = True) -> VersionRecord:
         return find_version(
             self.ws,
             self.spec.kind,
@@ -469,14 +469,14 @@ class CheckpointManager:
         """The pointer file of this manager's target at ``rev`` (no checkout)."""
         return self.ws.versioning.read_file(rev, self.ws.storage.pointer_path(self.target))
 
-    def _pointer_info(self, rev: str) -> TrackedArtifact | None:
+    def pointer_info(self, rev: str) -> TrackedArtifact | None:
         pointer = self._pointer(rev)
         return self.ws.storage.describe_pointer(self.target, pointer) if pointer else None
 
     def _current_metrics(self, rev: str = "HEAD") -> dict[str, Any]:
         return latest_metrics(parse_log(self.ws.versioning.read_file(rev, METRICS_FILE)), self.spec.kind)
 
-    def _require_clean_target(self, action: str, force: bool) -> dict[str, str]:
+    def require_clean_target(self, action: str, force: bool) -> dict[str, str]:
         status = self.ws.storage.status([self.target])
         dirty = {p: s for p, s in status.items() if s in {"modified", "untracked"}}
         changed = self.ws.versioning.changed_files([self.ws.storage.pointer_path(self.target), METRICS_FILE])
@@ -488,7 +488,7 @@ class CheckpointManager:
             )
         return dirty
 
-    def _tag_metadata(self, info: TrackedArtifact) -> dict[str, Any]:
+    def tag_metadata(self, info: TrackedArtifact) -> dict[str, Any]:
         """What a version of this kind records about the current commit."""
         return {
             "path": self.target,
@@ -502,40 +502,40 @@ class CheckpointManager:
     def _lineage(self) -> dict[str, Any]:
         return {}
 
-    def _check_taggable(self) -> TrackedArtifact:
-        info = self._pointer_info("HEAD")
+    def check_taggable(self) -> TrackedArtifact:
+        info = self.pointer_info("HEAD")
         if info is None:
             raise CheckpointNotFoundError(
                 f"nothing to tag: no {self.spec.kind} has been uploaded to {self.ws.team}/{self.ws.model}",
                 fix=f"run `cpv {self.spec.kind} upload` first",
             )
-        self._require_clean_target("tag", force=False)
+        self.require_clean_target("tag", force=False)
         return info
 
-    def _tag(self, version_tag: str | None, message: str | None, **kwargs: Any) -> str:
+    def tag(self, version_tag: str | None, message: str | None, **kwargs: Any) -> str:
         dry_run, _ = self._opts(kwargs)
         explicit = _parse_tag_arg(version_tag)
         message = validate_message(message)
         ws = self.ws
         ws.require_initialized()
         with ws.lock():
-            info = self._check_taggable()
+            info = self.check_taggable()
             if not dry_run:  # a dry run writes nothing, not even fetched refs
                 self._fetch(required=True)
             head = ws.versioning.head()
-            already = [r.version for r in self._records() if r.commit == head]
+            already = [r.version for r in self.records() if r.commit == head]
             if explicit is None and already:
                 raise VersionExistsError(
                     f"the current {self.spec.kind} is already version {already[-1]}",
                     fix="upload a new checkpoint first, or pass an explicit version to tag it again",
                 )
-            metadata = self._tag_metadata(info)
+            metadata = self.tag_metadata(info)
 
             def build(versions: Mapping[str, Version]) -> dict[str, tuple[str, Mapping[str, Any]]]:
                 return {self.spec.kind: (message or "", metadata)}
 
             versions = allocate_and_publish(
-                ws, [self.spec.kind], explicit, bool(kwargs.get("major")), build, dry_run=dry_run, plan=self._plan, echo=self._echo
+                ws, [self.spec.kind], explicit, bool(kwargs.get("major")), build, dry_run=dry_run, plan=self.plan, echo=self.echo
             )
             return str(versions[self.spec.kind])
 
@@ -543,7 +543,7 @@ class CheckpointManager:
         self.ws.require_initialized()
         self.ws.repair()
         self._fetch(required=False)
-        return [r.version for r in self._records()]
+        return [r.version for r in self.records()]
 
     # -- download ------------------------------------------------------------------------
     def _default_output(self, version: str) -> Path:
@@ -553,7 +553,7 @@ class CheckpointManager:
         self, tag: str | None, output_dir: str | Path | None, sub_path: str | None = None, **kwargs: Any
     ) -> tuple[Path, VersionRecord, TrackedArtifact | None]:
         dry_run, force = self._opts(kwargs)
-        record = self._find(tag, fetch=not dry_run)
+        record = self.find(tag, fetch=not dry_run)
         out_dir = Path(output_dir).expanduser().resolve() if output_dir else self._default_output(record.version)
         source = self.target
         if sub_path:
@@ -566,10 +566,10 @@ class CheckpointManager:
                 fix="download elsewhere, or use revert to change the workspace",
             )
         if dry_run:
-            self._plan([f"download {self.spec.kind} {record.version} ({source}) into {dest}"])
+            self.plan([f"download {self.spec.kind} {record.version} ({source}) into {dest}"])
             return dest, record, None
         if dest.exists() and not force:
-            info = self._pointer_info(record.ref)
+            info = self.pointer_info(record.ref)
             if not (dest.is_file() and info and not sub_path and self._same_file(dest, info)):
                 raise WorkspaceDirtyError(f"{dest} already exists", fix="choose another output directory or pass force=True / --force")
         pointer = self._pointer(record.ref)
@@ -578,7 +578,7 @@ class CheckpointManager:
                 f"{self.spec.kind} version {record.version} records no {self.target}", fix="choose another version"
             )
         artifact = self.ws.storage.materialize(record.ref, source, pointer, dest)
-        self._echo(f"downloaded {self.spec.kind} {record.version} to {dest}")
+        self.echo(f"downloaded {self.spec.kind} {record.version} to {dest}")
         return dest, record, artifact
 
     def _check_sub_path(self, record: VersionRecord, sub_path: str) -> str:
@@ -604,21 +604,21 @@ class CheckpointManager:
         return path.stat().st_size == info.size and f"md5:{file_md5(path)}" == info.digest
 
     # -- revert --------------------------------------------------------------------------
-    def _revert(self, tag: str, **kwargs: Any) -> CheckpointMetadata:
+    def revert(self, tag: str, **kwargs: Any) -> CheckpointMetadata:
         dry_run, force = self._opts(kwargs)
         if tag is None:
             raise ValidationError("revert needs a version", fix="pass e.g. tag='v0.1'")
-        record = self._find(tag, fetch=not dry_run)
+        record = self.find(tag, fetch=not dry_run)
         with self.ws.lock():
             revert_targets(self.ws, [(self, record)], f"Revert {self.spec.kind} to {record.version}", force=force, dry_run=dry_run)
-        return self._metadata_for(record)
+        return self.metadata_for(record)
 
     def diff(self, version_a: str, version_b: str) -> dict[str, Any]:
         """Compare two versions: metrics side by side with deltas, content
         hash and size change, and (for directories) files added, removed and
         changed. ``b - a`` throughout."""
-        rec_a, rec_b = self._find(version_a), self._find(version_b)
-        meta_a, meta_b = self._metadata_for(rec_a), self._metadata_for(rec_b)
+        rec_a, rec_b = self.find(version_a), self.find(version_b)
+        meta_a, meta_b = self.metadata_for(rec_a), self.metadata_for(rec_b)
         files: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
         if self.spec.is_dir:
             manifests = []
@@ -645,14 +645,14 @@ class CheckpointManager:
         """Check the stored copy of version ``tag`` (default: latest), file by
         file: the local cache, or the remote store with ``remote=True``.
         Returns the problems found (empty: intact)."""
-        record = self._find(tag)
+        record = self.find(tag)
         pointer = self._pointer(record.ref)
         if pointer is None:
             return [f"{self.spec.kind} {record.version}: no pointer file for {self.target}"]
         return self.ws.storage.verify(record.ref, self.target, pointer, remote=remote)
 
     # -- metadata --------------------------------------------------------------------------
-    def _metadata_for(self, record: VersionRecord) -> CheckpointMetadata:
+    def metadata_for(self, record: VersionRecord) -> CheckpointMetadata:
         meta = dict(record.metadata)
         return CheckpointMetadata(
             kind=self.spec.kind,
@@ -668,12 +668,12 @@ class CheckpointManager:
             lineage=dict(meta.get("lineage") or {}),
         )
 
-    def _metadata(self, tag: str | None) -> CheckpointMetadata:
+    def metadata(self, tag: str | None) -> CheckpointMetadata:
         self.ws.require_initialized()
-        if tag is not None or self._records():
-            return self._metadata_for(self._find(tag))
+        if tag is not None or self.records():
+            return self.metadata_for(self.find(tag))
         # nothing tagged yet: describe the current commit
-        info = self._pointer_info("HEAD")
+        info = self.pointer_info("HEAD")
         if info is None:
             raise CheckpointNotFoundError(
                 f"no {self.spec.kind} uploaded to {self.ws.team}/{self.ws.model} yet", fix=f"run `cpv {self.spec.kind} upload` first"
@@ -698,7 +698,7 @@ class CheckpointManager:
         self.ws.require_initialized()
         self.ws.repair()
         self._fetch(required=False)
-        return [self._metadata_for(r) for r in self._records()]
+        return [self.metadata_for(r) for r in self.records()]
 
 
 def allocate_and_publish(
@@ -787,11 +787,11 @@ def revert_targets(
     overwritten content is stored in the local cache first (recoverable by
     the hash logged in metrics.log as ``saved_digest``).
     """
-    dirty = {m.spec.kind: m._require_clean_target("revert", force) for m, _ in pairs}
+    dirty = {m.spec.kind: m.require_clean_target("revert", force) for m, _ in pairs}
     if dry_run:
         for m, record in pairs:
-            m._plan([f"restore {m.target} to {m.spec.kind} {record.version} ({record.commit[:10]})"])
-        pairs[0][0]._plan([f"commit '{message}' and push"])
+            m.plan([f"restore {m.target} to {m.spec.kind} {record.version} ({record.commit[:10]})"])
+        pairs[0][0].plan([f"commit '{message}' and push"])
         return
     saved = {}
     for m, _ in pairs:
@@ -810,7 +810,7 @@ def revert_targets(
         ws.storage.checkout(targets)  # verified against the restored pointers before anything is replaced
         crash_point("revert.content-placed")
         for m, record in pairs:
-            m._append_metrics(
+            m.append_metrics(
                 make_record(
                     m.spec.kind,
                     "revert",
@@ -826,12 +826,12 @@ def revert_targets(
         raise
     ws.end_revert()
     for m, _ in pairs:
-        info = m._pointer_info("HEAD")
+        info = m.pointer_info("HEAD")
         if info is not None:
             ws.set_content_base(m.target, info.digest)
     crash_point("revert.committed")
     ws.versioning.push_branch()
-    pairs[0][0]._echo(message.lower().replace("revert", "reverted", 1))
+    pairs[0][0].echo(message.lower().replace("revert", "reverted", 1))
 
 
 def pull_workspace(ws: Workspace, echo: Callable[[str], None]) -> list[str]:

@@ -29,11 +29,11 @@ class ModelsCheckpointsManage(CheckpointManager):
 
     def _lineage(self) -> dict[str, Any]:
         """The data version whose content is committed at HEAD, if it was tagged."""
-        data = self._sibling(DataCheckpointsManage)
-        info = data._pointer_info("HEAD")
+        data = self.sibling(DataCheckpointsManage)
+        info = data.pointer_info("HEAD")
         if info is None:
             return {}
-        same = [r.version for r in data._records() if r.metadata.get("digest") == info.digest]
+        same = [r.version for r in data.records() if r.metadata.get("digest") == info.digest]
         return {"data": same[-1]} if same else {"data_digest": info.digest}
 
     def import_model_init(self, data_path: str | Path | None = None, **kwargs: Any) -> Path:
@@ -50,7 +50,7 @@ class ModelsCheckpointsManage(CheckpointManager):
             _check_source(DATA, Path(data_path).expanduser())
         self._init_workspace(dry_run)
         if data_path is not None:
-            data = self._sibling(DataCheckpointsManage)
+            data = self.sibling(DataCheckpointsManage)
             data.upload_data_checkpoint(data_path, message="Initial training data", dry_run=dry_run)
         return self.ws.path
 
@@ -64,13 +64,13 @@ class ModelsCheckpointsManage(CheckpointManager):
         """Store the model file (default: the workspace's ``model.bin``), append
         ``metrics`` to ``metrics.log``, commit the pointer and push."""
         check_kwargs("upload_model_checkpoint", kwargs)
-        return self._upload(model_path, metrics, message, **kwargs)
+        return self.upload(model_path, metrics, message, **kwargs)
 
     def tag_model_checkpoint(self, version_tag: str | None = None, message: str | None = None, **kwargs: Any) -> str:
         """Give the current model a version: ``version_tag`` (e.g. ``"v2.0"``) or
         the next minor (``major=True``: next major). Returns ``"vX.Y"``."""
         check_kwargs("tag_model_checkpoint", kwargs, "major")
-        return self._tag(version_tag, message, **kwargs)
+        return self.tag(version_tag, message, **kwargs)
 
     def read_checkpoint_tag(self, **kwargs: Any) -> list[str]:
         """All model versions, sorted; includes versions pushed by others
@@ -83,7 +83,7 @@ class ModelsCheckpointsManage(CheckpointManager):
         without touching the workspace."""
         check_kwargs("download_model_checkpoint", kwargs)
         dest, record, artifact = self._download(tag, output_dir, **kwargs)
-        meta = self._metadata_for(record)
+        meta = self.metadata_for(record)
         size = artifact.size if artifact else meta.size
         return ModelArtifacts(
             model_path=str(dest),
@@ -98,13 +98,13 @@ class ModelsCheckpointsManage(CheckpointManager):
         """Return the workspace's model to version ``tag`` as a new commit
         (history kept). Refuses on uncommitted changes unless ``force=True``."""
         check_kwargs("revert_model_checkpoint", kwargs)
-        return self._revert(tag, **kwargs)
+        return self.revert(tag, **kwargs)
 
     def get_model_metadata(self, tag: str | None = None, **kwargs: Any) -> CheckpointMetadata:
         """Version, commit, author, date, message, metrics, size and hash of
         ``tag`` (default: the latest version)."""
         check_kwargs("get_model_metadata", kwargs)
-        return self._metadata(tag)
+        return self.metadata(tag)
 
 
 class DataCheckpointsManage(CheckpointManager):
@@ -127,12 +127,12 @@ class DataCheckpointsManage(CheckpointManager):
     def upload_data_checkpoint(self, data_path: str | Path | None = None, message: str | None = None, **kwargs: Any) -> UploadResult:
         """Store the data directory (default: the workspace's ``data/``), commit its pointer and push."""
         check_kwargs("upload_data_checkpoint", kwargs, "metrics")
-        return self._upload(data_path, kwargs.pop("metrics", None), message, **kwargs)
+        return self.upload(data_path, kwargs.pop("metrics", None), message, **kwargs)
 
     def tag_data_checkpoint(self, version_tag: str | None = None, message: str | None = None, **kwargs: Any) -> str:
         """Give the current data a version in the data sequence; returns ``"vX.Y"``."""
         check_kwargs("tag_data_checkpoint", kwargs, "major")
-        return self._tag(version_tag, message, **kwargs)
+        return self.tag(version_tag, message, **kwargs)
 
     def read_checkpoint_tag(self, **kwargs: Any) -> list[str]:
         """All data versions, sorted."""
@@ -144,7 +144,7 @@ class DataCheckpointsManage(CheckpointManager):
         ``sub_path="test"`` fetches only that part."""
         check_kwargs("download_data_checkpoint", kwargs, "sub_path")
         dest, record, artifact = self._download(tag, output_dir, kwargs.pop("sub_path", None), **kwargs)
-        meta = self._metadata_for(record)
+        meta = self.metadata_for(record)
         size, nfiles = tree_size(dest) if dest.exists() else (meta.size, 0)
         return DataArtifacts(
             data_path=str(dest),
@@ -159,15 +159,15 @@ class DataCheckpointsManage(CheckpointManager):
     def revert_data_checkpoint(self, tag: str, **kwargs: Any) -> CheckpointMetadata:
         """Return the workspace's data to version ``tag`` as a new commit."""
         check_kwargs("revert_data_checkpoint", kwargs)
-        return self._revert(tag, **kwargs)
+        return self.revert(tag, **kwargs)
 
     def get_data_metadata(self, tag: str | None = None, **kwargs: Any) -> CheckpointMetadata:
         """Metadata of data version ``tag`` (default: latest)."""
         check_kwargs("get_data_metadata", kwargs)
-        return self._metadata(tag)
+        return self.metadata(tag)
 
     def models_trained_on(self, version: str) -> list[str]:
         """Model versions whose lineage names this data version (after a fetch)."""
         wanted = str(Version.parse(version))
-        self._find(wanted)
+        self.find(wanted)
         return [r.version for r in self.ws.versioning.list_versions("model") if r.metadata.get("lineage", {}).get("data") == wanted]
