@@ -149,18 +149,23 @@ class CheckpointManager:
         echo: Callable[[str], None] | None = None,
         **kwargs: Any,
     ) -> None:
-        check_kwargs(type(self).__name__, kwargs, "progress", "lock_timeout")
+        check_kwargs(type(self).__name__, kwargs, "progress", "lock_timeout", "workspace")
         self.verbose = verbose
         self.dry_run = dry_run
         self.echo = echo or self._default_echo
-        self.ws = Workspace(
-            team_name,
-            model_name,
-            repo_path,
-            config,
-            verbose=verbose,
-            progress=bool(kwargs.get("progress", False)),
-            lock_timeout=kwargs.get("lock_timeout"),
+        shared = kwargs.get("workspace")
+        self.ws = (
+            shared
+            if isinstance(shared, Workspace)
+            else Workspace(
+                team_name,
+                model_name,
+                repo_path,
+                config,
+                verbose=verbose,
+                progress=bool(kwargs.get("progress", False)),
+                lock_timeout=kwargs.get("lock_timeout"),
+            )
         )
 
     # -- seed-compatible attributes -----------------------------------------------
@@ -183,9 +188,7 @@ class CheckpointManager:
 
     def sibling(self, cls: type[_M]) -> _M:
         """A manager of another kind over the same workspace (same lock, same backends)."""
-        other = cls.__new__(cls)
-        other.__dict__.update(self.__dict__)
-        return other
+        return cls(self.ws.team, self.ws.model, self.ws.path, verbose=self.verbose, dry_run=self.dry_run, echo=self.echo, workspace=self.ws)
 
     # -- output ----------------------------------------------------------------------
     def _default_echo(self, line: str) -> None:
@@ -222,7 +225,7 @@ class CheckpointManager:
         if ws.is_initialized():
             logger.info("workspace %s already initialised", ws.path)
             return False
-        if (ws.path / ".git").exists():
+        if ws.versioning.exists():
             raise RepositoryError(
                 f"{ws.path} is already a git repository that cpv did not create",
                 fix="choose another --repo-path (cpv manages one repository per team/model)",
@@ -601,7 +604,10 @@ class CheckpointManager:
     @staticmethod
     def _same_file(path: Path, info: TrackedArtifact) -> bool:
         """Whether ``path`` already holds exactly that version (then re-downloading is harmless)."""
-        return path.stat().st_size == info.size and f"md5:{file_md5(path)}" == info.digest
+        algorithm, _, expected = info.digest.partition(":")
+        if algorithm != "md5" or path.stat().st_size != info.size:
+            return False  # a digest this check cannot compute: treat as different (the caller asks for --force)
+        return file_md5(path) == expected
 
     # -- revert --------------------------------------------------------------------------
     def revert(self, tag: str, **kwargs: Any) -> CheckpointMetadata:

@@ -192,7 +192,7 @@ class Workspace:
 
     def is_initialized(self) -> bool:
         """Whether the workspace exists with its repository."""
-        return self.meta_path.is_file() and (self.path / ".git").exists()
+        return self.meta_path.is_file() and self.versioning.exists()
 
     def require_initialized(self) -> None:
         """Raise :class:`RepositoryError` with the init command when not set up,
