@@ -7,9 +7,10 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import quote, unquote
 
 HOME_ENV = "CPV_HOME"
@@ -18,13 +19,23 @@ HOME_ENV = "CPV_HOME"
 _HASH_CHUNK = 8 * 1024 * 1024
 
 
-def file_md5(path: Path) -> str:
-    """MD5 of a file's bytes (what DVC 3 records), read in 8 MiB chunks."""
+def md5_stream(reader: BinaryIO, writer: BinaryIO | None = None, on_bytes: Callable[[int], object] | None = None) -> str:
+    """MD5 of everything ``reader`` yields, in 8 MiB chunks, copying it to ``writer`` and
+    reporting each chunk's size to ``on_bytes`` on the way: the one hashing loop of cpv."""
     digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
+    for chunk in iter(lambda: reader.read(_HASH_CHUNK), b""):
+        digest.update(chunk)
+        if writer is not None:
+            writer.write(chunk)
+        if on_bytes is not None:
+            on_bytes(len(chunk))
     return digest.hexdigest()
+
+
+def file_md5(path: Path) -> str:
+    """MD5 of a file's bytes (what DVC 3 records)."""
+    with open(path, "rb") as handle:
+        return md5_stream(handle)
 
 
 def tree_size(path: Path) -> tuple[int, int]:

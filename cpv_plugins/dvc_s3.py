@@ -41,6 +41,7 @@ from cpv_core.backends import (
     TransferStats,
 )
 from cpv_core.errors import AWSError, ConfigError, CPVError, CredentialError, DVCError, ValidationError
+from cpv_core.paths import md5_stream
 from cpv_core.progress import Progress
 from cpv_core.trust import MAX_MANIFEST_BYTES, check_oid, open_regular
 
@@ -469,18 +470,13 @@ class S3Storage(DvcStorage):
         return copy_hashing(out, None)
 
     def remote_md5(self, oid: str) -> str | None:
-        import hashlib
-
         try:
             body = self._client().get_object(Bucket=self.settings.bucket, Key=self._key(oid))["Body"]
         except Exception as exc:  # noqa: BLE001
             if _error_code(exc) in _MISSING_CODES:
                 return None
             raise
-        digest = hashlib.md5()
-        for chunk in iter(lambda: body.read(TRANSFER_CHUNK), b""):
-            digest.update(chunk)
-        return digest.hexdigest()
+        return md5_stream(body)
 
     def _remote_call(self, action: str, call: Callable[[], Any]) -> Any:
         preflight(self.settings, self.prefix)

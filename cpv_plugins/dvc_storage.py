@@ -25,7 +25,7 @@ from typing import Any
 from cpv_core.backends import BackendContext, TrackedArtifact, TransferStats
 from cpv_core.errors import DVCError, ValidationError
 from cpv_core.faults import crash_point
-from cpv_core.paths import atomic_path, atomic_write_bytes, preserved, state_name, tree_size
+from cpv_core.paths import atomic_path, atomic_write_bytes, md5_stream, preserved, state_name, tree_size
 from cpv_core.progress import Progress
 from cpv_core.trust import (
     MAX_MANIFEST_BYTES,
@@ -42,31 +42,16 @@ from cpv_core.trust import (
 logger = logging.getLogger("cpv.storage")
 
 REMOTE_NAME = "cpv"
-_COPY_CHUNK = 8 * 1024 * 1024
 _DVC_TMP_RE = re.compile(r"\.[A-Za-z0-9_-]{22}\.tmp")
 
 
 def copy_hashing(src: Path, out: Path | None, on_bytes: Callable[[int], Any] | None = None) -> str:
     """MD5 of ``src`` (a regular file, never a FIFO or link), copying it to ``out`` as it is read."""
-    digest = hashlib.md5()
-    with open_regular(src) as reader, open(out, "wb") if out is not None else _NullWriter() as writer:
-        for chunk in iter(lambda: reader.read(_COPY_CHUNK), b""):
-            digest.update(chunk)
-            writer.write(chunk)
-            if on_bytes is not None:
-                on_bytes(len(chunk))
-    return digest.hexdigest()
-
-
-class _NullWriter:
-    def __enter__(self) -> _NullWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def write(self, data: bytes) -> int:
-        return len(data)
+    with open_regular(src) as reader:
+        if out is None:
+            return md5_stream(reader, None, on_bytes)
+        with open(out, "wb") as writer:
+            return md5_stream(reader, writer, on_bytes)
 
 
 def _quiet_dvc() -> None:
@@ -382,18 +367,13 @@ class DvcStorage:
                 leftover.unlink()
         fd, tmp_name = tempfile.mkstemp(prefix=".cpv-", suffix=".tmp", dir=objects)
         tmp = Path(tmp_name)
-        digest = hashlib.md5()
         try:
             with (
                 open(src, "rb") as reader,
                 os.fdopen(fd, "wb") as writer,
                 Progress(f"hash and cache {path}", size, self.ctx.progress) as progress,
             ):
-                for chunk in iter(lambda: reader.read(_COPY_CHUNK), b""):
-                    digest.update(chunk)
-                    writer.write(chunk)
-                    progress.update(len(chunk))
-            oid = digest.hexdigest()
+                oid = md5_stream(reader, writer, progress.update)
             final = objects / oid[:2] / oid[2:]
             final.parent.mkdir(parents=True, exist_ok=True)
             # always the fresh copy, even when the object exists: an existing
