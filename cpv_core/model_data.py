@@ -44,15 +44,7 @@ class ModelsCheckpointsManage(CheckpointManager):
         :return: the workspace path.
         """
         check_kwargs("import_model_init", kwargs, "repo_path")
-        self._check_repo_path(kwargs.get("repo_path"))
-        dry_run, _ = self._opts(kwargs)
-        if data_path is not None:
-            _check_source(DATA, Path(data_path).expanduser())
-        self._init_workspace(dry_run)
-        if data_path is not None:
-            data = self.sibling(DataCheckpointsManage)
-            data.upload_data_checkpoint(data_path, message="Initial training data", dry_run=dry_run)
-        return self.ws.path
+        return self.sibling(DataCheckpointsManage).import_data_init(data_path, **kwargs)  # the same workspace
 
     def upload_model_checkpoint(
         self,
