@@ -291,7 +291,7 @@ class Workspace:
         """
         from filelock import FileLock, Timeout
 
-        lock_path = self.path / LOCK_FILE
+        lock_path = contained(self.path, LOCK_FILE, "workspace lock")  # .cpv must not be a link
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(lock_path))
         try:

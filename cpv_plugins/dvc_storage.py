@@ -291,6 +291,12 @@ class DvcStorage:
         patterns, which would silently drop files from versions, is refused.
         """
         dvc_dir = self.path / ".dvc"
+        for private in (dvc_dir, dvc_dir / "cache", dvc_dir / "tmp"):
+            if private.is_symlink():  # a committed link would send cache writes anywhere on this machine
+                raise DVCError(
+                    f"{private.relative_to(self.path)} is a symbolic link (committed by someone?); cpv never writes through one",
+                    fix=f"remove the link ({private}) and undo the commit that added it, then run the command again",
+                )
         committed_path = dvc_dir / "config"
         if not committed_path.exists() and not committed_path.is_symlink():
             return

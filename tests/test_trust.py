@@ -507,3 +507,25 @@ def test_a_symlinked_ssh_config_stays_a_symlink_and_a_broken_block_is_left_alone
     with pytest.raises(ConfigError, match="incomplete or repeated cpv block"):
         bitbucket_setup(keygen_filename="id_cpv")
     assert real.read_text() == broken
+
+
+@pytest.mark.parametrize("link", [".dvc/cache", ".dvc/tmp", ".cpv"])
+def test_committed_links_for_cpv_s_own_directories_are_refused(victim, canary, tmp_path, link):
+    """A teammate commits .dvc/cache (or .dvc/tmp, .cpv) as a link to the victim's home;
+    a new member's clone must not write a byte through it."""
+    import shutil
+
+    home = Path(os.environ["HOME"])
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(victim.repo_path), str(clone)], check=True)
+    target = clone / link
+    if target.exists():
+        shutil.rmtree(target)
+    target.symlink_to(home)
+    before = outside_state(canary)
+    write_model(clone / "model.bin", 1000, seed=8)
+    with pytest.raises(CPVError, match="symbolic link" if link != ".cpv" else "no cpv workspace"):
+        m = ModelsCheckpointsManage(TEAM, MODEL, repo_path=clone)
+        m.upload_model_checkpoint()
+    assert outside_state(canary) == before
+    assert not (home / "files").exists() and not (home / "lock").exists()
