@@ -43,9 +43,9 @@ from cpv_core.backends import (
 from cpv_core.errors import AWSError, ConfigError, CPVError, CredentialError, DVCError, ValidationError
 from cpv_core.paths import md5_stream
 from cpv_core.progress import Progress
-from cpv_core.trust import MAX_MANIFEST_BYTES, check_oid, open_regular
+from cpv_core.trust import MAX_MANIFEST_BYTES, open_regular
 
-from .dvc_storage import DvcStorage, copy_hashing
+from .dvc_storage import OBJECTS_DIR, DvcStorage, copy_hashing, object_relpath
 
 logger = logging.getLogger("cpv.s3")
 
@@ -373,8 +373,7 @@ class S3Storage(DvcStorage):
     # (`dvc pull` works on it; tested).
 
     def _key(self, oid: str) -> str:
-        oid = check_oid(oid, "object id")
-        return f"{self.prefix}/files/md5/{oid[:2]}/{oid[2:]}"
+        return f"{self.prefix}/{object_relpath(oid)}"
 
     def _existing(self, client: Any, oids: list[str]) -> set[str]:
         """Which objects the remote has: HEAD each for a few, one listing for many."""
@@ -389,7 +388,7 @@ class S3Storage(DvcStorage):
                         raise
             return found
         keys: set[str] = set()
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.settings.bucket, Prefix=f"{self.prefix}/files/md5/"):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.settings.bucket, Prefix=f"{self.prefix}/{OBJECTS_DIR}/"):
             keys.update(obj["Key"] for obj in page.get("Contents", []))
         return {oid for oid in oids if self._key(oid) in keys}
 

@@ -45,6 +45,17 @@ REMOTE_NAME = "cpv"
 _DVC_TMP_RE = re.compile(r"\.[A-Za-z0-9_-]{22}\.tmp")
 
 
+#: where DVC 3 keeps content-addressed objects, in a cache and on a remote alike
+OBJECTS_DIR = "files/md5"
+
+
+def object_relpath(oid: str) -> str:
+    """``files/md5/ab/cdef…`` (``….dir`` for a manifest): an object's path below a cache
+    or remote root, as DVC 3 lays it out. ``oid`` is checked to be an object id first."""
+    oid = check_oid(oid, "object id")
+    return f"{OBJECTS_DIR}/{oid[:2]}/{oid[2:]}"
+
+
 def copy_hashing(src: Path, out: Path | None, on_bytes: Callable[[int], Any] | None = None) -> str:
     """MD5 of ``src`` (a regular file, never a FIFO or link), copying it to ``out`` as it is read."""
     with open_regular(src) as reader:
@@ -366,7 +377,7 @@ class DvcStorage:
         """
         src = self.path / path
         size = src.stat().st_size
-        objects = self._cache_dir() / "files" / "md5"
+        objects = self._cache_dir() / OBJECTS_DIR
         objects.mkdir(parents=True, exist_ok=True)
         for leftover in objects.glob(".cpv-*.tmp"):  # a killed run's; the workspace lock is held
             if leftover.is_file() and not leftover.is_symlink():
@@ -451,8 +462,7 @@ class DvcStorage:
 
     def _cached(self, oid: str) -> Path:
         """The cache file of object ``oid`` (DVC 3 layout); ``oid`` is checked first."""
-        oid = check_oid(oid, "object id")
-        return self._cache_dir() / "files" / "md5" / oid[:2] / oid[2:]
+        return self._cache_dir() / object_relpath(oid)
 
     # -- a stat cache, so that status() of an unchanged file needs no DVC import --
     # (the same heuristic as git's index and DVC's state database: a file whose
@@ -672,7 +682,7 @@ class DvcStorage:
         if actual != md5:
             raise DVCError(
                 f"downloaded file {out.name} is corrupt or truncated: expected md5 {md5}, got {actual} "
-                f"(object files/md5/{md5[:2]}/{md5[2:]} in {self.describe_remote()}); nothing was placed",
+                f"(object {object_relpath(md5)} in {self.describe_remote()}); nothing was placed",
                 fix="the stored copy is damaged: re-upload that version from a machine that still has it",
             )
 
@@ -712,7 +722,7 @@ class DvcStorage:
             if actual is None:
                 problems.append(f"{name}: missing in the {where} (md5 {md5})")
             elif actual != md5:
-                problems.append(f"{name}: corrupt in the {where} (object files/md5/{md5[:2]}/{md5[2:]}: md5 {actual})")
+                problems.append(f"{name}: corrupt in the {where} (object {object_relpath(md5)}: md5 {actual})")
         return problems
 
     def checkout(self, paths: Sequence[str]) -> None:

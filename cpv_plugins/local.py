@@ -24,9 +24,9 @@ from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, S
 from cpv_core.errors import ConfigError, RepositoryError
 from cpv_core.faults import crash_point
 from cpv_core.paths import make_private_dirs
-from cpv_core.trust import MAX_MANIFEST_BYTES, check_oid, open_regular
+from cpv_core.trust import MAX_MANIFEST_BYTES, open_regular
 
-from .dvc_storage import DvcStorage, copy_hashing
+from .dvc_storage import DvcStorage, copy_hashing, object_relpath
 
 
 def local_root(ctx: BackendContext) -> Path:
@@ -60,8 +60,7 @@ class LocalStorage(DvcStorage):
         super().init()
 
     def _remote_object(self, oid: str) -> Path:
-        oid = check_oid(oid, "object id")
-        return Path(self.remote_url()) / "files" / "md5" / oid[:2] / oid[2:]
+        return Path(self.remote_url()) / object_relpath(oid)
 
     def remote_read(self, oid: str) -> bytes:
         path = self._remote_object(oid)
