@@ -383,20 +383,23 @@ class CheckpointManager:
             before, base_before = ws.versioning.head(), ws.content_base(self.target).get("digest")
             self.append_metrics(record)
             files = [*ws.storage.commit_paths([self.target]), METRICS_FILE]
-            commit = ws.versioning.commit(
-                files, message or f"Upload {self.spec.kind} checkpoint {self.target} ({human_bytes(artifact.size)})"
-            )
+            # the base moves with the commit; a kill between the two is told apart from a
+            # teammate's change by _check_not_stale (the content matches its pointer)
             ws.set_content_base(self.target, artifact.digest)
-            crash_point("upload.committed")
+            crash_point("upload.base-recorded")
             try:
+                commit = ws.versioning.commit(
+                    files, message or f"Upload {self.spec.kind} checkpoint {self.target} ({human_bytes(artifact.size)})"
+                )
+                crash_point("upload.committed")
                 ws.versioning.push_branch()
             except BaseException:
                 # a failed upload leaves the workspace as it was: the commit is undone
                 # (the bytes stay stored; running the command again is cheap)
-                if before is not None:
+                if before is not None and ws.versioning.head() != before:
                     ws.versioning.undo_commit(before, files)
-                    if base_before:
-                        ws.set_content_base(self.target, base_before)
+                if base_before:
+                    ws.set_content_base(self.target, base_before)
                 raise
             self.echo(f"uploaded {self.target} ({human_bytes(artifact.size)}) as {commit[:10]}")
             return UploadResult(
@@ -421,6 +424,8 @@ class CheckpointManager:
         head = self.pointer_info("HEAD")
         if force or not base or head is None or base == head.digest:
             return
+        if self.ws.storage.status([self.target]).get(self.target) == "unchanged":
+            return  # the content is what the pointer names: uploading it undoes nothing (e.g. after a kill)
         pointer = self.ws.storage.pointer_path(self.target)
         raise WorkspaceDirtyError(
             f"{pointer} changed upstream (someone uploaded {head.digest}); your {self.target} is still based on "

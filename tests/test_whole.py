@@ -171,7 +171,9 @@ def test_a_killed_revert_is_rolled_back_or_finished_by_the_next_command(m, cpv_h
 # -- the kill matrix for upload, tag and combined tag ----------------------------------------------
 
 
-@pytest.mark.parametrize("phase", ["upload.placed", "upload.tracked", "upload.remote-partial", "upload.stored", "upload.committed"])
+@pytest.mark.parametrize(
+    "phase", ["upload.placed", "upload.tracked", "upload.remote-partial", "upload.stored", "upload.base-recorded", "upload.committed"]
+)
 def test_kill_matrix_upload(m, cpv_home, phase):
     trained = write_model(m.repo_path / "model.bin", 300_000, seed=3)
     assert cpv("model", "upload", "-m", "next", cwd=m.repo_path, kill_at=phase).returncode == KILLED_EXIT
@@ -277,7 +279,7 @@ def test_a_failed_upload_leaves_no_local_commit(m, cpv_home):
     assert m.tag_model_checkpoint() == "v0.2"
 
 
-def test_verify_of_a_tag_on_a_tree_is_a_clear_error(m, cpv_home):
+def test_verify_of_a_tag_on_a_tree_checks_its_content_without_a_traceback(m, cpv_home):
     git(m.repo_path, "tag", "-a", "model/v3.0", "-m", "tree", "HEAD^{tree}")
     result = cpv("verify", "v3.0", cwd=m.repo_path)  # the tree holds the pointer: its content verifies
     assert result.returncode == 0 and "Traceback" not in result.stderr and "every file matches" in result.stdout
