@@ -151,8 +151,9 @@ def link_tree(src: Path, dst: Path) -> None:
 
 def restore_preserved(target: Path, keep: Path, root: Path) -> bool:
     """Put back files of ``target`` that a killed or interrupted operation
-    removed, from the backup ``keep`` that :func:`preserved` made; then drop
-    the backup.
+    removed, from the hard-link backup ``keep`` (cpv 0.1 kept one around
+    ``dvc add``, which moved files; a workspace killed then is still repaired);
+    then drop the backup.
 
     Files are copied (new inodes), so a restored file never shares storage
     with a read-only cache object. Nothing is written through a symbolic
@@ -182,24 +183,3 @@ def restore_preserved(target: Path, keep: Path, root: Path) -> bool:
             restored = True
     shutil.rmtree(keep) if keep.is_dir() else keep.unlink()
     return restored
-
-
-@contextmanager
-def preserved(target: Path, keep: Path, root: Path) -> Iterator[None]:
-    """Keep a hard-link backup of ``target`` at ``keep`` (instant, no extra
-    space; ``keep`` is in the workspace's private state directory, never in
-    the tree) while a tool that may move files around runs; on any
-    interruption the files come back, and a SIGKILL is repaired by
-    :func:`restore_preserved` on the next run."""
-    if keep.exists():
-        restore_preserved(target, keep, root)
-    keep.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_dir():
-        keep.mkdir()
-    link_tree(target, keep)
-    try:
-        yield
-    except BaseException:
-        restore_preserved(target, keep, root)
-        raise
-    shutil.rmtree(keep) if keep.is_dir() else keep.unlink(missing_ok=True)

@@ -37,10 +37,12 @@ def scan_file(path: Path, kind: str) -> tuple[int, int]:
     return st.st_size, 1
 
 
-def scan_directory(root: Path) -> tuple[int, int]:
-    """Total bytes and number of files of a data directory, refusing what cannot be stored faithfully."""
+def walk_files(root: Path) -> list[tuple[str, Path, int]]:
+    """Every file a data directory versions: ``(relpath, path to read, size)``, relpaths
+    in ``/`` form, sorted. A link inside the directory is read through its target;
+    whatever cannot be stored faithfully is refused (see the module docstring)."""
     real_root = root.resolve()
-    size = count = 0
+    found: list[tuple[str, Path, int]] = []
     pending = [root]
     while pending:
         folder = pending.pop()
@@ -54,23 +56,29 @@ def scan_directory(root: Path) -> tuple[int, int]:
                         f"move {entry.name} out of the directory (cpv stores every file, or none)",
                     )
                 st = entry.stat(follow_symlinks=False)
+                rel = path.relative_to(root).as_posix()
                 if stat.S_ISDIR(st.st_mode):
                     pending.append(path)
                 elif stat.S_ISREG(st.st_mode):
-                    size += st.st_size
-                    count += 1
+                    found.append((rel, path, st.st_size))
                 elif stat.S_ISLNK(st.st_mode):
-                    size += _check_link(path, real_root)
-                    count += 1
+                    target, size = _check_link(path, real_root)
+                    found.append((rel, target, size))
                 else:
                     raise _refuse(
                         path, "is not a regular file (a FIFO, socket or device cannot be versioned)", "remove it from the directory"
                     )
-    return size, count
+    return sorted(found)
 
 
-def _check_link(path: Path, real_root: Path) -> int:
-    """Size of the file a symbolic link names, if it is a regular file inside the directory."""
+def scan_directory(root: Path) -> tuple[int, int]:
+    """Total bytes and number of files of a data directory, refusing what cannot be stored faithfully."""
+    files = walk_files(root)
+    return sum(size for _, _, size in files), len(files)
+
+
+def _check_link(path: Path, real_root: Path) -> tuple[Path, int]:
+    """The file a symbolic link names and its size, if it is a regular file inside the directory."""
     fix = "replace the link with the file itself (cpv stores content, not links)"
     try:
         target = path.resolve(strict=True)
@@ -81,4 +89,4 @@ def _check_link(path: Path, real_root: Path) -> int:
     st = target.stat()
     if not stat.S_ISREG(st.st_mode):
         raise _refuse(path, "is a symbolic link to a directory or special file (it could loop)", fix)
-    return st.st_size
+    return target, st.st_size

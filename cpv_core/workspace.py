@@ -323,8 +323,8 @@ class Workspace:
         """Undo what a killed cpv process left half done (called under the lock).
 
         Only what this machine recorded in :attr:`state_dir` is acted on:
-        a hard-link backup (``keep``) puts back files an interrupted tool
-        removed, a directory swap interrupted between its two renames
+        a hard-link backup (``keep``, left by cpv 0.1 around ``dvc add``) puts
+        back files an interrupted tool removed, a directory swap interrupted between its two renames
         (``old``/``new``) is completed backwards so the previous content comes
         back. Nothing is written through a symbolic link. Temporary files of
         atomic writes (regular files named ``.NAME.XXXXXXXX.cpv-tmp``) at the

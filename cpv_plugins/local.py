@@ -1,6 +1,6 @@
 """The embedded local default: cpv with no cloud account at all.
 
-* storage ``local``: DVC with a local-directory remote,
+* storage ``local``: DVC's format in a local-directory remote,
   ``{local_root}/storage/{team}/{model}``;
 * hosting ``local``: a bare git repository per team/model,
   ``{local_root}/git/{team}/{model}.git``.
@@ -14,19 +14,15 @@ Bitbucket and S3.
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from cpv_core import hookimpl
-from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, StorageBackendInfo, TransferStats
+from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, StorageBackendInfo
 from cpv_core.errors import ConfigError, RepositoryError
-from cpv_core.faults import crash_point
 from cpv_core.paths import make_private_dirs
-from cpv_core.trust import MAX_MANIFEST_BYTES, open_regular
 
-from .dvc_storage import DvcStorage, copy_hashing, object_relpath
+from .dvc_storage import DvcStorage
+from .transport import LocalDirTransport
 
 
 def local_root(ctx: BackendContext) -> Path:
@@ -44,7 +40,7 @@ def local_root(ctx: BackendContext) -> Path:
 
 
 class LocalStorage(DvcStorage):
-    """Storage backend ``local``: a DVC remote in a local directory."""
+    """Storage backend ``local``: DVC's format in a directory on this machine."""
 
     name = "local"
 
@@ -59,67 +55,9 @@ class LocalStorage(DvcStorage):
         make_private_dirs(Path(self.remote_url()))
         super().init()
 
-    def _remote_object(self, oid: str) -> Path:
-        return Path(self.remote_url()) / object_relpath(oid)
-
-    def remote_read(self, oid: str) -> bytes:
-        path = self._remote_object(oid)
-        if not path.exists() and not path.is_symlink():
-            raise FileNotFoundError(str(path))
-        with open_regular(path) as handle:
-            return handle.read(MAX_MANIFEST_BYTES + 1)
-
-    def remote_fetch(self, oid: str, out: Path, on_bytes: Callable[[int], Any], *, single: bool) -> str:
-        path = self._remote_object(oid)
-        if not path.exists() and not path.is_symlink():
-            raise FileNotFoundError(str(path))
-        return copy_hashing(path, out, on_bytes)
-
-    def remote_size(self, oid: str) -> int | None:
-        path = self._remote_object(oid)
-        if path.is_symlink() or not path.is_file():
-            return None
-        return path.stat().st_size
-
-    def remote_put(self, oid: str, src: Path, on_bytes: Callable[[int], Any]) -> None:
-        final = self._remote_object(oid)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        journal = self._tmp_journal()
-        tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.cpv-tmp"
-        if journal is not None:  # recorded first: a killed run's partial copy is removed by the next push
-            journal.parent.mkdir(parents=True, exist_ok=True)
-            with open(journal, "a", encoding="utf-8") as handle:
-                handle.write(f"{tmp}\n")
-        try:
-            self.copy_verified(oid, src, tmp, on_bytes)
-            crash_point("upload.remote-partial")
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def _tmp_journal(self) -> Path | None:
-        return self.ctx.state_dir / "remote-tmp" if self.ctx.state_dir is not None else None
-
-    def push(self, paths: Sequence[str]) -> TransferStats:
-        journal = self._tmp_journal()
-        if journal is not None and journal.is_file() and not journal.is_symlink():
-            root = Path(self.remote_url())
-            for line in journal.read_text(encoding="utf-8").splitlines():
-                leftover = Path(line)
-                if root in leftover.parents and leftover.name.endswith(".cpv-tmp") and not leftover.is_symlink():
-                    leftover.unlink(missing_ok=True)
-            journal.unlink()
-        stats = super().push(paths)
-        if journal is not None:
-            journal.unlink(missing_ok=True)
-        return stats
-
-    def remote_md5(self, oid: str) -> str | None:
-        path = self._remote_object(oid)
-        if not path.exists() and not path.is_symlink():
-            return None
-        return copy_hashing(path, None)
+    def make_transport(self) -> LocalDirTransport:
+        journal = self.ctx.state_dir / "remote-tmp" if self.ctx.state_dir is not None else None
+        return LocalDirTransport(Path(self.remote_url()), journal)
 
 
 class LocalHosting:

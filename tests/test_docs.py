@@ -76,8 +76,9 @@ def test_every_documented_command_parses(doc, argv, tmp_path):
     args = [str(placeholder_dir if a.endswith("dataset") else placeholder_file) if a.startswith("/path/to/") else a for a in argv]
     while isinstance(cmd, click.Group) and args and not args[0].startswith("-"):
         name = args.pop(0)
-        assert name in cmd.commands, f"{doc}: unknown command {name!r} in `cpv {' '.join(argv)}`"
-        cmd = cmd.commands[name]
+        found = cmd.get_command(ctx, name)  # plugin commands are loaded on first lookup
+        assert found is not None, f"{doc}: unknown command {name!r} in `cpv {' '.join(argv)}`"
+        cmd = found
         ctx = click.Context(cmd, info_name=name, parent=ctx)
     cmd.parse_args(ctx, [a for a in args if a not in {"-v", "--verbose", "-q", "--quiet"}])
 

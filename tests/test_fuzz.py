@@ -23,7 +23,7 @@ from cpv_core.records import clean_metadata, validate_message
 from cpv_core.trust import check_oid, check_relpath, select_sub_path, visible
 from cpv_core.versions import Version
 from cpv_core.workspace import check_meta
-from cpv_plugins.dvc_storage import artifact_from_out, parse_manifest, parse_pointer
+from cpv_plugins.dvc_layout import artifact_from_out, parse_manifest, parse_pointer
 from cpv_plugins.git_tags import decode_message, encode_message, iter_ref_objects
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

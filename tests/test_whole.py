@@ -247,6 +247,10 @@ def test_a_damaged_directory_object_is_reported_then_repaired_by_the_next_upload
     write_data_dir(src)
     d = DataCheckpointsManage(TEAM, MODEL)
     d.import_data_init(src)
+    # files last changed long before they were hashed, as real data is (one hashed within a
+    # second of its last change is always read again, which would repair the cache silently)
+    for f in (d.repo_path / "data").rglob("*.txt"):
+        os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns - 3_600_000_000_000))
     d.tag_data_checkpoint()
     sample = d.repo_path / "data" / "train" / "sample_0.txt"
     digest = "md5:" + md5(sample)

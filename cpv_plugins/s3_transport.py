@@ -1,0 +1,357 @@
+"""Objects of a DVC remote on S3, through boto3 only: the transport of ``dvc-s3``.
+
+Uploads and downloads use boto3's transfer manager (bounded memory, parallel
+parts); one large object is fetched with parallel ranged GETs hashed as the
+parts arrive. Keys are exactly DVC's (``{team}/{model}/files/md5/ab/cdef…``),
+so the bucket stays a plain DVC remote (`dvc pull` works on it; tested).
+Every call has short timeouts; every failure becomes one cpv error naming the
+value, the reason and the fix (:func:`classify_s3_error`).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from cpv_core.errors import AWSError, CPVError, CredentialError, DVCError
+from cpv_core.paths import md5_stream
+from cpv_core.trust import MAX_MANIFEST_BYTES
+
+from .dvc_layout import OBJECTS_DIR, object_relpath, oid_from_relpath
+from .transport import OnBytes, hash_file
+
+DEFAULT_BUCKET = "vmo-model-checkpoints"
+DEFAULT_REGION = "us-east-1"
+CONNECT_TIMEOUT_S = 3
+READ_TIMEOUT_S = 20
+TRANSFER_CHUNK = 32 * 1024 * 1024
+TRANSFER_THREADS = 8
+_MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed"}
+#: up to this many objects are checked one HEAD each; more are listed in pages
+HEAD_LIMIT = 32
+
+
+class S3Settings:
+    """The ``aws`` section of the cpv config, with defaults."""
+
+    def __init__(self, section: dict[str, Any] | None) -> None:
+        section = section or {}
+        self.credential_path = section.get("credential_path")
+        self.profile = section.get("profile") or "default"
+        self.bucket = section.get("bucket") or DEFAULT_BUCKET
+        self.endpoint_url = section.get("endpoint_url")
+        self.region = section.get("region") or DEFAULT_REGION
+
+    @property
+    def where(self) -> str:
+        return self.endpoint_url or f"AWS S3 ({self.region})"
+
+    def client(self, retries: int = 1) -> Any:
+        """A boto3 S3 client: short timeouts; one attempt for checks, a few for transfers."""
+        import boto3
+        import botocore.session
+        from botocore.config import Config
+
+        core = botocore.session.Session()
+        if self.credential_path:
+            core.set_config_variable("credentials_file", str(self.credential_path))
+        core.set_config_variable("profile", self.profile)
+        session = boto3.Session(botocore_session=core)
+        return session.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            config=Config(
+                connect_timeout=CONNECT_TIMEOUT_S,
+                read_timeout=READ_TIMEOUT_S,
+                retries={"max_attempts": retries, "mode": "standard"},
+                max_pool_connections=TRANSFER_THREADS * 2,
+            ),
+        )
+
+
+# --------------------------------------------------------------------------
+# parallel download that hashes as it goes
+# --------------------------------------------------------------------------
+
+PART_SIZE = 8 * 1024 * 1024
+PARTS_IN_MEMORY = 12  # bounds the buffers to ~96 MiB whatever the object size
+
+
+def download_hashing(client: Any, bucket: str, key: str, out: Path, on_bytes: Any) -> str:
+    """Fetch ``key`` with parallel ranged GETs into ``out`` and return its MD5.
+
+    Parts are written at their offsets as they arrive and fed to the hash in
+    order, so the file is never read back (a separate verification pass cost
+    as much as the download itself). A feeder thread takes a memory permit
+    per part, in order, before scheduling it; the hasher returns the permit,
+    so the lowest missing part always has one and nothing can deadlock.
+    """
+    import hashlib
+    import os
+    import threading
+
+    size = int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+    parts = max(1, -(-size // PART_SIZE))
+    permits = threading.Semaphore(PARTS_IN_MEMORY)
+    ready: dict[int, bytes | BaseException] = {}
+    arrived = threading.Condition()
+    stop = threading.Event()
+    digest = hashlib.md5()
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+    def fetch(index: int) -> None:
+        start = index * PART_SIZE
+        try:
+            end = min(size, start + PART_SIZE) - 1
+            body = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")["Body"].read()
+            if len(body) != end - start + 1:
+                raise DVCError(
+                    f"object {key} returned {len(body)} bytes for part {index}, expected {end - start + 1}",
+                    fix="the stored copy may be truncated: run `cpv verify --remote`",
+                )
+            os.pwrite(fd, body, start)
+            on_bytes(len(body))
+            result: bytes | BaseException = body
+        except BaseException as exc:  # noqa: BLE001 - handed to the hasher
+            result = exc
+        with arrived:
+            ready[index] = result
+            arrived.notify_all()
+
+    def feed(pool: ThreadPoolExecutor) -> None:
+        for index in range(parts):
+            permits.acquire()
+            if stop.is_set():
+                return
+            pool.submit(fetch, index)
+
+    try:
+        with ThreadPoolExecutor(max_workers=TRANSFER_THREADS) as pool:
+            feeder = threading.Thread(target=feed, args=(pool,), daemon=True)
+            feeder.start()
+            try:
+                for index in range(parts):
+                    with arrived:
+                        while index not in ready:
+                            arrived.wait()
+                        result = ready.pop(index)
+                    if isinstance(result, BaseException):
+                        raise result
+                    digest.update(result)
+                    permits.release()
+            finally:
+                stop.set()
+                for _ in range(PARTS_IN_MEMORY + 1):
+                    permits.release()
+                feeder.join()
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------
+# error mapping and pre-flight
+# --------------------------------------------------------------------------
+
+
+def _error_code(exc: BaseException) -> str:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            code = str(response.get("Error", {}).get("Code", ""))
+            if code:
+                return code
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return ""
+
+
+def classify_s3_error(exc: BaseException, settings: S3Settings, action: str) -> CPVError:
+    """A cpv error that names the value, the reason and the fix."""
+    code = _error_code(exc)
+    text = f"{type(exc).__name__}: {exc}"
+    if code in _CREDENTIAL_CODES:
+        return CredentialError(
+            f"S3 at {settings.where} refused the credentials of AWS profile {settings.profile!r} ({code or 'access denied'})",
+            fix=f"fix the key pair of [{settings.profile}] in {settings.credential_path or '~/.aws/credentials'}, or run `cpv aws-config --profile NAME`",
+        )
+    if code in {"AccessDenied", "403", "Forbidden"}:
+        return CredentialError(
+            f"AWS profile {settings.profile!r} may not {action} in bucket {settings.bucket!r} at {settings.where} ({code})",
+            fix="ask for access to the bucket, or use another --profile / --bucket",
+        )
+    if code in {"NoSuchBucket", "404", "NotFound"}:
+        return AWSError(
+            f"bucket {settings.bucket!r} does not exist on {settings.where}",
+            fix="create it (cpv never creates buckets silently) or fix `cpv aws-config --bucket`",
+        )
+    lowered = text.lower()
+    if any(
+        k in lowered
+        for k in (
+            "could not connect",
+            "connect timeout",
+            "connection refused",
+            "endpointconnectionerror",
+            "cannot connect",
+            "name or service not known",
+            "timed out",
+        )
+    ):
+        return AWSError(
+            f"S3 endpoint {settings.where} is unreachable ({type(exc).__name__})",
+            fix="check the network and --endpoint-url in `cpv aws-config`",
+        )
+    if "nocredentials" in lowered or "unable to locate credentials" in lowered or "partialcredentials" in lowered:
+        return CredentialError(
+            f"no AWS credentials found for profile {settings.profile!r}", fix="run `cpv aws-config --credential-path FILE --profile NAME`"
+        )
+    return AWSError(
+        f"S3 could not {action} at {settings.where}: {code or type(exc).__name__}", fix="run `cpv validate` for a per-check report"
+    )
+
+
+def endpoint_reachable(settings: S3Settings) -> tuple[bool, str]:
+    """TCP reachability of the endpoint within CONNECT_TIMEOUT_S."""
+    url = urlparse(settings.endpoint_url or f"https://s3.{settings.region}.amazonaws.com")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=CONNECT_TIMEOUT_S):
+            return True, f"{url.hostname}:{port} accepts connections"
+    except OSError as exc:
+        return False, f"{url.hostname}:{port} is unreachable ({exc.strerror or type(exc).__name__})"
+
+
+def preflight(settings: S3Settings, prefix: str) -> None:
+    """Raise a precise cpv error unless the endpoint, credentials and bucket work."""
+    ok, detail = endpoint_reachable(settings)
+    if not ok:
+        raise AWSError(
+            f"S3 endpoint {settings.where} is unreachable: {detail}",
+            fix="start the server / check the network, or fix --endpoint-url in `cpv aws-config`",
+        )
+    try:
+        settings.client().list_objects_v2(Bucket=settings.bucket, Prefix=prefix, MaxKeys=1)
+    except Exception as exc:  # noqa: BLE001 - botocore raises many types
+        raise classify_s3_error(exc, settings, "list objects") from None
+
+
+# --------------------------------------------------------------------------
+# the transport
+# --------------------------------------------------------------------------
+
+
+def is_missing(exc: BaseException) -> bool:
+    """Whether a boto3 error says the object does not exist."""
+    return _error_code(exc) in _MISSING_CODES
+
+
+class S3Transport:
+    """DVC objects under ``s3://{bucket}/{prefix}``, moved with boto3."""
+
+    parallel = TRANSFER_THREADS
+
+    def __init__(self, settings: S3Settings, prefix: str) -> None:
+        self.settings = settings
+        self.prefix = prefix
+        self._s3: Any = None
+
+    def describe(self) -> str:
+        return f"s3://{self.settings.bucket}/{self.prefix}"
+
+    def _client(self) -> Any:
+        if self._s3 is None:
+            self._s3 = self.settings.client(retries=3)
+        return self._s3
+
+    def _key(self, oid: str) -> str:
+        return f"{self.prefix}/{object_relpath(oid)}"
+
+    def _transfer_config(self) -> Any:
+        from boto3.s3.transfer import TransferConfig
+
+        return TransferConfig(multipart_chunksize=TRANSFER_CHUNK, max_concurrency=TRANSFER_THREADS)
+
+    @contextmanager
+    def session(self, action: str) -> Iterator[None]:
+        preflight(self.settings, self.prefix)
+        try:
+            yield
+        except (CPVError, FileNotFoundError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types
+            raise classify_s3_error(exc, self.settings, action) from None
+
+    def sizes(self, oids: Sequence[str]) -> dict[str, int]:
+        """One HEAD per object for a few, one paginated listing for many."""
+        found: dict[str, int] = {}
+        if len(oids) <= HEAD_LIMIT:
+            for oid in oids:
+                try:
+                    found[oid] = int(self._client().head_object(Bucket=self.settings.bucket, Key=self._key(oid))["ContentLength"])
+                except Exception as exc:  # noqa: BLE001
+                    if not is_missing(exc):
+                        raise
+            return found
+        wanted = {self._key(oid): oid for oid in oids}
+        for key, size in self._listing():
+            if key in wanted:
+                found[wanted[key]] = size
+        return found
+
+    def _listing(self) -> Iterator[tuple[str, int]]:
+        pages = (
+            self._client().get_paginator("list_objects_v2").paginate(Bucket=self.settings.bucket, Prefix=f"{self.prefix}/{OBJECTS_DIR}/")
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                yield str(obj["Key"]), int(obj["Size"])
+
+    def put(self, oid: str, src: Path, on_bytes: OnBytes) -> None:
+        # the object appears on S3 only when complete: an interrupted upload leaves nothing partial
+        self._client().upload_file(str(src), self.settings.bucket, self._key(oid), Config=self._transfer_config(), Callback=on_bytes)
+
+    def get(self, oid: str, out: Path, on_bytes: OnBytes, *, single: bool) -> str:
+        try:
+            if single:  # one large object: hash while the parts arrive
+                return download_hashing(self._client(), self.settings.bucket, self._key(oid), out, on_bytes)
+            self._client().download_file(self.settings.bucket, self._key(oid), str(out), Config=self._transfer_config(), Callback=on_bytes)
+        except Exception as exc:  # noqa: BLE001
+            if is_missing(exc):
+                raise FileNotFoundError(self._key(oid)) from None
+            raise
+        return hash_file(out)
+
+    def _body(self, oid: str) -> Any:
+        try:
+            return self._client().get_object(Bucket=self.settings.bucket, Key=self._key(oid))["Body"]
+        except Exception as exc:  # noqa: BLE001
+            if is_missing(exc):
+                raise FileNotFoundError(self._key(oid)) from None
+            raise
+
+    def read(self, oid: str) -> bytes:
+        return bytes(self._body(oid).read(MAX_MANIFEST_BYTES + 1))
+
+    def md5(self, oid: str) -> str | None:
+        try:
+            return md5_stream(self._body(oid))
+        except FileNotFoundError:
+            return None
+
+    def list(self) -> Iterator[str]:
+        for key, _ in self._listing():
+            oid = oid_from_relpath(key[len(self.prefix) + 1 :])
+            if oid is not None:
+                yield oid
+
+    def delete(self, oid: str) -> None:
+        self._client().delete_object(Bucket=self.settings.bucket, Key=self._key(oid))

@@ -1,0 +1,171 @@
+"""How the DVC-format engine reaches a remote: a small transport per kind of store.
+
+The engine (:class:`cpv_plugins.dvc_storage.DvcStorage`) decides *what* moves
+(which objects a version needs, manifests last, every byte's hash checked);
+a transport only moves objects, named by their DVC object id, to and from one
+remote root laid out as DVC lays it out (:func:`object_relpath`). Two ship
+with cpv: :class:`LocalDirTransport` here and the S3 one in
+:mod:`cpv_plugins.s3_transport`; a store DVC can read is one more class.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from cpv_core.faults import crash_point
+from cpv_core.paths import md5_stream
+from cpv_core.trust import MAX_MANIFEST_BYTES, open_regular
+
+from .dvc_layout import OBJECTS_DIR, object_relpath, oid_from_relpath
+
+OnBytes = Callable[[int], Any]
+
+
+class Transport(Protocol):
+    """Objects in one remote root. Every method raises ``FileNotFoundError`` for a
+    missing object where it says so; other failures are mapped to cpv errors
+    inside :meth:`session`."""
+
+    #: how many objects :meth:`put` may be given at once from different threads
+    parallel: int
+
+    def describe(self) -> str:
+        """Where the objects are (for plans and errors)."""
+
+    def session(self, action: str) -> AbstractContextManager[None]:
+        """Context for a run of calls: checks the store is reachable first and turns
+        the store's own exceptions into one-line cpv errors naming ``action``."""
+
+    def sizes(self, oids: Sequence[str]) -> dict[str, int]:
+        """The size of every one of ``oids`` the remote holds (absent ones are left out)."""
+
+    def put(self, oid: str, src: Path, on_bytes: OnBytes) -> None:
+        """Store the file ``src`` as object ``oid``; it appears complete or not at all."""
+
+    def get(self, oid: str, out: Path, on_bytes: OnBytes, *, single: bool) -> str:
+        """Write object ``oid`` to ``out`` and return the MD5 of what was written
+        (``single``: the only object of this download, worth parallel ranged reads).
+        ``FileNotFoundError`` when absent."""
+
+    def read(self, oid: str) -> bytes:
+        """The bytes of a small object (a manifest), at most ``MAX_MANIFEST_BYTES + 1``.
+        ``FileNotFoundError`` when absent."""
+
+    def md5(self, oid: str) -> str | None:
+        """The MD5 of the stored object's bytes, or None when it is absent."""
+
+    def list(self) -> Iterator[str]:
+        """Every object id stored under this root."""
+
+    def delete(self, oid: str) -> None:
+        """Remove object ``oid``; absent is not an error."""
+
+
+def hash_file(path: Path, out: Path | None = None, on_bytes: OnBytes | None = None) -> str:
+    """MD5 of ``path`` (a regular file, never a FIFO or link), copying it to ``out`` as it is read."""
+    with open_regular(path) as reader:
+        if out is None:
+            return md5_stream(reader, None, on_bytes)
+        with open(out, "wb") as writer:
+            return md5_stream(reader, writer, on_bytes)
+
+
+class LocalDirTransport:
+    """Objects in a directory on this machine (or a shared file system).
+
+    A put writes a temporary file beside the object and renames it; the
+    temporary's name is first recorded in ``journal`` (a private file of the
+    workspace), so the partial copy of a killed run is removed by the next
+    session instead of lingering in the store.
+    """
+
+    parallel = 1  # a local disk gains nothing from concurrent copies
+
+    def __init__(self, root: Path, journal: Path | None = None) -> None:
+        self.root = root
+        self.journal = journal
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def _object(self, oid: str) -> Path:
+        return self.root / object_relpath(oid)
+
+    @contextmanager
+    def session(self, action: str) -> Iterator[None]:
+        self._remove_leftovers()
+        yield
+        if self.journal is not None:
+            self.journal.unlink(missing_ok=True)
+
+    def _remove_leftovers(self) -> None:
+        journal = self.journal
+        if journal is None or not journal.is_file() or journal.is_symlink():
+            return
+        for line in journal.read_text(encoding="utf-8").splitlines():
+            leftover = Path(line)
+            if self.root in leftover.parents and leftover.name.endswith(".cpv-tmp") and not leftover.is_symlink():
+                leftover.unlink(missing_ok=True)
+        journal.unlink()
+
+    def sizes(self, oids: Sequence[str]) -> dict[str, int]:
+        found = {}
+        for oid in oids:
+            path = self._object(oid)
+            if path.is_file() and not path.is_symlink():
+                found[oid] = path.stat().st_size
+        return found
+
+    def put(self, oid: str, src: Path, on_bytes: OnBytes) -> None:
+        final = self._object(oid)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.cpv-tmp"
+        if self.journal is not None:  # recorded first: a killed run's partial copy is removed by the next session
+            self.journal.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.journal, "a", encoding="utf-8") as handle:
+                handle.write(f"{tmp}\n")
+        try:
+            hash_file(src, tmp, on_bytes)
+            crash_point("upload.remote-partial")
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _existing(self, oid: str) -> Path:
+        path = self._object(oid)
+        if not path.exists() and not path.is_symlink():
+            raise FileNotFoundError(str(path))
+        return path
+
+    def get(self, oid: str, out: Path, on_bytes: OnBytes, *, single: bool) -> str:
+        return hash_file(self._existing(oid), out, on_bytes)
+
+    def read(self, oid: str) -> bytes:
+        with open_regular(self._existing(oid)) as handle:
+            return handle.read(MAX_MANIFEST_BYTES + 1)
+
+    def md5(self, oid: str) -> str | None:
+        try:
+            return hash_file(self._existing(oid))
+        except FileNotFoundError:
+            return None
+
+    def list(self) -> Iterator[str]:
+        base = self.root / OBJECTS_DIR
+        if not base.is_dir():
+            return
+        for path in sorted(base.glob("??/*")):
+            oid = oid_from_relpath(path.relative_to(self.root).as_posix())
+            if oid is not None and path.is_file() and not path.is_symlink():
+                yield oid
+
+    def delete(self, oid: str) -> None:
+        path = self._object(oid)
+        if path.is_file() or path.is_symlink():
+            path.unlink()
