@@ -9,9 +9,12 @@ from typing import Any
 from .artifacts import CombinedMetadata
 from .backends import VersionRecord
 from .errors import VersionExistsError
-from .manager import _parse_tag_arg, allocate_and_publish, check_kwargs, fetch_versions, find_version, revert_targets
+from .history import fetch_versions, find_version, parse_tag_arg
+from .kinds import check_kwargs
 from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
 from .records import validate_message
+from .revert import revert_targets
+from .tagging import allocate_and_publish
 from .versions import Version
 from .workspace import Workspace
 
@@ -65,7 +68,7 @@ class CombinedCheckpointsManage:
         """
         check_kwargs("tag_model_and_data", kwargs, "major")
         dry_run = bool(kwargs.get("dry_run", self.dry_run))
-        explicit = _parse_tag_arg(version_tag)
+        explicit = parse_tag_arg(version_tag)
         model_message = validate_message(model_message, "model message")
         data_message = validate_message(data_message, "data message")
         ws = self.ws

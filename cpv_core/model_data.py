@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import CheckpointMetadata, DataArtifacts, ModelArtifacts, UploadResult
-from .manager import DATA, MODEL, CheckpointManager, _check_source, check_kwargs
+from .kinds import DATA, MODEL, check_kwargs, check_source
+from .manager import CheckpointManager
 from .paths import tree_size
 from .versions import Version
 
@@ -27,7 +28,7 @@ class ModelsCheckpointsManage(CheckpointManager):
 
     spec = MODEL
 
-    def _lineage(self) -> dict[str, Any]:
+    def lineage(self) -> dict[str, Any]:
         """The data version whose content is committed at HEAD, if it was tagged."""
         data = self.sibling(DataCheckpointsManage)
         info = data.pointer_info("HEAD")
@@ -68,13 +69,13 @@ class ModelsCheckpointsManage(CheckpointManager):
         """All model versions, sorted; includes versions pushed by others
         (offline: local versions, with a warning)."""
         check_kwargs("read_checkpoint_tag", kwargs)
-        return self._list()
+        return self.list_versions()
 
     def download_model_checkpoint(self, tag: str | None = None, output_dir: str | Path | None = None, **kwargs: Any) -> ModelArtifacts:
         """Materialise version ``tag`` (default: latest) in ``output_dir``
         without touching the workspace."""
         check_kwargs("download_model_checkpoint", kwargs)
-        dest, record, artifact = self._download(tag, output_dir, **kwargs)
+        dest, record, artifact = self.download(tag, output_dir, **kwargs)
         meta = self.metadata_for(record)
         size = artifact.size if artifact else meta.size
         return ModelArtifacts(
@@ -107,11 +108,11 @@ class DataCheckpointsManage(CheckpointManager):
     def import_data_init(self, data_path: str | Path | None = None, **kwargs: Any) -> Path:
         """Initialise the workspace if needed and upload ``data_path`` as the first data checkpoint."""
         check_kwargs("import_data_init", kwargs, "repo_path")
-        self._check_repo_path(kwargs.get("repo_path"))
-        dry_run, _ = self._opts(kwargs)
+        self.check_repo_path(kwargs.get("repo_path"))
+        dry_run, _ = self.options(kwargs)
         if data_path is not None:
-            _check_source(DATA, Path(data_path).expanduser())
-        self._init_workspace(dry_run)
+            check_source(DATA, Path(data_path).expanduser())
+        self.init_workspace(dry_run)
         if data_path is not None:
             self.upload_data_checkpoint(data_path, message="Initial training data", dry_run=dry_run)
         return self.ws.path
@@ -129,13 +130,13 @@ class DataCheckpointsManage(CheckpointManager):
     def read_checkpoint_tag(self, **kwargs: Any) -> list[str]:
         """All data versions, sorted."""
         check_kwargs("read_checkpoint_tag", kwargs)
-        return self._list()
+        return self.list_versions()
 
     def download_data_checkpoint(self, tag: str | None = None, output_dir: str | Path | None = None, **kwargs: Any) -> DataArtifacts:
         """Materialise data version ``tag`` (default: latest) in ``output_dir``;
         ``sub_path="test"`` fetches only that part."""
         check_kwargs("download_data_checkpoint", kwargs, "sub_path")
-        dest, record, artifact = self._download(tag, output_dir, kwargs.pop("sub_path", None), **kwargs)
+        dest, record, artifact = self.download(tag, output_dir, kwargs.pop("sub_path", None), **kwargs)
         meta = self.metadata_for(record)
         size, nfiles = tree_size(dest) if dest.exists() else (meta.size, 0)
         return DataArtifacts(

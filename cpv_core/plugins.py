@@ -71,6 +71,10 @@ def _register_builtins(pm: pluggy.PluginManager) -> None:
         pm.register(module, name=name)
 
 
+#: the installed distribution of each plugin loaded from an entry point, by plugin name
+_distributions: dict[str, Any] = {}
+
+
 def _register_entry_points(pm: pluggy.PluginManager) -> None:
     all_disabled, disabled = _disabled_entry_points()
     if all_disabled:
@@ -85,7 +89,7 @@ def _register_entry_points(pm: pluggy.PluginManager) -> None:
             pm.register(plugin, name=ep.name)
             dist = getattr(ep, "dist", None)
             if dist is not None:
-                pm._plugin_distinfo.append((plugin, dist))  # as pluggy's own loader does
+                _distributions[ep.name] = dist
         except Exception as exc:  # noqa: BLE001 - one broken plugin must not break cpv
             warnings.warn(
                 f"cpv plugin {ep.name!r} ({ep.value}) failed to load and was skipped: "
@@ -225,13 +229,12 @@ class Plugins:
     # -- introspection ------------------------------------------------------
     def describe(self) -> list[PluginInfo]:
         """Name, module, version and implemented hooks of every plugin."""
-        dist_of = {id(plugin): dist for plugin, dist in self.pm.list_plugin_distinfo()}
         infos = []
         for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda item: str(item[0])):
             if plugin is None:
                 continue
             hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or []))
-            dist = dist_of.get(id(plugin))
+            dist = _distributions.get(str(name))
             version = dist.version if dist is not None else _builtin_version(name)
             infos.append(
                 PluginInfo(

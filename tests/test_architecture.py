@@ -82,3 +82,34 @@ def test_cpv_core_never_imports_a_backend_library():
                 names = [node.module]
             offenders += [f"{path.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in FORBIDDEN]
     assert not offenders, offenders
+
+
+PACKAGES = [CORE, CORE.parent / "cpv_plugins"]
+_OWN = {"self", "cls"}
+_STDLIB_UNDERSCORED = {"os._exit"}
+
+
+def test_no_module_reaches_into_another_modules_private_names():
+    """What another module needs is public: no ``from x import _name``, and no
+    ``obj._name`` on anything but ``self``/``cls``/``super()``."""
+    offenders = []
+    for package in PACKAGES:
+        for path in sorted(package.glob("*.py")):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom):
+                    offenders += [
+                        f"{path.name}:{node.lineno} imports {a.name}"
+                        for a in node.names
+                        if a.name.startswith("_") and a.name != "__version__"
+                    ]
+                elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                    owner = node.value
+                    if isinstance(owner, ast.Name) and owner.id in _OWN:
+                        continue
+                    if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "super":
+                        continue
+                    if ast.unparse(node) in _STDLIB_UNDERSCORED:
+                        continue
+                    offenders.append(f"{path.name}:{node.lineno} uses {ast.unparse(node)}")
+    assert not offenders, offenders

@@ -1,0 +1,112 @@
+"""Reading versions back: list, metadata, diff and verify (nothing here changes anything)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .artifacts import CheckpointMetadata
+from .backends import VersionRecord
+from .errors import CheckpointNotFoundError
+from .metrics import METRICS_FILE, parse_log
+from .metrics import compare as compare_metrics
+
+if TYPE_CHECKING:
+    from .manager import CheckpointManager
+
+
+def list_versions(mgr: CheckpointManager) -> list[str]:
+    mgr.ws.require_initialized()
+    mgr.ws.repair()
+    mgr.fetch(required=False)
+    return [r.version for r in mgr.records()]
+
+
+def diff(mgr: CheckpointManager, version_a: str, version_b: str) -> dict[str, Any]:
+    """Compare two versions: metrics side by side with deltas, content
+    hash and size change, and (for directories) files added, removed and
+    changed. ``b - a`` throughout."""
+    rec_a, rec_b = mgr.find(version_a), mgr.find(version_b)
+    meta_a, meta_b = mgr.metadata_for(rec_a), mgr.metadata_for(rec_b)
+    files: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
+    if mgr.spec.is_dir:
+        manifests = []
+        for rec in (rec_a, rec_b):
+            pointer = mgr.pointer(rec.ref)
+            manifests.append(mgr.ws.storage.manifest(rec.ref, mgr.target, pointer) if pointer else {})
+        a, b = manifests
+        files = {
+            "added": sorted(set(b) - set(a)),
+            "removed": sorted(set(a) - set(b)),
+            "changed": sorted(k for k in set(a) & set(b) if a[k] != b[k]),
+        }
+    return {
+        "kind": mgr.spec.kind,
+        "a": meta_a.version,
+        "b": meta_b.version,
+        "metrics": compare_metrics(meta_a.metrics, meta_b.metrics),
+        "digest": {"a": meta_a.digest, "b": meta_b.digest, "changed": meta_a.digest != meta_b.digest},
+        "size": {"a": meta_a.size, "b": meta_b.size, "delta": meta_b.size - meta_a.size},
+        "files": files,
+    }
+
+
+def verify(mgr: CheckpointManager, tag: str | None = None, *, remote: bool = False) -> list[str]:
+    """Check the stored copy of version ``tag`` (default: latest), file by
+    file: the local cache, or the remote store with ``remote=True``.
+    Returns the problems found (empty: intact)."""
+    record = mgr.find(tag)
+    pointer = mgr.pointer(record.ref)
+    if pointer is None:
+        return [f"{mgr.spec.kind} {record.version}: no pointer file for {mgr.target}"]
+    return mgr.ws.storage.verify(record.ref, mgr.target, pointer, remote=remote)
+
+
+def metadata_for(mgr: CheckpointManager, record: VersionRecord) -> CheckpointMetadata:
+    meta = dict(record.metadata)
+    return CheckpointMetadata(
+        kind=mgr.spec.kind,
+        version=record.version,
+        commit=record.commit,
+        author=record.author,
+        date=record.date,
+        message=record.message,
+        metrics=dict(meta.get("metrics") or {}),
+        size=int(meta.get("size") or 0),
+        digest=str(meta.get("digest") or ""),
+        path=str(meta.get("path") or mgr.target),
+        lineage=dict(meta.get("lineage") or {}),
+    )
+
+
+def metadata(mgr: CheckpointManager, tag: str | None) -> CheckpointMetadata:
+    mgr.ws.require_initialized()
+    if tag is not None or mgr.records():
+        return mgr.metadata_for(mgr.find(tag))
+    # nothing tagged yet: describe the current commit
+    info = mgr.pointer_info("HEAD")
+    if info is None:
+        raise CheckpointNotFoundError(
+            f"no {mgr.spec.kind} uploaded to {mgr.ws.team}/{mgr.ws.model} yet", fix=f"run `cpv {mgr.spec.kind} upload` first"
+        )
+    records = parse_log(mgr.ws.versioning.read_file("HEAD", METRICS_FILE))
+    last: dict[str, Any] = next((r for r in reversed(records) if r.get("kind") == mgr.spec.kind), {})
+    return CheckpointMetadata(
+        kind=mgr.spec.kind,
+        version=None,
+        commit=mgr.ws.versioning.head() or "",
+        author="",
+        date=str(last.get("timestamp", "")),
+        message=str(last.get("message", "")),
+        metrics=dict(last.get("metrics") or {}),
+        size=info.size,
+        digest=info.digest,
+        path=mgr.target,
+    )
+
+
+def list_checkpoints(mgr: CheckpointManager) -> list[CheckpointMetadata]:
+    """Every version with its metadata, oldest first (after fetching the remote)."""
+    mgr.ws.require_initialized()
+    mgr.ws.repair()
+    mgr.fetch(required=False)
+    return [mgr.metadata_for(r) for r in mgr.records()]

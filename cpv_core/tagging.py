@@ -1,0 +1,131 @@
+"""Allocating versions: create one version per kind at HEAD and publish them all
+in one atomic push, retrying with the next free versions when someone else
+took them first."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .backends import PushRejected
+from .errors import GitError, VersionExistsError
+from .faults import crash_point
+from .history import parse_tag_arg
+from .records import validate_message
+from .versions import Version, next_version
+from .workspace import Workspace
+
+if TYPE_CHECKING:
+    from .manager import CheckpointManager
+
+logger = logging.getLogger("cpv")
+
+TAG_ATTEMPTS = 8
+
+
+def allocate_and_publish(
+    ws: Workspace,
+    kinds: list[str],
+    explicit: Version | None,
+    major: bool,
+    build: Callable[[Mapping[str, Version]], dict[str, tuple[str, Mapping[str, Any]]]],
+    *,
+    dry_run: bool,
+    plan: Callable[[list[str]], list[str]],
+    echo: Callable[[str], None],
+    with_branch: bool = False,
+) -> dict[str, Version]:
+    """Create one version per kind at HEAD and publish them in one atomic push.
+
+    Auto-increment takes each kind's next version; when the remote rejects a
+    tag because someone else just took it, every local tag of this attempt is
+    deleted, the tags are fetched again and the next versions are tried
+    (bounded, with jitter). An explicit version that exists is an error; cpv
+    never forces a tag.
+    """
+    for attempt in range(TAG_ATTEMPTS):
+        existing = {k: ws.versioning.list_versions(k) for k in kinds}
+        if explicit is not None:
+            taken = [f"{k} {explicit}" for k in kinds if any(r.version == str(explicit) for r in existing[k])]
+            if taken:
+                free = {k: str(next_version(Version.parse(r.version) for r in existing[k])) for k in kinds}
+                raise VersionExistsError(
+                    f"version already exists on the remote: {', '.join(taken)}",
+                    fix="choose another version; next free: " + ", ".join(f"{k} {v}" for k, v in free.items()),
+                )
+        versions = {k: explicit or next_version((Version.parse(r.version) for r in existing[k]), major=major) for k in kinds}
+        if dry_run:
+            head = ws.versioning.head() or "?"
+            plan(
+                [
+                    f"create {k} version {v} at {head[:10]} and push it to {ws.hosting.remote_url()} in one atomic push "
+                    "(computed from local tags; if the remote has newer ones, the next free version is taken)"
+                    for k, v in versions.items()
+                ]
+            )
+            return versions
+        created: list[tuple[str, Version]] = []
+        try:
+            records = []
+            for kind, (message, metadata) in build(versions).items():
+                records.append(ws.versioning.create_version(kind, versions[kind], message, metadata))
+                created.append((kind, versions[kind]))
+            crash_point("tag.created")
+            ws.versioning.publish(records, with_branch=with_branch)
+            crash_point("tag.published")
+        except PushRejected as exc:
+            for kind, version in created:
+                ws.versioning.delete_local_version(kind, version)
+            if exc.reason not in {"exists", "race", "non-fast-forward"}:
+                raise GitError(
+                    f"the remote refused {', '.join(exc.rejected)}: {exc.reason}; nothing was published",
+                    fix="run the command again (cpv fetches and rebases first)",
+                ) from None
+            if exc.reason == "exists" and explicit is not None:
+                raise VersionExistsError(
+                    f"{', '.join(exc.rejected)} was just created on the remote by someone else", fix="choose another version"
+                ) from None
+            logger.info("%s: %s; fetching and trying again", ", ".join(exc.rejected), exc.reason)
+            time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
+            if exc.reason == "non-fast-forward":
+                ws.versioning.push_branch()  # rebase on the moved branch; the tags are recreated at the new HEAD
+            ws.versioning.fetch()
+            continue
+        except BaseException:
+            for kind, version in created:
+                ws.versioning.delete_local_version(kind, version)
+            raise
+        echo("tagged " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+        return versions
+    raise GitError(f"could not allocate a version after {TAG_ATTEMPTS} attempts (heavy contention)", fix="run the command again")
+
+
+def tag(mgr: CheckpointManager, version_tag: str | None, message: str | None, **kwargs: Any) -> str:
+    dry_run, _ = mgr.options(kwargs)
+    explicit = parse_tag_arg(version_tag)
+    message = validate_message(message)
+    ws = mgr.ws
+    ws.require_initialized()
+    with ws.lock():
+        info = mgr.check_taggable()
+        if not dry_run:  # a dry run writes nothing, not even fetched refs
+            mgr.fetch(required=True)
+        head = ws.versioning.head()
+        already = [r.version for r in mgr.records() if r.commit == head]
+        if explicit is None and already:
+            raise VersionExistsError(
+                f"the current {mgr.spec.kind} is already version {already[-1]}",
+                fix="upload a new checkpoint first, or pass an explicit version to tag it again",
+            )
+        metadata = mgr.tag_metadata(info)
+
+        def build(versions: Mapping[str, Version]) -> dict[str, tuple[str, Mapping[str, Any]]]:
+            return {mgr.spec.kind: (message or "", metadata)}
+
+        versions = allocate_and_publish(
+            ws, [mgr.spec.kind], explicit, bool(kwargs.get("major")), build, dry_run=dry_run, plan=mgr.plan, echo=mgr.echo
+        )
+        return str(versions[mgr.spec.kind])

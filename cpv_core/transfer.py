@@ -1,0 +1,248 @@
+"""Moving content: upload (place, hash, store, then commit and push the pointer)
+and download (materialise a version outside the workspace, verified).
+
+Order of effects, so that an interruption never publishes a version whose
+data is not stored: content is hashed and uploaded first, the pointer commit
+is pushed next (the version tag comes later, in :mod:`cpv_core.tagging`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .artifacts import UploadResult
+from .backends import TrackedArtifact, VersionRecord
+from .errors import CheckpointNotFoundError, ValidationError, WorkspaceDirtyError
+from .faults import crash_point
+from .kinds import check_source
+from .metrics import METRICS_FILE, make_record, validate_metrics
+from .paths import atomic_path, file_md5
+from .progress import human_bytes
+from .records import validate_message
+from .trust import check_relpath, select_sub_path, visible
+
+if TYPE_CHECKING:
+    from .manager import CheckpointManager
+
+
+def place_source(mgr: CheckpointManager, source: Path, dest: Path) -> None:
+    """Copy a source outside the workspace into it, atomically."""
+    if source.resolve() == dest.resolve():
+        return
+    if mgr.spec.is_dir:
+        # staged in the private state directory (same file system), then
+        # swapped in with two renames; Workspace.recover completes a swap
+        # a kill interrupted
+        staging = mgr.ws.staging_path("new", mgr.target)
+        old = mgr.ws.staging_path("old", mgr.target)
+        for leftover in (staging, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        old.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source, staging, symlinks=False)
+        if dest.exists() or dest.is_symlink():
+            os.replace(dest, old)
+        os.replace(staging, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(source, tmp)
+
+
+def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any, message: str | None, **kwargs: Any) -> UploadResult:
+    dry_run, _ = mgr.options(kwargs)
+    clean_metrics = validate_metrics(metrics)
+    message = validate_message(message)
+    ws = mgr.ws
+    dest = ws.target_path(mgr.spec.kind)
+    source = Path(source_path).expanduser().resolve() if source_path else dest
+    if dry_run or not ws.is_initialized():
+        size, nfiles = check_source(mgr.spec, source)
+    ws.require_initialized()
+    if dry_run:
+        plan = mgr.plan(
+            [
+                f"copy {source} -> {dest}" if source != dest.resolve() else f"use {dest}",
+                f"hash and store {mgr.target} ({human_bytes(size)}, {nfiles} file{'s' if nfiles != 1 else ''})",
+                f"upload to {ws.storage.describe_remote()}",
+                f"append metrics {clean_metrics} to {METRICS_FILE}" if clean_metrics else f"append an upload record to {METRICS_FILE}",
+                f"commit {ws.storage.pointer_path(mgr.target)} and {METRICS_FILE}, push to {ws.hosting.remote_url()}",
+            ]
+        )
+        return UploadResult(
+            kind=mgr.spec.kind,
+            path=str(dest),
+            commit=None,
+            digest="",
+            size=size,
+            nfiles=nfiles,
+            metrics=clean_metrics,
+            changed=False,
+            dry_run=True,
+            plan=plan,
+        )
+    with ws.lock():  # recovers what a killed run left, so check the source after it
+        _, expected_files = check_source(mgr.spec, source)
+        check_not_stale(mgr, force=bool(kwargs.get("force", False)))
+        place_source(mgr, source, dest)
+        crash_point("upload.placed")
+        (artifact,) = ws.storage.track([mgr.target])
+        if artifact.nfiles != expected_files:
+            undo_track(mgr)
+            raise ValidationError(
+                f"{mgr.target} has {expected_files} files but the stored version would hold {artifact.nfiles}; nothing was committed",
+                fix="remove ignore files (.dvcignore) and nested repositories from the directory, then upload again",
+            )
+        crash_point("upload.tracked")
+        ws.storage.push([mgr.target])
+        crash_point("upload.stored")
+        pointer = ws.storage.pointer_path(mgr.target)
+        changed = bool(ws.versioning.changed_files([pointer])) or ws.versioning.read_file("HEAD", pointer) is None
+        if not changed and not clean_metrics and not message:
+            mgr.echo(f"{mgr.target} is unchanged since the last upload; nothing to commit")
+            ws.versioning.push_branch()
+            ws.set_content_base(mgr.target, artifact.digest)
+            return UploadResult(
+                kind=mgr.spec.kind,
+                path=str(dest),
+                commit=ws.versioning.head(),
+                digest=artifact.digest,
+                size=artifact.size,
+                nfiles=artifact.nfiles,
+                metrics={},
+                changed=False,
+            )
+        record = make_record(
+            mgr.spec.kind,
+            "upload",
+            clean_metrics,
+            message=message,
+            digest=artifact.digest,
+            size=artifact.size,
+            nfiles=artifact.nfiles if mgr.spec.is_dir else None,
+        )
+        before, base_before = ws.versioning.head(), ws.content_base(mgr.target).get("digest")
+        mgr.append_metrics(record)
+        files = [*ws.storage.commit_paths([mgr.target]), METRICS_FILE]
+        # the base moves with the commit; a kill between the two is told apart from a
+        # teammate's change by _check_not_stale (the content matches its pointer)
+        ws.set_content_base(mgr.target, artifact.digest)
+        crash_point("upload.base-recorded")
+        try:
+            commit = ws.versioning.commit(
+                files, message or f"Upload {mgr.spec.kind} checkpoint {mgr.target} ({human_bytes(artifact.size)})"
+            )
+            crash_point("upload.committed")
+            ws.versioning.push_branch()
+        except BaseException:
+            # a failed upload leaves the workspace as it was: the commit is undone
+            # (the bytes stay stored; running the command again is cheap)
+            if before is not None and ws.versioning.head() != before:
+                ws.versioning.undo_commit(before, files)
+            if base_before:
+                ws.set_content_base(mgr.target, base_before)
+            raise
+        mgr.echo(f"uploaded {mgr.target} ({human_bytes(artifact.size)}) as {commit[:10]}")
+        return UploadResult(
+            kind=mgr.spec.kind,
+            path=str(dest),
+            commit=commit,
+            digest=artifact.digest,
+            size=artifact.size,
+            nfiles=artifact.nfiles,
+            metrics=clean_metrics,
+            changed=changed,
+        )
+
+
+def check_not_stale(mgr: CheckpointManager, *, force: bool) -> None:
+    """Refuse to upload content that is older than what the branch now holds.
+
+    A rebase can move this target's pointer to a teammate's upload while
+    the content here stays what it was; uploading it would silently undo
+    theirs (a lost update). The recorded base tells.
+    """
+    base = mgr.ws.content_base(mgr.target).get("digest")
+    head = mgr.pointer_info("HEAD")
+    if force or not base or head is None or base == head.digest:
+        return
+    if mgr.ws.storage.status([mgr.target]).get(mgr.target) == "unchanged":
+        return  # the content is what the pointer names: uploading it undoes nothing (e.g. after a kill)
+    pointer = mgr.ws.storage.pointer_path(mgr.target)
+    raise WorkspaceDirtyError(
+        f"{pointer} changed upstream (someone uploaded {head.digest}); your {mgr.target} is still based on "
+        f"{base}: uploading it would undo their change",
+        fix=f"bring theirs with `cpv pull` (move your own changes away first), or replace it with yours: "
+        f"`cpv {mgr.spec.kind} upload --force` / force=True",
+    )
+
+
+def undo_track(mgr: CheckpointManager) -> None:
+    """Put the pointer back as HEAD has it (or remove it when HEAD has none)."""
+    pointer = mgr.ws.storage.pointer_path(mgr.target)
+    if mgr.ws.versioning.read_file("HEAD", pointer) is not None:
+        mgr.ws.versioning.restore("HEAD", [pointer])
+    else:
+        (mgr.ws.path / pointer).unlink(missing_ok=True)
+
+
+def default_output(mgr: CheckpointManager, version: str) -> Path:
+    return mgr.ws.config.config_dir / "downloads" / mgr.ws.team / mgr.ws.model / f"{mgr.spec.kind}-{version}"
+
+
+def download(
+    mgr: CheckpointManager, tag: str | None, output_dir: str | Path | None, sub_path: str | None = None, **kwargs: Any
+) -> tuple[Path, VersionRecord, TrackedArtifact | None]:
+    dry_run, force = mgr.options(kwargs)
+    record = mgr.find(tag, fetch=not dry_run)
+    out_dir = Path(output_dir).expanduser().resolve() if output_dir else default_output(mgr, record.version)
+    source = mgr.target
+    if sub_path:
+        source = f"{mgr.target}/{check_sub_path(mgr, record, sub_path)}"
+    dest = out_dir / Path(source).name
+    ws_target = (mgr.ws.path / mgr.target).resolve()
+    if dest.resolve() == ws_target or ws_target in dest.resolve().parents:
+        raise ValidationError(
+            f"output directory {out_dir} would overwrite the workspace's {mgr.target}",
+            fix="download elsewhere, or use revert to change the workspace",
+        )
+    if dry_run:
+        mgr.plan([f"download {mgr.spec.kind} {record.version} ({source}) into {dest}"])
+        return dest, record, None
+    if dest.exists() and not force:
+        info = mgr.pointer_info(record.ref)
+        if not (dest.is_file() and info and not sub_path and same_file(dest, info)):
+            raise WorkspaceDirtyError(f"{dest} already exists", fix="choose another output directory or pass force=True / --force")
+    pointer = mgr.pointer(record.ref)
+    if pointer is None:
+        raise CheckpointNotFoundError(f"{mgr.spec.kind} version {record.version} records no {mgr.target}", fix="choose another version")
+    artifact = mgr.ws.storage.materialize(record.ref, source, pointer, dest)
+    mgr.echo(f"downloaded {mgr.spec.kind} {record.version} to {dest}")
+    return dest, record, artifact
+
+
+def check_sub_path(mgr: CheckpointManager, record: VersionRecord, sub_path: str) -> str:
+    """``sub_path`` if it names an entry of ``record``'s manifest; else exit 2 listing the valid ones."""
+    sub = check_relpath(str(sub_path).strip("/") or str(sub_path), "--sub-path", "sub-path")
+    pointer = mgr.pointer(record.ref)
+    if pointer is None:
+        raise CheckpointNotFoundError(f"{mgr.spec.kind} version {record.version} records no {mgr.target}", fix="choose another version")
+    files = mgr.ws.storage.manifest(record.ref, mgr.target, pointer)
+    if "" in files:
+        raise ValidationError(
+            f"{mgr.target} of {mgr.spec.kind} {record.version} is a single file: it has no sub-path {visible(sub)}",
+            fix="download it without --sub-path",
+        )
+    select_sub_path(files, sub, f"{mgr.spec.kind} {record.version}")
+    return sub
+
+
+def same_file(path: Path, info: TrackedArtifact) -> bool:
+    """Whether ``path`` already holds exactly that version (then re-downloading is harmless)."""
+    algorithm, _, expected = info.digest.partition(":")
+    if algorithm != "md5" or path.stat().st_size != info.size:
+        return False  # a digest this check cannot compute: treat as different (the caller asks for --force)
+    return file_md5(path) == expected
