@@ -16,6 +16,10 @@ Four concerns, one protocol each:
   push, materialise a version into a path, status.
 * :class:`HostingBackend` - where the git repository of a team/model lives:
   its URL, making sure it exists, validating access.
+
+Every method of these protocols is one the core calls (a test checks it);
+:mod:`cpv_core.bases` has base classes with defaults for the methods that
+have a sensible one.
 """
 
 from __future__ import annotations
@@ -255,16 +259,10 @@ class StorageBackend(Protocol):
 
 @runtime_checkable
 class VersioningBackend(Protocol):
-    """The model's version history (the default plugin uses git + annotated tags)."""
+    """The model's version history (the default plugin uses git + annotated tags,
+    named ``model/v1.3``; how versions are named is the backend's own business)."""
 
     name: str
-
-    def tag_name(self, kind: str, version: Version) -> str:
-        """The backend's name for version ``version`` of ``kind``
-        (default scheme: ``model/v1.3``)."""
-
-    def parse_tag(self, name: str) -> tuple[str, Version] | None:
-        """Inverse of :meth:`tag_name`; None for names outside the scheme."""
 
     def exists(self) -> bool:
         """Whether the workspace already holds a repository."""
@@ -312,9 +310,6 @@ class VersioningBackend(Protocol):
 
     def list_versions(self, kind: str) -> list[VersionRecord]:
         """All versions of ``kind`` known locally, sorted oldest to newest."""
-
-    def get_version(self, kind: str, version: Version) -> VersionRecord | None:
-        """One version, or None."""
 
     def create_version(self, kind: str, version: Version, message: str, metadata: Mapping[str, Any], rev: str = "HEAD") -> VersionRecord:
         """Create version ``version`` of ``kind`` at ``rev`` locally."""

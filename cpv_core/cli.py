@@ -654,13 +654,23 @@ def config_set(ctx: Ctx, key: str, value: str, dry_run: bool) -> None:
 
 @cli.command("validate")
 @json_option
+@target_options(message_uses_m=False)
 @click.pass_obj
-def validate(ctx: Ctx, as_json: bool) -> None:
-    """Check every configured credential, one line per check; exit 4 on failure."""
+def validate(ctx: Ctx, as_json: bool, team_name: str | None, model_name: str | None, repo_path: str | None) -> None:
+    """Check every configured credential, one line per check; exit 4 on failure.
+
+    With a team and model (options, or run inside a workspace) the hosting
+    backend also checks that model's repository.
+    """
     from .config import CPVConfig
     from .errors import CredentialError
 
     report = CPVConfig().validate_credentials()
+    if (team_name and model_name) or find_workspace(Path(repo_path).resolve() if repo_path else Path.cwd()):
+        from .workspace import Workspace
+
+        team, model, repo = resolve_target(team_name, model_name, repo_path)
+        report.checks.extend(Workspace(team, model, repo).hosting.validate())
     if as_json:
         emit_json(report.to_dict())
     else:

@@ -165,6 +165,18 @@ def _pick(kind: str, name: str, offers: list[tuple[str, Any]]) -> tuple[str, Any
     return matches[0]
 
 
+def _create(kind: str, plugin: str, factory: Any, ctx: BackendContext, protocol: type) -> Any:
+    """``factory(ctx)``, checked against ``protocol``; a backend class that leaves an abstract
+    method of a base class unimplemented is refused before it is instantiated."""
+    abstract = sorted(getattr(factory, "__abstractmethods__", ()))
+    if abstract:
+        raise ConfigError(
+            f"the {kind} backend from plugin {plugin!r} lacks {', '.join(abstract)} (abstract in its base class)",
+            fix=f"update or uninstall the plugin {plugin!r}",
+        )
+    return _checked(kind, plugin, factory(ctx), protocol)
+
+
 def _checked(kind: str, plugin: str, backend: Any, protocol: type) -> Any:
     """``backend`` if it has every method of ``protocol``; else a ConfigError naming the plugin,
     so a backend missing a method fails at selection, not halfway through an upload."""
@@ -205,17 +217,17 @@ class Plugins:
     def storage(self, name: str, ctx: BackendContext) -> StorageBackend:
         """Create the storage backend called ``name`` for ``ctx``."""
         plugin, info = _pick("storage", name, _offers(self.pm.hook.cpv_storage_backends))
-        return _checked("storage", plugin, info.factory(ctx), StorageBackend)  # type: ignore[no-any-return]
+        return _create("storage", plugin, info.factory, ctx, StorageBackend)  # type: ignore[no-any-return]
 
     def versioning(self, name: str, ctx: BackendContext) -> VersioningBackend:
         """Create the versioning backend called ``name`` for ``ctx``."""
         plugin, info = _pick("versioning", name, _offers(self.pm.hook.cpv_versioning_backends))
-        return _checked("versioning", plugin, info.factory(ctx), VersioningBackend)  # type: ignore[no-any-return]
+        return _create("versioning", plugin, info.factory, ctx, VersioningBackend)  # type: ignore[no-any-return]
 
     def hosting(self, name: str, ctx: BackendContext) -> HostingBackend:
         """Create the hosting backend called ``name`` for ``ctx``."""
         plugin, info = _pick("hosting", name, _offers(self.pm.hook.cpv_hosting_backends))
-        return _checked("hosting", plugin, info.factory(ctx), HostingBackend)  # type: ignore[no-any-return]
+        return _create("hosting", plugin, info.factory, ctx, HostingBackend)  # type: ignore[no-any-return]
 
     def credential_provider(self, name: str) -> CredentialProvider:
         """The credential provider called ``name``."""

@@ -33,6 +33,7 @@ from cpv_core import hookimpl
 if TYPE_CHECKING:
     import click
 from cpv_core.backends import BackendContext, CheckResult, CredentialProviderInfo, HostingBackendInfo
+from cpv_core.bases import HostingBackendBase
 from cpv_core.errors import ConfigError, CredentialError, RepositoryError, ValidationError
 from cpv_core.names import validate_name
 from cpv_core.paths import atomic_write_bytes, make_private_dirs
@@ -141,13 +142,13 @@ def classify_ssh_failure(stderr: str) -> tuple[str, str, str]:
     return ("bitbucket.auth", stderr.strip().splitlines()[-1] if stderr.strip() else "ssh failed", "run `cpv validate -v`")
 
 
-class BitbucketHosting:
+class BitbucketHosting(HostingBackendBase):
     """Hosting backend ``bitbucket-ssh``."""
 
     name = "bitbucket-ssh"
 
     def __init__(self, ctx: BackendContext) -> None:
-        self.ctx = ctx
+        super().__init__(ctx)
         self.settings = BitbucketSettings(ctx.config.get_config("bitbucket"))
 
     def remote_url(self) -> str:

@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
+from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cpv_core.backends import BackendContext, TrackedArtifact, TransferStats
+from cpv_core.bases import StorageBackendBase
 from cpv_core.errors import DVCError, ValidationError
 from cpv_core.faults import crash_point
 from cpv_core.paths import atomic_write_bytes, md5_stream, tree_size
@@ -82,22 +84,22 @@ def staged(dest: Path, staging_root: Path | None = None) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-class DvcStorage:
+class DvcStorage(StorageBackendBase):
     """Storage in DVC's format; subclasses say where the remote is and how it is reached."""
 
     name = "dvc"
 
     def __init__(self, ctx: BackendContext) -> None:
-        self.ctx = ctx
-        self.path = Path(ctx.workspace)
+        super().__init__(ctx)
+        self.path = self.workspace
         self._transport: Transport | None = None
         #: objects the last :meth:`track` wrote into the cache from the user's files (known good)
         self._fresh: set[str] = set()
 
     # -- what subclasses provide ---------------------------------------------
+    @abstractmethod
     def remote_url(self) -> str:
         """The DVC remote URL for this team/model (what ``.dvc/config`` names)."""
-        raise NotImplementedError
 
     def url_is_shared(self) -> bool:
         """Whether the URL is the same for every team member (then it is committed)."""
@@ -107,9 +109,9 @@ class DvcStorage:
         """Machine-local remote options (endpoint, profile, credential path) for ``.dvc/config.local``."""
         return {}
 
+    @abstractmethod
     def make_transport(self) -> Transport:
         """The transport that reaches the remote."""
-        raise NotImplementedError
 
     @property
     def transport(self) -> Transport:

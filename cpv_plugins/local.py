@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cpv_core import hookimpl
 from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, StorageBackendInfo
+from cpv_core.bases import HostingBackendBase
 from cpv_core.errors import ConfigError, RepositoryError
 from cpv_core.paths import make_private_dirs
 
@@ -60,13 +61,10 @@ class LocalStorage(DvcStorage):
         return LocalDirTransport(Path(self.remote_url()), journal)
 
 
-class LocalHosting:
+class LocalHosting(HostingBackendBase):
     """Hosting backend ``local``: a bare git repository on this machine."""
 
     name = "local"
-
-    def __init__(self, ctx: BackendContext) -> None:
-        self.ctx = ctx
 
     def _path(self) -> Path:
         return local_root(self.ctx) / "git" / self.ctx.team / f"{self.ctx.model}.git"

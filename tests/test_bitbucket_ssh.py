@@ -161,3 +161,23 @@ def test_ssh_connection_sharing_reuses_one_connection(bitbucket_config, sshd):
         timeout=30,
     )
     assert check.returncode == 0 and "Master running" in check.stderr
+
+
+def test_validate_with_a_model_checks_that_models_repository(bitbucket_config, sshd):
+    from click.testing import CliRunner
+
+    from cpv_core.cli import cli
+
+    def validate(*args: str) -> tuple[int, dict]:
+        import json
+
+        result = CliRunner().invoke(cli, ["validate", "--json", *args])
+        return result.exit_code, json.loads(result.stdout)
+
+    code, report = validate("-t", "AI-Convo", "--model-name", "unborn")
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert code == 4 and [c["name"] for c in failed] == ["bitbucket.repository"], report
+    assert "ai-team/ai-convo-unborn" in failed[0]["detail"]
+    sshd.create_repo("ai-team", "ai-convo-unborn")
+    code, report = validate("-t", "AI-Convo", "--model-name", "unborn")
+    assert code == 0 and "bitbucket.repository" in {c["name"] for c in report["checks"]}, report

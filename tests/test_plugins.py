@@ -178,6 +178,53 @@ def test_every_hookspec_is_documented_and_tested():
         assert name in tests_text, f"hook {name} has no test"
 
 
+def test_every_protocol_method_is_documented_and_called_by_the_core():
+    """The protocols hold only what cpv calls: each method has a docstring, is in the
+    hooks reference, and is called somewhere in cpv_core (outside the modules that define it)."""
+    import ast
+
+    from cpv_core import backends
+
+    core = Path(backends.__file__).parent
+    called = set()
+    for path in core.glob("*.py"):
+        if path.name in {"backends.py", "bases.py", "testing.py"}:
+            continue
+        called |= {n.attr for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Attribute)}
+    reference = (core.parent / "docs" / "hooks-reference.md").read_text()
+    protocols = [backends.StorageBackend, backends.VersioningBackend, backends.HostingBackend, backends.CredentialProvider]
+    for protocol in protocols:
+        methods = [n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")]
+        assert methods, protocol
+        for name in methods:
+            assert inspect.getdoc(getattr(protocol, name)), f"{protocol.__name__}.{name} has no docstring"
+            assert name in called, f"{protocol.__name__}.{name} is never called by cpv_core: drop it from the protocol"
+            assert f"{protocol.__name__}.{name}" in reference or f"`{name}" in reference, f"{protocol.__name__}.{name} not in the reference"
+
+
+def test_a_backend_leaving_a_base_class_method_abstract_fails_at_selection(cpv_home):
+    import types
+
+    from cpv_core import hookimpl
+    from cpv_core.backends import StorageBackendInfo
+    from cpv_core.bases import StorageBackendBase
+
+    class Forgetful(StorageBackendBase):
+        name = "forgetful"
+
+        def pointer_path(self, path):
+            return f"{path}.ptr"
+
+    partial = types.ModuleType("forgetful")
+    partial.cpv_storage_backends = hookimpl(lambda: [StorageBackendInfo("forgetful", Forgetful, "no track, push ...")])
+    get_plugin_manager().register(partial, name="forgetful")
+    CPVConfig().set_config("storage", "forgetful")
+    with pytest.raises(ConfigError) as err:
+        ModelsCheckpointsManage("T", "m").import_model_init()
+    assert "plugin 'forgetful' lacks describe_pointer, manifest, materialize, push, status, track" in err.value.message
+    assert not (cpv_home / "workspaces" / "T").exists()
+
+
 def _test_sources(exclude: str) -> list[str]:
     """The source of every test function of the suite (parsed, not sliced), but ``exclude``."""
     import ast

@@ -1,7 +1,9 @@
 """``dirstore``: content-addressed objects in a plain directory.
 
 An example of a third-party cpv storage plugin. It implements
-:class:`cpv_core.backends.StorageBackend` with the standard library only.
+:class:`cpv_core.backends.StorageBackend` with the standard library only, on
+top of :class:`cpv_core.bases.StorageBackendBase`, which supplies the methods
+that have a sensible default (``commit_paths``, ``checkout``, ``verify`` ...).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from cpv_core import StorageError, ValidationError, hookimpl
 from cpv_core.backends import BackendContext, StorageBackendInfo, TrackedArtifact, TransferStats
+from cpv_core.bases import StorageBackendBase
 from cpv_core.trust import check_oid, check_relpath, contained, select_sub_path
 
 POINTER_SUFFIX = ".dirstore.json"
@@ -31,14 +34,13 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-class DirStore:
+class DirStore(StorageBackendBase):
     """Storage backend ``dirstore``."""
 
     name = "dirstore"
 
     def __init__(self, ctx: BackendContext) -> None:
-        self.ctx = ctx
-        self.workspace = Path(ctx.workspace)
+        super().__init__(ctx)
         root = ctx.config.get_config("dirstore.root")
         base = Path(root).expanduser() if root else ctx.config.config_dir / "dirstore"
         self.root = base / ctx.team / ctx.model / "objects"
@@ -82,20 +84,8 @@ class DirStore:
     def describe_remote(self) -> str:
         return str(self.root)
 
-    def committed_files(self) -> list[str]:
-        return []
-
     def pointer_path(self, path: str) -> str:
         return f"{path}{POINTER_SUFFIX}"
-
-    def commit_paths(self, paths: Sequence[str]) -> list[str]:
-        gitignore = self.workspace / ".gitignore"
-        lines = gitignore.read_text().splitlines() if gitignore.exists() else []
-        for p in paths:
-            if f"/{p}" not in lines:
-                lines.append(f"/{p}")
-        gitignore.write_text("\n".join(lines) + "\n")
-        return [".gitignore", *(self.pointer_path(p) for p in paths)]
 
     def track(self, paths: Sequence[str]) -> list[TrackedArtifact]:
         out = []
@@ -161,22 +151,6 @@ class DirStore:
     def manifest(self, rev: str, path: str, pointer: bytes) -> dict[str, str]:
         data = self._parse(pointer, self.pointer_path(path))
         return dict(data["files"]) if data["dir"] else {"": data["md5"]}
-
-    def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
-        # the directory is both cache and remote: one check serves both
-        problems = []
-        for rel, md5 in self._parse(pointer, self.pointer_path(path))["files"].items():
-            obj = self._object(md5)
-            if not obj.exists():
-                problems.append(f"{path}/{rel}: missing ({obj})")
-            elif md5_of(obj) != md5:
-                problems.append(f"{path}/{rel}: corrupt ({obj})")
-        return problems
-
-    def checkout(self, paths: Sequence[str]) -> None:
-        for path in paths:
-            pointer = (self.workspace / self.pointer_path(path)).read_bytes()
-            self.materialize("HEAD", path, pointer, self.workspace / path)
 
     def status(self, paths: Sequence[str]) -> dict[str, str]:
         result = {}

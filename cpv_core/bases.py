@@ -1,0 +1,130 @@
+"""Base classes for backend authors: the protocol methods that have a sensible
+default, implemented once, so a new backend writes only what is its own.
+
+A backend does not have to inherit from these (the protocols in
+:mod:`cpv_core.backends` are structural), but one that does gets:
+
+* :class:`StorageBackendBase` - ``init`` (nothing to prepare),
+  ``describe_remote`` (the backend's name), ``committed_files`` (none),
+  ``commit_paths`` (the pointers, plus a ``/name`` line in the ``.gitignore``
+  beside each target so git never stores the content itself), ``checkout``
+  (materialise each target from its workspace pointer, in place) and
+  ``verify`` (materialise into a scratch directory: every byte is read back
+  and checked by ``materialize`` itself). Left to write (abstract, so a
+  backend that forgets one fails when it is selected, naming its plugin):
+  ``pointer_path``, ``track``, ``push``, ``describe_pointer``,
+  ``materialize``, ``manifest``, ``status``.
+* :class:`HostingBackendBase` - ``validate`` (no checks of its own).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+from .backends import BackendContext, CheckResult, TrackedArtifact, TransferStats
+from .errors import CPVError
+from .paths import atomic_write_bytes
+from .trust import contained
+
+
+class StorageBackendBase(ABC):
+    """Defaults for :class:`~cpv_core.backends.StorageBackend` (see the module docstring)."""
+
+    name = "storage"
+
+    def __init__(self, ctx: BackendContext) -> None:
+        self.ctx = ctx
+        self.workspace = Path(ctx.workspace)
+
+    # -- to implement ---------------------------------------------------------------
+    @abstractmethod
+    def pointer_path(self, path: str) -> str:
+        raise NotImplementedError
+
+    @abstractmethod
+    def track(self, paths: Sequence[str]) -> list[TrackedArtifact]:
+        raise NotImplementedError
+
+    @abstractmethod
+    def push(self, paths: Sequence[str]) -> TransferStats:
+        raise NotImplementedError
+
+    @abstractmethod
+    def describe_pointer(self, path: str, pointer: bytes) -> TrackedArtifact | None:
+        raise NotImplementedError
+
+    @abstractmethod
+    def materialize(self, rev: str, path: str, pointer: bytes, dest: Path) -> TrackedArtifact:
+        raise NotImplementedError
+
+    @abstractmethod
+    def manifest(self, rev: str, path: str, pointer: bytes) -> dict[str, str]:
+        raise NotImplementedError
+
+    @abstractmethod
+    def status(self, paths: Sequence[str]) -> dict[str, str]:
+        raise NotImplementedError
+
+    # -- defaults ---------------------------------------------------------------------
+    def init(self) -> None:  # noqa: B027 - a default, deliberately empty: most stores need no preparation
+        """Nothing to prepare."""
+
+    def describe_remote(self) -> str:
+        return self.name
+
+    def committed_files(self) -> list[str]:
+        return []
+
+    def commit_paths(self, paths: Sequence[str]) -> list[str]:
+        files = []
+        for p in paths:
+            files.append(self.pointer_path(p))
+            ignore = PurePosixPath(p).parent / ".gitignore"
+            entry = f"/{PurePosixPath(p).name}"
+            gitignore = contained(self.workspace, str(ignore), "workspace")
+            lines = gitignore.read_text().splitlines() if gitignore.is_file() else []
+            if entry not in lines:
+                atomic_write_bytes(gitignore, ("\n".join([*lines, entry]) + "\n").encode(), mode=0o644)
+            files.append(str(ignore))
+        return sorted(set(files))
+
+    def checkout(self, paths: Sequence[str]) -> None:
+        for p in paths:
+            dest = contained(self.workspace, p, "workspace")
+            pointer = contained(self.workspace, self.pointer_path(p), "workspace").read_bytes()
+            self.materialize("HEAD", p, pointer, dest)
+
+    def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
+        scratch = Path(tempfile.mkdtemp(prefix=".cpv-verify-"))
+        try:
+            self.materialize(rev, path, pointer, scratch / PurePosixPath(path).name)
+        except CPVError as exc:
+            return [f"{path}: {exc.message}"]
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return []
+
+
+class HostingBackendBase(ABC):
+    """Defaults for :class:`~cpv_core.backends.HostingBackend`."""
+
+    name = "hosting"
+
+    def __init__(self, ctx: BackendContext) -> None:
+        self.ctx = ctx
+
+    @abstractmethod
+    def remote_url(self) -> str:
+        raise NotImplementedError
+
+    @abstractmethod
+    def ensure_remote(self) -> str:
+        raise NotImplementedError
+
+    def validate(self) -> list[CheckResult]:
+        """No checks of its own (``cpv validate`` still runs the credential providers')."""
+        return []
