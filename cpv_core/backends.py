@@ -52,8 +52,9 @@ class BackendContext:
     :param verbose: the caller asked for detailed output.
     :param progress: whether transfers may show a progress bar.
     :param state_dir: a private directory of this workspace that no commit
-        can write into (crash-recovery backups and staging live there), or
-        None when the workspace has none yet.
+        can write into (crash-recovery backups and staging live there; the
+        versioning backend's :meth:`VersioningBackend.private_dir`), or None
+        (always for the versioning backend itself).
     :param accepts_incoming: whether a commit from someone else may change a
         workspace path (pointer files, ``metrics.log``, README, .gitignore);
         a versioning backend that replays remote commits refuses the others.
@@ -266,6 +267,11 @@ class VersioningBackend(Protocol):
 
     def exists(self) -> bool:
         """Whether the workspace already holds a repository."""
+
+    def private_dir(self) -> Path:
+        """A directory of this workspace that no commit, clone or rebase can write
+        into (git: ``.git/cpv``): where cpv keeps this machine's crash-recovery
+        state, so recovery acts only on what this machine left."""
 
     def init(self, remote_url: str) -> None:
         """Create an empty repository in the workspace with ``remote_url`` as origin."""

@@ -20,6 +20,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -242,9 +243,9 @@ class Workspace:
     @property
     def state_dir(self) -> Path:
         """This machine's private state for the workspace (crash-recovery backups,
-        staging). It lives inside ``.git/``, which no commit, clone or rebase can
-        write into, so recovery acts only on what this machine left."""
-        return self.path / ".git" / "cpv"
+        staging): the versioning backend's private directory, which no commit,
+        clone or rebase can write into, so recovery acts only on what this machine left."""
+        return self.versioning.private_dir()
 
     def staging_path(self, purpose: str, rel: str) -> Path:
         """A path in :attr:`state_dir` standing for workspace path ``rel`` (``purpose``: keep, new, old)."""
@@ -257,6 +258,12 @@ class Workspace:
 
     @cached_property
     def context(self) -> BackendContext:
+        """What the storage and hosting backends are told about this workspace."""
+        return replace(self.versioning_context, state_dir=self.state_dir)
+
+    @cached_property
+    def versioning_context(self) -> BackendContext:
+        """What the versioning backend is told (it owns the private directory itself)."""
         return BackendContext(
             config=self.config,
             team=self.team,
@@ -265,7 +272,6 @@ class Workspace:
             env=self.config.credential_env(),
             verbose=self.verbose,
             progress=self.progress,
-            state_dir=self.state_dir,
             accepts_incoming=self.accepts_incoming,
         )
 
@@ -275,7 +281,7 @@ class Workspace:
 
     @cached_property
     def versioning(self) -> VersioningBackend:
-        return self.plugins.versioning(self.backend_name("versioning"), self.context)
+        return self.plugins.versioning(self.backend_name("versioning"), self.versioning_context)
 
     @cached_property
     def hosting(self) -> HostingBackend:

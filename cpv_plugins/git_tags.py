@@ -210,6 +210,10 @@ class GitTagsVersioning:
     def exists(self) -> bool:
         return (self.path / ".git").is_dir()
 
+    def private_dir(self) -> Path:
+        """``.git/cpv``: inside the git directory, which no commit can write into."""
+        return self.path / ".git" / "cpv"
+
     def init(self, remote_url: str) -> None:
         import git
 
