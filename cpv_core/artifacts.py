@@ -51,7 +51,14 @@ class DataArtifacts:
 
 @dataclass
 class CheckpointMetadata:
-    """Everything known about one version (``get_model_metadata``)."""
+    """Everything known about one version (``get_model_metadata``).
+
+    :param message: what the version says about itself: its tag message, or,
+        when the tag has none, the upload message(s) since the previous version.
+    :param tag_message: the tag's own message ("" when none was given).
+    :param upload_message: the upload messages since the previous version of
+        the kind, oldest first, joined with "; ".
+    """
 
     kind: str
     version: str | None
@@ -64,6 +71,8 @@ class CheckpointMetadata:
     digest: str = ""
     path: str = ""
     lineage: dict[str, Any] = field(default_factory=dict)
+    tag_message: str = ""
+    upload_message: str = ""
 
     @property
     def size_mb(self) -> float:

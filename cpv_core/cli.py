@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +23,12 @@ import click
 
 from . import __version__
 from .errors import CPVError, ValidationError
+from .metrics import format_metrics
+from .progress import human_bytes
 from .trust import visible, visible_lines
 
 if TYPE_CHECKING:
-    from .artifacts import CheckpointMetadata
+    from .artifacts import CheckpointMetadata, DataArtifacts, ModelArtifacts
     from .combined import CombinedCheckpointsManage
     from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
 
@@ -81,14 +84,33 @@ def find_workspace(start: Path) -> tuple[str, str, Path] | None:
     return None
 
 
-def resolve_target(team: str | None, model: str | None, repo_path: str | None) -> tuple[str, str, str | None]:
-    """Team/model/repo_path from options, else from the current directory."""
+def resolve_target(
+    team: str | None, model: str | None, repo_path: str | None, *, message: str | None = None
+) -> tuple[str, str, str | None]:
+    """Team/model/repo_path from options, else from the current directory.
+
+    On the commands where ``-m`` is the message (upload, tag, checkpoint create),
+    ``message`` is what ``-m`` got: a value that looks like a model name meant
+    for ``-m`` is refused, saying which flag means what.
+    """
+    meaning = "on this command -m is the message; the model is --model-name"
     if team and model:
         return team, model, repo_path
     found = find_workspace(Path(repo_path).resolve() if repo_path else Path.cwd())
     if found:
         ws_team, ws_model, path = found
+        if message is not None and message.strip() == ws_model and not model:
+            raise ValidationError(
+                f"-m {message!r} is the model's name, but {meaning}",
+                fix=f"give a message (-m 'what changed'), and if you meant the model: --model-name {message}",
+            )
         return team or ws_team, model or ws_model, repo_path or str(path)
+    if team and not model:
+        hint = f" (-m {message!r} was taken as the message)" if message else ""
+        raise ValidationError(
+            f"--team-name {team} given but no --model-name{hint}; {meaning}",
+            fix=f"pass --model-name MODEL (e.g. -t {team} --model-name NAME)",
+        )
     raise ValidationError(
         "no team/model given and the current directory is not inside a cpv workspace",
         fix="pass --team-name/-t and --model-name, or cd into a workspace",
@@ -148,40 +170,47 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 
 def manager(
-    kind: str, ctx: Ctx, team: str | None, model: str | None, repo_path: str | None, dry_run: bool = False
+    kind: str, ctx: Ctx, team: str | None, model: str | None, repo_path: str | None, dry_run: bool = False, *, message: str | None = None
 ) -> ModelsCheckpointsManage | DataCheckpointsManage:
     from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
 
-    team, model, repo_path = resolve_target(team, model, repo_path)
+    team, model, repo_path = resolve_target(team, model, repo_path, message=message)
     cls = ModelsCheckpointsManage if kind == "model" else DataCheckpointsManage
-    return cls(team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo, progress=not ctx.quiet)
+    return cls(team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo, progress=not ctx.quiet, caller="cli")
 
 
 def metadata_row(meta: CheckpointMetadata) -> dict[str, Any]:
     return meta.to_dict()
 
 
+def render_table(headers: list[str], rows: list[list[str]]) -> None:
+    """Aligned columns under an upper-case header; every cell escaped (one line per row,
+    whatever a message holds)."""
+    cells = [[visible(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    out("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for row in cells:
+        out("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
 def print_table(rows: list[dict[str, Any]], ctx: Ctx) -> None:
     if not rows:
         ctx.echo("no versions yet")
         return
-    headers = ["version", "date", "author", "message", "metrics", "size"]
-    table = []
-    for row in rows:
-        metrics = ", ".join(f"{k}={v}" for k, v in list(row["metrics"].items())[:4])
-        cells = [
-            row["version"] or "-",
-            (row["date"] or "")[:19],
-            row["author"][:20],
-            (row["message"] or "")[:40],
-            metrics,
-            f"{row['size_mb']:.2f} MiB",
-        ]
-        table.append([visible(c) for c in cells])  # one line per version, whatever a message holds
-    widths = [max(len(h), *(len(str(r[i])) for r in table)) for i, h in enumerate(headers)]
-    out("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)))
-    for r in table:
-        out("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    render_table(
+        ["version", "date", "author", "message", "metrics", "size"],
+        [
+            [
+                row["version"] or "-",
+                (row["date"] or "")[:19],
+                row["author"][:20],
+                (row["message"] or "")[:40],
+                format_metrics(row["metrics"]),
+                human_bytes(row["size"]),
+            ]
+            for row in rows
+        ],
+    )
 
 
 # --------------------------------------------------------------------------
@@ -216,13 +245,16 @@ class CpvGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         self.load_plugin_commands()
-        return super().get_command(ctx, cmd_name)
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            add_late_flags(command)
+        return command
 
 
 @click.group(cls=CpvGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--verbose", "-v", is_flag=True, help="Print each step; tracebacks on errors.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only results and errors.")
-@click.version_option(__version__, prog_name="cpv")
+@click.version_option(__version__, "--version", "-V", prog_name="cpv", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(click_ctx: click.Context, verbose: bool, quiet: bool) -> None:
     """cpv - version model checkpoints and training data together.
@@ -241,6 +273,37 @@ def cli(click_ctx: click.Context, verbose: bool, quiet: bool) -> None:
     click_ctx.obj = Ctx(verbose, quiet)
 
 
+def _late_flag(click_ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``-v``/``-q`` given after the subcommand (``cpv model upload -v``) mean what they mean before it."""
+    if not value:
+        return
+    obj = click_ctx.find_object(Ctx)
+    if obj is None:
+        return
+    if param.name == "late_verbose":
+        obj.verbose = True
+        logging.getLogger().setLevel(logging.INFO)
+    else:
+        obj.quiet = True
+
+
+def add_late_flags(command: click.Command) -> None:
+    """Give ``command`` and every command below it ``-v/--verbose`` and ``-q/--quiet``."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_late_flags(sub)
+        return
+    names = {opt for p in command.params for opt in getattr(p, "opts", [])}
+    for name, flags, text in (
+        ("late_verbose", ("--verbose", "-v"), "Print each step (also accepted before the command)."),
+        ("late_quiet", ("--quiet", "-q"), "Print only results and errors (also accepted before the command)."),
+    ):
+        if not names & set(flags):
+            command.params.append(
+                click.Option(list(flags), name, is_flag=True, expose_value=False, callback=_late_flag, help=text, is_eager=True)
+            )
+
+
 # -- init ------------------------------------------------------------------------------
 
 
@@ -252,9 +315,16 @@ def cli(click_ctx: click.Context, verbose: bool, quiet: bool) -> None:
     "--data-path", "-d", type=click.Path(exists=True, file_okay=False), help="Upload this directory as the first data checkpoint."
 )
 @dry_run_option
+@json_option
 @click.pass_context
 def init(
-    click_ctx: click.Context, team_name: str | None, model_name: str | None, repo_path: str | None, data_path: str | None, dry_run: bool
+    click_ctx: click.Context,
+    team_name: str | None,
+    model_name: str | None,
+    repo_path: str | None,
+    data_path: str | None,
+    dry_run: bool,
+    as_json: bool,
 ) -> None:
     """Create a model workspace and its remotes (or clone an existing one).
 
@@ -264,7 +334,15 @@ def init(
         if not team_name and not model_name:
             click.echo(click_ctx.get_help())  # cpv's own text
             return
-        click_ctx.invoke(init_model, team_name=team_name, model_name=model_name, repo_path=repo_path, data_path=data_path, dry_run=dry_run)
+        click_ctx.invoke(
+            init_model,
+            team_name=team_name,
+            model_name=model_name,
+            repo_path=repo_path,
+            data_path=data_path,
+            dry_run=dry_run,
+            as_json=as_json,
+        )
 
 
 @init.command("model")
@@ -273,33 +351,59 @@ def init(
     "--data-path", "-d", type=click.Path(exists=True, file_okay=False), help="Upload this directory as the first data checkpoint."
 )
 @dry_run_option
+@json_option
 @click.pass_obj
 def init_model(
-    ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, data_path: str | None, dry_run: bool
+    ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, data_path: str | None, dry_run: bool, as_json: bool
 ) -> None:
     """Initialise the workspace of TEAM/MODEL."""
     from .model_data import ModelsCheckpointsManage
 
     if not team_name or not model_name:
         raise ValidationError("cpv init model needs --team-name/-t and --model-name/-m", fix="e.g. cpv init model -t AI-Convo -m whisper")
-    m = ModelsCheckpointsManage(team_name, model_name, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo)
+    m = ModelsCheckpointsManage(team_name, model_name, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo, caller="cli")
     path = m.import_model_init(data_path=data_path)
-    if not dry_run:
-        ctx.echo(f"workspace: {path}")
+    report_init(m, path, dry_run, as_json)
+
+
+def report_init(m: ModelsCheckpointsManage | DataCheckpointsManage, path: Path, dry_run: bool, as_json: bool) -> None:
+    """The result of an init on stdout: the workspace path (and the first data version, if any)."""
+    data_versions: list[str | None] = [None] if dry_run else [None, *(r.version for r in m.ws.versioning.list_versions("data"))]
+    if as_json:
+        emit_json(
+            {
+                "team": m.team_name,
+                "model": m.model_name,
+                "path": str(path),
+                "data_version": data_versions[-1],
+                "dry_run": dry_run,
+            }
+        )
+    elif not dry_run:
+        out(str(path))
 
 
 @init.command("data")
 @target_options(message_uses_m=False)
 @click.option("--data-path", "-d", required=True, type=click.Path(exists=True, file_okay=False), help="Directory to upload.")
 @dry_run_option
+@json_option
 @click.pass_obj
-def init_data(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, data_path: str | None, dry_run: bool) -> None:
-    """Initialise the workspace if needed and upload DATA_PATH as its first data checkpoint."""
+def init_data(
+    ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, data_path: str | None, dry_run: bool, as_json: bool
+) -> None:
+    """Initialise the workspace if needed; upload DATA_PATH and tag it as the first data version."""
     from .model_data import DataCheckpointsManage
 
-    DataCheckpointsManage(
-        *resolve_target(team_name, model_name, repo_path), verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo, progress=not ctx.quiet
-    ).import_data_init(data_path)
+    d = DataCheckpointsManage(
+        *resolve_target(team_name, model_name, repo_path),
+        verbose=ctx.verbose,
+        dry_run=dry_run,
+        echo=ctx.echo,
+        progress=not ctx.quiet,
+        caller="cli",
+    )
+    report_init(d, d.import_data_init(data_path), dry_run, as_json)
 
 
 # -- model / data groups ---------------------------------------------------------------
@@ -319,6 +423,7 @@ def build_kind_group(kind: str) -> click.Group:
     @click.option("--message", "-m", help="Commit message.")
     @click.option("--force", is_flag=True, help="Upload even if a teammate's newer upload of this target would be replaced.")
     @dry_run_option
+    @json_option
     @click.pass_obj
     def upload(
         ctx: Ctx,
@@ -330,20 +435,26 @@ def build_kind_group(kind: str) -> click.Group:
         message: str | None,
         force: bool,
         dry_run: bool,
+        as_json: bool,
     ) -> None:
         """Store PATH (default: the workspace's model.bin or data/), record metrics, commit and push."""
         parsed = parse_metrics(metrics)
-        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
+        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run, message=message)
         result = m.upload(path, parsed, message, dry_run=dry_run, force=force)
-        if not dry_run:
-            ctx.echo(f"{kind} uploaded: {result.digest} ({result.size} bytes), commit {str(result.commit)[:10]}")
+        if as_json:
+            emit_json(asdict(result))
+        elif not dry_run:
+            state = "uploaded" if result.changed else "unchanged"
+            out(f"{m.target} {state}: {result.digest} ({human_bytes(result.size)}), commit {str(result.commit)[:10]}")
 
     @group.command("tag")
     @target_options(message_uses_m=True)
     @click.option("--version", "version_tag", help="Explicit version, e.g. v1.0 (default: next minor).")
     @click.option("--major", is_flag=True, help="Bump the major version (v0.3 -> v1.0).")
     @click.option("--message", "-m", help="Tag message.")
+    @click.option("--allow-duplicate", is_flag=True, help="Tag content identical to an existing version anyway.")
     @dry_run_option
+    @json_option
     @click.pass_obj
     def tag(
         ctx: Ctx,
@@ -353,12 +464,17 @@ def build_kind_group(kind: str) -> click.Group:
         version_tag: str | None,
         major: bool,
         message: str | None,
+        allow_duplicate: bool,
         dry_run: bool,
+        as_json: bool,
     ) -> None:
         """Give the current checkpoint a version and push it."""
-        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
-        version = m.tag(version_tag, message, major=major, dry_run=dry_run)
-        out(version)
+        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run, message=message)
+        version = m.tag(version_tag, message, major=major, dry_run=dry_run, allow_duplicate=allow_duplicate)
+        if as_json:
+            emit_json({"kind": kind, "version": version, "dry_run": dry_run})
+        else:
+            out(version)
 
     @group.command("list")
     @target_options(message_uses_m=False)
@@ -377,6 +493,7 @@ def build_kind_group(kind: str) -> click.Group:
     @click.option("--force", is_flag=True, help="Overwrite existing files at the output path.")
     @click.option("--sub-path", help="Only this part of a data version (e.g. test).", hidden=kind == "model")
     @dry_run_option
+    @json_option
     @click.pass_obj
     def download(
         ctx: Ctx,
@@ -388,16 +505,22 @@ def build_kind_group(kind: str) -> click.Group:
         force: bool,
         sub_path: str | None,
         dry_run: bool,
+        as_json: bool,
     ) -> None:
         """Materialise VERSION (default: latest) outside the workspace."""
         m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
         from .model_data import ModelsCheckpointsManage
 
+        artifacts: ModelArtifacts | DataArtifacts
         if isinstance(m, ModelsCheckpointsManage):
-            path = m.download_model_checkpoint(version, output_dir, force=force, dry_run=dry_run).model_path
+            artifacts = m.download_model_checkpoint(version, output_dir, force=force, dry_run=dry_run)
+            path = artifacts.model_path
         else:
-            path = m.download_data_checkpoint(version, output_dir, force=force, dry_run=dry_run, sub_path=sub_path).data_path
-        if not dry_run:
+            artifacts = m.download_data_checkpoint(version, output_dir, force=force, dry_run=dry_run, sub_path=sub_path)
+            path = artifacts.data_path
+        if as_json:
+            emit_json({"kind": kind, "dry_run": dry_run, **asdict(artifacts)})
+        elif not dry_run:
             out(path)
 
     @group.command("revert")
@@ -405,30 +528,62 @@ def build_kind_group(kind: str) -> click.Group:
     @target_options(message_uses_m=False)
     @click.option("--force", is_flag=True, help="Revert even with uncommitted changes (they are kept in the cache).")
     @dry_run_option
+    @json_option
     @click.pass_obj
     def revert(
-        ctx: Ctx, version: str, team_name: str | None, model_name: str | None, repo_path: str | None, force: bool, dry_run: bool
+        ctx: Ctx,
+        version: str,
+        team_name: str | None,
+        model_name: str | None,
+        repo_path: str | None,
+        force: bool,
+        dry_run: bool,
+        as_json: bool,
     ) -> None:
         """Return the workspace to VERSION as a new commit (history is kept)."""
         m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
-        m.revert(version, force=force, dry_run=dry_run)
+        meta = m.revert(version, force=force, dry_run=dry_run)
+        if as_json:
+            emit_json({"reverted_to": meta.to_dict(), "commit": m.ws.versioning.head(), "dry_run": dry_run})
 
     @group.command("info")
     @click.argument("version", required=False)
+    @click.option("--version", "version_opt", help="The version (same as the argument).")
     @target_options(message_uses_m=False)
     @json_option
     @click.pass_obj
-    def info(ctx: Ctx, version: str | None, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool) -> None:
+    def info(
+        ctx: Ctx,
+        version: str | None,
+        version_opt: str | None,
+        team_name: str | None,
+        model_name: str | None,
+        repo_path: str | None,
+        as_json: bool,
+    ) -> None:
         """Metadata of VERSION (default: latest)."""
+        if version and version_opt and version != version_opt:
+            raise ValidationError(f"two versions given: {version} and --version {version_opt}", fix="give one")
         m = manager(kind, ctx, team_name, model_name, repo_path)
-        data = m.metadata(version).to_dict()
+        data = m.metadata(version or version_opt).to_dict()
         if as_json:
             emit_json(data)
             return
-        for key in ("kind", "version", "commit", "author", "date", "message", "path", "digest", "size", "size_mb"):
-            out(f"{key:8} {visible(data[key])}")
-        for name, value in data["metrics"].items():
-            out(f"metric   {visible(name)} = {visible(value)}")
+        rows = [
+            ("kind", data["kind"]),
+            ("version", data["version"] or "(not tagged yet)"),
+            ("commit", data["commit"]),
+            ("author", data["author"]),
+            ("date", data["date"]),
+            ("message", data["tag_message"] or "-"),
+            ("uploads", data["upload_message"] or "-"),
+            ("path", data["path"]),
+            ("digest", data["digest"]),
+            ("size", f"{human_bytes(data['size'])} ({data['size']} bytes)"),
+            ("metrics", format_metrics(data["metrics"]) or "-"),
+        ]
+        for key, value in rows:
+            out(f"{key:8} {visible(value)}")
 
     return group
 
@@ -519,11 +674,15 @@ def checkpoint_group() -> None:
     """Version model and data together (one atomic push); list, revert, inspect."""
 
 
-def combined(ctx: Ctx, team: str | None, model: str | None, repo_path: str | None, dry_run: bool = False) -> CombinedCheckpointsManage:
+def combined(
+    ctx: Ctx, team: str | None, model: str | None, repo_path: str | None, dry_run: bool = False, *, message: str | None = None
+) -> CombinedCheckpointsManage:
     from .combined import CombinedCheckpointsManage
 
-    team, model, repo_path = resolve_target(team, model, repo_path)
-    return CombinedCheckpointsManage(team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo, progress=not ctx.quiet)
+    team, model, repo_path = resolve_target(team, model, repo_path, message=message)
+    return CombinedCheckpointsManage(
+        team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo, progress=not ctx.quiet, caller="cli"
+    )
 
 
 @checkpoint_group.command("create")
@@ -533,6 +692,7 @@ def combined(ctx: Ctx, team: str | None, model: str | None, repo_path: str | Non
 @click.option("--message", "-m", help="Message for the model (and the checkpoint).")
 @click.option("--data-message", help="Message for the data version.")
 @dry_run_option
+@json_option
 @click.pass_obj
 def checkpoint_create(
     ctx: Ctx,
@@ -544,13 +704,16 @@ def checkpoint_create(
     message: str | None,
     data_message: str | None,
     dry_run: bool,
+    as_json: bool,
 ) -> None:
     """Tag the current model and data together; prints model, data and checkpoint versions."""
-    c = combined(ctx, team_name, model_name, repo_path, dry_run)
+    c = combined(ctx, team_name, model_name, repo_path, dry_run, message=message)
     model_v, data_v = c.tag_model_and_data(version_tag, model_message=message, data_message=data_message, major=major, dry_run=dry_run)
-    if not dry_run:
-        meta = c.get_combined_metadata()
-        out(f"checkpoint {meta.version}: model {model_v}, data {data_v}")
+    checkpoint_v = None if dry_run else c.get_combined_metadata().version
+    if as_json:
+        emit_json({"checkpoint": checkpoint_v, "model": model_v, "data": data_v, "dry_run": dry_run})
+    elif not dry_run:
+        out(f"checkpoint {checkpoint_v}: model {model_v}, data {data_v}")
 
 
 @checkpoint_group.command("list")
@@ -566,11 +729,21 @@ def checkpoint_list(ctx: Ctx, team_name: str | None, model_name: str | None, rep
         return
     if not rows:
         ctx.echo("no combined versions yet")
-    for row in rows:
-        metrics = ", ".join(f"{k}={v}" for k, v in list(row["model"]["metrics"].items())[:4])
-        out(
-            f"{row['version']:8} model {row['lineage']['model']:8} data {row['lineage']['data']:8} {visible(row['date'][:19])}  {visible(metrics)}"
-        )
+        return
+    render_table(
+        ["version", "model", "data", "date", "message", "model metrics"],
+        [
+            [
+                row["version"],
+                row["lineage"]["model"],
+                row["lineage"]["data"],
+                row["date"][:19],
+                row["message"][:40],
+                format_metrics(row["model"]["metrics"]),
+            ]
+            for row in rows
+        ],
+    )
 
 
 @checkpoint_group.command("revert")
@@ -602,7 +775,9 @@ def checkpoint_info(
     out(f"checkpoint {data['version']}  {visible(data['date'])}  {visible(data['message'])}")
     for kind in ("model", "data"):
         rec = data[kind]
-        out(f"  {kind:5} {rec['version']:8} {visible(rec['digest'])}  {rec['size_mb']:.2f} MiB  {visible(rec['metrics'] or '')}")
+        out(
+            f"  {kind:5} {rec['version']:8} {visible(rec['digest'])}  {human_bytes(rec['size'])}  {visible(format_metrics(rec['metrics']))}"
+        )
 
 
 # -- configuration --------------------------------------------------------------------
@@ -685,6 +860,12 @@ def validate(ctx: Ctx, as_json: bool, team_name: str | None, model_name: str | N
 # -- plugins / quickstart -----------------------------------------------------------------
 
 
+@cli.command("version")
+def version_cmd() -> None:
+    """Print cpv's version (same as `cpv --version` / `cpv -V`)."""
+    out(f"cpv {__version__}")
+
+
 @cli.command("plugins")
 @json_option
 def plugins_cmd(as_json: bool) -> None:
@@ -695,8 +876,10 @@ def plugins_cmd(as_json: bool) -> None:
     if as_json:
         emit_json([{"name": i.name, "module": i.module, "version": i.version, "hooks": list(i.hooks), "builtin": i.builtin} for i in infos])
         return
-    for i in infos:
-        out(f"{i.name:16} {i.version or '-':8} {'builtin' if i.builtin else 'external':8} {', '.join(i.hooks)}")
+    render_table(
+        ["plugin", "version", "source", "hooks"],
+        [[i.name, i.version or "-", "builtin" if i.builtin else "external", ", ".join(i.hooks)] for i in infos],
+    )
 
 
 @cli.command("quickstart")
@@ -717,7 +900,8 @@ def quickstart(ctx: Ctx, home: str | None, keep: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one clear line per error, documented exit codes."""
-    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    args = sys.argv[1:] if argv is None else argv
+    verbose = "-v" in args or "--verbose" in args
     try:
         cli.load_plugin_commands()  # inside the try: a Ctrl-C while plugins load is reported like any other
         cli.main(args=argv, prog_name="cpv", standalone_mode=False)

@@ -34,6 +34,7 @@ from .kinds import DATA, MODEL, SEED_KWARGS, KindSpec, check_kwargs, check_sourc
 from .metrics import METRICS_FILE, encode_record, latest_metrics, parse_log
 from .paths import atomic_path
 from .pull import pull_workspace
+from .records import MAX_UPLOAD_MESSAGE
 from .revert import revert_targets
 from .tagging import allocate_and_publish
 from .workspace import Workspace
@@ -75,7 +76,9 @@ class CheckpointManager:
         echo: Callable[[str], None] | None = None,
         **kwargs: Any,
     ) -> None:
-        check_kwargs(type(self).__name__, kwargs, "progress", "lock_timeout", "workspace")
+        check_kwargs(type(self).__name__, kwargs, "progress", "lock_timeout", "workspace", "caller")
+        #: who calls: "python" or "cli"; fix hints name keyword arguments or flags accordingly
+        self.caller = str(kwargs.get("caller") or "python")
         self.verbose = verbose
         self.dry_run = dry_run
         self.echo = echo or self._default_echo
@@ -113,13 +116,26 @@ class CheckpointManager:
 
     def sibling(self, cls: type[_M]) -> _M:
         """A manager of another kind over the same workspace (same lock, same backends)."""
-        return cls(self.ws.team, self.ws.model, self.ws.path, verbose=self.verbose, dry_run=self.dry_run, echo=self.echo, workspace=self.ws)
+        return cls(
+            self.ws.team,
+            self.ws.model,
+            self.ws.path,
+            verbose=self.verbose,
+            dry_run=self.dry_run,
+            echo=self.echo,
+            workspace=self.ws,
+            caller=self.caller,
+        )
 
     def _default_echo(self, line: str) -> None:
         if self.dry_run or self.verbose:
             print(line)
         else:
             logger.info(line)
+
+    def hint(self, *, cli: str, python: str) -> str:
+        """The half of a fix hint that speaks the caller's language."""
+        return cli if self.caller == "cli" else python
 
     def plan(self, lines: list[str]) -> list[str]:
         for line in lines:
@@ -180,10 +196,12 @@ class CheckpointManager:
         changed = self.ws.versioning.changed_files([self.ws.storage.pointer_path(self.target), METRICS_FILE])
         if (dirty or changed) and not force:
             what = ", ".join([f"{p} ({s})" for p, s in dirty.items()] + changed)
-            raise WorkspaceDirtyError(
-                f"cannot {action}: uncommitted changes in {self.ws.path}: {what}",
-                fix=f"upload them first (`cpv {self.spec.kind} upload`) or pass force=True / --force",
-            )
+            upload = self.hint(cli=f"`cpv {self.spec.kind} upload`", python=f"upload_{self.spec.kind}_checkpoint()")
+            if action == "tag":  # tag has no force: what is tagged must be what is stored
+                fix = f"upload them first ({upload}), then tag"
+            else:
+                fix = f"upload them first ({upload}) or {self.hint(cli='pass --force', python='pass force=True')} to discard them"
+            raise WorkspaceDirtyError(f"cannot {action}: uncommitted changes in {self.ws.path}: {what}", fix=fix)
         return dirty
 
     def tag_metadata(self, info: TrackedArtifact) -> dict[str, Any]:
@@ -195,7 +213,26 @@ class CheckpointManager:
             "nfiles": info.nfiles,
             "metrics": self.current_metrics(),
             "lineage": self.lineage(),
+            "upload_message": self.upload_messages(),
         }
+
+    def same_content_as(self, digest: str) -> str | None:
+        """The newest version of this kind whose content is ``digest``, if any."""
+        same = [r.version for r in self.records() if r.metadata.get("digest") == digest]
+        return same[-1] if same else None
+
+    def upload_messages(self) -> str:
+        """The messages of this kind's uploads since its latest version (or ever, before
+        the first), oldest first, joined with "; ": what a version says when its tag has none."""
+        records = self.records()
+        before = parse_log(self.ws.versioning.read_file(records[-1].commit, METRICS_FILE)) if records else []
+        seen = {encode_record(r) for r in before}
+        messages = [
+            str(r["message"])
+            for r in parse_log(self.ws.versioning.read_file("HEAD", METRICS_FILE))
+            if r.get("kind") == self.spec.kind and r.get("event") == "upload" and r.get("message") and encode_record(r) not in seen
+        ]
+        return "; ".join(dict.fromkeys(messages))[:MAX_UPLOAD_MESSAGE]
 
     def lineage(self) -> dict[str, Any]:
         """What a version of this kind records about the other kinds it came from (none by default)."""

@@ -176,3 +176,27 @@ def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, dict[str, A
             delta = vb - va
         out[key] = {"a": va, "b": vb, "delta": delta}
     return out
+
+
+def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested metrics as one level, keys joined with dots (``{"acc": {"top1": 0.9}}`` -> ``acc.top1``)."""
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_metrics(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def format_value(value: Any) -> str:
+    """A metric value as people write it: ``0.1``, ``true``, ``null``, text as is, lists as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def format_metrics(metrics: Mapping[str, Any]) -> str:
+    """``loss=0.1 wer=0.042 acc.top1=0.9``: no Python reprs, nested keys flattened."""
+    return " ".join(f"{key}={format_value(value)}" for key, value in flatten_metrics(metrics).items())

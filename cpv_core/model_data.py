@@ -45,7 +45,11 @@ class ModelsCheckpointsManage(CheckpointManager):
         :return: the workspace path.
         """
         check_kwargs("import_model_init", kwargs, "repo_path")
-        return self.sibling(DataCheckpointsManage).import_data_init(data_path, **kwargs)  # the same workspace
+        self.check_repo_path(kwargs.get("repo_path"))
+        dry_run, _ = self.options(kwargs)
+        # the same workspace; the data is uploaded as the seeds do, and left for the model's first
+        # combined or data version to name (`cpv init data` is the command that versions it at once)
+        return self.sibling(DataCheckpointsManage).init_with_data(data_path, dry_run=dry_run, tag=False)
 
     def upload_model_checkpoint(
         self,
@@ -61,8 +65,10 @@ class ModelsCheckpointsManage(CheckpointManager):
 
     def tag_model_checkpoint(self, version_tag: str | None = None, message: str | None = None, **kwargs: Any) -> str:
         """Give the current model a version: ``version_tag`` (e.g. ``"v2.0"``) or
-        the next minor (``major=True``: next major). Returns ``"vX.Y"``."""
-        check_kwargs("tag_model_checkpoint", kwargs, "major")
+        the next minor (``major=True``: next major). Returns ``"vX.Y"``. Content
+        identical to an existing model version gets no automatic new version unless
+        ``allow_duplicate=True`` (an explicit ``version_tag`` is a deliberate promotion)."""
+        check_kwargs("tag_model_checkpoint", kwargs, "major", "allow_duplicate")
         return self.tag(version_tag, message, **kwargs)
 
     def read_checkpoint_tag(self, **kwargs: Any) -> list[str]:
@@ -106,15 +112,26 @@ class DataCheckpointsManage(CheckpointManager):
     spec = DATA
 
     def import_data_init(self, data_path: str | Path | None = None, **kwargs: Any) -> Path:
-        """Initialise the workspace if needed and upload ``data_path`` as the first data checkpoint."""
+        """Initialise the workspace if needed; upload ``data_path`` and tag it as the first
+        data version (unless a data version already holds exactly that content).
+
+        :return: the workspace path.
+        """
         check_kwargs("import_data_init", kwargs, "repo_path")
         self.check_repo_path(kwargs.get("repo_path"))
         dry_run, _ = self.options(kwargs)
+        return self.init_with_data(data_path, dry_run=dry_run, tag=True)
+
+    def init_with_data(self, data_path: str | Path | None, *, dry_run: bool, tag: bool) -> Path:
+        """Initialise the workspace if needed and upload ``data_path`` (if given) as its data;
+        with ``tag``, version it too (what ``import_data_init`` and ``cpv init data`` promise)."""
         if data_path is not None:
             check_source(DATA, Path(data_path).expanduser())
         self.init_workspace(dry_run)
         if data_path is not None:
-            self.upload_data_checkpoint(data_path, message="Initial training data", dry_run=dry_run)
+            result = self.upload_data_checkpoint(data_path, message="Initial training data", dry_run=dry_run)
+            if tag and not dry_run and self.same_content_as(result.digest) is None:
+                self.echo(f"tagged data {self.tag_data_checkpoint(message='Initial training data')}")
         return self.ws.path
 
     def upload_data_checkpoint(self, data_path: str | Path | None = None, message: str | None = None, **kwargs: Any) -> UploadResult:
@@ -124,7 +141,7 @@ class DataCheckpointsManage(CheckpointManager):
 
     def tag_data_checkpoint(self, version_tag: str | None = None, message: str | None = None, **kwargs: Any) -> str:
         """Give the current data a version in the data sequence; returns ``"vX.Y"``."""
-        check_kwargs("tag_data_checkpoint", kwargs, "major")
+        check_kwargs("tag_data_checkpoint", kwargs, "major", "allow_duplicate")
         return self.tag(version_tag, message, **kwargs)
 
     def read_checkpoint_tag(self, **kwargs: Any) -> list[str]:

@@ -21,6 +21,8 @@ from .versions import Version
 logger = logging.getLogger("cpv.records")
 
 MAX_MESSAGE_BYTES = 64 * 1024
+#: the upload messages a version records (characters)
+MAX_UPLOAD_MESSAGE = 4000
 _DIGEST_RE = re.compile(r"^[A-Za-z0-9_-]{1,16}:[A-Za-z0-9._-]{1,200}$")
 _COUNT_KEYS = ("size", "nfiles")
 _DIGEST_KEYS = ("digest", "model_digest", "data_digest")
@@ -106,6 +108,8 @@ def clean_metadata(metadata: Mapping[str, Any], where: str) -> dict[str, Any]:
         elif key == "lineage":
             value = _clean_lineage(value)
             ok = value is not None
+        elif key == "upload_message":
+            ok = isinstance(value, str) and len(value) <= MAX_UPLOAD_MESSAGE and "\x00" not in value
         else:
             continue
         if ok:

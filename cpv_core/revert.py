@@ -20,6 +20,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger("cpv")
 
 
+def already_at(m: CheckpointManager, record: VersionRecord) -> bool:
+    """Whether ``m``'s target is committed and present exactly as ``record`` has it."""
+    info = m.pointer_info("HEAD")
+    return (
+        info is not None
+        and info.digest == record.metadata.get("digest")
+        and m.ws.storage.status([m.target]).get(m.target) == "unchanged"
+        and not m.ws.versioning.changed_files([m.ws.storage.pointer_path(m.target)])
+    )
+
+
 def revert_targets(
     ws: Workspace, pairs: list[tuple[CheckpointManager, VersionRecord]], message: str, *, force: bool, dry_run: bool
 ) -> None:
@@ -29,6 +40,14 @@ def revert_targets(
     overwritten content is stored in the local cache first (recoverable by
     the hash logged in metrics.log as ``saved_digest``).
     """
+    if all(already_at(m, record) for m, record in pairs):
+        pairs[0][0].echo(
+            ", ".join(f"{m.target} is already at {m.spec.kind} {record.version}" for m, record in pairs)
+            + "; nothing to revert, nothing committed"
+        )
+        if not dry_run:
+            ws.versioning.push_branch()  # a revert killed after its commit is published now
+        return
     dirty = {m.spec.kind: m.require_clean_target("revert", force) for m, _ in pairs}
     if dry_run:
         for m, record in pairs:

@@ -103,6 +103,18 @@ def allocate_and_publish(
     raise GitError(f"could not allocate a version after {TAG_ATTEMPTS} attempts (heavy contention)", fix="run the command again")
 
 
+def refuse_duplicate(mgr: CheckpointManager, digest: str, head: str | None) -> None:
+    """A version whose content an existing version of the kind already has is a phantom:
+    refuse it, naming that version, unless the caller allows duplicates."""
+    fix = f"upload a new checkpoint first, or {mgr.hint(cli='pass --allow-duplicate', python='pass allow_duplicate=True')} to tag it again"
+    already = [r.version for r in mgr.records() if r.commit == head]
+    if already:
+        raise VersionExistsError(f"the current {mgr.spec.kind} is already version {already[-1]}", fix=fix)
+    same = mgr.same_content_as(digest)
+    if same:
+        raise VersionExistsError(f"the current {mgr.spec.kind} is identical to {same}", fix=fix)
+
+
 def tag(mgr: CheckpointManager, version_tag: str | None, message: str | None, **kwargs: Any) -> str:
     dry_run, _ = mgr.options(kwargs)
     explicit = parse_tag_arg(version_tag)
@@ -113,13 +125,8 @@ def tag(mgr: CheckpointManager, version_tag: str | None, message: str | None, **
         info = mgr.check_taggable()
         if not dry_run:  # a dry run writes nothing, not even fetched refs
             mgr.fetch(required=True)
-        head = ws.versioning.head()
-        already = [r.version for r in mgr.records() if r.commit == head]
-        if explicit is None and already:
-            raise VersionExistsError(
-                f"the current {mgr.spec.kind} is already version {already[-1]}",
-                fix="upload a new checkpoint first, or pass an explicit version to tag it again",
-            )
+        if explicit is None and not kwargs.get("allow_duplicate"):  # naming a version explicitly is deliberate (a promotion)
+            refuse_duplicate(mgr, info.digest, ws.versioning.head())
         metadata = mgr.tag_metadata(info)
 
         def build(versions: Mapping[str, Version]) -> dict[str, tuple[str, Mapping[str, Any]]]:

@@ -101,8 +101,11 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
         crash_point("upload.stored")
         pointer = ws.storage.pointer_path(mgr.target)
         changed = bool(ws.versioning.changed_files([pointer])) or ws.versioning.read_file("HEAD", pointer) is None
-        if not changed and not clean_metrics and not message:
-            mgr.echo(f"{mgr.target} is unchanged since the last upload; nothing to commit")
+        if not changed and not clean_metrics:
+            same = mgr.same_content_as(artifact.digest)
+            mgr.echo(f"{mgr.target} unchanged ({f'same as {same}' if same else 'same as the last upload'}); nothing to commit")
+            if message:
+                mgr.echo("the message was not recorded: it would describe no change (tag the version to give it one)")
             ws.versioning.push_branch()
             ws.set_content_base(mgr.target, artifact.digest)
             return UploadResult(
@@ -175,8 +178,8 @@ def check_not_stale(mgr: CheckpointManager, *, force: bool) -> None:
     raise WorkspaceDirtyError(
         f"{pointer} changed upstream (someone uploaded {head.digest}); your {mgr.target} is still based on "
         f"{base}: uploading it would undo their change",
-        fix=f"bring theirs with `cpv pull` (move your own changes away first), or replace it with yours: "
-        f"`cpv {mgr.spec.kind} upload --force` / force=True",
+        fix=f"bring theirs with {mgr.hint(cli='`cpv pull`', python='pull()')} (move your own changes away first), or replace it with yours: "
+        + mgr.hint(cli=f"`cpv {mgr.spec.kind} upload --force`", python="force=True"),
     )
 
 
@@ -215,7 +218,9 @@ def download(
     if dest.exists() and not force:
         info = mgr.pointer_info(record.ref)
         if not (dest.is_file() and info and not sub_path and same_file(dest, info)):
-            raise WorkspaceDirtyError(f"{dest} already exists", fix="choose another output directory or pass force=True / --force")
+            raise WorkspaceDirtyError(
+                f"{dest} already exists", fix=f"choose another output directory or {mgr.hint(cli='pass --force', python='pass force=True')}"
+            )
     pointer = mgr.pointer(record.ref)
     if pointer is None:
         raise CheckpointNotFoundError(f"{mgr.spec.kind} version {record.version} records no {mgr.target}", fix="choose another version")

@@ -154,6 +154,11 @@ def classify_rejection(summary: str) -> str:
     return summary
 
 
+#: the variables a fallback identity is passed in
+_IDENTITY_ENV = ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL")
+_identity_warned = False
+
+
 class GitTagsVersioning:
     """The ``git-tags`` versioning backend (GitPython)."""
 
@@ -197,15 +202,36 @@ class GitTagsVersioning:
             raise command_error(action, exc, fix=fix) from None
 
     def _ensure_identity(self) -> None:
+        """Commit as the user's git identity, read afresh for every command that
+        records one; only when git has none anywhere, as a fallback passed in the
+        environment of cpv's own commands (never written to a config), with one
+        warning per process naming the command that sets it."""
+        global _identity_warned
+        self._forget_frozen_identity()
         reader = self.repo.config_reader()
         if reader.get_value("user", "name", default="") and reader.get_value("user", "email", default=""):
+            self.repo.git.update_environment(**dict.fromkeys(_IDENTITY_ENV))
             return
         name, email = default_identity()
-        with self.repo.config_writer() as writer:
-            if not reader.get_value("user", "name", default=""):
-                writer.set_value("user", "name", name)
-            if not reader.get_value("user", "email", default=""):
-                writer.set_value("user", "email", email)
+        self.repo.git.update_environment(GIT_AUTHOR_NAME=name, GIT_COMMITTER_NAME=name, GIT_AUTHOR_EMAIL=email, GIT_COMMITTER_EMAIL=email)
+        if not _identity_warned:
+            _identity_warned = True
+            logger.warning(
+                "git has no user.name/user.email: committing as %s <%s>; set yours with "
+                'git config --global user.name "Your Name" && git config --global user.email you@example.com',
+                name,
+                email,
+            )
+
+    def _forget_frozen_identity(self) -> None:
+        """cpv 0.1 wrote its fallback identity into the workspace's ``.git/config``,
+        freezing it there; remove exactly that (an identity a user set there stays)."""
+        local = self.repo.config_reader("repository")
+        name, email = default_identity()
+        if local.get_value("user", "name", default="") == name and local.get_value("user", "email", default="") == email:
+            with self.repo.config_writer("repository") as writer:
+                writer.remove_option("user", "name")
+                writer.remove_option("user", "email")
 
     def exists(self) -> bool:
         return (self.path / ".git").is_dir()

@@ -235,7 +235,10 @@ def test_diff_of_model_and_data_versions(workspace):
     assert "loss" in text and "-0.25" in text
 
 
-METADATA_KEYS = {"kind", "version", "commit", "author", "date", "message", "metrics", "size", "size_mb", "digest", "path", "lineage"}
+METADATA_KEYS = {
+    *("kind", "version", "commit", "author", "date", "message", "tag_message", "upload_message"),
+    *("metrics", "size", "size_mb", "digest", "path", "lineage"),
+}
 
 
 def test_json_outputs_match_the_documented_schemas(workspace, tmp_path):
@@ -360,10 +363,10 @@ def test_init_data_and_data_revert_info_through_the_runner(cpv_home, tmp_path):
 
     src = tmp_path / "dataset"
     write_data_dir(src, 6)
-    run("init", "data", "-t", "T", "-m", "d", "--data-path", str(src))
+    assert run("init", "data", "-t", "T", "-m", "d", "--data-path", str(src)).strip() == str(cpv_home / "workspaces" / "T" / "d")
     ws = cpv_home / "workspaces" / "T" / "d"
     args = ["-t", "T", "--model-name", "d"]
-    assert run("data", "tag", *args).strip() == "v0.1"
+    assert [v["version"] for v in json.loads(run("data", "list", *args, "--json"))["versions"]] == ["v0.1"]  # init data tags it
     (ws / "data" / "train" / "sample_0.txt").write_text("changed")
     run("data", "upload", *args)
     assert run("data", "tag", *args).strip() == "v0.2"

@@ -166,8 +166,7 @@ def test_a_swapped_manifest_on_the_store_is_detected(cpv_home, tmp_path):
     d = DataCheckpointsManage(TEAM, MODEL)
     src = tmp_path / "src"
     write_data_dir(src)
-    d.import_data_init(src)
-    d.tag_data_checkpoint()
+    d.import_data_init(src)  # uploads and tags data v0.1
     pointer = (d.repo_path / "data.dvc").read_text()
     dir_md5 = pointer.split("md5: ")[1].split(".dir")[0]
     for path in (
@@ -188,8 +187,7 @@ def test_sub_path_must_name_an_entry_of_the_version(cpv_home, tmp_path, sub):
     d = DataCheckpointsManage(TEAM, MODEL)
     src = tmp_path / "src"
     write_data_dir(src)
-    d.import_data_init(src)
-    d.tag_data_checkpoint()
+    d.import_data_init(src)  # uploads and tags data v0.1
     out = tmp_path / "dl" / "out"
     out.mkdir(parents=True)
     (tmp_path / "dl" / "README.md").write_text("mine\n")

@@ -251,7 +251,7 @@ def test_a_damaged_directory_object_is_reported_then_repaired_by_the_next_upload
     # second of its last change is always read again, which would repair the cache silently)
     for f in (d.repo_path / "data").rglob("*.txt"):
         os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns - 3_600_000_000_000))
-    d.tag_data_checkpoint()
+    assert not d.upload_data_checkpoint().changed  # init tagged v0.1; this re-reads the aged files once
     sample = d.repo_path / "data" / "train" / "sample_0.txt"
     digest = "md5:" + md5(sample)
     flip_a_byte(cache_object(d.repo_path, digest))

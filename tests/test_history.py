@@ -1,0 +1,222 @@
+"""What cpv records is what happened (#15): messages that show, no phantom commits or
+versions, the user's own git identity, one meaning per flag, hints in the caller's
+language, and output people and scripts can read."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from cpv_core import DataCheckpointsManage, ModelsCheckpointsManage
+from cpv_core.cli import main
+from cpv_core.errors import VersionExistsError, WorkspaceDirtyError
+
+from .helpers import git, write_data_dir, write_model
+
+T = ["-t", "AI-Convo", "--model-name", "whisper"]
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
+@click.pass_context
+def entry(ctx: click.Context) -> None:
+    main(list(ctx.args))
+
+
+def cpv(*args: str, expect: int = 0, cwd: Path | None = None) -> Result:
+    """``cpv ARGS`` through main() (its error reporting and exit codes), in-process."""
+    old = os.getcwd()
+    if cwd:
+        os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(entry, list(args), catch_exceptions=False)
+    finally:
+        os.chdir(old)
+    assert result.exit_code == expect, f"exit {result.exit_code}: {result.output}"
+    return result
+
+
+@pytest.fixture
+def m(cpv_home) -> ModelsCheckpointsManage:
+    m = ModelsCheckpointsManage("AI-Convo", "whisper")
+    m.import_model_init()
+    return m
+
+
+def commits(m: ModelsCheckpointsManage) -> int:
+    return int(git(m.repo_path, "rev-list", "--count", "HEAD"))
+
+
+def test_a_version_shows_its_upload_messages_when_its_tag_has_none(m):
+    write_model(m.repo_path / "model.bin", 1000, seed=1)
+    m.upload_model_checkpoint(message="baseline")
+    write_model(m.repo_path / "model.bin", 1000, seed=2)
+    m.upload_model_checkpoint(message="longer warm-up")
+    m.tag_model_checkpoint()
+    meta = m.get_model_metadata("v0.1")
+    assert meta.message == "baseline; longer warm-up" and meta.tag_message == "" and meta.upload_message == meta.message
+    write_model(m.repo_path / "model.bin", 1000, seed=3)
+    m.upload_model_checkpoint(message="lr 3e-4")
+    m.tag_model_checkpoint(message="release candidate")
+    meta = m.get_model_metadata("v0.2")
+    assert meta.message == "release candidate" and meta.upload_message == "lr 3e-4"  # only the uploads since v0.1
+    listing = cpv("model", "list", *T).stdout
+    assert "baseline; longer warm-up" in listing and "release candidate" in listing
+    info = cpv("model", "info", "--version", "v0.2", *T).stdout
+    assert "message  release candidate" in info and "uploads  lr 3e-4" in info
+
+
+def test_an_unchanged_upload_makes_no_commit_but_new_metrics_are_recorded(m):
+    write_model(m.repo_path / "model.bin", 1000, seed=1)
+    m.upload_model_checkpoint()
+    m.tag_model_checkpoint()
+    before = commits(m)
+    result = cpv("model", "upload", "-m", "same bytes", *T)
+    assert "unchanged (same as v0.1)" in result.stderr and "message was not recorded" in result.stderr
+    assert commits(m) == before
+    assert not m.upload_model_checkpoint(metrics={"wer": 0.04}).changed  # re-evaluated weights: a real need
+    assert commits(m) == before + 1 and m.get_model_metadata().metrics == {}
+    assert '"wer": 0.04' in (m.repo_path / "metrics.log").read_text()
+
+
+def test_identical_content_gets_no_new_version_unless_allowed(m):
+    write_model(m.repo_path / "model.bin", 1000, seed=1)
+    m.upload_model_checkpoint()
+    m.tag_model_checkpoint()
+    write_model(m.repo_path / "model.bin", 1000, seed=2)
+    m.upload_model_checkpoint()
+    m.tag_model_checkpoint()
+    m.revert_model_checkpoint("v0.1")
+    with pytest.raises(VersionExistsError, match="identical to v0.1") as err:
+        m.tag_model_checkpoint()
+    assert "allow_duplicate=True" in err.value.fix
+    cli_err = cpv("model", "tag", *T, expect=9)
+    assert "identical to v0.1" in cli_err.stderr and "--allow-duplicate" in cli_err.stderr and "allow_duplicate=" not in cli_err.stderr
+    assert cpv("model", "tag", "--allow-duplicate", *T).stdout.strip() == "v0.3"
+    assert m.tag_model_checkpoint(version_tag="v1.0") == "v1.0"  # naming a version explicitly is a deliberate promotion
+
+
+def test_reverting_to_the_current_state_commits_nothing(m):
+    write_model(m.repo_path / "model.bin", 1000, seed=1)
+    m.upload_model_checkpoint()
+    m.tag_model_checkpoint()
+    before = commits(m)
+    result = cpv("model", "revert", "v0.1", *T)
+    assert "already at model v0.1; nothing to revert" in result.stderr
+    assert commits(m) == before
+
+
+def test_the_users_git_identity_is_read_at_each_commit(cpv_home, monkeypatch, caplog):
+    gitconfig = Path(os.environ["GIT_CONFIG_GLOBAL"])
+    gitconfig.write_text("[init]\n\tdefaultBranch = main\n")  # a fresh HOME: no identity anywhere
+    m = ModelsCheckpointsManage("AI-Convo", "whisper")
+    m.import_model_init()
+    assert "[user]" not in (m.repo_path / ".git" / "config").read_text()  # nothing frozen into the workspace
+    assert "git config --global user.name" in caplog.text
+    subprocess.run(["git", "config", "--global", "user.name", "Alice ML"], check=True)
+    subprocess.run(["git", "config", "--global", "user.email", "alice@example.com"], check=True)
+    write_model(m.repo_path / "model.bin", 1000)
+    m.upload_model_checkpoint()
+    m.tag_model_checkpoint()
+    assert git(m.repo_path, "log", "-1", "--format=%an <%ae>").strip() == "Alice ML <alice@example.com>"
+    assert m.get_model_metadata("v0.1").author.startswith("Alice ML")
+
+
+def test_a_frozen_fallback_identity_from_0_1_is_forgotten(m):
+    from cpv_plugins.gitutil import default_identity
+
+    name, email = default_identity()
+    git(m.repo_path, "config", "user.name", name)
+    git(m.repo_path, "config", "user.email", email)
+    write_model(m.repo_path / "model.bin", 1000)
+    m.upload_model_checkpoint()
+    assert git(m.repo_path, "log", "-1", "--format=%an").strip() == "Test User"
+    local = subprocess.run(["git", "config", "--local", "--get", "user.name"], cwd=m.repo_path, capture_output=True, text=True)
+    assert local.returncode == 1 and local.stdout == ""
+
+
+def test_init_data_uploads_and_tags_the_first_data_version(cpv_home, tmp_path):
+    src = tmp_path / "dataset"
+    write_data_dir(src)
+    result = cpv("init", "data", "-t", "T", "--model-name", "d", "--data-path", str(src), "--json")
+    report = json.loads(result.stdout)
+    assert report["data_version"] == "v0.1" and Path(report["path"]).is_dir()
+    assert "tagged data v0.1" in result.stderr
+    assert DataCheckpointsManage("T", "d").read_checkpoint_tag() == ["v0.1"]
+
+
+def test_dash_m_is_the_message_on_workspace_commands_and_says_so(m, tmp_path):
+    write_model(m.repo_path / "model.bin", 1000)
+    outside = cpv("model", "upload", "-t", "AI-Convo", "-m", "whisper", expect=2, cwd=tmp_path)
+    assert "--model-name" in outside.stderr and "-m is the message" in outside.stderr
+    inside = cpv("model", "upload", "-m", "whisper", expect=2, cwd=m.repo_path)
+    assert "model's name" in inside.stderr and "--model-name whisper" in inside.stderr
+    assert git(m.repo_path, "rev-list", "--count", "HEAD").strip() == "1"  # nothing was uploaded
+    cpv("model", "upload", "-m", "first weights", cwd=m.repo_path)
+
+
+def test_hints_name_only_what_exists_in_the_callers_language(m):
+    write_model(m.repo_path / "model.bin", 1000, seed=1)
+    m.upload_model_checkpoint()
+    m.tag_model_checkpoint()
+    write_model(m.repo_path / "model.bin", 1000, seed=2)
+    with pytest.raises(WorkspaceDirtyError) as err:
+        m.tag_model_checkpoint()
+    assert "upload_model_checkpoint()" in err.value.fix and "force" not in err.value.fix
+    tag = cpv("model", "tag", *T, expect=10)
+    assert "`cpv model upload`" in tag.stderr and "force" not in tag.stderr  # tag has no --force
+    revert = cpv("model", "revert", "v0.1", *T, expect=10)
+    assert "pass --force" in revert.stderr and "force=True" not in revert.stderr
+    with pytest.raises(WorkspaceDirtyError) as err:
+        m.revert_model_checkpoint("v0.1")
+    assert "pass force=True" in err.value.fix and "--force" not in err.value.fix
+
+
+def test_version_and_late_verbosity_flags(m):
+    from cpv_core import __version__
+
+    assert cpv("version").stdout.strip() == f"cpv {__version__}"
+    assert cpv("-V").stdout.strip() == f"cpv {__version__}"
+    write_model(m.repo_path / "model.bin", 1000)
+    quiet = cpv("model", "upload", *T, "-q")
+    assert quiet.stderr == "" and "uploaded" in quiet.stdout
+
+
+def test_output_has_headers_human_sizes_and_no_python_reprs(m):
+    write_model(m.repo_path / "model.bin", 1024)
+    m.upload_model_checkpoint(metrics={"loss": 0.1, "acc": {"top1": 0.9}, "ok": True, "note": None})
+    m.tag_model_checkpoint()
+    table = cpv("model", "list", *T).stdout
+    assert "acc.top1=0.9 loss=0.1 note=null ok=true" in table and "1.0 KiB" in table
+    assert "{" not in table and "None" not in table and "True" not in table
+    assert cpv("plugins").stdout.splitlines()[0].split()[:2] == ["PLUGIN", "VERSION"]
+
+
+def test_every_result_command_speaks_json(m, tmp_path):
+    write_model(m.repo_path / "model.bin", 1000)
+    up = json.loads(cpv("model", "upload", *T, "--json").stdout)
+    assert up["kind"] == "model" and up["digest"].startswith("md5:") and up["changed"] is True
+    assert json.loads(cpv("model", "tag", *T, "--json").stdout) == {"kind": "model", "version": "v0.1", "dry_run": False}
+    down = json.loads(cpv("model", "download", "v0.1", *T, "-o", str(tmp_path / "o"), "--json").stdout)
+    assert Path(down["model_path"]).read_bytes() == (m.repo_path / "model.bin").read_bytes() and down["tag"] == "v0.1"
+    write_model(m.repo_path / "model.bin", 1000, seed=9)
+    m.upload_model_checkpoint()
+    rev = json.loads(cpv("model", "revert", "v0.1", *T, "--json").stdout)
+    assert rev["reverted_to"]["version"] == "v0.1" and len(rev["commit"]) == 40
+    write_data_dir(m.repo_path / "data")
+    cpv("data", "upload", *T)
+    created = json.loads(cpv("checkpoint", "create", *T, "--json").stdout)
+    assert created == {"checkpoint": "v0.1", "model": "v0.1", "data": "v0.1", "dry_run": False}
+    init = json.loads(cpv("init", "model", "-t", "AI-Convo", "-m", "whisper", "--json").stdout)
+    assert init["path"] == str(m.repo_path)
+
+
+def test_the_cli_module_still_runs_as_a_script():
+    out = subprocess.run([sys.executable, "-m", "cpv_core.cli", "version"], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("cpv ")
