@@ -300,6 +300,10 @@ class VersioningBackend(Protocol):
     def fetch(self) -> None:
         """Fetch the branch and all version tags from the remote."""
 
+    def divergence(self) -> tuple[int, int]:
+        """``(ahead, behind)``: commits the local branch has that the remote's (as last
+        fetched) lacks, and the other way round."""
+
     def push_branch(self) -> None:
         """Publish the current branch; on a non-fast-forward rejection, rebase
         the local commits on the remote (cpv's own files merge cleanly) and retry."""
@@ -378,6 +382,8 @@ class StorageBackendInfo:
     name: str
     factory: Callable[[BackendContext], StorageBackend]
     description: str = ""
+    #: the config keys it reads (``local.root``), so ``cpv config set`` can check a key
+    settings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -396,6 +402,8 @@ class HostingBackendInfo:
     name: str
     factory: Callable[[BackendContext], HostingBackend]
     description: str = ""
+    #: the config keys it reads, so ``cpv config set`` can check a key
+    settings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -407,6 +415,8 @@ class CredentialProviderInfo:
     :param selects: the backends it makes the default once configured, by
         kind (``{"storage": "dvc-s3"}``); an explicit ``storage``/``hosting``
         key in the config always wins.
+    :param keys: the keys of its section (``bucket``, ``profile`` …), so
+        ``cpv config set aws.bucekt`` is refused listing them.
     """
 
     name: str
@@ -414,3 +424,4 @@ class CredentialProviderInfo:
     description: str = ""
     section: str = ""
     selects: Mapping[str, str] = field(default_factory=dict)
+    keys: tuple[str, ...] = ()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -42,11 +43,21 @@ logger = logging.getLogger("cpv")
 # --------------------------------------------------------------------------
 
 
-def out(line: str, *, err: bool = False) -> None:
+def out(line: str, *, err: bool = False, fg: str | None = None) -> None:
     """Print a human-readable line: control characters in it (which can only
     come from values cpv did not write itself: tag messages, names, metrics)
-    are shown escaped, so nothing read from a repository can drive the terminal."""
-    click.echo(visible_lines(line), err=err)
+    are shown escaped, so nothing read from a repository can drive the terminal.
+    ``fg`` colours it, on a terminal only and never when ``NO_COLOR`` is set."""
+    text = visible_lines(line)
+    if fg and colour_wanted(err):
+        text = click.style(text, fg=fg)
+    click.echo(text, err=err)
+
+
+def colour_wanted(err: bool) -> bool:
+    """Colour only on a terminal, and never when ``NO_COLOR`` is set (no-color.org)."""
+    stream = sys.stderr if err else sys.stdout
+    return not os.environ.get("NO_COLOR") and bool(getattr(stream, "isatty", lambda: False)())
 
 
 class VisibleFormatter(logging.Formatter):
@@ -163,6 +174,29 @@ def target_options(message_uses_m: bool) -> Callable[[Callable[..., Any]], Calla
         return func
 
     return decorate
+
+
+def version_completer(kind: str | None) -> Callable[[click.Context, click.Parameter, str], list[Any]]:
+    """Shell completion of version names: the local versions of ``kind`` (or of the
+    command's ``--kind``) in the workspace the command line names; no fetch, no error."""
+
+    def complete(click_ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        try:
+            from .workspace import Workspace
+
+            params = click_ctx.params
+            team, model, repo = resolve_target(params.get("team_name"), params.get("model_name"), params.get("repo_path"))
+            ws = Workspace(team, model, repo)
+            if not ws.is_initialized():
+                return []
+            versions = ws.versioning.list_versions(kind or str(params.get("kind") or "model"))
+        except Exception:  # noqa: BLE001 - completion must never print a traceback into the shell
+            return []
+        return [CompletionItem(r.version) for r in reversed(versions) if r.version.startswith(incomplete)]
+
+    return complete
 
 
 dry_run_option = click.option("--dry-run", is_flag=True, help="Print the plan; change nothing locally or remotely.")
@@ -487,7 +521,7 @@ def build_kind_group(kind: str) -> click.Group:
         emit_json({"kind": kind, "team": m.team_name, "model": m.model_name, "versions": rows}) if as_json else print_table(rows, ctx)
 
     @group.command("download")
-    @click.argument("version", required=False)
+    @click.argument("version", required=False, shell_complete=version_completer(kind))
     @target_options(message_uses_m=False)
     @click.option("--output-dir", "-o", type=click.Path(file_okay=False), help="Where to place the files.")
     @click.option("--force", is_flag=True, help="Overwrite existing files at the output path.")
@@ -524,7 +558,7 @@ def build_kind_group(kind: str) -> click.Group:
             out(path)
 
     @group.command("revert")
-    @click.argument("version")
+    @click.argument("version", shell_complete=version_completer(kind))
     @target_options(message_uses_m=False)
     @click.option("--force", is_flag=True, help="Revert even with uncommitted changes (they are kept in the cache).")
     @dry_run_option
@@ -547,7 +581,7 @@ def build_kind_group(kind: str) -> click.Group:
             emit_json({"reverted_to": meta.to_dict(), "commit": m.ws.versioning.head(), "dry_run": dry_run})
 
     @group.command("info")
-    @click.argument("version", required=False)
+    @click.argument("version", required=False, shell_complete=version_completer(kind))
     @click.option("--version", "version_opt", help="The version (same as the argument).")
     @target_options(message_uses_m=False)
     @json_option
@@ -593,8 +627,8 @@ cli.add_command(build_kind_group("data"))
 
 
 @cli.command("diff")
-@click.argument("version_a")
-@click.argument("version_b")
+@click.argument("version_a", shell_complete=version_completer(None))
+@click.argument("version_b", shell_complete=version_completer(None))
 @target_options(message_uses_m=False)
 @click.option("--kind", type=click.Choice(["model", "data"]), default="model", show_default=True)
 @json_option
@@ -619,7 +653,7 @@ def diff_cmd(
 
 
 @cli.command("verify")
-@click.argument("version", required=False)
+@click.argument("version", required=False, shell_complete=version_completer(None))
 @target_options(message_uses_m=False)
 @click.option("--kind", type=click.Choice(["model", "data"]), default="model", show_default=True)
 @click.option("--remote", is_flag=True, help="Check the remote copy (downloads and hashes every object).")
@@ -747,7 +781,7 @@ def checkpoint_list(ctx: Ctx, team_name: str | None, model_name: str | None, rep
 
 
 @checkpoint_group.command("revert")
-@click.argument("version")
+@click.argument("version", shell_complete=version_completer("checkpoint"))
 @target_options(message_uses_m=False)
 @click.option("--force", is_flag=True, help="Revert even with uncommitted changes (they are kept in the cache).")
 @dry_run_option
@@ -760,7 +794,7 @@ def checkpoint_revert(
 
 
 @checkpoint_group.command("info")
-@click.argument("version", required=False)
+@click.argument("version", required=False, shell_complete=version_completer("checkpoint"))
 @target_options(message_uses_m=False)
 @json_option
 @click.pass_obj
@@ -817,9 +851,16 @@ def config_show(as_json: bool) -> None:
 @dry_run_option
 @click.pass_obj
 def config_set(ctx: Ctx, key: str, value: str, dry_run: bool) -> None:
-    """Set KEY (dotted, e.g. storage or local.root) to VALUE; an empty VALUE removes it."""
-    from .config import CPVConfig
+    """Set KEY (dotted, e.g. storage or local.root) to VALUE; an empty VALUE removes it.
 
+    Only keys cpv or an installed plugin reads are accepted, and a backend
+    choice must name an installed backend.
+    """
+    from .config import CPVConfig, looks_like_secret
+    from .settings import check_setting
+
+    if not looks_like_secret(value):  # a secret is refused by set_config without ever being echoed
+        check_setting(key, value or None)
     cfg = CPVConfig()
     if dry_run:
         ctx.echo(f"[dry-run] would set {key} = {value!r} in {cfg.config_path} (was {cfg.get_config(key)!r})")
@@ -850,7 +891,7 @@ def validate(ctx: Ctx, as_json: bool, team_name: str | None, model_name: str | N
         emit_json(report.to_dict())
     else:
         for check in report:
-            out(f"{'ok  ' if check.ok else 'FAIL'} {check.name:22} {check.detail}")
+            out(f"{'ok  ' if check.ok else 'FAIL'} {check.name:22} {check.detail}", fg="green" if check.ok else "red")
             if not check.ok and check.fix:
                 out(f"     {'':22} fix: {check.fix}")
     if not report:
@@ -858,6 +899,41 @@ def validate(ctx: Ctx, as_json: bool, team_name: str | None, model_name: str | N
 
 
 # -- plugins / quickstart -----------------------------------------------------------------
+
+
+@cli.command("status")
+@target_options(message_uses_m=False)
+@json_option
+@click.pass_obj
+def status_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool) -> None:
+    """The workspace against its committed and tagged versions, and against the remote."""
+    from .status import workspace_status
+    from .workspace import Workspace
+
+    team, model, repo = resolve_target(team_name, model_name, repo_path)
+    st = workspace_status(Workspace(team, model, repo))
+    if as_json:
+        emit_json(st.to_dict())
+        return
+    branch = "up to date with the remote" if not (st.ahead or st.behind) else f"{st.ahead} commit(s) ahead, {st.behind} behind the remote"
+    out(f"{st.team}/{st.model}: {branch}")
+    if st.targets:
+        render_table(
+            ["kind", "path", "state", "committed as", "latest"],
+            [[t.kind, t.path, t.state, t.version or ("uploaded, not tagged" if t.committed else "-"), t.latest or "-"] for t in st.targets],
+        )
+    hints = []
+    if st.behind:
+        hints.append("`cpv pull` brings the remote's commits")
+    if st.ahead:
+        hints.append("the next upload or tag publishes your local commits")
+    for t in st.targets:
+        if t.state in {"modified", "untracked"}:
+            hints.append(f"`cpv {t.kind} upload` stores your {t.path}")
+        elif t.committed and not t.version:
+            hints.append(f"`cpv {t.kind} tag` gives the uploaded {t.path} a version")
+    for hint in hints:
+        ctx.echo(hint)
 
 
 @cli.command("version")
@@ -910,7 +986,7 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        out(f"error: {exc.message}", err=True)
+        out(f"error: {exc.message}", err=True, fg="red")
         if exc.fix:
             out(f"  fix: {exc.fix}", err=True)
         sys.exit(exc.exit_code)

@@ -411,6 +411,18 @@ def cpv_credential_providers() -> list[CredentialProviderInfo]:
             BitbucketCredentials(),
             "SSH key for Bitbucket (path only)",
             section="bitbucket",
+            keys=(
+                "key_path",
+                "user",
+                "workspace",
+                "host",
+                "port",
+                "ssh_user",
+                "alias",
+                "repo_template",
+                "known_hosts",
+                "connection_sharing",
+            ),
             selects={"hosting": "bitbucket-ssh"},
         )
     ]

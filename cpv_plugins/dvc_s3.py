@@ -235,7 +235,12 @@ def cpv_credential_providers() -> list[CredentialProviderInfo]:
     """AWS credentials by reference to a credentials file and profile."""
     return [
         CredentialProviderInfo(
-            "aws", AwsCredentials(), "AWS credentials file + profile (paths and names only)", section="aws", selects={"storage": "dvc-s3"}
+            "aws",
+            AwsCredentials(),
+            "AWS credentials file + profile (paths and names only)",
+            section="aws",
+            selects={"storage": "dvc-s3"},
+            keys=("credential_path", "profile", "bucket", "endpoint_url", "region"),
         )
     ]
 

@@ -378,6 +378,17 @@ class GitTagsVersioning:
     def _branch_refspec(self) -> str:
         return f"refs/heads/{BRANCH}:refs/heads/{BRANCH}"
 
+    def divergence(self) -> tuple[int, int]:
+        if self.head() is None:
+            return 0, 0
+        if not self._remote_branch_exists():
+            return int(str(self._run("count local commits", "rev-list", "--count", "HEAD")).strip()), 0
+        counts = str(
+            self._run("compare with the remote branch", "rev-list", "--left-right", "--count", f"HEAD...refs/remotes/origin/{BRANCH}")
+        )
+        ahead, behind = (int(n) for n in counts.split())
+        return ahead, behind
+
     def sync_branch(self) -> bool:
         if not self._remote_branch_exists():
             return False

@@ -104,10 +104,12 @@ class LocalHosting(HostingBackendBase):
 @hookimpl
 def cpv_storage_backends() -> list[StorageBackendInfo]:
     """The embedded local storage backend."""
-    return [StorageBackendInfo("local", LocalStorage, "DVC with a local-directory remote under CPV_HOME")]
+    return [StorageBackendInfo("local", LocalStorage, "DVC's format in a local-directory remote under CPV_HOME", settings=("local.root",))]
 
 
 @hookimpl
 def cpv_hosting_backends() -> list[HostingBackendInfo]:
     """The embedded local hosting backend."""
-    return [HostingBackendInfo("local", LocalHosting, "a local bare git repository per team/model under CPV_HOME")]
+    return [
+        HostingBackendInfo("local", LocalHosting, "a local bare git repository per team/model under CPV_HOME", settings=("local.root",))
+    ]

@@ -274,7 +274,7 @@ def test_bare_init_and_config_dry_runs(cpv_home, tmp_path):
     assert (cpv_home / "workspaces" / "T" / "bare" / ".cpv" / "workspace.json").exists()
     assert "[dry-run]" in run("aws-config", "--profile", "p", "--dry-run", stdout_only=False)
     assert "[dry-run]" in run("bitbucket-config", "-u", "alice", "--dry-run", stdout_only=False)
-    assert "[dry-run]" in run("config", "set", "storage", "x", "--dry-run", stdout_only=False)
+    assert "[dry-run]" in run("config", "set", "storage", "dirstore", "--dry-run", stdout_only=False)
     assert not (cpv_home / "config.json").exists() and not (Path(os.environ["HOME"]) / ".ssh").exists()
 
 

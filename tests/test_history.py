@@ -220,3 +220,76 @@ def test_every_result_command_speaks_json(m, tmp_path):
 def test_the_cli_module_still_runs_as_a_script():
     out = subprocess.run([sys.executable, "-m", "cpv_core.cli", "version"], capture_output=True, text=True, check=True).stdout
     assert out.startswith("cpv ")
+
+
+def test_status_compares_the_workspace_with_its_versions_and_the_remote(m, cpv_home, tmp_path):
+    write_model(m.repo_path / "model.bin", 1000, seed=1)
+    m.upload_model_checkpoint()
+    st = json.loads(cpv("status", *T, "--json").stdout)
+    assert st["ahead"] == 0 and st["behind"] == 0
+    assert st["targets"] == [
+        {
+            "kind": "model",
+            "path": "model.bin",
+            "state": "unchanged",
+            "committed": st["targets"][0]["committed"],
+            "version": None,
+            "latest": None,
+        }
+    ]
+    assert "`cpv model tag` gives the uploaded model.bin a version" in cpv("status", *T).stderr
+    m.tag_model_checkpoint()
+    # a teammate publishes a new upload: this workspace is behind
+    other = ModelsCheckpointsManage("AI-Convo", "whisper", repo_path=tmp_path / "other")
+    other.import_model_init()
+    write_model(other.repo_path / "model.bin", 1000, seed=2)
+    other.upload_model_checkpoint()
+    write_model(m.repo_path / "model.bin", 1000, seed=3)  # and a local change
+    result = cpv("status", *T)
+    assert "0 commit(s) ahead, 1 behind the remote" in result.stdout
+    assert result.stdout.splitlines()[1].split()[:3] == ["KIND", "PATH", "STATE"]
+    assert "model  model.bin  modified  v0.1" in result.stdout
+    assert "`cpv pull`" in result.stderr and "`cpv model upload` stores your model.bin" in result.stderr
+
+
+def test_shell_completion_offers_version_names(m):
+    write_model(m.repo_path / "model.bin", 1000, seed=1)
+    m.upload_model_checkpoint()
+    m.tag_model_checkpoint()
+    write_model(m.repo_path / "model.bin", 1000, seed=2)
+    m.upload_model_checkpoint()
+    m.tag_model_checkpoint(version_tag="v1.0")
+    env = dict(os.environ, _CPV_COMPLETE="bash_complete", COMP_WORDS="cpv model download v", COMP_CWORD="3")
+    script = "from cpv_core.cli import cli; cli(prog_name='cpv')"
+    done = subprocess.run([sys.executable, "-c", script], cwd=m.repo_path, env=env, capture_output=True, text=True)
+    assert done.stdout.split() == ["plain,v1.0", "plain,v0.1"], done.stderr
+    env["COMP_WORDS"] = "cpv diff --kind data "
+    env["COMP_CWORD"] = "4"
+    none = subprocess.run([sys.executable, "-c", script], cwd=m.repo_path, env=env, capture_output=True, text=True)
+    assert none.stdout.split() == [] and none.stderr == ""  # no data versions: nothing, and never a traceback
+
+
+def test_config_set_refuses_unknown_keys_and_backends_listing_the_choices(cpv_home):
+    bad_backend = cpv("config", "set", "storage", "s3", expect=3)
+    assert "'s3' is not provided" in bad_backend.stderr and "dvc-s3" in bad_backend.stderr and "local" in bad_backend.stderr
+    typo = cpv("config", "set", "aws.bucekt", "x", expect=3)
+    assert "'aws.bucekt' is not a cpv setting" in typo.stderr and "aws.bucket" in typo.stderr
+    assert not (cpv_home / "config.json").exists()
+    cpv("config", "set", "aws.bucket", "my-bucket")
+    cpv("config", "set", "storage", "dirstore")  # a third-party plugin's backend and its own key
+    cpv("config", "set", "dirstore.root", "/srv/objects")
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch, capsys):
+    from cpv_core import cli as cli_module
+
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(cli_module.sys, "stderr", Tty())
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert cli_module.colour_wanted(err=True)
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not cli_module.colour_wanted(err=True)
+    assert not cli_module.colour_wanted(err=False)  # pytest's captured stdout is no terminal

@@ -170,4 +170,4 @@ class DirStore(StorageBackendBase):
 @hookimpl
 def cpv_storage_backends() -> list[StorageBackendInfo]:
     """Offer the dirstore backend."""
-    return [StorageBackendInfo("dirstore", DirStore, "content-addressed objects in a plain directory")]
+    return [StorageBackendInfo("dirstore", DirStore, "content-addressed objects in a plain directory", settings=("dirstore.root",))]

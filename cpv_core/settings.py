@@ -1,0 +1,52 @@
+"""Which configuration keys exist, as the installed plugins declare them, so that
+``cpv config set`` refuses a misspelt key or an unknown backend name with the
+valid choices instead of storing something nothing reads."""
+
+from __future__ import annotations
+
+from .credentials import DEFAULT_BACKENDS, section_of
+from .errors import ConfigError
+from .plugins import Plugins
+
+#: keys of the core itself
+CORE_KEYS = ("workspace_root",)
+
+
+def known_keys(plugins: Plugins | None = None) -> list[str]:
+    """Every settable key: the backend choices, the core's, and what plugins declare."""
+    plugins = plugins or Plugins()
+    keys = set(DEFAULT_BACKENDS) | set(CORE_KEYS)
+    for info in plugins.credential_providers():
+        keys.update(f"{section_of(info)}.{key}" for key in info.keys)
+    for storage in plugins.storage_backends():
+        keys.update(storage.settings)
+    for hosting in plugins.hosting_backends():
+        keys.update(hosting.settings)
+    return sorted(keys)
+
+
+def backend_choices(kind: str, plugins: Plugins | None = None) -> list[str]:
+    """The names of the installed backends of ``kind``."""
+    plugins = plugins or Plugins()
+    if kind == "storage":
+        return sorted({info.name for info in plugins.storage_backends()})
+    if kind == "hosting":
+        return sorted({info.name for info in plugins.hosting_backends()})
+    return sorted({info.name for info in plugins.versioning_backends()})
+
+
+def check_setting(key: str, value: str | None) -> None:
+    """Raise :class:`ConfigError` unless ``key`` is known and, for a backend choice,
+    ``value`` names an installed backend (``None`` removes a key: always allowed for a known key)."""
+    plugins = Plugins()
+    keys = known_keys(plugins)
+    if key not in keys:
+        raise ConfigError(
+            f"{key!r} is not a cpv setting", fix=f"use one of: {', '.join(keys)} (plugins add their own; see `cpv config show`)"
+        )
+    if key in DEFAULT_BACKENDS and value:
+        choices = backend_choices(key, plugins)
+        if value not in choices:
+            raise ConfigError(
+                f"{key} backend {value!r} is not provided by any installed plugin", fix=f"choose one of: {', '.join(choices)}"
+            )
