@@ -50,7 +50,7 @@ class Progress:
             # a terminal that reports a 0x0 size (a fresh pty) gets 80x24, not an invisible bar
             size = shutil.get_terminal_size((80, 24))
             self._bar = tqdm(
-                total=self.total,
+                total=self.total or None,  # unknown (a sub-path): bytes and rate, no percentage
                 desc=self.desc,
                 unit="B",
                 unit_scale=True,
@@ -74,5 +74,6 @@ class Progress:
             self._bar.close()
         elif self.enabled and exc_type is None:
             elapsed = max(time.monotonic() - self._start, 1e-6)
-            rate = f" ({human_bytes(self.total / elapsed)}/s)" if self.total else ""
-            print(f"{self.desc}: {human_bytes(self.total)} in {elapsed:.1f} s{rate}", file=self.stream, flush=True)
+            moved = self.done or self.total  # what was counted; the announced total when nothing reported bytes
+            rate = f" ({human_bytes(moved / elapsed)}/s)" if moved else ""
+            print(f"{self.desc}: {human_bytes(moved)} in {elapsed:.1f} s{rate}", file=self.stream, flush=True)

@@ -293,3 +293,34 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch, capsys):
     monkeypatch.setenv("NO_COLOR", "1")
     assert not cli_module.colour_wanted(err=True)
     assert not cli_module.colour_wanted(err=False)  # pytest's captured stdout is no terminal
+
+
+def test_a_sub_path_download_reports_the_bytes_it_placed(cpv_home, tmp_path):
+    src = tmp_path / "dataset"
+    write_data_dir(src)
+    d = DataCheckpointsManage("T", "d")
+    d.import_data_init(src)
+    script = "from cpv_core.cli import main; main()"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            "data",
+            "download",
+            "v0.1",
+            "-t",
+            "T",
+            "--model-name",
+            "d",
+            "--sub-path",
+            "test",
+            "-o",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    placed = sum(f.stat().st_size for f in (tmp_path / "o" / "test").rglob("*") if f.is_file())
+    assert f"download data/test: {placed} B in" in done.stderr and " 0 B " not in done.stderr
