@@ -63,6 +63,11 @@ def _check_path_value(path: Path, what: str) -> Path:
     return path
 
 
+#: settings stored under the same name as the set-up option that gives them
+#: (``keygen_filename`` is stored as ``key_path``, ``bitbucket_user`` as ``user``)
+SHARED_KEYS = ("workspace", "host", "port", "ssh_user", "alias", "repo_template", "known_hosts", "connection_sharing")
+
+
 class BitbucketSettings:
     """The ``bitbucket`` section of the cpv config, with defaults."""
 
@@ -200,18 +205,7 @@ class BitbucketCredentials:
 
     # -- setup -------------------------------------------------------------
     def setup(self, config: Any, **options: Any) -> dict[str, Any]:
-        allowed = {
-            "keygen_filename",
-            "bitbucket_user",
-            "workspace",
-            "host",
-            "port",
-            "ssh_user",
-            "alias",
-            "repo_template",
-            "known_hosts",
-            "connection_sharing",
-        }
+        allowed = {"keygen_filename", "bitbucket_user", *SHARED_KEYS}
         unknown = set(options) - allowed
         if unknown:
             raise ConfigError(f"unknown Bitbucket option(s): {', '.join(sorted(unknown))}", fix=f"use {', '.join(sorted(allowed))}")
@@ -411,18 +405,7 @@ def cpv_credential_providers() -> list[CredentialProviderInfo]:
             BitbucketCredentials(),
             "SSH key for Bitbucket (path only)",
             section="bitbucket",
-            keys=(
-                "key_path",
-                "user",
-                "workspace",
-                "host",
-                "port",
-                "ssh_user",
-                "alias",
-                "repo_template",
-                "known_hosts",
-                "connection_sharing",
-            ),
+            keys=("key_path", "user", *SHARED_KEYS),
             selects={"hosting": "bitbucket-ssh"},
         )
     ]
