@@ -24,7 +24,7 @@ import click
 
 from . import __version__
 from .errors import CPVError, ValidationError
-from .metrics import format_metrics
+from .metrics import format_metrics, format_value
 from .progress import human_bytes
 from .trust import visible, visible_lines
 
@@ -644,9 +644,11 @@ def diff_cmd(
     out(f"{kind} {d['a']} -> {d['b']}")
     for name, row in d["metrics"].items():
         delta = "" if row["delta"] is None else f"  ({row['delta']:+.6g})"
-        out(f"  {visible(name):20} {visible(row['a']):>12} -> {visible(row['b']):<12}{delta}")
+        a = "-" if row["a"] is None else format_value(row["a"])
+        b = "-" if row["b"] is None else format_value(row["b"])
+        out(f"  {visible(name):20} {visible(a):>12} -> {visible(b):<12}{delta}")
     out(f"  {'hash':20} {'changed' if d['digest']['changed'] else 'unchanged'}: {d['digest']['a']} -> {d['digest']['b']}")
-    out(f"  {'size':20} {d['size']['a']} -> {d['size']['b']} bytes ({d['size']['delta']:+d})")
+    out(f"  {'size':20} {human_bytes(d['size']['a'])} -> {human_bytes(d['size']['b'])} ({d['size']['delta']:+d} bytes)")
     for change in ("added", "removed", "changed"):
         for name in d["files"][change]:
             out(f"  {change:8} {visible(name)}")
@@ -863,7 +865,8 @@ def config_set(ctx: Ctx, key: str, value: str, dry_run: bool) -> None:
         check_setting(key, value or None)
     cfg = CPVConfig()
     if dry_run:
-        ctx.echo(f"[dry-run] would set {key} = {value!r} in {cfg.config_path} (was {cfg.get_config(key)!r})")
+        was = cfg.get_config(key)
+        ctx.echo(f"[dry-run] would set {key} = {value or '(removed)'} in {cfg.config_path} (was {'unset' if was is None else was})")
         return
     cfg.set_config(key, value or None)
 

@@ -18,7 +18,7 @@ from .backends import TrackedArtifact, VersionRecord
 from .errors import CheckpointNotFoundError, ValidationError, WorkspaceDirtyError
 from .faults import crash_point
 from .kinds import check_source
-from .metrics import METRICS_FILE, make_record, validate_metrics
+from .metrics import METRICS_FILE, format_metrics, make_record, validate_metrics
 from .paths import atomic_path, file_md5
 from .progress import human_bytes
 from .records import validate_message
@@ -68,7 +68,9 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
                 f"copy {source} -> {dest}" if source != dest.resolve() else f"use {dest}",
                 f"hash and store {mgr.target} ({human_bytes(size)}, {nfiles} file{'s' if nfiles != 1 else ''})",
                 f"upload to {ws.storage.describe_remote()}",
-                f"append metrics {clean_metrics} to {METRICS_FILE}" if clean_metrics else f"append an upload record to {METRICS_FILE}",
+                f"append metrics {format_metrics(clean_metrics)} to {METRICS_FILE}"
+                if clean_metrics
+                else f"append an upload record to {METRICS_FILE}",
                 f"commit {ws.storage.pointer_path(mgr.target)} and {METRICS_FILE}, push to {ws.hosting.remote_url()}",
             ]
         )
