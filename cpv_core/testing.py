@@ -18,6 +18,8 @@ so passing it means the managers can drive your backend: round trips of
 files and directories, sub-paths, verification, revert, status, and the
 trust rule (nothing is written outside the destination, bad sub-paths are
 refused). cpv runs it against ``local``, ``dvc-s3`` and the dirstore example.
+:class:`VersioningBackendContract` does the same for versioning backends
+(cpv runs it against ``git-tags`` over a local and an SSH remote).
 Requires pytest (imported here, never by the rest of cpv).
 """
 
@@ -31,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from .backends import StorageBackend
+from .backends import StorageBackend, VersioningBackend
 from .errors import CPVError, ValidationError
 from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
 
@@ -117,3 +119,84 @@ class StorageBackendContract:
         model.revert_model_checkpoint("v0.1")
         assert (model.repo_path / "model.bin").read_bytes() == first
         assert model.ws.storage.status(["model.bin"])["model.bin"] == "unchanged"
+
+
+class VersioningBackendContract:
+    """What every versioning backend must do for cpv's managers.
+
+    Provide ``configured`` (a cpv configuration whose ``versioning`` names the
+    backend under test, with a hosting backend it can publish to) as for
+    :class:`StorageBackendContract`. Two workspaces of the same model stand
+    for two team members: what one publishes the other must see, a version
+    can be taken only once, nothing is forced, and the private directory
+    cannot be reached by a commit.
+    """
+
+    @pytest.fixture
+    def configured(self) -> Any:
+        """Override: configure cpv so that ``versioning`` is the backend under test."""
+        raise NotImplementedError("define a `configured` fixture that selects your versioning backend")
+
+    @pytest.fixture
+    def pair(self, configured: Any, tmp_path: Path) -> tuple[ModelsCheckpointsManage, ModelsCheckpointsManage]:
+        name = f"v-{uuid.uuid4().hex[:8]}"
+        alice = ModelsCheckpointsManage("contract", name)
+        alice.import_model_init()
+        bob = ModelsCheckpointsManage("contract", name, repo_path=tmp_path / "bob")
+        bob.import_model_init()  # the remote exists: bob clones it
+        return alice, bob
+
+    def test_the_backend_implements_the_protocol(self, pair: tuple[ModelsCheckpointsManage, ModelsCheckpointsManage]) -> None:
+        assert isinstance(pair[0].ws.versioning, VersioningBackend)
+
+    def test_commits_are_read_back_without_a_checkout(self, pair: tuple[ModelsCheckpointsManage, ModelsCheckpointsManage]) -> None:
+        alice, _ = pair
+        vb = alice.ws.versioning
+        first = vb.head()
+        (alice.repo_path / "README.md").write_text("changed\n")
+        assert vb.changed_files(["README.md"]) == ["README.md"]
+        second = vb.commit(["README.md"], "a message\n\nwith a body")
+        assert second != first and vb.head() == second
+        assert vb.read_file(second, "README.md") == b"changed\n"
+        assert vb.read_file(second, "no/such/file") is None
+        vb.restore(str(first), ["README.md"])
+        assert (alice.repo_path / "README.md").read_bytes() == vb.read_file(str(first), "README.md")
+
+    def test_what_one_member_publishes_the_other_sees(self, pair: tuple[ModelsCheckpointsManage, ModelsCheckpointsManage]) -> None:
+        alice, bob = pair
+        (alice.repo_path / "model.bin").write_bytes(os.urandom(2000))
+        alice.upload_model_checkpoint(metrics={"loss": 0.5}, message="first")
+        assert alice.tag_model_checkpoint(message="v one") == "v0.1"
+        assert bob.read_checkpoint_tag() == ["v0.1"]  # fetched
+        record = bob.ws.versioning.list_versions("model")[-1]
+        assert record.message == "v one" and record.metadata["metrics"] == {"loss": 0.5}
+        assert bob.ws.versioning.divergence() == (0, 1)
+        bob.pull()
+        assert bob.ws.versioning.divergence() == (0, 0)
+
+    def test_a_version_is_taken_once_and_never_forced(self, pair: tuple[ModelsCheckpointsManage, ModelsCheckpointsManage]) -> None:
+        from .backends import PushRejected
+        from .versions import Version
+
+        alice, bob = pair
+        (alice.repo_path / "model.bin").write_bytes(os.urandom(2000))
+        alice.upload_model_checkpoint()
+        alice.tag_model_checkpoint(version_tag="v1.0")
+        taken = alice.ws.versioning.list_versions("model")[-1].commit
+        # bob has not fetched: his v1.0 names another commit, and the remote must refuse it
+        mine = bob.ws.versioning.create_version("model", Version(1, 0), "mine", {})
+        assert mine.commit != taken
+        with pytest.raises(PushRejected) as err:
+            bob.ws.versioning.publish([mine])
+        assert err.value.reason == "exists"
+        bob.ws.versioning.delete_local_version("model", Version(1, 0))
+        bob.ws.versioning.fetch()
+        assert [r.commit for r in bob.ws.versioning.list_versions("model")] == [taken]
+
+    def test_the_private_directory_is_beyond_any_commit(self, pair: tuple[ModelsCheckpointsManage, ModelsCheckpointsManage]) -> None:
+        alice, _ = pair
+        private = alice.ws.versioning.private_dir()
+        assert alice.repo_path in private.parents
+        private.mkdir(parents=True, exist_ok=True)
+        (private / "probe").write_text("state")
+        assert alice.ws.versioning.changed_files() == []  # the versioning backend never sees it

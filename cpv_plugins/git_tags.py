@@ -301,7 +301,7 @@ class GitTagsVersioning:
         import git
 
         try:
-            return bytes(self.repo.git.execute(["git", "show", f"{rev}:{path}"], stdout_as_string=False))
+            return bytes(self.repo.git.execute(["git", "show", f"{rev}:{path}"], stdout_as_string=False, strip_newline_in_stdout=False))
         except git.GitCommandError:
             return None
 

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
+from cpv_core import ModelsCheckpointsManage
 from cpv_core.config import CPVConfig
-from cpv_core.testing import StorageBackendContract
+from cpv_core.testing import StorageBackendContract, VersioningBackendContract
 
 
 class TestLocalStorageContract(StorageBackendContract):
@@ -20,3 +23,26 @@ class TestS3StorageContract(StorageBackendContract):
     @pytest.fixture
     def configured(self, s3_config):
         assert CPVConfig().backend_name("storage") == "dvc-s3"
+
+
+class TestGitTagsContractLocal(VersioningBackendContract):
+    @pytest.fixture
+    def configured(self, cpv_home):
+        assert CPVConfig().backend_name("versioning") == "git-tags"
+
+
+@pytest.mark.ssh
+class TestGitTagsContractOverSsh(VersioningBackendContract):
+    @pytest.fixture
+    def configured(self, bitbucket_config, sshd, request):
+        self.sshd = sshd
+
+    @pytest.fixture
+    def pair(self, configured, tmp_path):
+        name = f"v-{uuid.uuid4().hex[:8]}"
+        self.sshd.create_repo("ai-team", f"contract-{name}")
+        alice = ModelsCheckpointsManage("contract", name)
+        alice.import_model_init()
+        bob = ModelsCheckpointsManage("contract", name, repo_path=tmp_path / "bob")
+        bob.import_model_init()
+        return alice, bob
