@@ -133,7 +133,7 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
         mgr.append_metrics(record)
         files = [*ws.storage.commit_paths([mgr.target]), METRICS_FILE]
         # the base moves with the commit; a kill between the two is told apart from a
-        # teammate's change by _check_not_stale (the content matches its pointer)
+        # teammate's change by check_not_stale (the content matches its pointer)
         ws.set_content_base(mgr.target, artifact.digest)
         crash_point("upload.base-recorded")
         try:
