@@ -253,6 +253,11 @@ class StorageBackend(Protocol):
     def status(self, paths: Sequence[str]) -> dict[str, str]:
         """Per path: ``"unchanged"``, ``"modified"``, ``"untracked"`` or ``"missing"``."""
 
+    def changes(self, path: str) -> dict[str, str]:
+        """For a tracked ``path`` whose status is ``"modified"``: which of its files differ
+        from its pointer, ``{relpath: "added" | "removed" | "modified"}`` (``""`` for the
+        path itself when it is one file); empty when the backend cannot tell."""
+
     def describe_pointer(self, path: str, pointer: bytes) -> TrackedArtifact | None:
         """Hash, size and file count recorded in a pointer file's content,
         without fetching data; None when it records nothing."""

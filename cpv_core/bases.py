@@ -7,7 +7,8 @@ A backend does not have to inherit from these (the protocols in
 * :class:`StorageBackendBase` - ``init`` (nothing to prepare),
   ``describe_remote`` (the backend's name), ``committed_files`` (none),
   ``commit_paths`` (the pointers, plus a ``/name`` line in the ``.gitignore``
-  beside each target so git never stores the content itself), ``checkout``
+  beside each target so git never stores the content itself), ``changes``
+  (unknown: ``cpv status`` shows the state only), ``checkout``
   (materialise each target from its workspace pointer, in place) and
   ``verify`` (materialise into a scratch directory: every byte is read back
   and checked by ``materialize`` itself). Left to write (abstract, so a
@@ -97,6 +98,10 @@ class StorageBackendBase(ABC):
             dest = contained(self.workspace, p, "workspace")
             pointer = contained(self.workspace, self.pointer_path(p), "workspace").read_bytes()
             self.materialize("HEAD", p, pointer, dest)
+
+    def changes(self, path: str) -> dict[str, str]:
+        """Which files differ: unknown by default (``cpv status`` then shows the state only)."""
+        return {}
 
     def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
         scratch = Path(tempfile.mkdtemp(prefix=".cpv-verify-"))

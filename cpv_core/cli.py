@@ -925,6 +925,9 @@ def status_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_pat
             ["kind", "path", "state", "committed as", "latest"],
             [[t.kind, t.path, t.state, t.version or ("uploaded, not tagged" if t.committed else "-"), t.latest or "-"] for t in st.targets],
         )
+    for t in st.targets:
+        for rel, change in t.changes.items():
+            out(f"  {change:8} {t.path}/{rel}" if rel else f"  {change:8} {t.path}")
     hints = []
     if st.behind:
         hints.append("`cpv pull` brings the remote's commits")

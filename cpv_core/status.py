@@ -19,6 +19,8 @@ class TargetStatus:
     :param committed: the digest the committed pointer names ("" when none).
     :param version: the newest version holding exactly that content, if any.
     :param latest: the newest version of the kind, if any.
+    :param changes: for a modified target, which files differ from its pointer
+        (``{relpath: "added" | "removed" | "modified"}``; empty when the backend cannot tell).
     """
 
     kind: str
@@ -27,6 +29,7 @@ class TargetStatus:
     committed: str = ""
     version: str | None = None
     latest: str | None = None
+    changes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ def workspace_status(ws: Workspace, *, fetch: bool = True) -> WorkspaceStatus:
                 committed=info.digest if info else "",
                 version=same[-1] if same else None,
                 latest=records[-1].version if records else None,
+                changes=ws.storage.changes(rel) if state == "modified" else {},
             )
         )
     ahead, behind = ws.versioning.divergence()

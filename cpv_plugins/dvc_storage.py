@@ -337,8 +337,9 @@ class DvcStorage(StorageBackendBase):
         stats.save()
         return result
 
-    def _current_oid(self, path: str, stats: StatCache) -> str:
-        """The object id ``path`` would get if tracked now, hashing only what changed."""
+    def _current_files(self, path: str, stats: StatCache) -> dict[str, str]:
+        """``{relpath: md5}`` of ``path`` as it is now (``{"": md5}`` for a file), hashing only
+        what the stat cache cannot vouch for."""
 
         def md5_of(rel: str, src: Path) -> str:
             known = stats.get(rel, src)
@@ -350,8 +351,28 @@ class DvcStorage(StorageBackendBase):
 
         source = self.path / path
         if source.is_file() and not source.is_symlink():
-            return md5_of(path, source)
-        return manifest_bytes({rel: md5_of(f"{path}/{rel}", src) for rel, src, _ in walk_files(source)})[1]
+            return {"": md5_of(path, source)}
+        return {rel: md5_of(f"{path}/{rel}", src) for rel, src, _ in walk_files(source)}
+
+    def _current_oid(self, path: str, stats: StatCache) -> str:
+        """The object id ``path`` would get if tracked now."""
+        files = self._current_files(path, stats)
+        return files[""] if "" in files else manifest_bytes(files)[1]
+
+    def changes(self, path: str) -> dict[str, str]:
+        """How the files of ``path`` differ from its committed pointer: ``{relpath:
+        "added" | "removed" | "modified"}`` (``""`` is the path itself when it is a file)."""
+        self.check_settings()
+        stats = self._stat_cache()
+        current = self._current_files(path, stats) if (self.path / path).exists() else {}
+        stats.save()
+        info = read_pointer(self.path, path)
+        oid = info.digest.removeprefix("md5:")
+        recorded = self.load_manifest(oid, path) if oid.endswith(".dir") else {"": oid}
+        changed = {rel: "added" for rel in current.keys() - recorded.keys()}
+        changed.update({rel: "removed" for rel in recorded.keys() - current.keys()})
+        changed.update({rel: "modified" for rel in current.keys() & recorded.keys() if current[rel] != recorded[rel]})
+        return dict(sorted(changed.items()))
 
     # -- push ------------------------------------------------------------------------
     def objects(self, path: str) -> list[str]:

@@ -235,6 +235,7 @@ def test_status_compares_the_workspace_with_its_versions_and_the_remote(m, cpv_h
             "committed": st["targets"][0]["committed"],
             "version": None,
             "latest": None,
+            "changes": {},
         }
     ]
     assert "`cpv model tag` gives the uploaded model.bin a version" in cpv("status", *T).stderr
@@ -250,6 +251,23 @@ def test_status_compares_the_workspace_with_its_versions_and_the_remote(m, cpv_h
     assert result.stdout.splitlines()[1].split()[:3] == ["KIND", "PATH", "STATE"]
     assert "model  model.bin  modified  v0.1" in result.stdout
     assert "`cpv pull`" in result.stderr and "`cpv model upload` stores your model.bin" in result.stderr
+
+
+def test_status_names_the_files_that_changed(cpv_home, tmp_path):
+    src = tmp_path / "dataset"
+    write_data_dir(src)
+    d = DataCheckpointsManage("T", "d")
+    d.import_data_init(src)
+    data = d.repo_path / "data"
+    (data / "train" / "sample_0.txt").write_text("changed\n")
+    (data / "test" / "new.txt").write_text("new\n")
+    (data / "validation" / "sample_1.txt").unlink()
+    st = json.loads(cpv("status", "-t", "T", "--model-name", "d", "--json").stdout)
+    (target,) = st["targets"]
+    assert target["state"] == "modified"
+    assert target["changes"] == {"test/new.txt": "added", "train/sample_0.txt": "modified", "validation/sample_1.txt": "removed"}
+    text = cpv("status", "-t", "T", "--model-name", "d").stdout
+    assert "  added    data/test/new.txt" in text and "  removed  data/validation/sample_1.txt" in text
 
 
 def test_shell_completion_offers_version_names(m):
