@@ -95,6 +95,7 @@ class DvcStorage(StorageBackendBase):
         self._transport: Transport | None = None
         #: objects the last :meth:`track` wrote into the cache from the user's files (known good)
         self._fresh: set[str] = set()
+        self._sessions = 0
 
     # -- what subclasses provide ---------------------------------------------
     @abstractmethod
@@ -119,6 +120,21 @@ class DvcStorage(StorageBackendBase):
         if self._transport is None:
             self._transport = self.make_transport()
         return self._transport
+
+    @contextmanager
+    def remote(self, action: str) -> Iterator[None]:
+        """Every call to the remote happens inside this: the transport's session (reachability
+        checked once, its exceptions turned into one-line cpv errors naming ``action``),
+        entered only by the outermost caller."""
+        if self._sessions:
+            yield
+            return
+        self._sessions += 1
+        try:
+            with self.transport.session(action):
+                yield
+        finally:
+            self._sessions -= 1
 
     # -- set-up and settings -----------------------------------------------------
     def describe_remote(self) -> str:
@@ -389,7 +405,7 @@ class DvcStorage(StorageBackendBase):
         oids = list(dict.fromkeys(oid for p in paths for oid in self.objects(p)))
         sizes = {oid: self._cached(oid).stat().st_size for oid in oids}
         transport = self.transport
-        with transport.session(f"upload {', '.join(paths)}"):
+        with self.remote(f"upload {', '.join(paths)}"):
             present = transport.sizes(oids)
             missing = [oid for oid in oids if present.get(oid) != sizes[oid]]
             with Progress(f"upload {', '.join(paths)}", sum(sizes[oid] for oid in missing), self.ctx.progress) as progress:
@@ -444,7 +460,8 @@ class DvcStorage(StorageBackendBase):
             logger.warning("the cached manifest %s is damaged; fetching it again", oid)
             self._evict(oid)
         try:
-            raw = self.transport.read(oid)
+            with self.remote(f"read the manifest of {where}"):
+                raw = self.transport.read(oid)
         except FileNotFoundError:
             raise DVCError(
                 f"the manifest {oid} of {where} is missing on {self.describe_remote()}",
@@ -485,7 +502,7 @@ class DvcStorage(StorageBackendBase):
     def _materialize(self, rev: str, path: str, pointer: bytes, dest: Path, staging_root: Path | None) -> TrackedArtifact:
         self.check_settings()
         info = self._tracked(rev, path, pointer)
-        with self.transport.session(f"download {path}"):
+        with self.remote(f"download {path}"):
             files = self._files_of(info, path, rev)
             total = info.size if path == info.path else 0
             with staged(Path(dest), staging_root) as target, Progress(f"download {path}", total, self.ctx.progress) as progress:
@@ -528,7 +545,7 @@ class DvcStorage(StorageBackendBase):
             return [f"{path}: not tracked at {rev}"]
         if not remote:
             return self._verify(info, path, rev, remote=False)
-        with self.transport.session(f"read {path}"):
+        with self.remote(f"read {path}"):
             return self._verify(info, path, rev, remote=True)
 
     def _verify(self, info: TrackedArtifact, path: str, rev: str, *, remote: bool) -> list[str]:

@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from cpv_core.errors import CPVError, StorageError
 from cpv_core.faults import crash_point
 from cpv_core.paths import md5_stream
 from cpv_core.trust import MAX_MANIFEST_BYTES, open_regular
@@ -81,7 +82,7 @@ class LocalDirTransport:
     A put writes a temporary file beside the object and renames it; the
     temporary's name is first recorded in ``journal`` (a private file of the
     workspace), so the partial copy of a killed run is removed by the next
-    session instead of lingering in the store.
+    push instead of lingering in the store.
     """
 
     parallel = 1  # a local disk gains nothing from concurrent copies
@@ -89,6 +90,7 @@ class LocalDirTransport:
     def __init__(self, root: Path, journal: Path | None = None) -> None:
         self.root = root
         self.journal = journal
+        self._cleaned = False
 
     def describe(self) -> str:
         return str(self.root)
@@ -98,13 +100,23 @@ class LocalDirTransport:
 
     @contextmanager
     def session(self, action: str) -> Iterator[None]:
-        self._remove_leftovers()
-        yield
-        if self.journal is not None:
-            self.journal.unlink(missing_ok=True)
+        """No reachability check is needed; a failing file operation becomes one line."""
+        try:
+            yield
+        except (FileNotFoundError, CPVError):
+            raise  # a missing object is the engine's to report
+        except OSError as exc:
+            raise StorageError(
+                f"the local store {self.root} could not {action}: {exc.strerror or type(exc).__name__} ({exc.filename or self.root})",
+                fix="check that the directory exists and is writable (local.root in `cpv config show`)",
+            ) from None
 
     def _remove_leftovers(self) -> None:
+        """Remove the partial copies a killed put left (recorded in the journal), once per
+        instance, before its first put: only a pushing process, which holds the workspace
+        lock, does it, so a concurrent reader never removes a copy in flight."""
         journal = self.journal
+        self._cleaned = True
         if journal is None or not journal.is_file() or journal.is_symlink():
             return
         for line in journal.read_text(encoding="utf-8").splitlines():
@@ -122,10 +134,12 @@ class LocalDirTransport:
         return found
 
     def put(self, oid: str, src: Path, on_bytes: OnBytes) -> None:
+        if not self._cleaned:
+            self._remove_leftovers()
         final = self._object(oid)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.cpv-tmp"
-        if self.journal is not None:  # recorded first: a killed run's partial copy is removed by the next session
+        if self.journal is not None:  # recorded first: a killed run's partial copy is removed by the next push
             self.journal.parent.mkdir(parents=True, exist_ok=True)
             with open(self.journal, "a", encoding="utf-8") as handle:
                 handle.write(f"{tmp}\n")

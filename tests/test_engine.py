@@ -182,3 +182,59 @@ def test_a_transport_stores_reads_lists_and_deletes_objects(transport, tmp_path)
         transport.delete(oid)
         transport.delete(oid)  # absent is not an error
         assert transport.sizes([oid]) == {} and list(transport.list()) == []
+
+
+def test_only_a_push_removes_a_killed_puts_partial_copy(tmp_path):
+    """A reader (status, download) runs without the workspace lock: it must never remove a
+    temporary file, which may be a concurrent push's copy in flight."""
+    data = b"bytes"
+    oid = hashlib.md5(data).hexdigest()
+    journal = tmp_path / "journal"
+    partial = tmp_path / "remote" / "files" / "md5" / oid[:2] / f".{oid[2:]}.abc.cpv-tmp"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"by")
+    journal.write_text(f"{partial}\n")
+    reader = LocalDirTransport(tmp_path / "remote", journal)
+    with reader.session("read"):
+        assert reader.md5(oid) is None
+    assert partial.exists() and journal.exists()
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    pusher = LocalDirTransport(tmp_path / "remote", journal)
+    with pusher.session("upload"):
+        pusher.put(oid, src, lambda n: None)
+    assert not partial.exists() and pusher.md5(oid) == oid
+
+
+def test_a_local_store_that_cannot_be_written_is_one_clear_error(tmp_path):
+    from cpv_core.errors import StorageError
+
+    data = b"bytes"
+    oid = hashlib.md5(data).hexdigest()
+    (tmp_path / "remote" / "files" / "md5").mkdir(parents=True)
+    (tmp_path / "remote" / "files" / "md5" / oid[:2]).write_text("a file where a directory must be")
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    transport = LocalDirTransport(tmp_path / "remote")
+    with pytest.raises(StorageError) as err, transport.session("upload model.bin"):
+        transport.put(oid, src, lambda n: None)
+    assert f"the local store {tmp_path / 'remote'} could not upload model.bin" in err.value.message
+    assert "local.root" in err.value.fix
+
+
+@pytest.mark.s3
+def test_a_manifest_read_from_an_unreachable_store_is_one_clear_error(s3_config, tmp_path):
+    """Reading a directory's manifest from the remote (a sub-path download, diff, status on a
+    fresh clone) goes through the transport's session like every other remote call."""
+    from cpv_core.errors import AWSError
+
+    src = tmp_path / "dataset"
+    nested_dir(src)
+    DataCheckpointsManage("T", "unreachable").import_data_init(src)
+    clone = DataCheckpointsManage("T", "unreachable", repo_path=tmp_path / "clone")
+    clone.import_data_init()
+    CPVConfig().set_config("aws.endpoint_url", "http://127.0.0.1:9")  # nothing listens on the discard port
+    clone = DataCheckpointsManage("T", "unreachable", repo_path=tmp_path / "clone")
+    with pytest.raises(AWSError, match="unreachable"):
+        clone.download_data_checkpoint("v0.1", output_dir=tmp_path / "out", sub_path="a")
+    assert not (tmp_path / "out").exists()
