@@ -203,6 +203,28 @@ dry_run_option = click.option("--dry-run", is_flag=True, help="Print the plan; c
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/cli.md).")
 
 
+def add_setup_commands(
+    cli_group: click.Group, name: str, options: list[Callable[[Any], Any]], configure: Callable[..., None], help_text: str
+) -> None:
+    """Register a plugin's set-up command twice, as ``cpv {name}-config`` and as
+    ``cpv config {name}`` (the seeds' and the grouped spelling): both take
+    ``options`` (click decorators, applied top to bottom) and call
+    ``configure(ctx, **values)``."""
+
+    def build() -> Callable[..., None]:
+        def command(ctx: Ctx, /, **values: Any) -> None:
+            configure(ctx, **values)
+
+        for option in reversed(options):
+            command = option(command)
+        return click.pass_obj(command)
+
+    cli_group.command(f"{name}-config", help=help_text)(build())
+    config_group = cli_group.commands.get("config")
+    if isinstance(config_group, click.Group):
+        config_group.command(name, help=f"Same as `cpv {name}-config`.")(build())
+
+
 def manager(
     kind: str, ctx: Ctx, team: str | None, model: str | None, repo_path: str | None, dry_run: bool = False, *, message: str | None = None
 ) -> ModelsCheckpointsManage | DataCheckpointsManage:

@@ -24,7 +24,6 @@ import shlex
 import socket
 import stat
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -416,29 +415,24 @@ def cpv_register_commands(cli: click.Group) -> None:
     """``cpv bitbucket-config`` and ``cpv config bitbucket``: SSH key, ~/.ssh/config block, workspace."""
     import click
 
-    from cpv_core.cli import Ctx, dry_run_option
+    from cpv_core.cli import Ctx, add_setup_commands, dry_run_option
 
-    def bitbucket_options(func: Callable[..., None]) -> Callable[..., None]:
-        for option in reversed(
-            [
-                click.option(
-                    "--keygen-filename",
-                    "-k",
-                    default="id_ed25519_bitbucket",
-                    show_default=True,
-                    help="SSH key: a file name under ~/.ssh or a path; generated (ed25519) if missing.",
-                ),
-                click.option("--user", "-u", help="Your Bitbucket account name."),
-                click.option("--workspace", "-w", help="Bitbucket workspace holding the repositories (default: --user)."),
-                click.option("--host", help=f"SSH host (default {DEFAULT_HOST})."),
-                click.option("--port", type=int, help=f"SSH port (default {DEFAULT_PORT})."),
-                click.option("--ssh-user", help=f"SSH login user (default {DEFAULT_SSH_USER})."),
-                click.option("--repo-template", help=f"Repository name per team/model (default {DEFAULT_REPO_TEMPLATE})."),
-                dry_run_option,
-            ]
-        ):
-            func = option(func)
-        return func
+    options = [
+        click.option(
+            "--keygen-filename",
+            "-k",
+            default="id_ed25519_bitbucket",
+            show_default=True,
+            help="SSH key: a file name under ~/.ssh or a path; generated (ed25519) if missing.",
+        ),
+        click.option("--user", "-u", help="Your Bitbucket account name."),
+        click.option("--workspace", "-w", help="Bitbucket workspace holding the repositories (default: --user)."),
+        click.option("--host", help=f"SSH host (default {DEFAULT_HOST})."),
+        click.option("--port", type=int, help=f"SSH port (default {DEFAULT_PORT})."),
+        click.option("--ssh-user", help=f"SSH login user (default {DEFAULT_SSH_USER})."),
+        click.option("--repo-template", help=f"Repository name per team/model (default {DEFAULT_REPO_TEMPLATE})."),
+        dry_run_option,
+    ]
 
     def configure(
         ctx: Ctx,
@@ -461,7 +455,8 @@ def cpv_register_commands(cli: click.Group) -> None:
         if dry_run:
             ctx.echo(
                 f"[dry-run] would create the SSH key {keygen_filename} if missing, write the cpv block in ~/.ssh/config "
-                f"and store in {CPVConfig().config_path}: bitbucket = user {user}, {options}"
+                f"and store in {CPVConfig().config_path}: bitbucket = user {user}"
+                + "".join(f", {key} {value}" for key, value in options.items())
             )
             return
         entries = CPVConfig().setup_bitbucket_ssh(keygen_filename=keygen_filename, bitbucket_user=user, **options)
@@ -470,19 +465,4 @@ def cpv_register_commands(cli: click.Group) -> None:
             f"add this public key to Bitbucket (Personal settings > SSH keys):\n{Path(entries['public_key_path']).read_text().strip()}"
         )
 
-    @cli.command("bitbucket-config")
-    @bitbucket_options
-    @click.pass_obj
-    def bitbucket_config(ctx: Ctx, /, **options: Any) -> None:
-        """Configure Bitbucket over SSH (key, ~/.ssh/config block, workspace)."""
-        configure(ctx, **options)
-
-    config_group = cli.commands.get("config")
-    if isinstance(config_group, click.Group):
-
-        @config_group.command("bitbucket")
-        @bitbucket_options
-        @click.pass_obj
-        def config_bitbucket(ctx: Ctx, /, **options: Any) -> None:
-            """Same as `cpv bitbucket-config`."""
-            configure(ctx, **options)
+    add_setup_commands(cli, "bitbucket", options, configure, "Configure Bitbucket over SSH (key, ~/.ssh/config block, workspace).")

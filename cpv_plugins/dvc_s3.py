@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import configparser
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -250,23 +249,16 @@ def cpv_register_commands(cli: click.Group) -> None:
     """``cpv aws-config`` and ``cpv config aws``: S3 access by reference to a credentials file."""
     import click
 
-    from cpv_core.cli import Ctx, dry_run_option
+    from cpv_core.cli import Ctx, add_setup_commands, dry_run_option
 
-    def aws_options(func: Callable[..., None]) -> Callable[..., None]:
-        for option in reversed(
-            [
-                click.option(
-                    "--credential-path", "-c", type=click.Path(dir_okay=False), help="AWS credentials file (default ~/.aws/credentials)."
-                ),
-                click.option("--profile", "-p", default="default", show_default=True, help="Profile in that file."),
-                click.option("--bucket", "-b", help=f"S3 bucket (default {DEFAULT_BUCKET})."),
-                click.option("--endpoint-url", help="S3-compatible endpoint (SeaweedFS, MinIO, Ceph ...)."),
-                click.option("--region", help=f"Region (default {DEFAULT_REGION})."),
-                dry_run_option,
-            ]
-        ):
-            func = option(func)
-        return func
+    options = [
+        click.option("--credential-path", "-c", type=click.Path(dir_okay=False), help="AWS credentials file (default ~/.aws/credentials)."),
+        click.option("--profile", "-p", default="default", show_default=True, help="Profile in that file."),
+        click.option("--bucket", "-b", help=f"S3 bucket (default {DEFAULT_BUCKET})."),
+        click.option("--endpoint-url", help="S3-compatible endpoint (SeaweedFS, MinIO, Ceph ...)."),
+        click.option("--region", help=f"Region (default {DEFAULT_REGION})."),
+        dry_run_option,
+    ]
 
     def configure(
         ctx: Ctx,
@@ -295,19 +287,4 @@ def cpv_register_commands(cli: click.Group) -> None:
         )
         ctx.echo("new models now store their data on S3 (storage: dvc-s3); run `cpv validate` to check access")
 
-    @cli.command("aws-config")
-    @aws_options
-    @click.pass_obj
-    def aws_config(ctx: Ctx, /, **options: Any) -> None:
-        """Configure S3 access by reference to an AWS credentials file and profile."""
-        configure(ctx, **options)
-
-    config_group = cli.commands.get("config")
-    if isinstance(config_group, click.Group):
-
-        @config_group.command("aws")
-        @aws_options
-        @click.pass_obj
-        def config_aws(ctx: Ctx, /, **options: Any) -> None:
-            """Same as `cpv aws-config`."""
-            configure(ctx, **options)
+    add_setup_commands(cli, "aws", options, configure, "Configure S3 access by reference to an AWS credentials file and profile.")

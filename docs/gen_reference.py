@@ -81,18 +81,8 @@ def api_reference() -> str:
     import cpv_core
     from cpv_core import errors
 
-    classes = [
-        "CPVConfig",
-        "ModelsCheckpointsManage",
-        "DataCheckpointsManage",
-        "CombinedCheckpointsManage",
-        "ModelArtifacts",
-        "DataArtifacts",
-        "CheckpointMetadata",
-        "CombinedMetadata",
-        "UploadResult",
-        "Version",
-    ]
+    # every public class of cpv_core's __all__ but the errors, which get their own table
+    classes = [name for name in cpv_core.__all__ if inspect.isclass(getattr(cpv_core, name)) and name not in errors.__all__]
     parts = [
         HEADER,
         "# Library API reference\n\n",
