@@ -619,7 +619,10 @@ def build_kind_group(kind: str) -> click.Group:
     ) -> None:
         """Metadata of VERSION (default: latest)."""
         if version and version_opt and version != version_opt:
-            raise ValidationError(f"two versions given: {version} and --version {version_opt}", fix="give one")
+            raise ValidationError(
+                f"two different versions given: {version} and --version {version_opt}",
+                fix=f"give the version once: `info {version}` or `info --version {version}`",
+            )
         m = manager(kind, ctx, team_name, model_name, repo_path)
         data = m.metadata(version or version_opt).to_dict()
         if as_json:

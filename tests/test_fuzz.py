@@ -233,7 +233,7 @@ def test_materialize_never_writes_outside_the_destination(cpv_home, entries):
         except CPVError:
             pass
         written = {p for p in base.rglob("*")} - before
-        assert all(p == dest or dest in p.parents or p.parent == dest.parent or p == dest.parent for p in written), written
+        assert all(p == dest or dest in p.parents or p == dest.parent for p in written), written  # nothing beside dest
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
