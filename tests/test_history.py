@@ -342,3 +342,17 @@ def test_a_sub_path_download_reports_the_bytes_it_placed(cpv_home, tmp_path):
     )
     placed = sum(f.stat().st_size for f in (tmp_path / "o" / "test").rglob("*") if f.is_file())
     assert f"download data/test: {placed} B in" in done.stderr and " 0 B " not in done.stderr
+
+
+def test_the_seed_data_revert_restores_the_directory(cpv_home, tmp_path):
+    src = tmp_path / "dataset"
+    write_data_dir(src)
+    d = DataCheckpointsManage("T", "d")
+    d.import_data_init(src)
+    sample = d.repo_path / "data" / "train" / "sample_0.txt"
+    original = sample.read_text()
+    sample.write_text("changed\n")
+    d.upload_data_checkpoint()
+    meta = d.revert_data_checkpoint("v0.1")
+    assert meta.version == "v0.1" and sample.read_text() == original
+    assert git(d.repo_path, "status", "--porcelain") == ""
