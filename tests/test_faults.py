@@ -21,6 +21,13 @@ from .helpers import S3_BUCKET, S3_SECRET_KEY, git, s3_client, s3_keys, tree_sta
 CPV = [sys.executable, "-m", "cpv_core.cli"]
 
 
+def upload_and_tag(ws: Path, run: int) -> subprocess.Popen:
+    """A member's `cpv model upload --metrics '{"run": N}' && cpv model tag`, started in the background."""
+    cli = f"{sys.executable} -m cpv_core.cli"
+    script = f"{cli} model upload --metrics '{{\"run\": {run}}}' && {cli} model tag"
+    return subprocess.Popen(["bash", "-c", script], cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def cpv(*args: str, cwd: Path | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
     result = subprocess.run([*CPV, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if check:
@@ -70,17 +77,7 @@ def test_concurrent_auto_tagging_gives_distinct_consecutive_versions(remote, tmp
         workspaces.append(m.repo_path)
     for i, ws in enumerate(workspaces):
         write_model(ws / "model.bin", 10_000 + i, seed=i)
-    script = "cpv model upload --metrics '{\"run\": %d}' && cpv model tag"
-    procs = [
-        subprocess.Popen(
-            ["bash", "-c", script.replace("cpv", f"{sys.executable} -m cpv_core.cli") % i],
-            cwd=ws,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i, ws in enumerate(workspaces)
-    ]
+    procs = [upload_and_tag(ws, i) for i, ws in enumerate(workspaces)]
     outputs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     versions = sorted(out.strip().splitlines()[-1] for out, _ in outputs)
@@ -320,7 +317,6 @@ def test_soak_eight_members_upload_and_tag_at_once_repeatedly(remote, tmp_path):
 
     team, model, bare = remote
     workspaces = [new_model(team, model, repo_path=tmp_path / f"ws{i}").repo_path for i in range(SOAK_MEMBERS)]
-    script = "cpv model upload --metrics '{\"run\": %d}' && cpv model tag"
     expected: dict[int, str] = {}
     seen: set[str] = set()
     for round_ in range(SOAK_ROUNDS):
@@ -329,15 +325,7 @@ def test_soak_eight_members_upload_and_tag_at_once_repeatedly(remote, tmp_path):
             run = round_ * SOAK_MEMBERS + i
             data = write_model(ws / "model.bin", 5_000 + run, seed=run)
             expected[run] = hashlib.md5(data).hexdigest()
-            procs.append(
-                subprocess.Popen(
-                    ["bash", "-c", script.replace("cpv", f"{sys.executable} -m cpv_core.cli") % run],
-                    cwd=ws,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-            )
+            procs.append(upload_and_tag(ws, run))
         outputs = [p.communicate(timeout=300) for p in procs]
         assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
         versions = {out.strip().splitlines()[-1] for out, _ in outputs}
