@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 
 def write_model(path: Path, size: int = 4096, seed: int | None = None) -> bytes:
@@ -12,6 +13,14 @@ def write_model(path: Path, size: int = 4096, seed: int | None = None) -> bytes:
     data = os.urandom(size) if seed is None else bytes((seed + i) % 251 for i in range(size))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+    return data
+
+
+def upload_model(m: Any, seed: int, size: int = 1000, **kwargs: Any) -> bytes:
+    """Write a model of ``size`` bytes from ``seed`` into ``m``'s workspace and upload it
+    (``kwargs`` go to ``upload_model_checkpoint``); returns the bytes."""
+    data = write_model(m.repo_path / "model.bin", size, seed=seed)
+    m.upload_model_checkpoint(**kwargs)
     return data
 
 

@@ -18,7 +18,7 @@ from cpv_core import DataCheckpointsManage, ModelsCheckpointsManage
 from cpv_core.cli import main
 from cpv_core.errors import VersionExistsError, WorkspaceDirtyError
 
-from .helpers import git, write_data_dir, write_model
+from .helpers import git, upload_model, write_data_dir, write_model
 
 T = ["-t", "AI-Convo", "--model-name", "whisper"]
 
@@ -54,15 +54,12 @@ def commits(m: ModelsCheckpointsManage) -> int:
 
 
 def test_a_version_shows_its_upload_messages_when_its_tag_has_none(m):
-    write_model(m.repo_path / "model.bin", 1000, seed=1)
-    m.upload_model_checkpoint(message="baseline")
-    write_model(m.repo_path / "model.bin", 1000, seed=2)
-    m.upload_model_checkpoint(message="longer warm-up")
+    upload_model(m, 1, message="baseline")
+    upload_model(m, 2, message="longer warm-up")
     m.tag_model_checkpoint()
     meta = m.get_model_metadata("v0.1")
     assert meta.message == "baseline; longer warm-up" and meta.tag_message == "" and meta.upload_message == meta.message
-    write_model(m.repo_path / "model.bin", 1000, seed=3)
-    m.upload_model_checkpoint(message="lr 3e-4")
+    upload_model(m, 3, message="lr 3e-4")
     m.tag_model_checkpoint(message="release candidate")
     meta = m.get_model_metadata("v0.2")
     assert meta.message == "release candidate" and meta.upload_message == "lr 3e-4"  # only the uploads since v0.1
@@ -73,8 +70,7 @@ def test_a_version_shows_its_upload_messages_when_its_tag_has_none(m):
 
 
 def test_an_unchanged_upload_makes_no_commit_but_new_metrics_are_recorded(m):
-    write_model(m.repo_path / "model.bin", 1000, seed=1)
-    m.upload_model_checkpoint()
+    upload_model(m, 1)
     m.tag_model_checkpoint()
     before = commits(m)
     result = cpv("model", "upload", "-m", "same bytes", *T)
@@ -86,11 +82,9 @@ def test_an_unchanged_upload_makes_no_commit_but_new_metrics_are_recorded(m):
 
 
 def test_identical_content_gets_no_new_version_unless_allowed(m):
-    write_model(m.repo_path / "model.bin", 1000, seed=1)
-    m.upload_model_checkpoint()
+    upload_model(m, 1)
     m.tag_model_checkpoint()
-    write_model(m.repo_path / "model.bin", 1000, seed=2)
-    m.upload_model_checkpoint()
+    upload_model(m, 2)
     m.tag_model_checkpoint()
     m.revert_model_checkpoint("v0.1")
     with pytest.raises(VersionExistsError, match="identical to v0.1") as err:
@@ -103,8 +97,7 @@ def test_identical_content_gets_no_new_version_unless_allowed(m):
 
 
 def test_reverting_to_the_current_state_commits_nothing(m):
-    write_model(m.repo_path / "model.bin", 1000, seed=1)
-    m.upload_model_checkpoint()
+    upload_model(m, 1)
     m.tag_model_checkpoint()
     before = commits(m)
     result = cpv("model", "revert", "v0.1", *T)
@@ -162,8 +155,7 @@ def test_dash_m_is_the_message_on_workspace_commands_and_says_so(m, tmp_path):
 
 
 def test_hints_name_only_what_exists_in_the_callers_language(m):
-    write_model(m.repo_path / "model.bin", 1000, seed=1)
-    m.upload_model_checkpoint()
+    upload_model(m, 1)
     m.tag_model_checkpoint()
     write_model(m.repo_path / "model.bin", 1000, seed=2)
     with pytest.raises(WorkspaceDirtyError) as err:
@@ -205,8 +197,7 @@ def test_every_result_command_speaks_json(m, tmp_path):
     assert json.loads(cpv("model", "tag", *T, "--json").stdout) == {"kind": "model", "version": "v0.1", "dry_run": False}
     down = json.loads(cpv("model", "download", "v0.1", *T, "-o", str(tmp_path / "o"), "--json").stdout)
     assert Path(down["model_path"]).read_bytes() == (m.repo_path / "model.bin").read_bytes() and down["tag"] == "v0.1"
-    write_model(m.repo_path / "model.bin", 1000, seed=9)
-    m.upload_model_checkpoint()
+    upload_model(m, 9)
     rev = json.loads(cpv("model", "revert", "v0.1", *T, "--json").stdout)
     assert rev["reverted_to"]["version"] == "v0.1" and len(rev["commit"]) == 40
     write_data_dir(m.repo_path / "data")
@@ -223,8 +214,7 @@ def test_the_cli_module_still_runs_as_a_script():
 
 
 def test_status_compares_the_workspace_with_its_versions_and_the_remote(m, cpv_home, tmp_path):
-    write_model(m.repo_path / "model.bin", 1000, seed=1)
-    m.upload_model_checkpoint()
+    upload_model(m, 1)
     st = json.loads(cpv("status", *T, "--json").stdout)
     assert st["ahead"] == 0 and st["behind"] == 0
     assert st["targets"] == [
@@ -271,11 +261,9 @@ def test_status_names_the_files_that_changed(cpv_home, tmp_path):
 
 
 def test_shell_completion_offers_version_names(m):
-    write_model(m.repo_path / "model.bin", 1000, seed=1)
-    m.upload_model_checkpoint()
+    upload_model(m, 1)
     m.tag_model_checkpoint()
-    write_model(m.repo_path / "model.bin", 1000, seed=2)
-    m.upload_model_checkpoint()
+    upload_model(m, 2)
     m.tag_model_checkpoint(version_tag="v1.0")
     env = dict(os.environ, _CPV_COMPLETE="bash_complete", COMP_WORDS="cpv model download v", COMP_CWORD="3")
     script = "from cpv_core.cli import cli; cli(prog_name='cpv')"

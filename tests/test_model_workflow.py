@@ -16,7 +16,7 @@ from cpv_core import (
     WorkspaceDirtyError,
 )
 
-from .helpers import git, tree_state, write_model
+from .helpers import git, tree_state, upload_model, write_model
 
 TEAM, MODEL = "AI-Convo", "whisper"
 
@@ -33,9 +33,7 @@ def remote_dirs(cpv_home: Path) -> tuple[Path, Path]:
 
 
 def upload(m: ModelsCheckpointsManage, seed: int, **metrics) -> bytes:
-    data = write_model(m.repo_path / "model.bin", 3000 + seed, seed=seed)
-    m.upload_model_checkpoint(metrics=metrics or {"loss": 1.0 / (seed + 1)})
-    return data
+    return upload_model(m, seed, 3000 + seed, metrics=metrics or {"loss": 1.0 / (seed + 1)})
 
 
 def test_init_creates_layout_and_remote(mcm, cpv_home):
