@@ -50,16 +50,24 @@ def test_unknown_backend_lists_the_choices(cpv_home):
     assert not (cpv_home / "workspaces" / "T").exists()
 
 
-def test_two_plugins_offering_one_backend_name_is_an_error_naming_both(cpv_home):
+def register_storage_plugin(plugin: str, backend: str, factory, *, select: bool) -> None:
+    """Register a plugin module ``plugin`` offering storage backend ``backend`` (and select it)."""
     import types
 
     from cpv_core import hookimpl
     from cpv_core.backends import StorageBackendInfo
+
+    module = types.ModuleType(plugin)
+    module.cpv_storage_backends = hookimpl(lambda: [StorageBackendInfo(backend, factory, f"test backend {backend}")])
+    get_plugin_manager().register(module, name=plugin)
+    if select:
+        CPVConfig().set_config("storage", backend)
+
+
+def test_two_plugins_offering_one_backend_name_is_an_error_naming_both(cpv_home):
     from cpv_plugins.local import LocalStorage
 
-    impostor = types.ModuleType("impostor")
-    impostor.cpv_storage_backends = hookimpl(lambda: [StorageBackendInfo("local", LocalStorage, "a second 'local'")])
-    get_plugin_manager().register(impostor, name="impostor")
+    register_storage_plugin("impostor", "local", LocalStorage, select=False)
     m = ModelsCheckpointsManage("T", "m")
     with pytest.raises(ConfigError) as err:
         m.import_model_init()
@@ -68,19 +76,12 @@ def test_two_plugins_offering_one_backend_name_is_an_error_naming_both(cpv_home)
 
 
 def test_a_backend_missing_a_method_fails_at_selection_naming_its_plugin(cpv_home):
-    import types
-
-    from cpv_core import hookimpl
-    from cpv_core.backends import StorageBackendInfo
     from cpv_plugins.local import LocalStorage
 
     class Incomplete(LocalStorage):
         materialize = None  # type: ignore[assignment]
 
-    partial = types.ModuleType("partial")
-    partial.cpv_storage_backends = hookimpl(lambda: [StorageBackendInfo("partial", Incomplete, "no materialize")])
-    get_plugin_manager().register(partial, name="partial")
-    CPVConfig().set_config("storage", "partial")
+    register_storage_plugin("partial", "partial", Incomplete, select=True)
     with pytest.raises(ConfigError) as err:
         ModelsCheckpointsManage("T", "m").import_model_init()
     assert "plugin 'partial' lacks materialize" in err.value.message
@@ -203,10 +204,6 @@ def test_every_protocol_method_is_documented_and_called_by_the_core():
 
 
 def test_a_backend_leaving_a_base_class_method_abstract_fails_at_selection(cpv_home):
-    import types
-
-    from cpv_core import hookimpl
-    from cpv_core.backends import StorageBackendInfo
     from cpv_core.bases import StorageBackendBase
 
     class Forgetful(StorageBackendBase):
@@ -215,10 +212,7 @@ def test_a_backend_leaving_a_base_class_method_abstract_fails_at_selection(cpv_h
         def pointer_path(self, path):
             return f"{path}.ptr"
 
-    partial = types.ModuleType("forgetful")
-    partial.cpv_storage_backends = hookimpl(lambda: [StorageBackendInfo("forgetful", Forgetful, "no track, push ...")])
-    get_plugin_manager().register(partial, name="forgetful")
-    CPVConfig().set_config("storage", "forgetful")
+    register_storage_plugin("forgetful", "forgetful", Forgetful, select=True)
     with pytest.raises(ConfigError) as err:
         ModelsCheckpointsManage("T", "m").import_model_init()
     assert "plugin 'forgetful' lacks describe_pointer, manifest, materialize, push, status, track" in err.value.message
