@@ -21,6 +21,7 @@ from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, S
 from cpv_core.bases import HostingBackendBase
 from cpv_core.errors import ConfigError, RepositoryError
 from cpv_core.paths import make_private_dirs
+from cpv_core.trust import visible
 
 from .dvc_storage import DvcStorage
 from .transport import LocalDirTransport
@@ -38,6 +39,26 @@ def local_root(ctx: BackendContext) -> Path:
             fix="set an absolute path: cpv config set local.root /path/to/remotes",
         )
     return root.resolve()
+
+
+def link_objects(ctx: BackendContext) -> bool:
+    """``local.link`` (default true): the store shares each object's bytes with the
+    workspace's cache through a hard link when both are on one file system, so a
+    model takes one copy under CPV_HOME besides the workspace file. False keeps
+    two independent copies (a cache object damaged in place can then be
+    fetched again from the store)."""
+    value = ctx.config.get_config("local.link")
+    if value is None or value == "":
+        return True
+    text = str(value).strip().lower()
+    if text in {"true", "yes", "1", "on"}:
+        return True
+    if text in {"false", "no", "0", "off"}:
+        return False
+    raise ConfigError(
+        f"local.link {visible(repr(value))} is not true or false",
+        fix="cpv config set local.link true (one copy on disk) or false (two independent copies)",
+    )
 
 
 class LocalStorage(DvcStorage):
@@ -58,7 +79,7 @@ class LocalStorage(DvcStorage):
 
     def make_transport(self) -> LocalDirTransport:
         journal = self.ctx.state_dir / "remote-tmp" if self.ctx.state_dir is not None else None
-        return LocalDirTransport(Path(self.remote_url()), journal)
+        return LocalDirTransport(Path(self.remote_url()), journal, link=link_objects(self.ctx))
 
 
 class LocalHosting(HostingBackendBase):
@@ -104,7 +125,11 @@ class LocalHosting(HostingBackendBase):
 @hookimpl
 def cpv_storage_backends() -> list[StorageBackendInfo]:
     """The embedded local storage backend."""
-    return [StorageBackendInfo("local", LocalStorage, "DVC's format in a local-directory remote under CPV_HOME", settings=("local.root",))]
+    return [
+        StorageBackendInfo(
+            "local", LocalStorage, "DVC's format in a local-directory remote under CPV_HOME", settings=("local.root", "local.link")
+        )
+    ]
 
 
 @hookimpl

@@ -11,6 +11,7 @@ with cpv: :class:`LocalDirTransport` here and the S3 one in
 from __future__ import annotations
 
 import os
+import stat
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -76,6 +77,21 @@ def hash_file(path: Path, out: Path | None = None, on_bytes: OnBytes | None = No
             return md5_stream(reader, writer, on_bytes)
 
 
+def link_read_only(src: Path, dest: Path) -> bool:
+    """Hard-link ``src`` at ``dest`` if it is a regular file nobody may write
+    (a cache object: never a user's file, which a training script must be able
+    to overwrite in place); False when it is not, or the file system refuses
+    (another device, no hard links), and the caller copies instead."""
+    try:
+        st = os.lstat(src)
+        if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o222:
+            return False
+        os.link(src, dest, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
 class LocalDirTransport:
     """Objects in a directory on this machine (or a shared file system).
 
@@ -87,9 +103,12 @@ class LocalDirTransport:
 
     parallel = 1  # a local disk gains nothing from concurrent copies
 
-    def __init__(self, root: Path, journal: Path | None = None) -> None:
+    def __init__(self, root: Path, journal: Path | None = None, *, link: bool = False) -> None:
         self.root = root
         self.journal = journal
+        #: store a read-only source (a cache object) as a hard link to it when the file
+        #: system allows: one copy on disk instead of two
+        self.link = link
         self._cleaned = False
 
     def describe(self) -> str:
@@ -144,9 +163,12 @@ class LocalDirTransport:
             with open(self.journal, "a", encoding="utf-8") as handle:
                 handle.write(f"{tmp}\n")
         try:
-            hash_file(src, tmp, on_bytes)
-            crash_point("upload.remote-partial")
-            os.chmod(tmp, 0o444)
+            if not (self.link and link_read_only(src, tmp)):
+                hash_file(src, tmp, on_bytes)
+                crash_point("upload.remote-partial")
+                os.chmod(tmp, 0o444)
+            else:
+                on_bytes(tmp.stat().st_size)
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cpv_core import DataCheckpointsManage, ModelsCheckpointsManage
+from cpv_core.config import CPVConfig
 from cpv_core.errors import CPVError, DVCError, WorkspaceDirtyError
 from cpv_core.faults import KILL_ENV, KILLED_EXIT
 
@@ -64,6 +65,13 @@ def flip_a_byte(path: Path) -> None:
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.fixture(autouse=True)
+def two_copies(cpv_home) -> None:
+    """These tests damage a stored object in place (bit rot) and expect the other copy
+    to repair it: the local default keeps one copy unless ``local.link`` is false."""
+    CPVConfig().set_config("local.link", "false")
 
 
 @pytest.fixture
