@@ -10,10 +10,11 @@ from typing import Any
 class ModelArtifacts:
     """A model version materialised on disk (``download_model_checkpoint``).
 
-    :param model_path: path of the downloaded model file.
+    :param model_path: path of the downloaded model: a file or a directory,
+        under the name the model had in that version.
     :param metrics: the metrics recorded with that version.
     :param tag: the version (``"v1.0"``).
-    :param size_mb: file size in MiB.
+    :param size_mb: size in MiB (all files, for a directory).
     """
 
     model_path: str

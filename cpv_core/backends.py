@@ -55,10 +55,12 @@ class BackendContext:
         can write into (crash-recovery backups and staging live there; the
         versioning backend's :meth:`VersioningBackend.private_dir`), or None
         (always for the versioning backend itself).
-    :param accepts_incoming: whether a commit from someone else may change a
-        workspace path (pointer files, ``metrics.log``, README, .gitignore);
-        a versioning backend that replays remote commits refuses the others.
-        None: no restriction.
+    :param accepts_incoming: ``accepts_incoming(path, incoming)``: whether a
+        commit from someone else may change a workspace path (pointer files,
+        ``metrics.log``, README, .gitignore, where a target lives in
+        workspace.json); ``incoming(path)`` returns a path's content as the
+        incoming commits leave it (None when absent). A versioning backend
+        that replays remote commits refuses the others. None: no restriction.
     """
 
     config: CPVConfig
@@ -69,7 +71,7 @@ class BackendContext:
     verbose: bool = False
     progress: bool = False
     state_dir: Path | None = None
-    accepts_incoming: Callable[[str], bool] | None = None
+    accepts_incoming: Callable[..., bool] | None = None
 
 
 @dataclass(frozen=True)

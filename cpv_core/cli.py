@@ -493,7 +493,10 @@ def build_kind_group(kind: str) -> click.Group:
         dry_run: bool,
         as_json: bool,
     ) -> None:
-        """Store PATH (default: the workspace's model.bin or data/), record metrics, commit and push."""
+        """Store PATH (default: the workspace's current model, or data/), record metrics, commit and push.
+
+        A model PATH may be a file of any name or a directory (Hugging Face
+        shards); it keeps its name and layout. Unchanged files are not uploaded again."""
         parsed = parse_metrics(metrics)
         m = manager(kind, ctx, team_name, model_name, repo_path, dry_run, message=message)
         result = m.upload(path, parsed, message, dry_run=dry_run, force=force)

@@ -23,22 +23,18 @@ def list_versions(mgr: CheckpointManager) -> list[str]:
 
 def diff(mgr: CheckpointManager, version_a: str, version_b: str) -> dict[str, Any]:
     """Compare two versions: metrics side by side with deltas, content
-    hash and size change, and (for directories) files added, removed and
-    changed. ``b - a`` throughout."""
+    hash and size change, and the files added, removed and changed (a
+    single-file model counts as one file under its own name, so a model
+    that became a directory shows its shards added and the file removed).
+    ``b - a`` throughout."""
     rec_a, rec_b = mgr.find(version_a), mgr.find(version_b)
     meta_a, meta_b = mgr.metadata_for(rec_a), mgr.metadata_for(rec_b)
-    files: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
-    if mgr.spec.is_dir:
-        manifests = []
-        for rec in (rec_a, rec_b):
-            pointer = mgr.pointer(rec.ref)
-            manifests.append(mgr.ws.storage.manifest(rec.ref, mgr.target, pointer) if pointer else {})
-        a, b = manifests
-        files = {
-            "added": sorted(set(b) - set(a)),
-            "removed": sorted(set(a) - set(b)),
-            "changed": sorted(k for k in set(a) & set(b) if a[k] != b[k]),
-        }
+    a, b = (files_of(mgr, rec.ref) for rec in (rec_a, rec_b))
+    files = {
+        "added": sorted(set(b) - set(a)),
+        "removed": sorted(set(a) - set(b)),
+        "changed": sorted(k for k in set(a) & set(b) if a[k] != b[k]),
+    }
     return {
         "kind": mgr.spec.kind,
         "a": meta_a.version,
@@ -50,15 +46,29 @@ def diff(mgr: CheckpointManager, version_a: str, version_b: str) -> dict[str, An
     }
 
 
+def files_of(mgr: CheckpointManager, rev: str) -> dict[str, str]:
+    """File -> content hash of the target at ``rev``: paths inside a directory
+    target, the file's own name for a single-file target."""
+    target = mgr.target_at(rev)
+    pointer = mgr.pointer(rev)
+    if pointer is None:
+        return {}
+    manifest = mgr.ws.storage.manifest(rev, target, pointer)
+    if set(manifest) == {""}:
+        return {target.rsplit("/", 1)[-1]: manifest[""]}
+    return manifest
+
+
 def verify(mgr: CheckpointManager, tag: str | None = None, *, remote: bool = False) -> list[str]:
     """Check the stored copy of version ``tag`` (default: latest), file by
     file: the local cache, or the remote store with ``remote=True``.
     Returns the problems found (empty: intact)."""
     record = mgr.find(tag)
+    target = mgr.target_at(record.ref)
     pointer = mgr.pointer(record.ref)
     if pointer is None:
-        return [f"{mgr.spec.kind} {record.version}: no pointer file for {mgr.target}"]
-    return mgr.ws.storage.verify(record.ref, mgr.target, pointer, remote=remote)
+        return [f"{mgr.spec.kind} {record.version}: no pointer file for {target}"]
+    return mgr.ws.storage.verify(record.ref, target, pointer, remote=remote)
 
 
 def metadata_for(mgr: CheckpointManager, record: VersionRecord) -> CheckpointMetadata:
@@ -75,7 +85,7 @@ def metadata_for(mgr: CheckpointManager, record: VersionRecord) -> CheckpointMet
         metrics=dict(meta.get("metrics") or {}),
         size=int(meta.get("size") or 0),
         digest=str(meta.get("digest") or ""),
-        path=str(meta.get("path") or mgr.target),
+        path=str(meta.get("path") or mgr.target_at(record.ref)),
         lineage=dict(meta.get("lineage") or {}),
     )
 

@@ -13,30 +13,37 @@ from .sources import scan_directory, scan_file
 
 @dataclass(frozen=True)
 class KindSpec:
-    """What differs between model and data checkpoints."""
+    """What differs between model and data checkpoints.
+
+    :param dir_only: the content must be a directory (data); otherwise a file
+        of any name or a directory (a model: ``ckpt.pt``, a Hugging Face folder).
+    :param keeps_name: an upload from elsewhere keeps its name in the workspace
+        (``~/runs/hf-model`` becomes ``hf-model/``) instead of replacing the
+        kind's fixed path (``data/``).
+    """
 
     kind: str
-    is_dir: bool
+    dir_only: bool
+    keeps_name: bool
 
 
-MODEL = KindSpec("model", is_dir=False)
-DATA = KindSpec("data", is_dir=True)
+MODEL = KindSpec("model", dir_only=False, keeps_name=True)
+DATA = KindSpec("data", dir_only=True, keeps_name=False)
 
 
 def check_source(spec: KindSpec, source: Path) -> tuple[int, int]:
     """Size and file count of ``source``; :class:`ValidationError` unless it is a
-    non-empty regular file (model) or a directory cpv can store faithfully (data)."""
+    non-empty regular file (models only) or a directory cpv can store faithfully."""
     kind = spec.kind
     if not source.exists():
         raise ValidationError(f"{kind} path {str(source)!r} does not exist", fix=f"pass the path of the {kind} to upload")
-    if spec.is_dir and not source.is_dir():
+    if spec.dir_only and not source.is_dir():
         raise ValidationError(
             f"data path {str(source)!r} is not a directory", fix="pass a directory (e.g. data/ with train/, validation/, test/)"
         )
-    if not spec.is_dir and source.is_dir():
-        raise ValidationError(f"model path {str(source)!r} is not a file", fix="pass the model weights file")
-    size, nfiles = scan_directory(source) if spec.is_dir else scan_file(source, kind)
-    if nfiles == 0 or (not spec.is_dir and size == 0):
+    is_dir = source.is_dir()
+    size, nfiles = scan_directory(source) if is_dir else scan_file(source, kind)
+    if nfiles == 0 or (not is_dir and size == 0):
         raise ValidationError(f"{kind} path {str(source)!r} is empty", fix=f"write the {kind} before uploading it")
     return size, nfiles
 

@@ -178,13 +178,19 @@ class CheckpointManager:
             create_hint=f"upload and tag one first (`cpv {self.spec.kind} upload`, `cpv {self.spec.kind} tag`)",
         )
 
+    def target_at(self, rev: str) -> str:
+        """The workspace path this kind had at ``rev`` (models may change name or
+        become directories from one version to the next)."""
+        return self.ws.file_at(self.spec.kind, rev)
+
     def pointer(self, rev: str) -> bytes | None:
         """The pointer file of this manager's target at ``rev`` (no checkout); None when absent."""
-        return self.ws.versioning.read_file(rev, self.ws.storage.pointer_path(self.target))
+        return self.ws.versioning.read_file(rev, self.ws.storage.pointer_path(self.target_at(rev)))
 
     def pointer_info(self, rev: str) -> TrackedArtifact | None:
-        pointer = self.pointer(rev)
-        return self.ws.storage.describe_pointer(self.target, pointer) if pointer else None
+        target = self.target_at(rev)
+        pointer = self.ws.versioning.read_file(rev, self.ws.storage.pointer_path(target))
+        return self.ws.storage.describe_pointer(target, pointer) if pointer else None
 
     def current_metrics(self, rev: str = "HEAD") -> dict[str, Any]:
         """The latest metrics of this kind in ``metrics.log`` at ``rev``."""

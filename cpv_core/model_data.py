@@ -58,8 +58,12 @@ class ModelsCheckpointsManage(CheckpointManager):
         message: str | None = None,
         **kwargs: Any,
     ) -> UploadResult:
-        """Store the model file (default: the workspace's ``model.bin``), append
-        ``metrics`` to ``metrics.log``, commit the pointer and push."""
+        """Store the model (default: the workspace's current model, ``model.bin`` at
+        first), append ``metrics`` to ``metrics.log``, commit the pointer and push.
+
+        ``model_path`` may be a file of any name or a directory (a Hugging Face
+        folder of shards); it keeps its name and layout in the workspace and in
+        every download. Unchanged files of a directory are not uploaded again."""
         check_kwargs("upload_model_checkpoint", kwargs)
         return self.upload(model_path, metrics, message, **kwargs)
 

@@ -183,3 +183,11 @@ def restore_preserved(target: Path, keep: Path, root: Path) -> bool:
             restored = True
     shutil.rmtree(keep) if keep.is_dir() else keep.unlink()
     return restored
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file or a directory tree (never following a symbolic link)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 from .errors import WorkspaceDirtyError
 from .history import fetch_versions
-from .workspace import Workspace
+from .paths import remove_path
+from .workspace import DEFAULT_FILES, Workspace
 
 
 def pull_workspace(ws: Workspace, echo: Callable[[str], None]) -> list[str]:
@@ -18,10 +19,14 @@ def pull_workspace(ws: Workspace, echo: Callable[[str], None]) -> list[str]:
     ws.require_initialized()
     with ws.lock():
         fetch_versions(ws, required=True)
+        before = {kind: ws.file_for(kind) for kind in DEFAULT_FILES}
         ws.versioning.sync_branch()
+        ws.reload_meta()
         updated = []
-        for kind in ("model", "data"):
+        for kind in DEFAULT_FILES:
             rel = ws.file_for(kind)
+            if rel != before[kind]:
+                leave_old_path(ws, before[kind], rel, echo)
             pointer = ws.versioning.read_file("HEAD", ws.storage.pointer_path(rel))
             info = ws.storage.describe_pointer(rel, pointer) if pointer else None
             if info is None:
@@ -44,3 +49,17 @@ def pull_workspace(ws: Workspace, echo: Callable[[str], None]) -> list[str]:
             updated.append(rel)
         echo("updated " + ", ".join(updated) if updated else "already up to date")
         return updated
+
+
+def leave_old_path(ws: Workspace, old: str, new: str, echo: Callable[[str], None]) -> None:
+    """A teammate moved a target (``model.bin`` -> ``hf-model/``): the old path
+    leaves the workspace when it holds exactly what was last uploaded, pulled or
+    reverted there (it is stored); otherwise it stays, and the user is told."""
+    path = ws.target_path_of(old)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if ws.content_unchanged_since_base(old):
+        remove_path(path)
+        echo(f"{old} was replaced by {new} upstream (removed here; it is stored)")
+    else:
+        echo(f"{old} was replaced by {new} upstream; your copy has changes that were never uploaded, so it stays")

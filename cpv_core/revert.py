@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from .artifacts import CheckpointMetadata
 from .backends import VersionRecord
-from .errors import ValidationError
+from .errors import ValidationError, WorkspaceDirtyError
 from .faults import crash_point
 from .metrics import METRICS_FILE, make_record
-from .workspace import Workspace
+from .paths import remove_path
+from .workspace import META_FILE, Workspace
 
 if TYPE_CHECKING:
     from .manager import CheckpointManager
@@ -25,6 +26,7 @@ def already_at(m: CheckpointManager, record: VersionRecord) -> bool:
     info = m.pointer_info("HEAD")
     return (
         info is not None
+        and m.target == m.target_at(record.ref)
         and info.digest == record.metadata.get("digest")
         and m.ws.storage.status([m.target]).get(m.target) == "unchanged"
         and not m.ws.versioning.changed_files([m.ws.storage.pointer_path(m.target)])
@@ -49,9 +51,14 @@ def revert_targets(
             ws.versioning.push_branch()  # a revert killed after its commit is published now
         return
     dirty = {m.spec.kind: m.require_clean_target("revert", force) for m, _ in pairs}
+    moves = {m.spec.kind: (m.target, m.target_at(record.ref)) for m, record in pairs}
+    for m, _ in pairs:
+        check_move_free(m, *moves[m.spec.kind], force=force)
     if dry_run:
         for m, record in pairs:
-            m.plan([f"restore {m.target} to {m.spec.kind} {record.version} ({record.commit[:10]})"])
+            now, then = moves[m.spec.kind]
+            where = f" (the {m.spec.kind} becomes {then} again)" if then != now else ""
+            m.plan([f"restore {now} to {m.spec.kind} {record.version} ({record.commit[:10]}){where}"])
         pairs[0][0].plan([f"commit '{message}' and push"])
         return
     saved = {}
@@ -59,16 +66,22 @@ def revert_targets(
         if dirty[m.spec.kind]:
             (saved[m.spec.kind],) = ws.storage.track([m.target])
             logger.warning("saved uncommitted %s (%s) in the local cache before reverting", m.target, saved[m.spec.kind].digest)
-    pointers = [ws.storage.pointer_path(m.target) for m, _ in pairs]
-    targets = [m.target for m, _ in pairs]
+    targets = list(dict.fromkeys(rel for pair in moves.values() for rel in pair))
+    pointers = [ws.storage.pointer_path(rel) for rel in targets]
+    moved = any(now != then for now, then in moves.values())
     # all targets and pointers change, or none: a journal and a hard-link
     # backup let a failure here, or a kill, put everything back
-    ws.begin_revert(targets, pointers)
+    ws.begin_change("revert", targets, [*pointers, META_FILE] if moved else pointers)
     try:
-        for (_, record), pointer in zip(pairs, pointers):
-            ws.versioning.restore(record.ref, [pointer])
+        for m, record in pairs:
+            now, then = moves[m.spec.kind]
+            ws.versioning.restore(record.ref, [ws.storage.pointer_path(then)])
+            if now != then:  # the version lived elsewhere: the current path leaves the workspace
+                ws.target_path_of(ws.storage.pointer_path(now)).unlink(missing_ok=True)
+                remove_path(ws.target_path_of(now))
+                ws.set_file(m.spec.kind, then)
         crash_point("revert.pointers-restored")
-        ws.storage.checkout(targets)  # verified against the restored pointers before anything is replaced
+        ws.storage.checkout([then for _, then in moves.values()])  # verified before anything is replaced
         crash_point("revert.content-placed")
         for m, record in pairs:
             m.append_metrics(
@@ -81,11 +94,12 @@ def revert_targets(
                     saved_digest=saved[m.spec.kind].digest if m.spec.kind in saved else None,
                 )
             )
-        ws.versioning.commit([*pointers, METRICS_FILE], message)
+        committed = [p for p in pointers if (ws.path / p).exists()] + ws.in_head([p for p in pointers if not (ws.path / p).exists()])
+        ws.versioning.commit([*committed, *([META_FILE] if moved else []), METRICS_FILE], message)
     except BaseException:
-        ws.rollback_revert()
+        ws.rollback_change()
         raise
-    ws.end_revert()
+    ws.end_change()
     for m, _ in pairs:
         info = m.pointer_info("HEAD")
         if info is not None:
@@ -93,6 +107,17 @@ def revert_targets(
     crash_point("revert.committed")
     ws.versioning.push_branch()
     pairs[0][0].echo(message.lower().replace("revert", "reverted", 1))
+
+
+def check_move_free(m: CheckpointManager, now: str, then: str, *, force: bool) -> None:
+    """A revert to a version that lived at another path must not overwrite a file
+    the user keeps there (e.g. a model.bin left behind with changes never uploaded)."""
+    path = m.ws.target_path_of(then)
+    if then != now and (path.exists() or path.is_symlink()) and not force:
+        raise WorkspaceDirtyError(
+            f"cannot revert: {m.spec.kind} version's path {then} exists in the workspace and is not the current {m.spec.kind} ({now})",
+            fix=f"move it away, or {m.hint(cli='pass --force', python='pass force=True')} to replace it",
+        )
 
 
 def revert(mgr: CheckpointManager, tag: str, **kwargs: Any) -> CheckpointMetadata:

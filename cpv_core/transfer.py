@@ -19,25 +19,26 @@ from .errors import CheckpointNotFoundError, ValidationError, WorkspaceDirtyErro
 from .faults import crash_point
 from .kinds import check_source
 from .metrics import METRICS_FILE, format_metrics, make_record, validate_metrics
-from .paths import atomic_path, file_md5
+from .paths import atomic_path, file_md5, remove_path
 from .progress import human_bytes
 from .records import validate_message
 from .trust import check_relpath, select_sub_path, visible
+from .workspace import DEFAULT_FILES, META_FILE, check_target_rel
 
 if TYPE_CHECKING:
     from .manager import CheckpointManager
 
 
-def place_source(mgr: CheckpointManager, source: Path, dest: Path) -> None:
-    """Copy a source outside the workspace into it, atomically."""
+def place_source(mgr: CheckpointManager, source: Path, dest: Path, rel: str) -> None:
+    """Copy a source outside the workspace to ``dest`` (workspace path ``rel``), atomically."""
     if source.resolve() == dest.resolve():
         return
-    if mgr.spec.is_dir:
+    if source.is_dir():
         # staged in the private state directory (same file system), then
         # swapped in with two renames; Workspace.recover completes a swap
         # a kill interrupted
-        staging = mgr.ws.staging_path("new", mgr.target)
-        old = mgr.ws.staging_path("old", mgr.target)
+        staging = mgr.ws.staging_path("new", rel)
+        old = mgr.ws.staging_path("old", rel)
         for leftover in (staging, old):
             shutil.rmtree(leftover, ignore_errors=True)
         staging.parent.mkdir(parents=True, exist_ok=True)
@@ -48,8 +49,39 @@ def place_source(mgr: CheckpointManager, source: Path, dest: Path) -> None:
         os.replace(staging, dest)
         shutil.rmtree(old, ignore_errors=True)
     else:
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)  # a directory model becomes a file model under the same name
         with atomic_path(dest) as tmp:
             shutil.copyfile(source, tmp)
+
+
+def target_for_source(mgr: CheckpointManager, source: Path) -> str:
+    """The workspace path an upload of ``source`` is versioned under.
+
+    Data always lives at its fixed path. A model keeps its own name: a path
+    inside the workspace is used where it is, one from elsewhere lands at
+    the top under its name (``~/runs/hf-model`` -> ``hf-model/``,
+    ``ckpt-epoch3.pt`` stays ``ckpt-epoch3.pt``).
+    """
+    current = mgr.target
+    if not mgr.spec.keeps_name or source == (mgr.ws.path / current).resolve():
+        return current
+    inside = mgr.ws.path in source.parents
+    rel = check_target_rel(source.relative_to(mgr.ws.path).as_posix() if inside else source.name, f"{mgr.spec.kind} path")
+    for kind in DEFAULT_FILES:
+        other = mgr.ws.file_for(kind)
+        if kind != mgr.spec.kind and (rel == other or rel.startswith(f"{other}/") or other.startswith(f"{rel}/")):
+            raise ValidationError(
+                f"{mgr.spec.kind} path {visible(rel)} overlaps the workspace's {kind} ({visible(other)})",
+                fix=f"rename the {mgr.spec.kind} file or directory and upload it again",
+            )
+    dest = mgr.ws.path / rel
+    if not inside and (dest.exists() or dest.is_symlink()):
+        raise WorkspaceDirtyError(
+            f"{dest} already exists and is not the workspace's {mgr.spec.kind} ({current})",
+            fix=f"move it away, or upload it as it is ({mgr.hint(cli=f'`cpv {mgr.spec.kind} upload {rel}`', python=f'model_path={str(dest)!r}')})",
+        )
+    return rel
 
 
 def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any, message: str | None, **kwargs: Any) -> UploadResult:
@@ -62,11 +94,14 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
     if dry_run or not ws.is_initialized():
         size, nfiles = check_source(mgr.spec, source)
     ws.require_initialized()
+    rel = target_for_source(mgr, source)
     if dry_run:
+        dest = mgr.ws.path / rel
         plan = mgr.plan(
             [
                 f"copy {source} -> {dest}" if source != dest.resolve() else f"use {dest}",
-                f"hash and store {mgr.target} ({human_bytes(size)}, {nfiles} file{'s' if nfiles != 1 else ''})",
+                *([f"version the {mgr.spec.kind} as {rel} instead of {mgr.target}"] if rel != mgr.target else []),
+                f"hash and store {rel} ({human_bytes(size)}, {nfiles} file{'s' if nfiles != 1 else ''})",
                 f"upload to {ws.storage.describe_remote()}",
                 f"append metrics {format_metrics(clean_metrics)} to {METRICS_FILE}"
                 if clean_metrics
@@ -89,7 +124,10 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
     with ws.lock():  # recovers what a killed run left, so check the source after it
         _, expected_files = check_source(mgr.spec, source)
         check_not_stale(mgr, force=bool(kwargs.get("force", False)))
-        place_source(mgr, source, dest)
+        rel = target_for_source(mgr, source)
+        if rel != mgr.target:
+            return upload_moved(mgr, source, rel, expected_files, clean_metrics, message)
+        place_source(mgr, source, dest, rel)
         crash_point("upload.placed")
         (artifact,) = ws.storage.track([mgr.target])
         if artifact.nfiles != expected_files:
@@ -127,7 +165,7 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
             message=message,
             digest=artifact.digest,
             size=artifact.size,
-            nfiles=artifact.nfiles if mgr.spec.is_dir else None,
+            nfiles=artifact.nfiles if dest.is_dir() else None,
         )
         before, base_before = ws.versioning.head(), ws.content_base(mgr.target).get("digest")
         mgr.append_metrics(record)
@@ -161,6 +199,74 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
             metrics=clean_metrics,
             changed=changed,
         )
+
+
+def upload_moved(
+    mgr: CheckpointManager, source: Path, rel: str, expected_files: int, metrics: dict[str, Any], message: str | None
+) -> UploadResult:
+    """Upload a model that now lives at another workspace path (``model.bin`` ->
+    ``hf-model/``): in one commit the new pointer is added, the old one removed
+    and workspace.json says where the model is. All or nothing: a journal and a
+    hard-link backup put the old path back after a failure or a kill. The old
+    content leaves the workspace only when it is exactly what was stored."""
+    ws, kind, old = mgr.ws, mgr.spec.kind, mgr.target
+    old_state = ws.storage.status([old]).get(old)
+    old_ptr, new_ptr = ws.storage.pointer_path(old), ws.storage.pointer_path(rel)
+    dest = ws.target_path_of(rel)
+    before, files = ws.versioning.head(), [new_ptr, old_ptr]
+    ws.begin_change("upload", [old, rel], [*ws.storage.commit_paths([old, rel]), new_ptr, META_FILE])
+    try:
+        place_source(mgr, source, dest, rel)
+        ws.set_file(kind, rel)
+        crash_point("upload.moved-placed")
+        (artifact,) = ws.storage.track([rel])
+        ws.extend_change(ws.storage.commit_paths([rel]))
+        if artifact.nfiles != expected_files:
+            raise ValidationError(
+                f"{rel} has {expected_files} files but the stored version would hold {artifact.nfiles}; nothing was committed",
+                fix="remove ignore files (.dvcignore) and nested repositories from the directory, then upload again",
+            )
+        ws.storage.push([rel])
+        crash_point("upload.moved-stored")
+        ws.target_path_of(old_ptr).unlink(missing_ok=True)
+        kept = old_state in {"modified", "untracked"}
+        if not kept:
+            remove_path(ws.target_path_of(old))
+        record = make_record(
+            kind,
+            "upload",
+            metrics,
+            message=message,
+            digest=artifact.digest,
+            size=artifact.size,
+            nfiles=artifact.nfiles if dest.is_dir() else None,
+            path=rel,
+        )
+        mgr.append_metrics(record)
+        files = [*ws.storage.commit_paths([rel]), *ws.in_head([old_ptr]), META_FILE, METRICS_FILE]
+        commit = ws.versioning.commit(files, message or f"Upload {kind} checkpoint {rel} ({human_bytes(artifact.size)}), replacing {old}")
+        crash_point("upload.moved-committed")
+        ws.versioning.push_branch()
+    except BaseException:
+        if before is not None and ws.versioning.head() != before:
+            ws.versioning.undo_commit(before, files)
+        ws.rollback_change()
+        raise
+    ws.end_change()
+    ws.set_content_base(rel, artifact.digest)
+    mgr.echo(f"uploaded {rel} ({human_bytes(artifact.size)}) as {commit[:10]}; the {kind} is now {rel}, not {old}")
+    if kept:
+        mgr.echo(f"{old} was left in the workspace: it has changes that were never uploaded (delete it when you no longer need it)")
+    return UploadResult(
+        kind=kind,
+        path=str(dest),
+        commit=commit,
+        digest=artifact.digest,
+        size=artifact.size,
+        nfiles=artifact.nfiles,
+        metrics=metrics,
+        changed=True,
+    )
 
 
 def check_not_stale(mgr: CheckpointManager, *, force: bool) -> None:
@@ -204,16 +310,18 @@ def download(
     dry_run, force = mgr.options(kwargs)
     record = mgr.find(tag, fetch=not dry_run)
     out_dir = Path(output_dir).expanduser().resolve() if output_dir else default_output(mgr, record.version)
-    source = mgr.target
+    target = mgr.target_at(record.ref)
+    source = target
     if sub_path:
-        source = f"{mgr.target}/{check_sub_path(mgr, record, sub_path)}"
+        source = f"{target}/{check_sub_path(mgr, record, sub_path)}"
     dest = out_dir / Path(source).name
-    ws_target = (mgr.ws.path / mgr.target).resolve()
-    if dest.resolve() == ws_target or ws_target in dest.resolve().parents:
-        raise ValidationError(
-            f"output directory {out_dir} would overwrite the workspace's {mgr.target}",
-            fix="download elsewhere, or use revert to change the workspace",
-        )
+    for rel in dict.fromkeys([mgr.target, target]):
+        ws_target = (mgr.ws.path / rel).resolve()
+        if dest.resolve() == ws_target or ws_target in dest.resolve().parents:
+            raise ValidationError(
+                f"output directory {out_dir} would overwrite the workspace's {rel}",
+                fix="download elsewhere, or use revert to change the workspace",
+            )
     if dry_run:
         mgr.plan([f"download {mgr.spec.kind} {record.version} ({source}) into {dest}"])
         return dest, record, None
@@ -225,7 +333,7 @@ def download(
             )
     pointer = mgr.pointer(record.ref)
     if pointer is None:
-        raise CheckpointNotFoundError(f"{mgr.spec.kind} version {record.version} records no {mgr.target}", fix="choose another version")
+        raise CheckpointNotFoundError(f"{mgr.spec.kind} version {record.version} records no {target}", fix="choose another version")
     artifact = mgr.ws.storage.materialize(record.ref, source, pointer, dest)
     mgr.echo(f"downloaded {mgr.spec.kind} {record.version} to {dest}")
     return dest, record, artifact
@@ -234,13 +342,14 @@ def download(
 def check_sub_path(mgr: CheckpointManager, record: VersionRecord, sub_path: str) -> str:
     """``sub_path`` if it names an entry of ``record``'s manifest; else exit 2 listing the valid ones."""
     sub = check_relpath(str(sub_path).strip("/") or str(sub_path), "--sub-path", "sub-path")
+    target = mgr.target_at(record.ref)
     pointer = mgr.pointer(record.ref)
     if pointer is None:
-        raise CheckpointNotFoundError(f"{mgr.spec.kind} version {record.version} records no {mgr.target}", fix="choose another version")
-    files = mgr.ws.storage.manifest(record.ref, mgr.target, pointer)
+        raise CheckpointNotFoundError(f"{mgr.spec.kind} version {record.version} records no {target}", fix="choose another version")
+    files = mgr.ws.storage.manifest(record.ref, target, pointer)
     if "" in files:
         raise ValidationError(
-            f"{mgr.target} of {mgr.spec.kind} {record.version} is a single file: it has no sub-path {visible(sub)}",
+            f"{target} of {mgr.spec.kind} {record.version} is a single file: it has no sub-path {visible(sub)}",
             fix="download it without --sub-path",
         )
     select_sub_path(files, sub, f"{mgr.spec.kind} {record.version}")

@@ -18,7 +18,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property
@@ -114,10 +114,30 @@ def check_meta(raw: bytes, where: str) -> dict[str, Any]:
     if not isinstance(files, dict):
         raise ValidationError(f"{where} files is not a mapping", fix=fix)
     for kind, value in files.items():
-        rel = check_relpath(value, f"{where} files.{visible(kind)}")
-        if rel.split("/", 1)[0] in RESERVED_TOP or rel.endswith(".dvc") or rel in {METRICS_FILE, "README.md", ".gitignore"}:
-            raise ValidationError(f"{where} files.{visible(kind)} {visible(repr(value))} names a file cpv manages itself", fix=fix)
+        try:
+            check_target_rel(value, f"{where} files.{visible(kind)}")
+        except ValidationError as exc:
+            raise ValidationError(exc.message, fix=fix) from None
+    rels = [str(v) for v in files.values()]
+    if any(a == b or b.startswith(f"{a}/") for i, a in enumerate(rels) for j, b in enumerate(rels) if i != j):
+        raise ValidationError(f"{where} files: two kinds share a path ({', '.join(map(visible, rels))})", fix=fix)
     return meta
+
+
+def check_target_rel(value: object, where: str) -> str:
+    """``value`` as a path a model or data target may have inside the workspace.
+
+    A plain relative path (:func:`check_relpath`) that is none of the files
+    cpv manages itself: not under .git/.dvc/.cpv, no ``.dvc`` suffix, not
+    metrics.log, README.md or .gitignore.
+    """
+    rel = check_relpath(value, where)
+    if rel.split("/", 1)[0] in RESERVED_TOP or rel.endswith(".dvc") or rel in {METRICS_FILE, "README.md", ".gitignore", ".gitattributes"}:
+        raise ValidationError(
+            f"{where} {visible(repr(value))} names a file cpv manages itself",
+            fix="rename the model file or directory (e.g. model.bin, checkpoint/) and upload it again",
+        )
+    return rel
 
 
 class Workspace:
@@ -176,6 +196,10 @@ class Workspace:
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         atomic_write_bytes(self.meta_path, json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n")
+        self.reload_meta()
+
+    def reload_meta(self) -> None:
+        """Forget the cached metadata (after a change came from elsewhere: a pull, a rollback)."""
         self.__dict__.pop("meta", None)
 
     @cached_property
@@ -185,6 +209,21 @@ class Workspace:
     def file_for(self, kind: str) -> str:
         """The workspace-relative path tracked for ``kind`` (model.bin, data)."""
         return str(self.meta.get("files", {}).get(kind, DEFAULT_FILES[kind]))
+
+    def file_at(self, kind: str, rev: str) -> str:
+        """The path ``kind`` had at revision ``rev`` (a model may be ``model.bin`` in
+        one version and ``hf-model/`` in the next), read from that revision's
+        committed workspace.json and checked like any value from the repository."""
+        raw = self.versioning.read_file(rev, META_FILE)
+        meta = check_meta(raw, f"{META_FILE} at {visible(rev)}") if raw else {}
+        return str(meta.get("files", {}).get(kind, DEFAULT_FILES[kind]))
+
+    def set_file(self, kind: str, rel: str) -> None:
+        """Record that ``kind`` now lives at ``rel`` (committed with the change that moves it)."""
+        meta = self.read_meta() or self.new_meta()
+        meta.setdefault("files", dict(DEFAULT_FILES))[kind] = rel
+        check_meta(json.dumps(meta).encode(), META_FILE)
+        self.write_meta(meta)
 
     def target_path(self, kind: str) -> Path:
         """Where the content of ``kind`` lives, checked to be inside the workspace
@@ -225,20 +264,43 @@ class Workspace:
                 fix=f"use -t {recorded[0]} --model-name {recorded[1]} (or omit them inside the workspace), or another --repo-path",
             )
 
-    def accepts_incoming(self, rel: str) -> bool:
+    def accepts_incoming(self, rel: str, incoming: Callable[[str], bytes | None] | None = None) -> bool:
         """Whether a teammate's commit may change workspace path ``rel``.
 
         Only what cpv itself commits after init: the pointer files of the
-        tracked targets, the .gitignore files beside them, ``metrics.log``
-        and README.md. A commit that adds a model file, a symlink, a
-        .dvc/config or a workspace.json change is refused before it can
-        replace anything on this machine.
+        tracked targets, the .gitignore files beside them, ``metrics.log``,
+        README.md, and a workspace.json whose only change is where a target
+        lives (an upload that turned ``model.bin`` into ``hf-model/``).
+        ``incoming`` reads a path as the incoming commits leave it; without
+        it, workspace.json changes and pointers of moved targets are refused.
+        A commit that adds a model file, a symlink, a .dvc/config or any
+        other workspace.json change is refused before it can replace
+        anything on this machine.
         """
         targets = [self.file_for(kind) for kind in DEFAULT_FILES]
+        incoming_meta = self.incoming_meta(incoming) if incoming else None
+        if rel == META_FILE:
+            return incoming_meta is not None
+        if incoming_meta:
+            targets += [str(v) for v in incoming_meta.get("files", {}).values()]
         allowed = {METRICS_FILE, "README.md", ".gitignore"}
         allowed.update(self.storage.pointer_path(t) for t in targets)
         allowed.update(f"{t.rsplit('/', 1)[0]}/.gitignore" for t in targets if "/" in t)
         return rel in allowed
+
+    def incoming_meta(self, incoming: Callable[[str], bytes | None]) -> dict[str, Any] | None:
+        """The incoming workspace.json when it differs from this one at most in
+        ``files`` (valid paths); None when it is absent, unchanged or changes more."""
+        raw = incoming(META_FILE)
+        if raw is None:
+            return None
+        try:
+            theirs = check_meta(raw, f"incoming {META_FILE}")
+        except ValidationError:
+            return None
+        ours = self.read_meta()
+        same_rest = {k: v for k, v in theirs.items() if k != "files"} == {k: v for k, v in ours.items() if k != "files"}
+        return theirs if same_rest and set(theirs.get("files", {})) <= set(DEFAULT_FILES) else None
 
     @property
     def state_dir(self) -> Path:
@@ -338,7 +400,7 @@ class Workspace:
         """
         if not self.path.is_dir():
             return
-        self._recover_revert()
+        self._recover_change()
         for leftover in self.path.iterdir():
             if _ATOMIC_TMP_RE.fullmatch(leftover.name) and leftover.is_file() and not leftover.is_symlink():
                 leftover.unlink(missing_ok=True)
@@ -381,15 +443,16 @@ class Workspace:
         base = self.content_base(rel)
         return bool(base) and base.get("fingerprint") == fingerprint(self.path / rel)
 
-    # -- revert: all targets and their pointers, or none ---------------------------
+    # -- changes of several targets and pointers: all or none -----------------------
+    # (a revert; an upload that moves the model to another path)
     @property
     def _revert_journal(self) -> Path:
         return self.state_dir / "revert.json"
 
-    def begin_revert(self, targets: list[str], pointers: list[str]) -> None:
-        """Record a revert about to change ``targets`` and ``pointers``, with a
-        hard-link backup of each target (instant, no extra space), so that an
-        interruption at any point is rolled back by :meth:`recover`."""
+    def begin_change(self, action: str, targets: list[str], pointers: list[str]) -> None:
+        """Record a change (``action``: "revert", "upload") about to touch ``targets``
+        and ``pointers``, with a hard-link backup of each target (instant, no extra
+        space), so that an interruption at any point is rolled back by :meth:`recover`."""
         backup = self.state_dir / "revert-old"
         shutil.rmtree(backup, ignore_errors=True)
         backup.mkdir(parents=True)
@@ -400,32 +463,42 @@ class Workspace:
             if source.exists():
                 link_tree(source, backup / state_name(rel))
         atomic_write_bytes(
-            self._revert_journal, json.dumps({"head": self.versioning.head(), "targets": targets, "pointers": pointers}).encode()
+            self._revert_journal,
+            json.dumps({"action": action, "head": self.versioning.head(), "targets": targets, "pointers": pointers}).encode(),
         )
 
-    def end_revert(self) -> None:
-        """The revert is committed: drop its journal and backup."""
+    def extend_change(self, pointers: list[str]) -> None:
+        """Add files the unfinished change now also touches (a .gitignore that
+        tracking created) to what a rollback puts back or removes."""
+        plan = json.loads(self._revert_journal.read_text(encoding="utf-8"))
+        plan["pointers"] = list(dict.fromkeys([*plan["pointers"], *pointers]))
+        atomic_write_bytes(self._revert_journal, json.dumps(plan).encode())
+
+    def end_change(self) -> None:
+        """The change is committed: drop its journal and backup."""
         self._revert_journal.unlink(missing_ok=True)
         shutil.rmtree(self.state_dir / "revert-old", ignore_errors=True)
 
-    def rollback_revert(self) -> bool:
-        """Put targets and pointers back as they were before an unfinished revert.
+    def rollback_change(self) -> str | None:
+        """Put targets and pointers back as they were before an unfinished change.
 
-        Returns True when something was rolled back. A revert whose commit was
-        made is finished, not undone (its push happens with the next one).
+        Returns the change's action when something was rolled back. A change
+        whose commit was made is finished, not undone (its push happens with
+        the next one).
         """
         journal = self._revert_journal
         if not journal.is_file() or journal.is_symlink():
-            return False
+            return None
         try:
             plan = json.loads(journal.read_text(encoding="utf-8"))
             targets, pointers, head = list(plan["targets"]), list(plan["pointers"]), plan["head"]
+            action = plan.get("action") if plan.get("action") in {"revert", "upload"} else "change"
         except (OSError, ValueError, KeyError, TypeError):
-            self.end_revert()
-            return False
+            self.end_change()
+            return None
         if self.versioning.head() != head:
-            self.end_revert()
-            return False
+            self.end_change()
+            return None
         backup = self.state_dir / "revert-old"
         for rel in targets:
             saved = backup / state_name(rel)
@@ -442,14 +515,25 @@ class Workspace:
                 trash.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(target, trash)
                 shutil.rmtree(trash, ignore_errors=True)
+            elif saved.is_dir() and (target.exists() or target.is_symlink()):
+                target.unlink()  # a file where the directory was (a model that changed form)
             os.replace(saved, target)
-        self.versioning.restore("HEAD", [*pointers, METRICS_FILE])
-        self.end_revert()
-        return True
+        in_head = self.in_head([*pointers, METRICS_FILE])
+        for rel in set(pointers) - set(in_head):  # a pointer the change created: it goes
+            self.target_path_of(rel).unlink(missing_ok=True)
+        self.versioning.restore("HEAD", in_head)
+        self.reload_meta()
+        self.end_change()
+        return action
 
-    def _recover_revert(self) -> None:
-        if self._revert_journal.exists() and self.rollback_revert():
-            logger.warning("an interrupted revert was rolled back: the workspace is as it was before it; run it again")
+    def _recover_change(self) -> None:
+        action = self.rollback_change() if self._revert_journal.exists() else None
+        if action:
+            logger.warning("an interrupted %s was rolled back: the workspace is as it was before it; run it again", action)
+
+    def in_head(self, paths: list[str]) -> list[str]:
+        """Those of ``paths`` the current commit holds."""
+        return [p for p in paths if self.versioning.read_file("HEAD", p) is not None]
 
     def target_path_of(self, rel: str) -> Path:
         """``rel`` inside the workspace, checked like :meth:`target_path`."""

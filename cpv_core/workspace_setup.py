@@ -53,7 +53,7 @@ def init_workspace(mgr: CheckpointManager, dry_run: bool) -> bool:
         if ws.versioning.remote_has_history(url):
             mgr.echo(f"cloning existing {ws.team}/{ws.model} from {url}")
             ws.versioning.clone(url)
-            ws.__dict__.pop("meta", None)
+            ws.reload_meta()
             ws.check_identity()  # another team/model behind the same repository name is refused
             ws.storage.init()
         else:

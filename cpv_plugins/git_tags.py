@@ -455,12 +455,19 @@ class GitTagsVersioning:
         accepts = self.ctx.accepts_incoming
         if accepts is None:
             return
-        refused = [path for mode, path in self.incoming_changes() if mode in {"120000", "160000"} or not accepts(path)]
+        remote = f"refs/remotes/origin/{BRANCH}"
+        changes = self.incoming_changes()
+        changed = {path for _, path in changes}
+
+        def incoming(path: str) -> bytes | None:
+            return self.read_file(remote, path) if path in changed else self.read_file("HEAD", path)
+
+        refused = [path for mode, path in changes if mode in {"120000", "160000"} or not accepts(path, incoming)]
         if refused:
             shown = ", ".join(visible(p) for p in refused[:5]) + (" ..." if len(refused) > 5 else "")
             raise GitError(
                 f"the remote branch has commits by someone else that change {shown}: cpv accepts only pointer files, "
-                "metrics.log, README.md and .gitignore from others (anything else could replace files on this machine); "
+                "metrics.log, README.md, .gitignore and where a target lives from others (anything else could replace files on this machine); "
                 "nothing in the workspace was changed",
                 fix="look at them with `git log -p origin/main` in the workspace and have them reverted on the remote",
             )

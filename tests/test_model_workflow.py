@@ -113,7 +113,9 @@ def test_upload_from_a_path_outside_the_workspace(mcm, tmp_path):
     data = write_model(src, 5000)
     result = mcm.upload_model_checkpoint(model_path=src, metrics={"loss": 0.1}, message="from training dir")
     assert result.changed and result.size == 5000
-    assert (mcm.repo_path / "model.bin").read_bytes() == data
+    # the model keeps its own name in the workspace; the source is left alone
+    assert (mcm.repo_path / "weights.pt").read_bytes() == data and not (mcm.repo_path / "model.bin").exists()
+    assert result.path == str(mcm.repo_path / "weights.pt")
     assert src.read_bytes() == data
 
 
