@@ -70,6 +70,12 @@ S3_SECRET_KEY = "cpv-canary-secret-3f9a1c7e5b"  # asserted never to leak anywher
 S3_BUCKET = "vmo-model-checkpoints"
 
 
+def worktree(root: Path) -> dict[str, str]:
+    """What a user sees of a workspace: its files outside .git and the cache, and its HEAD."""
+    state = {k: v for k, v in tree_state(root).items() if "/.git/" not in k and "/.dvc/cache/" not in k}
+    return {**state, "HEAD": git(root, "rev-parse", "HEAD")}
+
+
 def write_aws_credentials(home: Path, profile: str = "cpv-test", secret: str = S3_SECRET_KEY) -> Path:
     """An AWS credentials file in the test HOME."""
     path = home / ".aws" / "credentials"

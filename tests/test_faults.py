@@ -291,7 +291,8 @@ def test_interrupted_upload_never_loses_the_model_file(cpv_home, sig):
     m = new_model("T", "interrupted")
     expected = write_large(m.repo_path / "model.bin", 25)
     proc = subprocess.Popen([*CPV, "model", "upload"], cwd=m.repo_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    wait_until_it_holds_the_lock(m.repo_path, proc)  # a signal during Python's own start-up tests nothing of cpv's
+    time.sleep(0.3)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     if sig == signal.SIGINT and proc.returncode != 0:
@@ -301,6 +302,22 @@ def test_interrupted_upload_never_loses_the_model_file(cpv_home, sig):
     assert hashlib.md5((m.repo_path / "model.bin").read_bytes()).hexdigest() == expected
     assert not [p.name for p in m.repo_path.iterdir() if p.name.endswith((".cpv-keep", ".tmp", ".cpv-tmp"))]
     assert cpv("model", "tag", cwd=m.repo_path).stdout.strip() == "v0.1"
+
+
+def wait_until_it_holds_the_lock(workspace: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Return once ``proc`` holds the workspace lock (cpv's main() is running)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(workspace / ".cpv" / "lock"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return
+        lock.release()
+        time.sleep(0.02)
+    raise AssertionError("the upload never took the workspace lock")
 
 
 SOAK_MEMBERS = 8

@@ -13,8 +13,8 @@ from cpv_core import ModelsCheckpointsManage
 from cpv_core.config import CPVConfig
 from cpv_core.errors import ConfigError
 
-from .helpers import write_model
-from .test_whole import cache_object, store_object
+from .helpers import worktree, write_model
+from .test_whole import cache_object, cpv, flip_a_byte, store_object
 
 TEAM, MODEL = "AI-Convo", "whisper"
 N = 20 * 1024 * 1024
@@ -79,3 +79,15 @@ def test_a_local_link_value_that_is_not_a_boolean_is_refused(cpv_home):
     write_model(m.repo_path / "model.bin", 1000)
     with pytest.raises(ConfigError, match="local.link 'sometimes' is not true or false"):
         m.upload_model_checkpoint()
+
+
+def test_with_one_copy_a_damaged_object_is_reported_and_a_revert_to_it_changes_nothing(cpv_home):
+    m, digest = upload(cpv_home)
+    write_model(m.repo_path / "model.bin", 1000, seed=2)
+    m.upload_model_checkpoint()
+    flip_a_byte(cache_object(m.repo_path, digest))  # the store's object is the same bytes
+    assert m.verify("v0.1", remote=True) and m.verify("v0.1")
+    before = worktree(m.repo_path)
+    result = cpv("model", "revert", "v0.1", cwd=m.repo_path)
+    assert result.returncode == 5 and "corrupt" in result.stderr and "Traceback" not in result.stderr
+    assert worktree(m.repo_path) == before

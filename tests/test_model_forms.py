@@ -13,7 +13,7 @@ from cpv_core import ModelsCheckpointsManage
 from cpv_core.errors import GitError, ValidationError, WorkspaceDirtyError
 from cpv_core.faults import KILLED_EXIT
 
-from .helpers import git, tree_state, write_model
+from .helpers import git, tree_state, worktree, write_model
 from .test_history import cpv
 from .test_whole import cpv as cpv_process
 from .test_whole import store
@@ -218,12 +218,6 @@ def test_a_teammates_move_reaches_pull_and_other_workspace_json_changes_do_not(m
     with pytest.raises(GitError, match="workspace.json"):
         bob.pull()
     assert worktree(bob.repo_path) == before
-
-
-def worktree(root: Path) -> dict[str, str]:
-    """The files of a workspace outside .git, and its HEAD."""
-    state = {k: v for k, v in tree_state(root).items() if "/.git/" not in k}
-    return {**state, "HEAD": git(root, "rev-parse", "HEAD")}
 
 
 def test_a_link_where_the_model_would_land_is_refused(m, tmp_path):
