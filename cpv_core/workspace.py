@@ -163,6 +163,7 @@ class Workspace:
         self.progress = progress
         self.lock_timeout = lock_timeout if lock_timeout is not None else lock_timeout_from_env()
         self.plugins = Plugins()
+        self._meta_cache: tuple[tuple[int, ...], dict[str, Any]] | None = None
 
     # -- metadata ----------------------------------------------------------------
     @property
@@ -200,11 +201,22 @@ class Workspace:
 
     def reload_meta(self) -> None:
         """Forget the cached metadata (after a change came from elsewhere: a pull, a rollback)."""
-        self.__dict__.pop("meta", None)
+        self._meta_cache = None
 
-    @cached_property
+    @property
     def meta(self) -> dict[str, Any]:
-        return self.read_meta() or self.new_meta()
+        """The workspace metadata, re-read whenever the file changed (another manager
+        of the same workspace, a pull or a rollback may have moved a target)."""
+        try:
+            st = os.stat(self.meta_path)
+            signature: tuple[int, ...] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            signature = ()
+        cached = self._meta_cache
+        if cached is None or cached[0] != signature:
+            cached = (signature, self.read_meta() or self.new_meta())
+            self._meta_cache = cached
+        return cached[1]
 
     def file_for(self, kind: str) -> str:
         """The workspace-relative path tracked for ``kind`` (model.bin, data)."""

@@ -228,3 +228,25 @@ def test_a_link_where_the_model_would_land_is_refused(m, tmp_path):
     with pytest.raises(WorkspaceDirtyError, match="already exists"):
         m.upload_model_checkpoint(model_path=tmp_path / "src" / "hf")
     assert list(outside.iterdir()) == []
+
+
+def test_a_combined_checkpoint_holds_a_directory_model_and_reverts_both(m, tmp_path):
+    from cpv_core import CombinedCheckpointsManage, DataCheckpointsManage
+
+    from .helpers import write_data_dir
+
+    first = write_model(m.repo_path / "model.bin", 2000, seed=1)
+    data_src = tmp_path / "dataset"
+    write_data_dir(data_src)
+    DataCheckpointsManage(TEAM, MODEL).upload_data_checkpoint(data_path=data_src)
+    m.upload_model_checkpoint()
+    combined = CombinedCheckpointsManage(TEAM, MODEL)
+    assert combined.tag_model_and_data() == ("v0.1", "v0.1")
+    files = write_hf_model(tmp_path / "hf")
+    m.upload_model_checkpoint(model_path=tmp_path / "hf")
+    assert combined.tag_model_and_data()[0] == "v0.2"
+    combined.revert_model_and_data("v0.1")
+    assert (m.repo_path / "model.bin").read_bytes() == first and not (m.repo_path / "hf").exists()
+    combined.revert_model_and_data("v0.2")
+    assert read_tree(m.repo_path / "hf") == files and not (m.repo_path / "model.bin").exists()
+    assert not git(m.repo_path, "status", "--porcelain")
