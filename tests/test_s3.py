@@ -262,3 +262,38 @@ def test_dvc_agrees_with_what_cpv_tracked(s3_config):
     assert "up to date" in status.stdout
     assert "/model.bin" in (m.repo_path / ".gitignore").read_text().splitlines()
     assert git(m.repo_path, "status", "--porcelain") == ""
+
+
+def test_a_directory_model_over_s3_reaches_a_teammate_and_plain_dvc(s3_config, seaweed, tmp_path):
+    import os
+    import sys
+
+    from .test_model_forms import SHARDS, read_tree, write_hf_model
+
+    team, model = "AI-Convo", "hf-s3"
+    a = ModelsCheckpointsManage(team, model)
+    a.import_model_init()
+    files = write_hf_model(tmp_path / "whisper-hf")
+    a.upload_model_checkpoint(model_path=tmp_path / "whisper-hf")
+    assert a.tag_model_checkpoint() == "v0.1"
+    keys_before = set(s3_keys(seaweed))
+    (a.repo_path / "whisper-hf" / SHARDS[0]).write_bytes(b"new shard" * 1000)
+    a.upload_model_checkpoint()
+    assert len(set(s3_keys(seaweed)) - keys_before) == 2  # the changed shard and the new manifest
+
+    b = ModelsCheckpointsManage(team, model, repo_path=tmp_path / "member-b")
+    b.import_model_init()
+    got = b.download_model_checkpoint("v0.1", output_dir=tmp_path / "out")
+    assert Path(got.model_path).name == "whisper-hf" and read_tree(Path(got.model_path)) == files
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(a.ws.hosting.remote_url()), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "-q", "model/v0.1"], cwd=clone, check=True)
+    env = dict(
+        os.environ,
+        AWS_SHARED_CREDENTIALS_FILE=s3_config.get_config("aws.credential_path"),
+        AWS_PROFILE="cpv-test",
+        AWS_ENDPOINT_URL_S3=seaweed.endpoint,
+    )
+    subprocess.run([sys.executable, "-m", "dvc", "pull", "-q"], cwd=clone, check=True, env=env, capture_output=True)
+    assert read_tree(clone / "whisper-hf") == files
