@@ -336,7 +336,15 @@ class VersioningBackend(Protocol):
 
     def publish(self, records: Sequence[VersionRecord], *, with_branch: bool = False) -> None:
         """Push ``records`` (and the branch, if asked) in one atomic push.
-        Raises :class:`PushRejected` if the remote refused any ref; never forces."""
+        Raises :class:`PushRejected` if the remote refused any ref; never forces a
+        version. ``reason="stale"``: the versions were allocated from an out-of-date
+        view (see :meth:`publishes_conditionally`); the caller fetches and retries."""
+
+    def publishes_conditionally(self) -> bool:
+        """Whether :meth:`publish` is refused by the remote when anyone published a
+        version of the same kind since this workspace last fetched or published
+        (git-tags: a lease ref moved with every publish). True lets ``tag`` publish
+        in one round trip without fetching first; False (always safe) makes it fetch."""
 
 
 @runtime_checkable

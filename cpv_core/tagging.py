@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .backends import PushRejected
 from .errors import GitError, VersionExistsError
 from .faults import crash_point
-from .history import parse_tag_arg
+from .history import fetch_versions, parse_tag_arg
 from .records import validate_message
 from .versions import Version, next_version
 from .workspace import Workspace
@@ -37,16 +37,23 @@ def allocate_and_publish(
     plan: Callable[[list[str]], list[str]],
     echo: Callable[[str], None],
     with_branch: bool = False,
+    check: Callable[[], None] | None = None,
 ) -> dict[str, Version]:
     """Create one version per kind at HEAD and publish them in one atomic push.
 
-    Auto-increment takes each kind's next version; when the remote rejects a
-    tag because someone else just took it, every local tag of this attempt is
-    deleted, the tags are fetched again and the next versions are tried
-    (bounded, with jitter). An explicit version that exists is an error; cpv
-    never forces a tag.
+    The versions are computed from this workspace's view; unless the versioning
+    backend publishes conditionally (the remote refuses a publish from a stale
+    view), the view is fetched first. When the remote rejects a tag because
+    someone else just took it, or the view was stale, every local tag of this
+    attempt is deleted, the tags are fetched again, ``check`` runs again on the
+    fresh view and the next versions are tried (bounded, with jitter). An
+    explicit version that exists is an error; cpv never forces a tag.
     """
+    if not dry_run and not ws.versioning.publishes_conditionally():
+        fetch_versions(ws, required=True)
     for attempt in range(TAG_ATTEMPTS):
+        if check is not None:
+            check()
         existing = {k: ws.versioning.list_versions(k) for k in kinds}
         if explicit is not None:
             taken = [f"{k} {explicit}" for k in kinds if any(r.version == str(explicit) for r in existing[k])]
@@ -79,7 +86,7 @@ def allocate_and_publish(
         except PushRejected as exc:
             for kind, version in created:
                 ws.versioning.delete_local_version(kind, version)
-            if exc.reason not in {"exists", "race", "non-fast-forward"}:
+            if exc.reason not in {"exists", "stale", "race", "non-fast-forward"}:
                 raise GitError(
                     f"the remote refused {', '.join(exc.rejected)}: {exc.reason}; nothing was published",
                     fix="run the command again (cpv fetches and rebases first)",
@@ -123,16 +130,15 @@ def tag(mgr: CheckpointManager, version_tag: str | None, message: str | None, **
     ws.require_initialized()
     with ws.lock():
         info = mgr.check_taggable()
-        if not dry_run:  # a dry run writes nothing, not even fetched refs
-            mgr.fetch(required=True)
-        if explicit is None and not kwargs.get("allow_duplicate"):  # naming a version explicitly is deliberate (a promotion)
-            refuse_duplicate(mgr, info.digest, ws.versioning.head())
-        metadata = mgr.tag_metadata(info)
+
+        def check() -> None:  # on the view each attempt uses (refreshed after a stale publish)
+            if explicit is None and not kwargs.get("allow_duplicate"):  # naming a version explicitly is deliberate (a promotion)
+                refuse_duplicate(mgr, info.digest, ws.versioning.head())
 
         def build(versions: Mapping[str, Version]) -> dict[str, tuple[str, Mapping[str, Any]]]:
-            return {mgr.spec.kind: (message or "", metadata)}
+            return {mgr.spec.kind: (message or "", mgr.tag_metadata(info))}
 
         versions = allocate_and_publish(
-            ws, [mgr.spec.kind], explicit, bool(kwargs.get("major")), build, dry_run=dry_run, plan=mgr.plan, echo=mgr.echo
+            ws, [mgr.spec.kind], explicit, bool(kwargs.get("major")), build, dry_run=dry_run, plan=mgr.plan, echo=mgr.echo, check=check
         )
         return str(versions[mgr.spec.kind])

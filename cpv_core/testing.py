@@ -193,6 +193,29 @@ class VersioningBackendContract:
         bob.ws.versioning.fetch()
         assert [r.commit for r in bob.ws.versioning.list_versions("model")] == [taken]
 
+    def test_a_conditional_publish_from_a_stale_view_is_refused(
+        self, pair: tuple[ModelsCheckpointsManage, ModelsCheckpointsManage]
+    ) -> None:
+        """A backend that says it publishes conditionally lets ``tag`` skip the fetch:
+        the remote must then refuse a version allocated from an out-of-date view."""
+        from .backends import PushRejected
+        from .versions import Version
+
+        alice, bob = pair
+        if not bob.ws.versioning.publishes_conditionally():
+            pytest.skip("this backend fetches before every tag (publishes_conditionally() is False)")
+        (alice.repo_path / "model.bin").write_bytes(os.urandom(2000))
+        alice.upload_model_checkpoint()
+        alice.tag_model_checkpoint(version_tag="v1.0")
+        bob.pull()  # the branch, but bob's view of the versions is refreshed by a fetch...
+        alice.tag_model_checkpoint(version_tag="v1.1", allow_duplicate=True)  # ...that has not seen this one
+        mine = bob.ws.versioning.create_version("model", Version(2, 0), "from a stale view", {})
+        with pytest.raises(PushRejected) as err:
+            bob.ws.versioning.publish([mine])
+        assert err.value.reason == "stale"
+        bob.ws.versioning.delete_local_version("model", Version(2, 0))
+        assert bob.tag_model_checkpoint(allow_duplicate=True) == "v1.2"  # fetches, then takes the next free one
+
     def test_the_private_directory_is_beyond_any_commit(self, pair: tuple[ModelsCheckpointsManage, ModelsCheckpointsManage]) -> None:
         alice, _ = pair
         private = alice.ws.versioning.private_dir()

@@ -56,6 +56,12 @@ _RACE_MARKERS = (
     "atomic push failed",
 )
 _ATOMIC_FOLLOWERS = ("atomic transaction failed", "atomic push failed")
+#: the version of each kind published last (``refs/cpv/lease/model`` names its tag
+#: object): moved under a lease by every publish, so a publish made from a stale view
+#: of the versions is refused by the server, and a tag needs no fetch first
+LATEST_PREFIX = "refs/cpv/lease/"
+#: this workspace's view of the remote's ``refs/cpv/lease/*`` as of the last fetch or publish
+SEEN_PREFIX = "refs/cpv/lease-seen/"
 
 
 def encode_message(message: str, metadata: Mapping[str, Any]) -> str:
@@ -147,6 +153,8 @@ def classify_rejection(summary: str) -> str:
     """The :class:`PushRejected` reason for git's summary of a rejected ref."""
     if "already exists" in summary:
         return "exists"
+    if "stale info" in summary:
+        return "stale"  # the lease: someone published a version since this view was fetched
     if any(marker in summary for marker in _RACE_MARKERS):
         return "race"  # another push held the ref at that moment (a true server-side race)
     if "non-fast-forward" in summary or "fetch first" in summary:
@@ -328,8 +336,10 @@ class GitTagsVersioning:
             "origin",
             f"+refs/heads/{BRANCH}:refs/remotes/origin/{BRANCH}",
             "+refs/tags/*:refs/tags/*",
+            f"+{LATEST_PREFIX}*:{SEEN_PREFIX}*",
             fix="check the network and `cpv validate`",
         )
+        self._unpublished_marker().unlink(missing_ok=True)  # the fetch reconciled every local tag
         after = self._local_tags()
         dropped = sorted(name for name in before if name not in after and self.parse_tag(name))
         replaced = sorted(name for name in before if name in after and before[name] != after[name] and self.parse_tag(name))
@@ -355,13 +365,13 @@ class GitTagsVersioning:
         except Exception:  # noqa: BLE001 - BadName / ValueError
             return False
 
-    def _push(self, refspecs: Sequence[str], *, atomic: bool = True) -> None:
+    def _push(self, refspecs: Sequence[str], *, atomic: bool = True, options: Sequence[str] = ()) -> None:
         import git
 
         args = ["git", "push", "--porcelain"]
         if atomic:
             args.append("--atomic")
-        args += ["--end-of-options", "origin", *refspecs]
+        args += [*options, "--end-of-options", "origin", *refspecs]
         try:
             self.repo.git.execute(args)
         except git.GitCommandError as exc:
@@ -370,6 +380,8 @@ class GitTagsVersioning:
             if not rejected:
                 raise command_error("push to the remote", exc, fix="check the network and `cpv validate`") from None
             primary = [r for r in rejected if not any(m in r[1] for m in _ATOMIC_FOLLOWERS)] or rejected
+            # a taken version says more than a moved lease (both come together when someone took it)
+            primary.sort(key=lambda r: classify_rejection(r[1]) != "exists")
             raise PushRejected([ref for ref, _ in primary], classify_rejection(primary[0][1]), str(exc.stderr or "")) from None
         # refresh the remote-tracking branch without another round trip
         if any(spec.endswith(f"refs/heads/{BRANCH}") for spec in refspecs):
@@ -539,6 +551,9 @@ class GitTagsVersioning:
                 f"version {version} of {kind} cannot be written as a tag cpv can read back",
                 fix=f"use versions up to v{MAX_COMPONENT}.{MAX_COMPONENT}",
             )
+        marker = self._unpublished_marker()  # until published or fetched: the next tag fetches first
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
         self._tag(name, rev, encode_message(message, metadata))
         record = self.get_version(kind, version)
         if record is None:
@@ -580,10 +595,64 @@ class GitTagsVersioning:
             self._run(f"delete local tag {name}", "tag", "-d", name)
 
     def publish(self, records: Sequence[VersionRecord], *, with_branch: bool = False) -> None:
+        """Push the tags (and the branch when asked or unpublished) in one atomic push,
+        moving ``refs/cpv/lease/KIND`` to each new tag under a lease on the value
+        last seen: if anyone published a version of that kind since, the server
+        refuses the whole push (reason ``"stale"``) and the caller fetches and retries.
+        A host that refuses the cpv refs themselves gets plain tag pushes from then on
+        (and cpv fetches before every tag there)."""
         refspecs = [f"{r.ref}:{r.ref}" for r in records]
         if with_branch or not self.is_published():
             refspecs.insert(0, self._branch_refspec())
-        self._push(refspecs, atomic=True)
+        leases: list[str] = []
+        if not self._no_lease_marker().exists():
+            for r in records:
+                seen = self._ref_oid(f"{SEEN_PREFIX}{r.kind}")
+                refspecs.append(f"{r.ref}:{LATEST_PREFIX}{r.kind}")
+                leases.append(f"--force-with-lease={LATEST_PREFIX}{r.kind}:{seen}")
+        try:
+            self._push(refspecs, atomic=True, options=leases)
+        except PushRejected as exc:
+            # a hook or policy that may refuse refs outside heads/ and tags/: try once more without them
+            if (
+                leases
+                and exc.reason not in {"exists", "stale", "race", "non-fast-forward"}
+                and any(ref.startswith(LATEST_PREFIX) for ref in exc.rejected)
+            ):
+                logger.info("the remote refuses %s refs (%s); publishing tags alone from now on", LATEST_PREFIX, exc.reason)
+                self._no_lease_marker().parent.mkdir(parents=True, exist_ok=True)
+                self._no_lease_marker().touch()
+                raise PushRejected(exc.rejected, "race", exc.detail) from None  # fetch and try again, without the lease
+            raise
+        self._unpublished_marker().unlink(missing_ok=True)
+        for r in records:
+            if leases:
+                self._run("record the published version", "update-ref", f"{SEEN_PREFIX}{r.kind}", r.ref)
+
+    def publishes_conditionally(self) -> bool:
+        """True unless this host refused the lease refs, a version created here was
+        never published (a fetch must reconcile it first), or the workspace has
+        versions but has never seen a lease (it was last fetched by an older cpv)."""
+        if self._no_lease_marker().exists() or self._unpublished_marker().exists():
+            return False
+        # refs sort by name, so the first is a lease ref if there is one, else a tag
+        first = str(self._run("list version refs", "for-each-ref", "--count=1", "--format=%(refname)", SEEN_PREFIX, "refs/tags/"))
+        return not first.strip() or first.startswith(SEEN_PREFIX)
+
+    def _no_lease_marker(self) -> Path:
+        return self.private_dir() / "no-lease"
+
+    def _unpublished_marker(self) -> Path:
+        return self.private_dir() / "unpublished-tags"
+
+    def _ref_oid(self, ref: str) -> str:
+        """The object ``ref`` names, or "" when it does not exist."""
+        import git
+
+        try:
+            return str(self.repo.git.execute(["git", "rev-parse", "--verify", "--quiet", ref])).strip()
+        except git.GitCommandError:
+            return ""
 
 
 @hookimpl
