@@ -216,8 +216,7 @@ class GitTagsVersioning:
         warning per process naming the command that sets it."""
         global _identity_warned
         self._forget_frozen_identity()
-        reader = self.repo.config_reader()
-        if reader.get_value("user", "name", default="") and reader.get_value("user", "email", default=""):
+        if self._has_identity():
             self.repo.git.update_environment(**dict.fromkeys(_IDENTITY_ENV))
             return
         name, email = default_identity()
@@ -230,6 +229,18 @@ class GitTagsVersioning:
                 name,
                 email,
             )
+
+    def _has_identity(self) -> bool:
+        """Whether git itself has user.name and user.email for this repository (asked of
+        git, so includeIf, GIT_CONFIG_GLOBAL and system files count as they do for git)."""
+        import git
+
+        try:
+            out = str(self.repo.git.execute(["git", "config", "--get-regexp", r"^user\.(name|email)$"]))
+        except git.GitCommandError:
+            return False  # exit 1: neither is set
+        keys = {line.split(" ", 1)[0].lower() for line in out.splitlines() if " " in line and line.split(" ", 1)[1].strip()}
+        return {"user.name", "user.email"} <= keys
 
     def _forget_frozen_identity(self) -> None:
         """cpv 0.1 wrote its fallback identity into the workspace's ``.git/config``,

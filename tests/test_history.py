@@ -344,3 +344,20 @@ def test_the_seed_data_revert_restores_the_directory(cpv_home, tmp_path):
     meta = d.revert_data_checkpoint("v0.1")
     assert meta.version == "v0.1" and sample.read_text() == original
     assert git(d.repo_path, "status", "--porcelain") == ""
+
+
+def test_the_identity_is_the_one_git_itself_finds(cpv_home, monkeypatch, tmp_path, caplog):
+    """A global config named by GIT_CONFIG_GLOBAL outside HOME, with the identity behind
+    an includeIf (a work identity per directory): cpv asks git, not a config parser."""
+    work = tmp_path / "elsewhere" / "work.inc"
+    work.parent.mkdir()
+    work.write_text("[user]\n\tname = Work Me\n\temail = me@work.example\n")
+    gitconfig = tmp_path / "elsewhere" / "gitconfig"
+    gitconfig.write_text(f'[init]\n\tdefaultBranch = main\n[includeIf "gitdir:{cpv_home / "workspaces"}/"]\n\tpath = {work}\n')
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
+    m = ModelsCheckpointsManage("AI-Convo", "whisper")
+    m.import_model_init()
+    write_model(m.repo_path / "model.bin", 1000)
+    m.upload_model_checkpoint()
+    assert git(m.repo_path, "log", "-1", "--format=%an <%ae>").strip() == "Work Me <me@work.example>"
+    assert "git config --global user.name" not in caplog.text
