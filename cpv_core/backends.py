@@ -127,6 +127,33 @@ class VersionRecord:
 
 
 @dataclass(frozen=True)
+class StageEvent:
+    """One change of a stage (``prod``, ``staging``): a version promoted to it,
+    or the stage emptied (a demotion, ``version`` None). Events are never
+    rewritten: the current holder of a stage is its newest event.
+
+    :param kind: ``"model"``, ``"data"`` or ``"checkpoint"``.
+    :param stage: the stage's name.
+    :param number: 1 for the stage's first event, then 2, 3 ...
+    :param version: the version promoted, or None for a demotion.
+    :param ref: the backend's own name (``"refs/tags/stage/model/prod/3"``).
+    :param author: who made the change; ``date``: when (ISO-8601).
+    :param message: the user's message.
+    :param forced: the stage rules this change overrode (``--force``), as text.
+    """
+
+    kind: str
+    stage: str
+    number: int
+    version: str | None
+    ref: str
+    author: str = ""
+    date: str = ""
+    message: str = ""
+    forced: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class CheckResult:
     """One line of a credential validation report.
 
@@ -339,6 +366,18 @@ class VersioningBackend(Protocol):
         Raises :class:`PushRejected` if the remote refused any ref; never forces a
         version. ``reason="stale"``: the versions were allocated from an out-of-date
         view (see :meth:`publishes_conditionally`); the caller fetches and retries."""
+
+    def list_stage_events(self, kind: str) -> list[StageEvent]:
+        """Every stage change of ``kind`` this workspace knows (after :meth:`fetch`),
+        ordered by stage, then by number."""
+
+    def record_stage_event(
+        self, kind: str, stage: str, number: int, version: str | None, commit: str, message: str, forced: Sequence[str]
+    ) -> StageEvent:
+        """Record event ``number`` of ``stage`` (``version`` promoted, or None: demoted),
+        attached to ``commit``, and publish it atomically. Raises :class:`PushRejected`
+        with ``reason="exists"`` when that number was taken meanwhile (someone else
+        changed the stage first); nothing is left locally then."""
 
     def publishes_conditionally(self) -> bool:
         """Whether :meth:`publish` is refused by the remote when anyone published a

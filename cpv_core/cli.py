@@ -24,12 +24,14 @@ import click
 
 from . import __version__
 from .errors import CPVError, ValidationError
-from .metrics import format_metrics, format_value
+from .metrics import flatten_metrics, format_metrics, format_value
 from .progress import human_bytes
+from .stage_rules import parse_gate
 from .trust import visible, visible_lines
 
 if TYPE_CHECKING:
     from .artifacts import CheckpointMetadata, DataArtifacts, ModelArtifacts
+    from .backends import StageEvent
     from .combined import CombinedCheckpointsManage
     from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
 
@@ -254,7 +256,7 @@ def print_table(rows: list[dict[str, Any]], ctx: Ctx) -> None:
         ctx.echo("no versions yet")
         return
     render_table(
-        ["version", "date", "author", "message", "metrics", "size"],
+        ["version", "date", "author", "message", "metrics", "size", "stages"],
         [
             [
                 row["version"] or "-",
@@ -263,10 +265,30 @@ def print_table(rows: list[dict[str, Any]], ctx: Ctx) -> None:
                 (row["message"] or "")[:40],
                 format_metrics(row["metrics"]),
                 human_bytes(row["size"]),
+                ",".join(row.get("stages", [])),
             ]
             for row in rows
         ],
     )
+
+
+def stage_event_row(event: StageEvent) -> dict[str, Any]:
+    """A stage change as JSON: stage, number, version (null: emptied), author, date, message, forced."""
+    return {
+        "stage": event.stage,
+        "number": event.number,
+        "version": event.version,
+        "author": event.author,
+        "date": event.date,
+        "message": event.message,
+        "forced": list(event.forced),
+    }
+
+
+def metric_sort_key(metrics: dict[str, Any], name: str) -> tuple[int, float]:
+    """Numbers first, lowest first; versions without the metric (or not a number) last."""
+    value = flatten_metrics(metrics).get(name)
+    return (0, float(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0.0)
 
 
 # --------------------------------------------------------------------------
@@ -537,13 +559,146 @@ def build_kind_group(kind: str) -> click.Group:
 
     @group.command("list")
     @target_options(message_uses_m=False)
+    @click.option("--stage", help="Only the version holding this stage now.")
+    @click.option("--sort", "sort_by", metavar="METRIC", help="Order by a metric (lowest first; versions without it last).")
+    @click.option(
+        "--filter", "filters", metavar="GATE", multiple=True, help="Keep versions whose metrics meet e.g. 'wer<0.05' (repeatable)."
+    )
     @json_option
     @click.pass_obj
-    def list_(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool) -> None:
-        """List versions (including those pushed by others)."""
+    def list_(
+        ctx: Ctx,
+        team_name: str | None,
+        model_name: str | None,
+        repo_path: str | None,
+        stage: str | None,
+        sort_by: str | None,
+        filters: tuple[str, ...],
+        as_json: bool,
+    ) -> None:
+        """List versions (including those pushed by others), with the stages they hold."""
+        from .history import current_stages
+
         m = manager(kind, ctx, team_name, model_name, repo_path)
-        rows = [metadata_row(meta) for meta in m.list_checkpoints()]
+        gates = [parse_gate(f, "--filter") for f in filters]
+        held: dict[str, list[str]] = {}
+        for name, event in current_stages(m.ws.versioning.list_stage_events(kind)).items():
+            held.setdefault(str(event.version), []).append(name)
+        rows = [{**metadata_row(meta), "stages": held.get(str(meta.version), [])} for meta in m.list_checkpoints()]
+        if stage is not None:
+            rows = [r for r in rows if stage in r["stages"]]
+        rows = [r for r in rows if not any(g.failure(r["metrics"]) for g in gates)]
+        if sort_by:
+            rows.sort(key=lambda r: metric_sort_key(r["metrics"], sort_by))
         emit_json({"kind": kind, "team": m.team_name, "model": m.model_name, "versions": rows}) if as_json else print_table(rows, ctx)
+
+    @group.command("promote")
+    @click.argument("version", shell_complete=version_completer(kind))
+    @click.option("--stage", required=True, help="The stage (e.g. prod).")
+    @target_options(message_uses_m=True)
+    @click.option("--message", "-m", help="Why (kept in the stage history).")
+    @click.option("--force", is_flag=True, help="Override the stage rules (the override is recorded).")
+    @dry_run_option
+    @json_option
+    @click.pass_obj
+    def promote(
+        ctx: Ctx,
+        version: str,
+        stage: str,
+        team_name: str | None,
+        model_name: str | None,
+        repo_path: str | None,
+        message: str | None,
+        force: bool,
+        dry_run: bool,
+        as_json: bool,
+    ) -> None:
+        """Put VERSION (v1.2, best:loss, another stage ...) into a stage, under the model's stage rules."""
+        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run, message=message)
+        event = m.promote(version, stage, message, force=force, dry_run=dry_run)
+        if as_json:
+            emit_json({"kind": kind, "stage": stage, "changed": event is not None, "event": stage_event_row(event) if event else None})
+        elif event is not None:
+            out(f"{stage} {event.version}")
+
+    @group.command("demote")
+    @click.option("--stage", required=True, help="The stage to empty.")
+    @target_options(message_uses_m=True)
+    @click.option("--message", "-m", help="Why (kept in the stage history).")
+    @dry_run_option
+    @json_option
+    @click.pass_obj
+    def demote(
+        ctx: Ctx,
+        stage: str,
+        team_name: str | None,
+        model_name: str | None,
+        repo_path: str | None,
+        message: str | None,
+        dry_run: bool,
+        as_json: bool,
+    ) -> None:
+        """Empty a stage (its version stays, and keeps any other stage)."""
+        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run, message=message)
+        event = m.demote(stage, message, dry_run=dry_run)
+        if as_json:
+            emit_json({"kind": kind, "stage": stage, "event": stage_event_row(event) if event else None})
+
+    @group.command("stages")
+    @target_options(message_uses_m=False)
+    @click.option("--history", is_flag=True, help="Every change: who, when, which version, why.")
+    @json_option
+    @click.pass_obj
+    def stages_(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, history: bool, as_json: bool) -> None:
+        """Which version holds each stage now (--history: every change)."""
+        from .history import current_stages
+
+        m = manager(kind, ctx, team_name, model_name, repo_path)
+        events = m.stage_history()
+        shown = events if history else list(current_stages(events).values())
+        rows = [stage_event_row(e) for e in shown]
+        if as_json:
+            emit_json({"kind": kind, "team": m.team_name, "model": m.model_name, "history" if history else "stages": rows})
+        elif not rows:
+            ctx.echo(f"no {kind} version holds a stage yet")
+        else:
+            render_table(
+                ["stage", "version", "date", "author", "message", *(["#", "forced"] if history else [])],
+                [
+                    [r["stage"], r["version"] or "(emptied)", r["date"][:19], r["author"][:20], r["message"][:40]]
+                    + ([str(r["number"]), "; ".join(r["forced"])] if history else [])
+                    for r in rows
+                ],
+            )
+
+    @group.group("stage-rules")
+    def stage_rules() -> None:
+        """The model's stage rules (.cpv/stages.json): order, require_previous, metric gates."""
+
+    @stage_rules.command("set")
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+    @target_options(message_uses_m=False)
+    @dry_run_option
+    @click.pass_obj
+    def rules_set(ctx: Ctx, file: str, team_name: str | None, model_name: str | None, repo_path: str | None, dry_run: bool) -> None:
+        """Check FILE's rules, commit them and push (every member and CI then enforce them)."""
+        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
+        m.set_stage_rules(file, dry_run=dry_run)
+
+    @stage_rules.command("show")
+    @target_options(message_uses_m=False)
+    @json_option
+    @click.pass_obj
+    def rules_show(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool) -> None:
+        """The stage rules in force."""
+        rules = manager(kind, ctx, team_name, model_name, repo_path).stage_rules().to_dict()
+        if as_json:
+            emit_json(rules)
+            return
+        out(f"order             {' -> '.join(rules['order']) or '(any stage)'}")
+        out(f"require_previous  {'true' if rules['require_previous'] else 'false'}")
+        for name, gates in rules["gates"].items():
+            out(f"gates {name:11} {visible(', '.join(gates))}")
 
     @group.command("download")
     @click.argument("version", required=False, shell_complete=version_completer(kind))

@@ -19,23 +19,25 @@ the backends chosen by configuration (see :mod:`cpv_core.backends`).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import inspection, revert, tagging, transfer, workspace_setup
+from . import inspection, revert, stages, tagging, transfer, workspace_setup
 from .artifacts import CheckpointMetadata, UploadResult
-from .backends import TrackedArtifact, VersionRecord
+from .backends import StageEvent, TrackedArtifact, VersionRecord
 from .config import CPVConfig
 from .errors import CheckpointNotFoundError, ValidationError, WorkspaceDirtyError
-from .history import fetch_versions, find_version
+from .history import current_stages, fetch_versions, find_version
 from .kinds import DATA, MODEL, SEED_KWARGS, KindSpec, check_kwargs, check_source
 from .metrics import METRICS_FILE, encode_record, latest_metrics, parse_log
 from .paths import atomic_path
 from .pull import pull_workspace
 from .records import MAX_UPLOAD_MESSAGE
 from .revert import revert_targets
+from .stage_rules import StageRules
 from .tagging import allocate_and_publish
 from .workspace import Workspace
 
@@ -304,3 +306,39 @@ class CheckpointManager:
     def list_checkpoints(self) -> list[CheckpointMetadata]:
         """Every version with its metadata, oldest first (after fetching the remote)."""
         return inspection.list_checkpoints(self)
+
+    # -- stages (:mod:`cpv_core.stages`) -------------------------------------------------
+    def promote(self, version: str, stage: str, message: str | None = None, **kwargs: Any) -> StageEvent | None:
+        """Put ``version`` (any selector: ``v1.2``, ``best:loss``, another stage) into
+        ``stage`` under the model's stage rules; ``force=True`` overrides them (recorded).
+        Returns the new stage record, or None when nothing changed (or on a dry run)."""
+        check_kwargs("promote", kwargs)
+        dry_run, force = self.options(kwargs)
+        return stages.promote(self, version, stage, message, force=force, dry_run=dry_run)
+
+    def demote(self, stage: str, message: str | None = None, **kwargs: Any) -> StageEvent | None:
+        """Empty ``stage``; returns the record of the change (None on a dry run)."""
+        check_kwargs("demote", kwargs)
+        dry_run, _ = self.options(kwargs)
+        return stages.demote(self, stage, message, dry_run=dry_run)
+
+    def stages(self) -> dict[str, str]:
+        """Stage -> the version holding it now (after fetching the remote)."""
+        return {stage: str(e.version) for stage, e in current_stages(stages.stage_events(self, fetch=True)).items()}
+
+    def stage_history(self, stage: str | None = None) -> list[StageEvent]:
+        """Every change of every stage (or of ``stage``): who, when, which version, why."""
+        events = stages.stage_events(self, fetch=True)
+        return [e for e in events if stage is None or e.stage == stage]
+
+    def stage_rules(self) -> StageRules:
+        """The stage rules committed in the model's repository."""
+        self.ws.require_initialized()
+        return stages.read_rules(self)
+
+    def set_stage_rules(self, rules: str | Path | Mapping[str, Any], **kwargs: Any) -> StageRules:
+        """Check and commit stage rules (a JSON file's path, or the rules as a dict), then push."""
+        check_kwargs("set_stage_rules", kwargs)
+        dry_run, _ = self.options(kwargs)
+        raw = json.dumps(rules).encode() if isinstance(rules, Mapping) else Path(rules).expanduser().read_bytes()
+        return stages.set_rules(self, raw, dry_run=dry_run)

@@ -216,6 +216,27 @@ class VersioningBackendContract:
         bob.ws.versioning.delete_local_version("model", Version(2, 0))
         assert bob.tag_model_checkpoint(allow_duplicate=True) == "v1.2"  # fetches, then takes the next free one
 
+    def test_a_stage_change_is_taken_once_and_read_back_by_the_other(
+        self, pair: tuple[ModelsCheckpointsManage, ModelsCheckpointsManage]
+    ) -> None:
+        from .backends import PushRejected
+
+        alice, bob = pair
+        (alice.repo_path / "model.bin").write_bytes(os.urandom(2000))
+        alice.upload_model_checkpoint()
+        alice.tag_model_checkpoint()
+        record = alice.ws.versioning.list_versions("model")[-1]
+        bob.ws.versioning.fetch()
+        event = alice.ws.versioning.record_stage_event("model", "prod", 1, "v0.1", record.commit, "ship it", ["a rule"])
+        assert (event.stage, event.number, event.version, event.message, event.forced) == ("prod", 1, "v0.1", "ship it", ("a rule",))
+        with pytest.raises(PushRejected) as err:  # bob has not seen it: same number, another change
+            bob.ws.versioning.record_stage_event("model", "prod", 1, None, record.commit, "", [])
+        assert err.value.reason == "exists"
+        assert bob.ws.versioning.list_stage_events("model") == []  # nothing left behind
+        bob.ws.versioning.fetch()
+        (seen,) = bob.ws.versioning.list_stage_events("model")
+        assert (seen.number, seen.version, seen.author) == (1, "v0.1", event.author)
+
     def test_the_private_directory_is_beyond_any_commit(self, pair: tuple[ModelsCheckpointsManage, ModelsCheckpointsManage]) -> None:
         alice, _ = pair
         private = alice.ws.versioning.private_dir()

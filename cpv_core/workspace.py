@@ -32,6 +32,7 @@ from .metrics import METRICS_FILE
 from .names import validate_name
 from .paths import atomic_write_bytes, fingerprint, link_tree, path_from_state_name, restore_preserved, state_name
 from .plugins import Plugins
+from .stage_rules import RULES_FILE
 from .trust import check_relpath, contained, open_regular, visible
 
 logger = logging.getLogger("cpv.workspace")
@@ -295,7 +296,7 @@ class Workspace:
             return incoming_meta is not None
         if incoming_meta:
             targets += [str(v) for v in incoming_meta.get("files", {}).values()]
-        allowed = {METRICS_FILE, "README.md", ".gitignore"}
+        allowed = {METRICS_FILE, "README.md", ".gitignore", RULES_FILE}  # stage rules are parsed strictly when read
         allowed.update(self.storage.pointer_path(t) for t in targets)
         allowed.update(f"{t.rsplit('/', 1)[0]}/.gitignore" for t in targets if "/" in t)
         return rel in allowed

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cpv_core import hookimpl
-from cpv_core.backends import BackendContext, PushRejected, VersioningBackendInfo, VersionRecord
+from cpv_core.backends import BackendContext, PushRejected, StageEvent, VersioningBackendInfo, VersionRecord
 from cpv_core.errors import GitError, ValidationError
 from cpv_core.records import clean_metadata
 from cpv_core.trust import visible
@@ -45,6 +45,9 @@ _TAG_RE = re.compile(r"^(?P<kind>[a-z][a-z0-9_-]{0,31})/(?P<version>v\d+\.\d+)$"
 _REF_FORMAT = "%(objectname) %(objecttype) %(raw:size) p%(*objectname) %(refname)%0a%(raw)"
 _IDENT_RE = re.compile(r"^(?P<name>.*?) <(?P<email>[^<>]*)> (?P<ts>-?\d{1,15}) (?P<tz>[+-]\d{4})$")
 BRANCH_PUSH_ATTEMPTS = 8
+#: a stage change: ``stage/{kind}/{stage}/{n}``, an annotated tag on the version's commit
+_STAGE_RE = re.compile(r"^refs/tags/stage/(?P<kind>[a-z][a-z0-9_-]{0,31})/(?P<stage>[a-z][a-z0-9_-]{0,31})/(?P<n>[1-9][0-9]{0,5})$")
+MAX_FORCED_RULES = 20
 # A server-side race on a ref; in an atomic push the refs that did not fail
 # themselves are reported "atomic transaction failed" / "atomic push failed".
 _RACE_MARKERS = (
@@ -160,6 +163,23 @@ def classify_rejection(summary: str) -> str:
     if "non-fast-forward" in summary or "fetch first" in summary:
         return "non-fast-forward"
     return summary
+
+
+def stage_event_from(kind: str, stage: str, number: int, ref: str, metadata: Mapping[str, Any]) -> StageEvent | None:
+    """A :class:`StageEvent` from a stage tag's metadata (written by anyone with push
+    access, so checked: a known action, a well-formed version, a short list of rule
+    texts); None when it is not what cpv writes."""
+    action, version, forced = metadata.get("action"), metadata.get("version"), metadata.get("forced", [])
+    if action == "promote":
+        if not isinstance(version, str) or not Version.is_valid(version):
+            return None
+    elif action == "demote":
+        version = None
+    else:
+        return None
+    if not isinstance(forced, list) or len(forced) > MAX_FORCED_RULES or not all(isinstance(f, str) and len(f) <= 200 for f in forced):
+        return None
+    return StageEvent(kind=kind, stage=stage, number=number, version=version, ref=ref, forced=tuple(forced))
 
 
 #: the variables a fallback identity is passed in
@@ -490,7 +510,7 @@ class GitTagsVersioning:
             shown = ", ".join(visible(p) for p in refused[:5]) + (" ..." if len(refused) > 5 else "")
             raise GitError(
                 f"the remote branch has commits by someone else that change {shown}: cpv accepts only pointer files, "
-                "metrics.log, README.md, .gitignore and where a target lives from others (anything else could replace files on this machine); "
+                "metrics.log, README.md, .gitignore, stage rules and where a target lives from others (anything else could replace files on this machine); "
                 "nothing in the workspace was changed",
                 fix="look at them with `git log -p origin/main` in the workspace and have them reverted on the remote",
             )
@@ -639,6 +659,47 @@ class GitTagsVersioning:
         for r in records:
             if leases:
                 self._run("record the published version", "update-ref", f"{SEEN_PREFIX}{r.kind}", r.ref)
+
+    # -- stages --------------------------------------------------------------------------
+    def list_stage_events(self, kind: str) -> list[StageEvent]:
+        out = self._run("list stage changes", "for-each-ref", f"--format={_REF_FORMAT}", f"refs/tags/stage/{kind}/", stdout_as_string=False)
+        events = []
+        for ref, otype, _, _, raw in iter_ref_objects(bytes(out)):
+            match = _STAGE_RE.fullmatch(ref)
+            if match is None or otype != "tag" or match.group("kind") != kind:
+                continue  # not written by cpv: a plain git tag in this namespace is ignored
+            headers, contents = parse_object(raw)
+            author, date = _parse_ident(headers.get("tagger", ""))
+            message, metadata = decode_message(contents, ref.removeprefix("refs/tags/"))
+            event = stage_event_from(kind, match.group("stage"), int(match.group("n")), ref, metadata)
+            if event is None:
+                logger.warning("ignoring stage record %s: its metadata is not what cpv writes", visible(ref.removeprefix("refs/tags/")))
+                continue
+            events.append(StageEvent(**{**event.__dict__, "author": author.strip(), "date": date, "message": message}))
+        events.sort(key=lambda e: (e.stage, e.number))
+        return events
+
+    def record_stage_event(
+        self, kind: str, stage: str, number: int, version: str | None, commit: str, message: str, forced: Sequence[str]
+    ) -> StageEvent:
+        self._ensure_identity()
+        name = f"stage/{kind}/{stage}/{number}"
+        ref = f"refs/tags/{name}"
+        if _STAGE_RE.fullmatch(ref) is None:
+            raise ValidationError(
+                f"stage {visible(stage)} of {kind} cannot be written as a tag cpv can read back", fix="use a stage name such as prod"
+            )
+        metadata = {"action": "promote" if version else "demote", "version": version, "forced": list(forced)}
+        self._tag(name, commit, encode_message(message, {k: v for k, v in metadata.items() if v}))
+        try:
+            self._push([f"{ref}:{ref}"], atomic=True)
+        except BaseException:
+            self._run("remove the unpublished stage record", "tag", "--delete", "--end-of-options", name)
+            raise
+        recorded = [e for e in self.list_stage_events(kind) if e.ref == ref]
+        if not recorded:
+            raise GitError(f"stage record {name} was published but cannot be read back", fix="run `cpv -v` and report the output")
+        return recorded[0]
 
     def publishes_conditionally(self) -> bool:
         """True unless this host refused the lease refs, a version created here was

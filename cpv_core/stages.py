@@ -1,0 +1,150 @@
+"""Stages: which version holds ``dev``, ``staging``, ``prod`` ... of a kind.
+
+Every change is a new record kept by the versioning backend (git-tags:
+``stage/model/prod/3``), never a rewrite, published atomically: two members
+changing a stage at once end with one winner, and the other is told who won.
+Promotions follow the rules committed in the model's repository
+(:mod:`cpv_core.stage_rules`); ``force`` overrides them, and the override is
+recorded with the change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .backends import PushRejected, StageEvent, VersionRecord
+from .errors import CheckpointNotFoundError, ValidationError, VersionExistsError
+from .history import current_stages, fetch_versions
+from .paths import atomic_write_bytes
+from .records import validate_message
+from .stage_rules import RULES_FILE, StageRules, check_stage_name, parse_rules
+from .trust import visible
+
+if TYPE_CHECKING:
+    from .manager import CheckpointManager
+
+
+def read_rules(mgr: CheckpointManager, rev: str = "HEAD") -> StageRules:
+    """The stage rules committed at ``rev`` (none: any stage, no conditions)."""
+    raw = mgr.ws.versioning.read_file(rev, RULES_FILE)
+    return parse_rules(raw, RULES_FILE) if raw else StageRules()
+
+
+def stage_events(mgr: CheckpointManager, *, fetch: bool) -> list[StageEvent]:
+    """Every stage change of this kind (fetched first when ``fetch``; offline: the known ones)."""
+    mgr.ws.require_initialized()
+    mgr.ws.repair()
+    if fetch:
+        fetch_versions(mgr.ws, required=False)
+    return mgr.ws.versioning.list_stage_events(mgr.spec.kind)
+
+
+def promote(mgr: CheckpointManager, selector: str, stage: str, message: str | None, *, force: bool, dry_run: bool) -> StageEvent | None:
+    """Put the version ``selector`` names into ``stage``, under the rules (``force``:
+    override them; the override is recorded). Returns the new record; None on a dry
+    run or when the version already holds the stage."""
+    stage = check_stage_name(stage)
+    message = validate_message(message)
+    ws, kind = mgr.ws, mgr.spec.kind
+    ws.require_initialized()
+    with ws.lock():
+        if not dry_run:
+            fetch_versions(ws, required=True)  # a stage is decided against the remote's view
+        record = mgr.find(selector, fetch=False)
+        rules = read_rules(mgr)
+        rules.check_stage(stage)
+        events = ws.versioning.list_stage_events(kind)
+        holder = current_stages(events).get(stage)
+        if holder is not None and holder.version == record.version:
+            mgr.echo(f"{kind} {record.version} already holds {stage}; nothing changed")
+            return None
+        held = sorted({e.stage for e in events if e.version == record.version})
+        problems = rules.violations(stage, record.metadata.get("metrics") or {}, held)
+        if problems and not force:
+            raise ValidationError(
+                f"cannot promote {kind} {record.version} to {stage}: " + "; ".join(problems),
+                fix=f"promote a version that meets the rules ({RULES_FILE}), or "
+                + mgr.hint(cli="pass --force", python="pass force=True")
+                + " to override them (the override is recorded)",
+            )
+        return change_stage(mgr, events, stage, record, message, problems, dry_run=dry_run)
+
+
+def demote(mgr: CheckpointManager, stage: str, message: str | None, *, dry_run: bool) -> StageEvent | None:
+    """Empty ``stage`` (its version keeps every other stage it holds)."""
+    stage = check_stage_name(stage)
+    message = validate_message(message)
+    ws, kind = mgr.ws, mgr.spec.kind
+    ws.require_initialized()
+    with ws.lock():
+        if not dry_run:
+            fetch_versions(ws, required=True)
+        events = ws.versioning.list_stage_events(kind)
+        holder = current_stages(events).get(stage)
+        if holder is None:
+            raise CheckpointNotFoundError(f"no {kind} version holds {stage}", fix=f"see `cpv {kind} stages`")
+        record = mgr.find(holder.version, fetch=False)
+        return change_stage(mgr, events, stage, record, message, [], dry_run=dry_run, demote=True)
+
+
+def change_stage(
+    mgr: CheckpointManager,
+    events: Sequence[StageEvent],
+    stage: str,
+    record: VersionRecord,
+    message: str | None,
+    forced: Sequence[str],
+    *,
+    dry_run: bool,
+    demote: bool = False,
+) -> StageEvent | None:
+    """Publish the stage's next record; when someone else took that number first,
+    say who won (the stage is theirs: nothing is retried over them)."""
+    ws, kind = mgr.ws, mgr.spec.kind
+    number = max((e.number for e in events if e.stage == stage), default=0) + 1
+    what = f"remove {kind} {record.version} from {stage}" if demote else f"promote {kind} {record.version} to {stage}"
+    if dry_run:
+        mgr.plan([f"{what} (stage record {number}) and push it" + (f", overriding: {'; '.join(forced)}" if forced else "")])
+        return None
+    try:
+        event = ws.versioning.record_stage_event(
+            kind, stage, number, None if demote else record.version, record.commit, message or "", forced
+        )
+    except PushRejected as exc:
+        if exc.reason != "exists":
+            raise
+        fetch_versions(ws, required=True)
+        winner = next((e for e in ws.versioning.list_stage_events(kind) if e.stage == stage and e.number == number), None)
+        who = (
+            f"{visible(winner.author)} " + (f"promoted {winner.version} to" if winner.version else "emptied")
+            if winner
+            else "someone changed"
+        )
+        raise VersionExistsError(
+            f"{who} {stage} first, at the same moment; your change was not made",
+            fix=f"see `cpv {kind} stages`, then run the command again if you still want it",
+        ) from None
+    mgr.echo(f"{'removed' if demote else 'promoted'} {kind} {record.version} {'from' if demote else 'to'} {stage}")
+    if forced:
+        mgr.echo(f"rules overridden (recorded): {'; '.join(forced)}")
+    return event
+
+
+def set_rules(mgr: CheckpointManager, raw: bytes, *, dry_run: bool) -> StageRules:
+    """Check stage rules, then commit them as ``.cpv/stages.json`` and push."""
+    rules = parse_rules(raw, "the rules file")
+    ws = mgr.ws
+    ws.require_initialized()
+    if dry_run:
+        mgr.plan([f"write {RULES_FILE}, commit and push"])
+        return rules
+    with ws.lock():
+        path = ws.target_path_of(RULES_FILE)
+        atomic_write_bytes(path, json.dumps(rules.to_dict(), indent=2, sort_keys=True).encode() + b"\n")
+        if ws.versioning.changed_files([RULES_FILE]) or ws.versioning.read_file("HEAD", RULES_FILE) is None:
+            ws.versioning.commit([RULES_FILE], "Set stage rules")
+        ws.versioning.push_branch()
+    mgr.echo(f"stage rules set in {RULES_FILE}")
+    return rules
