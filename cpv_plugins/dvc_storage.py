@@ -84,6 +84,20 @@ def staged(dest: Path, staging_root: Path | None = None) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def tracked_root(path: str, pointer: bytes) -> str:
+    """The tracked path within ``path`` (which may be a sub-path of it, ``data/test``):
+    the shortest leading part of ``path`` whose last name is the pointer's own ``path``
+    (a pointer names its output relative to its directory: ``best`` in
+    ``checkpoints/best.dvc``); the first component when the pointer names none."""
+    out = parse_pointer(pointer) or {}
+    name = out.get("path")
+    parts = PurePosixPath(path).parts
+    for end in range(1, len(parts) + 1):
+        if parts[end - 1] == name:
+            return "/".join(parts[:end])
+    return parts[0]
+
+
 class DvcStorage(StorageBackendBase):
     """Storage in DVC's format; subclasses say where the remote is and how it is reached."""
 
@@ -490,7 +504,7 @@ class DvcStorage(StorageBackendBase):
         return select_sub_path(files, sub, where) if sub else files
 
     def _tracked(self, rev: str, path: str, pointer: bytes) -> TrackedArtifact:
-        info = self.describe_pointer(PurePosixPath(path).parts[0], pointer)
+        info = self.describe_pointer(tracked_root(path, pointer), pointer)
         if info is None:
             raise DVCError(f"{path} is not tracked at {rev}", fix="choose a version that contains it")
         return info
@@ -540,7 +554,7 @@ class DvcStorage(StorageBackendBase):
 
     def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
         self.check_settings()
-        info = self.describe_pointer(PurePosixPath(path).parts[0], pointer)
+        info = self.describe_pointer(tracked_root(path, pointer), pointer)
         if info is None:
             return [f"{path}: not tracked at {rev}"]
         if not remote:

@@ -250,3 +250,16 @@ def test_a_combined_checkpoint_holds_a_directory_model_and_reverts_both(m, tmp_p
     combined.revert_model_and_data("v0.2")
     assert read_tree(m.repo_path / "hf") == files and not (m.repo_path / "model.bin").exists()
     assert not git(m.repo_path, "status", "--porcelain")
+
+
+def test_a_nested_directory_model_downloads_reverts_and_verifies(m, tmp_path):
+    files = write_hf_model(m.repo_path / "checkpoints" / "best")
+    m.upload_model_checkpoint(model_path=m.repo_path / "checkpoints" / "best")
+    m.tag_model_checkpoint()
+    got = m.download_model_checkpoint("v0.1", output_dir=tmp_path / "out")
+    assert Path(got.model_path).name == "best" and read_tree(Path(got.model_path)) == files
+    assert m.verify("v0.1") == [] and m.verify("v0.1", remote=True) == []
+    (m.repo_path / "checkpoints" / "best" / SHARDS[0]).write_bytes(b"changed")
+    m.upload_model_checkpoint()
+    m.revert_model_checkpoint("v0.1")
+    assert read_tree(m.repo_path / "checkpoints" / "best") == files
