@@ -127,6 +127,21 @@ class VersionRecord:
 
 
 @dataclass(frozen=True)
+class StoredObject:
+    """One object in a storage remote (what ``cpv gc`` and ``cpv du`` work on).
+
+    :param oid: the object's id (``"ab12…"``, ``"ab12….dir"``).
+    :param size: bytes.
+    :param modified: POSIX time it was written (objects younger than the grace
+        period are never deleted: a teammate's upload may be in flight).
+    """
+
+    oid: str
+    size: int
+    modified: float
+
+
+@dataclass(frozen=True)
 class StageEvent:
     """One change of a stage (``prod``, ``staging``): a version promoted to it,
     or the stage emptied (a demotion, ``version`` None). Events are never
@@ -291,6 +306,16 @@ class StorageBackend(Protocol):
         """Hash, size and file count recorded in a pointer file's content,
         without fetching data; None when it records nothing."""
 
+    def objects_of(self, rev: str, path: str, pointer: bytes) -> list[str]:
+        """The ids of every stored object the tracked ``path`` needs at ``rev``: a
+        file's object, or a directory's manifest and the objects of its files."""
+
+    def inventory(self) -> list[StoredObject]:
+        """Every object in the remote store, with its size and when it was written."""
+
+    def delete_objects(self, oids: Sequence[str]) -> None:
+        """Remove objects from the remote store (absent ones are not an error)."""
+
 
 @runtime_checkable
 class VersioningBackend(Protocol):
@@ -366,6 +391,13 @@ class VersioningBackend(Protocol):
         Raises :class:`PushRejected` if the remote refused any ref; never forces a
         version. ``reason="stale"``: the versions were allocated from an out-of-date
         view (see :meth:`publishes_conditionally`); the caller fetches and retries."""
+
+    def mark_pruned(self, kind: str, records: Sequence[VersionRecord], note: str) -> None:
+        """Record, in one atomic publish, that ``records``' content was removed from
+        storage (the versions stay in the history, marked)."""
+
+    def pruned_versions(self, kind: str) -> dict[str, str]:
+        """Version -> ISO-8601 date its content was removed, for every pruned version of ``kind``."""
 
     def list_stage_events(self, kind: str) -> list[StageEvent]:
         """Every stage change of ``kind`` this workspace knows (after :meth:`fetch`),

@@ -9,7 +9,9 @@ A backend does not have to inherit from these (the protocols in
   ``commit_paths`` (the pointers, plus a ``/name`` line in the ``.gitignore``
   beside each target so git never stores the content itself), ``changes``
   (unknown: ``cpv status`` shows the state only), ``checkout``
-  (materialise each target from its workspace pointer, in place) and
+  (materialise each target from its workspace pointer, in place),
+  ``objects_of`` / ``inventory`` / ``delete_objects`` (a clear "not supported"
+  error: ``cpv gc`` and ``cpv du`` need them) and
   ``verify`` (materialise into a scratch directory: every byte is read back
   and checked by ``materialize`` itself). Left to write (abstract, so a
   backend that forgets one fails when it is selected, naming its plugin):
@@ -26,8 +28,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from .backends import BackendContext, CheckResult, TrackedArtifact, TransferStats
-from .errors import CPVError
+from .backends import BackendContext, CheckResult, StoredObject, TrackedArtifact, TransferStats
+from .errors import CPVError, StorageError
 from .paths import atomic_write_bytes
 from .trust import contained
 
@@ -102,6 +104,21 @@ class StorageBackendBase(ABC):
     def changes(self, path: str) -> dict[str, str]:
         """Which files differ: unknown by default (``cpv status`` then shows the state only)."""
         return {}
+
+    def objects_of(self, rev: str, path: str, pointer: bytes) -> list[str]:
+        raise StorageError(
+            f"the {self.name} storage backend cannot tell which objects a version uses: cpv gc and du need it",
+            fix="update the storage plugin, or remove old content with the store's own tools",
+        )
+
+    def inventory(self) -> list[StoredObject]:
+        raise StorageError(
+            f"the {self.name} storage backend cannot list its objects: cpv gc and du need it",
+            fix="update the storage plugin, or measure the store with its own tools",
+        )
+
+    def delete_objects(self, oids: Sequence[str]) -> None:
+        raise StorageError(f"the {self.name} storage backend cannot delete objects", fix="update the storage plugin")
 
     def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
         scratch = Path(tempfile.mkdtemp(prefix=".cpv-verify-"))

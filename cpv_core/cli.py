@@ -264,7 +264,7 @@ def print_table(rows: list[dict[str, Any]], ctx: Ctx) -> None:
                 row["author"][:20],
                 (row["message"] or "")[:40],
                 format_metrics(row["metrics"]),
-                human_bytes(row["size"]),
+                "pruned" if row.get("pruned") else human_bytes(row["size"]),
                 ",".join(row.get("stages", [])),
             ]
             for row in rows
@@ -584,7 +584,11 @@ def build_kind_group(kind: str) -> click.Group:
         held: dict[str, list[str]] = {}
         for name, event in current_stages(m.ws.versioning.list_stage_events(kind)).items():
             held.setdefault(str(event.version), []).append(name)
-        rows = [{**metadata_row(meta), "stages": held.get(str(meta.version), [])} for meta in m.list_checkpoints()]
+        pruned = m.ws.versioning.pruned_versions(kind)
+        rows = [
+            {**metadata_row(meta), "stages": held.get(str(meta.version), []), "pruned": pruned.get(str(meta.version))}
+            for meta in m.list_checkpoints()
+        ]
         if stage is not None:
             rows = [r for r in rows if stage in r["stages"]]
         rows = [r for r in rows if not any(g.failure(r["metrics"]) for g in gates)]
@@ -835,6 +839,71 @@ def diff_cmd(
     for change in ("added", "removed", "changed"):
         for name in d["files"][change]:
             out(f"  {change:8} {visible(name)}")
+
+
+@cli.command("gc")
+@target_options(message_uses_m=False)
+@click.option("--keep-last", type=click.IntRange(min=0), help="Keep the newest N versions of each kind.")
+@click.option("--keep-stages", is_flag=True, help="Keep the versions holding a stage now.")
+@click.option("--keep", "keep", multiple=True, metavar="VERSION", help="Keep this version (v1.0, best:loss, prod); repeatable.")
+@click.option("--grace", type=float, default=24.0, show_default=True, help="Never delete objects written within this many hours.")
+@dry_run_option
+@json_option
+@click.pass_obj
+def gc_cmd(
+    ctx: Ctx,
+    team_name: str | None,
+    model_name: str | None,
+    repo_path: str | None,
+    keep_last: int | None,
+    keep_stages: bool,
+    keep: tuple[str, ...],
+    grace: float,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Remove from the storage remote the content no kept version uses (safe on a shared remote)."""
+    from .retention import RetentionPolicy, collect_garbage
+
+    model = manager("model", ctx, team_name, model_name, repo_path, dry_run)
+    data = manager("data", ctx, team_name, model_name, repo_path, dry_run)
+    policy = RetentionPolicy(keep_last=keep_last, keep_stages=keep_stages, keep=keep, grace_hours=grace)
+    result = collect_garbage([model, data], policy, dry_run=dry_run)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    prefix = "[dry-run] would " if dry_run else ""
+    for kind in ("model", "data"):
+        out(f"{kind}: keep {', '.join(result.kept.get(kind, [])) or 'none'}; prune {', '.join(result.pruned.get(kind, [])) or 'none'}")
+    out(
+        f"{prefix}delete {len(result.deleted)} object(s), {human_bytes(result.freed)} freed"
+        + (f"; {result.spared_young} younger than {grace:g} h spared" if result.spared_young else "")
+    )
+
+
+@cli.command("du")
+@target_options(message_uses_m=False)
+@json_option
+@click.pass_obj
+def du_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool) -> None:
+    """Bytes per version, bytes shared between versions, and the total on the storage remote."""
+    from .retention import disk_usage
+
+    usage = disk_usage([manager(k, ctx, team_name, model_name, repo_path) for k in ("model", "data")])
+    if as_json:
+        emit_json(usage)
+        return
+    render_table(
+        ["kind", "version", "size", "shared", "state"],
+        [
+            [r["kind"], r["version"], human_bytes(r["size"]), human_bytes(r["shared"]), "pruned" if r["pruned"] else ""]
+            for r in usage["versions"]
+        ],
+    )
+    out(
+        f"total on the remote: {human_bytes(usage['total_bytes'])} in {usage['objects']} object(s); "
+        f"used by no version: {human_bytes(usage['unreferenced_bytes'])}"
+    )
 
 
 @cli.command("verify")

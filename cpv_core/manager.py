@@ -180,6 +180,15 @@ class CheckpointManager:
             create_hint=f"upload and tag one first (`cpv {self.spec.kind} upload`, `cpv {self.spec.kind} tag`)",
         )
 
+    def require_content(self, record: VersionRecord) -> None:
+        """Refuse a version whose content ``cpv gc`` removed, saying when."""
+        pruned = self.ws.versioning.pruned_versions(self.spec.kind).get(record.version)
+        if pruned is not None:
+            raise CheckpointNotFoundError(
+                f"the content of {self.spec.kind} {record.version} was removed by cpv gc on {pruned[:10] or 'an earlier run'}",
+                fix=f"choose a version that was kept (`cpv {self.spec.kind} list` marks pruned ones)",
+            )
+
     def target_at(self, rev: str) -> str:
         """The workspace path this kind had at ``rev`` (models may change name or
         become directories from one version to the next)."""

@@ -125,6 +125,7 @@ def revert(mgr: CheckpointManager, tag: str, **kwargs: Any) -> CheckpointMetadat
     if tag is None:
         raise ValidationError("revert needs a version", fix="pass e.g. tag='v0.1'")
     record = mgr.find(tag, fetch=not dry_run)
+    mgr.require_content(record)
     with mgr.ws.lock():
         revert_targets(mgr.ws, [(mgr, record)], f"Revert {mgr.spec.kind} to {record.version}", force=force, dry_run=dry_run)
     return mgr.metadata_for(record)

@@ -120,6 +120,26 @@ class StorageBackendContract:
         assert (model.repo_path / "model.bin").read_bytes() == first
         assert model.ws.storage.status(["model.bin"])["model.bin"] == "unchanged"
 
+    def test_stored_objects_are_listed_and_deleted_or_refused_clearly(self, data: DataCheckpointsManage) -> None:
+        """What ``cpv gc`` and ``cpv du`` need; a backend without it must say so in one line."""
+        from .errors import StorageError
+
+        storage = data.ws.storage
+        record = data.ws.versioning.list_versions("data")[-1]
+        pointer = data.ws.versioning.read_file(record.ref, storage.pointer_path("data"))
+        assert pointer is not None
+        try:
+            inventory = storage.inventory()
+        except StorageError as exc:
+            assert "gc and du need it" in exc.message
+            return
+        objects = storage.objects_of(record.ref, "data", pointer)
+        assert len(objects) == 4 and set(objects) <= {o.oid for o in inventory}  # the manifest and three files
+        assert all(o.size > 0 and o.modified > 0 for o in inventory)
+        storage.delete_objects(objects[1:2])
+        storage.delete_objects(objects[1:2])  # absent is not an error
+        assert len(data.verify("v0.1", remote=True)) == 1
+
 
 class VersioningBackendContract:
     """What every versioning backend must do for cpv's managers.

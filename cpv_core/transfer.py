@@ -309,6 +309,7 @@ def download(
 ) -> tuple[Path, VersionRecord, TrackedArtifact | None]:
     dry_run, force = mgr.options(kwargs)
     record = mgr.find(tag, fetch=not dry_run)
+    mgr.require_content(record)
     out_dir = Path(output_dir).expanduser().resolve() if output_dir else default_output(mgr, record.version)
     target = mgr.target_at(record.ref)
     source = target

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from cpv_core.backends import BackendContext, TrackedArtifact, TransferStats
+from cpv_core.backends import BackendContext, StoredObject, TrackedArtifact, TransferStats
 from cpv_core.bases import StorageBackendBase
 from cpv_core.errors import DVCError, ValidationError
 from cpv_core.faults import crash_point
@@ -502,6 +502,28 @@ class DvcStorage(StorageBackendBase):
             return {"": oid}
         files = self.load_manifest(oid, where)
         return select_sub_path(files, sub, where) if sub else files
+
+    def objects_of(self, rev: str, path: str, pointer: bytes) -> list[str]:
+        self.check_settings()
+        info = self._tracked(rev, path, pointer)
+        oid = info.digest.removeprefix("md5:")
+        if not oid.endswith(".dir"):
+            return [oid]
+        with self.remote(f"read the manifest of {path}"):
+            files = self.load_manifest(oid, f"{path} at {rev.removeprefix('refs/tags/')}")
+        return [oid, *sorted(set(files.values()))]
+
+    def inventory(self) -> list[StoredObject]:
+        self.check_settings()
+        with self.remote("list the stored objects"):
+            return [StoredObject(oid, size, modified) for oid, size, modified in self.transport.inventory()]
+
+    def delete_objects(self, oids: Sequence[str]) -> None:
+        self.check_settings()
+        with self.remote("delete objects"):
+            for oid in oids:
+                check_oid(oid, "object to delete")
+                self.transport.delete(oid)
 
     def _tracked(self, rev: str, path: str, pointer: bytes) -> TrackedArtifact:
         info = self.describe_pointer(tracked_root(path, pointer), pointer)

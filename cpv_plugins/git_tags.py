@@ -48,6 +48,8 @@ BRANCH_PUSH_ATTEMPTS = 8
 #: a stage change: ``stage/{kind}/{stage}/{n}``, an annotated tag on the version's commit
 _STAGE_RE = re.compile(r"^refs/tags/stage/(?P<kind>[a-z][a-z0-9_-]{0,31})/(?P<stage>[a-z][a-z0-9_-]{0,31})/(?P<n>[1-9][0-9]{0,5})$")
 MAX_FORCED_RULES = 20
+#: a version whose content gc removed: ``pruned/{kind}/{version}``
+_PRUNED_RE = re.compile(r"^refs/tags/pruned/(?P<kind>[a-z][a-z0-9_-]{0,31})/(?P<version>v\d+\.\d+)$")
 # A server-side race on a ref; in an atomic push the refs that did not fail
 # themselves are reported "atomic transaction failed" / "atomic push failed".
 _RACE_MARKERS = (
@@ -659,6 +661,45 @@ class GitTagsVersioning:
         for r in records:
             if leases:
                 self._run("record the published version", "update-ref", f"{SEEN_PREFIX}{r.kind}", r.ref)
+
+    # -- retention -------------------------------------------------------------------------
+    def mark_pruned(self, kind: str, records: Sequence[VersionRecord], note: str) -> None:
+        """One annotated tag ``pruned/{kind}/{version}`` per version, on its commit,
+        published in one atomic push (a marker someone else already pushed is kept)."""
+        self._ensure_identity()
+        already = self.pruned_versions(kind)
+        names = []
+        for record in records:
+            if record.version in already:
+                continue
+            name = f"pruned/{kind}/{record.version}"
+            if _PRUNED_RE.fullmatch(f"refs/tags/{name}") is None:
+                raise ValidationError(f"cannot mark {kind} {visible(record.version)} as pruned", fix="report this with `cpv -v`")
+            self._tag(name, record.commit, encode_message(note, {"action": "pruned"}))
+            names.append(name)
+        if not names:
+            return
+        try:
+            self._push([f"refs/tags/{n}:refs/tags/{n}" for n in names], atomic=True)
+        except PushRejected as exc:
+            if exc.reason != "exists":
+                self._run("remove the unpublished markers", "tag", "--delete", "--end-of-options", *names)
+                raise
+            self._run("remove the local markers", "tag", "--delete", "--end-of-options", *names)
+            self.fetch()  # someone marked them meanwhile: theirs stand
+
+    def pruned_versions(self, kind: str) -> dict[str, str]:
+        out = self._run(
+            "list pruned versions", "for-each-ref", f"--format={_REF_FORMAT}", f"refs/tags/pruned/{kind}/", stdout_as_string=False
+        )
+        pruned = {}
+        for ref, otype, _, _, raw in iter_ref_objects(bytes(out)):
+            match = _PRUNED_RE.fullmatch(ref)
+            if match is None or otype != "tag" or match.group("kind") != kind or not Version.is_valid(match.group("version")):
+                continue
+            headers, _ = parse_object(raw)
+            pruned[match.group("version")] = _parse_ident(headers.get("tagger", ""))[1]
+        return pruned
 
     # -- stages --------------------------------------------------------------------------
     def list_stage_events(self, kind: str) -> list[StageEvent]:

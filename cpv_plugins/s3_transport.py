@@ -302,18 +302,18 @@ class S3Transport:
                         raise
             return found
         wanted = {self._key(oid): oid for oid in oids}
-        for key, size in self._listing():
+        for key, size, _ in self._listing():
             if key in wanted:
                 found[wanted[key]] = size
         return found
 
-    def _listing(self) -> Iterator[tuple[str, int]]:
+    def _listing(self) -> Iterator[tuple[str, int, float]]:
         pages = (
             self._client().get_paginator("list_objects_v2").paginate(Bucket=self.settings.bucket, Prefix=f"{self.prefix}/{OBJECTS_DIR}/")
         )
         for page in pages:
             for obj in page.get("Contents", []):
-                yield str(obj["Key"]), int(obj["Size"])
+                yield str(obj["Key"]), int(obj["Size"]), obj["LastModified"].timestamp()
 
     def put(self, oid: str, src: Path, on_bytes: OnBytes) -> None:
         # the object appears on S3 only when complete: an interrupted upload leaves nothing partial
@@ -347,11 +347,11 @@ class S3Transport:
         except FileNotFoundError:
             return None
 
-    def list(self) -> Iterator[str]:
-        for key, _ in self._listing():
+    def inventory(self) -> Iterator[tuple[str, int, float]]:
+        for key, size, modified in self._listing():
             oid = oid_from_relpath(key[len(self.prefix) + 1 :])
             if oid is not None:
-                yield oid
+                yield oid, size, modified
 
     def delete(self, oid: str) -> None:
         self._client().delete_object(Bucket=self.settings.bucket, Key=self._key(oid))

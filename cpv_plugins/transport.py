@@ -61,8 +61,8 @@ class Transport(Protocol):
     def md5(self, oid: str) -> str | None:
         """The MD5 of the stored object's bytes, or None when it is absent."""
 
-    def list(self) -> Iterator[str]:
-        """Every object id stored under this root."""
+    def inventory(self) -> Iterator[tuple[str, int, float]]:
+        """``(object id, size, POSIX time written)`` of every object stored under this root."""
 
     def delete(self, oid: str) -> None:
         """Remove object ``oid``; absent is not an error."""
@@ -192,14 +192,15 @@ class LocalDirTransport:
         except FileNotFoundError:
             return None
 
-    def list(self) -> Iterator[str]:
+    def inventory(self) -> Iterator[tuple[str, int, float]]:
         base = self.root / OBJECTS_DIR
         if not base.is_dir():
             return
         for path in sorted(base.glob("??/*")):
             oid = oid_from_relpath(path.relative_to(self.root).as_posix())
             if oid is not None and path.is_file() and not path.is_symlink():
-                yield oid
+                st = path.stat()
+                yield oid, st.st_size, st.st_mtime
 
     def delete(self, oid: str) -> None:
         path = self._object(oid)

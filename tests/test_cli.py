@@ -249,7 +249,7 @@ def test_json_outputs_match_the_documented_schemas(workspace, tmp_path):
     run("model", "tag", *T)
     listing = json.loads(run("model", "list", *T, "--json"))
     assert set(listing) == {"kind", "team", "model", "versions"}
-    assert all(set(v) == METADATA_KEYS | {"stages"} for v in listing["versions"])
+    assert all(set(v) == METADATA_KEYS | {"stages", "pruned"} for v in listing["versions"])
     assert set(json.loads(run("model", "info", *T, "--json"))) == METADATA_KEYS
     combined = json.loads(run("checkpoint", "info", *T, "--json"))
     assert set(combined) == {"version", "commit", "date", "author", "message", "lineage", "model", "data"}

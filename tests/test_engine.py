@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -174,14 +175,15 @@ def test_a_transport_stores_reads_lists_and_deletes_objects(transport, tmp_path)
             out = tmp_path / f"out-{single}"
             assert transport.get(oid, out, lambda n: None, single=single) == oid
             assert out.read_bytes() == data
-        assert list(transport.list()) == [oid]
+        ((listed, size, written),) = list(transport.inventory())
+        assert (listed, size) == (oid, len(data)) and abs(written - time.time()) < 300
 
         many = [hashlib.md5(str(i).encode()).hexdigest() for i in range(40)]  # above the S3 HEAD limit: one listing
         assert transport.sizes([oid, *many]) == {oid: len(data)}
 
         transport.delete(oid)
         transport.delete(oid)  # absent is not an error
-        assert transport.sizes([oid]) == {} and list(transport.list()) == []
+        assert transport.sizes([oid]) == {} and list(transport.inventory()) == []
 
 
 def test_only_a_push_removes_a_killed_puts_partial_copy(tmp_path):

@@ -297,3 +297,26 @@ def test_a_directory_model_over_s3_reaches_a_teammate_and_plain_dvc(s3_config, s
     )
     subprocess.run([sys.executable, "-m", "dvc", "pull", "-q"], cwd=clone, check=True, env=env, capture_output=True)
     assert read_tree(clone / "whisper-hf") == files
+
+
+def test_gc_removes_pruned_objects_from_the_bucket_and_keeps_the_rest(s3_config, seaweed, tmp_path):
+    from cpv_core import DataCheckpointsManage
+    from cpv_core.retention import RetentionPolicy, collect_garbage, disk_usage
+
+    team, model = "AI-Convo", "gc-s3"
+    m = ModelsCheckpointsManage(team, model)
+    m.import_model_init()
+    for seed in (1, 2, 3):
+        write_model(m.repo_path / "model.bin", 50_000, seed=seed)
+        m.upload_model_checkpoint()
+        m.tag_model_checkpoint()
+    first = m.get_model_metadata("v0.1").digest.removeprefix("md5:")
+    prefix = f"{team}/{model}/"
+    assert any(k.endswith(first[2:]) for k in s3_keys(seaweed, prefix=prefix))
+    both = [m, m.sibling(DataCheckpointsManage)]
+    result = collect_garbage(both, RetentionPolicy(keep_last=2, grace_hours=0), dry_run=False)
+    assert result.pruned["model"] == ["v0.1"] and result.freed == 50_000
+    assert not any(k.endswith(first[2:]) for k in s3_keys(seaweed, prefix=prefix))
+    assert m.verify("v0.2", remote=True) == [] and m.verify("v0.3", remote=True) == []
+    usage = disk_usage(both)
+    assert usage["total_bytes"] == 100_000 and usage["objects"] == 2

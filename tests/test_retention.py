@@ -1,0 +1,131 @@
+"""Safe retention: cpv gc keeps exactly what the policy says on a shared remote,
+and cpv du shows where the bytes are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cpv_core import DataCheckpointsManage, ModelsCheckpointsManage
+from cpv_core.errors import CheckpointNotFoundError, GitError, ValidationError, WorkspaceDirtyError
+from cpv_core.retention import RetentionPolicy, collect_garbage, disk_usage
+
+from .helpers import git, write_data_dir, write_model
+from .test_history import cpv
+from .test_whole import bare, store, store_object
+
+TEAM, MODEL = "AI-Convo", "whisper"
+T = ["-t", TEAM, "--model-name", MODEL]
+
+
+def stored(cpv_home: Path) -> set[str]:
+    return {p.relative_to(store(cpv_home)).as_posix() for p in store(cpv_home).rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def m(cpv_home) -> ModelsCheckpointsManage:
+    """Five model versions of different content, v0.2 in prod."""
+    m = ModelsCheckpointsManage(TEAM, MODEL)
+    m.import_model_init()
+    for seed in range(1, 6):
+        write_model(m.repo_path / "model.bin", 3000, seed=seed)
+        m.upload_model_checkpoint(metrics={"loss": 1.0 / seed})
+        m.tag_model_checkpoint()
+    m.promote("v0.2", "prod")
+    return m
+
+
+def managers(m: ModelsCheckpointsManage) -> list:
+    return [m, m.sibling(DataCheckpointsManage)]
+
+
+def test_gc_keeps_exactly_what_the_policy_says(m, cpv_home, tmp_path):
+    digests = {v: m.get_model_metadata(v).digest for v in m.read_checkpoint_tag()}
+    result = collect_garbage(
+        managers(m), RetentionPolicy(keep_last=2, keep_stages=True, keep=("best:loss:max",), grace_hours=0), dry_run=False
+    )
+    assert result.kept["model"] == ["v0.1", "v0.2", "v0.4", "v0.5"] and result.pruned["model"] == ["v0.3"]
+    assert result.freed == 3000 and len(result.deleted) == 1
+    assert not store_object(cpv_home, digests["v0.3"]).exists()
+    for version in ("v0.1", "v0.2", "v0.4", "v0.5"):
+        assert m.verify(version, remote=True) == []
+        assert m.download_model_checkpoint(version, output_dir=tmp_path / version).tag == version
+    with pytest.raises(CheckpointNotFoundError, match="removed by cpv gc on"):
+        m.download_model_checkpoint("v0.3", output_dir=tmp_path / "v0.3")
+    with pytest.raises(CheckpointNotFoundError, match="removed by cpv gc"):
+        m.revert_model_checkpoint("v0.3")
+    listing = json.loads(cpv("model", "list", "--json", *T).stdout)["versions"]
+    assert [v["version"] for v in listing if v["pruned"]] == ["v0.3"]
+    assert "pruned" in cpv("model", "list", *T).stdout
+    # the marker reached the remote: a teammate sees it too
+    assert git(bare(cpv_home), "tag", "-l", "pruned/*").split() == ["pruned/model/v0.3"]
+
+
+def test_a_dry_run_changes_nothing_and_says_what_it_would_do(m, cpv_home):
+    before = (stored(cpv_home), git(bare(cpv_home), "for-each-ref"))
+    out = cpv("gc", "--keep-last", "1", "--grace", "0", "--dry-run", *T).stdout
+    assert "prune v0.1, v0.3, v0.4" in out and "[dry-run] would delete 3 object(s)" in out
+    assert (stored(cpv_home), git(bare(cpv_home), "for-each-ref")) == before
+
+
+def test_the_grace_period_spares_young_objects(m, cpv_home):
+    before = stored(cpv_home)
+    result = json.loads(cpv("gc", "--keep-last", "1", "--json", *T).stdout)  # default grace: 24 h
+    assert result["deleted_objects"] == 0 and result["spared_young_objects"] == 3 and result["pruned"]["model"] == []
+    assert stored(cpv_home) == before
+
+
+def test_shared_directory_files_stay_while_a_kept_version_uses_them(cpv_home, tmp_path):
+    d = DataCheckpointsManage(TEAM, MODEL)
+    src = tmp_path / "data"
+    write_data_dir(src)
+    d.import_data_init(src)  # data v0.1
+    (d.repo_path / "data" / "train" / "sample_0.txt").write_text("changed\n")
+    d.upload_data_checkpoint()
+    d.tag_data_checkpoint()  # v0.2 shares five of six files with v0.1
+    model = d.sibling(ModelsCheckpointsManage)
+    result = collect_garbage([model, d], RetentionPolicy(keep_last=1, grace_hours=0), dry_run=False)
+    assert result.pruned["data"] == ["v0.1"] and len(result.deleted) == 2  # its manifest and the one file only it had
+    assert d.verify("v0.2", remote=True) == []
+    usage = disk_usage([model, d])
+    assert usage["unreferenced_bytes"] == 0 and usage["versions"][0]["pruned"]
+
+
+def test_gc_refuses_without_the_remote_or_behind_it_or_without_a_policy(m, cpv_home, tmp_path):
+    with pytest.raises(ValidationError, match="needs to be told what to keep"):
+        collect_garbage(managers(m), RetentionPolicy(), dry_run=True)
+    bob = ModelsCheckpointsManage(TEAM, MODEL, repo_path=tmp_path / "bob")
+    bob.import_model_init()
+    write_model(bob.repo_path / "model.bin", 3000, seed=99)
+    bob.upload_model_checkpoint()
+    with pytest.raises(WorkspaceDirtyError, match="has not seen"):
+        collect_garbage(managers(m), RetentionPolicy(keep_last=1, grace_hours=0), dry_run=False)
+    bare(cpv_home).rename(tmp_path / "away")
+    before = stored(cpv_home)
+    with pytest.raises(GitError):
+        collect_garbage(managers(m), RetentionPolicy(keep_last=1, grace_hours=0), dry_run=False)
+    assert stored(cpv_home) == before
+
+
+def test_gc_in_the_middle_of_a_teammates_upload_loses_nothing(m, cpv_home, tmp_path):
+    """Bob's upload has stored its bytes but not yet committed its pointer (the moment
+    an upload is in flight): gc, run then, must leave his objects alone."""
+    bob = ModelsCheckpointsManage(TEAM, MODEL, repo_path=tmp_path / "bob")
+    bob.import_model_init()
+    write_model(bob.repo_path / "model.bin", 300_000, seed=7)
+    bob.ws.storage.track(["model.bin"])
+    bob.ws.storage.push(["model.bin"])  # stored, nothing committed yet
+    in_flight = stored(cpv_home)
+    result = collect_garbage(managers(m), RetentionPolicy(keep_last=1), dry_run=False)  # default grace
+    assert result.pruned["model"] == [] and stored(cpv_home) == in_flight
+    bob.upload_model_checkpoint()  # the upload completes
+    assert bob.tag_model_checkpoint() == "v0.6" and bob.verify("v0.6", remote=True) == []
+
+
+def test_du_shows_bytes_per_version_and_the_total(m, cpv_home):
+    out = cpv("du", *T).stdout
+    assert "VERSION" in out and "total on the remote: 14.6 KiB in 5 object(s)" in out
+    usage = json.loads(cpv("du", "--json", *T).stdout)
+    assert [r["size"] for r in usage["versions"]] == [3000] * 5 and usage["unreferenced_bytes"] == 0
