@@ -303,6 +303,36 @@ def scenario_list(b: Bench, nversions: int) -> None:
     b.record(f"list {nversions} versions with metrics", cpv_times, base_times, "<= 5x and <= 0.5 s")
 
 
+def scenario_stages(b: Bench, nversions: int, nchanges: int) -> None:
+    """``cpv model stages`` (and ``--history``) on a model with many versions and stage changes."""
+    ws = b.workspace("bench", f"stages-{nversions}")
+    (ws / "model.bin").write_bytes(b"x")
+    b.cpv("model", "upload", "--metrics", '{"loss": 1.0}', cwd=ws)
+    sys.path.insert(0, str(ROOT))
+    from cpv_plugins.git_tags import encode_message
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws, capture_output=True, text=True, check=True).stdout.strip()
+    versions = "".join(
+        f"tag model/v0.{i}\nfrom {head}\ntagger Bench <b@example.com> {1700000000 + i} +0000\n"
+        f"data <<EOT\n{encode_message('', {'metrics': {'loss': 1 / i}, 'size': 1, 'digest': 'md5:x'})}EOT\n\n"
+        for i in range(1, nversions + 1)
+    )
+    stages = ("dev", "staging", "prod")
+    changes = "".join(
+        f"tag stage/model/{stages[i % 3]}/{i // 3 + 1}\nfrom {head}\ntagger Bench <b@example.com> {1700100000 + i} +0000\n"
+        f"data <<EOT\n{encode_message(f'change {i}', {'action': 'promote', 'version': f'v0.{i % nversions + 1}'})}EOT\n\n"
+        for i in range(nchanges)
+    )
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=ws, input=(versions + changes).encode(), check=True)
+    subprocess.run(["git", "push", "-q", "origin", "--tags"], cwd=ws, check=True, env=b.env)
+    for args, label in ((["model", "stages", "--json"], "stages"), (["model", "stages", "--history", "--json"], "stages --history")):
+        cpv_times, base_times = [], []
+        for _ in range(b.reps):
+            base_times.append(run_measured(["git", "for-each-ref", "refs/tags/stage/"], b.env, cwd=ws)[0])
+            cpv_times.append(run_measured([*CPV, *args], b.env, cwd=ws)[0])
+        b.record(f"{label}: {nversions} versions, {nchanges} stage changes", cpv_times, base_times, "<= 0.5 s")
+
+
 def scenario_startup(b: Bench) -> None:
     base = [run_measured([PY, "-c", "pass"], b.env)[0] for _ in range(max(3, b.reps))]
     for args in (["--help"],):
@@ -412,12 +442,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (smoke run)")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--only", default="", help="comma list: upload,download,rss,data,list,startup,tag,scaling")
+    parser.add_argument("--only", default="", help="comma list: upload,download,rss,data,list,stages,startup,tag,scaling")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
     reps = 1 if args.quick else args.reps
     size = 4 * 1024 * 1024 if args.quick else GiB
-    only = set(filter(None, args.only.split(","))) or {"upload", "download", "rss", "data", "list", "startup", "tag", "scaling"}
+    only = set(filter(None, args.only.split(","))) or {"upload", "download", "rss", "data", "list", "stages", "startup", "tag", "scaling"}
     workdir = Path(tempfile.mkdtemp(prefix="cpv-bench-"))
     b = Bench(workdir, reps)
     print(f"machine: {machine()}", flush=True)
@@ -437,6 +467,8 @@ def main() -> int:
         if "list" in only:
             for n in (20,) if args.quick else (100, 1000, 5000):
                 b.scenario(f"list {n}", scenario_list, n)
+        if "stages" in only:
+            b.scenario("stages", scenario_stages, 20 if args.quick else 1000, 10 if args.quick else 200)
         if "tag" in only:
             b.scenario("tag + push over sshd", scenario_tag_over_ssh)
         if "scaling" in only and not args.quick:
