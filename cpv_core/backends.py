@@ -338,6 +338,12 @@ class VersioningBackend(Protocol):
     def clone(self, remote_url: str) -> bool:
         """Clone ``remote_url`` into the workspace; False when the remote is empty."""
 
+    def mirror(self, remote_url: str) -> None:
+        """Make the workspace path a read-only copy of what ``remote_url`` records
+        (versions, stage records, the branch's commits) with no working tree,
+        creating it or bringing it up to date: ``cpv registry`` and reading a
+        model that has no local workspace."""
+
     def remote_has_history(self, remote_url: str) -> bool:
         """Whether ``remote_url`` exists and has at least one commit."""
 

@@ -581,13 +581,20 @@ def build_kind_group(kind: str) -> click.Group:
 
         m = manager(kind, ctx, team_name, model_name, repo_path)
         gates = [parse_gate(f, "--filter") for f in filters]
+        if not m.ws.is_initialized():  # no workspace here: read the remote (no clone, no checkout)
+            from .registry import mirror, remote_checkpoints
+
+            ctx.echo(f"(no local workspace: read from the remote of {m.team_name}/{m.model_name})")
+            metas = remote_checkpoints(type(m), m.team_name, m.model_name, m.ws.config)
+            view = mirror(m.team_name, m.model_name, m.ws.config).versioning
+        else:
+            metas, view = m.list_checkpoints(), m.ws.versioning
         held: dict[str, list[str]] = {}
-        for name, event in current_stages(m.ws.versioning.list_stage_events(kind)).items():
+        for name, event in current_stages(view.list_stage_events(kind)).items():
             held.setdefault(str(event.version), []).append(name)
-        pruned = m.ws.versioning.pruned_versions(kind)
+        pruned = view.pruned_versions(kind)
         rows = [
-            {**metadata_row(meta), "stages": held.get(str(meta.version), []), "pruned": pruned.get(str(meta.version))}
-            for meta in m.list_checkpoints()
+            {**metadata_row(meta), "stages": held.get(str(meta.version), []), "pruned": pruned.get(str(meta.version))} for meta in metas
         ]
         if stage is not None:
             rows = [r for r in rows if stage in r["stages"]]
@@ -786,7 +793,13 @@ def build_kind_group(kind: str) -> click.Group:
                 fix=f"give the version once: `info {version}` or `info --version {version}`",
             )
         m = manager(kind, ctx, team_name, model_name, repo_path)
-        data = m.metadata(version or version_opt).to_dict()
+        if not m.ws.is_initialized():  # no workspace here: read the remote (no clone, no checkout)
+            from .registry import remote_version
+
+            ctx.echo(f"(no local workspace: read from the remote of {m.team_name}/{m.model_name})")
+            data = remote_version(type(m), m.team_name, m.model_name, version or version_opt, m.ws.config).to_dict()
+        else:
+            data = m.metadata(version or version_opt).to_dict()
         if as_json:
             emit_json(data)
             return
@@ -839,6 +852,41 @@ def diff_cmd(
     for change in ("added", "removed", "changed"):
         for name in d["files"][change]:
             out(f"  {change:8} {visible(name)}")
+
+
+@cli.command("registry")
+@json_option
+@click.pass_obj
+def registry_cmd(ctx: Ctx, as_json: bool) -> None:
+    """Every team/model the configured remotes hold: latest versions, stages, last change (no clone)."""
+    from .config import CPVConfig
+    from .plugins import Plugins
+    from .registry import registry
+
+    entries = registry(CPVConfig(), Plugins())
+    if as_json:
+        emit_json({"models": [e.to_dict() for e in entries]})
+        return
+    if not entries:
+        ctx.echo("no models found (cpv init model -t TEAM -m MODEL creates one)")
+        return
+    render_table(
+        ["team", "model", "model latest", "data latest", "stages", "updated"],
+        [
+            [
+                e.team,
+                e.model,
+                e.latest.get("model") or "-",
+                e.latest.get("data") or "-",
+                " ".join(f"{s}={v}" for s, v in e.stages.get("model", {}).items()) or ("error: " + e.error if e.error else "-"),
+                e.updated[:19],
+            ]
+            for e in entries
+        ],
+    )
+
+
+cli.add_command(registry_cmd, "models")
 
 
 @cli.command("gc")

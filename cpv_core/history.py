@@ -55,17 +55,27 @@ def find_version(ws: Workspace, kind: str, tag: str | None, *, fetch: bool, crea
         records = ws.versioning.list_versions(kind)
     if not records:
         raise CheckpointNotFoundError(f"{ws.team}/{ws.model} has no {kind} versions yet", fix=create_hint)
+    events = ws.versioning.list_stage_events(kind) if isinstance(selector, str) else []
+    return select_version(records, selector, events, kind, f"{ws.team}/{ws.model}")
+
+
+def select_version(
+    records: Sequence[VersionRecord], selector: Version | Best | str | None, events: Sequence[StageEvent], kind: str, where: str
+) -> VersionRecord:
+    """The record ``selector`` (from :func:`parse_selector`) picks among ``records``
+    (non-empty); ``events`` are the kind's stage changes, for a stage selector."""
     if selector is None:
         return records[-1]
     if isinstance(selector, Best):
-        return best_version(records, selector, kind)
+        return best_version(list(records), selector, kind)
+    wanted = selector
     if isinstance(selector, str):
-        holders = current_stages(ws.versioning.list_stage_events(kind))
+        holders = current_stages(events)
         holder = holders.get(selector)
         if holder is None:
             held = ", ".join(f"{s} ({e.version})" for s, e in holders.items()) or "none"
             raise CheckpointNotFoundError(
-                f"no {kind} version holds stage {visible(selector)} in {ws.team}/{ws.model}",
+                f"no {kind} version holds stage {visible(selector)} in {where}",
                 fix=f"promote one first (`cpv {kind} promote VERSION --stage {selector}`); stages held now: {held}",
             )
         wanted = Version.parse(str(holder.version))
@@ -73,7 +83,7 @@ def find_version(ws: Workspace, kind: str, tag: str | None, *, fetch: bool, crea
         if record.version == str(wanted):
             return record
     raise CheckpointNotFoundError(
-        f"{kind} version {wanted} does not exist for {ws.team}/{ws.model}",
+        f"{kind} version {wanted} does not exist for {where}",
         fix=f"choose one of: {', '.join(r.version for r in records[-10:])}",
     )
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         StorageBackendInfo,
         VersioningBackendInfo,
     )
+    from .config import CPVConfig
 
 PROJECT_NAME = "cpv"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -99,6 +100,25 @@ def cpv_credential_providers() -> Iterable[CredentialProviderInfo]:
 
     :return: the providers this plugin offers, implementing
         :class:`cpv_core.backends.CredentialProvider`.
+    """
+
+
+@hookspec
+def cpv_enumerate_models(config: CPVConfig) -> Iterable[tuple[str, str]]:
+    """The ``(team, model)`` pairs this plugin's remotes hold (``cpv registry``).
+
+    Called for every plugin; answer only when ``config`` selects one of your
+    backends (e.g. ``config.backend_name("storage") == "mystore"``), and read
+    as little as it takes (a listing of prefixes, not of objects). Example::
+
+        @hookimpl
+        def cpv_enumerate_models(config):
+            if config.backend_name("storage") != "mystore":
+                return []
+            return [("AI-Convo", "whisper")]
+
+    :param config: the cpv configuration in force.
+    :return: team and model names (checked by cpv like any name).
     """
 
 

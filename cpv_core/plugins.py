@@ -234,6 +234,21 @@ class Plugins:
         plugin, info = _pick("credentials", name, _offers(self.pm.hook.cpv_credential_providers))
         return _checked("credentials", plugin, info.provider, CredentialProvider)  # type: ignore[no-any-return]
 
+    def enumerate_models(self, config: Any) -> list[tuple[str, str]]:
+        """Every ``(team, model)`` the plugins' remotes hold (names checked, duplicates dropped)."""
+        from .errors import ValidationError
+        from .names import validate_name
+
+        found: dict[tuple[str, str], None] = {}
+        for answer in self.pm.hook.cpv_enumerate_models(config=config):
+            for pair in answer or []:
+                try:
+                    team, model = pair
+                    found[(validate_name(team, "team name"), validate_name(model, "model name"))] = None
+                except (ValidationError, TypeError, ValueError):
+                    continue  # a prefix or repository that is not a cpv model
+        return sorted(found)
+
     def register_commands(self, cli: Any) -> None:
         """Let plugins add CLI commands."""
         self.pm.hook.cpv_register_commands(cli=cli)

@@ -26,6 +26,7 @@ from cpv_core import hookimpl
 if TYPE_CHECKING:
     import click
 from cpv_core.backends import BackendContext, CheckResult, CredentialProviderInfo, StorageBackendInfo
+from cpv_core.config import CPVConfig
 from cpv_core.errors import ConfigError, CredentialError, ValidationError
 from cpv_core.trust import open_regular
 
@@ -221,6 +222,16 @@ class AwsCredentials:
         if s.endpoint_url:
             env["AWS_ENDPOINT_URL_S3"] = s.endpoint_url
         return env
+
+
+@hookimpl
+def cpv_enumerate_models(config: CPVConfig) -> list[tuple[str, str]]:
+    """The ``{team}/{model}/`` prefixes of the bucket (storage ``dvc-s3``): two listings by delimiter."""
+    if config.backend_name("storage") != "dvc-s3":
+        return []
+    from .s3_transport import list_model_prefixes
+
+    return list_model_prefixes(S3Settings(config.get_config("aws")))
 
 
 @hookimpl

@@ -309,6 +309,30 @@ class GitTagsVersioning:
         self._ensure_identity()
         return repo.head.is_valid()
 
+    def mirror(self, remote_url: str) -> None:
+        """A bare repository at the workspace path holding the remote's tags and branch
+        (refs and the objects they name; no working tree), created or brought up to date."""
+        import git
+
+        validate_remote_url(remote_url)
+        if not (self.path / "HEAD").is_file():
+            ensure_dir_empty_or_missing(self.path)
+            self.path.mkdir(parents=True, exist_ok=True)
+            git.Repo.init(str(self.path), bare=True, initial_branch=BRANCH)
+        self._repo = None
+        self._run(
+            f"read the versions of {remote_url}",
+            "fetch",
+            "--quiet",
+            "--prune",
+            "--no-tags",
+            "--end-of-options",
+            remote_url,
+            f"+refs/heads/{BRANCH}:refs/heads/{BRANCH}",
+            "+refs/tags/*:refs/tags/*",
+            fix="check the remote with `cpv validate`",
+        )
+
     def remote_has_history(self, remote_url: str) -> bool:
         import git
 

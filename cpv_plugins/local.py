@@ -19,6 +19,7 @@ from pathlib import Path
 from cpv_core import hookimpl
 from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, StorageBackendInfo
 from cpv_core.bases import HostingBackendBase
+from cpv_core.config import CPVConfig
 from cpv_core.errors import ConfigError, RepositoryError
 from cpv_core.paths import make_private_dirs
 from cpv_core.trust import visible
@@ -120,6 +121,23 @@ class LocalHosting(HostingBackendBase):
                 None if ok else "make the directory writable or set local.root in the cpv config",
             )
         ]
+
+
+@hookimpl
+def cpv_enumerate_models(config: CPVConfig) -> list[tuple[str, str]]:
+    """The bare repositories under ``{local_root}/git/{team}/{model}.git`` (hosting ``local``)."""
+    if config.backend_name("hosting") != "local":
+        return []
+    root = local_root(BackendContext(config=config, team="", model="", workspace=Path())) / "git"
+    if not root.is_dir():
+        return []
+    return [
+        (team.name, repo.name.removesuffix(".git"))
+        for team in sorted(root.iterdir())
+        if team.is_dir() and not team.is_symlink()
+        for repo in sorted(team.glob("*.git"))
+        if (repo / "HEAD").is_file()
+    ]
 
 
 @hookimpl

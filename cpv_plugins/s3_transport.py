@@ -254,6 +254,25 @@ def is_missing(exc: BaseException) -> bool:
     return _error_code(exc) in _MISSING_CODES
 
 
+def list_model_prefixes(settings: S3Settings) -> list[tuple[str, str]]:
+    """``(team, model)`` for every ``{team}/{model}/`` prefix of the bucket."""
+    client = settings.client(retries=3)
+    pairs: list[tuple[str, str]] = []
+    try:
+        for team in _common_prefixes(client, settings.bucket, ""):
+            pairs.extend((team, model) for model in _common_prefixes(client, settings.bucket, f"{team}/"))
+    except Exception as exc:  # noqa: BLE001 - botocore raises many types
+        raise classify_s3_error(exc, settings, "list the models in the bucket") from None
+    return pairs
+
+
+def _common_prefixes(client: Any, bucket: str, prefix: str) -> list[str]:
+    names: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        names.extend(str(p["Prefix"])[len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", []))
+    return names
+
+
 class S3Transport:
     """DVC objects under ``s3://{bucket}/{prefix}``, moved with boto3."""
 

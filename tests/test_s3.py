@@ -320,3 +320,15 @@ def test_gc_removes_pruned_objects_from_the_bucket_and_keeps_the_rest(s3_config,
     assert m.verify("v0.2", remote=True) == [] and m.verify("v0.3", remote=True) == []
     usage = disk_usage(both)
     assert usage["total_bytes"] == 100_000 and usage["objects"] == 2
+
+
+def test_the_bucket_s_team_model_prefixes_are_the_registry_s_models(s3_config, seaweed):
+    from cpv_plugins.dvc_s3 import cpv_enumerate_models
+
+    for team, model in (("Vision", "detector-s3"), ("Search", "ranker-s3")):
+        m = ModelsCheckpointsManage(team, model)
+        m.import_model_init()
+        write_model(m.repo_path / "model.bin", 1000)
+        m.upload_model_checkpoint()
+    found = cpv_enumerate_models(s3_config)
+    assert ("Vision", "detector-s3") in found and ("Search", "ranker-s3") in found

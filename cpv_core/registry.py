@@ -1,0 +1,119 @@
+"""The registry view: every team/model the configured remotes hold, with their
+latest versions and stages, read without a workspace.
+
+Models are found by the plugins (``cpv_enumerate_models``: the local default
+scans its repositories, ``dvc-s3`` lists the bucket's ``{team}/{model}/``
+prefixes) and among this machine's workspaces. Each is read from a private,
+bare mirror under ``$CPV_HOME/registry/{team}/{model}`` that the versioning
+backend brings up to date (git: one fetch of the tags and the branch; no
+clone, no checkout, no bytes from storage).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .backends import VersionRecord
+from .config import CPVConfig
+from .errors import CheckpointNotFoundError, CPVError
+from .history import current_stages, parse_selector, select_version
+from .names import validate_name
+from .workspace import META_FILE, Workspace
+
+if TYPE_CHECKING:
+    from .artifacts import CheckpointMetadata
+    from .manager import CheckpointManager
+
+logger = logging.getLogger("cpv")
+
+KINDS = ("model", "data", "checkpoint")
+
+
+@dataclass
+class RegistryEntry:
+    """One team/model as its remote records it."""
+
+    team: str
+    model: str
+    latest: dict[str, str | None] = field(default_factory=dict)
+    stages: dict[str, dict[str, str]] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+    updated: str = ""
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def local_workspaces(config: CPVConfig) -> list[tuple[str, str]]:
+    """``(team, model)`` of every workspace under the workspace root."""
+    root = config.workspace_root()
+    found = []
+    if root.is_dir():
+        for meta in sorted(root.glob(f"*/*/{META_FILE}")):
+            team, model = meta.parts[-4], meta.parts[-3]
+            try:
+                found.append((validate_name(team, "team name"), validate_name(model, "model name")))
+            except CPVError:
+                continue
+    return found
+
+
+def mirror(team: str, model: str, config: CPVConfig) -> Workspace:
+    """A read-only view of ``team/model``'s remote, brought up to date."""
+    ws = Workspace(team, model, config.config_dir / "registry" / team / model, config)
+    ws.versioning.mirror(ws.hosting.remote_url())
+    return ws
+
+
+def describe(ws: Workspace) -> RegistryEntry:
+    """Latest version, version count and current stages of every kind, and the last change."""
+    entry = RegistryEntry(ws.team, ws.model)
+    dates = []
+    for kind in KINDS:
+        records = ws.versioning.list_versions(kind)
+        entry.versions[kind] = len(records)
+        entry.latest[kind] = records[-1].version if records else None
+        events = ws.versioning.list_stage_events(kind)
+        held = current_stages(events)
+        if held:
+            entry.stages[kind] = {stage: str(e.version) for stage, e in held.items()}
+        dates += [r.date for r in records] + [e.date for e in events]
+    entry.updated = max((d for d in dates if d), default="")
+    return entry
+
+
+def registry(config: CPVConfig, plugins: Any) -> list[RegistryEntry]:
+    """Every known team/model with what its remote records (an unreachable one
+    is listed with its error, never hiding the others)."""
+    pairs = sorted(set(plugins.enumerate_models(config)) | set(local_workspaces(config)))
+    entries = []
+    for team, model in pairs:
+        try:
+            entries.append(describe(mirror(team, model, config)))
+        except CPVError as exc:
+            entries.append(RegistryEntry(team, model, error=exc.message))
+    return entries
+
+
+def remote_checkpoints(cls: type[CheckpointManager], team: str, model: str, config: CPVConfig) -> list[CheckpointMetadata]:
+    """Every version of ``cls``'s kind for ``team/model``, read from the remote
+    (no local workspace needed)."""
+    ws = mirror(team, model, config)
+    m = cls(team, model, workspace=ws)
+    return [m.metadata_for(r) for r in ws.versioning.list_versions(m.spec.kind)]
+
+
+def remote_version(cls: type[CheckpointManager], team: str, model: str, selector: str | None, config: CPVConfig) -> CheckpointMetadata:
+    """The version ``selector`` picks, read from the remote (no local workspace needed)."""
+    ws = mirror(team, model, config)
+    m = cls(team, model, workspace=ws)
+    kind = m.spec.kind
+    records: list[VersionRecord] = ws.versioning.list_versions(kind)
+    if not records:
+        raise CheckpointNotFoundError(f"{team}/{model} has no {kind} versions yet", fix=f"upload and tag one first (`cpv {kind} tag`)")
+    chosen = parse_selector(selector)
+    events = ws.versioning.list_stage_events(kind) if isinstance(chosen, str) else []
+    return m.metadata_for(select_version(records, chosen, events, kind, f"{team}/{model}"))
