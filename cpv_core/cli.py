@@ -487,6 +487,90 @@ def init_data(
 # -- model / data groups ---------------------------------------------------------------
 
 
+def add_stage_commands(group: click.Group, kind: str, make: Callable[..., Any]) -> None:
+    """``promote``, ``demote`` and ``stages`` on ``group``, for managers ``make`` builds
+    (model, data and combined checkpoints share them)."""
+
+    @group.command("promote")
+    @click.argument("version", shell_complete=version_completer(kind))
+    @click.option("--stage", required=True, help="The stage (e.g. prod).")
+    @target_options(message_uses_m=True)
+    @click.option("--message", "-m", help="Why (kept in the stage history).")
+    @click.option("--force", is_flag=True, help="Override the stage rules (the override is recorded).")
+    @dry_run_option
+    @json_option
+    @click.pass_obj
+    def promote(
+        ctx: Ctx,
+        version: str,
+        stage: str,
+        team_name: str | None,
+        model_name: str | None,
+        repo_path: str | None,
+        message: str | None,
+        force: bool,
+        dry_run: bool,
+        as_json: bool,
+    ) -> None:
+        """Put VERSION (v1.2, best:loss, another stage ...) into a stage, under the model's stage rules."""
+        m = make(ctx, team_name, model_name, repo_path, dry_run, message=message)
+        event = m.promote(version, stage, message, force=force, dry_run=dry_run)
+        if as_json:
+            emit_json({"kind": kind, "stage": stage, "changed": event is not None, "event": stage_event_row(event) if event else None})
+        elif event is not None:
+            out(f"{stage} {event.version}")
+
+    @group.command("demote")
+    @click.option("--stage", required=True, help="The stage to empty.")
+    @target_options(message_uses_m=True)
+    @click.option("--message", "-m", help="Why (kept in the stage history).")
+    @dry_run_option
+    @json_option
+    @click.pass_obj
+    def demote(
+        ctx: Ctx,
+        stage: str,
+        team_name: str | None,
+        model_name: str | None,
+        repo_path: str | None,
+        message: str | None,
+        dry_run: bool,
+        as_json: bool,
+    ) -> None:
+        """Empty a stage (its version stays, and keeps any other stage)."""
+        m = make(ctx, team_name, model_name, repo_path, dry_run, message=message)
+        event = m.demote(stage, message, dry_run=dry_run)
+        if as_json:
+            emit_json({"kind": kind, "stage": stage, "event": stage_event_row(event) if event else None})
+
+    @group.command("stages")
+    @target_options(message_uses_m=False)
+    @click.option("--history", is_flag=True, help="Every change: who, when, which version, why.")
+    @json_option
+    @click.pass_obj
+    def stages_(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, history: bool, as_json: bool) -> None:
+        """Which version holds each stage now (--history: every change)."""
+        from .history import current_stages
+
+        m = make(ctx, team_name, model_name, repo_path)
+        events = m.stage_history()
+        shown = events if history else list(current_stages(events).values())
+        rows = [stage_event_row(e) for e in shown]
+        if as_json:
+            emit_json({"kind": kind, "team": m.ws.team, "model": m.ws.model, "history" if history else "stages": rows})
+        elif not rows:
+            ctx.echo(f"no {kind} version holds a stage yet")
+        else:
+            render_table(
+                ["stage", "version", "date", "author", "message", *(["#", "forced"] if history else [])],
+                [
+                    [r["stage"], r["version"] or "(emptied)", r["date"][:19], r["author"][:20], r["message"][:40]]
+                    + ([str(r["number"]), "; ".join(r["forced"])] if history else [])
+                    for r in rows
+                ],
+            )
+
+
 def build_kind_group(kind: str) -> click.Group:
     """``cpv model ...`` and ``cpv data ...`` share their shape."""
 
@@ -603,84 +687,11 @@ def build_kind_group(kind: str) -> click.Group:
             rows.sort(key=lambda r: metric_sort_key(r["metrics"], sort_by))
         emit_json({"kind": kind, "team": m.team_name, "model": m.model_name, "versions": rows}) if as_json else print_table(rows, ctx)
 
-    @group.command("promote")
-    @click.argument("version", shell_complete=version_completer(kind))
-    @click.option("--stage", required=True, help="The stage (e.g. prod).")
-    @target_options(message_uses_m=True)
-    @click.option("--message", "-m", help="Why (kept in the stage history).")
-    @click.option("--force", is_flag=True, help="Override the stage rules (the override is recorded).")
-    @dry_run_option
-    @json_option
-    @click.pass_obj
-    def promote(
-        ctx: Ctx,
-        version: str,
-        stage: str,
-        team_name: str | None,
-        model_name: str | None,
-        repo_path: str | None,
-        message: str | None,
-        force: bool,
-        dry_run: bool,
-        as_json: bool,
-    ) -> None:
-        """Put VERSION (v1.2, best:loss, another stage ...) into a stage, under the model's stage rules."""
-        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run, message=message)
-        event = m.promote(version, stage, message, force=force, dry_run=dry_run)
-        if as_json:
-            emit_json({"kind": kind, "stage": stage, "changed": event is not None, "event": stage_event_row(event) if event else None})
-        elif event is not None:
-            out(f"{stage} {event.version}")
-
-    @group.command("demote")
-    @click.option("--stage", required=True, help="The stage to empty.")
-    @target_options(message_uses_m=True)
-    @click.option("--message", "-m", help="Why (kept in the stage history).")
-    @dry_run_option
-    @json_option
-    @click.pass_obj
-    def demote(
-        ctx: Ctx,
-        stage: str,
-        team_name: str | None,
-        model_name: str | None,
-        repo_path: str | None,
-        message: str | None,
-        dry_run: bool,
-        as_json: bool,
-    ) -> None:
-        """Empty a stage (its version stays, and keeps any other stage)."""
-        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run, message=message)
-        event = m.demote(stage, message, dry_run=dry_run)
-        if as_json:
-            emit_json({"kind": kind, "stage": stage, "event": stage_event_row(event) if event else None})
-
-    @group.command("stages")
-    @target_options(message_uses_m=False)
-    @click.option("--history", is_flag=True, help="Every change: who, when, which version, why.")
-    @json_option
-    @click.pass_obj
-    def stages_(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, history: bool, as_json: bool) -> None:
-        """Which version holds each stage now (--history: every change)."""
-        from .history import current_stages
-
-        m = manager(kind, ctx, team_name, model_name, repo_path)
-        events = m.stage_history()
-        shown = events if history else list(current_stages(events).values())
-        rows = [stage_event_row(e) for e in shown]
-        if as_json:
-            emit_json({"kind": kind, "team": m.team_name, "model": m.model_name, "history" if history else "stages": rows})
-        elif not rows:
-            ctx.echo(f"no {kind} version holds a stage yet")
-        else:
-            render_table(
-                ["stage", "version", "date", "author", "message", *(["#", "forced"] if history else [])],
-                [
-                    [r["stage"], r["version"] or "(emptied)", r["date"][:19], r["author"][:20], r["message"][:40]]
-                    + ([str(r["number"]), "; ".join(r["forced"])] if history else [])
-                    for r in rows
-                ],
-            )
+    add_stage_commands(
+        group,
+        kind,
+        lambda ctx, team, model, repo, dry_run=False, message=None: manager(kind, ctx, team, model, repo, dry_run, message=message),
+    )
 
     @group.group("stage-rules")
     def stage_rules() -> None:
@@ -1019,6 +1030,13 @@ def combined(
     return CombinedCheckpointsManage(
         team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo, progress=not ctx.quiet, caller="cli"
     )
+
+
+add_stage_commands(
+    checkpoint_group,
+    "checkpoint",
+    lambda ctx, team, model, repo, dry_run=False, message=None: combined(ctx, team, model, repo, dry_run, message=message),
+)
 
 
 @checkpoint_group.command("create")

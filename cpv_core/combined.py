@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import stages
 from .artifacts import CombinedMetadata
-from .backends import VersionRecord
+from .backends import StageEvent, VersionRecord
 from .errors import VersionExistsError
-from .history import fetch_versions, find_version, parse_tag_arg
-from .kinds import check_kwargs
+from .history import current_stages, fetch_versions, find_version, parse_tag_arg
+from .kinds import KindSpec, check_kwargs
 from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
 from .records import validate_message
 from .revert import revert_targets
@@ -30,6 +31,8 @@ class CombinedCheckpointsManage:
     """
 
     KIND = "checkpoint"
+    #: what stages (:mod:`cpv_core.stages`) need to know of this kind
+    spec = KindSpec("checkpoint", dir_only=False, keeps_name=False)
 
     def __init__(self, team_name: str, model_name: str, repo_path: str | Path | None = None, **kwargs: Any) -> None:
         self.models = ModelsCheckpointsManage(team_name, model_name, repo_path, **kwargs)
@@ -45,6 +48,37 @@ class CombinedCheckpointsManage:
 
     def records(self) -> list[VersionRecord]:
         return self.ws.versioning.list_versions(self.KIND)
+
+    def echo(self, line: str) -> None:
+        self.models.echo(line)
+
+    def plan(self, lines: list[str]) -> list[str]:
+        return self.models.plan(lines)
+
+    def hint(self, *, cli: str, python: str) -> str:
+        return self.models.hint(cli=cli, python=python)
+
+    # -- stages of combined versions (:mod:`cpv_core.stages`) ------------------------------
+    def promote(self, version: str, stage: str, message: str | None = None, **kwargs: Any) -> StageEvent | None:
+        """Put combined version ``version`` (any selector) into ``stage`` under the stage
+        rules; ``force=True`` overrides them (recorded). None when nothing changed."""
+        check_kwargs("promote", kwargs)
+        return stages.promote(
+            self, version, stage, message, force=bool(kwargs.get("force")), dry_run=bool(kwargs.get("dry_run", self.dry_run))
+        )
+
+    def demote(self, stage: str, message: str | None = None, **kwargs: Any) -> StageEvent | None:
+        """Empty ``stage`` of the combined versions."""
+        check_kwargs("demote", kwargs)
+        return stages.demote(self, stage, message, dry_run=bool(kwargs.get("dry_run", self.dry_run)))
+
+    def stages(self) -> dict[str, str]:
+        """Stage -> the combined version holding it now (after fetching the remote)."""
+        return {stage: str(e.version) for stage, e in current_stages(stages.stage_events(self, fetch=True)).items()}
+
+    def stage_history(self, stage: str | None = None) -> list[StageEvent]:
+        """Every change of every stage of the combined versions (or of ``stage``)."""
+        return [e for e in stages.stage_events(self, fetch=True) if stage is None or e.stage == stage]
 
     def find(self, tag: str | None, *, fetch: bool = True) -> VersionRecord:
         return find_version(

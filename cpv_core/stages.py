@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .backends import PushRejected, StageEvent, VersionRecord
 from .errors import CheckpointNotFoundError, ValidationError, VersionExistsError
@@ -23,16 +23,35 @@ from .stage_rules import RULES_FILE, StageRules, check_stage_name, parse_rules
 from .trust import visible
 
 if TYPE_CHECKING:
-    from .manager import CheckpointManager
+    from .kinds import KindSpec
+    from .workspace import Workspace
 
 
-def read_rules(mgr: CheckpointManager, rev: str = "HEAD") -> StageRules:
+class StageSubject(Protocol):
+    """What stages need of a manager: model, data and combined managers all qualify."""
+
+    @property
+    def ws(self) -> Workspace: ...
+
+    @property
+    def spec(self) -> KindSpec: ...
+
+    def find(self, tag: str | None, *, fetch: bool = True) -> VersionRecord: ...
+
+    def echo(self, line: str) -> None: ...
+
+    def plan(self, lines: list[str]) -> list[str]: ...
+
+    def hint(self, *, cli: str, python: str) -> str: ...
+
+
+def read_rules(mgr: StageSubject, rev: str = "HEAD") -> StageRules:
     """The stage rules committed at ``rev`` (none: any stage, no conditions)."""
     raw = mgr.ws.versioning.read_file(rev, RULES_FILE)
     return parse_rules(raw, RULES_FILE) if raw else StageRules()
 
 
-def stage_events(mgr: CheckpointManager, *, fetch: bool) -> list[StageEvent]:
+def stage_events(mgr: StageSubject, *, fetch: bool) -> list[StageEvent]:
     """Every stage change of this kind (fetched first when ``fetch``; offline: the known ones)."""
     mgr.ws.require_initialized()
     mgr.ws.repair()
@@ -41,7 +60,7 @@ def stage_events(mgr: CheckpointManager, *, fetch: bool) -> list[StageEvent]:
     return mgr.ws.versioning.list_stage_events(mgr.spec.kind)
 
 
-def promote(mgr: CheckpointManager, selector: str, stage: str, message: str | None, *, force: bool, dry_run: bool) -> StageEvent | None:
+def promote(mgr: StageSubject, selector: str, stage: str, message: str | None, *, force: bool, dry_run: bool) -> StageEvent | None:
     """Put the version ``selector`` names into ``stage``, under the rules (``force``:
     override them; the override is recorded). Returns the new record; None on a dry
     run or when the version already holds the stage."""
@@ -72,7 +91,7 @@ def promote(mgr: CheckpointManager, selector: str, stage: str, message: str | No
         return change_stage(mgr, events, stage, record, message, problems, dry_run=dry_run)
 
 
-def demote(mgr: CheckpointManager, stage: str, message: str | None, *, dry_run: bool) -> StageEvent | None:
+def demote(mgr: StageSubject, stage: str, message: str | None, *, dry_run: bool) -> StageEvent | None:
     """Empty ``stage`` (its version keeps every other stage it holds)."""
     stage = check_stage_name(stage)
     message = validate_message(message)
@@ -90,7 +109,7 @@ def demote(mgr: CheckpointManager, stage: str, message: str | None, *, dry_run: 
 
 
 def change_stage(
-    mgr: CheckpointManager,
+    mgr: StageSubject,
     events: Sequence[StageEvent],
     stage: str,
     record: VersionRecord,
@@ -132,7 +151,7 @@ def change_stage(
     return event
 
 
-def set_rules(mgr: CheckpointManager, raw: bytes, *, dry_run: bool) -> StageRules:
+def set_rules(mgr: StageSubject, raw: bytes, *, dry_run: bool) -> StageRules:
     """Check stage rules, then commit them as ``.cpv/stages.json`` and push."""
     rules = parse_rules(raw, "the rules file")
     ws = mgr.ws

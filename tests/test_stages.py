@@ -179,3 +179,25 @@ def test_rules_parsing_takes_any_json_and_only_raises_validation_errors(value):
     except ValidationError:
         return
     assert parse_rules(json.dumps(rules.to_dict())) == rules
+
+
+def test_combined_checkpoints_have_stages_too(cpv_home, tmp_path):
+    from cpv_core import CombinedCheckpointsManage, DataCheckpointsManage
+
+    from .helpers import write_data_dir
+
+    m = ModelsCheckpointsManage(TEAM, MODEL)
+    m.import_model_init()
+    src = tmp_path / "dataset"
+    write_data_dir(src)
+    DataCheckpointsManage(TEAM, MODEL).upload_data_checkpoint(data_path=src)
+    write_model(m.repo_path / "model.bin", 1000, seed=1)
+    m.upload_model_checkpoint(metrics={"wer": 0.04})
+    c = CombinedCheckpointsManage(TEAM, MODEL)
+    c.tag_model_and_data()
+    assert c.promote("v0.1", "prod") is not None
+    assert c.stages() == {"prod": "v0.1"}
+    assert json.loads(cpv("checkpoint", "stages", "--json", *T).stdout)["stages"][0]["version"] == "v0.1"
+    cpv("checkpoint", "demote", "--stage", "prod", "-m", "retired", *T)
+    assert c.stages() == {} and c.stage_history("prod")[-1].message == "retired"
+    assert m.stages() == {}  # the model's own stages are a separate sequence
