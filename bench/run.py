@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -280,22 +281,33 @@ def scenario_data_reupload(b: Bench, nfiles: int) -> None:
     b.record(f"re-upload 1 of {nfiles} files", cpv_times, base_times, "<= 1.0 and <= 1.5 s")
 
 
-def scenario_list(b: Bench, nversions: int) -> None:
-    ws = b.workspace("bench", f"list-{nversions}")
-    (ws / "model.bin").write_bytes(b"x")
-    b.cpv("model", "upload", "--metrics", '{"loss": 1.0}', cwd=ws)
-    # create the versions directly with git (annotated tags with cpv metadata), then publish once
+def tag_tools(ws: Path) -> tuple[Any, str]:
+    """cpv's tag-message encoder and the workspace's HEAD: what a fast-import batch of
+    versions (annotated tags with cpv metadata) is written with."""
     sys.path.insert(0, str(ROOT))
     from cpv_plugins.git_tags import encode_message
 
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws, capture_output=True, text=True, check=True).stdout.strip()
+    return encode_message, head
+
+
+def publish_tags(b: Bench, ws: Path, batch: str) -> None:
+    """Create the tags of a fast-import ``batch`` directly with git, then publish them in one push."""
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=ws, input=batch.encode(), check=True)
+    subprocess.run(["git", "push", "-q", "origin", "--tags"], cwd=ws, check=True, env=b.env)
+
+
+def scenario_list(b: Bench, nversions: int) -> None:
+    ws = b.workspace("bench", f"list-{nversions}")
+    (ws / "model.bin").write_bytes(b"x")
+    b.cpv("model", "upload", "--metrics", '{"loss": 1.0}', cwd=ws)
+    encode_message, head = tag_tools(ws)
     batch = "".join(
         f"tag model/v0.{i}\nfrom {head}\ntagger Bench <b@example.com> {1700000000 + i} +0000\n"
         f"data <<EOT\n{encode_message(f'run {i}', {'metrics': {'loss': 1 / i, 'acc': i / nversions}, 'size': 1, 'digest': 'md5:x'})}EOT\n\n"
         for i in range(1, nversions + 1)
     )
-    subprocess.run(["git", "fast-import", "--quiet"], cwd=ws, input=batch.encode(), check=True)
-    subprocess.run(["git", "push", "-q", "origin", "--tags"], cwd=ws, check=True, env=b.env)
+    publish_tags(b, ws, batch)
     cpv_times, base_times = [], []
     for _ in range(b.reps):
         base_times.append(run_measured(["git", "tag", "-l"], b.env, cwd=ws)[0])
@@ -308,10 +320,7 @@ def scenario_stages(b: Bench, nversions: int, nchanges: int) -> None:
     ws = b.workspace("bench", f"stages-{nversions}")
     (ws / "model.bin").write_bytes(b"x")
     b.cpv("model", "upload", "--metrics", '{"loss": 1.0}', cwd=ws)
-    sys.path.insert(0, str(ROOT))
-    from cpv_plugins.git_tags import encode_message
-
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws, capture_output=True, text=True, check=True).stdout.strip()
+    encode_message, head = tag_tools(ws)
     versions = "".join(
         f"tag model/v0.{i}\nfrom {head}\ntagger Bench <b@example.com> {1700000000 + i} +0000\n"
         f"data <<EOT\n{encode_message('', {'metrics': {'loss': 1 / i}, 'size': 1, 'digest': 'md5:x'})}EOT\n\n"
@@ -323,8 +332,7 @@ def scenario_stages(b: Bench, nversions: int, nchanges: int) -> None:
         f"data <<EOT\n{encode_message(f'change {i}', {'action': 'promote', 'version': f'v0.{i % nversions + 1}'})}EOT\n\n"
         for i in range(nchanges)
     )
-    subprocess.run(["git", "fast-import", "--quiet"], cwd=ws, input=(versions + changes).encode(), check=True)
-    subprocess.run(["git", "push", "-q", "origin", "--tags"], cwd=ws, check=True, env=b.env)
+    publish_tags(b, ws, versions + changes)
     for args, label in ((["model", "stages", "--json"], "stages"), (["model", "stages", "--history", "--json"], "stages --history")):
         cpv_times, base_times = [], []
         for _ in range(b.reps):

@@ -11,7 +11,8 @@ recorded with the change.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Protocol
 
 from .backends import PushRejected, StageEvent, VersionRecord
@@ -60,17 +61,24 @@ def stage_events(mgr: StageSubject, *, fetch: bool) -> list[StageEvent]:
     return mgr.ws.versioning.list_stage_events(mgr.spec.kind)
 
 
+@contextmanager
+def stage_change_view(mgr: StageSubject, *, dry_run: bool) -> Iterator[None]:
+    """Hold the workspace lock over a stage change, decided against the remote's
+    current view (fetched first; a dry run fetches nothing)."""
+    mgr.ws.require_initialized()
+    with mgr.ws.lock():
+        if not dry_run:
+            fetch_versions(mgr.ws, required=True)
+        yield
+
+
 def promote(mgr: StageSubject, selector: str, stage: str, message: str | None, *, force: bool, dry_run: bool) -> StageEvent | None:
     """Put the version ``selector`` names into ``stage``, under the rules (``force``:
     override them; the override is recorded). Returns the new record; None on a dry
     run or when the version already holds the stage."""
-    stage = check_stage_name(stage)
-    message = validate_message(message)
+    stage, message = check_stage_name(stage), validate_message(message)
     ws, kind = mgr.ws, mgr.spec.kind
-    ws.require_initialized()
-    with ws.lock():
-        if not dry_run:
-            fetch_versions(ws, required=True)  # a stage is decided against the remote's view
+    with stage_change_view(mgr, dry_run=dry_run):
         record = mgr.find(selector, fetch=False)
         rules = read_rules(mgr)
         rules.check_stage(stage)
@@ -93,13 +101,9 @@ def promote(mgr: StageSubject, selector: str, stage: str, message: str | None, *
 
 def demote(mgr: StageSubject, stage: str, message: str | None, *, dry_run: bool) -> StageEvent | None:
     """Empty ``stage`` (its version keeps every other stage it holds)."""
-    stage = check_stage_name(stage)
-    message = validate_message(message)
+    stage, message = check_stage_name(stage), validate_message(message)
     ws, kind = mgr.ws, mgr.spec.kind
-    ws.require_initialized()
-    with ws.lock():
-        if not dry_run:
-            fetch_versions(ws, required=True)
+    with stage_change_view(mgr, dry_run=dry_run):
         events = ws.versioning.list_stage_events(kind)
         holder = current_stages(events).get(stage)
         if holder is None:

@@ -148,16 +148,7 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
                 mgr.echo("the message was not recorded: it would describe no change (tag the version to give it one)")
             ws.versioning.push_branch()
             ws.set_content_base(mgr.target, artifact.digest)
-            return UploadResult(
-                kind=mgr.spec.kind,
-                path=str(dest),
-                commit=ws.versioning.head(),
-                digest=artifact.digest,
-                size=artifact.size,
-                nfiles=artifact.nfiles,
-                metrics={},
-                changed=False,
-            )
+            return stored_result(mgr.spec.kind, dest, ws.versioning.head(), artifact, {}, changed=False)
         record = make_record(
             mgr.spec.kind,
             "upload",
@@ -189,16 +180,7 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
                 ws.set_content_base(mgr.target, base_before)
             raise
         mgr.echo(f"uploaded {mgr.target} ({human_bytes(artifact.size)}) as {commit[:10]}")
-        return UploadResult(
-            kind=mgr.spec.kind,
-            path=str(dest),
-            commit=commit,
-            digest=artifact.digest,
-            size=artifact.size,
-            nfiles=artifact.nfiles,
-            metrics=clean_metrics,
-            changed=changed,
-        )
+        return stored_result(mgr.spec.kind, dest, commit, artifact, clean_metrics, changed=changed)
 
 
 def upload_moved(
@@ -257,6 +239,13 @@ def upload_moved(
     mgr.echo(f"uploaded {rel} ({human_bytes(artifact.size)}) as {commit[:10]}; the {kind} is now {rel}, not {old}")
     if kept:
         mgr.echo(f"{old} was left in the workspace: it has changes that were never uploaded (delete it when you no longer need it)")
+    return stored_result(kind, dest, commit, artifact, metrics, changed=True)
+
+
+def stored_result(
+    kind: str, dest: Path, commit: str | None, artifact: TrackedArtifact, metrics: dict[str, Any], *, changed: bool
+) -> UploadResult:
+    """What an upload that stored ``artifact`` at ``dest`` returns."""
     return UploadResult(
         kind=kind,
         path=str(dest),
@@ -265,7 +254,7 @@ def upload_moved(
         size=artifact.size,
         nfiles=artifact.nfiles,
         metrics=metrics,
-        changed=True,
+        changed=changed,
     )
 
 

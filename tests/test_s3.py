@@ -172,26 +172,31 @@ def test_aws_provider_environment_names_files_not_secrets(s3_config):
 
 def test_plain_dvc_can_pull_what_cpv_pushed(s3_config, seaweed, tmp_path):
     """What lands on S3 is a valid DVC remote."""
-    import os
-    import sys
 
     m = ModelsCheckpointsManage("AI-Convo", "plain-dvc")
     m.import_model_init()
     data = write_model(m.repo_path / "model.bin", 12345)
     m.upload_model_checkpoint()
     m.tag_model_checkpoint()
-    clone = tmp_path / "clone"
+    clone = plain_dvc_pull(m, "model/v0.1", tmp_path / "clone", s3_config, seaweed)
+    assert (clone / "model.bin").read_bytes() == data
+
+
+def plain_dvc_pull(m: ModelsCheckpointsManage, tag: str, clone: Path, s3_config, seaweed) -> Path:
+    """What a plain git + DVC user does: clone the repository, check out ``tag``, ``dvc pull``."""
+    import os
+    import sys
+
     subprocess.run(["git", "clone", "-q", str(m.ws.hosting.remote_url()), str(clone)], check=True)
-    subprocess.run(["git", "checkout", "-q", "model/v0.1"], cwd=clone, check=True)
+    subprocess.run(["git", "checkout", "-q", tag], cwd=clone, check=True)
     env = dict(
         os.environ,
         AWS_SHARED_CREDENTIALS_FILE=s3_config.get_config("aws.credential_path"),
         AWS_PROFILE="cpv-test",
         AWS_ENDPOINT_URL_S3=seaweed.endpoint,
     )
-    dvc = [sys.executable, "-m", "dvc"]
-    subprocess.run([*dvc, "pull", "-q"], cwd=clone, check=True, env=env, capture_output=True)
-    assert (clone / "model.bin").read_bytes() == data
+    subprocess.run([sys.executable, "-m", "dvc", "pull", "-q"], cwd=clone, check=True, env=env, capture_output=True)
+    return clone
 
 
 def _run_in_pty(cmd: list[str], cwd: Path) -> str:
@@ -265,8 +270,6 @@ def test_dvc_agrees_with_what_cpv_tracked(s3_config):
 
 
 def test_a_directory_model_over_s3_reaches_a_teammate_and_plain_dvc(s3_config, seaweed, tmp_path):
-    import os
-    import sys
 
     from .test_model_forms import SHARDS, read_tree, write_hf_model
 
@@ -286,16 +289,7 @@ def test_a_directory_model_over_s3_reaches_a_teammate_and_plain_dvc(s3_config, s
     got = b.download_model_checkpoint("v0.1", output_dir=tmp_path / "out")
     assert Path(got.model_path).name == "whisper-hf" and read_tree(Path(got.model_path)) == files
 
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(a.ws.hosting.remote_url()), str(clone)], check=True)
-    subprocess.run(["git", "checkout", "-q", "model/v0.1"], cwd=clone, check=True)
-    env = dict(
-        os.environ,
-        AWS_SHARED_CREDENTIALS_FILE=s3_config.get_config("aws.credential_path"),
-        AWS_PROFILE="cpv-test",
-        AWS_ENDPOINT_URL_S3=seaweed.endpoint,
-    )
-    subprocess.run([sys.executable, "-m", "dvc", "pull", "-q"], cwd=clone, check=True, env=env, capture_output=True)
+    clone = plain_dvc_pull(a, "model/v0.1", tmp_path / "clone", s3_config, seaweed)
     assert read_tree(clone / "whisper-hf") == files
 
 
