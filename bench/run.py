@@ -333,7 +333,12 @@ def scenario_stages(b: Bench, nversions: int, nchanges: int) -> None:
         for i in range(nchanges)
     )
     publish_tags(b, ws, versions + changes)
-    for args, label in ((["model", "stages", "--json"], "stages"), (["model", "stages", "--history", "--json"], "stages --history")):
+    commands = (
+        (["model", "stages", "--json"], "stages"),
+        (["model", "stages", "--history", "--json"], "stages --history"),
+        (["registry", "--json"], "registry (no workspace needed)"),
+    )
+    for args, label in commands:
         cpv_times, base_times = [], []
         for _ in range(b.reps):
             base_times.append(run_measured(["git", "for-each-ref", "refs/tags/stage/"], b.env, cwd=ws)[0])

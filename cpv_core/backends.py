@@ -402,6 +402,10 @@ class VersioningBackend(Protocol):
         """Record, in one atomic publish, that ``records``' content was removed from
         storage (the versions stay in the history, marked)."""
 
+    def delete_versions(self, kind: str, records: Sequence[VersionRecord]) -> None:
+        """Remove versions from the history, on the remote and here, in one atomic publish
+        (``cpv gc --delete-versions``: their content is gone and the team chose to forget them)."""
+
     def pruned_versions(self, kind: str) -> dict[str, str]:
         """Version -> ISO-8601 date its content was removed, for every pruned version of ``kind``."""
 

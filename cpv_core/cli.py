@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
-from .errors import CPVError, ValidationError
+from .errors import CheckpointNotFoundError, CPVError, ValidationError
 from .metrics import flatten_metrics, format_metrics, format_value
 from .progress import human_bytes
 from .stage_rules import parse_gate
@@ -906,6 +906,8 @@ cli.add_command(registry_cmd, "models")
 @click.option("--keep-stages", is_flag=True, help="Keep the versions holding a stage now.")
 @click.option("--keep", "keep", multiple=True, metavar="VERSION", help="Keep this version (v1.0, best:loss, prod); repeatable.")
 @click.option("--grace", type=float, default=24.0, show_default=True, help="Never delete objects written within this many hours.")
+@click.option("--delete-versions", is_flag=True, help="Remove pruned versions from the history instead of marking them.")
+@click.option("--all", "all_models", is_flag=True, help="Every model of the team that has a workspace on this machine.")
 @dry_run_option
 @json_option
 @click.pass_obj
@@ -918,26 +920,50 @@ def gc_cmd(
     keep_stages: bool,
     keep: tuple[str, ...],
     grace: float,
+    delete_versions: bool,
+    all_models: bool,
     dry_run: bool,
     as_json: bool,
 ) -> None:
     """Remove from the storage remote the content no kept version uses (safe on a shared remote)."""
+    from .config import CPVConfig
+    from .registry import local_workspaces
     from .retention import RetentionPolicy, collect_garbage
 
-    model = manager("model", ctx, team_name, model_name, repo_path, dry_run)
-    data = manager("data", ctx, team_name, model_name, repo_path, dry_run)
-    policy = RetentionPolicy(keep_last=keep_last, keep_stages=keep_stages, keep=keep, grace_hours=grace)
-    result = collect_garbage([model, data], policy, dry_run=dry_run)
+    policy = RetentionPolicy(keep_last=keep_last, keep_stages=keep_stages, keep=keep, grace_hours=grace, delete_versions=delete_versions)
+    policy.check()
+    if all_models:
+        if model_name or repo_path:
+            raise ValidationError("--all takes a team, not a model", fix="pass -t TEAM with --all, or --model-name without it")
+        team = team_name or resolve_target(None, None, None)[0]
+        targets: list[tuple[str | None, str | None]] = [(team, model) for t, model in local_workspaces(CPVConfig()) if t == team]
+        if not targets:
+            raise CheckpointNotFoundError(
+                f"no workspace of team {team} on this machine", fix=f"run `cpv init model -t {team} -m MODEL` first"
+            )
+    else:
+        targets = [(team_name, model_name)]
+    results = {}
+    for target_team, target_model in targets:
+        both = [manager(kind, ctx, target_team, target_model, None if all_models else repo_path, dry_run) for kind in ("model", "data")]
+        result = collect_garbage(both, policy, dry_run=dry_run)
+        results[f"{both[0].team_name}/{both[0].model_name}"] = result
     if as_json:
-        emit_json(result.to_dict())
+        emit_json(next(iter(results.values())).to_dict() if not all_models else {name: r.to_dict() for name, r in results.items()})
         return
     prefix = "[dry-run] would " if dry_run else ""
-    for kind in ("model", "data"):
-        out(f"{kind}: keep {', '.join(result.kept.get(kind, [])) or 'none'}; prune {', '.join(result.pruned.get(kind, [])) or 'none'}")
-    out(
-        f"{prefix}delete {len(result.deleted)} object(s), {human_bytes(result.freed)} freed"
-        + (f"; {result.spared_young} younger than {grace:g} h spared" if result.spared_young else "")
-    )
+    for name, result in results.items():
+        if all_models:
+            out(f"{name}:")
+        for kind in ("model", "data"):
+            out(f"{kind}: keep {', '.join(result.kept.get(kind, [])) or 'none'}; prune {', '.join(result.pruned.get(kind, [])) or 'none'}")
+        out(
+            f"{prefix}delete {len(result.deleted)} object(s), {human_bytes(result.freed)} freed"
+            + (f"; {result.spared_young} younger than {grace:g} h spared" if result.spared_young else "")
+        )
+        for kind, versions in result.deleted_versions.items():
+            if versions:
+                out(f"{kind} versions removed from the history: {', '.join(versions)}")
 
 
 @cli.command("du")

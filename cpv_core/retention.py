@@ -38,12 +38,15 @@ class RetentionPolicy:
     :param keep: selectors of versions to keep (``v1.0``, ``best:loss``, ``prod``),
         looked up in each kind.
     :param grace_hours: objects written more recently are never deleted.
+    :param delete_versions: remove pruned versions from the history instead of
+        marking them (a version a combined checkpoint names is only marked).
     """
 
     keep_last: int | None = None
     keep_stages: bool = False
     keep: tuple[str, ...] = ()
     grace_hours: float = 24.0
+    delete_versions: bool = False
 
     def check(self) -> None:
         if self.keep_last is None and not self.keep_stages and not self.keep:
@@ -69,6 +72,7 @@ class GcResult:
     freed: int = 0
     spared_young: int = 0
     dry_run: bool = False
+    deleted_versions: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +81,7 @@ class GcResult:
             "deleted_objects": len(self.deleted),
             "freed_bytes": self.freed,
             "spared_young_objects": self.spared_young,
+            "deleted_versions": self.deleted_versions,
             "dry_run": self.dry_run,
         }
 
@@ -169,6 +174,13 @@ def collect_garbage(managers: Sequence[CheckpointManager], policy: RetentionPoli
             if records:
                 ws.versioning.mark_pruned(kind, records, PRUNED_NOTE)
         ws.storage.delete_objects(result.deleted)
+        if policy.delete_versions:
+            combined = ws.versioning.list_versions("checkpoint")
+            for kind, records in to_mark.items():
+                named = {str(c.metadata.get(kind)) for c in combined}  # a combined version must keep naming them
+                doomed_versions = [r for r in records if r.version not in named]
+                ws.versioning.delete_versions(kind, doomed_versions)
+                result.deleted_versions[kind] = [r.version for r in doomed_versions]
     return result
 
 

@@ -257,6 +257,22 @@ class VersioningBackendContract:
         (seen,) = bob.ws.versioning.list_stage_events("model")
         assert (seen.number, seen.version, seen.author) == (1, "v0.1", event.author)
 
+    def test_pruned_versions_are_marked_or_deleted_for_everyone(
+        self, pair: tuple[ModelsCheckpointsManage, ModelsCheckpointsManage]
+    ) -> None:
+        alice, bob = pair
+        for _ in range(2):
+            (alice.repo_path / "model.bin").write_bytes(os.urandom(2000))
+            alice.upload_model_checkpoint()
+            alice.tag_model_checkpoint()
+        first, second = alice.ws.versioning.list_versions("model")
+        alice.ws.versioning.mark_pruned("model", [first], "gone")
+        alice.ws.versioning.mark_pruned("model", [first], "gone")  # twice is once
+        alice.ws.versioning.delete_versions("model", [second])
+        bob.ws.versioning.fetch()
+        assert list(bob.ws.versioning.pruned_versions("model")) == [first.version]
+        assert [r.version for r in bob.ws.versioning.list_versions("model")] == [first.version]
+
     def test_the_private_directory_is_beyond_any_commit(self, pair: tuple[ModelsCheckpointsManage, ModelsCheckpointsManage]) -> None:
         alice, _ = pair
         private = alice.ws.versioning.private_dir()

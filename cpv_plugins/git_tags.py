@@ -712,6 +712,18 @@ class GitTagsVersioning:
             self._run("remove the local markers", "tag", "--delete", "--end-of-options", *names)
             self.fetch()  # someone marked them meanwhile: theirs stand
 
+    def delete_versions(self, kind: str, records: Sequence[VersionRecord]) -> None:
+        """Remove the version tags on the remote (one atomic push of deletions, each
+        under a lease on the tag's current object, so a replaced tag is never removed),
+        then locally."""
+        if not records:
+            return
+        leases = [f"--force-with-lease={r.ref}:{self._ref_oid(r.ref)}" for r in records]
+        self._push([f":{r.ref}" for r in records], atomic=True, options=leases)
+        self._run(
+            "delete the local version tags", "tag", "--delete", "--end-of-options", *(r.ref.removeprefix("refs/tags/") for r in records)
+        )
+
     def pruned_versions(self, kind: str) -> dict[str, str]:
         out = self._run(
             "list pruned versions", "for-each-ref", f"--format={_REF_FORMAT}", f"refs/tags/pruned/{kind}/", stdout_as_string=False

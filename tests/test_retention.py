@@ -129,3 +129,23 @@ def test_du_shows_bytes_per_version_and_the_total(m, cpv_home):
     assert "VERSION" in out and "total on the remote: 14.6 KiB in 5 object(s)" in out
     usage = json.loads(cpv("du", "--json", *T).stdout)
     assert [r["size"] for r in usage["versions"]] == [3000] * 5 and usage["unreferenced_bytes"] == 0
+
+
+def test_delete_versions_removes_pruned_versions_from_the_history(m, cpv_home):
+    out = cpv("gc", "--keep-last", "2", "--keep-stages", "--grace", "0", "--delete-versions", *T).stdout
+    assert "model versions removed from the history: v0.1, v0.3" in out
+    assert m.read_checkpoint_tag() == ["v0.2", "v0.4", "v0.5"]
+    assert git(bare(cpv_home), "tag", "-l", "model/*").split() == ["model/v0.2", "model/v0.4", "model/v0.5"]
+
+
+def test_gc_all_takes_every_model_of_the_team_with_a_workspace_here(m, cpv_home):
+    other = ModelsCheckpointsManage(TEAM, "second")
+    other.import_model_init()
+    for seed in (1, 2):
+        write_model(other.repo_path / "model.bin", 2000, seed=seed)
+        other.upload_model_checkpoint()
+        other.tag_model_checkpoint()
+    result = json.loads(cpv("gc", "--all", "-t", TEAM, "--keep-last", "1", "--grace", "0", "--json").stdout)
+    assert result[f"{TEAM}/second"]["pruned"]["model"] == ["v0.1"]
+    assert result[f"{TEAM}/{MODEL}"]["pruned"]["model"] == ["v0.1", "v0.3", "v0.4"]  # v0.2 holds prod
+    assert cpv("gc", "--all", "-t", "Nobody", "--keep-last", "1", expect=8).output.count("no workspace of team Nobody") == 1
