@@ -68,6 +68,8 @@ def target_for_source(mgr: CheckpointManager, source: Path) -> str:
         return current
     inside = mgr.ws.path in source.parents
     rel = check_target_rel(source.relative_to(mgr.ws.path).as_posix() if inside else source.name, f"{mgr.spec.kind} path")
+    if rel == current:
+        return current  # a new version of the model under the name it has: it replaces the workspace's copy
     for kind in DEFAULT_FILES:
         other = mgr.ws.file_for(kind)
         if kind != mgr.spec.kind and (rel == other or rel.startswith(f"{other}/") or other.startswith(f"{rel}/")):

@@ -263,3 +263,13 @@ def test_a_nested_directory_model_downloads_reverts_and_verifies(m, tmp_path):
     m.upload_model_checkpoint()
     m.revert_model_checkpoint("v0.1")
     assert read_tree(m.repo_path / "checkpoints" / "best") == files
+
+
+def test_uploading_from_elsewhere_under_the_current_name_replaces_the_workspace_copy(m, tmp_path):
+    """The common loop: training writes runs/ckpt.pt, each epoch uploads it."""
+    src = tmp_path / "runs" / "ckpt.pt"
+    for seed in (1, 2):
+        data = write_model(src, 2000, seed=seed)
+        m.upload_model_checkpoint(model_path=src)
+        assert (m.repo_path / "ckpt.pt").read_bytes() == data
+    assert m.target == "ckpt.pt"
