@@ -40,6 +40,7 @@ from .errors import (  # noqa: E402
 from .versions import Version  # noqa: E402
 
 if TYPE_CHECKING:
+    from .checkpointer import Checkpointer
     from .combined import CombinedCheckpointsManage
     from .config import CPVConfig
     from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
@@ -49,6 +50,7 @@ _LAZY = {
     "ModelsCheckpointsManage": "model_data",
     "DataCheckpointsManage": "model_data",
     "CombinedCheckpointsManage": "combined",
+    "Checkpointer": "checkpointer",
 }
 
 
@@ -67,6 +69,7 @@ __all__ = [
     "ModelsCheckpointsManage",
     "DataCheckpointsManage",
     "CombinedCheckpointsManage",
+    "Checkpointer",
     "ModelArtifacts",
     "DataArtifacts",
     "CheckpointMetadata",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,12 @@ def test_experiment_tracking():
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "examples").glob("*.py")))
 def test_every_example_script_is_tested(script):
     assert script in Path(__file__).read_text().replace("test_every_example", "")
+
+
+def test_training_loop():
+    out = run_example("training_loop.py")
+    assert "epoch 5: loss=0.1667 saved" in out
+    uploaded, superseded = (int(n) for n in re.search(r"uploaded (\d+) checkpoint\(s\) \((\d+) replaced", out).groups())
+    assert uploaded + superseded == 6 and uploaded >= 2  # the first and the newest always go
+    tagged = re.search(r"tagged (.*)", out).group(1).split(", ")
+    assert f"best: {tagged[-1]} loss=0.1667" in out  # the last epoch improved: its version is the best
