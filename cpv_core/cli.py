@@ -863,6 +863,23 @@ def diff_cmd(
     for change in ("added", "removed", "changed"):
         for name in d["files"][change]:
             out(f"  {change:8} {visible(name)}")
+    for name, t in d.get("tensors", {}).items():
+        out(
+            f"  tensors of {visible(name)}: {len(t['changed'])} changed, {len(t['added'])} added, {len(t['removed'])} removed, "
+            f"{len(t['reshaped'])} reshaped, {t['unchanged']} unchanged"
+        )
+        for c in t["changed"]:
+            how = (
+                "bytes differ"
+                if c["max_abs"] is None
+                else f"max-abs {c['max_abs']:.3g}, rel-L2 " + ("n/a" if c["rel_l2"] is None else f"{c['rel_l2']:.3g}")
+            )
+            out(f"    changed   {visible(c['name'])} ({how})")
+        for r in t["reshaped"]:
+            out(f"    reshaped  {visible(r['name'])} {r['a']['dtype']}{r['a']['shape']} -> {r['b']['dtype']}{r['b']['shape']}")
+        for label in ("added", "removed"):
+            for tensor in t[label]:
+                out(f"    {label:9} {visible(tensor)}")
 
 
 @cli.command("registry")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import tensor_diff
 from .artifacts import CheckpointMetadata
 from .backends import VersionRecord
 from .errors import CheckpointNotFoundError
@@ -35,7 +38,7 @@ def diff(mgr: CheckpointManager, version_a: str, version_b: str) -> dict[str, An
         "removed": sorted(set(a) - set(b)),
         "changed": sorted(k for k in set(a) & set(b) if a[k] != b[k]),
     }
-    return {
+    result = {
         "kind": mgr.spec.kind,
         "a": meta_a.version,
         "b": meta_b.version,
@@ -44,6 +47,36 @@ def diff(mgr: CheckpointManager, version_a: str, version_b: str) -> dict[str, An
         "size": {"a": meta_a.size, "b": meta_b.size, "delta": meta_b.size - meta_a.size},
         "files": files,
     }
+    tensor_files = [f for f in (*files["added"], *files["removed"], *files["changed"]) if f.endswith(tensor_diff.SUFFIX)]
+    if tensor_files and tensor_diff.available():
+        result["tensors"] = diff_tensors(mgr, (rec_a, a), (rec_b, b), sorted(tensor_files))
+    return result
+
+
+def diff_tensors(
+    mgr: CheckpointManager, side_a: tuple[VersionRecord, dict[str, str]], side_b: tuple[VersionRecord, dict[str, str]], names: list[str]
+) -> dict[str, Any]:
+    """Per safetensors file that differs: its tensors added, removed, reshaped, changed
+    (max-abs, relative L2) and unchanged. Each side's file is fetched into a scratch
+    directory (verified, as any download), compared, and removed."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="cpv-tensors-") as scratch:
+        paths: dict[tuple[int, str], Path | None] = {}
+        for index, (record, files) in enumerate((side_a, side_b)):
+            target = mgr.target_at(record.ref)
+            pointer = mgr.pointer(record.ref)
+            for name in names:
+                if name not in files or pointer is None:
+                    paths[(index, name)] = None
+                    continue
+                source = target if "" in mgr.ws.storage.manifest(record.ref, target, pointer) else f"{target}/{name}"
+                dest = Path(scratch) / str(index) / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                mgr.ws.storage.materialize(record.ref, source, pointer, dest)
+                paths[(index, name)] = dest
+        for name in names:
+            out[name] = tensor_diff.diff_files(paths[(0, name)], paths[(1, name)]).to_dict()
+    return out
 
 
 def files_of(mgr: CheckpointManager, rev: str) -> dict[str, str]:
