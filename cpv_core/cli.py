@@ -864,6 +864,9 @@ def diff_cmd(
         for name in d["files"][change]:
             out(f"  {change:8} {visible(name)}")
     for name, t in d.get("tensors", {}).items():
+        if "error" in t:
+            out(f"  tensors of {visible(name)}: not compared ({visible(t['error'])})")
+            continue
         out(
             f"  tensors of {visible(name)}: {len(t['changed'])} changed, {len(t['added'])} added, {len(t['removed'])} removed, "
             f"{len(t['reshaped'])} reshaped, {t['unchanged']} unchanged"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from . import tensor_diff
 from .artifacts import CheckpointMetadata
 from .backends import VersionRecord
-from .errors import CheckpointNotFoundError
+from .errors import CheckpointNotFoundError, ValidationError
 from .metrics import METRICS_FILE, parse_log
 from .metrics import compare as compare_metrics
 
@@ -75,7 +75,10 @@ def diff_tensors(
                 mgr.ws.storage.materialize(record.ref, source, pointer, dest)
                 paths[(index, name)] = dest
         for name in names:
-            out[name] = tensor_diff.diff_files(paths[(0, name)], paths[(1, name)]).to_dict()
+            try:
+                out[name] = tensor_diff.diff_files(paths[(0, name)], paths[(1, name)]).to_dict()
+            except ValidationError as exc:  # not really tensors: the file-level diff stands, and says why
+                out[name] = {"error": exc.message}
     return out
 
 

@@ -181,3 +181,29 @@ def test_validate_with_a_model_checks_that_models_repository(bitbucket_config, s
     sshd.create_repo("ai-team", "ai-convo-unborn")
     code, report = validate("-t", "AI-Convo", "--model-name", "unborn")
     assert code == 0 and "bitbucket.repository" in {c["name"] for c in report["checks"]}, report
+
+
+def test_the_registry_reads_a_model_over_ssh_without_its_workspace(bitbucket_config, sshd, tmp_path):
+    """With Bitbucket hosting the models come from this machine's workspaces (no API over
+    SSH lists repositories); each is read from a mirror fetched over SSH, not the workspace."""
+    import json
+    import shutil
+
+    from .test_history import cpv
+
+    sshd.create_repo("ai-team", "ai-convo-registry")
+    m = ModelsCheckpointsManage("AI-Convo", "registry")
+    m.import_model_init()
+    write_model(m.repo_path / "model.bin", 2000)
+    m.upload_model_checkpoint(metrics={"loss": 0.3})
+    m.tag_model_checkpoint()
+    m.promote("v0.1", "prod")
+    other = ModelsCheckpointsManage("AI-Convo", "registry", repo_path=tmp_path / "other")
+    other.import_model_init()
+    write_model(other.repo_path / "model.bin", 2000, seed=9)
+    other.upload_model_checkpoint()
+    other.tag_model_checkpoint()  # v0.2, which m's workspace has not fetched
+    shutil.rmtree(other.repo_path)
+    (entry,) = json.loads(cpv("registry", "--json").stdout)["models"]
+    assert (entry["team"], entry["model"], entry["latest"]["model"]) == ("AI-Convo", "registry", "v0.2")
+    assert entry["stages"] == {"model": {"prod": "v0.1"}} and not entry["error"]

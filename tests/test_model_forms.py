@@ -83,6 +83,8 @@ def test_changing_one_shard_uploads_one_shard_and_diff_names_it(m, tmp_path, cpv
     assert len(new) == 2 and sum(1 for o in new if o.endswith(".dir")) == 1
     d = m.diff("v0.1", "v0.2")
     assert d["files"] == {"added": [], "removed": [], "changed": [SHARDS[1]]}
+    # these stand-in shards are not real safetensors: the file-level diff stands, and says why
+    assert "cannot read the tensors" in d["tensors"][SHARDS[1]]["error"]
     out = cpv("diff", "v0.1", "v0.2", cwd=m.repo_path).output
     assert f"changed  {SHARDS[1]}" in out
 
