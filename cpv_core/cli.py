@@ -722,6 +722,22 @@ def build_kind_group(kind: str) -> click.Group:
         for name, gates in rules["gates"].items():
             out(f"gates {name:11} {visible(', '.join(gates))}")
 
+    @group.command("plot")
+    @click.argument("metric")
+    @target_options(message_uses_m=False)
+    @click.pass_obj
+    def plot(ctx: Ctx, metric: str, team_name: str | None, model_name: str | None, repo_path: str | None) -> None:
+        """A terminal sparkline of METRIC across versions (nested metrics dotted: acc.top1)."""
+        from .report import numeric_series, plot_lines, version_rows
+
+        rows = version_rows(manager(kind, ctx, team_name, model_name, repo_path))
+        lines = plot_lines(rows, metric)
+        if not lines:
+            known = ", ".join(numeric_series(rows)) or "none"
+            raise ValidationError(f"no {kind} version records a numeric metric {visible(metric)}", fix=f"choose one of: {known}")
+        for line in lines:
+            out(visible(line))
+
     @group.command("download")
     @click.argument("version", required=False, shell_complete=version_completer(kind))
     @target_options(message_uses_m=False)
@@ -918,6 +934,27 @@ def registry_cmd(ctx: Ctx, as_json: bool) -> None:
 
 
 cli.add_command(registry_cmd, "models")
+
+
+@cli.command("report")
+@target_options(message_uses_m=False)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False), default="cpv-report.html", show_default=True, help="Where to write the HTML file."
+)
+@click.pass_obj
+def report_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, output: str) -> None:
+    """Write one self-contained HTML report of the model: versions, metrics plotted, stages, lineage."""
+    from datetime import datetime, timezone
+
+    from .paths import atomic_write_bytes
+    from .report import render_html, version_rows
+
+    m = manager("model", ctx, team_name, model_name, repo_path)
+    rows = version_rows(m)
+    page = render_html(m.team_name, m.model_name, rows, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    path = Path(output).expanduser().resolve()
+    atomic_write_bytes(path, page.encode())
+    out(str(path))
 
 
 @cli.command("gc")

@@ -1,0 +1,102 @@
+"""The model report (cpv report) in a real headless browser, and cpv model plot."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cpv_core import DataCheckpointsManage, ModelsCheckpointsManage
+from cpv_core.report import render_html, sparkline
+
+from .helpers import write_data_dir, write_model
+from .test_history import cpv
+
+TEAM, MODEL = "AI-Convo", "whisper"
+T = ["-t", TEAM, "--model-name", MODEL]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
+        pytest.skip("chromium is not installed here (CI installs it)")
+    return found
+
+
+@pytest.fixture
+def m(cpv_home, tmp_path) -> ModelsCheckpointsManage:
+    m = ModelsCheckpointsManage(TEAM, MODEL)
+    m.import_model_init()
+    src = tmp_path / "data"
+    write_data_dir(src)
+    DataCheckpointsManage(TEAM, MODEL).upload_data_checkpoint(data_path=src)
+    for seed, (loss, wer) in enumerate([(0.9, 0.12), (0.5, 0.09), (0.42, 0.1), (0.3, 0.07)], start=1):
+        write_model(m.repo_path / "model.bin", 1000, seed=seed)
+        m.upload_model_checkpoint(metrics={"loss": loss, "wer": wer, "acc": {"top1": 1 - wer}}, message=f"run {seed} <b>")
+        if seed == 2:
+            from cpv_core import CombinedCheckpointsManage
+
+            CombinedCheckpointsManage(TEAM, MODEL).tag_model_and_data()
+        else:
+            m.tag_model_checkpoint()
+    m.promote("v0.2", "prod")
+    m.promote("v0.4", "staging")
+    return m
+
+
+def test_the_report_renders_in_a_headless_browser_with_a_plot_per_metric(m, tmp_path):
+    report = tmp_path / "report.html"
+    assert cpv("report", "-o", str(report), *T).stdout.strip() == str(report)
+    page = report.read_text()
+    assert "<script" not in page and "http://" not in page and "https://" not in page  # nothing fetched at view time
+    assert "run 1 &lt;b&gt;" in page  # messages are shown, never interpreted
+    browser = chromium()
+    shot = ROOT / "docs" / "images" / "report.png" if os.environ.get("CPV_UPDATE_SCREENSHOT") else tmp_path / "report.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"]
+    done = subprocess.run(
+        [browser, *flags, "--window-size=1200,1400", f"--screenshot={shot}", report.as_uri()], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert shot.stat().st_size > 10_000  # a rendered page, not a blank one
+    dom = subprocess.run([browser, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and dom.returncode == 0
+    assert not re.search(r"CONSOLE|Uncaught|ERR_", dom.stderr + done.stderr.replace("ERR_", "")), dom.stderr[-2000:]
+    plots = re.findall(r'<svg class="metric-plot" data-metric="([^"]+)"', dom.stdout)
+    assert plots == ["acc.top1", "loss", "wer"]
+    assert dom.stdout.count("<polyline") == 3 and dom.stdout.count('class="stage-marker"') == 6  # 2 stages x 3 plots
+    assert ">prod<" in dom.stdout and ">staging<" in dom.stdout and "v0.1" in dom.stdout  # data lineage column
+
+
+def test_model_plot_prints_a_sparkline(m):
+    out = cpv("model", "plot", "loss", *T).stdout.splitlines()
+    assert out[0] == "loss  v0.1 █▃▂▁ v0.4"
+    assert out[1] == "min 0.3 (v0.4)  max 0.9 (v0.1)  latest 0.3 (v0.4)"
+    assert "choose one of: acc.top1, loss, wer" in cpv("model", "plot", "bleu", *T, expect=2).output
+    assert sparkline([1.0, None, 3.0]) == "▁ █"
+
+
+def test_an_empty_history_still_renders(tmp_path):
+    page = render_html("T", "M", [], "now")
+    assert "No numeric metrics recorded." in page and "0 model version(s)" in page
+
+
+@settings(max_examples=80, deadline=None)
+@given(message=st.text(max_size=40), metric=st.text(min_size=1, max_size=20), value=st.floats(allow_nan=False, allow_infinity=False))
+def test_repository_text_is_shown_never_interpreted(message, metric, value):
+    from cpv_core.report import VersionRow
+
+    rows = [VersionRow("v0.1", "2026-01-01", "<img src=x onerror=alert(1)>", message, {metric: value}, ("prod",), "v0.1")]
+    page = render_html("T", "M", rows, "now")
+    assert "<img" not in page and "<script" not in page
+    if "<" in message or "<" in metric:
+        assert "&lt;" in page
