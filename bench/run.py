@@ -346,6 +346,68 @@ def scenario_stages(b: Bench, nversions: int, nchanges: int) -> None:
         b.record(f"{label}: {nversions} versions, {nchanges} stage changes", cpv_times, base_times, "<= 0.5 s")
 
 
+LOOP = """
+import json, sys, time
+from pathlib import Path
+size, epochs, train_s, mode, path = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], Path(sys.argv[5])
+block = bytearray(64 * 1024 * 1024)
+ck = None
+if mode == "cpv":
+    from cpv_core import Checkpointer
+    ck = Checkpointer("bench", "checkpointer", tag=False)
+saves, start = [], time.perf_counter()
+for epoch in range(epochs):
+    time.sleep(train_s)  # the training itself
+    block[0] = epoch
+    with open(path, "wb") as out:  # torch.save(...) over last epoch's file
+        for offset in range(0, size, len(block)):
+            out.write(memoryview(block)[: min(len(block), size - offset)])
+    if ck is not None:
+        began = time.perf_counter()
+        ck.save(path, metrics={"loss": 1 / (epoch + 1)})
+        saves.append(time.perf_counter() - began)
+if ck is not None:
+    ck.close()
+print(json.dumps({"total": time.perf_counter() - start, "saves": saves}))
+"""
+
+
+def scenario_checkpointer(b: Bench, size: int, epochs: int, train_s: float, label: str) -> None:
+    """A training loop saving a checkpoint each epoch: with the Checkpointer, and without cpv plus one upload."""
+    ws = b.workspace("bench", "checkpointer")
+    ckpt = b.workdir / "run" / "ckpt.pt"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    cpv_totals, base_totals, saves = [], [], []
+    for _ in range(b.reps):
+        plain = json.loads(
+            subprocess.run(
+                [PY, "-c", LOOP, str(size), str(epochs), str(train_s), "plain", str(ckpt)],
+                env=b.env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        upload, _ = run_measured([*CPV, "model", "upload", str(ckpt)], b.env, cwd=ws)
+        base_totals.append(plain["total"] + upload)
+        run = json.loads(
+            subprocess.run(
+                [PY, "-c", LOOP, str(size), str(epochs), str(train_s), "cpv", str(ckpt)],
+                env=b.env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        cpv_totals.append(run["total"])
+        saves.extend(run["saves"])
+    b.record(
+        f"checkpointer: {epochs} epochs saving {label} (loop + close)", cpv_totals, base_totals, "<= 1.1 (loop without cpv + one upload)"
+    )
+    copies = [timed(lambda: shutil.copyfile(ckpt, ckpt.with_suffix(".copy"))) for _ in range(b.reps)]
+    b.record(f"checkpointer: one save() of {label} (median)", saves, copies, "<= 0.2 s (baseline: a plain copy of the file)")
+
+
 def scenario_startup(b: Bench) -> None:
     base = [run_measured([PY, "-c", "pass"], b.env)[0] for _ in range(max(3, b.reps))]
     for args in (["--help"],):
@@ -455,12 +517,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (smoke run)")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--only", default="", help="comma list: upload,download,rss,data,list,stages,startup,tag,scaling")
+    parser.add_argument("--only", default="", help="comma list: upload,download,rss,data,list,stages,checkpointer,startup,tag,scaling")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
     reps = 1 if args.quick else args.reps
     size = 4 * 1024 * 1024 if args.quick else GiB
-    only = set(filter(None, args.only.split(","))) or {"upload", "download", "rss", "data", "list", "stages", "startup", "tag", "scaling"}
+    only = set(filter(None, args.only.split(","))) or {
+        "upload",
+        "download",
+        "rss",
+        "data",
+        "list",
+        "stages",
+        "checkpointer",
+        "startup",
+        "tag",
+        "scaling",
+    }
     workdir = Path(tempfile.mkdtemp(prefix="cpv-bench-"))
     b = Bench(workdir, reps)
     print(f"machine: {machine()}", flush=True)
@@ -480,6 +553,11 @@ def main() -> int:
         if "list" in only:
             for n in (20,) if args.quick else (100, 1000, 5000):
                 b.scenario(f"list {n}", scenario_list, n)
+        if "checkpointer" in only:
+            if args.quick:
+                b.scenario("checkpointer", scenario_checkpointer, 8 * 1024 * 1024, 2, 0.1, "8 MiB")
+            else:
+                b.scenario("checkpointer", scenario_checkpointer, GiB, 5, 2.0, "1 GiB")
         if "stages" in only:
             b.scenario("stages", scenario_stages, 20 if args.quick else 1000, 10 if args.quick else 200)
         if "tag" in only:
