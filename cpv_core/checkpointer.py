@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import logging
 import math
+import os
 import shutil
 import threading
 import uuid
@@ -103,7 +104,9 @@ class Checkpointer:
         self.default_tag = check_tag(tag)
         self.manager_kwargs = manager_kwargs
         config = manager_kwargs.get("config") or CPVConfig()
-        self.staging = config.config_dir / "checkpointer" / self.team / self.model / uuid.uuid4().hex[:12]
+        root = config.config_dir / "checkpointer" / self.team / self.model
+        remove_orphaned_snapshots(root)
+        self.staging = root / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         #: versions the worker tagged, in order
         self.versions: list[str] = []
         #: saves uploaded, and saves superseded before their upload started
@@ -251,6 +254,31 @@ class Checkpointer:
         self.uploaded += 1
         if snap.tag:
             self.versions.append(m.tag_model_checkpoint(message=snap.message, allow_duplicate=True))
+
+
+def remove_orphaned_snapshots(root: Path) -> None:
+    """Remove the snapshots a killed training process left (``{pid}-{id}`` folders
+    whose process is gone): a checkpoint never uploaded is no use once its run died,
+    and a folder can hold gigabytes. Said in one line per folder."""
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        pid, _, _ = folder.name.partition("-")
+        if not pid.isdigit() or folder.is_symlink() or not folder.is_dir() or process_alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        logger.warning("removed %s: snapshots of a training run that ended before uploading them", folder)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists (one owned by another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def parse_keep_best(value: str | None) -> tuple[str | None, bool]:

@@ -117,3 +117,26 @@ def test_bad_arguments_are_refused_at_once(cpv_home, tmp_path):
     with pytest.raises(ValidationError):
         ck.save(tmp_path, metrics={"loss": float("nan")})
     ck.close()
+
+
+def test_snapshots_of_a_killed_training_run_are_removed_by_the_next_checkpointer(cpv_home, tmp_path, caplog):
+    import subprocess
+    import sys
+
+    ckpt = tmp_path / "ckpt.pt"
+    write_model(ckpt, 5000)
+    script = (
+        "import os, sys\n"
+        "from cpv_core import Checkpointer\n"
+        f"ck = Checkpointer({TEAM!r}, {MODEL!r})\n"
+        "ck._upload = lambda snap: os._exit(137)  # killed while the upload runs\n"
+        f"ck.save({str(ckpt)!r})\n"
+        "ck.wait()\n"
+    )
+    assert subprocess.run([sys.executable, "-c", script], timeout=60).returncode == 137
+    root = cpv_home / "checkpointer" / TEAM / MODEL
+    (left,) = list(root.iterdir())
+    assert any(left.rglob("ckpt.pt"))  # the killed run's snapshot is still there
+    ck = Checkpointer(TEAM, MODEL)
+    assert not left.exists() and "snapshots of a training run that ended" in caplog.text
+    ck.close()
