@@ -669,8 +669,8 @@ def build_kind_group(kind: str) -> click.Group:
             from .registry import mirror, remote_checkpoints
 
             ctx.echo(f"(no local workspace: read from the remote of {m.team_name}/{m.model_name})")
-            metas = remote_checkpoints(type(m), m.team_name, m.model_name, m.ws.config)
-            view = mirror(m.team_name, m.model_name, m.ws.config).versioning
+            remote = mirror(m.team_name, m.model_name, m.ws.config)  # one fetch
+            metas, view = remote_checkpoints(type(m), remote), remote.versioning
         else:
             metas, view = m.list_checkpoints(), m.ws.versioning
         held: dict[str, list[str]] = {}
@@ -821,10 +821,10 @@ def build_kind_group(kind: str) -> click.Group:
             )
         m = manager(kind, ctx, team_name, model_name, repo_path)
         if not m.ws.is_initialized():  # no workspace here: read the remote (no clone, no checkout)
-            from .registry import remote_version
+            from .registry import mirror, remote_version
 
             ctx.echo(f"(no local workspace: read from the remote of {m.team_name}/{m.model_name})")
-            data = remote_version(type(m), m.team_name, m.model_name, version or version_opt, m.ws.config).to_dict()
+            data = remote_version(type(m), mirror(m.team_name, m.model_name, m.ws.config), version or version_opt).to_dict()
         else:
             data = m.metadata(version or version_opt).to_dict()
         if as_json:

@@ -98,22 +98,21 @@ def registry(config: CPVConfig, plugins: Any) -> list[RegistryEntry]:
     return entries
 
 
-def remote_checkpoints(cls: type[CheckpointManager], team: str, model: str, config: CPVConfig) -> list[CheckpointMetadata]:
-    """Every version of ``cls``'s kind for ``team/model``, read from the remote
-    (no local workspace needed)."""
-    ws = mirror(team, model, config)
-    m = cls(team, model, workspace=ws)
-    return [m.metadata_for(r) for r in ws.versioning.list_versions(m.spec.kind)]
+def remote_checkpoints(cls: type[CheckpointManager], view: Workspace) -> list[CheckpointMetadata]:
+    """Every version of ``cls``'s kind as the mirror ``view`` (:func:`mirror`) records it."""
+    m = cls(view.team, view.model, workspace=view)
+    return [m.metadata_for(r) for r in view.versioning.list_versions(m.spec.kind)]
 
 
-def remote_version(cls: type[CheckpointManager], team: str, model: str, selector: str | None, config: CPVConfig) -> CheckpointMetadata:
-    """The version ``selector`` picks, read from the remote (no local workspace needed)."""
-    ws = mirror(team, model, config)
-    m = cls(team, model, workspace=ws)
+def remote_version(cls: type[CheckpointManager], view: Workspace, selector: str | None) -> CheckpointMetadata:
+    """The version ``selector`` picks, as the mirror ``view`` (:func:`mirror`) records it."""
+    m = cls(view.team, view.model, workspace=view)
     kind = m.spec.kind
-    records: list[VersionRecord] = ws.versioning.list_versions(kind)
+    records: list[VersionRecord] = view.versioning.list_versions(kind)
     if not records:
-        raise CheckpointNotFoundError(f"{team}/{model} has no {kind} versions yet", fix=f"upload and tag one first (`cpv {kind} tag`)")
+        raise CheckpointNotFoundError(
+            f"{view.team}/{view.model} has no {kind} versions yet", fix=f"upload and tag one first (`cpv {kind} tag`)"
+        )
     chosen = parse_selector(selector)
-    events = ws.versioning.list_stage_events(kind) if isinstance(chosen, str) else []
-    return m.metadata_for(select_version(records, chosen, events, kind, f"{team}/{model}"))
+    events = view.versioning.list_stage_events(kind) if isinstance(chosen, str) else []
+    return m.metadata_for(select_version(records, chosen, events, kind, f"{view.team}/{view.model}"))
