@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
 import shutil
 import threading
@@ -34,7 +33,7 @@ from typing import Any
 
 from .config import CPVConfig
 from .errors import ValidationError
-from .metrics import flatten_metrics, validate_metrics
+from .metrics import metric_number, validate_metrics
 from .names import validate_name
 from .paths import remove_path
 
@@ -198,12 +197,12 @@ class Checkpointer:
     def _improves(self, metrics: dict[str, Any]) -> bool:
         if self.metric is None:
             return False
-        value = flatten_metrics(metrics).get(self.metric)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        value = metric_number(metrics, self.metric)
+        if value is None:
             return False
         better = self._best is None or (value > self._best if self.higher_is_better else value < self._best)
         if better:
-            self._best = float(value)
+            self._best = value
         return better
 
     def _snapshot(self, source: Path, metrics: dict[str, Any], tag: bool, message: str | None) -> Snapshot:

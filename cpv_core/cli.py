@@ -24,7 +24,7 @@ import click
 
 from . import __version__
 from .errors import CheckpointNotFoundError, CPVError, ValidationError
-from .metrics import flatten_metrics, format_metrics, format_value
+from .metrics import format_metrics, format_value, metric_number
 from .progress import human_bytes
 from .stage_rules import parse_gate
 from .trust import visible, visible_lines
@@ -287,8 +287,8 @@ def stage_event_row(event: StageEvent) -> dict[str, Any]:
 
 def metric_sort_key(metrics: dict[str, Any], name: str) -> tuple[int, float]:
     """Numbers first, lowest first; versions without the metric (or not a number) last."""
-    value = flatten_metrics(metrics).get(name)
-    return (0, float(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0.0)
+    value = metric_number(metrics, name)
+    return (0, value) if value is not None else (1, 0.0)
 
 
 # --------------------------------------------------------------------------

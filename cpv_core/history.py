@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .backends import StageEvent, VersionRecord
 from .errors import CheckpointNotFoundError, GitError, ValidationError
-from .metrics import flatten_metrics
+from .metrics import metric_number
 from .stage_rules import is_stage_name
 from .trust import visible
 from .versions import Version
@@ -125,8 +125,8 @@ def best_version(records: list[VersionRecord], best: Best, kind: str) -> Version
     """The record whose metric ``best.metric`` is lowest (highest); the newest wins a tie."""
     scored = []
     for record in records:
-        value = flatten_metrics(record.metadata.get("metrics") or {}).get(best.metric)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = metric_number(record.metadata.get("metrics") or {}, best.metric)
+        if value is not None:
             scored.append((value, Version.parse(record.version), record))
     if not scored:
         raise CheckpointNotFoundError(

@@ -18,22 +18,19 @@ callback is a plain object with the same methods (what cpv's tests drive).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from .checkpointer import Checkpointer
+from .metrics import as_number
 
 
 def numeric_metrics(metrics: Any) -> dict[str, float]:
     """The finite numbers of a framework's metrics (tensors and numpy scalars included)."""
     out: dict[str, float] = {}
     for key, value in dict(metrics or {}).items():
-        try:
-            number = float(value.item() if hasattr(value, "item") else value)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(number) and not isinstance(value, bool):
+        number = as_number(value.item() if hasattr(value, "item") else value)  # a 0-d tensor or numpy scalar
+        if number is not None:
             out[str(key)] = number
     return out
 

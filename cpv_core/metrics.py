@@ -190,6 +190,18 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, A
     return flat
 
 
+def as_number(value: Any) -> float | None:
+    """``value`` as a float when it is a finite int or float (never a bool); else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def metric_number(metrics: Mapping[str, Any], name: str) -> float | None:
+    """The numeric value of metric ``name`` (dotted for nested keys: ``acc.top1``), or None."""
+    return as_number(flatten_metrics(metrics).get(name))
+
+
 def format_value(value: Any) -> str:
     """A metric value as people write it: ``0.1``, ``true``, ``null``, text as is, lists as JSON."""
     if isinstance(value, str):

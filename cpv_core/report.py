@@ -11,12 +11,11 @@ metric names, authors) is escaped: it is shown, never interpreted.
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .metrics import flatten_metrics, format_metrics, format_value
+from .metrics import as_number, flatten_metrics, format_metrics, format_value, metric_number
 
 if TYPE_CHECKING:
     from .manager import CheckpointManager
@@ -68,15 +67,9 @@ def numeric_series(rows: Sequence[VersionRow]) -> dict[str, list[float | None]]:
     names: dict[str, None] = {}
     for row in rows:
         for name, value in flatten_metrics(row.metrics).items():
-            if _number(value) is not None:
+            if as_number(value) is not None:
                 names[name] = None
-    return {name: [_number(flatten_metrics(r.metrics).get(name)) for r in rows] for name in names}
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
+    return {name: [metric_number(r.metrics, name) for r in rows] for name in names}
 
 
 def sparkline(values: Sequence[float | None]) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ValidationError
-from .metrics import flatten_metrics, format_value
+from .metrics import flatten_metrics, format_value, metric_number
 from .trust import visible
 
 RULES_FILE = ".cpv/stages.json"
@@ -78,12 +78,12 @@ class Gate:
 
     def failure(self, metrics: Mapping[str, Any]) -> str | None:
         """Why ``metrics`` fail this gate (``wer=0.061 is not < 0.05``), or None when they pass."""
-        flat = flatten_metrics(metrics)
-        value = flat.get(self.metric)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            shown = "missing" if value is None else f"{format_value(value)} (not a number)"
+        value = metric_number(metrics, self.metric)
+        if value is None:
+            raw = flatten_metrics(metrics).get(self.metric)
+            shown = "missing" if raw is None else f"{format_value(raw)} (not a number)"
             return f"{self.metric} is {shown}, needed {self}"
-        if not _OPS[self.op](float(value), self.number):
+        if not _OPS[self.op](value, self.number):
             return f"{self.metric}={format_value(value)} is not {self.op} {format_value(self.number)}"
         return None
 
