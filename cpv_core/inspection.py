@@ -65,11 +65,12 @@ def diff_tensors(
         for index, (record, files) in enumerate((side_a, side_b)):
             target = mgr.target_at(record.ref)
             pointer = mgr.pointer(record.ref)
+            single_file = pointer is not None and "" in mgr.ws.storage.manifest(record.ref, target, pointer)
             for name in names:
                 if name not in files or pointer is None:
                     paths[(index, name)] = None
                     continue
-                source = target if "" in mgr.ws.storage.manifest(record.ref, target, pointer) else f"{target}/{name}"
+                source = target if single_file else f"{target}/{name}"
                 dest = Path(scratch) / str(index) / name
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 mgr.ws.storage.materialize(record.ref, source, pointer, dest)

@@ -10,6 +10,7 @@ as unchanged. A dtype numpy cannot hold (bfloat16) is compared byte for byte.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ def diff_files(a: Path | None, b: Path | None) -> TensorDiff:
     result = TensorDiff()
     label = next((p.name for p in (b, a) if p is not None), "the file")
     try:
-        with _maybe_open(safe_open, a) as fa, _maybe_open(safe_open, b) as fb:
+        with _open(safe_open, a) as fa, _open(safe_open, b) as fb:
             la = _layout(fa) if fa is not None else {}
             lb = _layout(fb) if fb is not None else {}
             result.added = sorted(set(lb) - set(la))
@@ -88,18 +89,9 @@ def diff_files(a: Path | None, b: Path | None) -> TensorDiff:
     return result
 
 
-class _maybe_open:
-    """``safe_open(path, "np")`` as a context manager, or None for an absent side."""
-
-    def __init__(self, opener: Any, path: Path | None) -> None:
-        self.cm = opener(str(path), framework="np") if path is not None else None
-
-    def __enter__(self) -> Any:
-        return self.cm.__enter__() if self.cm is not None else None
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.cm is not None:
-            self.cm.__exit__(*exc)
+def _open(opener: Any, path: Path | None) -> Any:
+    """``safe_open(path, "np")``, or an empty context (None) for an absent side."""
+    return opener(str(path), framework="np") if path is not None else nullcontext()
 
 
 def _compare(fa: Any, fb: Any, name: str) -> dict[str, Any] | None:
