@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .backends import VersionRecord
 from .errors import CheckpointNotFoundError, ValidationError, WorkspaceDirtyError
 from .history import current_stages, fetch_versions
+from .trust import MAX_POINTER_BYTES, open_regular
 
 if TYPE_CHECKING:
     from .manager import CheckpointManager
@@ -95,9 +96,12 @@ def version_objects(m: CheckpointManager, rev: str) -> list[str]:
 def workspace_objects(m: CheckpointManager) -> set[str]:
     """What the branch's tip and the workspace's own (possibly uncommitted) pointer use."""
     objects = set(version_objects(m, "HEAD"))
-    pointer_file = m.ws.path / m.ws.storage.pointer_path(m.target)
-    if pointer_file.is_file() and not pointer_file.is_symlink():
-        objects.update(m.ws.storage.objects_of("the workspace", m.target, pointer_file.read_bytes()))
+    try:  # the workspace's own pointer, as any file of the tree: a regular file, never through a link
+        with open_regular(m.ws.target_path_of(m.ws.storage.pointer_path(m.target))) as handle:
+            pointer = handle.read(MAX_POINTER_BYTES + 1)
+    except (OSError, ValidationError):
+        return objects  # no pointer here (never uploaded), or not a file cpv would read
+    objects.update(m.ws.storage.objects_of("the workspace", m.target, pointer))
     return objects
 
 
