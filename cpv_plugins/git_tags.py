@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -316,7 +317,8 @@ class GitTagsVersioning:
 
         validate_remote_url(remote_url)
         if not (self.path / "HEAD").is_file():
-            ensure_dir_empty_or_missing(self.path)
+            # a private cache: one a killed run left half made is started again
+            shutil.rmtree(self.path, ignore_errors=True)
             self.path.mkdir(parents=True, exist_ok=True)
             git.Repo.init(str(self.path), bare=True, initial_branch=BRANCH)
         self._repo = None

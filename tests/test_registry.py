@@ -61,3 +61,12 @@ def test_an_unreachable_model_is_listed_with_its_error_and_hides_nothing(cpv_hom
     by_name = {(e["team"], e["model"]): e for e in listing}
     assert by_name[("AI-Convo", "whisper")]["latest"]["model"] == "v0.1"
     assert by_name[("Vision", "detector")]["error"]
+
+
+def test_a_mirror_a_killed_run_left_half_made_is_made_again(cpv_home):
+    publish("AI-Convo", "whisper", 1)
+    half = cpv_home / "registry" / "AI-Convo" / "whisper"
+    half.mkdir(parents=True)
+    (half / "objects").mkdir()  # git init was killed before it wrote HEAD
+    listing = json.loads(cpv("registry", "--json").stdout)["models"]
+    assert listing[0]["latest"]["model"] == "v0.1" and not listing[0]["error"]
