@@ -281,14 +281,17 @@ def scenario_data_reupload(b: Bench, nfiles: int) -> None:
     b.record(f"re-upload 1 of {nfiles} files", cpv_times, base_times, "<= 1.0 and <= 1.5 s")
 
 
-def tag_tools(ws: Path) -> tuple[Any, str]:
-    """cpv's tag-message encoder and the workspace's HEAD: what a fast-import batch of
-    versions (annotated tags with cpv metadata) is written with."""
+def uploaded_workspace(b: Bench, model: str) -> tuple[Path, Any, str]:
+    """A workspace with one upload, cpv's tag-message encoder and the workspace's HEAD:
+    what a fast-import batch of versions (annotated tags with cpv metadata) is written with."""
+    ws = b.workspace("bench", model)
+    (ws / "model.bin").write_bytes(b"x")
+    b.cpv("model", "upload", "--metrics", '{"loss": 1.0}', cwd=ws)
     sys.path.insert(0, str(ROOT))
     from cpv_plugins.git_tags import encode_message
 
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws, capture_output=True, text=True, check=True).stdout.strip()
-    return encode_message, head
+    return ws, encode_message, head
 
 
 def publish_tags(b: Bench, ws: Path, batch: str) -> None:
@@ -298,10 +301,7 @@ def publish_tags(b: Bench, ws: Path, batch: str) -> None:
 
 
 def scenario_list(b: Bench, nversions: int) -> None:
-    ws = b.workspace("bench", f"list-{nversions}")
-    (ws / "model.bin").write_bytes(b"x")
-    b.cpv("model", "upload", "--metrics", '{"loss": 1.0}', cwd=ws)
-    encode_message, head = tag_tools(ws)
+    ws, encode_message, head = uploaded_workspace(b, f"list-{nversions}")
     batch = "".join(
         f"tag model/v0.{i}\nfrom {head}\ntagger Bench <b@example.com> {1700000000 + i} +0000\n"
         f"data <<EOT\n{encode_message(f'run {i}', {'metrics': {'loss': 1 / i, 'acc': i / nversions}, 'size': 1, 'digest': 'md5:x'})}EOT\n\n"
@@ -317,10 +317,7 @@ def scenario_list(b: Bench, nversions: int) -> None:
 
 def scenario_stages(b: Bench, nversions: int, nchanges: int) -> None:
     """``cpv model stages`` (and ``--history``) on a model with many versions and stage changes."""
-    ws = b.workspace("bench", f"stages-{nversions}")
-    (ws / "model.bin").write_bytes(b"x")
-    b.cpv("model", "upload", "--metrics", '{"loss": 1.0}', cwd=ws)
-    encode_message, head = tag_tools(ws)
+    ws, encode_message, head = uploaded_workspace(b, f"stages-{nversions}")
     versions = "".join(
         f"tag model/v0.{i}\nfrom {head}\ntagger Bench <b@example.com> {1700000000 + i} +0000\n"
         f"data <<EOT\n{encode_message('', {'metrics': {'loss': 1 / i}, 'size': 1, 'digest': 'md5:x'})}EOT\n\n"
