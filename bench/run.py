@@ -376,26 +376,15 @@ def scenario_checkpointer(b: Bench, size: int, epochs: int, train_s: float, labe
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     cpv_totals, base_totals, saves = [], [], []
     for _ in range(b.reps):
-        plain = json.loads(
-            subprocess.run(
-                [PY, "-c", LOOP, str(size), str(epochs), str(train_s), "plain", str(ckpt)],
-                env=b.env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
+
+        def loop(mode: str) -> dict:
+            argv = [PY, "-c", LOOP, str(size), str(epochs), str(train_s), mode, str(ckpt)]
+            return json.loads(subprocess.run(argv, env=b.env, capture_output=True, text=True, check=True).stdout)
+
+        plain = loop("plain")
         upload, _ = run_measured([*CPV, "model", "upload", str(ckpt)], b.env, cwd=ws)
         base_totals.append(plain["total"] + upload)
-        run = json.loads(
-            subprocess.run(
-                [PY, "-c", LOOP, str(size), str(epochs), str(train_s), "cpv", str(ckpt)],
-                env=b.env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
+        run = loop("cpv")
         cpv_totals.append(run["total"])
         saves.extend(run["saves"])
     b.record(
