@@ -254,6 +254,11 @@ class StorageBackend(Protocol):
     def describe_remote(self) -> str:
         """Human-readable location of the remote store (for plans and errors)."""
 
+    def object_url(self, oid: str) -> str:
+        """A URL of the stored object ``oid`` (a version's ``digest``, ``"md5:…"``) that other tools
+        can read (``s3://bucket/…``, ``file:///…``): what lifecycle events report as the
+        version's source."""
+
     def committed_files(self) -> list[str]:
         """Files created by :meth:`init` that belong in git (``.dvc/config`` ...)."""
 
@@ -521,3 +526,18 @@ class CredentialProviderInfo:
     section: str = ""
     selects: Mapping[str, str] = field(default_factory=dict)
     keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """A config key a plugin reads outside its backends' sections (hook ``cpv_settings``).
+
+    :param key: the dotted key (``notify.webhook``).
+    :param description: one line for ``cpv config show`` and the docs.
+    :param secret: the value grants access (a webhook URL with its token):
+        ``cpv config show`` masks it and cpv never logs it.
+    """
+
+    key: str
+    description: str = ""
+    secret: bool = False

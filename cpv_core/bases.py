@@ -79,6 +79,11 @@ class StorageBackendBase(ABC):
     def describe_remote(self) -> str:
         return self.name
 
+    def object_url(self, oid: str) -> str:
+        """The remote's location and the object id (``{describe_remote()}#{oid}``);
+        override it when the store has a URL per object."""
+        return f"{self.describe_remote()}#{oid}"
+
     def committed_files(self) -> list[str]:
         return []
 

@@ -957,6 +957,25 @@ def report_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_pat
     out(str(path))
 
 
+def team_targets(
+    team_name: str | None, model_name: str | None, repo_path: str | None, all_models: bool
+) -> list[tuple[str | None, str | None]]:
+    """The (team, model) pairs a command with ``--all`` works on: every model of the
+    team with a workspace on this machine; without ``--all``, the one target given."""
+    from .config import CPVConfig
+    from .registry import local_workspaces
+
+    if not all_models:
+        return [(team_name, model_name)]
+    if model_name or repo_path:
+        raise ValidationError("--all takes a team, not a model", fix="pass -t TEAM with --all, or --model-name without it")
+    team = team_name or resolve_target(None, None, None)[0]
+    targets: list[tuple[str | None, str | None]] = [(team, model) for t, model in local_workspaces(CPVConfig()) if t == team]
+    if not targets:
+        raise CheckpointNotFoundError(f"no workspace of team {team} on this machine", fix=f"run `cpv init model -t {team} -m MODEL` first")
+    return targets
+
+
 @cli.command("gc")
 @target_options(message_uses_m=False)
 @click.option("--keep-last", type=click.IntRange(min=0), help="Keep the newest N versions of each kind.")
@@ -983,23 +1002,11 @@ def gc_cmd(
     as_json: bool,
 ) -> None:
     """Remove from the storage remote the content no kept version uses (safe on a shared remote)."""
-    from .config import CPVConfig
-    from .registry import local_workspaces
     from .retention import RetentionPolicy, collect_garbage
 
     policy = RetentionPolicy(keep_last=keep_last, keep_stages=keep_stages, keep=keep, grace_hours=grace, delete_versions=delete_versions)
     policy.check()
-    if all_models:
-        if model_name or repo_path:
-            raise ValidationError("--all takes a team, not a model", fix="pass -t TEAM with --all, or --model-name without it")
-        team = team_name or resolve_target(None, None, None)[0]
-        targets: list[tuple[str | None, str | None]] = [(team, model) for t, model in local_workspaces(CPVConfig()) if t == team]
-        if not targets:
-            raise CheckpointNotFoundError(
-                f"no workspace of team {team} on this machine", fix=f"run `cpv init model -t {team} -m MODEL` first"
-            )
-    else:
-        targets = [(team_name, model_name)]
+    targets = team_targets(team_name, model_name, repo_path, all_models)
     results = {}
     for target_team, target_model in targets:
         both = [manager(kind, ctx, target_team, target_model, None if all_models else repo_path, dry_run) for kind in ("model", "data")]
@@ -1025,27 +1032,70 @@ def gc_cmd(
 
 @cli.command("du")
 @target_options(message_uses_m=False)
+@click.option("--all", "all_models", is_flag=True, help="Every model of the team that has a workspace on this machine.")
+@click.option("--cost", is_flag=True, help="Add the monthly storage cost per version, per model and per team.")
+@click.option(
+    "--price-per-gb-month",
+    type=float,
+    default=None,
+    metavar="USD",
+    help="Price of a GB-month (default 0.023, S3 Standard); implies --cost.",
+)
 @json_option
 @click.pass_obj
-def du_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool) -> None:
-    """Bytes per version, bytes shared between versions, and the total on the storage remote."""
+def du_cmd(
+    ctx: Ctx,
+    team_name: str | None,
+    model_name: str | None,
+    repo_path: str | None,
+    all_models: bool,
+    cost: bool,
+    price_per_gb_month: float | None,
+    as_json: bool,
+) -> None:
+    """Bytes per version, bytes shared between versions, and the total on the storage remote.
+
+    With --cost, what that costs a month: each version is charged its share of
+    the objects it uses (an object stored once is counted once), each model
+    everything in its store, each team the sum of its models.
+    """
+    from .cost import DEFAULT_PRICE_PER_GB_MONTH, check_price, monthly, storage_cost
     from .retention import disk_usage
 
-    usage = disk_usage([manager(k, ctx, team_name, model_name, repo_path) for k in ("model", "data")])
+    price = check_price(DEFAULT_PRICE_PER_GB_MONTH if price_per_gb_month is None else price_per_gb_month)
+    cost = cost or price_per_gb_month is not None
+    usages = {}
+    for target_team, target_model in team_targets(team_name, model_name, repo_path, all_models):
+        both = [manager(k, ctx, target_team, target_model, None if all_models else repo_path) for k in ("model", "data")]
+        usages[f"{both[0].team_name}/{both[0].model_name}"] = disk_usage(both)
     if as_json:
-        emit_json(usage)
+        if cost:
+            emit_json(storage_cost(usages, price))
+        else:
+            emit_json(next(iter(usages.values())) if not all_models else usages)
         return
-    render_table(
-        ["kind", "version", "size", "shared", "state"],
-        [
-            [r["kind"], r["version"], human_bytes(r["size"]), human_bytes(r["shared"]), "pruned" if r["pruned"] else ""]
-            for r in usage["versions"]
-        ],
-    )
-    out(
-        f"total on the remote: {human_bytes(usage['total_bytes'])} in {usage['objects']} object(s); "
-        f"used by no version: {human_bytes(usage['unreferenced_bytes'])}"
-    )
+    priced = storage_cost(usages, price) if cost else None
+    for name, usage in usages.items():
+        if all_models:
+            out(f"{name}:")
+        headers = ["kind", "version", "size", "shared", "state"] + (["stored share", "per month"] if priced else [])
+        rows = []
+        for r in usage["versions"]:
+            row = [r["kind"], r["version"], human_bytes(r["size"]), human_bytes(r["shared"]), "pruned" if r["pruned"] else ""]
+            if priced:
+                row += [human_bytes(r["stored"]), f"${monthly(r['stored'], price):,.4f}"]
+            rows.append(row)
+        render_table(headers, rows)
+        out(
+            f"total on the remote: {human_bytes(usage['total_bytes'])} in {usage['objects']} object(s); "
+            f"used by no version: {human_bytes(usage['unreferenced_bytes'])}"
+            + (f"; ${priced['models'][name]['monthly_cost']:,.4f} a month" if priced else "")
+        )
+    if priced:
+        for team, row in priced["teams"].items():
+            out(
+                f"team {team}: {human_bytes(row['bytes'])} in {row['models']} model(s), ${row['monthly_cost']:,.4f} a month at ${price:g}/GB-month"
+            )
 
 
 @cli.command("verify")
@@ -1230,11 +1280,18 @@ def config_group() -> None:
 def config_show(as_json: bool) -> None:
     """Print the configuration and the backends new models will use (no secrets are ever stored)."""
     from .config import CPVConfig
+    from .settings import mask, secret_keys
 
     cfg = CPVConfig()
+    settings = cfg.get_config()
+    for key in secret_keys():
+        section, _, name = key.rpartition(".")
+        node = settings.get(section) if section else settings
+        if isinstance(node, dict) and node.get(name) is not None:
+            node[name] = mask(node[name])
     data = {
         "config_file": str(cfg.config_path),
-        "settings": cfg.get_config(),
+        "settings": settings,
         "backends": {kind: cfg.backend_name(kind) for kind in ("storage", "hosting", "versioning")},
         "workspace_root": str(cfg.workspace_root()),
     }
@@ -1260,14 +1317,18 @@ def config_set(ctx: Ctx, key: str, value: str, dry_run: bool) -> None:
     choice must name an installed backend.
     """
     from .config import CPVConfig, looks_like_secret
-    from .settings import check_setting
+    from .settings import check_setting, mask, secret_keys
 
     if not looks_like_secret(value):  # a secret is refused by set_config without ever being echoed
         check_setting(key, value or None)
     cfg = CPVConfig()
     if dry_run:
         was = cfg.get_config(key)
-        ctx.echo(f"[dry-run] would set {key} = {value or '(removed)'} in {cfg.config_path} (was {'unset' if was is None else was})")
+        shown = mask if key in secret_keys() else str
+        ctx.echo(
+            f"[dry-run] would set {key} = {shown(value) if value else '(removed)'} in {cfg.config_path} "
+            f"(was {'unset' if was is None else shown(was)})"
+        )
         return
     cfg.set_config(key, value or None)
 

@@ -9,6 +9,12 @@ plugin order. What a backend must do is defined by the protocols in
 
 All hooks are collected hooks (every plugin's result is used) unless marked
 "first result".
+
+The three *event* hooks (``cpv_version_published``, ``cpv_stage_changed``,
+``cpv_upload_finished``) are called after the remote state is final, each
+listener in its own thread under a time bound (``events.timeout``); a
+listener's exception is logged with the plugin's name and never undoes or
+fails the command (:mod:`cpv_core.events`).
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ if TYPE_CHECKING:
     from .backends import (
         CredentialProviderInfo,
         HostingBackendInfo,
+        SettingInfo,
         StorageBackendInfo,
         VersioningBackendInfo,
     )
     from .config import CPVConfig
+    from .events import PublishedVersion, StageChange, UploadFinished
 
 PROJECT_NAME = "cpv"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -135,4 +143,55 @@ def cpv_register_commands(cli: click.Group) -> None:
                 click.echo("hello")
 
     :param cli: the top-level click group; add commands or groups to it.
+    """
+
+
+@hookspec
+def cpv_settings() -> Iterable[SettingInfo]:
+    """Declare the config keys a plugin reads beyond its backends' (a listener's
+    ``notify.webhook``), so ``cpv config set`` accepts them and ``cpv config show``
+    masks the secret ones.
+
+    Example::
+
+        @hookimpl
+        def cpv_settings():
+            return [SettingInfo("notify.webhook", "URL to post new versions to", secret=True)]
+
+    :return: the keys, with a one-line description each.
+    """
+
+
+@hookspec
+def cpv_version_published(record: PublishedVersion, config: CPVConfig) -> None:
+    """A version is on the remote (model, data, or a combined ``checkpoint``).
+
+    Called once per version, after the push succeeded; take only the arguments you need::
+
+        @hookimpl
+        def cpv_version_published(record):
+            print(f"{record.team}/{record.model} {record.kind} {record.version}: {dict(record.metrics)}")
+
+    :param record: team, model, kind, version, commit, author, metrics, where the bytes are.
+    :param config: the cpv configuration in force (read your plugin's keys from it).
+    """
+
+
+@hookspec
+def cpv_stage_changed(change: StageChange, config: CPVConfig) -> None:
+    """A stage has a new holder (a promotion) or none (a demotion), on the remote.
+
+    :param change: team, model, kind, stage, the version now holding it (None when
+        emptied), the one before, who, why, and any overridden rules.
+    :param config: the cpv configuration in force.
+    """
+
+
+@hookspec
+def cpv_upload_finished(upload: UploadFinished, config: CPVConfig) -> None:
+    """An upload's commit is on the remote (it is not a version until tagged).
+
+    :param upload: team, model, kind, path, commit, digest, size, metrics, whether
+        anything changed, and how long it took.
+    :param config: the cpv configuration in force.
     """

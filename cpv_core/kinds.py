@@ -30,6 +30,9 @@ class KindSpec:
 MODEL = KindSpec("model", dir_only=False, keeps_name=True)
 DATA = KindSpec("data", dir_only=True, keeps_name=False)
 
+#: every kind of version a model's repository can hold: models, data, combined checkpoints
+VERSION_KINDS = ("model", "data", "checkpoint")
+
 
 def check_source(spec: KindSpec, source: Path) -> tuple[int, int]:
     """Size and file count of ``source``; :class:`ValidationError` unless it is a

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import inspection, revert, stages, tagging, transfer, workspace_setup
+from . import events, inspection, revert, stages, tagging, transfer, workspace_setup
 from .artifacts import CheckpointMetadata, UploadResult
 from .backends import StageEvent, TrackedArtifact, VersionRecord
 from .config import CPVConfig
@@ -272,7 +273,26 @@ class CheckpointManager:
 
     def upload(self, source_path: str | Path | None, metrics: Any, message: str | None, **kwargs: Any) -> UploadResult:
         """Store the target's content and commit its pointer (:mod:`cpv_core.transfer`)."""
-        return transfer.upload(self, source_path, metrics, message, **kwargs)
+        started = time.monotonic()
+        result = transfer.upload(self, source_path, metrics, message, **kwargs)
+        if not result.dry_run:
+            events.upload_finished(
+                self.ws,
+                events.UploadFinished(
+                    team=self.ws.team,
+                    model=self.ws.model,
+                    kind=result.kind,
+                    path=self.target,
+                    commit=result.commit,
+                    digest=result.digest,
+                    size=result.size,
+                    nfiles=result.nfiles,
+                    metrics=result.metrics,
+                    changed=result.changed,
+                    seconds=round(time.monotonic() - started, 3),
+                ),
+            )
+        return result
 
     def download(
         self, tag: str | None, output_dir: str | Path | None, sub_path: str | None = None, **kwargs: Any

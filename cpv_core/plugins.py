@@ -29,6 +29,7 @@ from .backends import (
     CredentialProviderInfo,
     HostingBackend,
     HostingBackendInfo,
+    SettingInfo,
     StorageBackend,
     StorageBackendInfo,
     VersioningBackend,
@@ -45,6 +46,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "local": "cpv_plugins.local",
     "dvc_s3": "cpv_plugins.dvc_s3",
     "bitbucket_ssh": "cpv_plugins.bitbucket_ssh",
+    "webhook": "cpv_plugins.webhook",
+    "mlflow_sync": "cpv_plugins.mlflow_sync",
 }
 
 
@@ -212,6 +215,10 @@ class Plugins:
     def credential_providers(self) -> list[CredentialProviderInfo]:
         """Every credential provider offered by a registered plugin."""
         return _collect(self.pm.hook.cpv_credential_providers())
+
+    def settings(self) -> list[SettingInfo]:
+        """Every config key plugins declare beyond their backends' (hook ``cpv_settings``)."""
+        return _collect(self.pm.hook.cpv_settings())
 
     # -- selection by configured name ---------------------------------------
     def storage(self, name: str, ctx: BackendContext) -> StorageBackend:

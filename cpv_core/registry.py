@@ -19,6 +19,7 @@ from .backends import VersionRecord
 from .config import CPVConfig
 from .errors import CheckpointNotFoundError, CPVError
 from .history import current_stages, parse_selector, select_version
+from .kinds import VERSION_KINDS
 from .names import validate_name
 from .workspace import META_FILE, Workspace
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("cpv")
 
-KINDS = ("model", "data", "checkpoint")
+KINDS = VERSION_KINDS
 
 
 @dataclass

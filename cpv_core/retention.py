@@ -197,6 +197,9 @@ class UsageRow:
     size: int
     shared: int
     pruned: str = ""
+    #: this version's share of the stored bytes: each object's size divided by the
+    #: number of versions using it, so the shares add up to what is stored once
+    stored: int = 0
 
 
 def disk_usage(managers: Sequence[CheckpointManager]) -> dict[str, Any]:
@@ -222,6 +225,7 @@ def disk_usage(managers: Sequence[CheckpointManager]) -> dict[str, Any]:
             sum(sizes.get(o, 0) for o in objects),
             sum(sizes.get(o, 0) for o in objects if uses[o] > 1),
             pruned,
+            round(sum(sizes.get(o, 0) / uses[o] for o in objects)),
         )
         for kind, record, objects, pruned in per_version
     ]

@@ -9,7 +9,7 @@ from .errors import ConfigError
 from .plugins import Plugins
 
 #: keys of the core itself
-CORE_KEYS = ("workspace_root",)
+CORE_KEYS = ("workspace_root", "events.timeout")
 
 
 def known_keys(plugins: Plugins | None = None) -> list[str]:
@@ -22,7 +22,25 @@ def known_keys(plugins: Plugins | None = None) -> list[str]:
         keys.update(storage.settings)
     for hosting in plugins.hosting_backends():
         keys.update(hosting.settings)
+    keys.update(info.key for info in plugins.settings())
     return sorted(keys)
+
+
+def secret_keys(plugins: Plugins | None = None) -> set[str]:
+    """The keys plugins declare secret: shown masked, never logged."""
+    return {info.key for info in (plugins or Plugins()).settings() if info.secret}
+
+
+def mask(value: object) -> str:
+    """A secret value as ``cpv config show`` prints it: a URL keeps its scheme and
+    host (enough to recognise it), everything else is hidden."""
+    from urllib.parse import urlsplit
+
+    text = str(value)
+    parts = urlsplit(text)
+    if parts.scheme and parts.hostname:
+        return f"{parts.scheme}://{parts.hostname}/***"
+    return "***"
 
 
 def backend_choices(kind: str, plugins: Plugins | None = None) -> list[str]:

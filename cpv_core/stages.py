@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Protocol
 
+from . import events as emit_events
 from .backends import PushRejected, StageEvent, VersionRecord
 from .errors import CheckpointNotFoundError, ValidationError, VersionExistsError
 from .history import current_stages, fetch_versions
@@ -152,6 +153,8 @@ def change_stage(
     mgr.echo(f"{'removed' if demote else 'promoted'} {kind} {record.version} {'from' if demote else 'to'} {stage}")
     if forced:
         mgr.echo(f"rules overridden (recorded): {'; '.join(forced)}")
+    previous = current_stages(events).get(stage)
+    emit_events.stage_changed(ws, event, previous.version if previous else None)
     return event
 
 

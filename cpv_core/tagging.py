@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import events
 from .backends import PushRejected
 from .errors import GitError, VersionExistsError
 from .faults import crash_point
@@ -106,6 +107,7 @@ def allocate_and_publish(
                 ws.versioning.delete_local_version(kind, version)
             raise
         echo("tagged " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+        events.version_published(ws, records)
         return versions
     raise GitError(f"could not allocate a version after {TAG_ATTEMPTS} attempts (heavy contention)", fix="run the command again")
 

@@ -154,6 +154,12 @@ class DvcStorage(StorageBackendBase):
     def describe_remote(self) -> str:
         return self.remote_url()
 
+    def object_url(self, oid: str) -> str:
+        root = self.remote_url()
+        if root.startswith("/"):
+            root = Path(root).as_uri()
+        return f"{root.rstrip('/')}/{object_relpath(oid.removeprefix('md5:'))}"
+
     def committed_files(self) -> list[str]:
         return [".dvc/config", ".dvc/.gitignore", ".dvcignore"]
 

@@ -1,0 +1,216 @@
+"""Listener plugin ``mlflow_sync``: mirrors cpv's versions and stages into an
+MLflow model registry, so a team keeps MLflow's UI while cpv stays the source
+of truth.
+
+Off until a tracking URI is configured: ``cpv config set mlflow.tracking_uri
+sqlite:///…`` (or MLflow's own ``MLFLOW_TRACKING_URI``); the registry is
+``mlflow.registry_uri`` / ``MLFLOW_REGISTRY_URI``, else the tracking URI.
+MLflow itself comes with the optional extra: ``pip install 'cpv[mlflow]'``
+(``mlflow-skinny``, plus SQLAlchemy and Alembic for a database store).
+
+What lands where:
+
+* each published version becomes a run in the experiment ``cpv/{team}/{model}``
+  (its numeric metrics as MLflow metrics, the rest as tags) and a model version
+  of the registered model ``{team}.{model}`` (``{team}.{model}.data`` and
+  ``….checkpoint`` for the other kinds), whose source is the URL of the stored
+  bytes and whose tags carry cpv's version, commit and digest;
+* a promotion sets the MLflow alias named after the stage on that model
+  version; a demotion removes the alias.
+
+Syncing is idempotent (a version already registered is found by its
+``cpv.version`` tag), and ``cpv mlflow-sync -t TEAM -m MODEL`` brings over every
+version and stage an earlier sync missed, e.g. while the tracking server was down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from cpv_core import hookimpl
+from cpv_core.backends import SettingInfo
+from cpv_core.events import PublishedVersion, StageChange
+
+if TYPE_CHECKING:
+    import click
+
+logger = logging.getLogger("cpv.mlflow")
+
+TRACKING_KEY = "mlflow.tracking_uri"
+REGISTRY_KEY = "mlflow.registry_uri"
+VERSION_TAG = "cpv.version"
+
+
+@hookimpl
+def cpv_settings() -> list[SettingInfo]:
+    return [
+        SettingInfo(TRACKING_KEY, "MLflow tracking URI that cpv's versions and stages are mirrored to (default: $MLFLOW_TRACKING_URI)"),
+        SettingInfo(REGISTRY_KEY, "MLflow model registry URI (default: the tracking URI)"),
+    ]
+
+
+def tracking_uri(config: Any) -> str | None:
+    """The MLflow tracking URI in force, None when the sync is off."""
+    return config.get_config(TRACKING_KEY) or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def make_client(config: Any) -> Any | None:
+    """An ``MlflowClient`` for the configured URIs, None when the sync is off."""
+    uri = tracking_uri(config)
+    if not uri:
+        return None
+    try:
+        from mlflow import MlflowClient
+    except ImportError:
+        raise RuntimeError(f"{TRACKING_KEY} is set but MLflow is not installed: pip install 'cpv[mlflow]'") from None
+    registry = config.get_config(REGISTRY_KEY) or os.environ.get("MLFLOW_REGISTRY_URI") or uri
+    return MlflowClient(tracking_uri=uri, registry_uri=registry)
+
+
+def registered_model_name(team: str, model: str, kind: str) -> str:
+    """``team.model`` for models; ``team.model.data`` / ``team.model.checkpoint`` for the other kinds."""
+    return f"{team}.{model}" if kind == "model" else f"{team}.{model}.{kind}"
+
+
+def _ensure(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """``call(*args)``, where "already exists" is success (a sync may run twice)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return call(*args, **kwargs)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return None
+
+
+def find_model_version(client: Any, name: str, version: str) -> Any | None:
+    """The MLflow model version of ``name`` that mirrors cpv ``version``, if synced."""
+    for mv in client.search_model_versions(f"name='{name}'"):
+        if (mv.tags or {}).get(VERSION_TAG) == version:
+            return mv
+    return None
+
+
+def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """Numbers become MLflow metrics; anything else (text, lists) a ``metric.*`` tag."""
+    numeric: dict[str, float] = {}
+    other: dict[str, str] = {}
+    for key, value in metrics.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            numeric[str(key)] = float(value)
+        else:
+            other[f"metric.{key}"] = str(value)[:5000]
+    return numeric, other
+
+
+def sync_version(client: Any, record: PublishedVersion) -> str:
+    """Register ``record`` (a run with its metrics, then a model version); returns the
+    MLflow version number. A version synced before is left as it is."""
+    name = registered_model_name(record.team, record.model, record.kind)
+    _ensure(client.create_registered_model, name, description=f"Mirrored from cpv {record.team}/{record.model} ({record.kind})")
+    existing = find_model_version(client, name, record.version)
+    if existing is not None:
+        return str(existing.version)
+    experiment_name = f"cpv/{record.team}/{record.model}"
+    experiment = client.get_experiment_by_name(experiment_name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name)
+    tags = {
+        VERSION_TAG: record.version,
+        "cpv.kind": record.kind,
+        "cpv.commit": record.commit,
+        "cpv.author": record.author,
+        "cpv.digest": record.digest,
+        "cpv.remote": record.remote,
+    }
+    numeric, other = split_metrics(record.metrics)
+    run = client.create_run(experiment_id, run_name=f"{record.kind} {record.version}", tags={**tags, **other})
+    for key, value in numeric.items():
+        client.log_metric(run.info.run_id, key, value)
+    client.set_terminated(run.info.run_id)
+    mv = client.create_model_version(
+        name,
+        source=record.source_uri or record.remote,
+        run_id=run.info.run_id,
+        tags=tags,
+        description=record.message or None,
+    )
+    logger.info("MLflow: %s version %s mirrors cpv %s", name, mv.version, record.version)
+    return str(mv.version)
+
+
+def sync_stage(client: Any, change: StageChange) -> None:
+    """Point the alias ``change.stage`` at the mirrored version (or remove it)."""
+    name = registered_model_name(change.team, change.model, change.kind)
+    if change.version is None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client.delete_registered_model_alias(name, change.stage)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+        return
+    mv = find_model_version(client, name, change.version)
+    if mv is None:
+        raise RuntimeError(f"{name} has no MLflow version mirroring {change.version}; run `cpv mlflow-sync` to bring it over")
+    client.set_registered_model_alias(name, change.stage, mv.version)
+
+
+@hookimpl
+def cpv_version_published(record: PublishedVersion, config: Any) -> None:
+    client = make_client(config)
+    if client is not None:
+        sync_version(client, record)
+
+
+@hookimpl
+def cpv_stage_changed(change: StageChange, config: Any) -> None:
+    client = make_client(config)
+    if client is not None:
+        sync_stage(client, change)
+
+
+def sync_all(client: Any, records: Iterable[PublishedVersion], stages: Iterable[StageChange]) -> tuple[int, int]:
+    """Mirror every version, then every current stage; returns (versions, stages) synced."""
+    versions = 0
+    for record in records:
+        sync_version(client, record)
+        versions += 1
+    count = 0
+    for change in stages:
+        sync_stage(client, change)
+        count += 1
+    return versions, count
+
+
+@hookimpl
+def cpv_register_commands(cli: click.Group) -> None:
+    """``cpv mlflow-sync``: mirror every version and current stage of a model."""
+    import click
+
+    from cpv_core.cli import Ctx, target_options
+
+    @cli.command("mlflow-sync")
+    @target_options(message_uses_m=False)
+    @click.pass_obj
+    def mlflow_sync(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None) -> None:
+        """Mirror every version and current stage of a model into the MLflow registry
+        (what a sync that failed, e.g. while MLflow was down, missed)."""
+        from cpv_core.cli import resolve_target
+        from cpv_core.config import CPVConfig
+        from cpv_core.errors import ConfigError
+        from cpv_core.events import published_versions, stage_holders
+        from cpv_core.workspace import Workspace
+
+        config = CPVConfig()
+        client = make_client(config)
+        if client is None:
+            raise ConfigError("MLflow sync is off: no tracking URI", fix=f"cpv config set {TRACKING_KEY} URI (or set MLFLOW_TRACKING_URI)")
+        team, model, repo = resolve_target(team_name, model_name, repo_path)
+        ws = Workspace(team, model, repo, config=config)
+        versions, stages = sync_all(client, published_versions(ws), stage_holders(ws))
+        ctx.echo(f"MLflow: {versions} version(s) and {stages} stage(s) of {team}/{model} mirrored")
