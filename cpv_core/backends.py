@@ -541,3 +541,53 @@ class SettingInfo:
     key: str
     description: str = ""
     secret: bool = False
+
+
+@dataclass(frozen=True)
+class SetupQuestion:
+    """One question ``cpv setup`` asks for a :class:`SetupChoice` (and its flag,
+    ``--{choice}-{name}`` with ``_`` as ``-``, for ``--non-interactive`` runs).
+
+    :param name: the answer's key (``bucket``).
+    :param prompt: what the person reads (``S3 bucket``).
+    :param default: the answer when Enter is pressed (None: an answer is required),
+        or a function of the answers so far (a workspace defaulting to the user).
+    :param check: ``check(value, answers_so_far)`` returns the value to keep or
+        raises a :class:`cpv_core.errors.CPVError` saying what is wrong (the
+        question is asked again).
+    :param help: one line shown before the question.
+    """
+
+    name: str
+    prompt: str
+    default: str | Callable[[Mapping[str, str]], str] | None = None
+    check: Callable[[str, Mapping[str, str]], str] | None = None
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class SetupChoice:
+    """One answer to "which storage / hosting?" in ``cpv setup`` (hook ``cpv_setup_choices``).
+
+    :param kind: ``"storage"`` or ``"hosting"``.
+    :param name: what the person types (``s3``).
+    :param backend: the backend it selects (``dvc-s3``).
+    :param questions: asked in order once this choice is made.
+    :param apply: writes the configuration from the answers through the same
+        validated code as the plugin's own set-up command; returns lines to show.
+    :param current: the answers the present configuration implies (shown as defaults).
+    :param provider: the credential provider ``apply`` configures; the sections of
+        other providers of the same kind are removed, so one backend is in force.
+    :param after: shown (and waited for, interactively) after ``apply`` and before
+        the check, e.g. "add the public key to Bitbucket".
+    """
+
+    kind: str
+    name: str
+    backend: str
+    label: str
+    questions: tuple[SetupQuestion, ...] = ()
+    apply: Callable[[Any, Mapping[str, str]], list[str]] | None = None
+    current: Callable[[Any], Mapping[str, str]] | None = None
+    provider: str | None = None
+    after: str = ""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -27,6 +26,7 @@ from .errors import CheckpointNotFoundError, CPVError, ValidationError
 from .metrics import format_metrics, format_value, metric_number
 from .progress import human_bytes
 from .stage_rules import parse_gate
+from .terminal import EXIT_DAMAGED, EXIT_INTERRUPTED, out
 from .trust import visible, visible_lines
 
 if TYPE_CHECKING:
@@ -35,31 +35,12 @@ if TYPE_CHECKING:
     from .combined import CombinedCheckpointsManage
     from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
 
-EXIT_INTERRUPTED = 130
-EXIT_DAMAGED = 12
 logger = logging.getLogger("cpv")
 
 
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-def out(line: str, *, err: bool = False, fg: str | None = None) -> None:
-    """Print a human-readable line: control characters in it (which can only
-    come from values cpv did not write itself: tag messages, names, metrics)
-    are shown escaped, so nothing read from a repository can drive the terminal.
-    ``fg`` colours it, on a terminal only and never when ``NO_COLOR`` is set."""
-    text = visible_lines(line)
-    if fg and colour_wanted(err):
-        text = click.style(text, fg=fg)
-    click.echo(text, err=err)
-
-
-def colour_wanted(err: bool) -> bool:
-    """Colour only on a terminal, and never when ``NO_COLOR`` is set (no-color.org)."""
-    stream = sys.stderr if err else sys.stdout
-    return not os.environ.get("NO_COLOR") and bool(getattr(stream, "isatty", lambda: False)())
 
 
 class VisibleFormatter(logging.Formatter):
@@ -316,6 +297,12 @@ class CpvGroup(click.Group):
             Plugins(pm).register_commands(self)
         except Exception as exc:  # noqa: BLE001 - a plugin's command must not kill the CLI
             logger.warning("a plugin failed to add its commands: %s", exc)
+        try:
+            from .setup_command import build_setup_command
+
+            self.add_command(build_setup_command(Plugins(pm)))
+        except Exception as exc:  # noqa: BLE001 - a plugin's setup choice must not kill the CLI
+            logger.warning("cpv setup is unavailable: a plugin's setup choices failed: %s", exc)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self.load_plugin_commands()
@@ -378,7 +365,7 @@ def add_late_flags(command: click.Command) -> None:
     ):
         if not names & set(flags):
             command.params.append(
-                click.Option(list(flags), name, is_flag=True, expose_value=False, callback=_late_flag, help=text, is_eager=True)
+                click.Option([*flags, name], is_flag=True, expose_value=False, callback=_late_flag, help=text, is_eager=True)
             )
 
 
@@ -1355,10 +1342,9 @@ def validate(ctx: Ctx, as_json: bool, team_name: str | None, model_name: str | N
     if as_json:
         emit_json(report.to_dict())
     else:
-        for check in report:
-            out(f"{'ok  ' if check.ok else 'FAIL'} {check.name:22} {check.detail}", fg="green" if check.ok else "red")
-            if not check.ok and check.fix:
-                out(f"     {'':22} fix: {check.fix}")
+        from .setup_command import print_checks
+
+        print_checks(report)
     if not report:
         sys.exit(CredentialError.exit_code)
 

@@ -18,6 +18,8 @@ import json
 import logging
 import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -179,6 +181,25 @@ class CPVConfig:
         """Replace a whole config section (what a credential provider's set-up returned) and save."""
         self._config[section] = dict(entries)
         self._save_config()
+
+    @contextmanager
+    def all_or_nothing(self) -> Iterator[None]:
+        """Changes saved inside the block all stay; on any exception (Ctrl-C included)
+        ``config.json`` and this object return to what they were before it."""
+        try:
+            before: bytes | None = self.config_path.read_bytes()
+        except FileNotFoundError:
+            before = None
+        saved = copy.deepcopy(self._config)
+        try:
+            yield
+        except BaseException:
+            self._config = saved
+            if before is None:
+                self.config_path.unlink(missing_ok=True)
+            else:
+                atomic_write_bytes(self.config_path, before, mode=0o600)
+            raise
 
     def backend_name(self, kind: str) -> str:
         """The configured backend name for ``kind`` (storage, hosting, versioning);

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         CredentialProviderInfo,
         HostingBackendInfo,
         SettingInfo,
+        SetupChoice,
         StorageBackendInfo,
         VersioningBackendInfo,
     )
@@ -166,7 +167,8 @@ def cpv_settings() -> Iterable[SettingInfo]:
 def cpv_version_published(record: PublishedVersion, config: CPVConfig) -> None:
     """A version is on the remote (model, data, or a combined ``checkpoint``).
 
-    Called once per version, after the push succeeded; take only the arguments you need::
+    Called once per version, after the push succeeded. Example (a listener takes only the
+    arguments it needs)::
 
         @hookimpl
         def cpv_version_published(record):
@@ -181,6 +183,13 @@ def cpv_version_published(record: PublishedVersion, config: CPVConfig) -> None:
 def cpv_stage_changed(change: StageChange, config: CPVConfig) -> None:
     """A stage has a new holder (a promotion) or none (a demotion), on the remote.
 
+    Example::
+
+        @hookimpl
+        def cpv_stage_changed(change):
+            if change.stage == "prod":
+                print(f"{change.team}/{change.model}: prod is now {change.version or 'empty'}")
+
     :param change: team, model, kind, stage, the version now holding it (None when
         emptied), the one before, who, why, and any overridden rules.
     :param config: the cpv configuration in force.
@@ -191,7 +200,31 @@ def cpv_stage_changed(change: StageChange, config: CPVConfig) -> None:
 def cpv_upload_finished(upload: UploadFinished, config: CPVConfig) -> None:
     """An upload's commit is on the remote (it is not a version until tagged).
 
+    Example::
+
+        @hookimpl
+        def cpv_upload_finished(upload):
+            if upload.changed:
+                print(f"{upload.path}: {upload.size} bytes in {upload.seconds:.1f} s")
+
     :param upload: team, model, kind, path, commit, digest, size, metrics, whether
         anything changed, and how long it took.
     :param config: the cpv configuration in force.
+    """
+
+
+@hookspec
+def cpv_setup_choices() -> Iterable[SetupChoice]:
+    """Offer answers to ``cpv setup``'s "which storage?" / "which hosting?", each with
+    its questions and the code that writes the configuration from the answers.
+
+    Example::
+
+        @hookimpl
+        def cpv_setup_choices():
+            return [SetupChoice("storage", "mystore", "mystore", "objects in /srv/store",
+                                questions=(SetupQuestion("root", "Store directory", "/srv/store"),),
+                                apply=lambda config, answers: [config.set_config("mystore.root", answers["root"]) or "done"])]
+
+    :return: the choices this plugin offers.
     """

@@ -30,6 +30,7 @@ from .backends import (
     HostingBackend,
     HostingBackendInfo,
     SettingInfo,
+    SetupChoice,
     StorageBackend,
     StorageBackendInfo,
     VersioningBackend,
@@ -219,6 +220,10 @@ class Plugins:
     def settings(self) -> list[SettingInfo]:
         """Every config key plugins declare beyond their backends' (hook ``cpv_settings``)."""
         return _collect(self.pm.hook.cpv_settings())
+
+    def setup_choices(self) -> list[SetupChoice]:
+        """Every answer plugins offer to ``cpv setup``'s questions (hook ``cpv_setup_choices``)."""
+        return _collect(self.pm.hook.cpv_setup_choices())
 
     # -- selection by configured name ---------------------------------------
     def storage(self, name: str, ctx: BackendContext) -> StorageBackend:

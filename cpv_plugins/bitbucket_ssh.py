@@ -24,6 +24,7 @@ import shlex
 import socket
 import stat
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ from cpv_core import hookimpl
 
 if TYPE_CHECKING:
     import click
-from cpv_core.backends import BackendContext, CheckResult, CredentialProviderInfo, HostingBackendInfo
+from cpv_core.backends import BackendContext, CheckResult, CredentialProviderInfo, HostingBackendInfo, SetupChoice, SetupQuestion
 from cpv_core.bases import HostingBackendBase
 from cpv_core.errors import ConfigError, CredentialError, RepositoryError, ValidationError
 from cpv_core.names import validate_name
@@ -466,3 +467,90 @@ def cpv_register_commands(cli: click.Group) -> None:
         )
 
     add_setup_commands(cli, "bitbucket", options, configure, "Configure Bitbucket over SSH (key, ~/.ssh/config block, workspace).")
+
+
+# --------------------------------------------------------------------------
+# cpv setup
+# --------------------------------------------------------------------------
+
+
+def _matching(pattern: re.Pattern[str], what: str, fix: str) -> Any:
+    def check(value: str, answers: Mapping[str, str]) -> str:
+        if not pattern.fullmatch(value):
+            raise ValidationError(f"{what} {value!r} is not valid", fix=fix)
+        return value
+
+    return check
+
+
+def _port(value: str, answers: Mapping[str, str]) -> str:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise ValidationError(f"port {value!r} is not a TCP port", fix="use 1-65535 (Bitbucket Cloud: 443 on altssh.bitbucket.org, or 22)")
+    return value
+
+
+def _setup_apply(config: Any, answers: Mapping[str, str]) -> list[str]:
+    entries = config.setup_bitbucket_ssh(
+        keygen_filename=answers["key"],
+        bitbucket_user=answers["user"],
+        workspace=answers["workspace"],
+        host=answers["host"],
+        port=int(answers["port"]),
+        ssh_user=answers["ssh_user"],
+    )
+    public = Path(entries["public_key_path"]).read_text().strip()
+    return [
+        f"hosting: Bitbucket workspace {entries['workspace']} over {entries['ssh_user']}@{entries['host']}:{entries['port']}",
+        f"SSH key {entries['key_path']}; its public half:",
+        public,
+    ]
+
+
+def _setup_current(config: Any) -> dict[str, str]:
+    section = config.get_config("bitbucket") or {}
+    current = {key: str(section[key]) for key in ("user", "workspace", "host", "port", "ssh_user") if section.get(key)}
+    if section.get("key_path"):
+        current["key"] = str(section["key_path"])
+    return current
+
+
+@hookimpl
+def cpv_setup_choices() -> list[SetupChoice]:
+    """``cpv setup``: Bitbucket (Cloud, or Data Center on its own host and port) over SSH."""
+    return [
+        SetupChoice(
+            "hosting",
+            "bitbucket",
+            "bitbucket-ssh",
+            "Bitbucket over SSH (Cloud, or Data Center on your own host and port)",
+            questions=(
+                SetupQuestion("user", "Bitbucket user", None, lambda value, _: validate_name(value, "Bitbucket user")),
+                SetupQuestion(
+                    "workspace",
+                    "Workspace (or project) holding the repositories",
+                    lambda answers: answers.get("user", ""),
+                    lambda value, _: validate_name(value, "Bitbucket workspace"),
+                ),
+                SetupQuestion(
+                    "key",
+                    "SSH key (a name under ~/.ssh or a path; created if missing, reused if present)",
+                    "id_ed25519_bitbucket",
+                ),
+                SetupQuestion(
+                    "host",
+                    "SSH host",
+                    DEFAULT_HOST,
+                    _matching(_HOST_RE, "host", "e.g. altssh.bitbucket.org, or your Data Center's host"),
+                    "Bitbucket Cloud: altssh.bitbucket.org port 443 passes most firewalls; Data Center: your server",
+                ),
+                SetupQuestion("port", "SSH port", str(DEFAULT_PORT), _port),
+                SetupQuestion(
+                    "ssh_user", "SSH login user", DEFAULT_SSH_USER, _matching(_USER_RE, "SSH user", "Bitbucket's SSH user is 'git'")
+                ),
+            ),
+            apply=_setup_apply,
+            current=_setup_current,
+            provider="bitbucket-ssh",
+            after="Add the public key above to Bitbucket (Personal settings > SSH keys; Data Center: Manage account > SSH keys)",
+        )
+    ]

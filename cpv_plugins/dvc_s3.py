@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import configparser
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -25,7 +26,7 @@ from cpv_core import hookimpl
 
 if TYPE_CHECKING:
     import click
-from cpv_core.backends import BackendContext, CheckResult, CredentialProviderInfo, StorageBackendInfo
+from cpv_core.backends import BackendContext, CheckResult, CredentialProviderInfo, SetupChoice, SetupQuestion, StorageBackendInfo
 from cpv_core.config import CPVConfig
 from cpv_core.errors import ConfigError, CredentialError, ValidationError
 from cpv_core.trust import open_regular
@@ -299,3 +300,84 @@ def cpv_register_commands(cli: click.Group) -> None:
         ctx.echo("new models now store their data on S3 (storage: dvc-s3); run `cpv validate` to check access")
 
     add_setup_commands(cli, "aws", options, configure, "Configure S3 access by reference to an AWS credentials file and profile.")
+
+
+# --------------------------------------------------------------------------
+# cpv setup
+# --------------------------------------------------------------------------
+
+
+def _credentials_file(value: str, answers: Mapping[str, str]) -> str:
+    path = Path(value).expanduser().resolve()
+    if not path.is_file():
+        raise CredentialError(f"AWS credentials file {path} does not exist", fix="create it with `aws configure`, or give another path")
+    return str(path)
+
+
+def _profile(value: str, answers: Mapping[str, str]) -> str:
+    if not _PROFILE_RE.fullmatch(value):
+        raise ValidationError(f"AWS profile name {value!r} is not valid", fix="use letters, digits and _ . @ + = -")
+    fields = _read_profile(Path(answers["credential_path"]), value)
+    if not fields.get("aws_access_key_id") or not fields.get("aws_secret_access_key"):
+        raise CredentialError(
+            f"profile {value!r} has no aws_access_key_id/aws_secret_access_key", fix="add both keys, or pick another profile"
+        )
+    return value
+
+
+def _region(value: str, answers: Mapping[str, str]) -> str:
+    if not _REGION_RE.fullmatch(value):
+        raise ValidationError(f"region {value!r} is not a valid region name", fix="e.g. us-east-1")
+    return value
+
+
+def _apply(config: Any, answers: Mapping[str, str]) -> list[str]:
+    entries = config.setup_aws_profile(
+        credential_path=answers["credential_path"],
+        aws_profile=answers["profile"],
+        bucket=answers["bucket"],
+        endpoint_url=answers.get("endpoint_url") or None,
+        region=answers["region"],
+    )
+    where = f" at {entries['endpoint_url']}" if entries.get("endpoint_url") else ""
+    return [f"storage: S3 bucket {entries['bucket']}{where}, profile {entries['profile']} in {entries['credential_path']}"]
+
+
+def _current(config: Any) -> dict[str, str]:
+    section = config.get_config("aws") or {}
+    keys = ("credential_path", "profile", "bucket", "endpoint_url", "region")
+    return {key: str(section[key]) for key in keys if section.get(key)}
+
+
+@hookimpl
+def cpv_setup_choices() -> list[SetupChoice]:
+    """``cpv setup``: S3 (AWS or any S3-compatible server), by reference to a credentials file."""
+    return [
+        SetupChoice(
+            "storage",
+            "s3",
+            "dvc-s3",
+            "S3: AWS or an S3-compatible server (SeaweedFS, MinIO, Ceph), keys read from a credentials file",
+            questions=(
+                SetupQuestion(
+                    "credential_path",
+                    "AWS credentials file",
+                    str(Path("~/.aws/credentials")),
+                    _credentials_file,
+                    "cpv stores only this path, never the keys",
+                ),
+                SetupQuestion("profile", "Profile in that file", "default", _profile),
+                SetupQuestion("bucket", "S3 bucket", DEFAULT_BUCKET, lambda value, _: _validate_bucket(value)),
+                SetupQuestion(
+                    "endpoint_url",
+                    "Endpoint URL (empty for AWS itself)",
+                    "",
+                    lambda value, _: _validate_endpoint(value or None) or "",
+                ),
+                SetupQuestion("region", "Region", DEFAULT_REGION, _region),
+            ),
+            apply=_apply,
+            current=_current,
+            provider="aws",
+        )
+    ]

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from cpv_core import hookimpl
-from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, StorageBackendInfo
+from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, SetupChoice, StorageBackendInfo
 from cpv_core.bases import HostingBackendBase
 from cpv_core.config import CPVConfig
 from cpv_core.errors import ConfigError, RepositoryError
@@ -30,9 +30,14 @@ from .transport import LocalDirTransport
 
 def local_root(ctx: BackendContext) -> Path:
     """Root directory of the embedded default's remotes."""
-    value = ctx.config.get_config("local.root")
+    return local_root_of(ctx.config)
+
+
+def local_root_of(config: CPVConfig) -> Path:
+    """Root directory of the embedded default's remotes under ``config``."""
+    value = config.get_config("local.root")
     if not value:
-        return ctx.config.config_dir / "local"
+        return config.config_dir / "local"
     root = Path(str(value)).expanduser()
     if not root.is_absolute():
         raise ConfigError(
@@ -155,4 +160,25 @@ def cpv_hosting_backends() -> list[HostingBackendInfo]:
     """The embedded local hosting backend."""
     return [
         HostingBackendInfo("local", LocalHosting, "a local bare git repository per team/model under CPV_HOME", settings=("local.root",))
+    ]
+
+
+@hookimpl
+def cpv_setup_choices() -> list[SetupChoice]:
+    """``cpv setup``: the embedded defaults, which need no questions."""
+    return [
+        SetupChoice(
+            "storage",
+            "local",
+            "local",
+            "a directory on this machine (no account needed)",
+            apply=lambda config, answers: [f"storage: local, under {local_root_of(config)}"],
+        ),
+        SetupChoice(
+            "hosting",
+            "local",
+            "local",
+            "bare git repositories on this machine (no account needed)",
+            apply=lambda config, answers: [f"hosting: local bare repositories under {local_root_of(config)}"],
+        ),
     ]

@@ -19,7 +19,7 @@ import pytest
 
 from cpv_core import CombinedCheckpointsManage, DataCheckpointsManage, ModelsCheckpointsManage, hookimpl
 from cpv_core.config import CPVConfig
-from cpv_core.plugins import get_plugin_manager
+from cpv_core.plugins import Plugins, get_plugin_manager
 
 from .helpers import git, write_data_dir, write_model
 from .test_history import cpv
@@ -71,6 +71,8 @@ def m(cpv_home) -> ModelsCheckpointsManage:
 
 
 def test_listeners_hear_uploads_versions_and_stages_after_the_remote_has_them(m, recorder, tmp_path):
+    listener = next(p for p in Plugins().describe() if p.name == "recorder")
+    assert set(listener.hooks) == {"cpv_version_published", "cpv_stage_changed", "cpv_upload_finished"}
     write_model(m.repo_path / "model.bin", 2048, seed=1)
     m.upload_model_checkpoint(metrics={"loss": 0.5}, message="first")
     assert m.tag_model_checkpoint(message="baseline") == "v0.1"

@@ -287,18 +287,18 @@ def test_config_set_refuses_unknown_keys_and_backends_listing_the_choices(cpv_ho
 
 
 def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch, capsys):
-    from cpv_core import cli as cli_module
+    from cpv_core import terminal
 
     class Tty:
         def isatty(self) -> bool:
             return True
 
-    monkeypatch.setattr(cli_module.sys, "stderr", Tty())
+    monkeypatch.setattr(terminal.sys, "stderr", Tty())
     monkeypatch.delenv("NO_COLOR", raising=False)
-    assert cli_module.colour_wanted(err=True)
+    assert terminal.colour_wanted(err=True)
     monkeypatch.setenv("NO_COLOR", "1")
-    assert not cli_module.colour_wanted(err=True)
-    assert not cli_module.colour_wanted(err=False)  # pytest's captured stdout is no terminal
+    assert not terminal.colour_wanted(err=True)
+    assert not terminal.colour_wanted(err=False)  # pytest's captured stdout is no terminal
 
 
 def test_a_sub_path_download_reports_the_bytes_it_placed(cpv_home, tmp_path):
