@@ -242,7 +242,14 @@ class PushRejected(Exception):
 
 @runtime_checkable
 class StorageBackend(Protocol):
-    """Large-file storage for one workspace (the default plugins use DVC)."""
+    """Large-file storage for one workspace (the default plugins use DVC).
+
+    Optional (looked up with ``getattr``; :class:`cpv_core.bases.StorageBackendBase`
+    has a default): ``object_url(oid) -> str``, a URL of the stored object ``oid``
+    (a version's ``digest``, ``"md5:…"``) that other tools can read
+    (``s3://bucket/…``, ``file:///…``), which lifecycle events report as a
+    version's source. Without it, events name the remote and the digest.
+    """
 
     name: str
 
@@ -253,11 +260,6 @@ class StorageBackend(Protocol):
 
     def describe_remote(self) -> str:
         """Human-readable location of the remote store (for plans and errors)."""
-
-    def object_url(self, oid: str) -> str:
-        """A URL of the stored object ``oid`` (a version's ``digest``, ``"md5:…"``) that other tools
-        can read (``s3://bucket/…``, ``file:///…``): what lifecycle events report as the
-        version's source."""
 
     def committed_files(self) -> list[str]:
         """Files created by :meth:`init` that belong in git (``.dvc/config`` ...)."""
