@@ -216,7 +216,7 @@ class DemoPlugin:
 
     @hookimpl
     def cpv_settings(self):
-        return [SettingInfo("demo.root", "where the demo store keeps objects"), SettingInfo("demo.token_url", "a secret URL", secret=True)]
+        return [SettingInfo("demo.root", "where the demo store keeps objects"), SettingInfo("demo.hook_url", "a secret URL", secret=True)]
 
     @hookimpl
     def cpv_setup_choices(self):
@@ -235,7 +235,7 @@ def test_a_plugin_adds_its_own_settings_and_setup_answers(cpv_home):
     assert set(demo.hooks) == {"cpv_settings", "cpv_setup_choices"}
     cpv("config", "set", "demo.root", "/tmp/x")  # a declared key is accepted ...
     assert "'demo.rot' is not a cpv setting" in cpv("config", "set", "demo.rot", "/tmp/x", expect=3).output  # ... a typo is not
-    cpv("config", "set", "demo.token_url", "https://hooks.example.com/T/s3cr3t")
+    cpv("config", "set", "demo.hook_url", "https://hooks.example.com/T/s3cr3t")
     assert "s3cr3t" not in cpv("config", "show").output
     out = cpv("setup", "--non-interactive", "--storage", "demo", "--demo-root", "/srv/objects").output
     assert "demo store at /srv/objects" in out and CPVConfig().get_config("demo.root") == "/srv/objects"
