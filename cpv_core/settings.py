@@ -68,3 +68,19 @@ def check_setting(key: str, value: str | None) -> None:
             raise ConfigError(
                 f"{key} backend {value!r} is not provided by any installed plugin", fix=f"choose one of: {', '.join(choices)}"
             )
+
+
+def flag_setting(config: object, key: str, default: bool, fix: str) -> bool:
+    """A true/false setting (``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0``);
+    ``default`` when unset; a ConfigError naming the key and ``fix`` for anything else."""
+    from .trust import visible
+
+    value = config.get_config(key)  # type: ignore[attr-defined]
+    if value is None or value == "":
+        return default
+    text = str(value).strip().lower()
+    if text in {"true", "yes", "1", "on"}:
+        return True
+    if text in {"false", "no", "0", "off"}:
+        return False
+    raise ConfigError(f"{key} {visible(repr(value))} is not true or false", fix=fix)

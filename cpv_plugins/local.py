@@ -22,7 +22,7 @@ from cpv_core.bases import HostingBackendBase
 from cpv_core.config import CPVConfig
 from cpv_core.errors import ConfigError, RepositoryError
 from cpv_core.paths import make_private_dirs
-from cpv_core.trust import visible
+from cpv_core.settings import flag_setting
 
 from .dvc_storage import DvcStorage
 from .transport import LocalDirTransport
@@ -53,17 +53,8 @@ def link_objects(ctx: BackendContext) -> bool:
     model takes one copy under CPV_HOME besides the workspace file. False keeps
     two independent copies (a cache object damaged in place can then be
     fetched again from the store)."""
-    value = ctx.config.get_config("local.link")
-    if value is None or value == "":
-        return True
-    text = str(value).strip().lower()
-    if text in {"true", "yes", "1", "on"}:
-        return True
-    if text in {"false", "no", "0", "off"}:
-        return False
-    raise ConfigError(
-        f"local.link {visible(repr(value))} is not true or false",
-        fix="cpv config set local.link true (one copy on disk) or false (two independent copies)",
+    return flag_setting(
+        ctx.config, "local.link", True, "cpv config set local.link true (one copy on disk) or false (two independent copies)"
     )
 
 
