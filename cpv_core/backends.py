@@ -249,6 +249,10 @@ class StorageBackend(Protocol):
     (a version's ``digest``, ``"md5:…"``) that other tools can read
     (``s3://bucket/…``, ``file:///…``), which lifecycle events report as a
     version's source. Without it, events name the remote and the digest.
+    ``track_for_push(paths)``, what uploads call instead of :meth:`track`: it may
+    skip the local cache copy when :meth:`push` follows (the default plugins' S3
+    store hashes the workspace file and uploads it from there); :meth:`track`
+    itself always keeps the content locally (a revert saves unsaved work with it).
     """
 
     name: str

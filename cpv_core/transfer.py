@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,7 +132,7 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
             return upload_moved(mgr, source, rel, expected_files, clean_metrics, message)
         place_source(mgr, source, dest, rel)
         crash_point("upload.placed")
-        (artifact,) = ws.storage.track([mgr.target])
+        (artifact,) = track_for_push(mgr)([mgr.target])
         if artifact.nfiles != expected_files:
             undo_track(mgr)
             raise ValidationError(
@@ -203,7 +204,7 @@ def upload_moved(
         place_source(mgr, source, dest, rel)
         ws.set_file(kind, rel)
         crash_point("upload.moved-placed")
-        (artifact,) = ws.storage.track([rel])
+        (artifact,) = track_for_push(mgr)([rel])
         ws.extend_change(ws.storage.commit_paths([rel]))
         if artifact.nfiles != expected_files:
             raise ValidationError(
@@ -242,6 +243,13 @@ def upload_moved(
     if kept:
         mgr.echo(f"{old} was left in the workspace: it has changes that were never uploaded (delete it when you no longer need it)")
     return stored_result(kind, dest, commit, artifact, metrics, changed=True)
+
+
+def track_for_push(mgr: CheckpointManager) -> Callable[[Sequence[str]], list[TrackedArtifact]]:
+    """The storage's ``track_for_push`` (it may skip the local cache copy before a push),
+    else its ``track``: the method is optional in the protocol."""
+    storage = mgr.ws.storage
+    return getattr(storage, "track_for_push", storage.track)
 
 
 def stored_result(

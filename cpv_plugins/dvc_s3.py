@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 from cpv_core.backends import BackendContext, CheckResult, CredentialProviderInfo, SetupChoice, SetupQuestion, StorageBackendInfo
 from cpv_core.config import CPVConfig
 from cpv_core.errors import ConfigError, CredentialError, ValidationError
+from cpv_core.settings import flag_setting
 from cpv_core.trust import open_regular
 
 from .dvc_storage import DvcStorage
@@ -47,6 +48,8 @@ _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$|^[a-z0-9-]{2,32}$")
 _PROFILE_RE = re.compile(r"^[A-Za-z0-9_.@+=-]{1,64}$")
 MAX_CREDENTIALS_BYTES = 1024 * 1024
+#: keep a copy of each uploaded file in the workspace's DVC cache (default false)
+CACHE_COPY_KEY = "cache.copy"
 
 
 def _validate_bucket(bucket: str) -> str:
@@ -134,6 +137,15 @@ class S3Storage(DvcStorage):
 
     def make_transport(self) -> S3Transport:
         return S3Transport(self.settings, self.prefix)
+
+    def keeps_cache_copy(self) -> bool:
+        # a second local copy is pure cost on the way to a remote (and 70 GB for a 70 GB checkpoint)
+        return flag_setting(
+            self.ctx.config,
+            CACHE_COPY_KEY,
+            False,
+            f"cpv config set {CACHE_COPY_KEY} false (upload from the workspace file) or true (keep a cache copy, as DVC does)",
+        )
 
 
 # --------------------------------------------------------------------------
@@ -238,7 +250,7 @@ def cpv_enumerate_models(config: CPVConfig) -> list[tuple[str, str]]:
 @hookimpl
 def cpv_storage_backends() -> list[StorageBackendInfo]:
     """The DVC-on-S3 storage backend."""
-    return [StorageBackendInfo("dvc-s3", S3Storage, "DVC with an S3 remote s3://{bucket}/{team}/{model}")]
+    return [StorageBackendInfo("dvc-s3", S3Storage, "DVC with an S3 remote s3://{bucket}/{team}/{model}", settings=(CACHE_COPY_KEY,))]
 
 
 @hookimpl

@@ -56,7 +56,7 @@ from .dvc_layout import (
     write_dvc_config,
     write_pointer,
 )
-from .stat_cache import StatCache, now_ns
+from .stat_cache import StatCache, now_ns, same_file_state, settled_stat
 from .transport import OnBytes, Transport, hash_file
 
 logger = logging.getLogger("cpv.storage")
@@ -109,6 +109,8 @@ class DvcStorage(StorageBackendBase):
         self._transport: Transport | None = None
         #: objects the last :meth:`track` wrote into the cache from the user's files (known good)
         self._fresh: set[str] = set()
+        #: without a cache copy: object id -> the workspace file it was hashed from, and its stat then
+        self._sources: dict[str, tuple[Path, os.stat_result]] = {}
         self._sessions = 0
 
     # -- what subclasses provide ---------------------------------------------
@@ -127,6 +129,12 @@ class DvcStorage(StorageBackendBase):
     @abstractmethod
     def make_transport(self) -> Transport:
         """The transport that reaches the remote."""
+
+    def keeps_cache_copy(self) -> bool:
+        """Whether :meth:`track` copies each file into the workspace's cache (as DVC does)
+        before it is pushed. Without a copy a file is hashed where it is and uploaded
+        from there, guarded by its stat; reverts and downloads then fetch from the remote."""
+        return True
 
     @property
     def transport(self) -> Transport:
@@ -296,6 +304,15 @@ class DvcStorage(StorageBackendBase):
         self._fresh.add(oid)
         return oid
 
+    def _hash_in_place(self, src: Path, on_bytes: OnBytes) -> str:
+        """Hash ``src`` without copying it (a store that keeps no cache copy); its object id.
+        The file's stat is kept so the upload can tell whether it changed meanwhile."""
+        before = settled_stat(src)
+        oid = hash_file(src, None, on_bytes)
+        self._sources[oid] = (src, before)
+        self._fresh.add(oid)
+        return oid
+
     def _remove_partial_cache_files(self) -> None:
         for leftover in self._objects_dir().glob(".cpv-*.tmp"):  # a killed run's; the workspace lock is held
             if leftover.is_file() and not leftover.is_symlink():
@@ -309,30 +326,40 @@ class DvcStorage(StorageBackendBase):
 
     # -- track ---------------------------------------------------------------------
     def track(self, paths: Sequence[str]) -> list[TrackedArtifact]:
+        """Hash ``paths`` into the cache (always a copy: a revert saves unsaved work this way)."""
+        return self._track(paths, copy=True)
+
+    def track_for_push(self, paths: Sequence[str]) -> list[TrackedArtifact]:
+        """Hash ``paths`` for the upload that follows: into the cache, or, for a store that
+        keeps no cache copy, where they are (the push then reads the workspace files)."""
+        return self._track(paths, copy=self.keeps_cache_copy())
+
+    def _track(self, paths: Sequence[str], *, copy: bool) -> list[TrackedArtifact]:
         self.check_settings()
         self._remove_partial_cache_files()
         self._fresh.clear()  # only what this call hashes is known good for the push that follows
+        self._sources.clear()
         stats = self._stat_cache()
         for p in paths:
             source = self.path / p
             if source.is_file() and not source.is_symlink():
-                self._track_file(p, stats)
+                self._track_file(p, stats, copy)
             else:
-                self._track_dir(p, stats)
+                self._track_dir(p, stats, copy)
         stats.save()
         return [read_pointer(self.path, p) for p in paths]
 
-    def _track_file(self, path: str, stats: StatCache) -> None:
+    def _track_file(self, path: str, stats: StatCache, copy: bool) -> None:
         src = self.path / path
         size = src.stat().st_size
         started = now_ns()
-        with Progress(f"hash and cache {path}", size, self.ctx.progress) as progress:
-            oid = self._cache_file(src, progress.update)
+        with Progress(f"hash and cache {path}" if copy else f"hash {path}", size, self.ctx.progress) as progress:
+            oid = self._cache_file(src, progress.update) if copy else self._hash_in_place(src, progress.update)
         stats.put(path, src, oid, started)
         write_pointer(self.path, path, oid, size, None)
         ignore_in_git(self.path, path)
 
-    def _track_dir(self, path: str, stats: StatCache) -> None:
+    def _track_dir(self, path: str, stats: StatCache, copy: bool) -> None:
         """Hash a directory's changed files into the cache, write its ``.dir`` manifest and pointer.
 
         Files whose stat is as when they were last hashed and whose object is
@@ -343,14 +370,18 @@ class DvcStorage(StorageBackendBase):
         changed = []
         for rel, src, size in files:
             known = stats.get(f"{path}/{rel}", src)
-            if known is not None and self._has_cached(known):
+            if known is not None and (self._has_cached(known) or not copy):
                 md5s[rel] = known
+                if not copy:
+                    self._sources.setdefault(known, (src, src.stat()))  # not fresh: re-hashed if it must be uploaded
             else:
                 changed.append((rel, src, size))
-        with Progress(f"hash and cache {path}", sum(size for _, _, size in changed), self.ctx.progress) as progress:
+        with Progress(
+            f"hash and cache {path}" if copy else f"hash {path}", sum(size for _, _, size in changed), self.ctx.progress
+        ) as progress:
             for rel, src, _ in changed:
                 started = now_ns()
-                md5s[rel] = self._cache_file(src, progress.update)
+                md5s[rel] = self._cache_file(src, progress.update) if copy else self._hash_in_place(src, progress.update)
                 stats.put(f"{path}/{rel}", src, md5s[rel], started)
         raw, oid = manifest_bytes(md5s)
         atomic_write_bytes(self._cached(oid), raw, mode=0o444)
@@ -423,7 +454,7 @@ class DvcStorage(StorageBackendBase):
         that every object is there: no pointer is committed for bytes that are not stored."""
         self.check_settings()
         oids = list(dict.fromkeys(oid for p in paths for oid in self.objects(p)))
-        sizes = {oid: self._cached(oid).stat().st_size for oid in oids}
+        sizes = {oid: self._local_size(oid) for oid in oids}
         transport = self.transport
         with self.remote(f"upload {', '.join(paths)}"):
             present = transport.sizes(oids)
@@ -444,9 +475,23 @@ class DvcStorage(StorageBackendBase):
             )
         return TransferStats(transferred=len(missing), skipped=len(oids) - len(missing))
 
+    def _local_size(self, oid: str) -> int:
+        """Bytes of object ``oid`` here: its cache copy, else the workspace file it was hashed from."""
+        if self._has_cached(oid) or oid not in self._sources:
+            return self._cached(oid).stat().st_size
+        return self._sources[oid][1].st_size
+
     def _put(self, oid: str, on_bytes: OnBytes) -> None:
-        """Upload cache object ``oid``; one this process did not just hash from the user's
-        files is checked first (a damaged cache object is evicted and reported, never stored)."""
+        """Upload object ``oid``: from the cache, or (no cache copy) from the workspace file.
+
+        A cache object this process did not just hash from the user's files is
+        checked first (a damaged one is evicted and reported, never stored). A
+        workspace file is uploaded only while its stat is as when it was hashed;
+        one that changed during the upload is taken off the remote again, so no
+        object is ever stored under a hash its bytes do not have."""
+        if not self._has_cached(oid) and oid in self._sources:
+            self._put_in_place(oid, on_bytes)
+            return
         cached = self._cached(oid)
         if oid not in self._fresh:
             actual = hash_file(cached)
@@ -457,6 +502,25 @@ class DvcStorage(StorageBackendBase):
                     fix="upload again: cpv re-reads your files into the cache",
                 )
         self.transport.put(oid, cached, on_bytes)
+
+    def _put_in_place(self, oid: str, on_bytes: OnBytes) -> None:
+        src, hashed = self._sources[oid]
+        rel = src.relative_to(self.path).as_posix()
+        if oid not in self._fresh:  # known from the stat cache only: the bytes are checked before they are trusted
+            actual = hash_file(src)
+            if actual != oid:
+                raise DVCError(f"{rel} no longer has the content it was hashed with; nothing was uploaded", fix="upload again")
+            hashed = src.stat()
+        if not same_file_state(src, hashed):
+            raise DVCError(f"{rel} changed after it was hashed; nothing was uploaded", fix="upload again once it is written")
+        self.transport.put(oid, src, on_bytes)
+        if not same_file_state(src, hashed):
+            self.transport.delete(oid)
+            raise DVCError(
+                f"{rel} changed while it was uploaded (is a training job still writing it?); the partial object was removed "
+                "and nothing was committed",
+                fix="upload again once the file is complete (the Checkpointer uploads a snapshot instead)",
+            )
 
     # -- reading objects: the cache first, then the remote ----------------------------
     def describe_pointer(self, path: str, pointer: bytes) -> TrackedArtifact | None:
@@ -605,8 +669,10 @@ class DvcStorage(StorageBackendBase):
             try:
                 if remote:
                     actual = self.transport.md5(md5)
+                elif self._has_cached(md5) or self._cached(md5).is_symlink():
+                    actual = hash_file(self._cached(md5))
                 else:
-                    actual = hash_file(self._cached(md5)) if self._has_cached(md5) or self._cached(md5).is_symlink() else None
+                    actual = self._workspace_copy_md5(name, md5)
             except ValidationError as exc:
                 problems.append(f"{name}: {exc.message}")
                 continue
@@ -615,6 +681,20 @@ class DvcStorage(StorageBackendBase):
             elif actual != md5:
                 problems.append(f"{name}: corrupt in the {where} (object {object_relpath(md5)}: md5 {actual})")
         return problems
+
+    def _workspace_copy_md5(self, name: str, md5: str) -> str | None:
+        """Without a cache copy, the local copy of an object is the workspace file it was
+        uploaded from: its MD5 when the file at ``name`` is that object, else None (missing)."""
+        if self.keeps_cache_copy():
+            return None
+        try:
+            candidate = contained(self.path, name, "workspace")
+        except ValidationError:
+            return None
+        if not candidate.is_file() or candidate.is_symlink():
+            return None
+        actual = hash_file(candidate)
+        return actual if actual == md5 else None
 
     def checkout(self, paths: Sequence[str]) -> None:
         """Place the content each pointer in the workspace names, verified, replacing the current files."""

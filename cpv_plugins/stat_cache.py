@@ -14,6 +14,7 @@ cache, so what it says is checked (object ids) and a damaged file is ignored.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -85,3 +86,34 @@ class StatCache:
 def now_ns() -> int:
     """The wall-clock time the file system stamps modification times with."""
     return time.time_ns()
+
+
+#: how old a file's modification time must be before its stat can vouch for its
+#: content: longer than one tick of the file system's clock (ext4, XFS: a few ms)
+_SETTLE_NS = 20_000_000
+
+
+def settled_stat(path: Path) -> os.stat_result:
+    """``path``'s stat once its modification time is older than one clock tick, so any
+    later write shows as a different time. A file system that keeps whole seconds
+    (its times end in nine zeros) waits a second: the racily-clean rule, applied
+    before the file is read rather than after."""
+    for _ in range(3):
+        st = os.stat(path)
+        settle = _RACY_NS if st.st_mtime_ns % _RACY_NS == 0 else _SETTLE_NS
+        age = time.time_ns() - st.st_mtime_ns
+        if age >= settle:
+            return st
+        time.sleep((settle - age) / 1e9)
+    return os.stat(path)
+
+
+def same_file_state(path: Path, before: os.stat_result) -> bool:
+    """Whether ``path`` is still the file ``before`` describes: same inode, size, and
+    modification and change times (a write in place changes both)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    fields = ("st_dev", "st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
+    return all(getattr(st, name) == getattr(before, name) for name in fields)

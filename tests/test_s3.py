@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from cpv_core import AWSError, CredentialError, ModelsCheckpointsManage, ValidationError
+from cpv_core import AWSError, CredentialError, DataCheckpointsManage, DVCError, ModelsCheckpointsManage, ValidationError
 from cpv_core.config import CPVConfig
 from cpv_core.plugins import Plugins
 
-from .helpers import S3_BUCKET, S3_SECRET_KEY, git, s3_client, s3_keys, write_aws_credentials, write_model
+from .helpers import S3_BUCKET, S3_SECRET_KEY, git, s3_client, s3_keys, write_aws_credentials, write_data_dir, write_model
 
 pytestmark = pytest.mark.s3
 
@@ -238,7 +238,7 @@ def test_progress_bar_on_a_terminal_and_plain_lines_in_a_pipe(s3_config, tmp_pat
     write_model(m.repo_path / "model.bin", 40 * 1024 * 1024)
     cpv = [sys.executable, "-m", "cpv_core.cli"]
     out = _run_in_pty([*cpv, "model", "upload"], m.repo_path)
-    assert "hash and cache model.bin" in out and "upload model.bin" in out  # tqdm bars: bytes, rate, ETA
+    assert "hash model.bin" in out and "upload model.bin" in out  # tqdm bars: bytes, rate, ETA (S3: hashed in place, no cache copy)
     assert "100%" in out and "B/s" in out and "\r" in out
     subprocess.run([*cpv, "model", "tag"], cwd=m.repo_path, check=True, capture_output=True)
     piped = subprocess.run(
@@ -253,10 +253,12 @@ def test_progress_bar_on_a_terminal_and_plain_lines_in_a_pipe(s3_config, tmp_pat
 
 def test_dvc_agrees_with_what_cpv_tracked(s3_config):
     """cpv hashes and caches single files itself: the pointer, the cache object and
-    the .gitignore entry must be exactly what DVC expects."""
+    the .gitignore entry must be exactly what DVC expects (with `cache.copy true`,
+    the layout a DVC user working in the workspace itself needs)."""
     import os
     import sys
 
+    s3_config.set_config("cache.copy", "true")
     m = ModelsCheckpointsManage("AI-Convo", "dvc-agrees")
     m.import_model_init()
     write_model(m.repo_path / "model.bin", 123_456)
@@ -326,3 +328,67 @@ def test_the_bucket_s_team_model_prefixes_are_the_registry_s_models(s3_config, s
         m.upload_model_checkpoint()
     found = cpv_enumerate_models(s3_config)
     assert ("Vision", "detector-s3") in found and ("Search", "ranker-s3") in found
+
+
+def cache_files(m: ModelsCheckpointsManage) -> list[str]:
+    root = m.repo_path / ".dvc" / "cache" / "files"
+    return sorted(p.name for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_an_s3_upload_keeps_no_second_local_copy_and_stays_verifiable(s3_config, seaweed, tmp_path):
+    m = ModelsCheckpointsManage("AI-Convo", "no-copy")
+    m.import_model_init()
+    payload = write_model(m.repo_path / "model.bin", 3 * 1024 * 1024, seed=1)
+    digest = m.upload_model_checkpoint(metrics={"loss": 0.5}).digest.removeprefix("md5:")
+    assert cache_files(m) == []  # hashed where it is, uploaded from there
+    assert s3_keys(seaweed, prefix="AI-Convo/no-copy/files/md5/") == [f"AI-Convo/no-copy/files/md5/{digest[:2]}/{digest[2:]}"]
+    version = m.tag_model_checkpoint()
+    assert m.verify(version) == [] and m.verify(version, remote=True) == []  # the local copy is the workspace file
+    unsaved = write_model(m.repo_path / "model.bin", 1000, seed=2)
+    assert m.verify(version) == ["model.bin: missing in the local cache (md5 " + digest + ")"]
+    m.revert_model_checkpoint(version, force=True)  # fetched from the bucket, verified
+    assert (m.repo_path / "model.bin").read_bytes() == payload
+    saved = m.ws.storage.objects("model.bin")  # the unsaved work was kept in the cache first, as documented
+    assert [name for name in cache_files(m)] == [hashlib.md5(unsaved).hexdigest()[2:]] and saved == [digest]
+    got = m.download_model_checkpoint(version, output_dir=tmp_path / "out")
+    assert Path(got.model_path).read_bytes() == payload
+
+
+def test_a_data_directory_over_s3_uploads_only_what_changed_without_a_cache_copy(s3_config, seaweed):
+    d = DataCheckpointsManage("AI-Convo", "no-copy-data")
+    d.import_data_init()
+    write_data_dir(d.repo_path / "data", 6)
+    d.upload_data_checkpoint()
+    first = set(s3_keys(seaweed, prefix="AI-Convo/no-copy-data/"))
+    (d.repo_path / "data" / "train" / "new.bin").write_bytes(b"n" * 5000)
+    d.upload_data_checkpoint()
+    added = set(s3_keys(seaweed, prefix="AI-Convo/no-copy-data/")) - first
+    assert len(added) == 2 and sum(k.endswith(".dir") for k in added) == 1  # the new file and the new manifest
+    assert all(name.endswith(".dir") for name in cache_files(d))  # only manifests are cached
+    assert d.verify(d.tag_data_checkpoint(), remote=True) == []
+
+
+def test_a_file_changed_while_it_uploads_is_taken_back_and_nothing_is_committed(s3_config, seaweed, monkeypatch):
+    """The upload reads the workspace file itself; a writer that changes it meanwhile
+    (a training job still saving) must not leave bytes under a hash they do not have."""
+    from cpv_plugins.s3_transport import S3Transport
+
+    m = ModelsCheckpointsManage("AI-Convo", "moving")
+    m.import_model_init()
+    write_model(m.repo_path / "model.bin", 2 * 1024 * 1024, seed=1)
+    head = git(m.repo_path, "rev-parse", "HEAD")
+    real_put = S3Transport.put
+
+    def put_while_written(self, oid, src, on_bytes):
+        real_put(self, oid, src, on_bytes)
+        with open(src, "r+b") as f:  # the job rewrites the file in place, as torch.save does
+            f.write(b"epoch 2!")
+
+    monkeypatch.setattr(S3Transport, "put", put_while_written)
+    with pytest.raises(DVCError, match="model.bin changed while it was uploaded"):
+        m.upload_model_checkpoint()
+    assert s3_keys(seaweed, prefix="AI-Convo/moving/files/") == []
+    assert git(m.repo_path, "rev-parse", "HEAD") == head
+    monkeypatch.setattr(S3Transport, "put", real_put)
+    m.upload_model_checkpoint()  # once written, the file uploads
+    assert m.verify(m.tag_model_checkpoint(), remote=True) == []
