@@ -228,7 +228,7 @@ def scenario_upload(b: Bench, size: int, label: str) -> None:
         elapsed, peak = run_measured([*CPV, "model", "upload", "-m", f"run {i}"], b.env, cwd=ws)
         cpv_times.append(elapsed)
         rss.append(peak)
-    b.record(f"upload {label}", cpv_times, base_times, "<= 1.3", peak_rss_mb=round(max(rss) / 2**20))
+    b.record(f"upload {label}", cpv_times, base_times, "<= 1.15", peak_rss_mb=round(max(rss) / 2**20))
 
 
 def scenario_s3_strategies(b: Bench, size: int, label: str) -> None:
