@@ -249,7 +249,8 @@ class Checkpointer:
             if not self._manager.ws.is_initialized():
                 self._manager.import_model_init()
         m = self._manager
-        m.upload_model_checkpoint(model_path=snap.path, metrics=snap.metrics or None, message=snap.message)
+        # the snapshot is the Checkpointer's own: moved into the workspace, not copied again
+        m.upload(snap.path, snap.metrics or None, snap.message, consume_source=True)
         self.uploaded += 1
         if snap.tag:
             self.versions.append(m.tag_model_checkpoint(message=snap.message, allow_duplicate=True))

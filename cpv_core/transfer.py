@@ -8,6 +8,7 @@ is pushed next (the version tag comes later, in :mod:`cpv_core.tagging`).
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -30,8 +31,10 @@ if TYPE_CHECKING:
     from .manager import CheckpointManager
 
 
-def place_source(mgr: CheckpointManager, source: Path, dest: Path, rel: str) -> None:
-    """Copy a source outside the workspace to ``dest`` (workspace path ``rel``), atomically."""
+def place_source(mgr: CheckpointManager, source: Path, dest: Path, rel: str, *, move: bool = False) -> None:
+    """Put a source outside the workspace at ``dest`` (workspace path ``rel``), atomically:
+    a copy, or with ``move`` (a source cpv owns, like a Checkpointer snapshot) a rename
+    when both are on one file system, which writes no byte."""
     if source.resolve() == dest.resolve():
         return
     if source.is_dir():
@@ -44,7 +47,8 @@ def place_source(mgr: CheckpointManager, source: Path, dest: Path, rel: str) -> 
             shutil.rmtree(leftover, ignore_errors=True)
         staging.parent.mkdir(parents=True, exist_ok=True)
         old.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(source, staging, symlinks=False)
+        if not (move and renamed(source, staging)):
+            shutil.copytree(source, staging, symlinks=False)
         if dest.exists() or dest.is_symlink():
             os.replace(dest, old)
         os.replace(staging, dest)
@@ -52,8 +56,21 @@ def place_source(mgr: CheckpointManager, source: Path, dest: Path, rel: str) -> 
     else:
         if dest.is_dir() and not dest.is_symlink():
             shutil.rmtree(dest)  # a directory model becomes a file model under the same name
+        if move and renamed(source, dest):
+            return
         with atomic_path(dest) as tmp:
             shutil.copyfile(source, tmp)
+
+
+def renamed(source: Path, dest: Path) -> bool:
+    """``os.replace(source, dest)``; False (nothing changed) when they are on different file systems."""
+    try:
+        os.replace(source, dest)
+    except OSError as exc:
+        if exc.errno == errno.EXDEV:
+            return False
+        raise
+    return True
 
 
 def target_for_source(mgr: CheckpointManager, source: Path) -> str:
@@ -88,7 +105,10 @@ def target_for_source(mgr: CheckpointManager, source: Path) -> str:
 
 
 def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any, message: str | None, **kwargs: Any) -> UploadResult:
+    """Upload ``source_path`` (default: the target in the workspace). ``consume_source=True``
+    (the Checkpointer's snapshots) moves a source from outside the workspace in instead of copying it."""
     dry_run, _ = mgr.options(kwargs)
+    move = bool(kwargs.get("consume_source"))
     clean_metrics = validate_metrics(metrics)
     message = validate_message(message)
     ws = mgr.ws
@@ -129,8 +149,8 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
         check_not_stale(mgr, force=bool(kwargs.get("force", False)))
         rel = target_for_source(mgr, source)
         if rel != mgr.target:
-            return upload_moved(mgr, source, rel, expected_files, clean_metrics, message)
-        place_source(mgr, source, dest, rel)
+            return upload_moved(mgr, source, rel, expected_files, clean_metrics, message, move=move)
+        place_source(mgr, source, dest, rel, move=move)
         crash_point("upload.placed")
         (artifact,) = track_for_push(mgr)([mgr.target])
         if artifact.nfiles != expected_files:
@@ -187,7 +207,7 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
 
 
 def upload_moved(
-    mgr: CheckpointManager, source: Path, rel: str, expected_files: int, metrics: dict[str, Any], message: str | None
+    mgr: CheckpointManager, source: Path, rel: str, expected_files: int, metrics: dict[str, Any], message: str | None, *, move: bool = False
 ) -> UploadResult:
     """Upload a model that now lives at another workspace path (``model.bin`` ->
     ``hf-model/``): in one commit the new pointer is added, the old one removed
@@ -201,7 +221,7 @@ def upload_moved(
     before, files = ws.versioning.head(), [new_ptr, old_ptr]
     ws.begin_change("upload", [old, rel], [*ws.storage.commit_paths([old, rel]), new_ptr, META_FILE])
     try:
-        place_source(mgr, source, dest, rel)
+        place_source(mgr, source, dest, rel, move=move)
         ws.set_file(kind, rel)
         crash_point("upload.moved-placed")
         (artifact,) = track_for_push(mgr)([rel])

@@ -140,3 +140,24 @@ def test_snapshots_of_a_killed_training_run_are_removed_by_the_next_checkpointer
     ck = Checkpointer(TEAM, MODEL)
     assert not left.exists() and "snapshots of a training run that ended" in caplog.text
     ck.close()
+
+
+def test_the_snapshot_is_moved_into_the_workspace_not_copied_again(cpv_home, tmp_path):
+    """One write per save fewer: the upload renames the Checkpointer's own snapshot into
+    the workspace (same inode), where a training script's file would be copied."""
+    ck = Checkpointer(TEAM, MODEL, tag=False)
+    snapshots: list[int] = []
+    real = ck._upload
+
+    def noting(snap):  # noqa: ANN001
+        snapshots.append(snap.path.stat().st_ino)
+        real(snap)
+
+    ck._upload = noting  # type: ignore[method-assign]
+    ckpt = tmp_path / "ckpt.pt"
+    write_model(ckpt, 100_000, seed=3)
+    ck.save(ckpt)
+    ck.close()
+    workspace_file = ModelsCheckpointsManage(TEAM, MODEL).repo_path / "ckpt.pt"
+    assert snapshots == [workspace_file.stat().st_ino] and ckpt.stat().st_ino != snapshots[0]
+    assert workspace_file.read_bytes() == ckpt.read_bytes()
