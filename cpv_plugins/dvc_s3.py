@@ -26,23 +26,20 @@ from cpv_core import hookimpl
 
 if TYPE_CHECKING:
     import click
-from cpv_core.backends import BackendContext, CheckResult, CredentialProviderInfo, SetupChoice, SetupQuestion, StorageBackendInfo
+from cpv_core.backends import (
+    BackendContext,
+    CheckResult,
+    CredentialProviderInfo,
+    SetupChoice,
+    SetupQuestion,
+    StorageBackend,
+    StorageBackendInfo,
+)
 from cpv_core.config import CPVConfig
 from cpv_core.errors import ConfigError, CredentialError, ValidationError
-from cpv_core.settings import flag_setting
 from cpv_core.trust import open_regular
 
-from .dvc_storage import DvcStorage
-from .s3_transport import (
-    CONNECT_TIMEOUT_S,
-    DEFAULT_BUCKET,
-    DEFAULT_REGION,
-    READ_TIMEOUT_S,
-    S3Settings,
-    S3Transport,
-    classify_s3_error,
-    endpoint_reachable,
-)
+from .s3_settings import DEFAULT_BUCKET, DEFAULT_REGION, S3Settings
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$|^[a-z0-9-]{2,32}$")
@@ -110,42 +107,11 @@ def _read_profile(path: Path, profile: str) -> dict[str, str]:
 # --------------------------------------------------------------------------
 
 
-class S3Storage(DvcStorage):
-    """Storage backend ``dvc-s3``: DVC's format in ``s3://{bucket}/{team}/{model}``."""
+def s3_storage(ctx: BackendContext) -> StorageBackend:
+    """The ``dvc-s3`` storage backend's factory: the engine is imported on first use."""
+    from .s3_storage import S3Storage
 
-    name = "dvc-s3"
-
-    def __init__(self, ctx: BackendContext) -> None:
-        super().__init__(ctx)
-        self.settings = S3Settings(ctx.config.get_config("aws"))
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.ctx.team}/{self.ctx.model}"
-
-    def remote_url(self) -> str:
-        return f"s3://{self.settings.bucket}/{self.prefix}"
-
-    def local_remote_options(self) -> dict[str, str]:
-        s = self.settings
-        options = {"profile": s.profile, "region": s.region, "connect_timeout": str(CONNECT_TIMEOUT_S), "read_timeout": str(READ_TIMEOUT_S)}
-        if s.credential_path:
-            options["credentialpath"] = str(s.credential_path)
-        if s.endpoint_url:
-            options["endpointurl"] = s.endpoint_url
-        return options
-
-    def make_transport(self) -> S3Transport:
-        return S3Transport(self.settings, self.prefix)
-
-    def keeps_cache_copy(self) -> bool:
-        # a second local copy is pure cost on the way to a remote (and 70 GB for a 70 GB checkpoint)
-        return flag_setting(
-            self.ctx.config,
-            CACHE_COPY_KEY,
-            False,
-            f"cpv config set {CACHE_COPY_KEY} false (upload from the workspace file) or true (keep a cache copy, as DVC does)",
-        )
+    return S3Storage(ctx)
 
 
 # --------------------------------------------------------------------------
@@ -208,6 +174,8 @@ class AwsCredentials:
             return [CheckResult(name, False, exc.message, exc.fix)]
         if not checks[-1].ok:
             return checks
+        from .s3_transport import endpoint_reachable
+
         ok, detail = endpoint_reachable(s)
         checks.append(
             CheckResult("aws.endpoint", ok, detail, None if ok else "start the server / check the network, or fix --endpoint-url")
@@ -219,6 +187,8 @@ class AwsCredentials:
             checks.append(CheckResult("aws.credentials", True, f"S3 accepted profile {s.profile!r}"))
             checks.append(CheckResult("aws.bucket", True, f"bucket {s.bucket!r} exists on {s.where}"))
         except Exception as exc:  # noqa: BLE001
+            from .s3_transport import classify_s3_error
+
             err = classify_s3_error(exc, s, "list objects")
             if isinstance(err, CredentialError):
                 checks.append(CheckResult("aws.credentials", False, err.message, err.fix))
@@ -250,7 +220,7 @@ def cpv_enumerate_models(config: CPVConfig) -> list[tuple[str, str]]:
 @hookimpl
 def cpv_storage_backends() -> list[StorageBackendInfo]:
     """The DVC-on-S3 storage backend."""
-    return [StorageBackendInfo("dvc-s3", S3Storage, "DVC with an S3 remote s3://{bucket}/{team}/{model}", settings=(CACHE_COPY_KEY,))]
+    return [StorageBackendInfo("dvc-s3", s3_storage, "DVC with an S3 remote s3://{bucket}/{team}/{model}", settings=(CACHE_COPY_KEY,))]
 
 
 @hookimpl

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from cpv_core import hookimpl
-from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, SetupChoice, StorageBackendInfo
+from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, SetupChoice, StorageBackend, StorageBackendInfo
 from cpv_core.bases import HostingBackendBase
 from cpv_core.config import CPVConfig
 from cpv_core.errors import ConfigError, RepositoryError
 from cpv_core.paths import make_private_dirs
 from cpv_core.settings import flag_setting
-
-from .dvc_storage import DvcStorage
-from .transport import LocalDirTransport
 
 
 def local_root(ctx: BackendContext) -> Path:
@@ -58,25 +56,20 @@ def link_objects(ctx: BackendContext) -> bool:
     )
 
 
-class LocalStorage(DvcStorage):
-    """Storage backend ``local``: DVC's format in a directory on this machine."""
+def local_storage(ctx: BackendContext) -> StorageBackend:
+    """The ``local`` storage backend's factory: the storage engine is imported on first use,
+    so `cpv --help` never loads it."""
+    from .local_storage import LocalStorage
 
-    name = "local"
+    return LocalStorage(ctx)
 
-    def remote_url(self) -> str:
-        return str(local_root(self.ctx) / "storage" / self.ctx.team / self.ctx.model)
 
-    def url_is_shared(self) -> bool:
-        # an absolute path on this machine: machine-local config, not committed
-        return False
+def __getattr__(name: str) -> Any:
+    if name == "LocalStorage":  # the class, for subclassing and tests, also from here
+        from .local_storage import LocalStorage
 
-    def init(self) -> None:
-        make_private_dirs(Path(self.remote_url()))
-        super().init()
-
-    def make_transport(self) -> LocalDirTransport:
-        journal = self.ctx.state_dir / "remote-tmp" if self.ctx.state_dir is not None else None
-        return LocalDirTransport(Path(self.remote_url()), journal, link=link_objects(self.ctx))
+        return LocalStorage
+    raise AttributeError(name)
 
 
 class LocalHosting(HostingBackendBase):
@@ -141,7 +134,7 @@ def cpv_storage_backends() -> list[StorageBackendInfo]:
     """The embedded local storage backend."""
     return [
         StorageBackendInfo(
-            "local", LocalStorage, "DVC's format in a local-directory remote under CPV_HOME", settings=("local.root", "local.link")
+            "local", local_storage, "DVC's format in a local-directory remote under CPV_HOME", settings=("local.root", "local.link")
         )
     ]
 

@@ -32,10 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 from cpv_core import hookimpl
 from cpv_core.backends import SettingInfo
-from cpv_core.events import PublishedVersion, StageChange
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # cpv_core.events is imported when an event comes, not at start-up
     import click
+
+    from cpv_core.events import PublishedVersion, StageChange
 
 logger = logging.getLogger("cpv.mlflow")
 

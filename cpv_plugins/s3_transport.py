@@ -23,57 +23,14 @@ from cpv_core.paths import md5_stream
 from cpv_core.trust import MAX_MANIFEST_BYTES
 
 from .dvc_layout import OBJECTS_DIR, object_relpath, oid_from_relpath
+from .s3_settings import CONNECT_TIMEOUT_S, TRANSFER_THREADS, S3Settings
 from .transport import OnBytes, hash_file
 
-DEFAULT_BUCKET = "vmo-model-checkpoints"
-DEFAULT_REGION = "us-east-1"
-CONNECT_TIMEOUT_S = 3
-READ_TIMEOUT_S = 20
 TRANSFER_CHUNK = 32 * 1024 * 1024
-TRANSFER_THREADS = 8
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed"}
 #: up to this many objects are checked one HEAD each; more are listed in pages
 HEAD_LIMIT = 32
-
-
-class S3Settings:
-    """The ``aws`` section of the cpv config, with defaults."""
-
-    def __init__(self, section: dict[str, Any] | None) -> None:
-        section = section or {}
-        self.credential_path = section.get("credential_path")
-        self.profile = section.get("profile") or "default"
-        self.bucket = section.get("bucket") or DEFAULT_BUCKET
-        self.endpoint_url = section.get("endpoint_url")
-        self.region = section.get("region") or DEFAULT_REGION
-
-    @property
-    def where(self) -> str:
-        return self.endpoint_url or f"AWS S3 ({self.region})"
-
-    def client(self, retries: int = 1) -> Any:
-        """A boto3 S3 client: short timeouts; one attempt for checks, a few for transfers."""
-        import boto3
-        import botocore.session
-        from botocore.config import Config
-
-        core = botocore.session.Session()
-        if self.credential_path:
-            core.set_config_variable("credentials_file", str(self.credential_path))
-        core.set_config_variable("profile", self.profile)
-        session = boto3.Session(botocore_session=core)
-        return session.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            region_name=self.region,
-            config=Config(
-                connect_timeout=CONNECT_TIMEOUT_S,
-                read_timeout=READ_TIMEOUT_S,
-                retries={"max_attempts": retries, "mode": "standard"},
-                max_pool_connections=TRANSFER_THREADS * 2,
-            ),
-        )
 
 
 # --------------------------------------------------------------------------

@@ -16,14 +16,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cpv_core import hookimpl
 from cpv_core.backends import SettingInfo
-from cpv_core.events import PublishedVersion, StageChange, listener_timeout
 from cpv_core.metrics import format_metrics
 from cpv_core.trust import visible
+
+if TYPE_CHECKING:  # cpv_core.events is imported when an event comes, not at start-up
+    from cpv_core.events import PublishedVersion, StageChange
 
 logger = logging.getLogger("cpv.webhook")
 
@@ -98,6 +100,8 @@ def stage_message(change: StageChange) -> dict[str, Any]:
 
 
 def _send(config: Any, payload: dict[str, Any]) -> None:
+    from cpv_core.events import listener_timeout
+
     url = webhook_url(config)
     if url is not None:
         post(url, payload, listener_timeout(config))

@@ -1,0 +1,50 @@
+"""Storage backend ``dvc-s3``: the DVC-format engine with the S3 transport
+(imported by :func:`cpv_plugins.dvc_s3.s3_storage` when a workspace first needs it)."""
+
+from __future__ import annotations
+
+from cpv_core.backends import BackendContext
+from cpv_core.settings import flag_setting
+
+from .dvc_s3 import CACHE_COPY_KEY
+from .dvc_storage import DvcStorage
+from .s3_settings import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, S3Settings
+from .s3_transport import S3Transport
+
+
+class S3Storage(DvcStorage):
+    """Storage backend ``dvc-s3``: DVC's format in ``s3://{bucket}/{team}/{model}``."""
+
+    name = "dvc-s3"
+
+    def __init__(self, ctx: BackendContext) -> None:
+        super().__init__(ctx)
+        self.settings = S3Settings(ctx.config.get_config("aws"))
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.ctx.team}/{self.ctx.model}"
+
+    def remote_url(self) -> str:
+        return f"s3://{self.settings.bucket}/{self.prefix}"
+
+    def local_remote_options(self) -> dict[str, str]:
+        s = self.settings
+        options = {"profile": s.profile, "region": s.region, "connect_timeout": str(CONNECT_TIMEOUT_S), "read_timeout": str(READ_TIMEOUT_S)}
+        if s.credential_path:
+            options["credentialpath"] = str(s.credential_path)
+        if s.endpoint_url:
+            options["endpointurl"] = s.endpoint_url
+        return options
+
+    def make_transport(self) -> S3Transport:
+        return S3Transport(self.settings, self.prefix)
+
+    def keeps_cache_copy(self) -> bool:
+        # a second local copy is pure cost on the way to a remote (and 70 GB for a 70 GB checkpoint)
+        return flag_setting(
+            self.ctx.config,
+            CACHE_COPY_KEY,
+            False,
+            f"cpv config set {CACHE_COPY_KEY} false (upload from the workspace file) or true (keep a cache copy, as DVC does)",
+        )
