@@ -158,4 +158,6 @@ def list_checkpoints(mgr: CheckpointManager) -> list[CheckpointMetadata]:
     mgr.ws.require_initialized()
     mgr.ws.repair()
     mgr.fetch(required=False)
-    return [mgr.metadata_for(r) for r in mgr.records()]
+    records = mgr.records()
+    mgr.ws.preload_meta([r.ref for r in records])
+    return [mgr.metadata_for(r) for r in records]

@@ -18,7 +18,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property
@@ -164,6 +164,8 @@ class Workspace:
         self.progress = progress
         self.lock_timeout = lock_timeout if lock_timeout is not None else lock_timeout_from_env()
         self.plugins = Plugins()
+        #: workspace.json as committed at revisions read in bulk (:meth:`preload_meta`)
+        self._meta_read: dict[str, bytes | None] = {}
         self._meta_cache: tuple[tuple[int, ...], dict[str, Any]] | None = None
 
     # -- metadata ----------------------------------------------------------------
@@ -227,9 +229,18 @@ class Workspace:
         """The path ``kind`` had at revision ``rev`` (a model may be ``model.bin`` in
         one version and ``hf-model/`` in the next), read from that revision's
         committed workspace.json and checked like any value from the repository."""
-        raw = self.versioning.read_file(rev, META_FILE)
+        raw = self._meta_read[rev] if rev in self._meta_read else self.versioning.read_file(rev, META_FILE)
         meta = check_meta(raw, f"{META_FILE} at {visible(rev)}") if raw else {}
         return str(meta.get("files", {}).get(kind, DEFAULT_FILES[kind]))
+
+    def preload_meta(self, revs: Sequence[str]) -> None:
+        """Read the workspace.json of many revisions (the versions' tags) at once, for
+        :meth:`file_at`, when the versioning backend can (its optional ``read_files``)."""
+        read_files = getattr(self.versioning, "read_files", None)
+        wanted = [rev for rev in dict.fromkeys(revs) if rev not in self._meta_read]
+        if read_files is None or not wanted:
+            return
+        self._meta_read.update(zip(wanted, read_files([(rev, META_FILE) for rev in wanted])))
 
     def set_file(self, kind: str, rel: str) -> None:
         """Record that ``kind`` now lives at ``rel`` (committed with the change that moves it)."""

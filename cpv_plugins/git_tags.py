@@ -365,12 +365,34 @@ class GitTagsVersioning:
         return [line[3:] for line in str(self._run("read the status", *args)).splitlines() if line.strip()]
 
     def read_file(self, rev: str, path: str) -> bytes | None:
-        import git
-
-        try:
-            return bytes(self.repo.git.execute(["git", "show", f"{rev}:{path}"], stdout_as_string=False, strip_newline_in_stdout=False))
-        except git.GitCommandError:
+        # one long-lived `git cat-file --batch` answers every read (GitPython keeps it), not a
+        # process per read: listing 1000 versions reads each one's workspace.json
+        spec = f"{rev}:{path}"
+        if "\n" in spec or "\r" in spec or "\0" in spec:  # the batch protocol is one request per line
             return None
+        try:
+            _, kind, _, data = self.repo.git.get_object_data(spec)
+        except ValueError:  # "<spec> missing": no such revision or file
+            return None
+        return bytes(data) if kind == b"blob" else None
+
+    def read_files(self, requests: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """Many :meth:`read_file` at once: one ``git cat-file --batch`` reads them all
+        (requests written in one go, answers parsed in order)."""
+        import tempfile
+
+        specs = [f"{rev}:{path}" for rev, path in requests]
+        if not specs:
+            return []
+        if any(c in spec for spec in specs for c in "\n\r\0"):
+            return [self.read_file(rev, path) for rev, path in requests]
+        with tempfile.TemporaryFile() as requests_file:
+            requests_file.write(("\n".join(specs) + "\n").encode())
+            requests_file.seek(0)
+            raw = bytes(
+                self._run("read files", "cat-file", "--batch", istream=requests_file, stdout_as_string=False, strip_newline_in_stdout=False)
+            )
+        return parse_cat_file_batch(raw, len(specs))
 
     def restore(self, rev: str, paths: Sequence[str]) -> None:
         self._run("restore files", "restore", f"--source={rev}", "--staged", "--worktree", "--", *paths)
@@ -810,3 +832,22 @@ class GitTagsVersioning:
 def cpv_versioning_backends() -> list[VersioningBackendInfo]:
     """The git-tags versioning backend."""
     return [VersioningBackendInfo("git-tags", GitTagsVersioning, "git commits; versions as annotated tags kind/vX.Y")]
+
+
+def parse_cat_file_batch(raw: bytes, count: int) -> list[bytes | None]:
+    """The ``count`` answers of ``git cat-file --batch``: a blob's bytes, None for a
+    missing, ambiguous or non-blob object."""
+    out: list[bytes | None] = []
+    pos = 0
+    for _ in range(count):
+        end = raw.index(b"\n", pos)
+        header = raw[pos:end].split()
+        pos = end + 1
+        if len(header) != 3 or not header[2].isdigit():  # "<spec> missing" / "ambiguous"
+            out.append(None)
+            continue
+        size = int(header[2])
+        data = raw[pos : pos + size]
+        pos += size + 1  # the object, then a newline
+        out.append(data if header[1] == b"blob" else None)
+    return out

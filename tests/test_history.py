@@ -13,6 +13,8 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cpv_core import DataCheckpointsManage, ModelsCheckpointsManage
 from cpv_core.cli import main
@@ -361,3 +363,29 @@ def test_the_identity_is_the_one_git_itself_finds(cpv_home, monkeypatch, tmp_pat
     m.upload_model_checkpoint()
     assert git(m.repo_path, "log", "-1", "--format=%an <%ae>").strip() == "Work Me <me@work.example>"
     assert "git config --global user.name" not in caplog.text
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    blobs=st.lists(st.binary(max_size=300), min_size=1, max_size=4),
+    asks=st.lists(st.sampled_from(["f0", "f1", "f2", "f3", "nope", "sub"]), min_size=1, max_size=8),
+)
+def test_reading_many_files_at_once_answers_as_reading_each(tmp_path_factory, blobs, asks):
+    """read_files (one `git cat-file --batch`) parses any content, newlines and all,
+    and answers exactly what read_file does, missing files and trees included."""
+    from cpv_core.backends import BackendContext
+    from cpv_core.config import CPVConfig
+    from cpv_plugins.git_tags import GitTagsVersioning
+
+    repo = tmp_path_factory.mktemp("batch")
+    git(repo, "init", "-q")
+    for i, blob in enumerate(blobs):
+        (repo / f"f{i}").write_bytes(blob)
+    (repo / "sub").mkdir()
+    (repo / "sub" / "x").write_bytes(b"x")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "blobs")
+    v = GitTagsVersioning(BackendContext(config=CPVConfig(), team="T", model="m", workspace=repo))
+    requests = [("HEAD", name) for name in asks]
+    assert v.read_files(requests) == [v.read_file(rev, path) for rev, path in requests]
+    assert v.read_files([("HEAD", "f0")]) == [blobs[0]]
