@@ -163,8 +163,11 @@ def visible(text: object) -> str:
     reaches a terminal: ``\\x1b[2J`` prints as ``\\e[2J`` and cannot clear the
     screen, a newline cannot forge a table row, and bidi overrides show.
     """
+    s = str(text)
+    if s.isascii() and s.isprintable():  # the common case, checked in C: nothing to escape
+        return s
     out = []
-    for ch in str(text):
+    for ch in s:
         if unicodedata.category(ch) in {"Cc", "Cf"} or ch in "\u2028\u2029":
             out.append(_ESCAPES.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"))
         else:
