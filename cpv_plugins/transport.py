@@ -77,6 +77,15 @@ def hash_file(path: Path, out: Path | None = None, on_bytes: OnBytes | None = No
             return md5_stream(reader, writer, on_bytes)
 
 
+def regular_file_size(path: str) -> int | None:
+    """The size of ``path`` if it is a regular file (never following a link), else None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
 def link_read_only(src: Path, dest: Path) -> bool:
     """Hard-link ``src`` at ``dest`` if it is a regular file nobody may write
     (a cache object: never a user's file, which a training script must be able
@@ -145,11 +154,13 @@ class LocalDirTransport:
         journal.unlink()
 
     def sizes(self, oids: Sequence[str]) -> dict[str, int]:
+        # one lstat per object on a plain string path: 20 000 objects are asked for twice per push
+        root = str(self.root)
         found = {}
         for oid in oids:
-            path = self._object(oid)
-            if path.is_file() and not path.is_symlink():
-                found[oid] = path.stat().st_size
+            size = regular_file_size(os.path.join(root, object_relpath(oid)))
+            if size is not None:
+                found[oid] = size
         return found
 
     def put(self, oid: str, src: Path, on_bytes: OnBytes) -> None:
