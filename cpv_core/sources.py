@@ -43,30 +43,31 @@ def walk_files(root: Path) -> list[tuple[str, Path, int]]:
     whatever cannot be stored faithfully is refused (see the module docstring)."""
     real_root = root.resolve()
     found: list[tuple[str, Path, int]] = []
-    pending = [root]
+    pending = [(str(root), "")]  # (folder, its relpath prefix): no Path arithmetic per entry
     while pending:
-        folder = pending.pop()
+        folder, prefix = pending.pop()
         with os.scandir(folder) as entries:
             for entry in entries:
-                path = Path(entry.path)
                 if entry.name in DVC_SKIPPED_NAMES:
                     raise _refuse(
-                        path,
+                        Path(entry.path),
                         "would be left out of the version by DVC",
                         f"move {entry.name} out of the directory (cpv stores every file, or none)",
                     )
                 st = entry.stat(follow_symlinks=False)
-                rel = path.relative_to(root).as_posix()
+                rel = prefix + entry.name
                 if stat.S_ISDIR(st.st_mode):
-                    pending.append(path)
+                    pending.append((entry.path, rel + "/"))
                 elif stat.S_ISREG(st.st_mode):
-                    found.append((rel, path, st.st_size))
+                    found.append((rel, Path(entry.path), st.st_size))
                 elif stat.S_ISLNK(st.st_mode):
-                    target, size = _check_link(path, real_root)
+                    target, size = _check_link(Path(entry.path), real_root)
                     found.append((rel, target, size))
                 else:
                     raise _refuse(
-                        path, "is not a regular file (a FIFO, socket or device cannot be versioned)", "remove it from the directory"
+                        Path(entry.path),
+                        "is not a regular file (a FIFO, socket or device cannot be versioned)",
+                        "remove it from the directory",
                     )
     return sorted(found)
 

@@ -61,7 +61,7 @@ def check_relpath(value: object, where: str, what: str = "path") -> str:
         problem = "it is not a string"
     elif not value:
         problem = "it is empty"
-    elif any(unicodedata.category(ch) in {"Cc", "Cf"} for ch in value):
+    elif not (value.isascii() and value.isprintable()) and any(unicodedata.category(ch) in {"Cc", "Cf"} for ch in value):
         problem = "it contains a control character"
     elif "\\" in value:
         problem = "it contains a backslash"

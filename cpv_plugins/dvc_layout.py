@@ -193,7 +193,7 @@ def parse_manifest(raw: bytes, where: str) -> dict[str, str]:
         if rel in files:
             raise ValidationError(f"{where}: {visible(rel)!s} is listed twice", fix="re-upload that version")
         files[rel] = check_oid(entry.get("md5"), f"{where} ({visible(rel)})", allow_dir=False)
-    dirs = {str(parent) for rel in files for parent in PurePosixPath(rel).parents if str(parent) != "."}
+    dirs = {rel[:i] for rel in files for i, ch in enumerate(rel) if ch == "/"}  # every parent directory
     clash = sorted(dirs & set(files))
     if clash:
         raise ValidationError(f"{where}: {visible(clash[0])} is both a file and a directory", fix="re-upload that version")
