@@ -351,6 +351,33 @@ def scenario_data_reupload(b: Bench, nfiles: int) -> None:
     b.record(f"re-upload 1 of {nfiles} files", cpv_times, base_times, "<= 1.0 and <= 1.5 s")
 
 
+def scenario_many_files(b: Bench, nfiles: int) -> None:
+    """A data directory of ``nfiles`` 1 KiB files on S3: the first upload against a boto3
+    thread pool uploading the same files, then re-uploads after changing one file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ws = b.workspace("bench", f"many-{nfiles}")
+    data = ws / "data"
+    files = []
+    for i in range(nfiles):
+        f = data / f"d{i % 100:02}" / f"f{i:05}.bin"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(os.urandom(1024))
+        files.append(f)
+    client, config = b.boto3()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda f: client.upload_file(str(f), BUCKET, f"baseline/many/{f.relative_to(data)}", Config=config), files))
+    base = time.perf_counter() - start
+    first, _ = run_measured([*CPV, "data", "upload"], b.env, cwd=ws)
+    b.record(f"first upload of {nfiles} files", [first], [base], "<= 1.3 (boto3 thread pool, 8 threads)")
+    times = []
+    for _ in range(b.reps):
+        (data / "d00" / "f00000.bin").write_bytes(os.urandom(1024))
+        times.append(run_measured([*CPV, "data", "upload"], b.env, cwd=ws)[0])
+    b.record(f"re-upload 1 of {nfiles} files", times, None, "<= 2.0 s")
+
+
 def uploaded_workspace(b: Bench, model: str) -> tuple[Path, Any, str]:
     """A workspace with one upload, cpv's tag-message encoder and the workspace's HEAD:
     what a fast-import batch of versions (annotated tags with cpv metadata) is written with."""
@@ -597,6 +624,7 @@ def main() -> int:
         "strategies",
         "rss",
         "data",
+        "manyfiles",
         "list",
         "stages",
         "checkpointer",
@@ -622,6 +650,8 @@ def main() -> int:
             b.scenario("download 2 GiB", scenario_download, 2 * GiB, "2 GiB")
         if "data" in only:
             b.scenario("re-upload", scenario_data_reupload, 50 if args.quick else 2000)
+        if "manyfiles" in only:
+            b.scenario("many files", scenario_many_files, 60 if args.quick else 20000)
         if "list" in only:
             for n in (20,) if args.quick else (100, 1000, 5000):
                 b.scenario(f"list {n}", scenario_list, n)
