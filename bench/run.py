@@ -348,7 +348,7 @@ def scenario_data_reupload(b: Bench, nfiles: int) -> None:
         subprocess.run([*dvc, "add", "-q", "data"], cwd=plain, env=b.env, check=True)
         subprocess.run([*dvc, "push", "-q"], cwd=plain, env=b.env, check=True)
         base_times.append(time.perf_counter() - start)
-    b.record(f"re-upload 1 of {nfiles} files", cpv_times, base_times, "<= 1.0 and <= 1.5 s")
+    b.record(f"re-upload 1 of {nfiles} files", cpv_times, base_times, "<= 1.0 s and <= 0.5")
 
 
 def scenario_many_files(b: Bench, nfiles: int) -> None:

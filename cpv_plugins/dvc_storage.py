@@ -455,30 +455,50 @@ class DvcStorage(StorageBackendBase):
         return [oid, *sorted(set(self.load_manifest(oid, path).values()))]
 
     def push(self, paths: Sequence[str]) -> TransferStats:
-        """Upload every object of ``paths`` the remote lacks (manifests last), then confirm
-        that every object is there: no pointer is committed for bytes that are not stored."""
+        """Upload every object of ``paths`` the remote lacks, then confirm that every object
+        is there (no pointer is committed for bytes that are not stored); manifests go last,
+        once their files are confirmed: a manifest on the remote means its files are there.
+
+        Only the objects this process just hashed can be new, so only they are asked for
+        before the upload; the confirmation, which covers every object, finds any older one
+        the remote lost, which is then uploaded too. Re-uploading one changed file of 20 000
+        costs one listing of the remote, not two."""
         self.check_settings()
         oids = list(dict.fromkeys(oid for p in paths for oid in self.objects(p)))
         sizes = {oid: self._local_size(oid) for oid in oids}
+        files = [oid for oid in oids if not oid.endswith(".dir")]
+        manifests = [oid for oid in oids if oid.endswith(".dir")]
         transport = self.transport
+        uploaded: list[str] = []
+
+        def lacking(batch: list[str]) -> list[str]:
+            stored = transport.sizes(batch) if batch else {}
+            return [oid for oid in batch if stored.get(oid) != sizes[oid]]
+
+        def put_all(batch: list[str], progress: Progress) -> None:
+            with ThreadPoolExecutor(max_workers=max(1, min(transport.parallel, len(batch)))) as pool:
+                list(pool.map(lambda oid: self._put(oid, progress.update), batch))
+            uploaded.extend(batch)
+
         with self.remote(f"upload {', '.join(paths)}"):
-            present = transport.sizes(oids)
-            missing = [oid for oid in oids if present.get(oid) != sizes[oid]]
-            with Progress(f"upload {', '.join(paths)}", sum(sizes[oid] for oid in missing), self.ctx.progress) as progress:
-                files = [oid for oid in missing if not oid.endswith(".dir")]
-                with ThreadPoolExecutor(max_workers=max(1, min(transport.parallel, len(files)))) as pool:
-                    list(pool.map(lambda oid: self._put(oid, progress.update), files))
-                for oid in missing:  # manifests last: a manifest on the remote means its files are there
-                    if oid.endswith(".dir"):
+            new = lacking([oid for oid in files if oid in self._fresh])
+            with Progress(f"upload {', '.join(paths)}", sum(sizes[oid] for oid in new), self.ctx.progress) as progress:
+                put_all(new, progress)
+                lost = lacking(files)  # the confirmation: every file, the new ones and any older one the remote lost
+                put_all(lost, progress)
+                absent = lacking(lost)
+                if not absent:  # manifests last, once all their files are confirmed
+                    missing_manifests = lacking(manifests)
+                    for oid in missing_manifests:
                         self._put(oid, progress.update)
-            stored = transport.sizes(oids)
-            absent = [oid for oid in oids if stored.get(oid) != sizes[oid]]
+                    uploaded.extend(missing_manifests)
+                    absent = lacking(missing_manifests)
         if absent:
             raise DVCError(
                 f"{len(absent)} object(s) are not on {self.describe_remote()} after the upload (first: {absent[0]}); nothing was committed",
                 fix="run the upload again; if it fails again, run `cpv verify --remote` and check the store",
             )
-        return TransferStats(transferred=len(missing), skipped=len(oids) - len(missing))
+        return TransferStats(transferred=len(uploaded), skipped=len(oids) - len(uploaded))
 
     def _local_size(self, oid: str) -> int:
         """Bytes of object ``oid`` here: its cache copy, else the workspace file it was hashed from."""

@@ -306,3 +306,20 @@ def test_atomic_writes_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
+
+
+def test_an_unchanged_file_the_store_lost_is_uploaded_again_before_anything_is_committed(cpv_home):
+    """The push asks the store only for what it just hashed; the confirmation that follows
+    covers every file, so an older object the store lost is found and uploaded again."""
+    d = DataCheckpointsManage(TEAM, MODEL)
+    d.import_data_init()
+    for name in ("a", "b", "c"):
+        (d.repo_path / "data" / f"{name}.bin").parent.mkdir(parents=True, exist_ok=True)
+        (d.repo_path / "data" / f"{name}.bin").write_bytes(name.encode() * 100)
+    d.upload_data_checkpoint()
+    lost = store_object(cpv_home, md5(d.repo_path / "data" / "b.bin"))
+    lost.unlink()  # the store lost an object of an unchanged file
+    (d.repo_path / "data" / "a.bin").write_bytes(b"changed")
+    d.upload_data_checkpoint()
+    assert lost.is_file()
+    assert d.verify(d.tag_data_checkpoint(), remote=True) == []
