@@ -27,6 +27,7 @@ from .kinds import VERSION_KINDS
 from .plugins import Plugins
 
 if TYPE_CHECKING:
+    from .artifacts import UploadResult
     from .backends import StageEvent, VersionRecord
     from .config import CPVConfig
     from .workspace import Workspace
@@ -267,6 +268,20 @@ def stage_change(ws: Workspace, event: StageEvent, previous: str | None) -> Stag
     )
 
 
-def upload_finished(ws: Workspace, upload: UploadFinished) -> None:
-    """Tell the listeners that an upload's commit is on the remote."""
+def upload_finished(ws: Workspace, result: UploadResult, path: str, seconds: float) -> None:
+    """Tell the listeners that an upload's commit is on the remote (``path``: where the
+    target is now, relative to the workspace)."""
+    upload = UploadFinished(
+        team=ws.team,
+        model=ws.model,
+        kind=result.kind,
+        path=path,
+        commit=result.commit,
+        digest=result.digest,
+        size=result.size,
+        nfiles=result.nfiles,
+        metrics=result.metrics,
+        changed=result.changed,
+        seconds=round(seconds, 3),
+    )
     emit("cpv_upload_finished", ws.config, plugins=ws.plugins, upload=upload)

@@ -276,22 +276,7 @@ class CheckpointManager:
         started = time.monotonic()
         result = transfer.upload(self, source_path, metrics, message, **kwargs)
         if not result.dry_run:
-            events.upload_finished(
-                self.ws,
-                events.UploadFinished(
-                    team=self.ws.team,
-                    model=self.ws.model,
-                    kind=result.kind,
-                    path=self.target,
-                    commit=result.commit,
-                    digest=result.digest,
-                    size=result.size,
-                    nfiles=result.nfiles,
-                    metrics=result.metrics,
-                    changed=result.changed,
-                    seconds=round(time.monotonic() - started, 3),
-                ),
-            )
+            events.upload_finished(self.ws, result, self.target, time.monotonic() - started)
         return result
 
     def download(

@@ -16,6 +16,7 @@ the configuration (the same validated code as ``cpv aws-config`` /
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -189,6 +190,17 @@ def ask_until_valid(
             return check(value, answers) if check else value
         except CPVError as exc:
             talk.say(f"  {exc.message}" + (f" ({exc.fix})" if exc.fix else ""))
+
+
+def matching(pattern: re.Pattern[str], what: str, fix: str) -> Callable[[str, Mapping[str, str]], str]:
+    """A :class:`SetupQuestion` check: the answer must match ``pattern`` in full."""
+
+    def check(value: str, answers: Mapping[str, str]) -> str:
+        if not pattern.fullmatch(value):
+            raise ValidationError(f"{what} {value!r} is not valid", fix=fix)
+        return value
+
+    return check
 
 
 def describe(plan: SetupPlan) -> list[str]:

@@ -37,6 +37,7 @@ from cpv_core.bases import HostingBackendBase
 from cpv_core.errors import ConfigError, CredentialError, RepositoryError, ValidationError
 from cpv_core.names import validate_name
 from cpv_core.paths import atomic_write_bytes, make_private_dirs
+from cpv_core.setup_wizard import matching
 
 logger = logging.getLogger("cpv.bitbucket")
 
@@ -474,15 +475,6 @@ def cpv_register_commands(cli: click.Group) -> None:
 # --------------------------------------------------------------------------
 
 
-def _matching(pattern: re.Pattern[str], what: str, fix: str) -> Any:
-    def check(value: str, answers: Mapping[str, str]) -> str:
-        if not pattern.fullmatch(value):
-            raise ValidationError(f"{what} {value!r} is not valid", fix=fix)
-        return value
-
-    return check
-
-
 def _port(value: str, answers: Mapping[str, str]) -> str:
     if not value.isdigit() or not 1 <= int(value) <= 65535:
         raise ValidationError(f"port {value!r} is not a TCP port", fix="use 1-65535 (Bitbucket Cloud: 443 on altssh.bitbucket.org, or 22)")
@@ -540,12 +532,12 @@ def cpv_setup_choices() -> list[SetupChoice]:
                     "host",
                     "SSH host",
                     DEFAULT_HOST,
-                    _matching(_HOST_RE, "host", "e.g. altssh.bitbucket.org, or your Data Center's host"),
+                    matching(_HOST_RE, "host", "e.g. altssh.bitbucket.org, or your Data Center's host"),
                     "Bitbucket Cloud: altssh.bitbucket.org port 443 passes most firewalls; Data Center: your server",
                 ),
                 SetupQuestion("port", "SSH port", str(DEFAULT_PORT), _port),
                 SetupQuestion(
-                    "ssh_user", "SSH login user", DEFAULT_SSH_USER, _matching(_USER_RE, "SSH user", "Bitbucket's SSH user is 'git'")
+                    "ssh_user", "SSH login user", DEFAULT_SSH_USER, matching(_USER_RE, "SSH user", "Bitbucket's SSH user is 'git'")
                 ),
             ),
             apply=_setup_apply,

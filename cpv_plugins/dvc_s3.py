@@ -37,6 +37,7 @@ from cpv_core.backends import (
 )
 from cpv_core.config import CPVConfig
 from cpv_core.errors import ConfigError, CredentialError, ValidationError
+from cpv_core.setup_wizard import matching
 from cpv_core.trust import open_regular
 
 from .s3_settings import DEFAULT_BUCKET, DEFAULT_REGION, S3Settings
@@ -307,12 +308,6 @@ def _profile(value: str, answers: Mapping[str, str]) -> str:
     return value
 
 
-def _region(value: str, answers: Mapping[str, str]) -> str:
-    if not _REGION_RE.fullmatch(value):
-        raise ValidationError(f"region {value!r} is not a valid region name", fix="e.g. us-east-1")
-    return value
-
-
 def _apply(config: Any, answers: Mapping[str, str]) -> list[str]:
     entries = config.setup_aws_profile(
         credential_path=answers["credential_path"],
@@ -356,7 +351,7 @@ def cpv_setup_choices() -> list[SetupChoice]:
                     "",
                     lambda value, _: _validate_endpoint(value or None) or "",
                 ),
-                SetupQuestion("region", "Region", DEFAULT_REGION, _region),
+                SetupQuestion("region", "Region", DEFAULT_REGION, matching(_REGION_RE, "region", "e.g. us-east-1")),
             ),
             apply=_apply,
             current=_current,

@@ -131,21 +131,18 @@ def test_ctrl_c_at_a_question_leaves_the_previous_configuration_untouched(cpv_ho
     assert config_bytes(cpv_home) == before
 
 
-def test_non_interactive_setup_takes_every_answer_from_flags(cpv_home, seaweed):
+def s3_flags(seaweed) -> list[str]:
+    """`cpv setup` flags for the test SeaweedFS (the credentials file written in the test HOME)."""
     creds = write_aws_credentials(Path(os.environ["HOME"]))
+    return ["--storage", "s3", "--s3-credential-path", str(creds), "--s3-profile", "cpv-test", "--s3-bucket", S3_BUCKET,
+            "--s3-endpoint-url", seaweed.endpoint]  # fmt: skip
+
+
+def test_non_interactive_setup_takes_every_answer_from_flags(cpv_home, seaweed):
     out = cpv(
         "setup",
         "--non-interactive",
-        "--storage",
-        "s3",
-        "--s3-credential-path",
-        str(creds),
-        "--s3-profile",
-        "cpv-test",
-        "--s3-bucket",
-        S3_BUCKET,
-        "--s3-endpoint-url",
-        seaweed.endpoint,
+        *s3_flags(seaweed),
         "--hosting",
         "local",
     ).output
@@ -175,7 +172,6 @@ def test_a_missing_or_wrong_flag_is_named_and_nothing_is_written(cpv_home, args,
 
 def test_a_failure_while_writing_puts_the_configuration_back(cpv_home, seaweed):
     home = Path(os.environ["HOME"])
-    creds = write_aws_credentials(home)
     (home / ".ssh").mkdir(mode=0o700)
     (home / ".ssh" / "half_key").write_text("private half only\n")  # its .pub is missing: the Bitbucket step fails
     cpv("config", "set", "events.timeout", "3")
@@ -183,14 +179,7 @@ def test_a_failure_while_writing_puts_the_configuration_back(cpv_home, seaweed):
     out = cpv(
         "setup",
         "--non-interactive",
-        "--storage",
-        "s3",
-        "--s3-credential-path",
-        str(creds),
-        "--s3-profile",
-        "cpv-test",
-        "--s3-endpoint-url",
-        seaweed.endpoint,
+        *s3_flags(seaweed),
         "--hosting",
         "bitbucket",
         "--bitbucket-user",
