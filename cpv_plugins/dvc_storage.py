@@ -535,10 +535,10 @@ class DvcStorage(StorageBackendBase):
         src, hashed = self._sources[oid]
         rel = src.relative_to(self.path).as_posix()
         if oid not in self._fresh:  # known from the stat cache only: the bytes are checked before they are trusted
+            hashed = settled_stat(src)  # taken before the read, so a change from here on shows
             actual = hash_file(src)
             if actual != oid:
                 raise DVCError(f"{rel} no longer has the content it was hashed with; nothing was uploaded", fix="upload again")
-            hashed = src.stat()
         if not same_file_state(src, hashed):
             raise DVCError(f"{rel} changed after it was hashed; nothing was uploaded", fix="upload again once it is written")
         self.transport.put(oid, src, on_bytes)
