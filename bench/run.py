@@ -455,19 +455,21 @@ from pathlib import Path
 size, epochs, train_s, mode, path = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], Path(sys.argv[5])
 block = bytearray(64 * 1024 * 1024)
 ck = None
-if mode == "cpv":
+if mode.startswith("cpv"):
     from cpv_core import Checkpointer
     ck = Checkpointer("bench", "checkpointer", tag=False)
+new_files = mode.endswith("new")  # each epoch writes a new file (as the HF Trainer's checkpoint-N), else rewrites one
 saves, start = [], time.perf_counter()
 for epoch in range(epochs):
     time.sleep(train_s)  # the training itself
     block[0] = epoch
-    with open(path, "wb") as out:  # torch.save(...) over last epoch's file
+    target = path.with_name(f"{path.stem}-{epoch}{path.suffix}") if new_files else path
+    with open(target, "wb") as out:  # torch.save(...)
         for offset in range(0, size, len(block)):
             out.write(memoryview(block)[: min(len(block), size - offset)])
     if ck is not None:
         began = time.perf_counter()
-        ck.save(path, metrics={"loss": 1 / (epoch + 1)})
+        ck.save(target, metrics={"loss": 1 / (epoch + 1)}, snapshot="link" if new_files else "copy")
         saves.append(time.perf_counter() - began)
 if ck is not None:
     ck.close()
@@ -498,6 +500,24 @@ def scenario_checkpointer(b: Bench, size: int, epochs: int, train_s: float, labe
     )
     copies = [timed(lambda: shutil.copyfile(ckpt, ckpt.with_suffix(".copy"))) for _ in range(b.reps)]
     b.record(f"checkpointer: one save() of {label} (median)", saves, copies, "<= 0.2 s (baseline: a plain copy of the file)")
+    # a writer that puts each checkpoint in a new file, saved with snapshot="link"
+    cpv_totals, base_totals, saves = [], [], []
+
+    def remove_epoch_files() -> None:  # a writer of new files never rewrites one: each loop starts without them
+        for old in ckpt.parent.glob(f"{ckpt.stem}-*{ckpt.suffix}"):
+            old.unlink()
+
+    for _ in range(b.reps):
+        plain = loop("plain-new")
+        upload, _ = run_measured([*CPV, "model", "upload", str(ckpt.with_name(f"{ckpt.stem}-{epochs - 1}{ckpt.suffix}"))], b.env, cwd=ws)
+        base_totals.append(plain["total"] + upload)
+        remove_epoch_files()
+        run = loop("cpv-new")
+        cpv_totals.append(run["total"])
+        saves.extend(run["saves"])
+        remove_epoch_files()
+    b.record(f"checkpointer, new file per epoch, snapshot=link: {epochs} epochs", cpv_totals, base_totals, "<= 1.1")
+    b.record(f"checkpointer, snapshot=link: one save() of {label}", saves, copies, "<= 0.2 s (baseline: a plain copy of the file)")
 
 
 def scenario_startup(b: Bench, nversions: int) -> None:

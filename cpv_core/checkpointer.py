@@ -57,6 +57,16 @@ def clone_or_copy(src: str, dst: str) -> str:
     return dst
 
 
+def link_or_copy(src: str, dst: str) -> str:
+    """Hard-link ``src`` at ``dst`` (nothing is copied); a copy where the file system
+    cannot link (another device)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        return clone_or_copy(src, dst)
+    return dst
+
+
 @dataclass
 class Snapshot:
     """One saved checkpoint waiting for its upload."""
@@ -125,13 +135,30 @@ class Checkpointer:
 
     # -- the training loop's side --------------------------------------------------------
     def save(
-        self, path: str | Path, metrics: dict[str, Any] | None = None, *, tag: bool | str | None = None, message: str | None = None
+        self,
+        path: str | Path,
+        metrics: dict[str, Any] | None = None,
+        *,
+        tag: bool | str | None = None,
+        message: str | None = None,
+        snapshot: str = "copy",
     ) -> bool:
         """Snapshot ``path`` (a file or a directory) and queue its upload; returns at once.
+
+        ``snapshot="copy"`` (the default) copies it, sharing blocks where the file
+        system can (a reflink), so the next epoch may overwrite the file at once.
+        ``snapshot="link"`` hard-links it instead, which costs nothing whatever its
+        size, and is right only when the files are never rewritten in place after
+        this call (a writer that saves each checkpoint to a new folder, like the
+        Hugging Face Trainer's ``checkpoint-N``; deleting them later is fine).
 
         Returns False when this save is skipped (``every``). Raises the error of
         an earlier upload, if one failed since the last call.
         """
+        if snapshot not in {"copy", "link"}:
+            raise ValidationError(
+                f"snapshot={snapshot!r} is not 'copy' or 'link'", fix="snapshot='link' only for files never rewritten in place"
+            )
         self._raise_worker_error()
         if self._closing:
             raise ValidationError("this Checkpointer is closed", fix="create a new Checkpointer")
@@ -145,7 +172,7 @@ class Checkpointer:
             return False
         decision = check_tag(self.default_tag if tag is None else tag)
         tag_it = decision is True or (decision == "auto" and (self.metric is None or improved))
-        snap = self._snapshot(source, clean, tag_it, message)
+        snap = self._snapshot(source, clean, tag_it, message, link=snapshot == "link")
         with self._cond:
             if self._pending is not None:
                 logger.warning(
@@ -205,14 +232,15 @@ class Checkpointer:
             self._best = value
         return better
 
-    def _snapshot(self, source: Path, metrics: dict[str, Any], tag: bool, message: str | None) -> Snapshot:
+    def _snapshot(self, source: Path, metrics: dict[str, Any], tag: bool, message: str | None, *, link: bool) -> Snapshot:
         folder = self.staging / f"{self._saves:06d}"
         folder.mkdir(parents=True, exist_ok=True)
         dest = folder / source.name
+        place = link_or_copy if link else clone_or_copy
         if source.is_dir():
-            shutil.copytree(source, dest, symlinks=False, copy_function=clone_or_copy)
+            shutil.copytree(source, dest, symlinks=False, copy_function=place)
         else:
-            clone_or_copy(str(source), str(dest))
+            place(str(source), str(dest))
         return Snapshot(self._saves, folder, dest, metrics, tag, message)
 
     def _raise_worker_error(self) -> None:

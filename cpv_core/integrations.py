@@ -58,7 +58,8 @@ def huggingface_callback(checkpointer: Checkpointer, *, tag: bool | str | None =
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if path.exists():
                 extra = {"step": float(state.global_step), **({"epoch": float(state.epoch)} if state.epoch is not None else {})}
-                checkpointer.save(path, metrics={**self.metrics, **extra}, tag=tag, message=f"step {state.global_step}")
+                # the Trainer writes every checkpoint to a new folder and never rewrites it: a hard link is a safe, free snapshot
+                checkpointer.save(path, metrics={**self.metrics, **extra}, tag=tag, message=f"step {state.global_step}", snapshot="link")
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             checkpointer.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -161,3 +162,26 @@ def test_the_snapshot_is_moved_into_the_workspace_not_copied_again(cpv_home, tmp
     workspace_file = ModelsCheckpointsManage(TEAM, MODEL).repo_path / "ckpt.pt"
     assert snapshots == [workspace_file.stat().st_ino] and ckpt.stat().st_ino != snapshots[0]
     assert workspace_file.read_bytes() == ckpt.read_bytes()
+
+
+def test_snapshot_link_costs_nothing_for_writers_of_new_files_and_bad_values_are_refused(cpv_home, tmp_path):
+    """snapshot="link" (what the Hugging Face callback uses: the Trainer writes every
+    checkpoint to a new folder) hard-links instead of copying; the source may be deleted
+    (checkpoint rotation) before the upload and the version still has its bytes."""
+    ck = Checkpointer(TEAM, MODEL, tag=True)
+    gate = Gate(ck)
+    folder = tmp_path / "checkpoint-500"
+    files = write_hf_model(folder)
+    inode = (folder / "model-00001-of-00003.safetensors").stat().st_ino
+    assert ck.save(folder, metrics={"loss": 0.4}, snapshot="link")
+    assert gate.entered.wait(10)
+    snapshots = list(ck.staging.rglob("model-00001-of-00003.safetensors"))
+    assert [p.stat().st_ino for p in snapshots] == [inode]  # linked, not copied
+    shutil.rmtree(folder)  # the Trainer rotates old checkpoints away
+    gate.release.set()
+    ck.close()
+    m = ModelsCheckpointsManage(TEAM, MODEL)
+    got = m.download_model_checkpoint(ck.versions[0], output_dir=tmp_path / "out")
+    assert read_tree(Path(got.model_path)) == files
+    with pytest.raises(ValidationError, match="snapshot='hard' is not 'copy' or 'link'"):
+        Checkpointer(TEAM, MODEL).save(tmp_path, snapshot="hard")
