@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from . import events as emit_events
 from .backends import PushRejected, StageEvent, VersionRecord
 from .errors import CheckpointNotFoundError, ValidationError, VersionExistsError
+from .faults import crash_point
 from .history import current_stages, fetch_versions
 from .paths import atomic_write_bytes
 from .records import validate_message
@@ -168,9 +169,18 @@ def set_rules(mgr: StageSubject, raw: bytes, *, dry_run: bool) -> StageRules:
         return rules
     with ws.lock():
         path = ws.target_path_of(RULES_FILE)
-        atomic_write_bytes(path, json.dumps(rules.to_dict(), indent=2, sort_keys=True).encode() + b"\n")
-        if ws.versioning.changed_files([RULES_FILE]) or ws.versioning.read_file("HEAD", RULES_FILE) is None:
-            ws.versioning.commit([RULES_FILE], "Set stage rules")
+        # journaled: a kill between the write and the commit is rolled back by the next
+        # command, not left as a modified tracked file that blocks a later pull
+        ws.begin_change("stage rules", [], [RULES_FILE])
+        try:
+            atomic_write_bytes(path, json.dumps(rules.to_dict(), indent=2, sort_keys=True).encode() + b"\n")
+            crash_point("stage-rules.written")
+            if ws.versioning.changed_files([RULES_FILE]) or ws.versioning.read_file("HEAD", RULES_FILE) is None:
+                ws.versioning.commit([RULES_FILE], "Set stage rules")
+        except BaseException:
+            ws.rollback_change()
+            raise
+        ws.end_change()
         ws.versioning.push_branch()
     mgr.echo(f"stage rules set in {RULES_FILE}")
     return rules

@@ -516,7 +516,7 @@ class Workspace:
         try:
             plan = json.loads(journal.read_text(encoding="utf-8"))
             targets, pointers, head = list(plan["targets"]), list(plan["pointers"]), plan["head"]
-            action = plan.get("action") if plan.get("action") in {"revert", "upload"} else "change"
+            action = plan.get("action") if plan.get("action") in {"revert", "upload", "stage rules"} else "change"
         except (OSError, ValueError, KeyError, TypeError):
             self.end_change()
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from cpv_core import ModelsCheckpointsManage
 from cpv_core.errors import CheckpointNotFoundError, ValidationError, VersionExistsError
-from cpv_core.stage_rules import parse_gate, parse_rules
+from cpv_core.stage_rules import RULES_FILE, parse_gate, parse_rules
 
 from .helpers import git, write_model
 from .test_history import cpv
@@ -201,3 +202,28 @@ def test_combined_checkpoints_have_stages_too(cpv_home, tmp_path):
     cpv("checkpoint", "demote", "--stage", "prod", "-m", "retired", *T)
     assert c.stages() == {} and c.stage_history("prod")[-1].message == "retired"
     assert m.stages() == {}  # the model's own stages are a separate sequence
+
+
+def test_a_kill_between_writing_and_committing_the_rules_is_rolled_back_by_the_next_command(m, tmp_path, caplog):
+    """Crash rule: `stage-rules set` killed after writing .cpv/stages.json and before its
+    commit leaves a journal; the next command puts the file back as committed and says so."""
+    import subprocess
+    import sys
+
+    from cpv_core.faults import KILL_ENV, KILLED_EXIT
+
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"order": ["dev", "prod"]}))
+    env = {**os.environ, KILL_ENV: "stage-rules.written"}
+    killed = subprocess.run(
+        [sys.executable, "-m", "cpv_core.cli", "model", "stage-rules", "set", str(rules), *T], capture_output=True, env=env, timeout=120
+    )
+    assert killed.returncode == KILLED_EXIT
+    written = m.repo_path / RULES_FILE
+    assert written.is_file()  # the half-done write is there, uncommitted
+    assert git(m.repo_path, "log", "-1", "--format=%s").strip() != "Set stage rules"
+    cpv("model", "list", *T)
+    assert "an interrupted stage rules was rolled back" in caplog.text
+    assert not written.exists() and git(m.repo_path, "status", "--porcelain").strip() == ""
+    cpv("model", "stage-rules", "set", str(rules), *T)  # and running it again completes
+    assert json.loads(cpv("model", "stage-rules", "show", "--json", *T).output)["order"] == ["dev", "prod"]
