@@ -481,6 +481,7 @@ class DvcStorage(StorageBackendBase):
             uploaded.extend(batch)
 
         with self.remote(f"upload {', '.join(paths)}"):
+            self._settle_unverified()
             new = lacking([oid for oid in files if oid in self._fresh])
             with Progress(f"upload {', '.join(paths)}", sum(sizes[oid] for oid in new), self.ctx.progress) as progress:
                 put_all(new, progress)
@@ -533,7 +534,8 @@ class DvcStorage(StorageBackendBase):
 
     def _put_in_place(self, oid: str, on_bytes: OnBytes) -> None:
         src, hashed = self._sources[oid]
-        rel = src.relative_to(self.path).as_posix()
+        # a linked file of a data directory may live elsewhere: name it as it is then
+        rel = src.relative_to(self.path).as_posix() if self.path in src.parents else visible(src)
         if oid not in self._fresh:  # known from the stat cache only: the bytes are checked before they are trusted
             hashed = settled_stat(src)  # taken before the read, so a change from here on shows
             actual = hash_file(src)
@@ -541,6 +543,7 @@ class DvcStorage(StorageBackendBase):
                 raise DVCError(f"{rel} no longer has the content it was hashed with; nothing was uploaded", fix="upload again")
         if not same_file_state(src, hashed):
             raise DVCError(f"{rel} changed after it was hashed; nothing was uploaded", fix="upload again once it is written")
+        self._journal_unverified(add=oid)  # a kill before the check below leaves it to the next push
         self.transport.put(oid, src, on_bytes)
         if not same_file_state(src, hashed):
             self.transport.delete(oid)
@@ -549,6 +552,43 @@ class DvcStorage(StorageBackendBase):
                 "and nothing was committed",
                 fix="upload again once the file is complete (the Checkpointer uploads a snapshot instead)",
             )
+        self._journal_unverified(remove=oid)
+
+    def _unverified_path(self) -> Path | None:
+        return self.ctx.state_dir / "unverified-uploads" if self.ctx.state_dir is not None else None
+
+    def _journal_unverified(self, *, add: str | None = None, remove: str | None = None) -> None:
+        """Record (or clear) an object uploaded from a workspace file whose stat check has not
+        run yet: a kill in that window could leave bytes under a hash they do not have."""
+        path = self._unverified_path()
+        if path is None:
+            return
+        oids = set(path.read_text(encoding="utf-8").split()) if path.is_file() and not path.is_symlink() else set()
+        if add:
+            oids.add(add)
+        oids.discard(remove or "")
+        if oids:
+            atomic_write_bytes(path, "\n".join(sorted(oids)).encode() + b"\n")
+        else:
+            path.unlink(missing_ok=True)
+
+    def _settle_unverified(self) -> None:
+        """Check what a killed upload left unverified (see :meth:`_journal_unverified`): an
+        object whose bytes do not have its hash is removed from the remote, so the next push
+        uploads it again instead of trusting it; one line says so."""
+        path = self._unverified_path()
+        if path is None or not path.is_file() or path.is_symlink():
+            return
+        for oid in path.read_text(encoding="utf-8").split():
+            try:
+                check_oid(oid, str(path))
+            except ValidationError:
+                continue  # not ours to act on
+            actual = self.transport.md5(oid)
+            if actual is not None and actual != oid.removesuffix(".dir"):
+                self.transport.delete(oid)
+                logger.warning("an upload killed before its check left %s on %s with other bytes; removed it", oid, self.describe_remote())
+        path.unlink(missing_ok=True)
 
     # -- reading objects: the cache first, then the remote ----------------------------
     def describe_pointer(self, path: str, pointer: bytes) -> TrackedArtifact | None:

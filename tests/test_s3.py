@@ -392,3 +392,38 @@ def test_a_file_changed_while_it_uploads_is_taken_back_and_nothing_is_committed(
     monkeypatch.setattr(S3Transport, "put", real_put)
     m.upload_model_checkpoint()  # once written, the file uploads
     assert m.verify(m.tag_model_checkpoint(), remote=True) == []
+
+
+class Killed(BaseException):
+    """Stands for kill -9 at one instant: nothing after it in that process runs."""
+
+
+def test_an_upload_killed_between_sending_and_checking_is_settled_by_the_next_push(s3_config, seaweed, monkeypatch, caplog):
+    """Crash rule: the file was rewritten during the upload and the process died before its
+    stat check; the bucket holds other bytes under the file's hash. The next push finds that
+    (a journal names the unchecked object), removes it, and stores the true bytes."""
+    import logging
+
+    from cpv_plugins.s3_transport import S3Transport
+
+    m = ModelsCheckpointsManage("AI-Convo", "killed-mid-check")
+    m.import_model_init()
+    original = write_model(m.repo_path / "model.bin", 2 * 1024 * 1024, seed=4)
+    real_put = S3Transport.put
+
+    def put_then_die(self, oid, src, on_bytes):
+        with open(src, "r+b") as f:  # rewritten in place while it is sent (same size)
+            f.write(b"epoch 2!")
+        real_put(self, oid, src, on_bytes)
+        raise Killed
+
+    monkeypatch.setattr(S3Transport, "put", put_then_die)
+    with pytest.raises(Killed):
+        m.upload_model_checkpoint()
+    monkeypatch.setattr(S3Transport, "put", real_put)
+    (m.repo_path / "model.bin").write_bytes(original)  # the user puts the content back and uploads again
+    m = ModelsCheckpointsManage("AI-Convo", "killed-mid-check")
+    with caplog.at_level(logging.WARNING, logger="cpv.storage"):
+        m.upload_model_checkpoint()
+    assert "an upload killed before its check left" in caplog.text
+    assert m.verify(m.tag_model_checkpoint(), remote=True) == []
