@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import ValidationError
 from .metrics import flatten_metrics, format_value, metric_number
-from .trust import visible
+from .trust import json_object, visible
 
 RULES_FILE = ".cpv/stages.json"
 MAX_RULES_BYTES = 64 * 1024
@@ -143,12 +143,7 @@ def parse_rules(raw: bytes | str, where: str = RULES_FILE) -> StageRules:
     )
     if len(raw) > MAX_RULES_BYTES:
         raise ValidationError(f"{where} is larger than {MAX_RULES_BYTES} bytes", fix=fix)
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise ValidationError(f"{where} is not valid JSON ({type(exc).__name__})", fix=fix) from None
-    if not isinstance(data, dict):
-        raise ValidationError(f"{where} is not a JSON object", fix=fix)
+    data = json_object(raw, where, fix)
     unknown = sorted(set(data) - {"order", "require_previous", "gates"})
     if unknown:
         raise ValidationError(f"{where}: unknown key {visible(repr(unknown[0]))}", fix=fix)

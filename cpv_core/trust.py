@@ -12,12 +12,13 @@ checked where it is written, not only where it was read).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
 import unicodedata
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .errors import ValidationError
 
@@ -178,3 +179,15 @@ def visible(text: object) -> str:
 def visible_lines(text: object) -> str:
     """Like :func:`visible`, but keeps line breaks (for multi-line output cpv built itself)."""
     return "\n".join(visible(line) for line in str(text).split("\n"))
+
+
+def json_object(raw: bytes | str, where: str, fix: str) -> dict[str, Any]:
+    """``raw`` (read from a repository or a remote) parsed as a JSON object; anything
+    else, a deeply nested document included, is a :class:`ValidationError` naming ``where``."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ValidationError(f"{where} is not valid JSON ({type(exc).__name__})", fix=fix) from None
+    if not isinstance(data, dict):
+        raise ValidationError(f"{where} is not a JSON object", fix=fix)
+    return data

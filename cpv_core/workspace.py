@@ -33,7 +33,7 @@ from .names import validate_name
 from .paths import atomic_write_bytes, fingerprint, link_tree, path_from_state_name, restore_preserved, state_name
 from .plugins import Plugins
 from .stage_rules import RULES_FILE
-from .trust import check_relpath, contained, open_regular, visible
+from .trust import check_relpath, contained, json_object, open_regular, visible
 
 logger = logging.getLogger("cpv.workspace")
 
@@ -96,12 +96,7 @@ def check_meta(raw: bytes, where: str) -> dict[str, Any]:
     nothing is touched.
     """
     fix = f"restore {where} from a version you trust (git checkout) and push"
-    try:
-        meta = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise ValidationError(f"{where} is not valid JSON ({type(exc).__name__})", fix=fix) from None
-    if not isinstance(meta, dict):
-        raise ValidationError(f"{where} is not a JSON object", fix=fix)
+    meta = json_object(raw, where, fix)
     for key in ("team", "model"):
         if key in meta:
             try:
