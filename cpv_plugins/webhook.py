@@ -48,7 +48,10 @@ def webhook_url(config: Any) -> str | None:
     if value.startswith(ENV_PREFIX):
         value = os.environ.get(value[len(ENV_PREFIX) :], "")
         if not value:
-            raise ValueError(f"{URL_KEY} names the environment variable {raw[len(ENV_PREFIX) :]!r}, which is not set")
+            raise ValueError(
+                f"{URL_KEY} names the environment variable {raw[len(ENV_PREFIX) :]!r}, which is not set: "
+                f"export it, or `cpv config set {URL_KEY} https://…`"
+            )
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ValueError(f"{URL_KEY} is not an http(s) URL; set it with `cpv config set {URL_KEY} https://…`")
@@ -68,10 +71,10 @@ def post(url: str, payload: dict[str, Any], timeout: float) -> None:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) checked by webhook_url
             response.read(65536)
     except urllib.error.HTTPError as exc:
-        raise RuntimeError(f"the webhook at {host} answered HTTP {exc.code}") from None
+        raise RuntimeError(f"the webhook at {host} answered HTTP {exc.code}: check that it is still active, or replace {URL_KEY}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise RuntimeError(f"the webhook at {host} could not be reached: {reason}") from None
+        raise RuntimeError(f"the webhook at {host} could not be reached ({reason}): check the network, or {URL_KEY}") from None
 
 
 def version_message(record: PublishedVersion) -> dict[str, Any]:
