@@ -30,7 +30,7 @@ from .config import CPVConfig
 from .errors import ConfigError, RepositoryError, ValidationError, WorkspaceLockedError
 from .metrics import METRICS_FILE
 from .names import validate_name
-from .paths import atomic_write_bytes, fingerprint, link_tree, path_from_state_name, restore_preserved, state_name
+from .paths import atomic_write_bytes, fingerprint, link_tree, path_from_state_name, remove_path, restore_preserved, state_name
 from .plugins import Plugins
 from .stage_rules import RULES_FILE
 from .trust import check_relpath, contained, json_object, open_regular, visible
@@ -523,10 +523,7 @@ class Workspace:
             saved = backup / state_name(rel)
             target = self.target_path_of(rel)
             if not saved.exists():  # the target did not exist before the revert
-                if target.is_dir():
-                    shutil.rmtree(target)
-                elif target.exists():
-                    target.unlink()
+                remove_path(target)
                 continue
             if target.is_dir() and not target.is_symlink():
                 trash = self.staging_path("new", f"{rel}.rolled-back")
