@@ -112,6 +112,8 @@ class DvcStorage(StorageBackendBase):
         self._fresh: set[str] = set()
         #: without a cache copy: object id -> the workspace file it was hashed from, and its stat then
         self._sources: dict[str, tuple[Path, os.stat_result]] = {}
+        #: objects sent from workspace files whose stat check after the send passed
+        self._checked: set[str] = set()
         self._sessions = 0
 
     # -- what subclasses provide ---------------------------------------------
@@ -476,8 +478,15 @@ class DvcStorage(StorageBackendBase):
             return [oid for oid in batch if stored.get(oid) != sizes[oid]]
 
         def put_all(batch: list[str], progress: Progress) -> None:
-            with ThreadPoolExecutor(max_workers=max(1, min(transport.parallel, len(batch)))) as pool:
-                list(pool.map(lambda oid: self._put(oid, progress.update), batch))
+            # objects sent from workspace files are journaled until their stat check passed:
+            # a kill in between leaves them to the next push (_settle_unverified)
+            in_place = [oid for oid in batch if self._uploads_in_place(oid)]
+            self._journal_unverified(add=in_place)
+            try:
+                with ThreadPoolExecutor(max_workers=max(1, min(transport.parallel, len(batch)))) as pool:
+                    list(pool.map(lambda oid: self._put(oid, progress.update), batch))
+            finally:
+                self._journal_unverified(remove=[oid for oid in in_place if oid in self._checked])
             uploaded.extend(batch)
 
         with self.remote(f"upload {', '.join(paths)}"):
@@ -518,7 +527,7 @@ class DvcStorage(StorageBackendBase):
         workspace file is uploaded only while its stat is as when it was hashed;
         one that changed during the upload is taken off the remote again, so no
         object is ever stored under a hash its bytes do not have."""
-        if not self._has_cached(oid) and oid in self._sources:
+        if self._uploads_in_place(oid):
             self._put_in_place(oid, on_bytes)
             return
         cached = self._cached(oid)
@@ -543,7 +552,6 @@ class DvcStorage(StorageBackendBase):
                 raise DVCError(f"{rel} no longer has the content it was hashed with; nothing was uploaded", fix="upload again")
         if not same_file_state(src, hashed):
             raise DVCError(f"{rel} changed after it was hashed; nothing was uploaded", fix="upload again once it is written")
-        self._journal_unverified(add=oid)  # a kill before the check below leaves it to the next push
         self.transport.put(oid, src, on_bytes)
         if not same_file_state(src, hashed):
             self.transport.delete(oid)
@@ -552,21 +560,24 @@ class DvcStorage(StorageBackendBase):
                 "and nothing was committed",
                 fix="upload again once the file is complete (the Checkpointer uploads a snapshot instead)",
             )
-        self._journal_unverified(remove=oid)
+        self._checked.add(oid)
+
+    def _uploads_in_place(self, oid: str) -> bool:
+        """Whether object ``oid`` is sent from the workspace file it was hashed from (no cache copy)."""
+        return oid in self._sources and not self._has_cached(oid)
 
     def _unverified_path(self) -> Path | None:
         return self.ctx.state_dir / "unverified-uploads" if self.ctx.state_dir is not None else None
 
-    def _journal_unverified(self, *, add: str | None = None, remove: str | None = None) -> None:
-        """Record (or clear) an object uploaded from a workspace file whose stat check has not
-        run yet: a kill in that window could leave bytes under a hash they do not have."""
+    def _journal_unverified(self, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
+        """Record (or clear) objects sent from workspace files whose stat check has not passed
+        yet: a kill in that window could leave bytes under a hash they do not have. Written
+        once per batch, not per object (a directory may send 20 000)."""
         path = self._unverified_path()
-        if path is None:
+        if path is None or not (add or remove):
             return
         oids = set(path.read_text(encoding="utf-8").split()) if path.is_file() and not path.is_symlink() else set()
-        if add:
-            oids.add(add)
-        oids.discard(remove or "")
+        oids = (oids | set(add)) - set(remove)
         if oids:
             atomic_write_bytes(path, "\n".join(sorted(oids)).encode() + b"\n")
         else:
