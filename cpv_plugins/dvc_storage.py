@@ -32,7 +32,7 @@ from typing import Any
 
 from cpv_core.backends import BackendContext, StoredObject, TrackedArtifact, TransferStats
 from cpv_core.bases import StorageBackendBase
-from cpv_core.errors import DVCError, ValidationError
+from cpv_core.errors import CPVError, DVCError, ValidationError
 from cpv_core.faults import crash_point
 from cpv_core.paths import atomic_write_bytes, md5_stream, tree_size
 from cpv_core.progress import Progress
@@ -114,6 +114,8 @@ class DvcStorage(StorageBackendBase):
         self._sources: dict[str, tuple[Path, os.stat_result]] = {}
         #: objects sent from workspace files whose stat check after the send passed
         self._checked: set[str] = set()
+        #: a directory's manifest before the last :meth:`track` replaced it (see :meth:`push`)
+        self._previous: dict[str, str] = {}
         self._sessions = 0
 
     # -- what subclasses provide ---------------------------------------------
@@ -346,6 +348,7 @@ class DvcStorage(StorageBackendBase):
         self._remove_partial_cache_files()
         self._fresh.clear()  # only what this call hashes is known good for the push that follows
         self._sources.clear()
+        self._previous.clear()
         stats = self._stat_cache()
         for p in paths:
             source = self.path / p
@@ -393,6 +396,9 @@ class DvcStorage(StorageBackendBase):
         raw, oid = manifest_bytes(md5s)
         atomic_write_bytes(self._cached(oid), raw, mode=0o444)
         self._fresh.add(oid)
+        previous = self._recorded_oid(path)
+        if previous is not None and previous.endswith(".dir") and previous != oid:
+            self._previous[path] = previous
         write_pointer(self.path, path, oid, sum(size for _, _, size in files), len(files))
         ignore_in_git(self.path, path)
 
@@ -456,15 +462,45 @@ class DvcStorage(StorageBackendBase):
             return [oid]
         return [oid, *sorted(set(self.load_manifest(oid, path).values()))]
 
+    def _recorded_oid(self, path: str) -> str | None:
+        """The object id the pointer of ``path`` records now, or None without a readable one."""
+        if not (self.path / self.pointer_path(path)).is_file():
+            return None
+        try:
+            return read_pointer(self.path, path).digest.removeprefix("md5:")
+        except (CPVError, OSError):
+            return None
+
+    def _vouched_files(self, manifests: Sequence[str]) -> set[str]:
+        """The files vouched for by those of ``manifests`` the remote holds and this cache has.
+
+        A manifest is uploaded only once all its files are confirmed on the remote, and
+        ``cpv gc`` deletes manifests before files (:meth:`delete_objects`), so a manifest
+        there means its files are there (DVC's rule too). One HEAD per manifest, instead
+        of listing every object of the version."""
+        local = [oid for oid in dict.fromkeys(manifests) if self._has_cached(oid)]
+        if not local:
+            return set()
+        stored = self.transport.sizes(local)
+        vouched: set[str] = set()
+        for oid in local:
+            if oid in stored:
+                try:
+                    vouched.update(self.load_manifest(oid, "a manifest on the remote").values())
+                except CPVError:
+                    continue  # a damaged cache copy vouches for nothing
+        return vouched
+
     def push(self, paths: Sequence[str]) -> TransferStats:
         """Upload every object of ``paths`` the remote lacks, then confirm that every object
         is there (no pointer is committed for bytes that are not stored); manifests go last,
         once their files are confirmed: a manifest on the remote means its files are there.
 
         Only the objects this process just hashed can be new, so only they are asked for
-        before the upload; the confirmation, which covers every object, finds any older one
-        the remote lost, which is then uploaded too. Re-uploading one changed file of 20 000
-        costs one listing of the remote, not two."""
+        before the upload. The confirmation covers every object a manifest on the remote
+        does not vouch for (this version's, or the one its last track replaced): it finds
+        any older one the remote lost, which is then uploaded too. Re-uploading one changed
+        file of 20 000 costs a few HEAD requests, not a listing of the remote."""
         self.check_settings()
         oids = list(dict.fromkeys(oid for p in paths for oid in self.objects(p)))
         sizes = {oid: self._local_size(oid) for oid in oids}
@@ -491,10 +527,12 @@ class DvcStorage(StorageBackendBase):
 
         with self.remote(f"upload {', '.join(paths)}"):
             self._settle_unverified()
-            new = lacking([oid for oid in files if oid in self._fresh])
+            vouched = self._vouched_files([*manifests, *(self._previous[p] for p in paths if p in self._previous)])
+            unvouched = [oid for oid in files if oid not in vouched]
+            new = lacking([oid for oid in unvouched if oid in self._fresh])
             with Progress(f"upload {', '.join(paths)}", sum(sizes[oid] for oid in new), self.ctx.progress) as progress:
                 put_all(new, progress)
-                lost = lacking(files)  # the confirmation: every file, the new ones and any older one the remote lost
+                lost = lacking(unvouched)  # the confirmation: every file no stored manifest vouches for
                 put_all(lost, progress)
                 absent = lacking(lost)
                 if not absent:  # manifests last, once all their files are confirmed
@@ -636,7 +674,19 @@ class DvcStorage(StorageBackendBase):
                 "(replaced or damaged); nothing was placed",
                 fix="re-upload that version from a machine that still has it",
             )
-        return parse_manifest(raw, where)
+        files = parse_manifest(raw, where)
+        self._keep_manifest(oid, raw)
+        return files
+
+    def _keep_manifest(self, oid: str, raw: bytes) -> None:
+        """Cache a checked manifest read from the remote: the next upload of that directory
+        then needs no listing to know which of its files are stored (:meth:`_vouched_files`)."""
+        if not (self.path / ".dvc").is_dir() or self._has_cached(oid):
+            return
+        try:
+            atomic_write_bytes(self._cached(oid), raw, mode=0o444)
+        except OSError as exc:  # a read-only workspace still downloads
+            logger.debug("could not cache manifest %s: %s", oid, exc)
 
     def _files_of(self, info: TrackedArtifact, path: str, rev: str) -> dict[str, str]:
         """``{relpath: md5}`` of ``path`` (a tracked file or directory, or a sub-path of one)."""
@@ -668,10 +718,14 @@ class DvcStorage(StorageBackendBase):
             return [StoredObject(oid, size, modified) for oid, size, modified in self.transport.inventory()]
 
     def delete_objects(self, oids: Sequence[str]) -> None:
+        """Delete manifests before files: a manifest on the remote vouches for its files
+        (:meth:`push`), so a kill part-way leaves files without a manifest, never a
+        manifest without its files."""
         self.check_settings()
+        for oid in oids:
+            check_oid(oid, "object to delete")
         with self.remote("delete objects"):
-            for oid in oids:
-                check_oid(oid, "object to delete")
+            for oid in sorted(oids, key=lambda oid: not oid.endswith(".dir")):
                 self.transport.delete(oid)
 
     def _tracked(self, rev: str, path: str, pointer: bytes) -> TrackedArtifact:

@@ -368,6 +368,44 @@ def test_a_data_directory_over_s3_uploads_only_what_changed_without_a_cache_copy
     assert d.verify(d.tag_data_checkpoint(), remote=True) == []
 
 
+def test_re_uploading_one_changed_file_of_a_large_directory_lists_nothing(s3_config, seaweed, monkeypatch, tmp_path):
+    """The stored manifest of the version before vouches for its files: one changed file of
+    a directory far above the HEAD limit costs a few HEAD requests, no listing of the bucket;
+    a teammate's fresh clone, once it has downloaded, re-uploads the same way."""
+    import os
+
+    from cpv_plugins.s3_transport import HEAD_LIMIT, S3Transport
+
+    d = DataCheckpointsManage("AI-Convo", "vouched-data")
+    d.import_data_init()
+    for i in range(HEAD_LIMIT * 3):
+        f = d.repo_path / "data" / f"part-{i:03d}.bin"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(f"{i}".encode() * 50)
+        os.utime(f, (1e9, 1e9))  # aged: the stat cache vouches for them next time
+    d.upload_data_checkpoint()
+    listings: list[str] = []
+    real_listing = S3Transport._listing
+
+    def counting(self):
+        listings.append(self.prefix)
+        return real_listing(self)
+
+    monkeypatch.setattr(S3Transport, "_listing", counting)
+    (d.repo_path / "data" / "part-007.bin").write_bytes(b"changed")
+    d.upload_data_checkpoint()
+    assert listings == []
+    assert d.verify(d.tag_data_checkpoint(), remote=True) == []
+
+    b = DataCheckpointsManage("AI-Convo", "vouched-data", repo_path=tmp_path / "member-b")
+    b.import_data_init()
+    b.revert_data_checkpoint("v0.1")  # every file is new to b's stat cache, but the stored manifest vouches for it
+    (b.repo_path / "data" / "part-008.bin").write_bytes(b"changed by b")
+    b.upload_data_checkpoint()
+    assert listings == []
+    assert b.verify(b.tag_data_checkpoint(), remote=True) == []
+
+
 def test_a_file_changed_while_it_uploads_is_taken_back_and_nothing_is_committed(s3_config, seaweed, monkeypatch):
     """The upload reads the workspace file itself; a writer that changes it meanwhile
     (a training job still saving) must not leave bytes under a hash they do not have."""

@@ -265,6 +265,8 @@ def test_a_damaged_directory_object_is_reported_then_repaired_by_the_next_upload
     flip_a_byte(cache_object(d.repo_path, digest))
     store_object(cpv_home, digest).chmod(0o644)
     store_object(cpv_home, digest).unlink()
+    # and the manifest that vouched for it (as gc removes them: manifests first), so the upload asks for the file
+    store_object(cpv_home, d.ws.storage.objects("data")[0]).unlink()
     (d.repo_path / "data" / "test" / "more.txt").write_text("more\n")
     before = git(d.repo_path, "rev-parse", "HEAD")
     with pytest.raises(DVCError, match="damaged"):
@@ -308,18 +310,51 @@ def test_atomic_writes_follow_the_umask(tmp_path):
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
 
 
-def test_an_unchanged_file_the_store_lost_is_uploaded_again_before_anything_is_committed(cpv_home):
-    """The push asks the store only for what it just hashed; the confirmation that follows
-    covers every file, so an older object the store lost is found and uploaded again."""
+def _three_file_data_version(cpv_home: Path) -> tuple[DataCheckpointsManage, Path, Path]:
+    """A pushed data directory of three files; its stored manifest and b.bin's stored object."""
     d = DataCheckpointsManage(TEAM, MODEL)
     d.import_data_init()
     for name in ("a", "b", "c"):
         (d.repo_path / "data" / f"{name}.bin").parent.mkdir(parents=True, exist_ok=True)
         (d.repo_path / "data" / f"{name}.bin").write_bytes(name.encode() * 100)
+        os.utime(d.repo_path / "data" / f"{name}.bin", (1e9, 1e9))  # not racily clean: the stat cache vouches next time
     d.upload_data_checkpoint()
-    lost = store_object(cpv_home, md5(d.repo_path / "data" / "b.bin"))
-    lost.unlink()  # the store lost an object of an unchanged file
+    manifest = store_object(cpv_home, d.ws.storage.objects("data")[0])
+    assert manifest.name.endswith(".dir") and manifest.is_file()
+    return d, manifest, store_object(cpv_home, md5(d.repo_path / "data" / "b.bin"))
+
+
+def test_an_unchanged_file_the_store_lost_is_uploaded_again_before_anything_is_committed(cpv_home):
+    """No stored manifest vouches for the lost file (gc removes manifests first), so the
+    confirmation asks for it, finds it missing and uploads it again."""
+    d, manifest, lost = _three_file_data_version(cpv_home)
+    manifest.unlink()
+    lost.unlink()
     (d.repo_path / "data" / "a.bin").write_bytes(b"changed")
     d.upload_data_checkpoint()
     assert lost.is_file()
     assert d.verify(d.tag_data_checkpoint(), remote=True) == []
+
+
+def test_a_stored_manifest_vouches_for_its_files_and_verify_finds_what_was_lost_behind_its_back(cpv_home):
+    """DVC's rule: a manifest on the store means its files are there, so re-uploading one
+    changed file asks the store only about that file. An object deleted behind cpv's back
+    (not by gc) is then not noticed by the upload; `cpv verify --remote` names it."""
+    d, _, lost = _three_file_data_version(cpv_home)
+    lost.unlink()
+    (d.repo_path / "data" / "a.bin").write_bytes(b"changed")
+    d.upload_data_checkpoint()
+    assert not lost.is_file()
+    problems = d.verify(d.tag_data_checkpoint(), remote=True)
+    assert len(problems) == 1 and "b.bin" in problems[0]
+
+
+def test_gc_deletes_manifests_before_the_files_they_vouch_for(cpv_home, monkeypatch):
+    """A gc killed part-way must never leave a manifest whose files are gone."""
+    d, manifest, _ = _three_file_data_version(cpv_home)
+    objects = d.ws.storage.objects("data")
+    order: list[str] = []
+    transport = d.ws.storage.transport
+    monkeypatch.setattr(transport, "delete", order.append)
+    d.ws.storage.delete_objects(sorted(objects, key=lambda oid: oid.endswith(".dir")))  # files first as given
+    assert order[0] == manifest.parent.name + manifest.name and set(order) == set(objects)
