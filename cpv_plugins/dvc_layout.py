@@ -27,6 +27,8 @@ from cpv_core.errors import DVCError, ValidationError
 from cpv_core.paths import atomic_path, atomic_write_bytes
 from cpv_core.trust import MAX_MANIFEST_BYTES, MAX_POINTER_BYTES, check_oid, check_relpath, open_regular, visible
 
+from .part_digests import META_KEY, PartDigests, from_meta
+
 #: the name of the remote cpv configures in ``.dvc/config``
 REMOTE_NAME = "cpv"
 #: where DVC 3 keeps content-addressed objects, in a cache and on a remote alike
@@ -118,6 +120,13 @@ def artifact_from_out(path: str, out: dict[str, Any], where: str = "pointer file
     )
 
 
+def pointer_part_digests(out: dict[str, Any], size: int) -> PartDigests | None:
+    """The part digests a pointer's output records for its ``size`` bytes, if any are
+    well-formed (:func:`cpv_plugins.part_digests.from_meta`)."""
+    meta = out.get("meta")
+    return from_meta(meta.get(META_KEY), size) if isinstance(meta, dict) else None
+
+
 def read_pointer(workspace: Path, path: str) -> TrackedArtifact:
     """The artifact the workspace's pointer file of ``path`` records."""
     pointer = workspace / pointer_path(path)
@@ -129,9 +138,11 @@ def read_pointer(workspace: Path, path: str) -> TrackedArtifact:
     return artifact_from_out(path, out, pointer_path(path))
 
 
-def write_pointer(workspace: Path, path: str, oid: str, size: int, nfiles: int | None) -> None:
+def write_pointer(workspace: Path, path: str, oid: str, size: int, nfiles: int | None, parts: PartDigests | None = None) -> None:
     """``{path}.dvc`` as DVC 3 writes it (``nfiles`` for a directory); other keys of
-    an existing pointer (a ``desc``, a ``remote``) are kept."""
+    an existing pointer (a ``desc``, a ``remote``) are kept. ``parts`` go under the
+    output's ``meta`` (which DVC keeps and ignores); an older list is always replaced
+    or removed, so no pointer names one object with another's parts."""
     from ruamel.yaml import YAML
 
     yaml = YAML()  # round-trip: keeps comments and keys DVC or the user added
@@ -149,6 +160,15 @@ def write_pointer(workspace: Path, path: str, oid: str, size: int, nfiles: int |
     if nfiles is not None:
         out["nfiles"] = nfiles
     out.update({"hash": "md5", "path": PurePosixPath(path).name})
+    meta = out.get("meta")
+    if isinstance(meta, dict):
+        meta.pop(META_KEY, None)
+        if not meta:
+            del out["meta"]
+    if parts is not None:
+        if not isinstance(out.get("meta"), dict):
+            out["meta"] = {}
+        out["meta"][META_KEY] = parts.to_meta()
     with atomic_path(pointer, mode=0o644) as tmp, open(tmp, "w") as handle:
         yaml.dump(data, handle)
 

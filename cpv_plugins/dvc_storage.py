@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from cpv_core.backends import BackendContext, StoredObject, TrackedArtifact, TransferStats
 from cpv_core.bases import StorageBackendBase
@@ -50,12 +50,14 @@ from .dvc_layout import (
     object_relpath,
     parse_manifest,
     parse_pointer,
+    pointer_part_digests,
     pointer_path,
     read_dvc_config,
     read_pointer,
     write_dvc_config,
     write_pointer,
 )
+from .part_digests import PartDigests, PartMismatchError, md5_with_parts
 from .stat_cache import StatCache, now_ns, same_file_state, settled_stat
 from .transport import OnBytes, Transport, hash_file, regular_file_size
 
@@ -116,6 +118,8 @@ class DvcStorage(StorageBackendBase):
         self._checked: set[str] = set()
         #: a directory's manifest before the last :meth:`track` replaced it (see :meth:`push`)
         self._previous: dict[str, str] = {}
+        #: part digests of the large files the last :meth:`track` hashed (see :meth:`wants_part_digests`)
+        self._part_digests: dict[str, PartDigests] = {}
         self._sessions = 0
 
     # -- what subclasses provide ---------------------------------------------
@@ -140,6 +144,12 @@ class DvcStorage(StorageBackendBase):
         before it is pushed. Without a copy a file is hashed where it is and uploaded
         from there, guarded by its stat; reverts and downloads then fetch from the remote."""
         return True
+
+    def wants_part_digests(self) -> bool:
+        """Whether a large file's pointer records part digests, so its download can check
+        the parts in parallel instead of one sequential MD5 (:mod:`cpv_plugins.part_digests`):
+        worth it where downloads are ranged reads over the network."""
+        return False
 
     @property
     def transport(self) -> Transport:
@@ -302,7 +312,7 @@ class DvcStorage(StorageBackendBase):
         tmp = Path(tmp_name)
         try:
             with open_regular(src) as reader, os.fdopen(fd, "wb") as writer:
-                oid = md5_stream(reader, writer, on_bytes)
+                oid = self._hash_stream(reader, writer, on_bytes)
             final = self._cached(oid)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o444)  # cache objects are read-only, as DVC keeps them
@@ -317,9 +327,20 @@ class DvcStorage(StorageBackendBase):
         """Hash ``src`` without copying it (a store that keeps no cache copy); its object id.
         The file's stat is kept so the upload can tell whether it changed meanwhile."""
         before = settled_stat(src)
-        oid = hash_file(src, None, on_bytes)
+        with open_regular(src) as reader:
+            oid = self._hash_stream(reader, None, on_bytes)
         self._sources[oid] = (src, before)
         self._fresh.add(oid)
+        return oid
+
+    def _hash_stream(self, reader: BinaryIO, writer: BinaryIO | None, on_bytes: OnBytes) -> str:
+        """The MD5 of ``reader``'s bytes (copied to ``writer``), and their part digests
+        when this store wants them (kept for the pointer :meth:`_track_file` writes)."""
+        if not self.wants_part_digests():
+            return md5_stream(reader, writer, on_bytes)
+        oid, parts = md5_with_parts(reader, os.fstat(reader.fileno()).st_size, writer, on_bytes)
+        if parts is not None:
+            self._part_digests[oid] = parts
         return oid
 
     def _remove_partial_cache_files(self) -> None:
@@ -349,6 +370,7 @@ class DvcStorage(StorageBackendBase):
         self._fresh.clear()  # only what this call hashes is known good for the push that follows
         self._sources.clear()
         self._previous.clear()
+        self._part_digests.clear()
         stats = self._stat_cache()
         for p in paths:
             source = self.path / p
@@ -366,7 +388,7 @@ class DvcStorage(StorageBackendBase):
         with Progress(f"hash and cache {path}" if copy else f"hash {path}", size, self.ctx.progress) as progress:
             oid = self._cache_file(src, progress.update) if copy else self._hash_in_place(src, progress.update)
         stats.put(path, src, oid, started)
-        write_pointer(self.path, path, oid, size, None)
+        write_pointer(self.path, path, oid, size, None, self._part_digests.get(oid))
         ignore_in_git(self.path, path)
 
     def _track_dir(self, path: str, stats: StatCache, copy: bool) -> None:
@@ -747,26 +769,40 @@ class DvcStorage(StorageBackendBase):
             with staged(Path(dest), staging_root) as target, Progress(f"download {path}", total, self.ctx.progress) as progress:
                 if "" not in files:
                     target.mkdir()
+                parts = self._recorded_parts(pointer, info) if "" in files else None
                 for rel, md5 in files.items():
                     out = contained(target, rel, f"{path} at {rev.removeprefix('refs/tags/')}") if rel else target
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    self._place_object(md5, out, progress.update, single=len(files) == 1)
+                    self._place_object(md5, out, progress.update, single=len(files) == 1, parts=parts)
                     crash_point("download.object-placed")
         size = tree_size(Path(dest))[0]
         return TrackedArtifact(path=path, digest=info.digest, size=size, nfiles=len(files), pointer=info.pointer)
 
-    def _place_object(self, md5: str, out: Path, on_bytes: Callable[[int], Any], *, single: bool) -> None:
-        """Write object ``md5`` to ``out`` and check its hash: from the cache when it
-        holds a good copy (a damaged one is evicted), else from the remote."""
+    def _recorded_parts(self, pointer: bytes, info: TrackedArtifact) -> PartDigests | None:
+        """The part digests a single file's pointer records, if well-formed (else None: the
+        download checks the whole MD5)."""
+        out = parse_pointer(pointer, info.pointer or self.pointer_path(info.path))
+        return pointer_part_digests(out, info.size) if out else None
+
+    def _place_object(self, md5: str, out: Path, on_bytes: Callable[[int], Any], *, single: bool, parts: PartDigests | None = None) -> None:
+        """Write object ``md5`` to ``out`` and check it: from the cache when it holds a good
+        copy (a damaged one is evicted), else from the remote, which checks ``parts``
+        (the version's part digests) when given, else the whole MD5."""
         actual = hash_file(self._cached(md5), out, on_bytes) if self._has_cached(md5) else None
         if actual is not None and actual != md5:
             logger.warning("the cached copy of %s is damaged; fetching it from %s", md5, self.describe_remote())
             self._evict(md5)
         if actual != md5:
             try:
-                actual = self.transport.get(md5, out, on_bytes, single=single)
+                actual = self.transport.get(md5, out, on_bytes, single=single, parts=parts)
             except FileNotFoundError:
                 actual = "missing"
+            except PartMismatchError as exc:
+                raise DVCError(
+                    f"downloaded file {out.name} is corrupt: {exc} (object {object_relpath(md5)} in "
+                    f"{self.describe_remote()}); nothing was placed",
+                    fix="the stored copy is damaged: re-upload that version from a machine that still has it",
+                ) from None
         if actual != md5:
             raise DVCError(
                 f"downloaded file {out.name} is corrupt or truncated: expected md5 {md5}, got {actual} "

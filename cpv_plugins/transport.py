@@ -24,6 +24,7 @@ from cpv_core.paths import md5_stream
 from cpv_core.trust import MAX_MANIFEST_BYTES, open_regular
 
 from .dvc_layout import OBJECTS_DIR, object_relpath, oid_from_relpath
+from .part_digests import PartDigests
 
 OnBytes = Callable[[int], Any]
 
@@ -49,9 +50,12 @@ class Transport(Protocol):
     def put(self, oid: str, src: Path, on_bytes: OnBytes) -> None:
         """Store the file ``src`` as object ``oid``; it appears complete or not at all."""
 
-    def get(self, oid: str, out: Path, on_bytes: OnBytes, *, single: bool) -> str:
+    def get(self, oid: str, out: Path, on_bytes: OnBytes, *, single: bool, parts: PartDigests | None = None) -> str:
         """Write object ``oid`` to ``out`` and return the MD5 of what was written
         (``single``: the only object of this download, worth parallel ranged reads).
+        With ``parts`` (the version's part digests) a transport may check each part
+        instead and return ``oid`` once all match, raising
+        :class:`~cpv_plugins.part_digests.PartMismatchError` for one that does not.
         ``FileNotFoundError`` when absent."""
 
     def read(self, oid: str) -> bytes:
@@ -190,8 +194,8 @@ class LocalDirTransport:
             raise FileNotFoundError(str(path))
         return path
 
-    def get(self, oid: str, out: Path, on_bytes: OnBytes, *, single: bool) -> str:
-        return hash_file(self._existing(oid), out, on_bytes)
+    def get(self, oid: str, out: Path, on_bytes: OnBytes, *, single: bool, parts: PartDigests | None = None) -> str:
+        return hash_file(self._existing(oid), out, on_bytes)  # a local copy: the whole MD5 is as quick
 
     def read(self, oid: str) -> bytes:
         with open_regular(self._existing(oid)) as handle:

@@ -354,6 +354,56 @@ def test_an_s3_upload_keeps_no_second_local_copy_and_stays_verifiable(s3_config,
     assert Path(got.model_path).read_bytes() == payload
 
 
+def test_a_large_file_is_downloaded_part_by_part_checked_in_parallel_and_plain_dvc_still_pulls_it(
+    s3_config, seaweed, tmp_path, monkeypatch
+):
+    """The upload records each part's SHA-256 in the pointer's meta (kept, ignored by DVC);
+    a download fetches and checks the parts in parallel instead of one sequential MD5."""
+    from cpv_plugins import part_digests, s3_transport
+    from cpv_plugins.dvc_layout import parse_pointer
+
+    monkeypatch.setattr(part_digests, "MIN_PART_SIZE", 1024 * 1024)
+    m = ModelsCheckpointsManage("AI-Convo", "parts")
+    m.import_model_init()
+    payload = write_model(m.repo_path / "model.bin", 3 * 1024 * 1024 + 5, seed=3)
+    m.upload_model_checkpoint()
+    version = m.tag_model_checkpoint()
+    recorded = parse_pointer((m.repo_path / "model.bin.dvc").read_bytes())["meta"]["cpv_parts"]
+    assert recorded["part_size"] == 1024 * 1024 and recorded["digests"] == [
+        hashlib.sha256(payload[i : i + 1024 * 1024]).hexdigest() for i in range(0, len(payload), 1024 * 1024)
+    ]
+
+    def whole_md5_not_expected(*args, **kwargs):
+        raise AssertionError("the whole-file MD5 download was used")
+
+    monkeypatch.setattr(s3_transport, "download_hashing", whole_md5_not_expected)
+    got = m.download_model_checkpoint(version, output_dir=tmp_path / "out")
+    assert Path(got.model_path).read_bytes() == payload
+    clone = plain_dvc_pull(m, f"model/{version}", tmp_path / "clone", s3_config, seaweed)
+    assert (clone / "model.bin").read_bytes() == payload
+
+    # a smaller file replaces the model: no list is left behind naming the old one's parts
+    write_model(m.repo_path / "model.bin", 1000, seed=4)
+    m.upload_model_checkpoint()
+    assert "meta" not in parse_pointer((m.repo_path / "model.bin.dvc").read_bytes())
+
+
+def test_a_damaged_part_is_named_and_nothing_is_placed(s3_config, seaweed, tmp_path, monkeypatch):
+    from cpv_plugins import part_digests
+
+    monkeypatch.setattr(part_digests, "MIN_PART_SIZE", 1024 * 1024)
+    m = ModelsCheckpointsManage("AI-Convo", "bad-part")
+    m.import_model_init()
+    payload = bytearray(write_model(m.repo_path / "model.bin", 4 * 1024 * 1024, seed=5))
+    digest = m.upload_model_checkpoint().digest.removeprefix("md5:")
+    version = m.tag_model_checkpoint()
+    payload[2 * 1024 * 1024 + 7] ^= 0xFF  # same size, one byte of the third part changed on the store
+    s3_client(seaweed).put_object(Bucket=S3_BUCKET, Key=f"AI-Convo/bad-part/files/md5/{digest[:2]}/{digest[2:]}", Body=bytes(payload))
+    with pytest.raises(DVCError, match=r"part 3 of 4 \(bytes 2097152-3145727\) does not match"):
+        m.download_model_checkpoint(version, output_dir=tmp_path / "out")
+    assert not (tmp_path / "out" / "model.bin").exists()
+
+
 def test_a_data_directory_over_s3_uploads_only_what_changed_without_a_cache_copy(s3_config, seaweed):
     d = DataCheckpointsManage("AI-Convo", "no-copy-data")
     d.import_data_init()

@@ -1,0 +1,154 @@
+"""Per-part digests of a large object, so a download can verify its parts in parallel.
+
+MD5, DVC's content address, is one sequential pass: on two cores it cannot keep
+up with a download. So the upload also records a SHA-256 of every fixed-size
+part of a large file (computed in the same read, on another thread), in the
+pointer's ``meta`` (which DVC keeps and ignores). A download then fetches the
+parts in parallel and checks each as it arrives.
+
+The digests come from the repository, as the MD5 does: the commit that names
+the object vouches for both. They are data: a malformed or inconsistent list
+is ignored (the download falls back to the whole-file MD5), never trusted
+partly. Bytes verified this way are written only to the download's target,
+never into a content-addressed cache under the MD5.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+#: the pointer's ``meta`` key that holds the digests
+META_KEY = "cpv_parts"
+ALGORITHM = "sha256"
+#: objects up to this size have no part digests: their MD5 alone is quick enough
+MIN_PART_SIZE = 64 * 1024 * 1024
+#: the part size doubles until the list has at most this many entries (a 70 GB file: 140 parts of 512 MiB)
+MAX_PARTS = 256
+_READ_CHUNK = 8 * 1024 * 1024
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class PartDigests:
+    """SHA-256 of each ``part_size`` slice of an object of ``size`` bytes (the last one may be shorter)."""
+
+    size: int
+    part_size: int
+    digests: tuple[str, ...]
+
+    def to_meta(self) -> dict[str, Any]:
+        """The value stored under :data:`META_KEY` in the pointer's ``meta``."""
+        return {"algorithm": ALGORITHM, "part_size": self.part_size, "digests": list(self.digests)}
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """``(start, end_inclusive)`` of every part."""
+        return [(start, min(self.size, start + self.part_size) - 1) for start in range(0, self.size, self.part_size)]
+
+
+class PartMismatchError(Exception):
+    """A downloaded part whose bytes do not have the digest its version records."""
+
+    def __init__(self, index: int, count: int, start: int, end: int, reason: str = "does not match its recorded SHA-256") -> None:
+        super().__init__(f"part {index + 1} of {count} (bytes {start}-{end}) {reason}")
+        self.index = index
+
+
+def part_size_for(size: int, min_part_size: int | None = None) -> int | None:
+    """The part size recorded for an object of ``size`` bytes, or None when it gets no list."""
+    part = MIN_PART_SIZE if min_part_size is None else min_part_size
+    if size <= part:
+        return None
+    while -(-size // part) > MAX_PARTS:
+        part *= 2
+    return part
+
+
+def from_meta(value: Any, size: int, min_part_size: int | None = None) -> PartDigests | None:
+    """The part digests a pointer's ``meta`` records for an object of ``size`` bytes, or
+    None when there are none or they are not exactly what cpv writes for that size
+    (wrong algorithm, part size, count or spelling): the caller then checks the MD5."""
+    if not isinstance(value, dict) or value.get("algorithm") != ALGORITHM:
+        return None
+    part_size, digests = value.get("part_size"), value.get("digests")
+    if type(part_size) is not int or part_size != part_size_for(size, min_part_size):
+        return None
+    if not isinstance(digests, list) or len(digests) != -(-size // part_size):
+        return None
+    if not all(isinstance(d, str) and _HEX64.fullmatch(d) for d in digests):
+        return None
+    return PartDigests(size, part_size, tuple(digests))
+
+
+def md5_with_parts(
+    reader: BinaryIO,
+    size: int,
+    writer: BinaryIO | None = None,
+    on_bytes: Callable[[int], object] | None = None,
+    min_part_size: int | None = None,
+) -> tuple[str, PartDigests | None]:
+    """MD5 of everything ``reader`` yields (``size`` bytes expected) and, for a large object,
+    its part digests, in one read. The SHA-256s run on a second thread (hashlib releases
+    the GIL on large buffers), so they cost no time while a core is free."""
+    part_size = part_size_for(size, min_part_size)
+    md5 = hashlib.md5()
+    if part_size is None:
+        for chunk in iter(lambda: reader.read(_READ_CHUNK), b""):
+            md5.update(chunk)
+            if writer is not None:
+                writer.write(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+        return md5.hexdigest(), None
+    parts = _PartHasher(size, part_size)
+
+    total = 0
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        pending = None
+        for chunk in iter(lambda: reader.read(_READ_CHUNK), b""):
+            if pending is not None:
+                pending.result()  # one chunk in flight: bounded memory, order kept
+            pending = worker.submit(parts.update, chunk)
+            md5.update(chunk)
+            if writer is not None:
+                writer.write(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+            total += len(chunk)
+        if pending is not None:
+            pending.result()
+    if total != size:  # the file changed size while it was read: no list rather than a wrong one
+        return md5.hexdigest(), None
+    return md5.hexdigest(), parts.finish()
+
+
+class _PartHasher:
+    """Feeds a stream to one SHA-256 per ``part_size`` slice."""
+
+    def __init__(self, size: int, part_size: int) -> None:
+        self.size = size
+        self.part_size = part_size
+        self.digests: list[str] = []
+        self._hash = hashlib.sha256()
+        self._filled = 0
+
+    def update(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            take = min(len(view), self.part_size - self._filled)
+            self._hash.update(view[:take])
+            self._filled += take
+            view = view[take:]
+            if self._filled == self.part_size:
+                self.digests.append(self._hash.hexdigest())
+                self._hash, self._filled = hashlib.sha256(), 0
+
+    def finish(self) -> PartDigests:
+        if self._filled:
+            self.digests.append(self._hash.hexdigest())
+            self._hash, self._filled = hashlib.sha256(), 0
+        return PartDigests(self.size, self.part_size, tuple(self.digests))
