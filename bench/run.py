@@ -329,7 +329,9 @@ def scenario_download(b: Bench, size: int, label: str) -> None:
         for side in ("cpv", "baseline") if i % 2 else ("baseline", "cpv"):
             if side == "baseline":
                 base_times.append(
-                    timed(lambda base_out=base_out: client.download_file(BUCKET, f"baseline/dl-{slug(label)}", str(base_out), Config=config))
+                    timed(
+                        lambda base_out=base_out: client.download_file(BUCKET, f"baseline/dl-{slug(label)}", str(base_out), Config=config)
+                    )
                 )
                 base_out.unlink()
             else:
@@ -339,6 +341,34 @@ def scenario_download(b: Bench, size: int, label: str) -> None:
                 shutil.rmtree(out)
         shutil.rmtree(other)
     b.record(f"download {label} (fresh cache, verified)", cpv_times, base_times, "<= 1.2", peak_rss_mb=round(max(rss) / 2**20))
+
+
+def scenario_verify_cost(b: Bench, size: int, label: str) -> None:
+    """What checking the bytes adds to a download, in one process, the server on the same
+    cores: cpv's parallel part check (ranged GETs, each part's SHA-256 as it streams)
+    against boto3's `download_file` of the same object, which checks nothing. The two
+    take turns going first; each writes a new file, deleted before the other starts."""
+    from cpv_plugins.part_digests import md5_with_parts
+    from cpv_plugins.s3_transport import download_verifying_parts
+
+    client, config = b.boto3()
+    src = b.workdir / "verify.bin"
+    write_random(src, size)
+    with open(src, "rb") as reader:
+        _, parts = md5_with_parts(reader, size, min_part_size=min(64 * 2**20, size // 4))
+    assert parts is not None
+    client.upload_file(str(src), BUCKET, "baseline/verify", Config=config)
+    src.unlink()
+    out = b.workdir / "verify.out"
+    checked, plain = [], []
+    for i in range(b.reps):
+        for side in ("checked", "plain") if i % 2 else ("plain", "checked"):
+            if side == "checked":
+                checked.append(timed(lambda: download_verifying_parts(client, BUCKET, "baseline/verify", out, lambda n: None, parts)))
+            else:
+                plain.append(timed(lambda: client.download_file(BUCKET, "baseline/verify", str(out), Config=config)))
+            out.unlink()
+    b.record(f"download {label}: verified vs not", checked, plain, "<= 1.1 (verification adds <= 10 %)")
 
 
 def scenario_data_reupload(b: Bench, nfiles: int) -> None:
@@ -650,7 +680,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (smoke run)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument(
-        "--only", default="", help="comma list: upload,download,strategies,rss,data,list,stages,checkpointer,startup,tag,scaling"
+        "--only", default="", help="comma list: upload,download,strategies,verify,rss,data,list,stages,checkpointer,startup,tag,scaling"
     )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
@@ -660,6 +690,7 @@ def main() -> int:
         "upload",
         "download",
         "strategies",
+        "verify",
         "rss",
         "data",
         "manyfiles",
@@ -683,6 +714,8 @@ def main() -> int:
             b.scenario(f"download {label}", scenario_download, size, label)
         if "strategies" in only:
             b.scenario(f"s3 strategies {label}", scenario_s3_strategies, size, label)
+        if "verify" in only:
+            b.scenario(f"verify cost {label}", scenario_verify_cost, size, label)
         if "rss" in only and not args.quick:
             b.scenario("upload 2 GiB", scenario_upload, 2 * GiB, "2 GiB")
             b.scenario("download 2 GiB", scenario_download, 2 * GiB, "2 GiB")
