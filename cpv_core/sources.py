@@ -37,12 +37,13 @@ def scan_file(path: Path, kind: str) -> tuple[int, int]:
     return st.st_size, 1
 
 
-def walk_files(root: Path) -> list[tuple[str, Path, int]]:
+def walk_files(root: Path) -> list[tuple[str, str, int]]:
     """Every file a data directory versions: ``(relpath, path to read, size)``, relpaths
     in ``/`` form, sorted. A link inside the directory is read through its target;
-    whatever cannot be stored faithfully is refused (see the module docstring)."""
+    whatever cannot be stored faithfully is refused (see the module docstring). Paths
+    are strings: a 20 000-file directory would spend ~0.2 s building ``Path`` objects."""
     real_root = root.resolve()
-    found: list[tuple[str, Path, int]] = []
+    found: list[tuple[str, str, int]] = []
     pending = [(str(root), "")]  # (folder, its relpath prefix): no Path arithmetic per entry
     while pending:
         folder, prefix = pending.pop()
@@ -59,10 +60,10 @@ def walk_files(root: Path) -> list[tuple[str, Path, int]]:
                 if stat.S_ISDIR(st.st_mode):
                     pending.append((entry.path, rel + "/"))
                 elif stat.S_ISREG(st.st_mode):
-                    found.append((rel, Path(entry.path), st.st_size))
+                    found.append((rel, entry.path, st.st_size))
                 elif stat.S_ISLNK(st.st_mode):
                     target, size = _check_link(Path(entry.path), real_root)
-                    found.append((rel, target, size))
+                    found.append((rel, str(target), size))
                 else:
                     raise _refuse(
                         Path(entry.path),

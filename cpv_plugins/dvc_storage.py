@@ -113,7 +113,7 @@ class DvcStorage(StorageBackendBase):
         #: objects the last :meth:`track` wrote into the cache from the user's files (known good)
         self._fresh: set[str] = set()
         #: without a cache copy: object id -> the workspace file it was hashed from, and its stat then
-        self._sources: dict[str, tuple[Path, os.stat_result]] = {}
+        self._sources: dict[str, tuple[str | Path, os.stat_result]] = {}
         #: objects sent from workspace files whose stat check after the send passed
         self._checked: set[str] = set()
         #: a directory's manifest before the last :meth:`track` replaced it (see :meth:`push`)
@@ -411,7 +411,7 @@ class DvcStorage(StorageBackendBase):
             if known is not None and (self._has_cached(known) or not copy):
                 md5s[rel] = known
                 if not copy:
-                    self._sources.setdefault(known, (src, src.stat()))  # not fresh: re-hashed if it must be uploaded
+                    self._sources.setdefault(known, (src, os.stat(src)))  # not fresh: re-hashed if it must be uploaded
             else:
                 changed.append((rel, src, size))
         with Progress(
@@ -419,7 +419,7 @@ class DvcStorage(StorageBackendBase):
         ) as progress:
             for rel, src, _ in changed:
                 started = now_ns()
-                md5s[rel] = self._cache_file(src, progress.update) if copy else self._hash_in_place(src, progress.update)
+                md5s[rel] = self._cache_file(Path(src), progress.update) if copy else self._hash_in_place(Path(src), progress.update)
                 stats.put(f"{path}/{rel}", src, md5s[rel], started)
         raw, oid = manifest_bytes(md5s)
         atomic_write_bytes(self._cached(oid), raw, mode=0o444)
@@ -449,11 +449,11 @@ class DvcStorage(StorageBackendBase):
         """``{relpath: md5}`` of ``path`` as it is now (``{"": md5}`` for a file), hashing only
         what the stat cache cannot vouch for."""
 
-        def md5_of(rel: str, src: Path) -> str:
+        def md5_of(rel: str, src: str | Path) -> str:
             known = stats.get(rel, src)
             if known is None:
                 started = now_ns()
-                known = hash_file(src)
+                known = hash_file(Path(src))
                 stats.put(rel, src, known, started)
             return known
 
@@ -615,7 +615,8 @@ class DvcStorage(StorageBackendBase):
         self.transport.put(oid, cached, on_bytes)
 
     def _put_in_place(self, oid: str, on_bytes: OnBytes) -> None:
-        src, hashed = self._sources[oid]
+        src = Path(self._sources[oid][0])
+        hashed = self._sources[oid][1]
         # a linked file of a data directory may live elsewhere: name it as it is then
         rel = src.relative_to(self.path).as_posix() if self.path in src.parents else visible(src)
         if oid not in self._fresh:  # known from the stat cache only: the bytes are checked before they are trusted

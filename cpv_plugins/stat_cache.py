@@ -26,8 +26,8 @@ _FORMAT = 2
 _RACY_NS = 1_000_000_000
 
 
-def _key(path: Path) -> list[int]:
-    st = path.stat()
+def _key(path: str | os.PathLike[str]) -> list[int]:
+    st = os.stat(path)
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
@@ -48,7 +48,7 @@ class StatCache:
             return {}
         return {k: v for k, v in data["files"].items() if isinstance(k, str) and isinstance(v, list) and len(v) == 5}
 
-    def get(self, rel: str, path: Path) -> str | None:
+    def get(self, rel: str, path: str | os.PathLike[str]) -> str | None:
         """The recorded MD5 of ``path`` (workspace path ``rel``) if it is unchanged, else None."""
         entry = self._entries.get(rel)
         if entry is None:
@@ -66,7 +66,7 @@ class StatCache:
         except ValidationError:
             return None
 
-    def put(self, rel: str, path: Path, md5: str, hashed_at: int) -> None:
+    def put(self, rel: str, path: str | os.PathLike[str], md5: str, hashed_at: int) -> None:
         """Record that ``path`` had MD5 ``md5`` when hashing started at ``hashed_at`` (ns)."""
         self._entries[rel] = [md5, *_key(path), hashed_at]
         self._dirty = True
