@@ -73,11 +73,17 @@ def check_setting(key: str, value: str | None) -> None:
 def flag_setting(config: object, key: str, default: bool, fix: str) -> bool:
     """A true/false setting (``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0``);
     ``default`` when unset; a ConfigError naming the key and ``fix`` for anything else."""
+    return parse_flag(config.get_config(key), key, default, fix)  # type: ignore[attr-defined]
+
+
+def parse_flag(value: object, key: str, default: bool, fix: str) -> bool:
+    """``value`` of setting ``key`` as true/false (see :func:`flag_setting`)."""
     from .trust import visible
 
-    value = config.get_config(key)  # type: ignore[attr-defined]
     if value is None or value == "":
         return default
+    if isinstance(value, bool):
+        return value
     text = str(value).strip().lower()
     if text in {"true", "yes", "1", "on"}:
         return True

@@ -17,6 +17,7 @@ people's own git commands), rewritten in place on every setup.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -24,6 +25,7 @@ import shlex
 import socket
 import stat
 import subprocess
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,7 @@ from cpv_core.bases import HostingBackendBase
 from cpv_core.errors import ConfigError, CredentialError, RepositoryError, ValidationError
 from cpv_core.names import validate_name
 from cpv_core.paths import atomic_write_bytes, make_private_dirs
+from cpv_core.settings import parse_flag
 from cpv_core.setup_wizard import matching
 
 logger = logging.getLogger("cpv.bitbucket")
@@ -55,6 +58,27 @@ _USER_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$")
 
 def _ssh_dir() -> Path:
     return Path.home() / ".ssh"
+
+
+#: seconds a shared SSH connection stays open after its last git command
+CONTROL_PERSIST_S = 60
+
+
+def _control_dirs() -> list[Path]:
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    dirs = [Path(runtime) / "cpv"] if runtime and Path(runtime).is_absolute() else []
+    return [*dirs, Path(tempfile.gettempdir()) / f"cpv-{os.getuid()}"]
+
+
+def _private_dir(folder: Path) -> bool:
+    """Create ``folder`` (0700) if absent; whether it is a directory, not a link, owned by
+    this user and closed to everyone else (else another user could plant the socket)."""
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
 
 
 def _check_path_value(path: Path, what: str) -> Path:
@@ -83,10 +107,16 @@ class BitbucketSettings:
         self.alias = section.get("alias") or DEFAULT_ALIAS
         self.repo_template = section.get("repo_template") or DEFAULT_REPO_TEMPLATE
         self.known_hosts = Path(section["known_hosts"]) if section.get("known_hosts") else None
-        self.connection_sharing = bool(section.get("connection_sharing", False))
+        self.connection_sharing = parse_flag(
+            section.get("connection_sharing"),
+            "bitbucket.connection_sharing",
+            True,
+            "cpv config set bitbucket.connection_sharing true (share one SSH connection between git commands) or false",
+        )
 
-    def ssh_command(self) -> str:
-        """The ``GIT_SSH_COMMAND`` value: the configured key and safe options only."""
+    def ssh_command(self, *, share: bool = True) -> str:
+        """The ``GIT_SSH_COMMAND`` value: the configured key and safe options only;
+        ``share=False`` for a check that must make its own connection (key, host key)."""
         args = [
             "ssh",
             "-o",
@@ -106,10 +136,31 @@ class BitbucketSettings:
             args += ["-i", str(self.key_path)]
         known = self.known_hosts or (_ssh_dir() / "known_hosts")
         args += ["-o", f"UserKnownHostsFile={known}"]
-        if self.connection_sharing:
-            control = Path("/tmp") / f"cpv-ssh-{os.getuid()}-%C"
-            args += ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}", "-o", "ControlPersist=60"]
+        control = self.control_path() if share else None
+        if control is not None:
+            args += ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}", "-o", f"ControlPersist={CONTROL_PERSIST_S}"]
         return " ".join(shlex.quote(a) for a in args)
+
+    def control_path(self) -> Path | None:
+        """The socket of the SSH connection git commands share (``ControlMaster``), or None
+        when sharing is off or no private directory gives a short enough path.
+
+        One socket per key, host, port, user and known-hosts file: a connection is never
+        reused under another identity (``%C`` would not tell two keys apart). The directory
+        is the user's runtime directory, else ``/tmp/cpv-UID``, used only when it is a real
+        directory owned by this user that nobody else may enter, as tmux does. A master
+        that died leaves a stale socket, which ssh finds refused, removes and replaces."""
+        if not self.connection_sharing:
+            return None
+        identity = "\0".join(str(v) for v in (self.key_path, self.known_hosts, self.host, self.port, self.ssh_user))
+        name = "ssh-" + hashlib.sha256(identity.encode()).hexdigest()[:20]
+        for folder in _control_dirs():
+            path = folder / name
+            # ssh binds a temporary name 17 characters longer; a socket path holds 107 bytes
+            if len(os.fsencode(path)) <= 90 and _private_dir(folder):
+                return path
+        logger.debug("no private directory with a short enough path for SSH connection sharing; each git command connects anew")
+        return None
 
     def repo_slug(self, team: str, model: str) -> str:
         slug = self.repo_template.format(team=team, model=model).lower()
@@ -263,8 +314,8 @@ class BitbucketCredentials:
             entries["user"] = user
         if known_hosts:
             entries["known_hosts"] = known_hosts
-        if options.get("connection_sharing"):
-            entries["connection_sharing"] = True
+        if options.get("connection_sharing") is not None:
+            entries["connection_sharing"] = options["connection_sharing"]
         write_ssh_config_block(BitbucketSettings(entries))
         logger.info("add this public key to Bitbucket (Personal settings > SSH keys):\n%s", public.strip())
         entries["public_key_path"] = f"{key_path}.pub"
@@ -326,7 +377,8 @@ class BitbucketCredentials:
                 )
             )
             return checks
-        cmd = shlex.split(s.ssh_command()) + ["-p", str(s.port), f"{s.ssh_user}@{s.host}", "-T"]
+        # its own connection: a shared one would answer for a key or host key it no longer checks
+        cmd = shlex.split(s.ssh_command(share=False)) + ["-p", str(s.port), f"{s.ssh_user}@{s.host}", "-T"]
         try:
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=CONNECT_TIMEOUT_S * 2, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:

@@ -138,15 +138,27 @@ def test_hostile_bitbucket_settings_are_refused_before_anything_is_written(cpv_h
     assert not (cpv_home / "config.json").exists()
 
 
-def test_ssh_connection_sharing_reuses_one_connection(bitbucket_config, sshd):
-    """Opt-in ControlMaster: the git commands leave one shared master connection
-    behind, and every command returns (a master holding git's stderr open would hang it)."""
+def _master(settings: BitbucketSettings, sshd, command: str) -> subprocess.CompletedProcess:
     import shlex
 
-    cfg = CPVConfig()
-    cfg.set_config("bitbucket.connection_sharing", True)
-    settings = BitbucketSettings(cfg.get_config("bitbucket"))
-    assert "ControlMaster=auto" in settings.ssh_command()
+    return subprocess.run(
+        [*shlex.split(settings.ssh_command()), "-O", command, "-p", str(sshd.port), f"{sshd.user}@{sshd.host}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_ssh_connection_sharing_is_the_default_and_reuses_one_connection(bitbucket_config, sshd):
+    """ControlMaster by default: the git commands leave one shared master connection behind
+    (in a private directory, one per key), and every command returns (a master holding
+    git's stderr open would hang it). `false` turns it off."""
+    settings = BitbucketSettings(bitbucket_config.get_config("bitbucket"))
+    control = settings.control_path()
+    assert control is not None and "ControlMaster=auto" in settings.ssh_command()
+    assert stat.S_IMODE(control.parent.stat().st_mode) == 0o700 and control.parent.stat().st_uid == os.getuid()
+    other_key = BitbucketSettings({**bitbucket_config.get_config("bitbucket"), "key_path": "/elsewhere/id_other"})
+    assert other_key.control_path() != control  # never another identity's connection
     sshd.create_repo("ai-team", "ai-convo-shared")
     m = ModelsCheckpointsManage("AI-Convo", "shared")
     m.import_model_init()
@@ -154,13 +166,46 @@ def test_ssh_connection_sharing_reuses_one_connection(bitbucket_config, sshd):
     m.upload_model_checkpoint()
     assert m.tag_model_checkpoint() == "v0.1"
     assert m.read_checkpoint_tag() == ["v0.1"]
-    check = subprocess.run(
-        [*shlex.split(settings.ssh_command()), "-O", "check", "-p", str(sshd.port), f"{sshd.user}@{sshd.host}"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    check = _master(settings, sshd, "check")
     assert check.returncode == 0 and "Master running" in check.stderr
+    _master(settings, sshd, "exit")
+    bitbucket_config.set_config("bitbucket.connection_sharing", "false")
+    assert "ControlMaster" not in BitbucketSettings(bitbucket_config.get_config("bitbucket")).ssh_command()
+
+
+def test_a_dead_shared_connection_never_hangs_a_command(bitbucket_config, sshd):
+    """A master killed with SIGKILL, or a socket nobody listens on, is found refused;
+    ssh removes it and connects anew, and the command completes."""
+    import re
+    import signal
+    import socket
+    import time
+
+    settings = BitbucketSettings(bitbucket_config.get_config("bitbucket"))
+    control = settings.control_path()
+    assert control is not None
+    sshd.create_repo("ai-team", "ai-convo-stale")
+    m = ModelsCheckpointsManage("AI-Convo", "stale")
+    m.import_model_init()
+    write_model(m.repo_path / "model.bin", 1000)
+    m.upload_model_checkpoint()
+    pid = int(re.search(r"pid=(\d+)", _master(settings, sshd, "check").stderr).group(1))
+    os.kill(pid, signal.SIGKILL)  # the master dies; its socket stays behind
+    time.sleep(0.2)
+    assert control.is_socket()
+    started = time.monotonic()
+    assert m.tag_model_checkpoint() == "v0.1"
+    _master(settings, sshd, "exit")
+    control.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(control))  # bound, never listening: refused like a dead master's
+    listener.close()
+    write_model(m.repo_path / "model.bin", 2000)
+    m.upload_model_checkpoint()
+    assert m.tag_model_checkpoint() == "v0.2"
+    assert time.monotonic() - started < 30
+    assert "Master running" in _master(settings, sshd, "check").stderr
+    _master(settings, sshd, "exit")
 
 
 def test_validate_with_a_model_checks_that_models_repository(bitbucket_config, sshd):
