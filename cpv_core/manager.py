@@ -234,9 +234,10 @@ class CheckpointManager:
             "upload_message": self.upload_messages(),
         }
 
-    def same_content_as(self, digest: str) -> str | None:
-        """The newest version of this kind whose content is ``digest``, if any."""
-        same = [r.version for r in self.records() if r.metadata.get("digest") == digest]
+    def same_content_as(self, digest: str, records: list[VersionRecord] | None = None) -> str | None:
+        """The newest version of this kind whose content is ``digest``, if any (among
+        ``records`` when the caller has just read them)."""
+        same = [r.version for r in (self.records() if records is None else records) if r.metadata.get("digest") == digest]
         return same[-1] if same else None
 
     def upload_messages(self) -> str:

@@ -116,10 +116,11 @@ def refuse_duplicate(mgr: CheckpointManager, digest: str, head: str | None) -> N
     """A version whose content an existing version of the kind already has is a phantom:
     refuse it, naming that version, unless the caller allows duplicates."""
     fix = f"upload a new checkpoint first, or {mgr.hint(cli='pass --allow-duplicate', python='pass allow_duplicate=True')} to tag it again"
-    already = [r.version for r in mgr.records() if r.commit == head]
+    records = mgr.records()
+    already = [r.version for r in records if r.commit == head]
     if already:
         raise VersionExistsError(f"the current {mgr.spec.kind} is already version {already[-1]}", fix=fix)
-    same = mgr.same_content_as(digest)
+    same = mgr.same_content_as(digest, records)
     if same:
         raise VersionExistsError(f"the current {mgr.spec.kind} is identical to {same}", fix=fix)
 
