@@ -161,6 +161,8 @@ class Workspace:
         self.plugins = Plugins()
         #: workspace.json as committed at revisions read in bulk (:meth:`preload_meta`)
         self._meta_read: dict[str, bytes | None] = {}
+        #: those contents checked and parsed, by content (a thousand versions usually share one)
+        self._meta_parsed: dict[bytes, dict[str, Any]] = {}
         self._meta_cache: tuple[tuple[int, ...], dict[str, Any]] | None = None
 
     # -- metadata ----------------------------------------------------------------
@@ -225,8 +227,11 @@ class Workspace:
         one version and ``hf-model/`` in the next), read from that revision's
         committed workspace.json and checked like any value from the repository."""
         raw = self._meta_read[rev] if rev in self._meta_read else self.versioning.read_file(rev, META_FILE)
-        meta = check_meta(raw, f"{META_FILE} at {visible(rev)}") if raw else {}
-        return str(meta.get("files", {}).get(kind, DEFAULT_FILES[kind]))
+        if not raw:
+            return DEFAULT_FILES[kind]
+        if raw not in self._meta_parsed:
+            self._meta_parsed[raw] = check_meta(raw, f"{META_FILE} at {visible(rev)}")
+        return str(self._meta_parsed[raw].get("files", {}).get(kind, DEFAULT_FILES[kind]))
 
     def preload_meta(self, revs: Sequence[str]) -> None:
         """Read the workspace.json of many revisions (the versions' tags) at once, for

@@ -386,13 +386,24 @@ class GitTagsVersioning:
             return []
         if any(c in spec for spec in specs for c in "\n\r\0"):
             return [self.read_file(rev, path) for rev, path in requests]
-        with tempfile.TemporaryFile() as requests_file:
-            requests_file.write(("\n".join(specs) + "\n").encode())
-            requests_file.seek(0)
-            raw = bytes(
-                self._run("read files", "cat-file", "--batch", istream=requests_file, stdout_as_string=False, strip_newline_in_stdout=False)
-            )
-        return parse_cat_file_batch(raw, len(specs))
+
+        def cat_file(mode: str, lines: Sequence[str]) -> bytes:
+            with tempfile.TemporaryFile() as requests_file:
+                requests_file.write(("\n".join(lines) + "\n").encode())
+                requests_file.seek(0)
+                return bytes(
+                    self._run("read files", "cat-file", mode, istream=requests_file, stdout_as_string=False, strip_newline_in_stdout=False)
+                )
+
+        # which blob each request names, then each distinct blob once: a thousand versions
+        # mostly share one workspace.json
+        blobs = [
+            fields[0].decode() if len(fields) == 3 and fields[1] == b"blob" else None
+            for fields in (line.split() for line in cat_file("--batch-check", specs).splitlines())
+        ]
+        distinct = list(dict.fromkeys(b for b in blobs if b is not None))
+        contents = dict(zip(distinct, parse_cat_file_batch(cat_file("--batch", distinct), len(distinct)))) if distinct else {}
+        return [contents.get(b) if b is not None else None for b in blobs]
 
     def restore(self, rev: str, paths: Sequence[str]) -> None:
         self._run("restore files", "restore", f"--source={rev}", "--staged", "--worktree", "--", *paths)
@@ -407,7 +418,11 @@ class GitTagsVersioning:
         content (a teammate published that version meanwhile) is replaced,
         so an interrupted publish never leaves the workspace stuck.
         """
-        before = self._local_tags()
+        # only a run interrupted between tagging and publishing (its marker says so) can leave
+        # local version tags the fetch drops or replaces; otherwise the comparison (two
+        # listings of every tag) is skipped
+        interrupted = self._unpublished_marker().exists()
+        before = self._local_tags() if interrupted else {}
         self._run(
             "fetch from the remote",
             "fetch",
@@ -421,7 +436,7 @@ class GitTagsVersioning:
             fix="check the network and `cpv validate`",
         )
         self._unpublished_marker().unlink(missing_ok=True)  # the fetch reconciled every local tag
-        after = self._local_tags()
+        after = self._local_tags() if interrupted else {}
         dropped = sorted(name for name in before if name not in after and self.parse_tag(name))
         replaced = sorted(name for name in before if name in after and before[name] != after[name] and self.parse_tag(name))
         if dropped:

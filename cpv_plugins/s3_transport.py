@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from cpv_core.errors import AWSError, CPVError, CredentialError, DVCError
+from cpv_core.faults import crash_point
 from cpv_core.paths import md5_stream
 from cpv_core.trust import MAX_MANIFEST_BYTES
 
@@ -77,6 +78,7 @@ def download_hashing(client: Any, bucket: str, key: str, out: Path, on_bytes: An
                 )
             os.pwrite(fd, body, start)
             on_bytes(len(body))
+            crash_point("download.part-written")
             result: bytes | BaseException = body
         except BaseException as exc:  # noqa: BLE001 - handed to the hasher
             result = exc
@@ -148,6 +150,7 @@ def download_verifying_parts(client: Any, bucket: str, key: str, out: Path, on_b
             raise PartMismatchError(index, len(ranges), start, end, f"is {offset - start} bytes, not {end - start + 1}")
         if digest.hexdigest() != parts.digests[index]:
             raise PartMismatchError(index, len(ranges), start, end)
+        crash_point("download.part-written")
 
     pool = ThreadPoolExecutor(max_workers=TRANSFER_THREADS)
     try:

@@ -15,6 +15,7 @@ import pytest
 
 from cpv_core import ModelsCheckpointsManage, ValidationError
 from cpv_core.errors import DVCError, WorkspaceLockedError
+from cpv_core.faults import KILL_ENV, KILLED_EXIT
 
 from .helpers import S3_BUCKET, S3_SECRET_KEY, git, s3_client, s3_keys, tree_state, write_model
 
@@ -161,12 +162,14 @@ def test_sigkill_during_download_leaves_no_partial_file(remote, tmp_path):
     m.tag_model_checkpoint()
     other = new_model(team, model, repo_path=tmp_path / "other")
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [*CPV, "model", "download", "v0.1", "-o", str(out)], cwd=other.repo_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    # killed (os._exit, as kill -9: no cleanup) once the first part is on disk, however fast the transfer
+    killed = subprocess.run(
+        [*CPV, "model", "download", "v0.1", "-o", str(out)],
+        cwd=other.repo_path,
+        env={**os.environ, KILL_ENV: "download.part-written"},
+        capture_output=True,
     )
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert killed.returncode == KILLED_EXIT
     assert not (out / "model.bin").exists()
     art = other.download_model_checkpoint("v0.1", output_dir=out)  # a re-run completes and cleans up
     assert Path(art.model_path).stat().st_size == 24 * 8 * 1024 * 1024
