@@ -17,7 +17,6 @@ import os
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any, TypeVar
 
 import pluggy
@@ -36,6 +35,8 @@ from .backends import (
     VersioningBackend,
     VersioningBackendInfo,
 )
+from .entry_points import EntryPoint
+from .entry_points import find as find_entry_points
 from .errors import ConfigError
 
 ENTRY_POINT_GROUP = "cpv"
@@ -75,15 +76,15 @@ def _register_builtins(pm: pluggy.PluginManager) -> None:
         pm.register(module, name=name)
 
 
-#: the installed distribution of each plugin loaded from an entry point, by plugin name
-_distributions: dict[str, Any] = {}
+#: the entry point each plugin was loaded from (its distribution's version for ``cpv plugins``), by plugin name
+_entry_points: dict[str, EntryPoint] = {}
 
 
 def _register_entry_points(pm: pluggy.PluginManager) -> None:
     all_disabled, disabled = _disabled_entry_points()
     if all_disabled:
         return
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in find_entry_points(ENTRY_POINT_GROUP):
         if ep.name in disabled or pm.get_plugin(ep.name) is not None:
             continue
         try:
@@ -91,9 +92,7 @@ def _register_entry_points(pm: pluggy.PluginManager) -> None:
             if pm.is_registered(plugin):
                 continue
             pm.register(plugin, name=ep.name)
-            dist = getattr(ep, "dist", None)
-            if dist is not None:
-                _distributions[ep.name] = dist
+            _entry_points[ep.name] = ep
         except Exception as exc:  # noqa: BLE001 - one broken plugin must not break cpv
             warnings.warn(
                 f"cpv plugin {ep.name!r} ({ep.value}) failed to load and was skipped: "
@@ -273,8 +272,8 @@ class Plugins:
             if plugin is None:
                 continue
             hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or []))
-            dist = _distributions.get(str(name))
-            version = dist.version if dist is not None else _builtin_version(name)
+            ep = _entry_points.get(str(name))
+            version = ep.version if ep is not None else _builtin_version(name)
             infos.append(
                 PluginInfo(
                     name=str(name),

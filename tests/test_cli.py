@@ -289,6 +289,18 @@ def test_model_list_does_not_import_dvc_boto3_or_s3fs(cpv_home):
     assert "HEAVY \n" in out or out.rstrip().endswith("HEAVY"), out
 
 
+def test_help_imports_no_backend_library_and_not_importlib_metadata(cpv_home):
+    """`cpv --help` stays within its start-up budget: plugins are found by reading their
+    entry_points.txt (cpv_core.entry_points), not through importlib.metadata (~45 ms)."""
+    code = (
+        "import sys; from cpv_core.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', ' '.join(m for m in ('importlib.metadata', 'email', 'dvc', 'boto3', 'git', 'ruamel') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "mlflow-sync" in out and out.rstrip().endswith("HEAVY"), out
+
+
 def test_configuration_commands_through_the_runner(cpv_home, tmp_path):
     home = Path(os.environ["HOME"])
     creds = tmp_path / "credentials"

@@ -90,22 +90,48 @@ def test_a_backend_missing_a_method_fails_at_selection_naming_its_plugin(cpv_hom
 
 class _FakeEntryPoint:
     def __init__(self, name, value, loader):
-        self.name, self.value, self.dist, self._loader = name, value, None, loader
+        self.name, self.value, self.version, self._loader = name, value, None, loader
 
     def load(self):
         return self._loader()
 
 
 def _with_entry_points(monkeypatch, eps):
-    real = metadata.entry_points
+    from cpv_core import entry_points
 
-    def fake(**kwargs):
-        if kwargs.get("group") == "cpv":
-            return list(real(group="cpv")) + eps
-        return real(**kwargs)
+    def fake(group):
+        return entry_points.find(group) + (eps if group == "cpv" else [])
 
-    monkeypatch.setattr("cpv_core.plugins.metadata.entry_points", fake)
+    monkeypatch.setattr("cpv_core.plugins.find_entry_points", fake)
     reset_plugin_manager()
+
+
+@pytest.mark.parametrize("group", ["cpv", "console_scripts", "pytest11"])
+def test_the_entry_point_scan_agrees_with_importlib_metadata(group):
+    """cpv reads entry_points.txt itself (importlib.metadata costs ~45 ms of start-up);
+    it must find exactly what importlib.metadata finds."""
+    from cpv_core.entry_points import find
+
+    assert sorted((e.name, e.value) for e in find(group)) == sorted((e.name, e.value) for e in metadata.entry_points(group=group))
+
+
+def test_an_entry_point_loads_its_attribute_and_knows_its_distribution_s_version(tmp_path):
+    from cpv_core.entry_points import find
+
+    dist = tmp_path / "Some.Plugin-1.2.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: Some.Plugin\nVersion: 1.2.3\n")
+    (dist / "entry_points.txt").write_text("[other]\nx = nope:nothing\n\n[cpv]\n# a comment\nsome = os.path:join [extra]\nmod = json\n")
+    shadowed = tmp_path / "later"
+    (shadowed / "some_plugin-9.0.dist-info").mkdir(parents=True)
+    (shadowed / "some_plugin-9.0.dist-info" / "entry_points.txt").write_text("[cpv]\nshadowed = json\n")
+    found = find("cpv", [str(tmp_path), str(shadowed), str(tmp_path / "missing")])
+    assert [(e.name, e.value) for e in found] == [("some", "os.path:join [extra]"), ("mod", "json")]  # the first of a name wins
+    import json
+    import os.path
+
+    assert found[0].load() is os.path.join and found[1].load() is json
+    assert found[0].version == "1.2.3"
 
 
 def test_a_broken_plugin_warns_and_the_rest_works(monkeypatch):
