@@ -241,6 +241,27 @@ def scenario_upload(b: Bench, size: int, label: str) -> None:
     b.record(f"upload {label}", cpv_times, base_times, "<= 1.15", peak_rss_mb=round(max(rss) / 2**20))
 
 
+def scenario_local_upload(b: Bench, size: int, label: str) -> None:
+    """`cpv model upload` on the embedded local default (no S3, no SSH) against `cp` of the
+    same file to the same disk: what versioning costs over copying the bytes once."""
+    env = dict(b.env, CPV_HOME=str(b.workdir / "cpv-home-local"))
+    subprocess.run([*CPV, "init", "model", "-t", "bench", "-m", "local"], env=env, check=True, capture_output=True)
+    ws = Path(env["CPV_HOME"]) / "workspaces" / "bench" / "local"
+    cpv_times, base_times, rss = [], [], []
+    for i in range(b.reps):
+        write_random(ws / "model.bin", size)
+        copy = b.workdir / "cp-model.bin"
+        for side in ("cpv", "cp") if i % 2 else ("cp", "cpv"):
+            if side == "cp":
+                base_times.append(run_measured(["cp", str(ws / "model.bin"), str(copy)], env)[0])
+                copy.unlink()
+            else:
+                elapsed, peak = run_measured([*CPV, "model", "upload", "-m", f"run {i}"], env, cwd=ws)
+                cpv_times.append(elapsed)
+                rss.append(peak)
+    b.record(f"upload {label}, local default, vs cp", cpv_times, base_times, "<= 1.5", peak_rss_mb=round(max(rss) / 2**20))
+
+
 def scenario_s3_strategies(b: Bench, size: int, label: str) -> None:
     """How to get a content-addressed object onto S3 fastest, measured side by side
     on the same bytes (boto3 only, no cpv start-up): (a) `upload_file` alone, the
@@ -446,11 +467,11 @@ def publish_tags(b: Bench, ws: Path, batch: str) -> None:
 
 
 def workspace_with_versions(b: Bench, model: str, nversions: int) -> Path:
-    """A workspace whose remote holds ``nversions`` model versions with metrics."""
+    """A workspace whose remote holds ``nversions`` model versions with metrics and a path, as cpv's tags record them."""
     ws, encode_message, head = uploaded_workspace(b, model)
     batch = "".join(
         f"tag model/v0.{i}\nfrom {head}\ntagger Bench <b@example.com> {1700000000 + i} +0000\n"
-        f"data <<EOT\n{encode_message(f'run {i}', {'metrics': {'loss': 1 / i, 'acc': i / nversions}, 'size': 1, 'digest': 'md5:x'})}EOT\n\n"
+        f"data <<EOT\n{encode_message(f'run {i}', {'path': 'model.bin', 'metrics': {'loss': 1 / i, 'acc': i / nversions}, 'size': 1, 'digest': 'md5:x'})}EOT\n\n"
         for i in range(1, nversions + 1)
     )
     publish_tags(b, ws, batch)
@@ -677,7 +698,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (smoke run)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument(
-        "--only", default="", help="comma list: upload,download,strategies,verify,rss,data,list,stages,checkpointer,startup,tag,scaling"
+        "--only",
+        default="",
+        help="comma list: upload,download,strategies,verify,local,rss,data,list,stages,checkpointer,startup,tag,scaling",
     )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
@@ -688,6 +711,7 @@ def main() -> int:
         "download",
         "strategies",
         "verify",
+        "local",
         "rss",
         "data",
         "manyfiles",
@@ -711,6 +735,8 @@ def main() -> int:
             b.scenario(f"download {label}", scenario_download, size, label)
         if "strategies" in only:
             b.scenario(f"s3 strategies {label}", scenario_s3_strategies, size, label)
+        if "local" in only:
+            b.scenario(f"local upload {label}", scenario_local_upload, size, label)
         if "verify" in only:
             b.scenario(f"verify cost {label}", scenario_verify_cost, size, label)
         if "rss" in only and not args.quick:

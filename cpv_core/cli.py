@@ -227,9 +227,9 @@ def render_table(headers: list[str], rows: list[list[str]]) -> None:
     whatever a message holds)."""
     cells = [[visible(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    out("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip())
-    for row in cells:
-        out("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    out("\n".join(lines))  # one write: a thousand rows cost 20 ms as a thousand echoes
 
 
 def print_table(rows: list[dict[str, Any]], ctx: Ctx) -> None:

@@ -159,5 +159,7 @@ def list_checkpoints(mgr: CheckpointManager) -> list[CheckpointMetadata]:
     mgr.ws.repair()
     mgr.fetch(required=False)
     records = mgr.records()
-    mgr.ws.preload_meta([r.ref for r in records])
+    # a version's tag records its path; only tags without one (written before cpv recorded
+    # it) need their commit's workspace.json, read for all of them at once
+    mgr.ws.preload_meta([r.ref for r in records if not r.metadata.get("path")])
     return [mgr.metadata_for(r) for r in records]

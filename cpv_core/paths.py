@@ -16,14 +16,35 @@ from urllib.parse import quote, unquote
 HOME_ENV = "CPV_HOME"
 
 
-_HASH_CHUNK = 8 * 1024 * 1024
+#: read size of every hashing loop: small enough that the bytes are still in the CPU's cache
+#: when they are written (measured on 1 GiB: hash and copy 3.3 s with 8 MiB reads, 1.8 s
+#: with 256 KiB ones; hashing alone 1.55 s either way)
+HASH_CHUNK = 256 * 1024
+
+
+def read_chunks(reader: BinaryIO, size: int = HASH_CHUNK) -> Iterator[memoryview]:
+    """``reader``'s bytes as views of one reused buffer (valid until the next one is read):
+    no new allocation, and so no new page faults, per chunk."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    readinto = getattr(reader, "readinto", None)
+    while True:
+        if readinto is not None:
+            n = readinto(buffer)
+            chunk = view[:n] if n else view[:0]
+        else:  # a stream without readinto (an HTTP body)
+            data = reader.read(size)
+            n, chunk = len(data), memoryview(data)
+        if not n:
+            return
+        yield chunk
 
 
 def md5_stream(reader: BinaryIO, writer: BinaryIO | None = None, on_bytes: Callable[[int], object] | None = None) -> str:
-    """MD5 of everything ``reader`` yields, in 8 MiB chunks, copying it to ``writer`` and
-    reporting each chunk's size to ``on_bytes`` on the way: the one hashing loop of cpv."""
+    """MD5 of everything ``reader`` yields, copying it to ``writer`` and reporting each
+    chunk's size to ``on_bytes`` on the way: the one hashing loop of cpv."""
     digest = hashlib.md5()
-    for chunk in iter(lambda: reader.read(_HASH_CHUNK), b""):
+    for chunk in read_chunks(reader):
         digest.update(chunk)
         if writer is not None:
             writer.write(chunk)

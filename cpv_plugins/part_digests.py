@@ -16,11 +16,14 @@ never into a content-addressed cache under the MD5.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
+
+from cpv_core.paths import md5_stream
 
 #: the pointer's ``meta`` key that holds the digests
 META_KEY = "cpv_parts"
@@ -29,7 +32,7 @@ ALGORITHM = "sha256"
 MIN_PART_SIZE = 64 * 1024 * 1024
 #: the part size doubles until the list has at most this many entries (a 70 GB file: 140 parts of 512 MiB)
 MAX_PARTS = 256
-_READ_CHUNK = 8 * 1024 * 1024
+_READ_CHUNK = 1024 * 1024  # in the CPU's cache while both hashes read it
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -95,30 +98,31 @@ def md5_with_parts(
     its part digests, in one read. The SHA-256s run on a second thread (hashlib releases
     the GIL on large buffers), so they cost no time while a core is free."""
     part_size = part_size_for(size, min_part_size)
-    md5 = hashlib.md5()
     if part_size is None:
-        for chunk in iter(lambda: reader.read(_READ_CHUNK), b""):
-            md5.update(chunk)
-            if writer is not None:
-                writer.write(chunk)
-            if on_bytes is not None:
-                on_bytes(len(chunk))
-        return md5.hexdigest(), None
+        return md5_stream(reader, writer, on_bytes), None
+    md5 = hashlib.md5()
     parts = _PartHasher(size, part_size)
-
+    # two buffers: the worker hashes one while the next is read into the other
+    buffers = [bytearray(_READ_CHUNK), bytearray(_READ_CHUNK)]
+    readinto: Callable[[bytearray], int | None] = reader.readinto  # type: ignore[attr-defined]  # files have it
     total = 0
     with ThreadPoolExecutor(max_workers=1) as worker:
         pending = None
-        for chunk in iter(lambda: reader.read(_READ_CHUNK), b""):
-            if pending is not None:
-                pending.result()  # one chunk in flight: bounded memory, order kept
-            pending = worker.submit(parts.update, chunk)
+        for turn in itertools.count():
+            buffer = buffers[turn % 2]
+            n = readinto(buffer)
+            if not n:
+                break
+            chunk = memoryview(buffer)[:n]
             md5.update(chunk)
             if writer is not None:
                 writer.write(chunk)
+            if pending is not None:
+                pending.result()  # the other buffer is free again; order kept
+            pending = worker.submit(parts.update, chunk)
             if on_bytes is not None:
-                on_bytes(len(chunk))
-            total += len(chunk)
+                on_bytes(n)
+            total += n
         if pending is not None:
             pending.result()
     if total != size:  # the file changed size while it was read: no list rather than a wrong one
@@ -136,7 +140,7 @@ class _PartHasher:
         self._hash = hashlib.sha256()
         self._filled = 0
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes | memoryview) -> None:
         view = memoryview(chunk)
         while view:
             take = min(len(view), self.part_size - self._filled)
