@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cpv_core import hookimpl
 from cpv_core.backends import BackendContext, PushRejected, StageEvent, VersioningBackendInfo, VersionRecord
@@ -33,7 +33,16 @@ from cpv_core.records import clean_metadata
 from cpv_core.trust import visible
 from cpv_core.versions import MAX_COMPONENT, Version
 
-from .gitutil import command_error, default_identity, ensure_dir_empty_or_missing, git_env, open_repo, validate_remote_url
+from .gitutil import (
+    GitCommandFailed,
+    command_error,
+    default_identity,
+    ensure_dir_empty_or_missing,
+    git_env,
+    open_repo,
+    run_git,
+    validate_remote_url,
+)
 
 logger = logging.getLogger("cpv.git")
 
@@ -191,7 +200,9 @@ _identity_warned = False
 
 
 class GitTagsVersioning:
-    """The ``git-tags`` versioning backend (GitPython)."""
+    """The ``git-tags`` versioning backend: git commands run as subprocesses
+    (:func:`~cpv_plugins.gitutil.run_git`); GitPython for init, clone and the one
+    long-lived ``cat-file`` process that answers single reads."""
 
     name = "git-tags"
 
@@ -199,6 +210,9 @@ class GitTagsVersioning:
         self.ctx = ctx
         self.path = Path(ctx.workspace)
         self._repo: Any = None
+        #: the environment of every git command: cpv's safe defaults, the hosting backend's
+        #: credentials, and a fallback identity when git has none (None unsets a variable)
+        self._env: dict[str, str | None] = dict(git_env(ctx.env))
 
     # -- naming scheme ---------------------------------------------------------
     def tag_name(self, kind: str, version: Version) -> str:
@@ -224,13 +238,35 @@ class GitTagsVersioning:
                 ) from None
         return self._repo
 
-    def _run(self, action: str, *args: str, fix: str | None = None, **kwargs: Any) -> Any:
-        import git
-
+    def _run(
+        self,
+        action: str,
+        *args: str,
+        fix: str | None = None,
+        istream: IO[bytes] | None = None,
+        stdout_as_string: bool = True,
+        strip_newline_in_stdout: bool = True,
+    ) -> Any:
         try:
-            return self.repo.git.execute(["git", *args], **kwargs)
-        except git.GitCommandError as exc:
+            return self._git(*args, istream=istream, stdout_as_string=stdout_as_string, strip_newline_in_stdout=strip_newline_in_stdout)
+        except GitCommandFailed as exc:
             raise command_error(action, exc, fix=fix) from None
+
+    def _git(
+        self, *args: str, istream: IO[bytes] | None = None, stdout_as_string: bool = True, strip_newline_in_stdout: bool = True
+    ) -> Any:
+        """``git ARGS`` in the workspace with this backend's environment.
+
+        :raises GitCommandFailed: on a non-zero exit; :class:`GitError` when the workspace holds no repository.
+        """
+        if not (self.path / ".git").exists() and not (self.path / "HEAD").is_file():  # neither a workspace nor a mirror
+            raise GitError(f"{self.path} is not a git repository", fix="run `cpv init model` (or import_model_init()) first")
+        return run_git(args, cwd=self.path, env=self._env, stdin=istream, as_text=stdout_as_string, strip_newline=strip_newline_in_stdout)
+
+    def _set_env(self, **values: str | None) -> None:
+        self._env.update(values)
+        if self._repo is not None:  # the commands GitPython still runs
+            self._repo.git.update_environment(**values)
 
     def _ensure_identity(self) -> None:
         """Commit as the user's git identity, read afresh for every command that
@@ -240,10 +276,10 @@ class GitTagsVersioning:
         global _identity_warned
         self._forget_frozen_identity()
         if self._has_identity():
-            self.repo.git.update_environment(**dict.fromkeys(_IDENTITY_ENV))
+            self._set_env(**dict.fromkeys(_IDENTITY_ENV))
             return
         name, email = default_identity()
-        self.repo.git.update_environment(GIT_AUTHOR_NAME=name, GIT_COMMITTER_NAME=name, GIT_AUTHOR_EMAIL=email, GIT_COMMITTER_EMAIL=email)
+        self._set_env(GIT_AUTHOR_NAME=name, GIT_COMMITTER_NAME=name, GIT_AUTHOR_EMAIL=email, GIT_COMMITTER_EMAIL=email)
         if not _identity_warned:
             _identity_warned = True
             logger.warning(
@@ -256,11 +292,9 @@ class GitTagsVersioning:
     def _has_identity(self) -> bool:
         """Whether git itself has user.name and user.email for this repository (asked of
         git, so includeIf, GIT_CONFIG_GLOBAL and system files count as they do for git)."""
-        import git
-
         try:
-            out = str(self.repo.git.execute(["git", "config", "--get-regexp", r"^user\.(name|email)$"]))
-        except git.GitCommandError:
+            out = str(self._git("config", "--get-regexp", r"^user\.(name|email)$"))
+        except GitCommandFailed:
             return False  # exit 1: neither is set
         keys = {line.split(" ", 1)[0].lower() for line in out.splitlines() if " " in line and line.split(" ", 1)[1].strip()}
         return {"user.name", "user.email"} <= keys
@@ -268,12 +302,17 @@ class GitTagsVersioning:
     def _forget_frozen_identity(self) -> None:
         """cpv 0.1 wrote its fallback identity into the workspace's ``.git/config``,
         freezing it there; remove exactly that (an identity a user set there stays)."""
-        local = self.repo.config_reader("repository")
         name, email = default_identity()
-        if local.get_value("user", "name", default="") == name and local.get_value("user", "email", default="") == email:
-            with self.repo.config_writer("repository") as writer:
-                writer.remove_option("user", "name")
-                writer.remove_option("user", "email")
+        if self._local_config("user.name") == name and self._local_config("user.email") == email:
+            self._run("forget cpv 0.1's identity", "config", "--local", "--unset", "user.name")
+            self._run("forget cpv 0.1's identity", "config", "--local", "--unset", "user.email")
+
+    def _local_config(self, key: str) -> str:
+        """``key`` as the workspace's own ``.git/config`` sets it, or "" when it does not."""
+        try:
+            return str(self._git("config", "--local", "--get", key))
+        except GitCommandFailed:
+            return ""
 
     def exists(self) -> bool:
         return (self.path / ".git").is_dir()
@@ -346,17 +385,14 @@ class GitTagsVersioning:
         return bool(str(out).strip())
 
     def head(self) -> str | None:
-        try:
-            return str(self.repo.head.commit.hexsha)
-        except ValueError:
-            return None
+        return self._ref_oid("HEAD^{commit}") or None
 
     def commit(self, paths: Sequence[str], message: str) -> str:
         self._ensure_identity()
         self._run("stage files", "add", "--", *paths)
         with self._message_file(message) as path:
             self._run("commit", "commit", "--no-verify", "--quiet", "--cleanup=verbatim", f"--file={path}", "--", *paths)
-        return str(self.repo.head.commit.hexsha)
+        return str(self._run("read the new commit", "rev-parse", "HEAD")).strip()
 
     def changed_files(self, paths: Sequence[str] | None = None) -> list[str]:
         args = ["status", "--porcelain", "--untracked-files=no"]
@@ -455,22 +491,16 @@ class GitTagsVersioning:
         return {name: oid for oid, _, name in (line.partition(" ") for line in out.splitlines()) if name}
 
     def _remote_branch_exists(self) -> bool:
-        try:
-            self.repo.commit(f"refs/remotes/origin/{BRANCH}")
-            return True
-        except Exception:  # noqa: BLE001 - BadName / ValueError
-            return False
+        return bool(self._ref_oid(f"refs/remotes/origin/{BRANCH}^{{commit}}"))
 
     def _push(self, refspecs: Sequence[str], *, atomic: bool = True, options: Sequence[str] = ()) -> None:
-        import git
-
-        args = ["git", "push", "--porcelain"]
+        args = ["push", "--porcelain"]
         if atomic:
             args.append("--atomic")
         args += [*options, "--end-of-options", "origin", *refspecs]
         try:
-            self.repo.git.execute(args)
-        except git.GitCommandError as exc:
+            self._git(*args)
+        except GitCommandFailed as exc:
             rows = parse_push_porcelain(str(exc.stdout or ""))
             rejected = [(ref, summary) for flag, ref, summary in rows if flag == "!"]
             if not rejected:
@@ -513,12 +543,10 @@ class GitTagsVersioning:
         return True
 
     def _is_ancestor(self, older: str, newer: str) -> bool:
-        import git
-
         try:
-            self.repo.git.execute(["git", "merge-base", "--is-ancestor", older, newer])
+            self._git("merge-base", "--is-ancestor", older, newer)
             return True
-        except git.GitCommandError:
+        except GitCommandFailed:
             return False
 
     def undo_commit(self, rev: str, paths: Sequence[str]) -> None:
@@ -835,11 +863,9 @@ class GitTagsVersioning:
 
     def _ref_oid(self, ref: str) -> str:
         """The object ``ref`` names, or "" when it does not exist."""
-        import git
-
         try:
-            return str(self.repo.git.execute(["git", "rev-parse", "--verify", "--quiet", ref])).strip()
-        except git.GitCommandError:
+            return str(self._git("rev-parse", "--verify", "--quiet", "--end-of-options", ref)).strip()
+        except GitCommandFailed:
             return ""
 
 
