@@ -278,27 +278,29 @@ def test_bare_init_and_config_dry_runs(cpv_home, tmp_path):
     assert not (cpv_home / "config.json").exists() and not (Path(os.environ["HOME"]) / ".ssh").exists()
 
 
-def test_model_list_does_not_import_dvc_boto3_or_s3fs(cpv_home):
-    run("init", "model", "-t", "T", "-m", "light")
+def imported_after(args: list[str], modules: tuple[str, ...]) -> tuple[str, list[str]]:
+    """What ``cpv ARGS`` printed in a fresh interpreter, and which of ``modules`` it imported."""
     code = (
         "import sys; from cpv_core.cli import main\n"
-        "try:\n    main(['model', 'list', '-t', 'T', '--model-name', 'light'])\nexcept SystemExit:\n    pass\n"
-        "print('HEAVY', ' '.join(m for m in ('dvc', 'boto3', 'botocore', 's3fs') if m in sys.modules))"
+        f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+        f"print('IMPORTED', *(m for m in {modules!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "HEAVY \n" in out or out.rstrip().endswith("HEAVY"), out
+    printed, _, imported = out.rpartition("IMPORTED")
+    return printed, imported.split()
+
+
+def test_model_list_does_not_import_dvc_boto3_or_s3fs(cpv_home):
+    run("init", "model", "-t", "T", "-m", "light")
+    _, imported = imported_after(["model", "list", "-t", "T", "--model-name", "light"], ("dvc", "boto3", "botocore", "s3fs", "git"))
+    assert imported == []
 
 
 def test_help_imports_no_backend_library_and_not_importlib_metadata(cpv_home):
     """`cpv --help` stays within its start-up budget: plugins are found by reading their
     entry_points.txt (cpv_core.entry_points), not through importlib.metadata (~45 ms)."""
-    code = (
-        "import sys; from cpv_core.cli import main\n"
-        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "print('HEAVY', ' '.join(m for m in ('importlib.metadata', 'email', 'dvc', 'boto3', 'git', 'ruamel') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "mlflow-sync" in out and out.rstrip().endswith("HEAVY"), out
+    printed, imported = imported_after(["--help"], ("importlib.metadata", "email", "dvc", "boto3", "git", "ruamel"))
+    assert "mlflow-sync" in printed and imported == []
 
 
 def test_configuration_commands_through_the_runner(cpv_home, tmp_path):
