@@ -100,6 +100,11 @@ def tracked_root(path: str, pointer: bytes) -> str:
     return parts[0]
 
 
+#: files of a version whose average size is below this are downloaded several at a time
+#: (boto3 sends a file this small in one request)
+SMALL_FILE_BYTES = 8 * 1024 * 1024
+
+
 class DvcStorage(StorageBackendBase):
     """Storage in DVC's format; subclasses say where the remote is and how it is reached."""
 
@@ -358,7 +363,7 @@ class DvcStorage(StorageBackendBase):
             self._manifests.pop(oid, None)
         path = require_inside(self._cache_dir(), self._cached(oid), "cache eviction")
         if path.is_symlink() or path.is_file():
-            path.unlink()
+            path.unlink(missing_ok=True)  # two downloads of the same object may both evict it
 
     # -- track ---------------------------------------------------------------------
     def track(self, paths: Sequence[str]) -> list[TrackedArtifact]:
@@ -791,11 +796,24 @@ class DvcStorage(StorageBackendBase):
                 if "" not in files:
                     target.mkdir()
                 parts = self._recorded_parts(pointer, info) if "" in files else None
-                for rel, md5 in files.items():
-                    out = contained(target, rel, f"{path} at {rev.removeprefix('refs/tags/')}") if rel else target
+                where = f"{path} at {rev.removeprefix('refs/tags/')}"
+
+                def place(item: tuple[str, str]) -> None:
+                    rel, md5 = item
+                    out = contained(target, rel, where) if rel else target  # checked where it is written
                     out.parent.mkdir(parents=True, exist_ok=True)
                     self._place_object(md5, out, progress.update, single=len(files) == 1, parts=parts)
                     crash_point("download.object-placed")
+
+                # many small files: several requests at once (a file above the multipart size
+                # is already fetched in parallel parts, so those go one at a time)
+                workers = self.transport.parallel if len(files) > 1 and info.size < len(files) * SMALL_FILE_BYTES else 1
+                if workers > 1:
+                    with ThreadPoolExecutor(max_workers=min(workers, len(files))) as pool:
+                        list(pool.map(place, files.items()))
+                else:
+                    for item in files.items():
+                        place(item)
         size = tree_size(Path(dest))[0]
         return TrackedArtifact(path=path, digest=info.digest, size=size, nfiles=len(files), pointer=info.pointer)
 

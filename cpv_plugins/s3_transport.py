@@ -26,7 +26,7 @@ from cpv_core.trust import MAX_MANIFEST_BYTES
 from .dvc_layout import OBJECTS_DIR, object_relpath, oid_from_relpath
 from .part_digests import PartDigests, PartMismatchError
 from .s3_settings import CONNECT_TIMEOUT_S, TRANSFER_THREADS, S3Settings
-from .transport import OnBytes, hash_file
+from .transport import OnBytes
 
 TRANSFER_CHUNK = 32 * 1024 * 1024
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
@@ -41,6 +41,8 @@ HEAD_LIMIT = 32
 
 PART_SIZE = 8 * 1024 * 1024
 PARTS_IN_MEMORY = 12  # bounds the buffers to ~96 MiB whatever the object size
+#: objects up to this size are fetched with one GET (boto3's own multipart threshold)
+SMALL_OBJECT_BYTES = 8 * 1024 * 1024
 STREAM_CHUNK = 256 * 1024  # a verified part is read from its stream in pieces of this size (measured: 4 MiB reads cost 2x the CPU)
 
 
@@ -353,12 +355,19 @@ class S3Transport:
                 return oid
             if single:  # one large object: hash while the parts arrive
                 return download_hashing(self._client(), self.settings.bucket, self._key(oid), out, on_bytes)
-            self._client().download_file(self.settings.bucket, self._key(oid), str(out), Config=self._transfer_config(), Callback=on_bytes)
+            # one file of many: one GET, written and hashed as it streams (boto3's transfer
+            # manager costs milliseconds of CPU per file, and the file would be read again
+            # to hash it); a large one is fetched in parallel parts instead
+            response = self._client().get_object(Bucket=self.settings.bucket, Key=self._key(oid))
+            if int(response["ContentLength"]) > SMALL_OBJECT_BYTES:
+                response["Body"].close()
+                return download_hashing(self._client(), self.settings.bucket, self._key(oid), out, on_bytes)
+            with response["Body"] as body, open(out, "wb") as writer:
+                return md5_stream(body, writer, on_bytes)
         except Exception as exc:  # noqa: BLE001
             if is_missing(exc):
                 raise FileNotFoundError(self._key(oid)) from None
             raise
-        return hash_file(out)
 
     def _body(self, oid: str) -> Any:
         try:
