@@ -347,7 +347,7 @@ def test_soak_eight_members_upload_and_tag_at_once_repeatedly(remote, tmp_path):
             expected[run] = hashlib.md5(data).hexdigest()
             procs.append(upload_and_tag(ws, run))
         outputs = [p.communicate(timeout=300) for p in procs]
-        assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
+        assert all(p.returncode == 0 for p in procs), [err for p, (_, err) in zip(procs, outputs) if p.returncode != 0]
         versions = {out.strip().splitlines()[-1] for out, _ in outputs}
         assert len(versions) == SOAK_MEMBERS and not versions & seen
         seen |= versions
