@@ -5,13 +5,12 @@ took them first."""
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import events
 from .backends import PushRejected
+from .backoff import Backoff
 from .errors import GitError, VersionExistsError
 from .faults import crash_point
 from .history import fetch_versions, parse_tag_arg
@@ -24,7 +23,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("cpv")
 
-TAG_ATTEMPTS = 8
+#: allocating a version while other members take the next ones
+TAG_BACKOFF = Backoff(attempts=24, budget=120.0)
 
 
 def allocate_and_publish(
@@ -52,7 +52,14 @@ def allocate_and_publish(
     """
     if not dry_run and not ws.versioning.publishes_conditionally():
         fetch_versions(ws, required=True)
-    for attempt in range(TAG_ATTEMPTS):
+    tried, refresh = 0, ""
+    for attempt in TAG_BACKOFF.rounds():
+        tried = attempt + 1
+        if refresh:  # after the wait, so the next versions come from a fresh view
+            if refresh == "non-fast-forward":
+                ws.versioning.push_branch()  # rebase on the moved branch; the tags are recreated at the new HEAD
+            ws.versioning.fetch()
+            refresh = ""
         if check is not None:
             check()
         existing = {k: ws.versioning.list_versions(k) for k in kinds}
@@ -97,10 +104,7 @@ def allocate_and_publish(
                     f"{', '.join(exc.rejected)} was just created on the remote by someone else", fix="choose another version"
                 ) from None
             logger.info("%s: %s; fetching and trying again", ", ".join(exc.rejected), exc.reason)
-            time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
-            if exc.reason == "non-fast-forward":
-                ws.versioning.push_branch()  # rebase on the moved branch; the tags are recreated at the new HEAD
-            ws.versioning.fetch()
+            refresh = exc.reason
             continue
         except BaseException:
             for kind, version in created:
@@ -109,7 +113,7 @@ def allocate_and_publish(
         echo("tagged " + ", ".join(f"{k} {v}" for k, v in versions.items()))
         events.version_published(ws, records)
         return versions
-    raise GitError(f"could not allocate a version after {TAG_ATTEMPTS} attempts (heavy contention)", fix="run the command again")
+    raise GitError(f"could not allocate a version after {tried} attempts (heavy contention)", fix="run the command again")
 
 
 def refuse_duplicate(mgr: CheckpointManager, digest: str, head: str | None) -> None:

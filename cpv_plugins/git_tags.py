@@ -15,11 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -28,6 +26,7 @@ from typing import IO, Any
 
 from cpv_core import hookimpl
 from cpv_core.backends import BackendContext, PushRejected, StageEvent, VersioningBackendInfo, VersionRecord
+from cpv_core.backoff import Backoff
 from cpv_core.errors import GitError, ValidationError
 from cpv_core.records import clean_metadata
 from cpv_core.trust import visible
@@ -54,7 +53,8 @@ _TAG_RE = re.compile(r"^(?P<kind>[a-z][a-z0-9_-]{0,31})/(?P<version>v\d+\.\d+)$"
 # No user text can break this framing, so no message can forge a record.
 _REF_FORMAT = "%(objectname) %(objecttype) %(raw:size) p%(*objectname) %(refname)%0a%(raw)"
 _IDENT_RE = re.compile(r"^(?P<name>.*?) <(?P<email>[^<>]*)> (?P<ts>-?\d{1,15}) (?P<tz>[+-]\d{4})$")
-BRANCH_PUSH_ATTEMPTS = 8
+#: publishing the branch while other members move it: fetch, replay, push again
+BRANCH_PUSH_BACKOFF = Backoff(attempts=40, budget=120.0)
 #: a stage change: ``stage/{kind}/{stage}/{n}``, an annotated tag on the version's commit
 _STAGE_RE = re.compile(r"^refs/tags/stage/(?P<kind>[a-z][a-z0-9_-]{0,31})/(?P<stage>[a-z][a-z0-9_-]{0,31})/(?P<n>[1-9][0-9]{0,5})$")
 MAX_FORCED_RULES = 20
@@ -555,20 +555,27 @@ class GitTagsVersioning:
         self._run("undo the unpublished commit", "reset", "--quiet", "--keep", rev)
 
     def push_branch(self) -> None:
-        for attempt in range(BRANCH_PUSH_ATTEMPTS):
+        reason, tried = "", 0
+        for attempt in BRANCH_PUSH_BACKOFF.rounds():
+            if attempt:  # after the wait, so the view the push is built on is fresh
+                logger.info("the remote branch moved; replaying local commits on top of it")
+                self.fetch()
+                self._rebase_on_remote()
+            tried = attempt + 1
             try:
                 self._push([self._branch_refspec()], atomic=False)
                 return
             except PushRejected as exc:
-                if exc.reason not in {"non-fast-forward", "race"} or attempt == BRANCH_PUSH_ATTEMPTS - 1:
+                if exc.reason not in {"non-fast-forward", "race"}:
                     raise GitError(
                         f"the remote refused branch {BRANCH} ({exc.reason})",
                         fix="fetch and resolve with git in the workspace, then run the command again",
                     ) from None
-                logger.info("the remote branch moved; replaying local commits on top of it")
-                self.fetch()
-                self._rebase_on_remote()
-                time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
+                reason = exc.reason
+        raise GitError(
+            f"the remote refused branch {BRANCH} ({reason}) {tried} times: other members kept moving it (heavy contention)",
+            fix="run the command again: this change was not published, and stored bytes are not sent twice",
+        )
 
     def incoming_changes(self) -> list[tuple[str, str]]:
         """``(mode, path)`` of every path the remote branch changed since the

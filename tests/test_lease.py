@@ -107,3 +107,47 @@ def test_a_version_created_but_never_published_makes_the_next_tag_fetch_first(al
     count_connections(alice.repo_path, log)
     assert alice.tag_model_checkpoint() == "v0.1"  # reconciled by a fetch, then published
     assert connections(log) == ["upload-pack", "receive-pack"]
+
+
+def test_backoff_waits_grow_with_full_jitter_and_stop_at_the_budget(monkeypatch):
+    from cpv_core import backoff as backoff_module
+    from cpv_core.backoff import Backoff
+
+    policy = Backoff(attempts=12, base=0.05, cap=1.0, budget=10.0)
+    for retry in range(1, 12):
+        ceiling = min(1.0, 0.05 * 2**retry)
+        assert all(0.0 <= policy.delay(retry) <= ceiling for _ in range(50))
+    assert max(policy.delay(10) for _ in range(200)) > 0.5  # the ceiling grows; linear waits would stay near 0.05 * n
+    clock = {"now": 0.0}
+    monkeypatch.setattr(backoff_module.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(backoff_module.time, "sleep", lambda s: clock.__setitem__("now", clock["now"] + 3.0))
+    assert list(policy.rounds()) == [0, 1, 2, 3, 4]  # each wait "takes" 3 s: no round starts after 10 s
+    assert list(Backoff(attempts=3, budget=1e9).rounds()) == [0, 1, 2]
+
+
+def test_a_branch_push_that_always_loses_the_race_gives_up_and_leaves_the_workspace_as_it_was(alice, cpv_home, monkeypatch):
+    """A server on which someone moves main during every push: the upload retries,
+    then stops with one clear line; its commit is undone and the model file stays."""
+    from cpv_core.backoff import Backoff
+    from cpv_core.errors import GitError
+    from cpv_plugins import git_tags
+
+    hook = bare(cpv_home) / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\n"
+        "unset GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES\n"
+        'while read old new ref; do [ "$ref" = refs/heads/main ] || continue\n'
+        '  c=$(git commit-tree "$old^{tree}" -p "$old" -m "a teammate") && git update-ref refs/heads/main "$c" "$old"\n'
+        "done\n"
+    )
+    hook.chmod(0o755)
+    monkeypatch.setattr(git_tags, "BRANCH_PUSH_BACKOFF", Backoff(attempts=3, base=0.01))
+    head = git(alice.repo_path, "rev-parse", "HEAD").strip()
+    data = write_model(alice.repo_path / "model.bin", 3000, seed=9)
+    with pytest.raises(GitError, match=r"refused branch main \(race\) 3 times") as caught:
+        alice.upload_model_checkpoint()
+    assert "run the command again" in caught.value.fix
+    assert (alice.repo_path / "model.bin").read_bytes() == data
+    remote_main = git(bare(cpv_home), "rev-parse", "refs/heads/main").strip()
+    assert git(alice.repo_path, "rev-parse", "HEAD").strip() in {head, remote_main}  # its own commit undone
+    assert "(2.9 KiB)" not in git(alice.repo_path, "log", "--format=%s", "HEAD")
