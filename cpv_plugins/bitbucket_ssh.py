@@ -110,7 +110,7 @@ class BitbucketSettings:
         self.connection_sharing = parse_flag(
             section.get("connection_sharing"),
             "bitbucket.connection_sharing",
-            False,
+            True,
             "cpv config set bitbucket.connection_sharing true (share one SSH connection between git commands) or false",
         )
 

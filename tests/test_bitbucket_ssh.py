@@ -150,11 +150,9 @@ def _master(settings: BitbucketSettings, sshd, command: str) -> subprocess.Compl
 
 
 def test_ssh_connection_sharing_reuses_one_connection(bitbucket_config, sshd):
-    """Opt-in ControlMaster: the git commands leave one shared master connection behind
+    """ControlMaster by default: the git commands leave one shared master connection behind
     (in a private directory, one per key), and every command returns (a master holding
-    git's stderr open would hang it). `false` turns it off again."""
-    assert "ControlMaster" not in BitbucketSettings(bitbucket_config.get_config("bitbucket")).ssh_command()  # off by default
-    bitbucket_config.set_config("bitbucket.connection_sharing", "true")
+    git's stderr open would hang it). `false` turns it off."""
     settings = BitbucketSettings(bitbucket_config.get_config("bitbucket"))
     control = settings.control_path()
     assert control is not None and "ControlMaster=auto" in settings.ssh_command()
