@@ -303,9 +303,17 @@ class GitTagsVersioning:
         """cpv 0.1 wrote its fallback identity into the workspace's ``.git/config``,
         freezing it there; remove exactly that (an identity a user set there stays)."""
         name, email = default_identity()
-        if self._local_config("user.name") == name and self._local_config("user.email") == email:
-            self._run("forget cpv 0.1's identity", "config", "--local", "--unset", "user.name")
-            self._run("forget cpv 0.1's identity", "config", "--local", "--unset", "user.email")
+        if self._local_config("user.name") != name or self._local_config("user.email") != email:
+            return
+        try:
+            keys = {line.split(" ", 1)[0].lower() for line in str(self._git("config", "--local", "--get-regexp", r"^user\.")).splitlines()}
+        except GitCommandFailed:
+            keys = set()
+        if keys == {"user.name", "user.email"}:  # one rewrite of the file: a kill leaves both or neither
+            self._run("forget cpv 0.1's identity", "config", "--local", "--remove-section", "user")
+            return
+        self._run("forget cpv 0.1's identity", "config", "--local", "--unset", "user.name")
+        self._run("forget cpv 0.1's identity", "config", "--local", "--unset", "user.email")
 
     def _local_config(self, key: str) -> str:
         """``key`` as the workspace's own ``.git/config`` sets it, or "" when it does not."""

@@ -134,6 +134,15 @@ def test_a_frozen_fallback_identity_from_0_1_is_forgotten(m):
     assert git(m.repo_path, "log", "-1", "--format=%an").strip() == "Test User"
     local = subprocess.run(["git", "config", "--local", "--get", "user.name"], cwd=m.repo_path, capture_output=True, text=True)
     assert local.returncode == 1 and local.stdout == ""
+    assert "[user]" not in (m.repo_path / ".git" / "config").read_text()  # removed in one rewrite: a kill leaves both or neither
+    for key, value in (("user.name", name), ("user.email", email), ("user.signingkey", "ABC123")):
+        git(m.repo_path, "config", key, value)
+    write_model(m.repo_path / "model.bin", 1001)
+    m.upload_model_checkpoint()
+    assert git(m.repo_path, "config", "--local", "--get-regexp", r"^user\.").split() == [
+        "user.signingkey",
+        "ABC123",
+    ]  # the user's own key stays
 
 
 def test_init_data_uploads_and_tags_the_first_data_version(cpv_home, tmp_path):
