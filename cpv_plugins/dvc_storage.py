@@ -372,7 +372,9 @@ class DvcStorage(StorageBackendBase):
 
     def track_for_push(self, paths: Sequence[str]) -> list[TrackedArtifact]:
         """Hash ``paths`` for the upload that follows: into the cache, or, for a store that
-        keeps no cache copy, where they are (the push then reads the workspace files)."""
+        keeps no cache copy, where they are (the push then reads the workspace files).
+        The remote's check starts meanwhile (:meth:`Transport.prepare`)."""
+        self.transport.prepare()
         return self._track(paths, copy=self.keeps_cache_copy())
 
     def _track(self, paths: Sequence[str], *, copy: bool) -> list[TrackedArtifact]:

@@ -11,8 +11,9 @@ value, the reason and the fix (:func:`classify_s3_error`).
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -292,9 +293,29 @@ class S3Transport:
         self.settings = settings
         self.prefix = prefix
         self._s3: Any = None
+        self._ready: Future[None] | None = None
 
     def describe(self) -> str:
         return f"s3://{self.settings.bucket}/{self.prefix}"
+
+    def prepare(self) -> None:
+        """Check the store and make the client in a background thread, so boto3's import and
+        the pre-flight round trips overlap the hashing an upload does first; the next
+        :meth:`session` waits for that check (and raises its error) instead of making it."""
+        if self._ready is not None:
+            return
+        ready: Future[None] = Future()
+
+        def check() -> None:
+            try:
+                preflight(self.settings, self.prefix)
+                self._client()
+                ready.set_result(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the session, which raises it
+                ready.set_exception(exc)
+
+        self._ready = ready
+        threading.Thread(target=check, name="cpv-s3-prepare", daemon=True).start()
 
     def _client(self) -> Any:
         if self._s3 is None:
@@ -311,8 +332,12 @@ class S3Transport:
 
     @contextmanager
     def session(self, action: str) -> Iterator[None]:
-        preflight(self.settings, self.prefix)
+        ready, self._ready = self._ready, None
+        if ready is None:
+            preflight(self.settings, self.prefix)
         try:
+            if ready is not None:
+                ready.result()
             yield
         except (CPVError, FileNotFoundError):
             raise

@@ -40,6 +40,10 @@ class Transport(Protocol):
     def describe(self) -> str:
         """Where the objects are (for plans and errors)."""
 
+    def prepare(self) -> None:
+        """A hint that a :meth:`session` follows soon: a transport may start its
+        reachability check now, in the background (a no-op where there is none)."""
+
     def session(self, action: str) -> AbstractContextManager[None]:
         """Context for a run of calls: checks the store is reachable first and turns
         the store's own exceptions into one-line cpv errors naming ``action``."""
@@ -129,6 +133,9 @@ class LocalDirTransport:
 
     def _object(self, oid: str) -> Path:
         return self.root / object_relpath(oid)
+
+    def prepare(self) -> None:
+        """Nothing to check ahead: a local directory needs no connection."""
 
     @contextmanager
     def session(self, action: str) -> Iterator[None]:

@@ -538,3 +538,32 @@ def test_an_upload_killed_between_sending_and_checking_is_settled_by_the_next_pu
         m.upload_model_checkpoint()
     assert "an upload killed before its check left" in caplog.text
     assert m.verify(m.tag_model_checkpoint(), remote=True) == []
+
+
+def test_an_upload_checks_the_bucket_while_it_hashes_and_only_once(s3_config, seaweed, monkeypatch, tmp_path):
+    """The pre-flight (boto3's import, the reachability and bucket checks) runs on
+    another thread while the file is hashed; the push waits for it instead of
+    making it again, and its error is still the upload's (test_stopped_server_fails_fast)."""
+    import threading
+
+    from cpv_plugins import s3_transport
+
+    threads: list[str] = []
+    real_preflight = s3_transport.preflight
+
+    def recording(settings, prefix):
+        threads.append(threading.current_thread().name)
+        real_preflight(settings, prefix)
+
+    monkeypatch.setattr(s3_transport, "preflight", recording)
+    m = ModelsCheckpointsManage("AI-Convo", "prepared")
+    m.import_model_init()
+    threads.clear()
+    write_model(m.repo_path / "model.bin", 3000)
+    m.upload_model_checkpoint()
+    assert threads == ["cpv-s3-prepare"]
+    assert m.tag_model_checkpoint() == "v0.1"
+    teammate = ModelsCheckpointsManage("AI-Convo", "prepared", repo_path=tmp_path / "teammate")
+    teammate.import_model_init()
+    teammate.download_model_checkpoint("v0.1", output_dir=tmp_path / "out")  # nothing hashed first: checked in line
+    assert threads == ["cpv-s3-prepare", threading.current_thread().name]
