@@ -394,12 +394,25 @@ class DvcStorage(StorageBackendBase):
         stats.save()
         return [read_pointer(self.path, p) for p in paths]
 
+    def _watching_remote(self, on_bytes: OnBytes) -> OnBytes:
+        """``on_bytes``, and then stop the hashing if the remote's background check
+        (:meth:`track_for_push`) has already failed: a mistyped endpoint is reported
+        at once, not after hashing a large checkpoint."""
+
+        def watched(n: int) -> None:
+            on_bytes(n)
+            if self._transport is not None:  # none made yet: nothing was started
+                self._transport.check_prepared()
+
+        return watched
+
     def _track_file(self, path: str, stats: StatCache, copy: bool) -> None:
         src = self.path / path
         size = src.stat().st_size
         started = now_ns()
         with Progress(f"hash and cache {path}" if copy else f"hash {path}", size, self.ctx.progress) as progress:
-            oid = self._cache_file(src, progress.update) if copy else self._hash_in_place(src, progress.update)
+            on_bytes = self._watching_remote(progress.update)
+            oid = self._cache_file(src, on_bytes) if copy else self._hash_in_place(src, on_bytes)
         stats.put(path, src, oid, started)
         write_pointer(self.path, path, oid, size, None, self._part_digests.get(oid))
         ignore_in_git(self.path, path)
@@ -424,9 +437,10 @@ class DvcStorage(StorageBackendBase):
         with Progress(
             f"hash and cache {path}" if copy else f"hash {path}", sum(size for _, _, size in changed), self.ctx.progress
         ) as progress:
+            on_bytes = self._watching_remote(progress.update)
             for rel, src, _ in changed:
                 started = now_ns()
-                md5s[rel] = self._cache_file(Path(src), progress.update) if copy else self._hash_in_place(Path(src), progress.update)
+                md5s[rel] = self._cache_file(Path(src), on_bytes) if copy else self._hash_in_place(Path(src), on_bytes)
                 stats.put(f"{path}/{rel}", src, md5s[rel], started)
         raw, oid = manifest_bytes(md5s)
         atomic_write_bytes(self._cached(oid), raw, mode=0o444)

@@ -317,6 +317,13 @@ class S3Transport:
         self._ready = ready
         threading.Thread(target=check, name="cpv-s3-prepare", daemon=True).start()
 
+    def check_prepared(self) -> None:
+        """Raise now, as :meth:`session` would, if the background check has already failed."""
+        ready = self._ready
+        if ready is not None and ready.done() and ready.exception() is not None:
+            with self.session("reach the store"):
+                pass
+
     def _client(self) -> Any:
         if self._s3 is None:
             self._s3 = self.settings.client(retries=3)

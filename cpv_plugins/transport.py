@@ -44,6 +44,10 @@ class Transport(Protocol):
         """A hint that a :meth:`session` follows soon: a transport may start its
         reachability check now, in the background (a no-op where there is none)."""
 
+    def check_prepared(self) -> None:
+        """Raise the error of the check :meth:`prepare` started if it has already
+        failed (so an upload stops hashing at once); otherwise nothing, never waiting."""
+
     def session(self, action: str) -> AbstractContextManager[None]:
         """Context for a run of calls: checks the store is reachable first and turns
         the store's own exceptions into one-line cpv errors naming ``action``."""
@@ -136,6 +140,9 @@ class LocalDirTransport:
 
     def prepare(self) -> None:
         """Nothing to check ahead: a local directory needs no connection."""
+
+    def check_prepared(self) -> None:
+        """Nothing was started by :meth:`prepare`."""
 
     @contextmanager
     def session(self, action: str) -> Iterator[None]:

@@ -567,3 +567,34 @@ def test_an_upload_checks_the_bucket_while_it_hashes_and_only_once(s3_config, se
     teammate.import_model_init()
     teammate.download_model_checkpoint("v0.1", output_dir=tmp_path / "out")  # nothing hashed first: checked in line
     assert threads == ["cpv-s3-prepare", threading.current_thread().name]
+
+
+def test_an_unreachable_store_stops_the_upload_before_the_file_is_hashed(s3_config, cpv_home, monkeypatch):
+    """The background check fails at once (nothing listens on the port): the hashing
+    stops at its next chunk and the one-line error is the pre-flight's, nothing committed."""
+    from cpv_plugins import part_digests
+    from cpv_plugins.s3_transport import S3Transport
+
+    CPVConfig().set_config("aws.endpoint_url", "http://127.0.0.1:9")
+    m = ModelsCheckpointsManage("AI-Convo", "down-early")
+    m.import_model_init()
+    size = len(write_model(m.repo_path / "model.bin", 8 * 1024 * 1024))
+    head = git(m.repo_path, "rev-parse", "HEAD")
+    real_prepare, real_md5_stream = S3Transport.prepare, part_digests.md5_stream
+
+    def prepare_and_let_it_finish(self):
+        real_prepare(self)
+        self._ready.exception(timeout=30)  # deterministic: the check has failed before hashing starts
+
+    hashed: list[int] = []
+
+    def counting(reader, writer=None, on_bytes=None):
+        return real_md5_stream(reader, writer, lambda n: (hashed.append(n), on_bytes(n)))
+
+    monkeypatch.setattr(S3Transport, "prepare", prepare_and_let_it_finish)
+    monkeypatch.setattr(part_digests, "md5_stream", counting)  # a file below the part size is hashed by it
+    with pytest.raises(AWSError, match="unreachable"):
+        m.upload_model_checkpoint()
+    assert len(hashed) == 1 and sum(hashed) < size  # stopped after its first chunk
+    assert git(m.repo_path, "rev-parse", "HEAD") == head
+    assert not (m.repo_path / "model.bin.dvc").exists()
