@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -367,6 +368,53 @@ def scenario_download(b: Bench, size: int, label: str) -> None:
     b.record(f"download {label} (fresh cache, verified)", cpv_times, base_times, "<= 1.2", peak_rss_mb=round(max(rss) / 2**20))
 
 
+def scenario_shards(b: Bench, size: int, label: str, nshards: int = 4) -> None:
+    """`cpv model download` of a directory model (Hugging Face style: ``nshards`` safetensors
+    shards of ``size / nshards`` bytes and a config.json) into a fresh clone, against boto3
+    `download_file` of the same shards, two at a time (as `huggingface_hub` fetches them)."""
+    ws = b.workspace("bench", f"shards-{slug(label)}")
+    model = ws / "hf-model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "bench"}')
+    names = [f"model-{i + 1:05d}-of-{nshards:05d}.safetensors" for i in range(nshards)]
+    client, config = b.boto3()
+    for name in names:
+        write_random(model / name, size // nshards)
+        client.upload_file(str(model / name), BUCKET, f"baseline/shards-{slug(label)}/{name}", Config=config)
+    b.cpv("model", "upload", "hf-model", cwd=ws)
+    b.cpv("model", "tag", cwd=ws)
+    cpv_times, base_times, rss = [], [], []
+    for i in range(b.reps):
+        other = b.workdir / f"member-shards-{slug(label)}-{i}"
+        b.cpv("init", "model", "-t", "bench", "-m", f"shards-{slug(label)}", "--repo-path", str(other))
+        out = b.workdir / f"dl-shards-{slug(label)}-{i}"
+        base_out = b.workdir / f"base-shards-{slug(label)}-{i}"
+
+        def baseline(base_out: Path = base_out) -> None:
+            base_out.mkdir()
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                keys = [f"baseline/shards-{slug(label)}/{name}" for name in names]
+                list(pool.map(lambda k: client.download_file(BUCKET, k, str(base_out / k.rsplit("/", 1)[1]), Config=config), keys))
+
+        for side in ("cpv", "baseline") if i % 2 else ("baseline", "cpv"):
+            if side == "baseline":
+                base_times.append(timed(baseline))
+                shutil.rmtree(base_out)
+            else:
+                elapsed, peak = run_measured([*CPV, "model", "download", "v0.1", "-o", str(out)], b.env, cwd=other)
+                cpv_times.append(elapsed)
+                rss.append(peak)
+                shutil.rmtree(out)
+        shutil.rmtree(other)
+    b.record(
+        f"download {label} in {nshards} shards (fresh cache, verified)",
+        cpv_times,
+        base_times,
+        "<= 1.2",
+        peak_rss_mb=round(max(rss) / 2**20),
+    )
+
+
 def scenario_verify_cost(b: Bench, size: int, label: str) -> None:
     """What checking the bytes adds to a download, in one process, the server on the same
     cores: cpv's parallel part check (ranged GETs, each part's SHA-256 as it streams)
@@ -423,8 +471,6 @@ def scenario_data_reupload(b: Bench, nfiles: int) -> None:
 def scenario_many_files(b: Bench, nfiles: int) -> None:
     """A data directory of ``nfiles`` 1 KiB files on S3: the first upload against a boto3
     thread pool uploading the same files, then re-uploads after changing one file."""
-    from concurrent.futures import ThreadPoolExecutor
-
     ws = b.workspace("bench", f"many-{nfiles}")
     data = ws / "data"
     files = []
@@ -703,7 +749,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma list: upload,download,strategies,verify,local,rss,data,list,stages,checkpointer,startup,tag,scaling",
+        help="comma list: upload,download,shards,strategies,verify,local,rss,data,list,stages,checkpointer,startup,tag,scaling",
     )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
@@ -712,6 +758,7 @@ def main() -> int:
     only = set(filter(None, args.only.split(","))) or {
         "upload",
         "download",
+        "shards",
         "strategies",
         "verify",
         "local",
@@ -736,6 +783,8 @@ def main() -> int:
             b.scenario(f"upload {label}", scenario_upload, size, label)
         if "download" in only:
             b.scenario(f"download {label}", scenario_download, size, label)
+        if "shards" in only:
+            b.scenario(f"shards {label}", scenario_shards, size, label)
         if "strategies" in only:
             b.scenario(f"s3 strategies {label}", scenario_s3_strategies, size, label)
         if "local" in only:
