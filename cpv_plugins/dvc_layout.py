@@ -27,7 +27,7 @@ from cpv_core.errors import DVCError, ValidationError
 from cpv_core.paths import atomic_path, atomic_write_bytes
 from cpv_core.trust import MAX_MANIFEST_BYTES, MAX_POINTER_BYTES, check_oid, check_relpath, open_regular, visible
 
-from .part_digests import META_KEY, PartDigests, from_meta
+from .part_digests import ENTRY_META_KEY, META_KEY, PartDigests, entry_parts_from_meta, entry_parts_to_meta, from_meta
 
 #: the name of the remote cpv configures in ``.dvc/config``
 REMOTE_NAME = "cpv"
@@ -127,6 +127,12 @@ def pointer_part_digests(out: dict[str, Any], size: int) -> PartDigests | None:
     return from_meta(meta.get(META_KEY), size) if isinstance(meta, dict) else None
 
 
+def pointer_entry_parts(out: dict[str, Any]) -> dict[str, PartDigests]:
+    """``{entry md5: part digests}`` a directory pointer's output records (well-formed ones only)."""
+    meta = out.get("meta")
+    return entry_parts_from_meta(meta.get(ENTRY_META_KEY)) if isinstance(meta, dict) else {}
+
+
 def read_pointer(workspace: Path, path: str) -> TrackedArtifact:
     """The artifact the workspace's pointer file of ``path`` records."""
     pointer = workspace / pointer_path(path)
@@ -138,11 +144,20 @@ def read_pointer(workspace: Path, path: str) -> TrackedArtifact:
     return artifact_from_out(path, out, pointer_path(path))
 
 
-def write_pointer(workspace: Path, path: str, oid: str, size: int, nfiles: int | None, parts: PartDigests | None = None) -> None:
+def write_pointer(
+    workspace: Path,
+    path: str,
+    oid: str,
+    size: int,
+    nfiles: int | None,
+    parts: PartDigests | None = None,
+    entry_parts: dict[str, PartDigests] | None = None,
+) -> None:
     """``{path}.dvc`` as DVC 3 writes it (``nfiles`` for a directory); other keys of
-    an existing pointer (a ``desc``, a ``remote``) are kept. ``parts`` go under the
-    output's ``meta`` (which DVC keeps and ignores); an older list is always replaced
-    or removed, so no pointer names one object with another's parts."""
+    an existing pointer (a ``desc``, a ``remote``) are kept. ``parts`` (a file's) and
+    ``entry_parts`` (a directory's large entries', by MD5) go under the output's
+    ``meta`` (which DVC keeps and ignores); older lists are always replaced or
+    removed, so no pointer names one object with another's parts."""
     from ruamel.yaml import YAML
 
     yaml = YAML()  # round-trip: keeps comments and keys DVC or the user added
@@ -163,12 +178,16 @@ def write_pointer(workspace: Path, path: str, oid: str, size: int, nfiles: int |
     meta = out.get("meta")
     if isinstance(meta, dict):
         meta.pop(META_KEY, None)
+        meta.pop(ENTRY_META_KEY, None)
         if not meta:
             del out["meta"]
-    if parts is not None:
+    recorded = {META_KEY: parts.to_meta()} if parts is not None else {}
+    if entry_parts:
+        recorded[ENTRY_META_KEY] = entry_parts_to_meta(entry_parts)
+    if recorded:
         if not isinstance(out.get("meta"), dict):
             out["meta"] = {}
-        out["meta"][META_KEY] = parts.to_meta()
+        out["meta"].update(recorded)
     with atomic_path(pointer, mode=0o644) as tmp, open(tmp, "w") as handle:
         yaml.dump(data, handle)
 

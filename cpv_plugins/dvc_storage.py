@@ -50,6 +50,7 @@ from .dvc_layout import (
     object_relpath,
     parse_manifest,
     parse_pointer,
+    pointer_entry_parts,
     pointer_part_digests,
     pointer_path,
     read_dvc_config,
@@ -448,7 +449,10 @@ class DvcStorage(StorageBackendBase):
         previous = self._recorded_oid(path)
         if previous is not None and previous.endswith(".dir") and previous != oid:
             self._previous[path] = previous
-        write_pointer(self.path, path, oid, sum(size for _, _, size in files), len(files))
+        # part digests of the large entries hashed now (a file the stat cache vouched for was
+        # not read, so it gets none and its download checks its MD5)
+        entry_parts = {md5: self._part_digests[md5] for md5 in set(md5s.values()) if md5 in self._part_digests}
+        write_pointer(self.path, path, oid, sum(size for _, _, size in files), len(files), entry_parts=entry_parts)
         ignore_in_git(self.path, path)
 
     def status(self, paths: Sequence[str]) -> dict[str, str]:
@@ -812,13 +816,14 @@ class DvcStorage(StorageBackendBase):
                 if "" not in files:
                     target.mkdir()
                 parts = self._recorded_parts(pointer, info) if "" in files else None
+                entry_parts = {} if "" in files else self._recorded_entry_parts(pointer, info)
                 where = f"{path} at {rev.removeprefix('refs/tags/')}"
 
                 def place(item: tuple[str, str]) -> None:
                     rel, md5 = item
                     out = contained(target, rel, where) if rel else target  # checked where it is written
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    self._place_object(md5, out, progress.update, single=len(files) == 1, parts=parts)
+                    self._place_object(md5, out, progress.update, single=len(files) == 1, parts=parts if not rel else entry_parts.get(md5))
                     crash_point("download.object-placed")
 
                 # many small files: several requests at once (a file above the multipart size
@@ -832,6 +837,11 @@ class DvcStorage(StorageBackendBase):
                         place(item)
         size = tree_size(Path(dest))[0]
         return TrackedArtifact(path=path, digest=info.digest, size=size, nfiles=len(files), pointer=info.pointer)
+
+    def _recorded_entry_parts(self, pointer: bytes, info: TrackedArtifact) -> dict[str, PartDigests]:
+        """The part digests a directory's pointer records for its large entries, by MD5."""
+        out = parse_pointer(pointer, info.pointer or self.pointer_path(info.path))
+        return pointer_entry_parts(out) if out else {}
 
     def _recorded_parts(self, pointer: bytes, info: TrackedArtifact) -> PartDigests | None:
         """The part digests a single file's pointer records, if well-formed (else None: the

@@ -27,6 +27,11 @@ from cpv_core.paths import md5_stream
 
 #: the pointer's ``meta`` key that holds the digests
 META_KEY = "cpv_parts"
+#: a directory pointer's ``meta`` key: ``{entry md5: {"size": N, <META_KEY's value>}}``
+ENTRY_META_KEY = "cpv_entry_parts"
+#: at most this many digests over a directory's entries (largest files first), so the
+#: pointer stays well below its size limit; other entries are checked by their MD5
+ENTRY_DIGEST_BUDGET = 512
 ALGORITHM = "sha256"
 #: objects up to this size have no part digests: their MD5 alone is quick enough
 MIN_PART_SIZE = 64 * 1024 * 1024
@@ -34,6 +39,7 @@ MIN_PART_SIZE = 64 * 1024 * 1024
 MAX_PARTS = 256
 _READ_CHUNK = 1024 * 1024  # in the CPU's cache while both hashes read it
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,34 @@ def from_meta(value: Any, size: int, min_part_size: int | None = None) -> PartDi
     if not all(isinstance(d, str) and _HEX64.fullmatch(d) for d in digests):
         return None
     return PartDigests(size, part_size, tuple(digests))
+
+
+def entry_parts_to_meta(parts: dict[str, PartDigests]) -> dict[str, Any]:
+    """A directory's entry part digests as stored under :data:`ENTRY_META_KEY`: the largest
+    entries first while :data:`ENTRY_DIGEST_BUDGET` lasts, sorted by MD5."""
+    kept: dict[str, PartDigests] = {}
+    left = ENTRY_DIGEST_BUDGET
+    for md5, digests in sorted(parts.items(), key=lambda item: -item[1].size):
+        if len(digests.digests) <= left:
+            kept[md5] = digests
+            left -= len(digests.digests)
+    return {md5: {"size": kept[md5].size, **kept[md5].to_meta()} for md5 in sorted(kept)}
+
+
+def entry_parts_from_meta(value: Any) -> dict[str, PartDigests]:
+    """The entry part digests a directory pointer records, keeping only well-formed ones
+    (an MD5 key, a whole size, :func:`from_meta`'s checks); others are checked by MD5."""
+    found: dict[str, PartDigests] = {}
+    if not isinstance(value, dict):
+        return found
+    for md5, entry in list(value.items())[:ENTRY_DIGEST_BUDGET]:
+        size = entry.get("size") if isinstance(entry, dict) else None
+        if not (isinstance(md5, str) and _HEX32.fullmatch(md5)) or type(size) is not int or size < 0:
+            continue
+        digests = from_meta(entry, size)
+        if digests is not None:
+            found[md5] = digests
+    return found
 
 
 def md5_with_parts(

@@ -382,7 +382,7 @@ class S3Transport:
 
     def get(self, oid: str, out: Path, on_bytes: OnBytes, *, single: bool, parts: PartDigests | None = None) -> str:
         try:
-            if single and parts is not None:  # every part checked as it arrives, in parallel
+            if parts is not None:  # every part checked as it arrives, in parallel
                 download_verifying_parts(self._client(), self.settings.bucket, self._key(oid), out, on_bytes, parts)
                 return oid
             if single:  # one large object: hash while the parts arrive

@@ -72,3 +72,57 @@ def test_a_list_that_does_not_fit_the_size_is_ignored_whole():
     assert from_meta({**meta, "algorithm": "md5"}, GOOD.size, 4 * KIB) is None
     assert from_meta({**meta, "digests": [*meta["digests"][:2], meta["digests"][2].upper()]}, GOOD.size, 4 * KIB) is None
     assert META_KEY == "cpv_parts"
+
+
+def _parts_of(data: bytes) -> PartDigests:
+    _, parts = md5_with_parts(io.BytesIO(data), len(data))
+    assert parts is not None
+    return parts
+
+
+def test_a_directory_s_entry_parts_round_trip_largest_first_within_the_budget(monkeypatch):
+    from cpv_plugins import part_digests
+    from cpv_plugins.part_digests import entry_parts_from_meta, entry_parts_to_meta
+
+    monkeypatch.setattr(part_digests, "MIN_PART_SIZE", KIB)
+    monkeypatch.setattr(part_digests, "ENTRY_DIGEST_BUDGET", 10)
+    entries = {hashlib.md5(bytes([n])).hexdigest(): _parts_of(bytes([n]) * (n * KIB + 1)) for n in (2, 3, 4, 6)}
+    meta = entry_parts_to_meta(entries)  # 7, 5, 4 and 3 digests: largest first, 7 then 3 fit in 10
+    assert {entries[md5].size for md5 in meta} == {6 * KIB + 1, 2 * KIB + 1} and list(meta) == sorted(meta)
+    assert entry_parts_from_meta(meta) == {md5: entries[md5] for md5 in meta}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(
+        st.one_of(st.text(max_size=34), st.sampled_from([hashlib.md5(b"a").hexdigest(), "0" * 32])),
+        st.one_of(
+            st.none(),
+            st.integers(),
+            st.dictionaries(st.sampled_from(["size", "algorithm", "part_size", "digests"]), st.one_of(st.integers(), st.text(max_size=8))),
+        ),
+        max_size=6,
+    )
+)
+def test_entry_parts_from_a_pointer_are_kept_only_when_well_formed(value):
+    from cpv_plugins.part_digests import entry_parts_from_meta
+
+    found = entry_parts_from_meta(value)
+    assert all(isinstance(parts, PartDigests) and len(md5) == 32 for md5, parts in found.items())
+    assert found == {}  # no generated entry carries a digest list that fits its size
+
+
+def test_entry_parts_keep_a_good_entry_beside_bad_ones(monkeypatch):
+    from cpv_plugins import part_digests
+    from cpv_plugins.part_digests import entry_parts_from_meta
+
+    monkeypatch.setattr(part_digests, "MIN_PART_SIZE", KIB)
+    good = _parts_of(b"z" * (3 * KIB))
+    value = {
+        "a" * 32: {"size": good.size, **good.to_meta()},
+        "b" * 32: {"size": good.size + 1, **good.to_meta()},  # the list does not fit that size
+        "C" * 32: {"size": good.size, **good.to_meta()},  # not an MD5 as cpv writes it
+        "d" * 32: {"size": True, **good.to_meta()},
+    }
+    assert entry_parts_from_meta(value) == {"a" * 32: good}
+    assert entry_parts_from_meta(["not", "a", "map"]) == {}

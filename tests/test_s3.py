@@ -598,3 +598,58 @@ def test_an_unreachable_store_stops_the_upload_before_the_file_is_hashed(s3_conf
     assert len(hashed) == 1 and sum(hashed) < size  # stopped after its first chunk
     assert git(m.repo_path, "rev-parse", "HEAD") == head
     assert not (m.repo_path / "model.bin.dvc").exists()
+
+
+def test_a_directory_model_s_large_shards_are_downloaded_part_by_part_checked_in_parallel(s3_config, seaweed, tmp_path, monkeypatch):
+    """Each large entry's part digests go into the directory pointer's meta by MD5 (DVC
+    ignores them); a download checks those parts as they stream instead of one sequential
+    MD5 per shard; a damaged part is named; a replaced shard's parts are not kept."""
+    from cpv_plugins import part_digests, s3_transport
+    from cpv_plugins.dvc_layout import parse_pointer
+
+    monkeypatch.setattr(part_digests, "MIN_PART_SIZE", 1024 * 1024)
+    m = ModelsCheckpointsManage("AI-Convo", "hf-parts")
+    m.import_model_init()
+    src = tmp_path / "hf"
+    src.mkdir()
+    (src / "config.json").write_text('{"model_type": "whisper"}')
+    shards = {
+        f"model-0000{i}-of-00002.safetensors": write_model(src / f"model-0000{i}-of-00002.safetensors", 3 * 1024 * 1024 + 5, seed=20 + i)
+        for i in (1, 2)
+    }
+    m.upload_model_checkpoint(model_path=src)
+    version = m.tag_model_checkpoint()
+    recorded = parse_pointer((m.repo_path / "hf.dvc").read_bytes())["meta"]["cpv_entry_parts"]
+    assert set(recorded) == {hashlib.md5(data).hexdigest() for data in shards.values()}
+    for data in shards.values():
+        entry = recorded[hashlib.md5(data).hexdigest()]
+        assert entry["size"] == len(data) and entry["digests"] == [
+            hashlib.sha256(data[i : i + 1024 * 1024]).hexdigest() for i in range(0, len(data), 1024 * 1024)
+        ]
+
+    def whole_md5_not_expected(*args, **kwargs):
+        raise AssertionError("the whole-file MD5 download was used for a shard")
+
+    monkeypatch.setattr(s3_transport, "download_hashing", whole_md5_not_expected)
+    teammate = ModelsCheckpointsManage("AI-Convo", "hf-parts", repo_path=tmp_path / "teammate")
+    teammate.import_model_init()
+    got = Path(teammate.download_model_checkpoint(version, output_dir=tmp_path / "out").model_path)
+    assert {name: (got / name).read_bytes() for name in shards} == shards
+    clone = plain_dvc_pull(m, f"model/{version}", tmp_path / "clone", s3_config, seaweed)
+    assert all((clone / "hf" / name).read_bytes() == data for name, data in shards.items())
+
+    first, second = sorted(shards)
+    damaged = bytearray(shards[first])
+    damaged[1024 * 1024 + 3] ^= 0xFF
+    oid = hashlib.md5(shards[first]).hexdigest()
+    s3_client(seaweed).put_object(Bucket=S3_BUCKET, Key=f"AI-Convo/hf-parts/files/md5/{oid[:2]}/{oid[2:]}", Body=bytes(damaged))
+    with pytest.raises(DVCError, match=rf"{first} is corrupt: part 2 of 4"):
+        teammate.download_model_checkpoint(version, output_dir=tmp_path / "again")
+
+    changed = write_model(m.repo_path / "hf" / second, 3 * 1024 * 1024 + 5, seed=99)
+    m.upload_model_checkpoint()
+    recorded = parse_pointer((m.repo_path / "hf.dvc").read_bytes())["meta"]["cpv_entry_parts"]
+    # the new shard's parts, never the replaced one's; the unchanged shard has its parts only
+    # if it was read again (a file the stat cache vouches for is not)
+    assert hashlib.md5(changed).hexdigest() in recorded and hashlib.md5(shards[second]).hexdigest() not in recorded
+    assert set(recorded) <= {hashlib.md5(changed).hexdigest(), oid}
