@@ -371,7 +371,9 @@ def scenario_download(b: Bench, size: int, label: str) -> None:
 def scenario_shards(b: Bench, size: int, label: str, nshards: int = 4) -> None:
     """`cpv model download` of a directory model (Hugging Face style: ``nshards`` safetensors
     shards of ``size / nshards`` bytes and a config.json) into a fresh clone, against boto3
-    `download_file` of the same shards, two at a time (as `huggingface_hub` fetches them)."""
+    `download_file` of the same shards, two at a time (as `huggingface_hub` fetches them);
+    then `cpv model upload` after every shard changed, against boto3 `upload_file` of all
+    the shards at once."""
     ws = b.workspace("bench", f"shards-{slug(label)}")
     model = ws / "hf-model"
     model.mkdir()
@@ -413,6 +415,24 @@ def scenario_shards(b: Bench, size: int, label: str, nshards: int = 4) -> None:
         "<= 1.2",
         peak_rss_mb=round(max(rss) / 2**20),
     )
+    cpv_times, base_times, rss = [], [], []
+    for i in range(b.reps):
+        for name in names:  # every shard changed, as after a training run
+            write_random(model / name, size // nshards)
+        keys = [f"baseline/shards-up-{slug(label)}-{i}/{name}" for name in names]
+
+        def upload_all(keys: list[str] = keys) -> None:
+            with ThreadPoolExecutor(max_workers=nshards) as pool:
+                list(pool.map(lambda k: client.upload_file(str(model / k.rsplit("/", 1)[1]), BUCKET, k, Config=config), keys))
+
+        for side in ("cpv", "baseline") if i % 2 else ("baseline", "cpv"):
+            if side == "baseline":
+                base_times.append(timed(upload_all))
+            else:
+                elapsed, peak = run_measured([*CPV, "model", "upload", "hf-model", "-m", f"run {i}"], b.env, cwd=ws)
+                cpv_times.append(elapsed)
+                rss.append(peak)
+    b.record(f"upload {label} in {nshards} shards", cpv_times, base_times, "<= 1.15", peak_rss_mb=round(max(rss) / 2**20))
 
 
 def scenario_verify_cost(b: Bench, size: int, label: str) -> None:
