@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,7 @@ from .dvc_layout import (
     write_dvc_config,
     write_pointer,
 )
+from .early_uploads import EarlyUploads
 from .part_digests import PartDigests, PartMismatchError, md5_with_parts
 from .stat_cache import StatCache, now_ns, same_file_state, settled_stat
 from .transport import OnBytes, Transport, hash_file, regular_file_size
@@ -131,6 +133,9 @@ class DvcStorage(StorageBackendBase):
         #: Never kept longer: a later read must see the store as it is then.
         self._manifests: dict[str, dict[str, str]] | None = None
         self._sessions = 0
+        #: during a track for a push: large files sent while the rest is hashed (see :meth:`push`)
+        self._early: EarlyUploads | None = None
+        self._journal_lock = threading.Lock()
 
     # -- what subclasses provide ---------------------------------------------
     @abstractmethod
@@ -376,9 +381,11 @@ class DvcStorage(StorageBackendBase):
         keeps no cache copy, where they are (the push then reads the workspace files).
         The remote's check starts meanwhile (:meth:`Transport.prepare`)."""
         self.transport.prepare()
-        return self._track(paths, copy=self.keeps_cache_copy())
+        copy = self.keeps_cache_copy()
+        return self._track(paths, copy=copy, send_early=not copy)
 
-    def _track(self, paths: Sequence[str], *, copy: bool) -> list[TrackedArtifact]:
+    def _track(self, paths: Sequence[str], *, copy: bool, send_early: bool = False) -> list[TrackedArtifact]:
+        self._stop_early_uploads()
         self.check_settings()
         self._remove_partial_cache_files()
         self._fresh.clear()  # only what this call hashes is known good for the push that follows
@@ -386,12 +393,18 @@ class DvcStorage(StorageBackendBase):
         self._previous.clear()
         self._part_digests.clear()
         stats = self._stat_cache()
-        for p in paths:
-            source = self.path / p
-            if source.is_file() and not source.is_symlink():
-                self._track_file(p, stats, copy)
-            else:
-                self._track_dir(p, stats, copy)
+        if send_early:
+            self._early = EarlyUploads(self._send_early, self.transport.parallel)
+        try:
+            for p in paths:
+                source = self.path / p
+                if source.is_file() and not source.is_symlink():
+                    self._track_file(p, stats, copy)
+                else:
+                    self._track_dir(p, stats, copy)
+        except BaseException:
+            self._stop_early_uploads()
+            raise
         stats.save()
         return [read_pointer(self.path, p) for p in paths]
 
@@ -439,10 +452,12 @@ class DvcStorage(StorageBackendBase):
             f"hash and cache {path}" if copy else f"hash {path}", sum(size for _, _, size in changed), self.ctx.progress
         ) as progress:
             on_bytes = self._watching_remote(progress.update)
-            for rel, src, _ in changed:
+            for rel, src, size in changed:
                 started = now_ns()
                 md5s[rel] = self._cache_file(Path(src), on_bytes) if copy else self._hash_in_place(Path(src), on_bytes)
                 stats.put(f"{path}/{rel}", src, md5s[rel], started)
+                if self._early is not None and size >= SMALL_FILE_BYTES:  # many small files: the push's batches are cheaper
+                    self._early.submit(md5s[rel])
         raw, oid = manifest_bytes(md5s)
         atomic_write_bytes(self._cached(oid), raw, mode=0o444)
         self._fresh.add(oid)
@@ -561,6 +576,9 @@ class DvcStorage(StorageBackendBase):
             self._manifests = None
 
     def _push(self, paths: Sequence[str]) -> TransferStats:
+        if self._early is not None:  # what they stored is found below like any stored object
+            self._early.finish()
+            self._early = None
         self.check_settings()
         oids = list(dict.fromkeys(oid for p in paths for oid in self.objects(p)))
         sizes = {oid: self._local_size(oid) for oid in oids}
@@ -661,6 +679,21 @@ class DvcStorage(StorageBackendBase):
             )
         self._checked.add(oid)
 
+    def _send_early(self, oid: str) -> None:
+        """Send one just-hashed workspace file (see :mod:`cpv_plugins.early_uploads`): journaled
+        and stat-checked exactly as the push's own sends are."""
+        if self.transport.sizes([oid]).get(oid) == self._local_size(oid):
+            return
+        self._journal_unverified(add=[oid])
+        self._put(oid, lambda n: None)
+        if oid in self._checked:
+            self._journal_unverified(remove=[oid])
+
+    def _stop_early_uploads(self) -> None:
+        if self._early is not None:
+            self._early.abandon()
+            self._early = None
+
     def _uploads_in_place(self, oid: str) -> bool:
         """Whether object ``oid`` is sent from the workspace file it was hashed from (no cache copy)."""
         return oid in self._sources and not self._has_cached(oid)
@@ -675,12 +708,13 @@ class DvcStorage(StorageBackendBase):
         path = self._unverified_path()
         if path is None or not (add or remove):
             return
-        oids = set(path.read_text(encoding="utf-8").split()) if path.is_file() and not path.is_symlink() else set()
-        oids = (oids | set(add)) - set(remove)
-        if oids:
-            atomic_write_bytes(path, "\n".join(sorted(oids)).encode() + b"\n")
-        else:
-            path.unlink(missing_ok=True)
+        with self._journal_lock:  # early sends record theirs from other threads
+            oids = set(path.read_text(encoding="utf-8").split()) if path.is_file() and not path.is_symlink() else set()
+            oids = (oids | set(add)) - set(remove)
+            if oids:
+                atomic_write_bytes(path, "\n".join(sorted(oids)).encode() + b"\n")
+            else:
+                path.unlink(missing_ok=True)
 
     def _settle_unverified(self) -> None:
         """Check what a killed upload left unverified (see :meth:`_journal_unverified`): an

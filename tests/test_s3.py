@@ -653,3 +653,76 @@ def test_a_directory_model_s_large_shards_are_downloaded_part_by_part_checked_in
     # if it was read again (a file the stat cache vouches for is not)
     assert hashlib.md5(changed).hexdigest() in recorded and hashlib.md5(shards[second]).hexdigest() not in recorded
     assert set(recorded) <= {hashlib.md5(changed).hexdigest(), oid}
+
+
+def _hf_dir(root: Path, shard_bytes: int, seed: int) -> dict[str, bytes]:
+    root.mkdir(exist_ok=True)
+    (root / "config.json").write_text('{"model_type": "whisper"}')
+    return {
+        f"model-0000{i}-of-00003.safetensors": write_model(root / f"model-0000{i}-of-00003.safetensors", shard_bytes, seed=seed + i)
+        for i in (1, 2, 3)
+    }
+
+
+def test_a_directory_s_large_files_are_sent_while_the_rest_is_hashed_and_the_push_confirms_them(s3_config, seaweed, tmp_path, monkeypatch):
+    """Each shard is sent as soon as it is hashed (on the early-upload threads); the push then
+    finds them stored and sends only the rest. A send that fails early is redone by the push."""
+    import threading
+
+    from cpv_plugins.s3_transport import S3Transport
+
+    real_put = S3Transport.put
+    sent: list[tuple[str, str]] = []
+    failed_once: set[str] = set()
+
+    def recording_put(self, oid, src, on_bytes):
+        thread = threading.current_thread().name
+        if thread.startswith("cpv-early-upload") and oid not in failed_once and len(failed_once) < 1:
+            failed_once.add(oid)
+            raise ConnectionError("the network dropped this early send")
+        sent.append((Path(src).name, thread))
+        real_put(self, oid, src, on_bytes)
+
+    monkeypatch.setattr(S3Transport, "put", recording_put)
+    m = ModelsCheckpointsManage("AI-Convo", "early")
+    m.import_model_init()
+    shards = _hf_dir(tmp_path / "hf", 9 * 1024 * 1024, seed=40)
+    m.upload_model_checkpoint(model_path=tmp_path / "hf")
+    early = sorted(name for name, thread in sent if thread.startswith("cpv-early-upload"))
+    late = sorted(name for name, thread in sent if not thread.startswith("cpv-early-upload"))
+    assert len(failed_once) == 1 and len(early) == 2  # two shards sent early, one early send failed
+    manifests = [name for name in late if name.endswith(".dir")]
+    assert len(manifests) == 1 and sorted({*early, *late} - {*manifests, "config.json"}) == sorted(shards)
+    assert "config.json" in late and len(late) == 3  # the small file, the failed shard, the manifest last
+    version = m.tag_model_checkpoint()
+    assert m.verify(version, remote=True) == []
+    teammate = ModelsCheckpointsManage("AI-Convo", "early", repo_path=tmp_path / "teammate")
+    teammate.import_model_init()
+    got = Path(teammate.download_model_checkpoint(version, output_dir=tmp_path / "out").model_path)
+    assert {name: (got / name).read_bytes() for name in shards} == shards
+
+
+def test_a_shard_rewritten_before_its_early_send_is_refused_by_the_push_and_never_stored(s3_config, seaweed, tmp_path, monkeypatch):
+    from cpv_plugins.dvc_storage import DvcStorage
+
+    m = ModelsCheckpointsManage("AI-Convo", "early-changed")
+    m.import_model_init()
+    _hf_dir(m.repo_path / "hf", 9 * 1024 * 1024, seed=50)
+    m.upload_model_checkpoint(model_path=m.repo_path / "hf")
+    head = git(m.repo_path, "rev-parse", "HEAD")
+    shards = _hf_dir(m.repo_path / "hf", 9 * 1024 * 1024, seed=60)
+    victim = m.repo_path / "hf" / sorted(shards)[0]
+    hashed_md5 = hashlib.md5(shards[victim.name]).hexdigest()
+    real_send = DvcStorage._send_early
+
+    def training_job_still_writing(self, oid):
+        if oid == hashed_md5:
+            with open(victim, "ab") as handle:
+                handle.write(b"one more step")
+        real_send(self, oid)
+
+    monkeypatch.setattr(DvcStorage, "_send_early", training_job_still_writing)
+    with pytest.raises(DVCError, match=rf"hf/{victim.name} changed after it was hashed; nothing was uploaded"):
+        m.upload_model_checkpoint()
+    assert git(m.repo_path, "rev-parse", "HEAD") == head
+    assert not any(k.endswith(hashed_md5[2:]) for k in s3_keys(seaweed))
