@@ -336,35 +336,43 @@ def scenario_s3_strategies(b: Bench, size: int, label: str) -> None:
     src.unlink(missing_ok=True)
 
 
-def scenario_download(b: Bench, size: int, label: str) -> None:
-    ws = b.workspace("bench", f"download-{slug(label)}")
-    write_random(ws / "model.bin", size)
-    b.cpv("model", "upload", cwd=ws)
-    b.cpv("model", "tag", cwd=ws)
-    client, config = b.boto3()
-    client.upload_file(str(ws / "model.bin"), BUCKET, f"baseline/dl-{slug(label)}", Config=config)
+def fresh_clone_downloads(b: Bench, model: str, baseline: Callable[[Path], None]) -> tuple[list[float], list[float], list[int]]:
+    """``b.reps`` times: `cpv model download v0.1` of ``model`` into a fresh clone, and
+    ``baseline(out)`` fetching the same bytes to a new path; times and cpv's peak RSS.
+    Each side starts with the other's output deleted and written back, and they take
+    turns going first: what one leaves behind otherwise slows the other (measured 2x)."""
     cpv_times, base_times, rss = [], [], []
     for i in range(b.reps):
-        other = b.workdir / f"member-{slug(label)}-{i}"
-        b.cpv("init", "model", "-t", "bench", "-m", f"download-{slug(label)}", "--repo-path", str(other))
-        out = b.workdir / f"dl-{slug(label)}-{i}"
-        base_out = b.workdir / f"base-dl-{slug(label)}-{i}"
-        # each side starts with the other's gigabyte deleted and written back, and they take
-        # turns going first: what one leaves behind otherwise slows the other (measured 2x)
+        other = b.workdir / f"member-{model}-{i}"
+        b.cpv("init", "model", "-t", "bench", "-m", model, "--repo-path", str(other))
+        out, base_out = b.workdir / f"dl-{model}-{i}", b.workdir / f"base-dl-{model}-{i}"
         for side in ("cpv", "baseline") if i % 2 else ("baseline", "cpv"):
             if side == "baseline":
-                base_times.append(
-                    timed(
-                        lambda base_out=base_out: client.download_file(BUCKET, f"baseline/dl-{slug(label)}", str(base_out), Config=config)
-                    )
-                )
-                base_out.unlink()
+                base_times.append(timed(lambda base_out=base_out: baseline(base_out)))
+                if base_out.is_dir():
+                    shutil.rmtree(base_out)
+                else:
+                    base_out.unlink()
             else:
                 elapsed, peak = run_measured([*CPV, "model", "download", "v0.1", "-o", str(out)], b.env, cwd=other)
                 cpv_times.append(elapsed)
                 rss.append(peak)
                 shutil.rmtree(out)
         shutil.rmtree(other)
+    return cpv_times, base_times, rss
+
+
+def scenario_download(b: Bench, size: int, label: str) -> None:
+    ws = b.workspace("bench", f"download-{slug(label)}")
+    write_random(ws / "model.bin", size)
+    b.cpv("model", "upload", cwd=ws)
+    b.cpv("model", "tag", cwd=ws)
+    client, config = b.boto3()
+    key = f"baseline/dl-{slug(label)}"
+    client.upload_file(str(ws / "model.bin"), BUCKET, key, Config=config)
+    cpv_times, base_times, rss = fresh_clone_downloads(
+        b, f"download-{slug(label)}", lambda out: client.download_file(BUCKET, key, str(out), Config=config)
+    )
     b.record(f"download {label} (fresh cache, verified)", cpv_times, base_times, "<= 1.2", peak_rss_mb=round(max(rss) / 2**20))
 
 
@@ -385,29 +393,14 @@ def scenario_shards(b: Bench, size: int, label: str, nshards: int = 4) -> None:
         client.upload_file(str(model / name), BUCKET, f"baseline/shards-{slug(label)}/{name}", Config=config)
     b.cpv("model", "upload", "hf-model", cwd=ws)
     b.cpv("model", "tag", cwd=ws)
-    cpv_times, base_times, rss = [], [], []
-    for i in range(b.reps):
-        other = b.workdir / f"member-shards-{slug(label)}-{i}"
-        b.cpv("init", "model", "-t", "bench", "-m", f"shards-{slug(label)}", "--repo-path", str(other))
-        out = b.workdir / f"dl-shards-{slug(label)}-{i}"
-        base_out = b.workdir / f"base-shards-{slug(label)}-{i}"
+    keys = [f"baseline/shards-{slug(label)}/{name}" for name in names]
 
-        def baseline(base_out: Path = base_out) -> None:
-            base_out.mkdir()
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                keys = [f"baseline/shards-{slug(label)}/{name}" for name in names]
-                list(pool.map(lambda k: client.download_file(BUCKET, k, str(base_out / k.rsplit("/", 1)[1]), Config=config), keys))
+    def baseline(out: Path) -> None:
+        out.mkdir()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lambda k: client.download_file(BUCKET, k, str(out / k.rsplit("/", 1)[1]), Config=config), keys))
 
-        for side in ("cpv", "baseline") if i % 2 else ("baseline", "cpv"):
-            if side == "baseline":
-                base_times.append(timed(baseline))
-                shutil.rmtree(base_out)
-            else:
-                elapsed, peak = run_measured([*CPV, "model", "download", "v0.1", "-o", str(out)], b.env, cwd=other)
-                cpv_times.append(elapsed)
-                rss.append(peak)
-                shutil.rmtree(out)
-        shutil.rmtree(other)
+    cpv_times, base_times, rss = fresh_clone_downloads(b, f"shards-{slug(label)}", baseline)
     b.record(
         f"download {label} in {nshards} shards (fresh cache, verified)",
         cpv_times,
