@@ -60,7 +60,7 @@ from .dvc_layout import (
     write_pointer,
 )
 from .early_uploads import EarlyUploads
-from .part_digests import PartDigests, PartMismatchError, md5_with_parts
+from .part_digests import PartDigests, PartMismatchError, entry_part_size, md5_with_parts
 from .stat_cache import StatCache, now_ns, same_file_state, settled_stat
 from .transport import OnBytes, Transport, hash_file, regular_file_size
 
@@ -316,7 +316,7 @@ class DvcStorage(StorageBackendBase):
         objects.mkdir(parents=True, exist_ok=True)
         return objects
 
-    def _cache_file(self, src: Path, on_bytes: OnBytes) -> str:
+    def _cache_file(self, src: Path, on_bytes: OnBytes, part_size: int | None = None) -> str:
         """Hash ``src`` while copying it into the cache, in one read; its object id.
 
         Always a fresh copy, even when the object exists: an existing (possibly
@@ -327,7 +327,7 @@ class DvcStorage(StorageBackendBase):
         tmp = Path(tmp_name)
         try:
             with open_regular(src) as reader, os.fdopen(fd, "wb") as writer:
-                oid = self._hash_stream(reader, writer, on_bytes)
+                oid = self._hash_stream(reader, writer, on_bytes, part_size)
             final = self._cached(oid)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o444)  # cache objects are read-only, as DVC keeps them
@@ -338,22 +338,22 @@ class DvcStorage(StorageBackendBase):
         self._fresh.add(oid)
         return oid
 
-    def _hash_in_place(self, src: Path, on_bytes: OnBytes) -> str:
+    def _hash_in_place(self, src: Path, on_bytes: OnBytes, part_size: int | None = None) -> str:
         """Hash ``src`` without copying it (a store that keeps no cache copy); its object id.
         The file's stat is kept so the upload can tell whether it changed meanwhile."""
         before = settled_stat(src)
         with open_regular(src) as reader:
-            oid = self._hash_stream(reader, None, on_bytes)
+            oid = self._hash_stream(reader, None, on_bytes, part_size)
         self._sources[oid] = (src, before)
         self._fresh.add(oid)
         return oid
 
-    def _hash_stream(self, reader: BinaryIO, writer: BinaryIO | None, on_bytes: OnBytes) -> str:
+    def _hash_stream(self, reader: BinaryIO, writer: BinaryIO | None, on_bytes: OnBytes, part_size: int | None = None) -> str:
         """The MD5 of ``reader``'s bytes (copied to ``writer``), and their part digests
-        when this store wants them (kept for the pointer :meth:`_track_file` writes)."""
+        when this store wants them (kept for the pointer), in parts of at least ``part_size``."""
         if not self.wants_part_digests():
             return md5_stream(reader, writer, on_bytes)
-        oid, parts = md5_with_parts(reader, os.fstat(reader.fileno()).st_size, writer, on_bytes)
+        oid, parts = md5_with_parts(reader, os.fstat(reader.fileno()).st_size, writer, on_bytes, part_size)
         if parts is not None:
             self._part_digests[oid] = parts
         return oid
@@ -452,9 +452,11 @@ class DvcStorage(StorageBackendBase):
             f"hash and cache {path}" if copy else f"hash {path}", sum(size for _, _, size in changed), self.ctx.progress
         ) as progress:
             on_bytes = self._watching_remote(progress.update)
+            part_size = entry_part_size(size for _, _, size in changed)  # a large model's shards all get parts
             for rel, src, size in changed:
                 started = now_ns()
-                md5s[rel] = self._cache_file(Path(src), on_bytes) if copy else self._hash_in_place(Path(src), on_bytes)
+                hash_one = self._cache_file if copy else self._hash_in_place
+                md5s[rel] = hash_one(Path(src), on_bytes, part_size)
                 stats.put(f"{path}/{rel}", src, md5s[rel], started)
                 if self._early is not None and size >= SMALL_FILE_BYTES:  # many small files: the push's batches are cheaper
                     self._early.submit(md5s[rel])

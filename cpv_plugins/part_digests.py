@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -93,6 +93,25 @@ def from_meta(value: Any, size: int, min_part_size: int | None = None) -> PartDi
     return PartDigests(size, part_size, tuple(digests))
 
 
+def entry_part_size(sizes: Iterable[int]) -> int:
+    """The part size for a directory's entries: :data:`MIN_PART_SIZE`, doubled until the
+    entries above it need at most :data:`ENTRY_DIGEST_BUDGET` digests in all (a 70 GB
+    model in 30 shards: 512 MiB parts), so every shard gets its list."""
+    sizes = list(sizes)
+    part = MIN_PART_SIZE
+    while sum(-(-size // part) for size in sizes if size > part) > ENTRY_DIGEST_BUDGET:
+        part *= 2
+    return part
+
+
+def _is_entry_part_size(value: Any) -> bool:
+    """Whether ``value`` is a part size :func:`entry_part_size` can give."""
+    if type(value) is not int or value < MIN_PART_SIZE or value % MIN_PART_SIZE:
+        return False
+    multiple = value // MIN_PART_SIZE
+    return multiple & (multiple - 1) == 0
+
+
 def entry_parts_to_meta(parts: dict[str, PartDigests]) -> dict[str, Any]:
     """A directory's entry part digests as stored under :data:`ENTRY_META_KEY`: the largest
     entries first while :data:`ENTRY_DIGEST_BUDGET` lasts, sorted by MD5."""
@@ -115,7 +134,8 @@ def entry_parts_from_meta(value: Any) -> dict[str, PartDigests]:
         size = entry.get("size") if isinstance(entry, dict) else None
         if not (isinstance(md5, str) and _HEX32.fullmatch(md5)) or type(size) is not int or size < 0:
             continue
-        digests = from_meta(entry, size)
+        part_size = entry.get("part_size")
+        digests = from_meta(entry, size, min_part_size=part_size) if _is_entry_part_size(part_size) else None
         if digests is not None:
             found[md5] = digests
     return found

@@ -126,3 +126,33 @@ def test_entry_parts_keep_a_good_entry_beside_bad_ones(monkeypatch):
     }
     assert entry_parts_from_meta(value) == {"a" * 32: good}
     assert entry_parts_from_meta(["not", "a", "map"]) == {}
+
+
+def test_a_large_sharded_model_gets_a_part_size_at_which_every_shard_has_its_list():
+    from cpv_plugins.part_digests import ENTRY_DIGEST_BUDGET, MIN_PART_SIZE, entry_part_size
+
+    gib = 1024**3
+    shards = [int(4.6 * gib)] * 30  # a 70B model in bf16
+    part = entry_part_size(shards)
+    assert part == 512 * 1024**2 and sum(-(-s // part) for s in shards) <= ENTRY_DIGEST_BUDGET
+    assert entry_part_size([gib] * 4) == MIN_PART_SIZE == 64 * 1024**2  # a small model keeps 64 MiB parts
+    assert entry_part_size([]) == MIN_PART_SIZE
+
+
+def test_entry_lists_in_a_doubled_part_size_are_read_back_and_other_sizes_are_not(monkeypatch):
+    from cpv_plugins import part_digests
+    from cpv_plugins.part_digests import entry_parts_from_meta
+
+    monkeypatch.setattr(part_digests, "MIN_PART_SIZE", KIB)
+    data = b"q" * (9 * KIB)
+    # 3 KiB is not the minimum doubled; the file is not above 16 KiB, so it would have no list
+    for part_kib, kept in ((1, True), (2, True), (4, True), (8, True), (3, False), (16, False)):
+        meta = {
+            "size": len(data),
+            "algorithm": "sha256",
+            "part_size": part_kib * KIB,
+            "digests": list(expected_parts(data, part_kib * KIB)),
+        }
+        found = entry_parts_from_meta({"e" * 32: meta})
+        assert (found == {"e" * 32: PartDigests(len(data), part_kib * KIB, expected_parts(data, part_kib * KIB))}) is kept, part_kib
+        assert kept or found == {}
