@@ -127,8 +127,12 @@ class BitbucketSettings:
             "StrictHostKeyChecking=accept-new",
             "-o",
             f"ConnectTimeout={CONNECT_TIMEOUT_S}",
+            # a connection whose server stopped answering is given up after 20 s, not
+            # 45: a shared master that went silent (a network change) is replaced sooner
             "-o",
-            "ServerAliveInterval=15",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=4",
             "-F",
             "none",
         ]

@@ -253,3 +253,41 @@ def test_the_registry_reads_a_model_over_ssh_without_its_workspace(bitbucket_con
     (entry,) = json.loads(cpv("registry", "--json").stdout)["models"]
     assert (entry["team"], entry["model"], entry["latest"]["model"]) == ("AI-Convo", "registry", "v0.2")
     assert entry["stages"] == {"model": {"prod": "v0.1"}} and not entry["error"]
+
+
+def test_a_shared_connection_whose_server_went_silent_is_replaced_and_the_command_completes(bitbucket_config, sshd):
+    """The server side of the shared master is frozen (as after a network change): the next
+    command waits for the keepalive to give the master up (20 s), then connects anew and
+    completes; it never hangs."""
+    import re
+    import signal
+    import time
+
+    import psutil
+
+    settings = BitbucketSettings(bitbucket_config.get_config("bitbucket"))
+    sshd.create_repo("ai-team", "ai-convo-silent")
+    m = ModelsCheckpointsManage("AI-Convo", "silent")
+    m.import_model_init()
+    write_model(m.repo_path / "model.bin", 1000)
+    m.upload_model_checkpoint()
+    master = psutil.Process(int(re.search(r"pid=(\d+)", _master(settings, sshd, "check").stderr).group(1)))
+    (local_port,) = {c.laddr.port for c in master.net_connections("tcp") if c.raddr and c.raddr.port == sshd.port}
+    frozen = [
+        p
+        for p in psutil.Process(sshd.process.pid).children(recursive=True)
+        if any(c.raddr and c.raddr.port == local_port for c in p.net_connections("tcp"))
+    ]
+    assert frozen, "no sshd process serves the shared connection"
+    frozen += [child for p in frozen for child in p.children(recursive=True)]
+    for p in frozen:
+        p.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        assert m.tag_model_checkpoint() == "v0.1"
+        waited = time.monotonic() - started
+    finally:
+        for p in frozen:
+            p.send_signal(signal.SIGCONT)
+    assert waited < 45, waited  # 45 s and more was the old keepalive's window alone
+    assert m.read_checkpoint_tag() == ["v0.1"]
