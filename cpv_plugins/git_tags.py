@@ -292,35 +292,29 @@ class GitTagsVersioning:
     def _has_identity(self) -> bool:
         """Whether git itself has user.name and user.email for this repository (asked of
         git, so includeIf, GIT_CONFIG_GLOBAL and system files count as they do for git)."""
-        try:
-            out = str(self._git("config", "--get-regexp", r"^user\.(name|email)$"))
-        except GitCommandFailed:
-            return False  # exit 1: neither is set
-        keys = {line.split(" ", 1)[0].lower() for line in out.splitlines() if " " in line and line.split(" ", 1)[1].strip()}
-        return {"user.name", "user.email"} <= keys
+        return {"user.name", "user.email"} <= {key for key, value in self._user_config() if value.strip()}
 
     def _forget_frozen_identity(self) -> None:
         """cpv 0.1 wrote its fallback identity into the workspace's ``.git/config``,
         freezing it there; remove exactly that (an identity a user set there stays)."""
-        name, email = default_identity()
-        if self._local_config("user.name") != name or self._local_config("user.email") != email:
-            return
-        try:
-            keys = {line.split(" ", 1)[0].lower() for line in str(self._git("config", "--local", "--get-regexp", r"^user\.")).splitlines()}
-        except GitCommandFailed:
-            keys = set()
-        if keys == {"user.name", "user.email"}:  # one rewrite of the file: a kill leaves both or neither
+        entries = self._user_config("--local")
+        local = dict(entries)
+        if len(local) != len(entries) or (local.get("user.name"), local.get("user.email")) != default_identity():
+            return  # not cpv's (a key given twice never was)
+        if set(local) == {"user.name", "user.email"}:  # one rewrite of the file: a kill leaves both or neither
             self._run("forget cpv 0.1's identity", "config", "--local", "--remove-section", "user")
             return
         self._run("forget cpv 0.1's identity", "config", "--local", "--unset", "user.name")
         self._run("forget cpv 0.1's identity", "config", "--local", "--unset", "user.email")
 
-    def _local_config(self, key: str) -> str:
-        """``key`` as the workspace's own ``.git/config`` sets it, or "" when it does not."""
+    def _user_config(self, *scope: str) -> list[tuple[str, str]]:
+        """Every ``user.*`` entry git sees (``scope``: e.g. ``--local`` for the workspace's own
+        file only) as ``(lower-cased key, value)``, in one git command; none when unset."""
         try:
-            return str(self._git("config", "--local", "--get", key))
+            out = str(self._git("config", *scope, "--get-regexp", r"^user\."))
         except GitCommandFailed:
-            return ""
+            return []  # exit 1: none set
+        return [(key.lower(), value) for key, _, value in (line.partition(" ") for line in out.splitlines())]
 
     def exists(self) -> bool:
         return (self.path / ".git").is_dir()

@@ -143,6 +143,13 @@ def test_a_frozen_fallback_identity_from_0_1_is_forgotten(m):
         "user.signingkey",
         "ABC123",
     ]  # the user's own key stays
+    git(m.repo_path, "config", "--unset", "user.signingkey")
+    for value in (name, name):  # a key given twice was never cpv's: left alone, and commits still work
+        git(m.repo_path, "config", "--add", "user.name", value)
+    git(m.repo_path, "config", "user.email", email)
+    write_model(m.repo_path / "model.bin", 1002)
+    m.upload_model_checkpoint()
+    assert git(m.repo_path, "config", "--local", "--get-all", "user.name").split() == [name, name]
 
 
 def test_init_data_uploads_and_tags_the_first_data_version(cpv_home, tmp_path):
