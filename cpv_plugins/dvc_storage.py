@@ -103,8 +103,9 @@ def tracked_root(path: str, pointer: bytes) -> str:
     return parts[0]
 
 
-#: files of a version whose average size is below this are downloaded several at a time
-#: (boto3 sends a file this small in one request)
+#: boto3 sends a file this small in one request: files of a version whose average size is
+#: below it are downloaded several at a time, and a directory's files from this size up are
+#: sent while the rest is hashed (for smaller ones the push's batches cost less)
 SMALL_FILE_BYTES = 8 * 1024 * 1024
 
 
@@ -453,12 +454,12 @@ class DvcStorage(StorageBackendBase):
         ) as progress:
             on_bytes = self._watching_remote(progress.update)
             part_size = entry_part_size(size for _, _, size in changed)  # a large model's shards all get parts
+            hash_one = self._cache_file if copy else self._hash_in_place
             for rel, src, size in changed:
                 started = now_ns()
-                hash_one = self._cache_file if copy else self._hash_in_place
                 md5s[rel] = hash_one(Path(src), on_bytes, part_size)
                 stats.put(f"{path}/{rel}", src, md5s[rel], started)
-                if self._early is not None and size >= SMALL_FILE_BYTES:  # many small files: the push's batches are cheaper
+                if self._early is not None and size >= SMALL_FILE_BYTES:
                     self._early.submit(md5s[rel])
         raw, oid = manifest_bytes(md5s)
         atomic_write_bytes(self._cached(oid), raw, mode=0o444)

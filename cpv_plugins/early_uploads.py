@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 
 logger = logging.getLogger("cpv.storage")
 
@@ -23,11 +23,10 @@ class EarlyUploads:
     def __init__(self, send: Callable[[str], None], workers: int) -> None:
         self._send = send
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cpv-early-upload")
-        self._pending: list[Future[None]] = []
 
     def submit(self, oid: str) -> None:
         """Start sending ``oid`` when a worker is free."""
-        self._pending.append(self._pool.submit(self._quietly, oid))
+        self._pool.submit(self._quietly, oid)
 
     def _quietly(self, oid: str) -> None:
         try:
@@ -37,7 +36,6 @@ class EarlyUploads:
 
     def finish(self) -> None:
         """Wait for every send started (the push then finds those objects stored)."""
-        wait(self._pending)
         self._pool.shutdown(wait=True)
 
     def abandon(self) -> None:
