@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .metrics import as_number, flatten_metrics, format_metrics, format_value, metric_number
+from .metrics import as_number, flatten_metrics, format_metrics, format_value
 
 if TYPE_CHECKING:
     from .manager import CheckpointManager
@@ -62,14 +62,17 @@ def version_rows(mgr: CheckpointManager) -> list[VersionRow]:
     ]
 
 
+#: the report draws at most this many charts (the first numeric metrics, in the order
+#: the versions record them); every metric stays in the table
+MAX_PLOTTED_SERIES = 60
+
+
 def numeric_series(rows: Sequence[VersionRow]) -> dict[str, list[float | None]]:
-    """Metric -> its value in each version (None where a version lacks it), numeric metrics only."""
-    names: dict[str, None] = {}
-    for row in rows:
-        for name, value in flatten_metrics(row.metrics).items():
-            if as_number(value) is not None:
-                names[name] = None
-    return {name: [metric_number(r.metrics, name) for r in rows] for name in names}
+    """Metric -> its value in each version (None where a version lacks it), numeric metrics only.
+    Each version's metrics are flattened once: linear in the number of metrics."""
+    flat = [{name: as_number(value) for name, value in flatten_metrics(row.metrics).items()} for row in rows]
+    names = dict.fromkeys(name for values in flat for name, number in values.items() if number is not None)
+    return {name: [values.get(name) for values in flat] for name in names}
 
 
 def sparkline(values: Sequence[float | None]) -> str:
@@ -147,7 +150,10 @@ def render_html(team: str, model: str, rows: Sequence[VersionRow], generated: st
     """The whole report, one self-contained HTML document."""
     e = html.escape
     series = numeric_series(rows)
-    charts = "".join(f"<figure><figcaption>{e(name)}</figcaption>{_chart(name, values, rows)}</figure>" for name, values in series.items())
+    plotted = list(series.items())[:MAX_PLOTTED_SERIES]
+    charts = "".join(f"<figure><figcaption>{e(name)}</figcaption>{_chart(name, values, rows)}</figure>" for name, values in plotted)
+    if len(series) > len(plotted):
+        charts += f"<p class=more>{len(series) - len(plotted)} more numeric metric(s) not plotted (the first {MAX_PLOTTED_SERIES} are); all are in the table.</p>"
     body_rows = "".join(
         "<tr>"
         f"<td>{e(r.version)}</td><td>{e(r.date[:19])}</td><td>{e(r.author)}</td><td>{e(r.message)}</td>"
