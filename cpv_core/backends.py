@@ -542,11 +542,15 @@ class SettingInfo:
     :param description: one line for ``cpv config show`` and the docs.
     :param secret: the value grants access (a webhook URL with its token):
         ``cpv config show`` masks it and cpv never logs it.
+    :param check: called with the value ``cpv config set`` is given; raises
+        ``ValueError`` with a message (that never repeats a secret value) when the
+        value cannot work, so nothing is stored.
     """
 
     key: str
     description: str = ""
     secret: bool = False
+    check: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)

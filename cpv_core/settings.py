@@ -62,6 +62,12 @@ def check_setting(key: str, value: str | None) -> None:
         raise ConfigError(
             f"{key!r} is not a cpv setting", fix=f"use one of: {', '.join(keys)} (plugins add their own; see `cpv config show`)"
         )
+    for setting in plugins.settings():
+        if setting.key == key and setting.check is not None and value:
+            try:
+                setting.check(value)
+            except ValueError as exc:
+                raise ConfigError(str(exc), fix=f"set it again with `cpv config set {key} VALUE`") from None
     if key in DEFAULT_BACKENDS and value:
         choices = backend_choices(key, plugins)
         if value not in choices:

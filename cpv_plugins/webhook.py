@@ -35,7 +35,27 @@ ENV_PREFIX = "env:"
 
 @hookimpl
 def cpv_settings() -> list[SettingInfo]:
-    return [SettingInfo(URL_KEY, "Slack/Teams-compatible webhook URL (or env:NAME) told of new versions and stage changes", secret=True)]
+    return [
+        SettingInfo(
+            URL_KEY,
+            "Slack/Teams-compatible webhook URL (or env:NAME) told of new versions and stage changes",
+            secret=True,
+            check=check_url,
+        )
+    ]
+
+
+def check_url(value: str) -> None:
+    """Refuse, without repeating it, a value that cannot be a webhook URL: white space or
+    control characters anywhere (a pasted URL with a line break would put its secret
+    path in an error), or anything but an http(s) URL with a host (or ``env:NAME``)."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError(f"{URL_KEY} contains white space or control characters; a URL has none (was it pasted with a line break?)")
+    if value.startswith(ENV_PREFIX):
+        return
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"{URL_KEY} is not an http(s) URL with a host")
 
 
 def webhook_url(config: Any) -> str | None:
@@ -52,10 +72,23 @@ def webhook_url(config: Any) -> str | None:
                 f"{URL_KEY} names the environment variable {raw[len(ENV_PREFIX) :]!r}, which is not set: "
                 f"export it, or `cpv config set {URL_KEY} https://…`"
             )
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ValueError(f"{URL_KEY} is not an http(s) URL; set it with `cpv config set {URL_KEY} https://…`")
+    try:
+        check_url(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; set it with `cpv config set {URL_KEY} https://…`") from None
     return value
+
+
+def no_redirects() -> Any:
+    """A urllib opener that follows no redirect: a webhook that answers 3xx is reported,
+    never followed (the body would go to whatever host it names)."""
+    import urllib.request
+
+    class Refuse(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None  # urllib then raises HTTPError with the 3xx code
+
+    return urllib.request.build_opener(Refuse)
 
 
 def post(url: str, payload: dict[str, Any], timeout: float) -> None:
@@ -68,13 +101,19 @@ def post(url: str, payload: dict[str, Any], timeout: float) -> None:
         url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json", "User-Agent": "cpv"}, method="POST"
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) checked by webhook_url
+        with no_redirects().open(request, timeout=timeout) as response:
             response.read(65536)
     except urllib.error.HTTPError as exc:
-        raise RuntimeError(f"the webhook at {host} answered HTTP {exc.code}: check that it is still active, or replace {URL_KEY}") from None
+        moved = " (a redirect: cpv follows none; set the URL it names)" if 300 <= exc.code < 400 else ""
+        raise RuntimeError(
+            f"the webhook at {host} answered HTTP {exc.code}{moved}: check that it is still active, or replace {URL_KEY}"
+        ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise RuntimeError(f"the webhook at {host} could not be reached ({reason}): check the network, or {URL_KEY}") from None
+        shown = reason if isinstance(reason, (str, OSError)) and url not in str(reason) else type(reason).__name__
+        raise RuntimeError(f"the webhook at {host} could not be reached ({shown}): check the network, or {URL_KEY}") from None
+    except Exception as exc:  # http.client.InvalidURL and kin carry the URL (its secret path): name the type only
+        raise RuntimeError(f"the webhook at {host} could not be posted to ({type(exc).__name__}): check {URL_KEY}") from None
 
 
 def version_message(record: PublishedVersion) -> dict[str, Any]:
@@ -83,7 +122,7 @@ def version_message(record: PublishedVersion) -> dict[str, Any]:
     text = f"{record.team}/{record.model}: {record.kind} {record.version} published by {record.author or 'someone'} ({metrics})"
     if record.message:
         text += f": {record.message}"
-    return {"text": visible(text), "cpv": {"event": "version_published", **record.to_dict()}}
+    return {"text": literal(text), "mrkdwn": False, "cpv": {"event": "version_published", **record.to_dict()}}
 
 
 def stage_message(change: StageChange) -> dict[str, Any]:
@@ -99,7 +138,14 @@ def stage_message(change: StageChange) -> dict[str, Any]:
         text += f"; rules overridden: {'; '.join(change.forced)}"
     if change.message:
         text += f": {change.message}"
-    return {"text": visible(text), "cpv": {"event": "stage_changed", **change.to_dict()}}
+    return {"text": literal(text), "mrkdwn": False, "cpv": {"event": "stage_changed", **change.to_dict()}}
+
+
+def literal(text: str) -> str:
+    """``text`` as Slack and Teams show it, never as markup: control characters escaped,
+    and ``&``, ``<``, ``>`` as entities, so a teammate's ``<!channel>`` or
+    ``<https://x|label>`` is shown as typed instead of pinging everyone or hiding a link."""
+    return visible(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _send(config: Any, payload: dict[str, Any]) -> None:

@@ -177,7 +177,8 @@ def test_events_timeout_must_be_a_known_key_and_a_bad_value_falls_back(cpv_home)
 
 
 class Hook:
-    """An HTTP server on 127.0.0.1 that records JSON posts; ``mode`` is "ok", "500" or "hang"."""
+    """An HTTP server on 127.0.0.1 that records JSON posts; ``mode`` is "ok", "500", "hang"
+    or "redirect:URL" (answers 307 to URL)."""
 
     def __init__(self) -> None:
         self.posts: list[dict[str, Any]] = []
@@ -191,6 +192,11 @@ class Hook:
                 hook.posts.append({"path": self.path, "type": self.headers["Content-Type"], "body": json.loads(body)})
                 if hook.mode == "hang":
                     hook.release.wait(60)
+                if hook.mode.startswith("redirect:"):
+                    self.send_response(307)
+                    self.send_header("Location", hook.mode.removeprefix("redirect:"))
+                    self.end_headers()
+                    return
                 self.send_response(500 if hook.mode == "500" else 200)
                 self.end_headers()
 
@@ -277,3 +283,40 @@ def test_a_webhook_url_that_is_not_http_is_refused_without_echoing_it(m, caplog)
         assert m.tag_model_checkpoint() == "v0.1"
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "notify.webhook is not an http(s) URL" in messages and "s3cr3tT0ken" not in messages
+
+
+@pytest.mark.parametrize("pasted", ["https://hooks.example.com/services/T0/B0/s3cr3tT0ken\n", "https://hooks.example.com/ s3cr3tT0ken", "https://hooks.example.com/s3cr3t\x1bT0ken"])
+def test_a_webhook_url_with_white_space_or_control_characters_is_refused_at_config_set(cpv_home, pasted):
+    before = CPVConfig().get_config("notify.webhook")
+    result = cpv("config", "set", "notify.webhook", pasted, expect=3)
+    assert "contains white space or control characters" in result.output
+    assert "s3cr3t" not in result.output
+    assert CPVConfig().get_config("notify.webhook") == before
+
+
+def test_a_webhook_follows_no_redirect_and_shows_teammates_markup_literally(m, hook, cpv_home):
+    other = Hook()  # where a redirect would send the body (and the secret path's events)
+    try:
+        hook.mode = f"redirect:{other.url}"
+        cpv("config", "set", "notify.webhook", hook.url)
+        write_model(m.repo_path / "model.bin", 1000, seed=9)
+        m = ModelsCheckpointsManage(TEAM, MODEL)
+        m.upload_model_checkpoint()
+        result = run_cli("model", "tag", "-m", "<!channel> see <https://evil.example|the docs> & more", *T)
+        assert result.returncode == 0, result.stderr
+        assert "answered HTTP 307 (a redirect: cpv follows none" in result.stderr
+        assert other.posts == [] and "s3cr3tT0ken" not in result.stderr
+        text = hook.posts[0]["body"]["text"]
+        assert "&lt;!channel&gt; see &lt;https://evil.example|the docs&gt; &amp; more" in text
+        assert "<!channel>" not in text and hook.posts[0]["body"]["mrkdwn"] is False
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/services/s3cr3tT0ken", "http://127.0.0.1:1x/services/s3cr3tT0ken"])
+def test_no_error_of_a_post_carries_the_webhook_url(url):
+    from cpv_plugins.webhook import post
+
+    with pytest.raises(RuntimeError) as raised:
+        post(url, {"text": "x"}, timeout=2)
+    assert "s3cr3tT0ken" not in str(raised.value) and "the webhook at 127.0.0.1" in str(raised.value)
