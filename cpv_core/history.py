@@ -65,7 +65,16 @@ def select_version(
     """The record ``selector`` (from :func:`parse_selector`) picks among ``records``
     (non-empty); ``events`` are the kind's stage changes, for a stage selector."""
     if selector is None:
-        return records[-1]
+        latest = latest_record(records)
+        if latest is not records[-1]:
+            logger.warning(
+                "%s %s: at the ceiling (a component of 999999), never taken for the latest; "
+                "remove it from the remote with `git push origin --delete %s/VERSION` if nobody meant it",
+                kind,
+                ", ".join(r.version for r in records if Version.parse(r.version).at_ceiling),
+                kind,
+            )
+        return latest
     if isinstance(selector, Best):
         return best_version(list(records), selector, kind)
     wanted = selector
@@ -137,10 +146,51 @@ def best_version(records: list[VersionRecord], best: Best, kind: str) -> Version
     return max((item for item in scored if item[0] == best_value), key=lambda item: item[1])[2]
 
 
+def latest_record(records: Sequence[VersionRecord]) -> VersionRecord:
+    """The newest of ``records`` (sorted, non-empty) that is not at the ceiling
+    (:attr:`~cpv_core.versions.Version.at_ceiling`); the newest of all when every one is."""
+    usable = [r for r in records if not Version.parse(r.version).at_ceiling]
+    return (usable or list(records))[-1]
+
+
+def require_content(ws: Workspace, kind: str, record: VersionRecord) -> None:
+    """Refuse a version whose content ``cpv gc`` removed (its ``pruned`` mark), saying when."""
+    pruned = ws.versioning.pruned_versions(kind).get(record.version)
+    if pruned is not None:
+        raise CheckpointNotFoundError(
+            f"the content of {kind} {record.version} was removed by cpv gc on {pruned[:10] or 'an earlier run'}",
+            fix=f"choose a version that was kept (`cpv {kind} list` marks pruned ones)",
+        )
+
+
+def numbered_events(events: Sequence[StageEvent]) -> list[StageEvent]:
+    """Each stage's records 1, 2, 3 ... up to its first gap. cpv numbers every change one
+    past the last it saw, so a record after a gap (``stage/model/prod/999999`` pushed by
+    hand) is not one of its changes: it is left out with one warning, so it can neither
+    hold the stage nor use up the numbering."""
+    kept: list[StageEvent] = []
+    stray: list[str] = []
+    count: dict[str, int] = {}
+    for event in sorted(events, key=lambda e: (e.stage, e.number)):
+        if event.number == count.get(event.stage, 0) + 1:
+            count[event.stage] = event.number
+            kept.append(event)
+        else:
+            stray.append(event.ref.removeprefix("refs/tags/"))
+    if stray:
+        logger.warning(
+            "ignoring stage record(s) %s: not numbered on from the stage's last change (remove them from the remote with "
+            "`git push origin --delete TAG`)",
+            ", ".join(visible(s) for s in stray[:5]) + (" ..." if len(stray) > 5 else ""),
+        )
+    return kept
+
+
 def current_stages(events: Sequence[StageEvent]) -> dict[str, StageEvent]:
-    """Stage -> the event that put its current version there (emptied stages are left out)."""
+    """Stage -> the event that put its current version there (emptied stages are left out;
+    records after a gap in a stage's numbering are ignored: :func:`numbered_events`)."""
     newest: dict[str, StageEvent] = {}
-    for event in events:
+    for event in numbered_events(events):
         if event.stage not in newest or event.number > newest[event.stage].number:
             newest[event.stage] = event
     return {stage: e for stage, e in sorted(newest.items()) if e.version is not None}

@@ -31,7 +31,7 @@ from .artifacts import CheckpointMetadata, UploadResult
 from .backends import StageEvent, TrackedArtifact, VersionRecord
 from .config import CPVConfig
 from .errors import CheckpointNotFoundError, ValidationError, WorkspaceDirtyError
-from .history import current_stages, fetch_versions, find_version
+from .history import current_stages, fetch_versions, find_version, require_content
 from .kinds import DATA, MODEL, SEED_KWARGS, KindSpec, check_kwargs, check_source
 from .metrics import METRICS_FILE, encode_record, latest_metrics, parse_log
 from .paths import atomic_path
@@ -183,12 +183,7 @@ class CheckpointManager:
 
     def require_content(self, record: VersionRecord) -> None:
         """Refuse a version whose content ``cpv gc`` removed, saying when."""
-        pruned = self.ws.versioning.pruned_versions(self.spec.kind).get(record.version)
-        if pruned is not None:
-            raise CheckpointNotFoundError(
-                f"the content of {self.spec.kind} {record.version} was removed by cpv gc on {pruned[:10] or 'an earlier run'}",
-                fix=f"choose a version that was kept (`cpv {self.spec.kind} list` marks pruned ones)",
-            )
+        require_content(self.ws, self.spec.kind, record)
 
     def target_at(self, rev: str) -> str:
         """The workspace path this kind had at ``rev`` (models may change name or

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .backends import VersionRecord
 from .config import CPVConfig
 from .errors import CheckpointNotFoundError, CPVError
-from .history import current_stages, parse_selector, select_version
+from .history import current_stages, latest_record, parse_selector, select_version
 from .kinds import VERSION_KINDS
 from .names import validate_name
 from .workspace import META_FILE, Workspace
@@ -76,7 +76,7 @@ def describe(ws: Workspace) -> RegistryEntry:
     for kind in KINDS:
         records = ws.versioning.list_versions(kind)
         entry.versions[kind] = len(records)
-        entry.latest[kind] = records[-1].version if records else None
+        entry.latest[kind] = latest_record(records).version if records else None
         events = ws.versioning.list_stage_events(kind)
         held = current_stages(events)
         if held:

@@ -13,18 +13,23 @@ gc removes.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .backends import VersionRecord
+from . import gc_fence
+from .backends import StoredObject, VersionRecord
 from .errors import CheckpointNotFoundError, ValidationError, WorkspaceDirtyError
 from .history import current_stages, fetch_versions
 from .trust import MAX_POINTER_BYTES, open_regular
 
 if TYPE_CHECKING:
     from .manager import CheckpointManager
+    from .workspace import Workspace
+
+logger = logging.getLogger("cpv")
 
 PRUNED_NOTE = "content removed by cpv gc"
 
@@ -124,68 +129,129 @@ def kept_versions(
     return keep, matched
 
 
+def protected_objects(
+    managers: Sequence[CheckpointManager], policy: RetentionPolicy, result: GcResult
+) -> tuple[set[str], dict[str, list[tuple[VersionRecord, list[str]]]], set[str]]:
+    """What the policy, the stages, the branch's tip and the workspace protect; the
+    versions it does not keep (with their objects); the ``keep`` selectors that matched."""
+    ws = managers[0].ws
+    referenced: set[str] = set()
+    candidates: dict[str, list[tuple[VersionRecord, list[str]]]] = {}
+    matched: set[str] = set()
+    for m in managers:
+        kind = m.spec.kind
+        referenced |= workspace_objects(m)
+        records = m.records()
+        holders = {str(e.version) for e in current_stages(ws.versioning.list_stage_events(kind)).values()}
+        keep, found = kept_versions(m, records, policy, holders)
+        matched |= found
+        result.kept[kind] = [r.version for r in records if r.version in keep]
+        for record in records:
+            objects = version_objects(m, record.ref)
+            if record.version in keep or record.version in holders:
+                referenced.update(objects)
+            else:
+                candidates.setdefault(kind, []).append((record, objects))
+    return referenced, candidates, matched
+
+
+def vouched_by_spared_manifests(ws: Workspace, inventory: Sequence[StoredObject], doomed: set[str]) -> set[str]:
+    """The files named by every stored manifest gc keeps: a manifest on the store vouches
+    for its files (uploads trust it), so none of them may go while it stays."""
+    vouched_by = getattr(ws.storage, "vouched_by", None)  # optional in the protocol
+    if vouched_by is None:
+        return set()
+    files: set[str] = set()
+    for obj in inventory:
+        if obj.oid.endswith(".dir") and obj.oid not in doomed:
+            files.update(vouched_by(obj.oid))
+    return files
+
+
 def collect_garbage(managers: Sequence[CheckpointManager], policy: RetentionPolicy, *, dry_run: bool) -> GcResult:
     """Apply ``policy`` to every kind of ``managers`` (one workspace) and remove from
-    the storage remote every object nothing kept uses (see the module docstring)."""
+    the storage remote every object nothing kept uses (see the module docstring and
+    :mod:`cpv_core.gc_fence` for the rule uploads and promotions follow with it)."""
     policy.check()
     ws = managers[0].ws
     ws.require_initialized()
     result = GcResult(dry_run=dry_run)
     with ws.lock():
-        fetch_versions(ws, required=True)  # no gc on a stale view of what exists
-        behind = ws.versioning.divergence()[1]
-        if behind:
-            raise WorkspaceDirtyError(
-                f"the remote branch has {behind} commit(s) this workspace has not seen: gc must protect what they use",
-                fix="run `cpv pull`, then gc again",
-            )
-        referenced: set[str] = set()
-        candidates: dict[str, list[tuple[VersionRecord, list[str]]]] = {}
-        matched: set[str] = set()
-        for m in managers:
-            kind = m.spec.kind
-            referenced |= workspace_objects(m)
-            records = m.records()
-            holders = {str(e.version) for e in current_stages(ws.versioning.list_stage_events(kind)).values()}
-            keep, found = kept_versions(m, records, policy, holders)
-            matched |= found
-            result.kept[kind] = [r.version for r in records if r.version in keep]
-            for record in records:
-                objects = version_objects(m, record.ref)
-                if record.version in keep or record.version in holders:
-                    referenced.update(objects)
-                else:
-                    candidates.setdefault(kind, []).append((record, objects))
-        unknown = [s for s in policy.keep if s not in matched]
-        if unknown:
-            raise CheckpointNotFoundError(f"--keep {unknown[0]} selects no version", fix="see `cpv model list` and `cpv data list`")
-        inventory = ws.storage.inventory()
-        present = {o.oid for o in inventory}
-        young_after = time.time() - policy.grace_hours * 3600
-        spared = [o for o in inventory if o.oid not in referenced and o.modified > young_after]
-        doomed = [o for o in inventory if o.oid not in referenced and o.modified <= young_after]
-        gone = {o.oid for o in doomed}
-        to_mark: dict[str, list[VersionRecord]] = {}
-        for kind, entries in candidates.items():
-            to_mark[kind] = [r for r, objects in entries if any(o in gone or o not in present for o in objects)]
-            result.pruned[kind] = [r.version for r in to_mark[kind]]
-        result.deleted = sorted(gone)
-        result.freed = sum(o.size for o in doomed)
-        result.spared_young = len(spared)
-        if dry_run:
-            return result
+        run = None if dry_run else gc_fence.begin(ws)  # published before anything is read: see gc_fence
+        try:
+            fetch_versions(ws, required=True)  # no gc on a stale view of what exists
+            behind = ws.versioning.divergence()[1]
+            if behind:
+                raise WorkspaceDirtyError(
+                    f"the remote branch has {behind} commit(s) this workspace has not seen: gc must protect what they use",
+                    fix="run `cpv pull`, then gc again",
+                )
+            collect(managers, policy, result, dry_run=dry_run)
+        finally:
+            gc_fence.end(ws, run)
+    return result
+
+
+def collect(managers: Sequence[CheckpointManager], policy: RetentionPolicy, result: GcResult, *, dry_run: bool) -> None:
+    """The body of :func:`collect_garbage`, under the lock and inside a published gc run."""
+    ws = managers[0].ws
+    referenced, candidates, matched = protected_objects(managers, policy, result)
+    unknown = [s for s in policy.keep if s not in matched]
+    if unknown:
+        raise CheckpointNotFoundError(f"--keep {unknown[0]} selects no version", fix="see `cpv model list` and `cpv data list`")
+    inventory = ws.storage.inventory()
+    present = {o.oid for o in inventory}
+    young_after = time.time() - policy.grace_hours * 3600
+    old_unreferenced = {o.oid for o in inventory if o.oid not in referenced and o.modified <= young_after}
+    referenced |= vouched_by_spared_manifests(ws, inventory, old_unreferenced)
+    spared = [o for o in inventory if o.oid not in referenced and o.modified > young_after]
+    doomed = [o for o in inventory if o.oid not in referenced and o.modified <= young_after]
+    gone = {o.oid for o in doomed}
+    to_mark: dict[str, list[VersionRecord]] = {}
+    for kind, entries in candidates.items():
+        to_mark[kind] = [r for r, objects in entries if any(o in gone or o not in present for o in objects)]
+    result.spared_young = len(spared)
+    if not dry_run:
         for kind, records in to_mark.items():  # marked first: a kill leaves marked versions the next gc finishes
             if records:
                 ws.versioning.mark_pruned(kind, records, PRUNED_NOTE)
-        ws.storage.delete_objects(result.deleted)
-        if policy.delete_versions:
-            combined = ws.versioning.list_versions("checkpoint")
-            for kind, records in to_mark.items():
-                named = {str(c.metadata.get(kind)) for c in combined}  # a combined version must keep naming them
-                doomed_versions = [r for r in records if r.version not in named]
-                ws.versioning.delete_versions(kind, doomed_versions)
-                result.deleted_versions[kind] = [r.version for r in doomed_versions]
-    return result
+        # a promotion may have landed since the stages were read: whatever holds a stage now
+        # keeps its bytes (and loses its mark); a promotion after this read sees the marks
+        fetch_versions(ws, required=True)
+        for m in managers:
+            kind = m.spec.kind
+            holders = {str(e.version) for e in current_stages(ws.versioning.list_stage_events(kind)).values()}
+            rescued = [r for r in to_mark.get(kind, []) if r.version in holders]
+            if not rescued:
+                continue
+            for record, objects in candidates.get(kind, []):
+                if record.version in holders:
+                    gone.difference_update(objects)
+            unmark = getattr(ws.versioning, "unmark_pruned", None)
+            if unmark is not None:
+                unmark(kind, [r.version for r in rescued])
+            to_mark[kind] = [r for r in to_mark[kind] if r not in rescued]
+            logger.warning(
+                "%s %s now hold%s a stage: their content is kept",
+                kind,
+                ", ".join(r.version for r in rescued),
+                "" if len(rescued) > 1 else "s",
+            )
+        doomed = [o for o in doomed if o.oid in gone]
+    for kind, records in to_mark.items():
+        result.pruned[kind] = [r.version for r in records]
+    result.deleted = sorted(gone)
+    result.freed = sum(o.size for o in doomed)
+    if dry_run:
+        return
+    ws.storage.delete_objects(result.deleted)
+    if policy.delete_versions:
+        combined = ws.versioning.list_versions("checkpoint")
+        for kind, records in to_mark.items():
+            named = {str(c.metadata.get(kind)) for c in combined}  # a combined version must keep naming them
+            doomed_versions = [r for r in records if r.version not in named]
+            ws.versioning.delete_versions(kind, doomed_versions)
+            result.deleted_versions[kind] = [r.version for r in doomed_versions]
 
 
 @dataclass

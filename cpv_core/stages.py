@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from . import events as emit_events
 from .backends import PushRejected, StageEvent, VersionRecord
-from .errors import CheckpointNotFoundError, ValidationError, VersionExistsError
+from .errors import CheckpointNotFoundError, GitError, ValidationError, VersionExistsError
 from .faults import crash_point
-from .history import current_stages, fetch_versions
+from .gc_fence import Fence
+from .history import current_stages, fetch_versions, numbered_events, require_content
 from .paths import atomic_write_bytes
 from .records import validate_message
 from .stage_rules import RULES_FILE, StageRules, check_stage_name, parse_rules
@@ -82,6 +83,7 @@ def promote(mgr: StageSubject, selector: str, stage: str, message: str | None, *
     ws, kind = mgr.ws, mgr.spec.kind
     with stage_change_view(mgr, dry_run=dry_run):
         record = mgr.find(selector, fetch=False)
+        require_content(ws, kind, record)  # a version gc removed cannot hold a stage
         rules = read_rules(mgr)
         rules.check_stage(stage)
         events = ws.versioning.list_stage_events(kind)
@@ -128,35 +130,82 @@ def change_stage(
     """Publish the stage's next record; when someone else took that number first,
     say who won (the stage is theirs: nothing is retried over them)."""
     ws, kind = mgr.ws, mgr.spec.kind
-    number = max((e.number for e in events if e.stage == stage), default=0) + 1
+    number = next_stage_number(events, stage)
     what = f"remove {kind} {record.version} from {stage}" if demote else f"promote {kind} {record.version} to {stage}"
     if dry_run:
         mgr.plan([f"{what} (stage record {number}) and push it" + (f", overriding: {'; '.join(forced)}" if forced else "")])
         return None
+    fence = Fence(ws)  # a gc running now may be pruning this version: see gc_fence
     try:
         event = ws.versioning.record_stage_event(
             kind, stage, number, None if demote else record.version, record.commit, message or "", forced
         )
     except PushRejected as exc:
-        if exc.reason != "exists":
-            raise
-        fetch_versions(ws, required=True)
-        winner = next((e for e in ws.versioning.list_stage_events(kind) if e.stage == stage and e.number == number), None)
-        who = (
-            f"{visible(winner.author)} " + (f"promoted {winner.version} to" if winner.version else "emptied")
-            if winner
-            else "someone changed"
-        )
-        raise VersionExistsError(
-            f"{who} {stage} first, at the same moment; your change was not made",
-            fix=f"see `cpv {kind} stages`, then run the command again if you still want it",
-        ) from None
+        raise lost_stage_race(mgr, stage, number, exc) from None
+    previous = current_stages(events).get(stage)
+    if not demote and fence.overlapped():
+        settle_promotion_after_gc(mgr, stage, record, previous)
     mgr.echo(f"{'removed' if demote else 'promoted'} {kind} {record.version} {'from' if demote else 'to'} {stage}")
     if forced:
         mgr.echo(f"rules overridden (recorded): {'; '.join(forced)}")
-    previous = current_stages(events).get(stage)
     emit_events.stage_changed(ws, event, previous.version if previous else None)
     return event
+
+
+def next_stage_number(events: Sequence[StageEvent], stage: str) -> int:
+    """The number of ``stage``'s next record: one past the last of its unbroken run
+    1, 2, 3 ... (records after a gap were not numbered by cpv: see
+    :func:`~cpv_core.history.numbered_events`)."""
+    return sum(1 for e in numbered_events(events) if e.stage == stage) + 1
+
+
+def lost_stage_race(mgr: StageSubject, stage: str, number: int, exc: PushRejected) -> Exception:
+    """The one error for a stage record the remote refused: who took that number first
+    (whatever route the refusal took: taken, locked, or a hook), else why it was refused."""
+    ws, kind = mgr.ws, mgr.spec.kind
+    fetch_versions(ws, required=True)
+    winner = next((e for e in ws.versioning.list_stage_events(kind) if e.stage == stage and e.number == number), None)
+    if winner is not None:
+        who = f"{visible(winner.author)} " + (f"promoted {winner.version} to" if winner.version else "emptied")
+        return VersionExistsError(
+            f"{who} {stage} first, at the same moment; your change was not made",
+            fix=f"see `cpv {kind} stages`, then run the command again if you still want it",
+        )
+    if exc.reason in {"exists", "race", "stale"}:
+        return VersionExistsError(
+            f"someone changed {stage} at the same moment; your change was not made",
+            fix=f"see `cpv {kind} stages`, then run the command again if you still want it",
+        )
+    return GitError(
+        f"the remote refused the change of {stage} ({visible(exc.reason)}); your change was not made",
+        fix="ask whoever administers the repository why it refuses tags under stage/ (a server hook?)",
+    )
+
+
+def settle_promotion_after_gc(mgr: StageSubject, stage: str, record: VersionRecord, previous: StageEvent | None) -> None:
+    """A gc overlapped this promotion: if it pruned the version after all (it read the
+    stages before the promotion landed), give the stage back to its previous holder and
+    say so; otherwise the gc saw the promotion and kept the version's bytes."""
+    ws, kind = mgr.ws, mgr.spec.kind
+    fetch_versions(ws, required=True)
+    pruned = ws.versioning.pruned_versions(kind).get(record.version)
+    if pruned is None:
+        return
+    events = ws.versioning.list_stage_events(kind)
+    ws.versioning.record_stage_event(
+        kind,
+        stage,
+        next_stage_number(events, stage),
+        previous.version if previous else None,
+        mgr.find(previous.version, fetch=False).commit if previous and previous.version else record.commit,
+        f"undo the promotion of {record.version}: cpv gc removed its content meanwhile",
+        [],
+    )
+    raise CheckpointNotFoundError(
+        f"cpv gc removed the content of {kind} {record.version} while it was promoted to {stage}; "
+        + (f"{stage} is back to {previous.version}" if previous else f"{stage} is empty again"),
+        fix=f"promote a version that was kept (`cpv {kind} list` marks pruned ones)",
+    )
 
 
 def set_rules(mgr: StageSubject, raw: bytes, *, dry_run: bool) -> StageRules:

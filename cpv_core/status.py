@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .history import fetch_versions
+from .history import fetch_versions, latest_record
 from .workspace import DEFAULT_FILES, Workspace
 
 
@@ -70,7 +70,7 @@ def workspace_status(ws: Workspace, *, fetch: bool = True) -> WorkspaceStatus:
                 state=state,
                 committed=info.digest if info else "",
                 version=same[-1] if same else None,
-                latest=records[-1].version if records else None,
+                latest=latest_record(records).version if records else None,
                 changes=ws.storage.changes(rel) if state == "modified" else {},
             )
         )

@@ -72,6 +72,17 @@ def allocate_and_publish(
                     fix="choose another version; next free: " + ", ".join(f"{k} {v}" for k, v in free.items()),
                 )
         versions = {k: explicit or next_version((Version.parse(r.version) for r in existing[k]), major=major) for k in kinds}
+        for k in kinds:
+            ceiling = [r.version for r in existing[k] if Version.parse(r.version).at_ceiling]
+            if ceiling and explicit is None and not attempt:
+                logger.warning(
+                    "%s %s: at the ceiling (a component of 999999), numbering does not go on from it; "
+                    "remove it from the remote with `git push origin --delete %s/%s` if nobody meant it",
+                    k,
+                    ", ".join(ceiling),
+                    k,
+                    ceiling[0],
+                )
         if dry_run:
             head = ws.versioning.head() or "?"
             plan(

@@ -19,13 +19,14 @@ from .artifacts import UploadResult
 from .backends import TrackedArtifact, VersionRecord
 from .errors import CheckpointNotFoundError, ValidationError, WorkspaceDirtyError
 from .faults import crash_point
+from .gc_fence import Fence, reconfirm
 from .kinds import check_source
 from .metrics import METRICS_FILE, format_metrics, make_record, validate_metrics
 from .paths import atomic_path, file_md5, remove_path
 from .progress import human_bytes
 from .records import validate_message
 from .trust import check_relpath, select_sub_path, visible
-from .workspace import DEFAULT_FILES, META_FILE, check_target_rel
+from .workspace import DEFAULT_FILES, META_FILE, Workspace, check_target_rel
 
 if TYPE_CHECKING:
     from .manager import CheckpointManager
@@ -152,6 +153,7 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
             return upload_moved(mgr, source, rel, expected_files, clean_metrics, message, move=move)
         place_source(mgr, source, dest, rel, move=move)
         crash_point("upload.placed")
+        fence = Fence(ws)  # before the store is asked what it holds: see cpv_core.gc_fence
         (artifact,) = track_for_push(mgr)([mgr.target])
         if artifact.nfiles != expected_files:
             undo_track(mgr)
@@ -202,6 +204,7 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
             if base_before:
                 ws.set_content_base(mgr.target, base_before)
             raise
+        settle_after_publish(ws, fence, [mgr.target])
         mgr.echo(f"uploaded {mgr.target} ({human_bytes(artifact.size)}) as {commit[:10]}")
         return stored_result(mgr.spec.kind, dest, commit, artifact, clean_metrics, changed=changed)
 
@@ -224,6 +227,7 @@ def upload_moved(
         place_source(mgr, source, dest, rel, move=move)
         ws.set_file(kind, rel)
         crash_point("upload.moved-placed")
+        fence = Fence(ws)
         (artifact,) = track_for_push(mgr)([rel])
         ws.extend_change(ws.storage.commit_paths([rel]))
         if artifact.nfiles != expected_files:
@@ -258,11 +262,19 @@ def upload_moved(
         ws.rollback_change()
         raise
     ws.end_change()
+    settle_after_publish(ws, fence, [rel])
     ws.set_content_base(rel, artifact.digest)
     mgr.echo(f"uploaded {rel} ({human_bytes(artifact.size)}) as {commit[:10]}; the {kind} is now {rel}, not {old}")
     if kept:
         mgr.echo(f"{old} was left in the workspace: it has changes that were never uploaded (delete it when you no longer need it)")
     return stored_result(kind, dest, commit, artifact, metrics, changed=True)
+
+
+def settle_after_publish(ws: Workspace, fence: Fence, paths: Sequence[str]) -> None:
+    """Once the commit is on the remote: if a gc overlapped the upload, confirm every
+    object of ``paths`` on the store again and re-send what it removed."""
+    if fence.overlapped():
+        reconfirm(ws, paths)
 
 
 def track_for_push(mgr: CheckpointManager) -> Callable[[Sequence[str]], list[TrackedArtifact]]:

@@ -54,6 +54,12 @@ class Version:
     def __str__(self) -> str:
         return f"v{self.major}.{self.minor}"
 
+    @property
+    def at_ceiling(self) -> bool:
+        """A component is :data:`MAX_COMPONENT`: no numbering goes on from it, so cpv never
+        allocates from it nor takes it for the latest (:func:`numbered_versions`)."""
+        return self.major >= MAX_COMPONENT or self.minor >= MAX_COMPONENT
+
     def bump_minor(self) -> Version:
         """``v1.2`` -> ``v1.3``; :class:`ValidationError` past ``MAX_COMPONENT``."""
         if self.minor >= MAX_COMPONENT:
@@ -80,11 +86,17 @@ def next_version(existing: Iterable[Version], *, major: bool = False) -> Version
 
     With nothing yet: ``v0.1`` (or ``v1.0`` for a major bump).
     """
-    versions = list(existing)
+    versions = numbered_versions(existing)
     if not versions:
         return Version(1, 0) if major else FIRST_VERSION
     latest = max(versions)
     return latest.bump_major() if major else latest.bump_minor()
+
+
+def numbered_versions(existing: Iterable[Version]) -> list[Version]:
+    """``existing`` without the versions at the ceiling (:attr:`Version.at_ceiling`): one
+    pushed ``v999999.999999`` must neither take ``latest`` nor stop every auto-tag."""
+    return [v for v in existing if not v.at_ceiling]
 
 
 def sort_versions(texts: Iterable[str]) -> list[str]:

@@ -578,7 +578,17 @@ class DvcStorage(StorageBackendBase):
         finally:
             self._manifests = None
 
-    def _push(self, paths: Sequence[str]) -> TransferStats:
+    def reconfirm(self, paths: Sequence[str]) -> TransferStats:
+        """After a gc overlapped the upload of ``paths`` (:mod:`cpv_core.gc_fence`): ask the
+        store about every object, trusting no manifest (the gc may have removed files a
+        manifest it did not see names), and send again whatever is missing."""
+        self._manifests = {}
+        try:
+            return self._push(paths, vouch=False)
+        finally:
+            self._manifests = None
+
+    def _push(self, paths: Sequence[str], *, vouch: bool = True) -> TransferStats:
         if self._early is not None:  # what they stored is found below like any stored object
             self._early.finish()
             self._early = None
@@ -608,7 +618,7 @@ class DvcStorage(StorageBackendBase):
 
         with self.remote(f"upload {', '.join(paths)}"):
             self._settle_unverified()
-            vouched = self._vouched_files([*manifests, *(self._previous[p] for p in paths if p in self._previous)])
+            vouched = self._vouched_files([*manifests, *(self._previous[p] for p in paths if p in self._previous)]) if vouch else set()
             unvouched = [oid for oid in files if oid not in vouched]
             new = lacking([oid for oid in unvouched if oid in self._fresh])
             with Progress(f"upload {', '.join(paths)}", sum(sizes[oid] for oid in new), self.ctx.progress) as progress:
@@ -816,6 +826,17 @@ class DvcStorage(StorageBackendBase):
         with self.remote(f"read the manifest of {path}"):
             files = self.load_manifest(oid, f"{path} at {rev.removeprefix('refs/tags/')}")
         return [oid, *sorted(set(files.values()))]
+
+    def vouched_by(self, oid: str) -> list[str]:
+        """The files stored object ``oid`` vouches for: a manifest's entries (none for a file,
+        or for a manifest that cannot be read back, which vouches for nothing to an upload either)."""
+        if not oid.endswith(".dir"):
+            return []
+        try:
+            return sorted(set(self.load_manifest(oid, "a manifest on the store").values()))
+        except CPVError as exc:
+            logger.warning("%s", exc.message)
+            return []
 
     def inventory(self) -> list[StoredObject]:
         self.check_settings()

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -77,6 +78,10 @@ _ATOMIC_FOLLOWERS = ("atomic transaction failed", "atomic push failed")
 LATEST_PREFIX = "refs/cpv/lease/"
 #: this workspace's view of the remote's ``refs/cpv/lease/*`` as of the last fetch or publish
 SEEN_PREFIX = "refs/cpv/lease-seen/"
+#: one ref per ``cpv gc`` run: ``refs/cpv/gc/running/{start}-{nonce}`` while it runs,
+#: ``refs/cpv/gc/done/{start}-{nonce}`` once it has deleted (see :mod:`cpv_core.gc_fence`)
+GC_PREFIX = "refs/cpv/gc/"
+_GC_RUN_RE = re.compile(r"^refs/cpv/gc/(?P<state>running|done)/(?P<run>(?P<start>[0-9]{1,12})-[0-9a-f]{8})$")
 
 
 def encode_message(message: str, metadata: Mapping[str, Any]) -> str:
@@ -787,6 +792,51 @@ class GitTagsVersioning:
                 raise
             self._run("remove the local markers", "tag", "--delete", "--end-of-options", *names)
             self.fetch()  # someone marked them meanwhile: theirs stand
+
+    def unmark_pruned(self, kind: str, versions: Sequence[str]) -> None:
+        """Remove the ``pruned/{kind}/{version}`` markers of ``versions`` (a gc that found
+        them holding a stage after marking them spared their content)."""
+        names = [f"pruned/{kind}/{v}" for v in versions if Version.is_valid(v)]
+        if not names:
+            return
+        self._push([f":refs/tags/{n}" for n in names], atomic=True)
+        self._run("remove the local markers", "tag", "--delete", "--end-of-options", *names)
+
+    # -- gc runs (refs/cpv/gc/*): what lets an upload or a promotion tell that a gc overlapped it
+    def gc_runs(self) -> dict[str, tuple[bool, float]]:
+        """Every gc run the remote records: run id -> (still running, start time).
+        Read from the remote itself (one ``ls-remote``); refs of other shapes are ignored."""
+        out = str(
+            self._run(
+                "list gc runs", "ls-remote", "--end-of-options", "origin", f"{GC_PREFIX}*", fix="check the network and `cpv validate`"
+            )
+        )
+        runs: dict[str, tuple[bool, float]] = {}
+        for line in out.splitlines():
+            match = _GC_RUN_RE.fullmatch(line.partition("\t")[2])
+            if match is None:
+                continue
+            running = match.group("state") == "running"
+            # a run both running and done (killed between its two pushes is impossible: one atomic push) counts as done
+            if match.group("run") not in runs or not running:
+                runs[match.group("run")] = (running, float(match.group("start")))
+        return runs
+
+    def begin_gc(self) -> str:
+        """Publish ``refs/cpv/gc/running/{now}-{nonce}`` on the remote branch's commit; returns the run id."""
+        run = f"{int(time.time())}-{os.urandom(4).hex()}"
+        commit = self._ref_oid(f"refs/remotes/origin/{BRANCH}^{{commit}}") or self.head()
+        if not commit:
+            raise GitError("the repository has no commit to record a gc run on", fix="upload a version first")
+        self._push([f"{commit}:{GC_PREFIX}running/{run}"], atomic=True)
+        return run
+
+    def end_gc(self, run: str) -> None:
+        """Replace the run's ``running`` ref by a ``done`` one (one atomic push), and drop
+        finished runs older than a week."""
+        commit = self._ref_oid(f"refs/remotes/origin/{BRANCH}^{{commit}}") or self.head() or ""
+        old = [r for r, (running, start) in self.gc_runs().items() if not running and start < time.time() - 7 * 86400]
+        self._push([f":{GC_PREFIX}running/{run}", f"{commit}:{GC_PREFIX}done/{run}", *(f":{GC_PREFIX}done/{r}" for r in old)], atomic=True)
 
     def delete_versions(self, kind: str, records: Sequence[VersionRecord]) -> None:
         """Remove the version tags on the remote (one atomic push of deletions, each
