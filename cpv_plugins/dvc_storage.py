@@ -957,6 +957,10 @@ class DvcStorage(StorageBackendBase):
                 return [f"{path} (.dir manifest {oid}): {exc.message}"]
             expected = {f"{path}/{rel}": md5 for rel, md5 in manifest.items()}
         problems: list[str] = []
+        if remote and not oid.endswith(".dir"):  # the pointer's size is data too: a smaller one would make a download stop short
+            stored = self.transport.sizes([oid]).get(oid)
+            if stored is not None and stored != info.size:
+                problems.append(f"{path}: its pointer records {info.size} bytes but the stored object {object_relpath(oid)} has {stored}")
         for name, md5 in expected.items():
             try:
                 if remote:

@@ -4,12 +4,14 @@ MD5, DVC's content address, is one sequential pass: on two cores it cannot keep
 up with a download. So the upload also records a SHA-256 of every fixed-size
 part of a large file (computed in the same read, on another thread), in the
 pointer's ``meta`` (which DVC keeps and ignores). A download then fetches the
-parts in parallel and checks each as it arrives.
+parts in parallel and checks each as it arrives, while another thread computes the
+whole MD5 in order; the stored object must be exactly as long as the parts cover.
 
-The digests come from the repository, as the MD5 does: the commit that names
-the object vouches for both. They are data: a malformed or inconsistent list
-is ignored (the download falls back to the whole-file MD5), never trusted
-partly. Bytes verified this way are written only to the download's target,
+The digests come from the repository, as the MD5 does. They are data: they
+speed the check up (a damaged part is named as it arrives) but never replace
+the MD5, so a list made for a prefix or for other bytes cannot vouch for them;
+a malformed or inconsistent list is ignored (the download checks the MD5 alone),
+never trusted partly. Bytes verified this way are written only to the download's target,
 never into a content-addressed cache under the MD5.
 """
 
@@ -65,6 +67,14 @@ class PartMismatchError(Exception):
     def __init__(self, index: int, count: int, start: int, end: int, reason: str = "does not match its recorded SHA-256") -> None:
         super().__init__(f"part {index + 1} of {count} (bytes {start}-{end}) {reason}")
         self.index = index
+
+
+class LengthMismatchError(PartMismatchError):
+    """The stored object is not as long as its recorded parts cover (a list for a prefix of it)."""
+
+    def __init__(self, recorded: int, stored: int) -> None:
+        Exception.__init__(self, f"its pointer records {recorded} bytes but the stored object has {stored}")
+        self.index = -1
 
 
 def part_size_for(size: int, min_part_size: int | None = None) -> int | None:

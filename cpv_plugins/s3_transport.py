@@ -25,7 +25,7 @@ from cpv_core.paths import md5_stream
 from cpv_core.trust import MAX_MANIFEST_BYTES
 
 from .dvc_layout import OBJECTS_DIR, object_relpath, oid_from_relpath
-from .part_digests import PartDigests, PartMismatchError
+from .part_digests import LengthMismatchError, PartDigests, PartMismatchError
 from .s3_settings import CONNECT_TIMEOUT_S, TRANSFER_THREADS, S3Settings
 from .transport import OnBytes
 
@@ -120,17 +120,29 @@ def download_hashing(client: Any, bucket: str, key: str, out: Path, on_bytes: An
     return digest.hexdigest()
 
 
-def download_verifying_parts(client: Any, bucket: str, key: str, out: Path, on_bytes: Any, parts: PartDigests) -> None:
+def download_verifying_parts(client: Any, bucket: str, key: str, out: Path, on_bytes: Any, parts: PartDigests) -> str:
     """Fetch ``key`` into ``out`` with one ranged GET per recorded part, in parallel, each
     written at its offset and hashed as it streams (hashlib releases the GIL, so the
-    parts are checked on every core at once). Raises :class:`PartMismatchError` for
-    the first part that is short, long or has other bytes; the caller discards ``out``."""
+    parts are checked on every core at once). Returns the MD5 of the whole file.
+
+    The parts list comes from a pointer, so it may only speed the check up, never
+    replace it: the object's stored length must be the size the list covers (a list for
+    a prefix would place a truncated file), and the file's MD5, computed in order on
+    another thread as parts complete, is returned for the caller to compare with the
+    pointer's (a list made for other bytes cannot vouch for them). Raises
+    :class:`PartMismatchError` for the first part that is short, long or has other bytes,
+    or for a stored length that is not the recorded one; the caller discards ``out``."""
     import hashlib
     import os
     import threading
 
+    stored = int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+    if stored != parts.size:
+        raise LengthMismatchError(parts.size, stored)
     ranges = parts.ranges()
     failed = threading.Event()
+    done = [threading.Event() for _ in ranges]
+    whole = hashlib.md5()
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 
     def fetch(index: int) -> None:
@@ -153,18 +165,39 @@ def download_verifying_parts(client: Any, bucket: str, key: str, out: Path, on_b
             raise PartMismatchError(index, len(ranges), start, end, f"is {offset - start} bytes, not {end - start + 1}")
         if digest.hexdigest() != parts.digests[index]:
             raise PartMismatchError(index, len(ranges), start, end)
+        done[index].set()
         crash_point("download.part-written")
 
+    def hash_in_order() -> None:
+        with open(out, "rb") as reader:  # the parts are in the page cache: this reads no disk
+            for index, (start, end) in enumerate(ranges):
+                while not done[index].wait(0.2):
+                    if failed.is_set():
+                        return
+                reader.seek(start)
+                left = end - start + 1
+                while left:
+                    chunk = reader.read(min(STREAM_CHUNK, left))
+                    if not chunk:
+                        raise PartMismatchError(index, len(ranges), start, end, "was not written")
+                    whole.update(chunk)
+                    left -= len(chunk)
+
     pool = ThreadPoolExecutor(max_workers=TRANSFER_THREADS)
+    hasher = ThreadPoolExecutor(max_workers=1)
     try:
+        in_order = hasher.submit(hash_in_order)
         for future in [pool.submit(fetch, index) for index in range(len(ranges))]:
             future.result()
+        in_order.result()
     except BaseException:
         failed.set()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        hasher.shutdown(wait=True)
         os.close(fd)
+    return whole.hexdigest()
 
 
 # --------------------------------------------------------------------------
@@ -382,9 +415,8 @@ class S3Transport:
 
     def get(self, oid: str, out: Path, on_bytes: OnBytes, *, single: bool, parts: PartDigests | None = None) -> str:
         try:
-            if parts is not None:  # every part checked as it arrives, in parallel
-                download_verifying_parts(self._client(), self.settings.bucket, self._key(oid), out, on_bytes, parts)
-                return oid
+            if parts is not None:  # every part checked as it arrives, in parallel; the MD5 in order beside
+                return download_verifying_parts(self._client(), self.settings.bucket, self._key(oid), out, on_bytes, parts)
             if single:  # one large object: hash while the parts arrive
                 return download_hashing(self._client(), self.settings.bucket, self._key(oid), out, on_bytes)
             # one file of many: one GET, written and hashed as it streams (boto3's transfer

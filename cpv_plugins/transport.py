@@ -61,9 +61,10 @@ class Transport(Protocol):
     def get(self, oid: str, out: Path, on_bytes: OnBytes, *, single: bool, parts: PartDigests | None = None) -> str:
         """Write object ``oid`` to ``out`` and return the MD5 of what was written
         (``single``: the only object of this download, worth parallel ranged reads).
-        With ``parts`` (the version's part digests) a transport may check each part
-        instead and return ``oid`` once all match, raising
-        :class:`~cpv_plugins.part_digests.PartMismatchError` for one that does not.
+        With ``parts`` (the version's part digests) a transport may also check each part
+        as it arrives, raising :class:`~cpv_plugins.part_digests.PartMismatchError` for one
+        that does not match or for an object whose length is not what they cover; it
+        still returns the whole file's MD5 (a parts list never vouches for other bytes).
         ``FileNotFoundError`` when absent."""
 
     def read(self, oid: str) -> bytes:

@@ -726,3 +726,62 @@ def test_a_shard_rewritten_before_its_early_send_is_refused_by_the_push_and_neve
         m.upload_model_checkpoint()
     assert git(m.repo_path, "rev-parse", "HEAD") == head
     assert not any(k.endswith(hashed_md5[2:]) for k in s3_keys(seaweed))
+
+
+def _crafted_prefix_pointer(m, payload: bytes, keep: int) -> str:
+    """A teammate's pointer naming the uploaded version's MD5 with ``keep`` as its size and
+    a parts list that covers the first ``keep`` bytes of ``payload`` (committed, tagged v9.0)."""
+    import hashlib
+
+    from cpv_plugins.dvc_layout import read_pointer, write_pointer
+    from cpv_plugins.part_digests import PartDigests, part_size_for
+
+    md5 = read_pointer(m.repo_path, "model.bin").digest.removeprefix("md5:")
+    part = part_size_for(keep)
+    digests = tuple(hashlib.sha256(payload[i : min(keep, i + part)]).hexdigest() for i in range(0, keep, part))
+    write_pointer(m.repo_path, "model.bin", md5, keep, None, PartDigests(keep, part, digests))
+    git(m.repo_path, "commit", "-qam", "crafted")
+    git(m.repo_path, "tag", "model/v9.0")
+    git(m.repo_path, "push", "-q", "origin", "HEAD:refs/heads/main", "refs/tags/model/v9.0")
+    return "v9.0"
+
+
+def test_a_parts_list_for_a_prefix_cannot_make_a_download_place_a_truncated_file(s3_config, seaweed, tmp_path, monkeypatch):
+    from cpv_plugins import part_digests
+
+    monkeypatch.setattr(part_digests, "MIN_PART_SIZE", 1024 * 1024)
+    m = ModelsCheckpointsManage("AI-Convo", "prefix-parts")
+    m.import_model_init()
+    payload = write_model(m.repo_path / "model.bin", 5 * 1024 * 1024, seed=3)
+    m.upload_model_checkpoint()
+    m.tag_model_checkpoint()
+    crafted = _crafted_prefix_pointer(m, payload, 3 * 1024 * 1024 + 5)
+    bob = ModelsCheckpointsManage("AI-Convo", "prefix-parts", repo_path=tmp_path / "bob")
+    bob.import_model_init()
+    with pytest.raises(DVCError, match="its pointer records 3145733 bytes but the stored object has 5242880"):
+        bob.download_model_checkpoint(crafted, output_dir=tmp_path / "out")
+    assert not (tmp_path / "out" / "model.bin").exists()
+    problems = bob.verify(crafted, remote=True)
+    assert any("records 3145733 bytes but the stored object" in p for p in problems)
+
+
+def test_a_parts_list_made_for_other_bytes_cannot_vouch_for_them(s3_config, seaweed, tmp_path, monkeypatch):
+    """The store's object replaced by other bytes of the same length, with a pointer whose
+    parts list describes those bytes: every part matches, the whole MD5 does not."""
+    import hashlib
+
+    from cpv_plugins import part_digests
+
+    monkeypatch.setattr(part_digests, "MIN_PART_SIZE", 1024 * 1024)
+    m = ModelsCheckpointsManage("AI-Convo", "other-parts")
+    m.import_model_init()
+    payload = write_model(m.repo_path / "model.bin", 4 * 1024 * 1024, seed=4)
+    digest = m.upload_model_checkpoint().digest.removeprefix("md5:")
+    other = bytes(b ^ 0x5A for b in payload)
+    s3_client(seaweed).put_object(Bucket=S3_BUCKET, Key=f"AI-Convo/other-parts/files/md5/{digest[:2]}/{digest[2:]}", Body=other)
+    crafted = _crafted_prefix_pointer(m, other, len(other))
+    bob = ModelsCheckpointsManage("AI-Convo", "other-parts", repo_path=tmp_path / "bob")
+    bob.import_model_init()
+    with pytest.raises(DVCError, match=f"expected md5 {digest}, got {hashlib.md5(other).hexdigest()}"):
+        bob.download_model_checkpoint(crafted, output_dir=tmp_path / "out")
+    assert not (tmp_path / "out" / "model.bin").exists()
