@@ -25,7 +25,6 @@ import logging
 import os
 import shutil
 import threading
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +35,7 @@ from .errors import ValidationError
 from .metrics import metric_number, validate_metrics
 from .names import validate_name
 from .paths import remove_path
+from .run_folders import OwnedFolder, remove_abandoned
 
 logger = logging.getLogger("cpv.checkpointer")
 
@@ -115,7 +115,8 @@ class Checkpointer:
         config = manager_kwargs.get("config") or CPVConfig()
         root = config.config_dir / "checkpointer" / self.team / self.model
         remove_orphaned_snapshots(root)
-        self.staging = root / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._folder = OwnedFolder(root)  # locked for this run's life: see cpv_core.run_folders
+        self.staging = self._folder.path
         #: versions the worker tagged, in order
         self.versions: list[str] = []
         #: saves uploaded, and saves superseded before their upload started
@@ -206,7 +207,7 @@ class Checkpointer:
                 self._cond.notify_all()
             self._thread.join(timeout=60)
             atexit.unregister(self.close)
-            shutil.rmtree(self.staging, ignore_errors=True)
+            self._folder.release()
 
     def __enter__(self) -> Checkpointer:
         return self
@@ -285,28 +286,11 @@ class Checkpointer:
 
 
 def remove_orphaned_snapshots(root: Path) -> None:
-    """Remove the snapshots a killed training process left (``{pid}-{id}`` folders
-    whose process is gone): a checkpoint never uploaded is no use once its run died,
-    and a folder can hold gigabytes. Said in one line per folder."""
-    if not root.is_dir():
-        return
-    for folder in root.iterdir():
-        pid, _, _ = folder.name.partition("-")
-        if not pid.isdigit() or folder.is_symlink() or not folder.is_dir() or process_alive(int(pid)):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        logger.warning("removed %s: snapshots of a training run that ended before uploading them", folder)
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with ``pid`` exists (one owned by another user counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Remove the snapshots a killed training process left: a checkpoint never uploaded
+    is no use once its run died, and a folder can hold gigabytes. A run is dead when
+    nobody holds its folder's lock (:func:`cpv_core.run_folders.remove_abandoned`), never
+    by its PID, which another PID namespace or host may reuse. One line per folder."""
+    remove_abandoned(root, "snapshots of a training run that ended before uploading them")
 
 
 def parse_keep_best(value: str | None) -> tuple[str | None, bool]:

@@ -185,3 +185,40 @@ def test_snapshot_link_costs_nothing_for_writers_of_new_files_and_bad_values_are
     assert read_tree(Path(got.model_path)) == files
     with pytest.raises(ValidationError, match="snapshot='hard' is not 'copy' or 'link'"):
         Checkpointer(TEAM, MODEL).save(tmp_path, snapshot="hard")
+
+
+def test_a_live_run_from_another_pid_namespace_keeps_its_snapshots(cpv_home, tmp_path, caplog):
+    """A run in a container or another sweep job shares CPV_HOME: its PID means nothing
+    here (a PID no process has in this namespace). Starting a Checkpointer beside it
+    must leave its snapshot alone, and the run then closes cleanly."""
+    import subprocess
+    import sys
+
+    ckpt = tmp_path / "ckpt.pt"
+    write_model(ckpt, 5000)
+    script = (
+        "import os, sys\n"
+        "os.getpid = lambda: 4_000_000  # the PID its own namespace gave it: no process here has it\n"
+        "from cpv_core import Checkpointer\n"
+        f"ck = Checkpointer({TEAM!r}, {MODEL!r})\n"
+        "upload = ck._upload\n"
+        "def held(snap):\n"
+        "    print('saved', flush=True)\n"
+        "    sys.stdin.readline()\n"
+        "    upload(snap)\n"
+        "ck._upload = held\n"
+        f"ck.save({str(ckpt)!r})\n"
+        "ck.close()\n"
+        "print('closed', ck.versions, flush=True)\n"
+    )
+    other = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "saved"
+        (live,) = list((cpv_home / "checkpointer" / TEAM / MODEL).iterdir())
+        assert live.name.startswith("4000000-")
+        Checkpointer(TEAM, MODEL).close()  # a second run starts (and ends) beside it
+        assert live.is_dir() and any(live.rglob("ckpt.pt")) and "training run that ended" not in caplog.text
+        out, _ = other.communicate("go\n", timeout=120)
+    finally:
+        other.kill()
+    assert other.returncode == 0 and "closed ['v0.1']" in out
