@@ -142,6 +142,23 @@ class StoredObject:
 
 
 @dataclass(frozen=True)
+class IncompleteUpload:
+    """A multipart upload a store still holds parts of, never completed nor aborted
+    (what a killed upload leaves; ``cpv gc`` aborts those older than its grace).
+
+    :param key: the object key it was writing.
+    :param upload_id: the store's id for it.
+    :param started: POSIX time it was started.
+    :param size: bytes of the parts stored so far (billed until it is aborted).
+    """
+
+    key: str
+    upload_id: str
+    started: float
+    size: int
+
+
+@dataclass(frozen=True)
 class StageEvent:
     """One change of a stage (``prod``, ``staging``): a version promoted to it,
     or the stage emptied (a demotion, ``version`` None). Events are never

@@ -1012,6 +1012,8 @@ def gc_cmd(
             f"{prefix}delete {len(result.deleted)} object(s), {human_bytes(result.freed)} freed"
             + (f"; {result.spared_young} younger than {grace:g} h spared" if result.spared_young else "")
         )
+        if result.aborted_uploads:
+            out(f"{prefix}abort {result.aborted_uploads} incomplete upload(s) older than {grace:g} h ({human_bytes(result.aborted_bytes)} of parts)")
         for kind, versions in result.deleted_versions.items():
             if versions:
                 out(f"{kind} versions removed from the history: {', '.join(versions)}")
@@ -1078,6 +1080,11 @@ def du_cmd(
             f"used by no version: {human_bytes(usage['unreferenced_bytes'])}"
             + (f"; ${priced['models'][name]['monthly_cost']:,.4f} a month" if priced else "")
         )
+        if usage["incomplete_uploads"]:
+            out(
+                f"incomplete uploads (parts the store bills until `cpv gc` aborts them): {usage['incomplete_uploads']}, "
+                f"{human_bytes(usage['incomplete_upload_bytes'])}"
+            )
     if priced:
         for team, row in priced["teams"].items():
             out(

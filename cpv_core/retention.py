@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import gc_fence
-from .backends import StoredObject, VersionRecord
+from .backends import IncompleteUpload, StoredObject, VersionRecord
 from .errors import CheckpointNotFoundError, ValidationError, WorkspaceDirtyError
 from .history import current_stages, fetch_versions
 from .trust import MAX_POINTER_BYTES, open_regular
@@ -79,6 +79,9 @@ class GcResult:
     spared_young: int = 0
     dry_run: bool = False
     deleted_versions: dict[str, list[str]] = field(default_factory=dict)
+    #: incomplete multipart uploads older than the grace that were aborted, and their bytes
+    aborted_uploads: int = 0
+    aborted_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +91,8 @@ class GcResult:
             "freed_bytes": self.freed,
             "spared_young_objects": self.spared_young,
             "deleted_versions": self.deleted_versions,
+            "aborted_uploads": self.aborted_uploads,
+            "aborted_bytes": self.aborted_bytes,
             "dry_run": self.dry_run,
         }
 
@@ -242,9 +247,15 @@ def collect(managers: Sequence[CheckpointManager], policy: RetentionPolicy, resu
         result.pruned[kind] = [r.version for r in records]
     result.deleted = sorted(gone)
     result.freed = sum(o.size for o in doomed)
+    stale = [u for u in incomplete_uploads(ws) if u.started <= young_after]
+    result.aborted_uploads, result.aborted_bytes = len(stale), sum(u.size for u in stale)
     if dry_run:
         return
     ws.storage.delete_objects(result.deleted)
+    aborter = getattr(ws.storage, "abort_incomplete_uploads", None)
+    if aborter is not None and stale:
+        aborted = aborter(young_after)
+        result.aborted_uploads, result.aborted_bytes = len(aborted), sum(u.size for u in aborted)
     if policy.delete_versions:
         combined = ws.versioning.list_versions("checkpoint")
         for kind, records in to_mark.items():
@@ -252,6 +263,12 @@ def collect(managers: Sequence[CheckpointManager], policy: RetentionPolicy, resu
             doomed_versions = [r for r in records if r.version not in named]
             ws.versioning.delete_versions(kind, doomed_versions)
             result.deleted_versions[kind] = [r.version for r in doomed_versions]
+
+
+def incomplete_uploads(ws: Workspace) -> list[IncompleteUpload]:
+    """The store's incomplete multipart uploads under this model (optional in the storage protocol)."""
+    lister = getattr(ws.storage, "incomplete_uploads", None)
+    return list(lister()) if lister is not None else []
 
 
 @dataclass
@@ -297,9 +314,12 @@ def disk_usage(managers: Sequence[CheckpointManager]) -> dict[str, Any]:
     ]
     referenced = sum(sizes[o] for o in uses if o in sizes)
     total = sum(sizes.values())
+    incomplete = incomplete_uploads(ws)
     return {
         "versions": [row.__dict__ for row in rows],
         "total_bytes": total,
         "objects": len(sizes),
         "unreferenced_bytes": total - referenced,
+        "incomplete_uploads": len(incomplete),
+        "incomplete_upload_bytes": sum(u.size for u in incomplete),
     }

@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from cpv_core.backends import BackendContext, StoredObject, TrackedArtifact, TransferStats
+from cpv_core.backends import BackendContext, IncompleteUpload, StoredObject, TrackedArtifact, TransferStats
 from cpv_core.bases import StorageBackendBase
 from cpv_core.errors import CPVError, DVCError, ValidationError
 from cpv_core.faults import crash_point
@@ -107,6 +108,10 @@ def tracked_root(path: str, pointer: bytes) -> str:
 #: below it are downloaded several at a time, and a directory's files from this size up are
 #: sent while the rest is hashed (for smaller ones the push's batches cost less)
 SMALL_FILE_BYTES = 8 * 1024 * 1024
+
+
+#: an incomplete multipart upload this old is abandoned (``cpv gc``'s default grace)
+STALE_UPLOAD_SECONDS = 24 * 3600
 
 
 class DvcStorage(StorageBackendBase):
@@ -736,6 +741,11 @@ class DvcStorage(StorageBackendBase):
         path = self._unverified_path()
         if path is None or not path.is_file() or path.is_symlink():
             return
+        # a kill may also have left a multipart upload on the store: abort those old enough
+        # that no teammate's upload can still be writing them (gc's default grace)
+        stale = self.abort_incomplete_uploads(time.time() - STALE_UPLOAD_SECONDS)
+        if stale:
+            logger.warning("aborted %d incomplete upload(s) an interrupted run left on %s", len(stale), self.describe_remote())
         for oid in path.read_text(encoding="utf-8").split():
             try:
                 check_oid(oid, str(path))
@@ -837,6 +847,25 @@ class DvcStorage(StorageBackendBase):
         except CPVError as exc:
             logger.warning("%s", exc.message)
             return []
+
+    def incomplete_uploads(self) -> list[IncompleteUpload]:
+        """Multipart uploads under this model's prefix that were never completed (a store
+        without them has none)."""
+        lister = getattr(self.transport, "incomplete_uploads", None)
+        if lister is None:
+            return []
+        with self.remote("list incomplete uploads"):
+            return [IncompleteUpload(key, upload_id, started, size) for key, upload_id, started, size in lister()]
+
+    def abort_incomplete_uploads(self, started_before: float) -> list[IncompleteUpload]:
+        """Abort every incomplete upload started before ``started_before`` (POSIX time);
+        returns them. A younger one may be a teammate's upload in flight."""
+        stale = [u for u in self.incomplete_uploads() if u.started < started_before]
+        if stale:
+            with self.remote("abort incomplete uploads"):
+                for upload in stale:
+                    self.transport.abort_upload(upload.key, upload.upload_id)  # type: ignore[attr-defined]
+        return stale
 
     def inventory(self) -> list[StoredObject]:
         self.check_settings()

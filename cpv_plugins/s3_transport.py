@@ -365,6 +365,26 @@ class S3Transport:
     def _key(self, oid: str) -> str:
         return f"{self.prefix}/{object_relpath(oid)}"
 
+    def incomplete_uploads(self) -> list[tuple[str, str, float, int]]:
+        """``(key, upload id, started, bytes stored so far)`` of every multipart upload
+        under this model's prefix that was never completed nor aborted (a killed upload
+        leaves one; the store bills its parts until it is aborted)."""
+        client, found = self._client(), []
+        for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=self.settings.bucket, Prefix=f"{self.prefix}/"):
+            for upload in page.get("Uploads", []):
+                key, upload_id = str(upload["Key"]), str(upload["UploadId"])
+                stored = 0
+                for parts in client.get_paginator("list_parts").paginate(Bucket=self.settings.bucket, Key=key, UploadId=upload_id):
+                    stored += sum(int(part.get("Size", 0)) for part in parts.get("Parts", []))
+                found.append((key, upload_id, upload["Initiated"].timestamp(), stored))
+        return found
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort one incomplete multipart upload (its parts are freed)."""
+        if not key.startswith(f"{self.prefix}/"):
+            raise ValueError(f"{key} is not under {self.prefix}/")  # listed under our prefix: cannot happen
+        self._client().abort_multipart_upload(Bucket=self.settings.bucket, Key=key, UploadId=upload_id)
+
     def _transfer_config(self) -> Any:
         from boto3.s3.transfer import TransferConfig
 

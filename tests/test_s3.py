@@ -14,6 +14,7 @@ from cpv_core.config import CPVConfig
 from cpv_core.plugins import Plugins
 
 from .helpers import S3_BUCKET, S3_SECRET_KEY, git, s3_client, s3_keys, write_aws_credentials, write_data_dir, write_model
+from .test_history import cpv
 
 pytestmark = pytest.mark.s3
 
@@ -785,3 +786,32 @@ def test_a_parts_list_made_for_other_bytes_cannot_vouch_for_them(s3_config, seaw
     with pytest.raises(DVCError, match=f"expected md5 {digest}, got {hashlib.md5(other).hexdigest()}"):
         bob.download_model_checkpoint(crafted, output_dir=tmp_path / "out")
     assert not (tmp_path / "out" / "model.bin").exists()
+
+
+def test_incomplete_multipart_uploads_are_counted_by_du_and_aborted_by_gc(s3_config, seaweed):
+    """What `kill -9` during a multipart upload leaves: an upload with a stored part, never
+    completed. du reports its bytes; gc aborts it once older than the grace, not before."""
+    import json as json_module
+
+    from cpv_core.retention import RetentionPolicy, collect_garbage
+
+    team, model = "AI-Convo", "killed-multipart"
+    m = ModelsCheckpointsManage(team, model)
+    m.import_model_init()
+    write_model(m.repo_path / "model.bin", 3000, seed=1)
+    m.upload_model_checkpoint()
+    m.tag_model_checkpoint()
+    client = s3_client(seaweed)
+    key = f"{team}/{model}/files/md5/ab/{'c' * 30}"
+    upload = client.create_multipart_upload(Bucket=S3_BUCKET, Key=key)["UploadId"]
+    client.upload_part(Bucket=S3_BUCKET, Key=key, UploadId=upload, PartNumber=1, Body=b"x" * 70_000)
+    usage = json_module.loads(cpv("du", "--json", "-t", team, "--model-name", model).stdout)
+    assert usage["incomplete_uploads"] == 1 and usage["incomplete_upload_bytes"] == 70_000
+    assert "incomplete uploads (parts the store bills until `cpv gc` aborts them): 1, 68.4 KiB" in cpv("du", "-t", team, "--model-name", model).stdout
+    both = [m, m.sibling(DataCheckpointsManage)]
+    assert collect_garbage(both, RetentionPolicy(keep_last=1), dry_run=False).aborted_uploads == 0  # younger than 24 h
+    assert [u["UploadId"] for u in client.list_multipart_uploads(Bucket=S3_BUCKET, Prefix=f"{team}/{model}/").get("Uploads", [])] == [upload]
+    result = collect_garbage(both, RetentionPolicy(keep_last=1, grace_hours=0), dry_run=False)
+    assert (result.aborted_uploads, result.aborted_bytes) == (1, 70_000)
+    assert client.list_multipart_uploads(Bucket=S3_BUCKET, Prefix=f"{team}/{model}/").get("Uploads", []) == []
+    assert m.verify("v0.1", remote=True) == []
