@@ -420,18 +420,23 @@ def test_a_fifo_in_the_store_is_reported_not_waited_for(victim, cpv_home, tmp_pa
 # -- 8. the small ones ----------------------------------------------------------------------------
 
 
-def test_version_components_are_bounded(victim):
+def test_version_components_are_bounded_and_a_version_at_the_ceiling_wedges_nothing(victim, caplog):
+    from cpv_core.versions import MAX_COMPONENT, Version
+
     write_model(victim.repo_path / "model.bin", 2048, seed=2)
     victim.upload_model_checkpoint()
     assert victim.tag_model_checkpoint("v999999.999999") == "v999999.999999"
     write_model(victim.repo_path / "model.bin", 2048, seed=3)
     victim.upload_model_checkpoint()
+    assert victim.tag_model_checkpoint() == "v0.2"  # numbering goes on from the highest version it can
+    assert "numbering does not go on from it" in caplog.text
+    with pytest.raises(ValidationError, match="is not of the form"):
+        victim.tag_model_checkpoint("v1000000.0")
     with pytest.raises(ValidationError, match="no minor version after"):
-        victim.tag_model_checkpoint()
-    assert git(victim.repo_path, "tag", "-l", "model/*").split() == ["model/v0.1", "model/v999999.999999"]
+        Version(0, MAX_COMPONENT).bump_minor()
     with pytest.raises(ValidationError, match="no major version after"):
-        victim.tag_model_checkpoint(major=True)
-    assert victim.read_checkpoint_tag() == ["v0.1", "v999999.999999"]
+        Version(MAX_COMPONENT, 0).bump_major()
+    assert victim.read_checkpoint_tag() == ["v0.1", "v0.2", "v999999.999999"]
 
 
 def test_lock_timeout_that_is_not_a_number_is_a_clear_error(victim):
