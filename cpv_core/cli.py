@@ -1013,7 +1013,9 @@ def gc_cmd(
             + (f"; {result.spared_young} younger than {grace:g} h spared" if result.spared_young else "")
         )
         if result.aborted_uploads:
-            out(f"{prefix}abort {result.aborted_uploads} incomplete upload(s) older than {grace:g} h ({human_bytes(result.aborted_bytes)} of parts)")
+            out(
+                f"{prefix}abort {result.aborted_uploads} incomplete upload(s) older than {grace:g} h ({human_bytes(result.aborted_bytes)} of parts)"
+            )
         for kind, versions in result.deleted_versions.items():
             if versions:
                 out(f"{kind} versions removed from the history: {', '.join(versions)}")
@@ -1119,7 +1121,9 @@ def verify_cmd(
         for problem in problems:
             out(f"DAMAGED {visible(problem)}")
         if not problems:
-            out(f"{kind} {version or '(latest)'}: every file matches its hash in the {where}")
+            on_remote = 0 if remote else int(getattr(m.ws.storage, "last_verify_remote_checked", 0))
+            checked = f"{where}" + (f" ({on_remote} not cached here: checked on the remote)" if on_remote else "")
+            out(f"{kind} {version or '(latest)'}: every file matches its hash in the {checked}")
     if problems:
         sys.exit(EXIT_DAMAGED)
 
@@ -1384,12 +1388,19 @@ def status_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_pat
         for rel, change in t.changes.items():
             out(f"  {change:8} {t.path}/{rel}" if rel else f"  {change:8} {t.path}")
     hints = []
-    if st.behind:
+    # never a hint that would be refused: a pull over unsaved work that a teammate's upload replaces is
+    clash = [t for t in st.targets if t.upstream_changed and t.state in {"modified", "untracked"}]
+    if st.behind and not clash:
         hints.append("`cpv pull` brings the remote's commits")
     if st.ahead:
         hints.append("the next upload or tag publishes your local commits")
     for t in st.targets:
-        if t.state in {"modified", "untracked"}:
+        if t in clash:
+            hints.append(
+                f"a teammate uploaded a newer {t.path} and yours has changes never uploaded: `cpv {t.kind} upload` keeps yours "
+                f"as the newest, on top of theirs; or `mv {t.path} {t.path}.mine && cpv pull` takes theirs"
+            )
+        elif t.state in {"modified", "untracked"}:
             hints.append(f"`cpv {t.kind} upload` stores your {t.path}")
         elif t.committed and not t.version:
             hints.append(f"`cpv {t.kind} tag` gives the uploaded {t.path} a version")

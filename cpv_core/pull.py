@@ -19,6 +19,10 @@ def pull_workspace(ws: Workspace, echo: Callable[[str], None]) -> list[str]:
     ws.require_initialized()
     with ws.lock():
         fetch_versions(ws, required=True)
+        incoming = incoming_rev(ws)
+        if incoming is not None:  # decided before anything moves: a refused pull changes nothing
+            for kind in DEFAULT_FILES:
+                refuse_over_unsaved_work(ws, kind, ws.file_at(kind, incoming), incoming)
         before = {kind: ws.file_for(kind) for kind in DEFAULT_FILES}
         ws.versioning.sync_branch()
         ws.reload_meta()
@@ -40,15 +44,45 @@ def pull_workspace(ws: Workspace, echo: Callable[[str], None]) -> list[str]:
                     ws.set_content_base(rel, info.digest)
                     continue
                 if not ws.content_unchanged_since_base(rel):
-                    raise WorkspaceDirtyError(
-                        f"{rel} has changes that were never uploaded; pulling would replace them",
-                        fix=f"upload them (`cpv {kind} upload`, --force to replace the newer upstream version) or move them away, then pull",
-                    )
+                    raise unsaved_work_error(kind, rel)
             ws.storage.checkout([rel])
             ws.set_content_base(rel, info.digest)
             updated.append(rel)
         echo("updated " + ", ".join(updated) if updated else "already up to date")
         return updated
+
+
+def incoming_rev(ws: Workspace) -> str | None:
+    """The fetched remote branch a pull moves to (None for a backend that does not say)."""
+    reader = getattr(ws.versioning, "remote_branch_rev", None)  # optional in the protocol
+    return reader() if reader is not None else None
+
+
+def refuse_over_unsaved_work(ws: Workspace, kind: str, rel: str, incoming: str) -> None:
+    """Raise :func:`unsaved_work_error` when pulling ``incoming`` would replace content at
+    ``rel`` that was changed here and never uploaded (nothing has moved yet)."""
+    pointer = ws.versioning.read_file(incoming, ws.storage.pointer_path(rel))
+    info = ws.storage.describe_pointer(rel, pointer) if pointer else None
+    target = ws.target_path_of(rel)
+    if info is None or not target.exists():
+        return
+    base = ws.content_base(rel)
+    if base.get("digest") == info.digest:
+        return  # the pointer does not move; local changes, if any, stay the user's own
+    if not base and ws.storage.status([rel]).get(rel) == "unchanged":
+        return
+    if not ws.content_unchanged_since_base(rel):
+        raise unsaved_work_error(kind, rel)
+
+
+def unsaved_work_error(kind: str, rel: str) -> WorkspaceDirtyError:
+    """A pull refused over changes never uploaded, with the three things that work."""
+    return WorkspaceDirtyError(
+        f"{rel} has changes that were never uploaded and a teammate uploaded a newer version; "
+        "pulling would replace yours, so nothing was changed",
+        fix=f"keep yours as the newest upload, on top of theirs (`cpv {kind} upload`), or keep a copy of yours and take "
+        f"theirs (`mv {rel} {rel}.mine && cpv pull`)",
+    )
 
 
 def leave_old_path(ws: Workspace, old: str, new: str, echo: Callable[[str], None]) -> None:

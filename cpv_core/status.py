@@ -30,6 +30,8 @@ class TargetStatus:
     version: str | None = None
     latest: str | None = None
     changes: dict[str, str] = field(default_factory=dict)
+    #: the remote branch holds a newer upload of this target (a pull would bring it)
+    upstream_changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ def workspace_status(ws: Workspace, *, fetch: bool = True) -> WorkspaceStatus:
     if fetch:
         fetch_versions(ws, required=False)
     targets = []
+    ahead, behind = ws.versioning.divergence()
+    reader = getattr(ws.versioning, "remote_branch_rev", None)  # optional in the protocol
+    incoming = reader() if behind and reader is not None else None
     for kind in DEFAULT_FILES:
         rel = ws.file_for(kind)
         pointer = ws.versioning.read_file("HEAD", ws.storage.pointer_path(rel))
@@ -72,7 +77,8 @@ def workspace_status(ws: Workspace, *, fetch: bool = True) -> WorkspaceStatus:
                 version=same[-1] if same else None,
                 latest=latest_record(records).version if records else None,
                 changes=ws.storage.changes(rel) if state == "modified" else {},
+                upstream_changed=incoming is not None
+                and ws.versioning.read_file(incoming, ws.storage.pointer_path(ws.file_at(kind, incoming))) != pointer,
             )
         )
-    ahead, behind = ws.versioning.divergence()
     return WorkspaceStatus(team=ws.team, model=ws.model, ahead=ahead, behind=behind, targets=targets)

@@ -975,9 +975,13 @@ class DvcStorage(StorageBackendBase):
         with self.remote(f"read {path}"):
             return self._verify(info, path, rev, remote=True)
 
+    #: how many files the last local verify checked on the remote because they were not cached here
+    last_verify_remote_checked = 0
+
     def _verify(self, info: TrackedArtifact, path: str, rev: str, *, remote: bool) -> list[str]:
         oid = info.digest.removeprefix("md5:")
         where = "remote" if remote else "local cache"
+        self.last_verify_remote_checked = 0
         expected: dict[str, str] = {path: oid}
         if oid.endswith(".dir"):
             try:
@@ -986,6 +990,7 @@ class DvcStorage(StorageBackendBase):
                 return [f"{path} (.dir manifest {oid}): {exc.message}"]
             expected = {f"{path}/{rel}": md5 for rel, md5 in manifest.items()}
         problems: list[str] = []
+        uncached: dict[str, str] = {}
         if remote and not oid.endswith(".dir"):  # the pointer's size is data too: a smaller one would make a download stop short
             stored = self.transport.sizes([oid]).get(oid)
             if stored is not None and stored != info.size:
@@ -1001,10 +1006,21 @@ class DvcStorage(StorageBackendBase):
             except ValidationError as exc:
                 problems.append(f"{name}: {exc.message}")
                 continue
-            if actual is None:
+            if actual is None and not remote:
+                uncached[name] = md5  # not cached here is not damage: the remote copy is checked instead
+            elif actual is None:
                 problems.append(f"{name}: missing in the {where} (md5 {md5})")
             elif actual != md5:
                 problems.append(f"{name}: corrupt in the {where} (object {object_relpath(md5)}: md5 {actual})")
+        if uncached:
+            with self.remote(f"check {len(uncached)} file(s) not cached here"):
+                for name, md5 in uncached.items():
+                    actual = self.transport.md5(md5)
+                    if actual is None:
+                        problems.append(f"{name}: neither cached here nor on the remote (md5 {md5})")
+                    elif actual != md5:
+                        problems.append(f"{name}: not cached here, and corrupt on the remote (object {object_relpath(md5)}: md5 {actual})")
+            self.last_verify_remote_checked = len(uncached)
         return problems
 
     def _workspace_copy_md5(self, name: str, md5: str) -> str | None:

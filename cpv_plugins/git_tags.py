@@ -637,6 +637,11 @@ class GitTagsVersioning:
         git_dir = self.path / ".git"
         return (git_dir / "rebase-merge").exists() or (git_dir / "rebase-apply").exists()
 
+    def remote_branch_rev(self) -> str | None:
+        """The fetched remote branch (what a pull moves to), None before it exists."""
+        ref = f"refs/remotes/origin/{BRANCH}"
+        return ref if self._remote_branch_exists() else None
+
     def is_published(self, rev: str = "HEAD") -> bool:
         """Whether ``rev`` is contained in the remote-tracking branch."""
         if not self._remote_branch_exists():

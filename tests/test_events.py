@@ -285,7 +285,14 @@ def test_a_webhook_url_that_is_not_http_is_refused_without_echoing_it(m, caplog)
     assert "notify.webhook is not an http(s) URL" in messages and "s3cr3tT0ken" not in messages
 
 
-@pytest.mark.parametrize("pasted", ["https://hooks.example.com/services/T0/B0/s3cr3tT0ken\n", "https://hooks.example.com/ s3cr3tT0ken", "https://hooks.example.com/s3cr3t\x1bT0ken"])
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        "https://hooks.example.com/services/T0/B0/s3cr3tT0ken\n",
+        "https://hooks.example.com/ s3cr3tT0ken",
+        "https://hooks.example.com/s3cr3t\x1bT0ken",
+    ],
+)
 def test_a_webhook_url_with_white_space_or_control_characters_is_refused_at_config_set(cpv_home, pasted):
     before = CPVConfig().get_config("notify.webhook")
     result = cpv("config", "set", "notify.webhook", pasted, expect=3)

@@ -244,6 +244,7 @@ def test_status_compares_the_workspace_with_its_versions_and_the_remote(m, cpv_h
             "version": None,
             "latest": None,
             "changes": {},
+            "upstream_changed": False,
         }
     ]
     assert "`cpv model tag` gives the uploaded model.bin a version" in cpv("status", *T).stderr
@@ -258,7 +259,30 @@ def test_status_compares_the_workspace_with_its_versions_and_the_remote(m, cpv_h
     assert "0 commit(s) ahead, 1 behind the remote" in result.stdout
     assert result.stdout.splitlines()[1].split()[:3] == ["KIND", "PATH", "STATE"]
     assert "model  model.bin  modified  v0.1" in result.stdout
-    assert "`cpv pull`" in result.stderr and "`cpv model upload` stores your model.bin" in result.stderr
+    # a pull would be refused (it would replace the unsaved change): the hint says what works
+    assert "`cpv pull` brings" not in result.stderr
+    assert "a teammate uploaded a newer model.bin and yours has changes never uploaded: `cpv model upload` keeps yours" in result.stderr
+    assert json.loads(cpv("status", *T, "--json").stdout)["targets"][0]["upstream_changed"] is True
+
+
+def test_a_refused_pull_changes_nothing_and_the_upload_it_suggests_works(m, cpv_home, tmp_path):
+    upload_model(m, 1)
+    m.tag_model_checkpoint()
+    other = ModelsCheckpointsManage("AI-Convo", "whisper", repo_path=tmp_path / "other")
+    other.import_model_init()
+    write_model(other.repo_path / "model.bin", 1000, seed=2)
+    other.upload_model_checkpoint()
+    mine = write_model(m.repo_path / "model.bin", 1000, seed=3)  # changed here, never uploaded
+    head = git(m.repo_path, "rev-parse", "HEAD")
+    out = cpv("pull", *T, expect=10).output
+    assert "model.bin has changes that were never uploaded and a teammate uploaded a newer version" in out
+    assert "nothing was changed" in out and "`cpv model upload`" in out and "model.bin.mine && cpv pull" in out
+    assert git(m.repo_path, "rev-parse", "HEAD") == head and (m.repo_path / "model.bin").read_bytes() == mine
+    with pytest.raises(WorkspaceDirtyError, match="nothing was changed"):
+        m.pull()
+    cpv("model", "upload", *T)  # what the refusal suggested: yours, on top of theirs
+    assert (m.repo_path / "model.bin").read_bytes() == mine
+    assert git(m.repo_path, "rev-list", "--count", "HEAD").strip() == str(int(git(other.repo_path, "rev-list", "--count", "HEAD")) + 1)
 
 
 def test_status_names_the_files_that_changed(cpv_home, tmp_path):

@@ -85,9 +85,7 @@ def test_gc_between_a_teammates_push_and_commit_leaves_his_version_whole(alice, 
     assert bob.verify(version, remote=True) == []
 
 
-def test_gc_that_lists_the_store_before_an_upload_and_deletes_after_its_confirmation_loses_nothing(
-    alice, cpv_home, tmp_path, monkeypatch
-):
+def test_gc_that_lists_the_store_before_an_upload_and_deletes_after_its_confirmation_loses_nothing(alice, cpv_home, tmp_path, monkeypatch):
     """The harder order: the gc reads what to protect, then Bob stores, commits and
     confirms, then the gc deletes. Bob's upload sees the gc's run, waits for it to end,
     and only then confirms its objects (sending what the gc removed)."""

@@ -369,7 +369,10 @@ def test_an_s3_upload_keeps_no_second_local_copy_and_stays_verifiable(s3_config,
     version = m.tag_model_checkpoint()
     assert m.verify(version) == [] and m.verify(version, remote=True) == []  # the local copy is the workspace file
     unsaved = write_model(m.repo_path / "model.bin", 1000, seed=2)
-    assert m.verify(version) == ["model.bin: missing in the local cache (md5 " + digest + ")"]
+    # not cached here is not damage: the remote's copy is checked instead (exit 0, said so)
+    assert m.verify(version) == []
+    shown = cpv("verify", version, "-t", "AI-Convo", "--model-name", "no-copy").stdout
+    assert "every file matches its hash in the local cache (1 not cached here: checked on the remote)" in shown
     m.revert_model_checkpoint(version, force=True)  # fetched from the bucket, verified
     assert (m.repo_path / "model.bin").read_bytes() == payload
     saved = m.ws.storage.objects("model.bin")  # the unsaved work was kept in the cache first, as documented
@@ -807,11 +810,29 @@ def test_incomplete_multipart_uploads_are_counted_by_du_and_aborted_by_gc(s3_con
     client.upload_part(Bucket=S3_BUCKET, Key=key, UploadId=upload, PartNumber=1, Body=b"x" * 70_000)
     usage = json_module.loads(cpv("du", "--json", "-t", team, "--model-name", model).stdout)
     assert usage["incomplete_uploads"] == 1 and usage["incomplete_upload_bytes"] == 70_000
-    assert "incomplete uploads (parts the store bills until `cpv gc` aborts them): 1, 68.4 KiB" in cpv("du", "-t", team, "--model-name", model).stdout
+    assert (
+        "incomplete uploads (parts the store bills until `cpv gc` aborts them): 1, 68.4 KiB"
+        in cpv("du", "-t", team, "--model-name", model).stdout
+    )
     both = [m, m.sibling(DataCheckpointsManage)]
     assert collect_garbage(both, RetentionPolicy(keep_last=1), dry_run=False).aborted_uploads == 0  # younger than 24 h
-    assert [u["UploadId"] for u in client.list_multipart_uploads(Bucket=S3_BUCKET, Prefix=f"{team}/{model}/").get("Uploads", [])] == [upload]
+    assert [u["UploadId"] for u in client.list_multipart_uploads(Bucket=S3_BUCKET, Prefix=f"{team}/{model}/").get("Uploads", [])] == [
+        upload
+    ]
     result = collect_garbage(both, RetentionPolicy(keep_last=1, grace_hours=0), dry_run=False)
     assert (result.aborted_uploads, result.aborted_bytes) == (1, 70_000)
     assert client.list_multipart_uploads(Bucket=S3_BUCKET, Prefix=f"{team}/{model}/").get("Uploads", []) == []
     assert m.verify("v0.1", remote=True) == []
+
+
+def test_verify_reports_damage_only_for_real_damage(s3_config, seaweed):
+    m = ModelsCheckpointsManage("AI-Convo", "verify-real")
+    m.import_model_init()
+    write_model(m.repo_path / "model.bin", 3000, seed=1)
+    digest = m.upload_model_checkpoint().digest.removeprefix("md5:")
+    version = m.tag_model_checkpoint()
+    write_model(m.repo_path / "model.bin", 3000, seed=2)  # the workspace no longer holds it; nothing cached
+    s3_client(seaweed).delete_object(Bucket=S3_BUCKET, Key=f"AI-Convo/verify-real/files/md5/{digest[:2]}/{digest[2:]}")
+    assert m.verify(version) == [f"model.bin: neither cached here nor on the remote (md5 {digest})"]
+    result = cpv("verify", version, "-t", "AI-Convo", "--model-name", "verify-real", expect=12)
+    assert "DAMAGED model.bin: neither cached here nor on the remote" in result.stdout
