@@ -596,7 +596,7 @@ def build_kind_group(kind: str) -> click.Group:
         if as_json:
             emit_json(asdict(result))
         elif not dry_run:
-            state = "uploaded" if result.changed else "unchanged"
+            state = "uploaded" if result.changed else "unchanged" + (" (new metrics recorded)" if result.metrics else "")
             out(f"{m.target} {state}: {result.digest} ({human_bytes(result.size)}), commit {str(result.commit)[:10]}")
 
     @group.command("tag")

@@ -129,7 +129,8 @@ def allocate_and_publish(
 
 def refuse_duplicate(mgr: CheckpointManager, digest: str, head: str | None) -> None:
     """A version whose content an existing version of the kind already has is a phantom:
-    refuse it, naming that version, unless the caller allows duplicates."""
+    refuse it, naming that version, unless the caller allows duplicates or the metrics
+    recorded since differ from that version's (the same bytes evaluated anew)."""
     fix = f"upload a new checkpoint first, or {mgr.hint(cli='pass --allow-duplicate', python='pass allow_duplicate=True')} to tag it again"
     records = mgr.records()
     already = [r.version for r in records if r.commit == head]
@@ -137,6 +138,10 @@ def refuse_duplicate(mgr: CheckpointManager, digest: str, head: str | None) -> N
         raise VersionExistsError(f"the current {mgr.spec.kind} is already version {already[-1]}", fix=fix)
     same = mgr.same_content_as(digest, records)
     if same:
+        recorded = next((dict(r.metadata.get("metrics") or {}) for r in records if r.version == same), {})
+        current = mgr.current_metrics()
+        if current and current != recorded:
+            return  # the same bytes, re-evaluated: new metrics are a version worth having (W&B and MLflow log them so)
         raise VersionExistsError(f"the current {mgr.spec.kind} is identical to {same}", fix=fix)
 
 

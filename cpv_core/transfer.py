@@ -205,8 +205,12 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
                 ws.set_content_base(mgr.target, base_before)
             raise
         settle_after_publish(ws, fence, [mgr.target])
-        mgr.echo(f"uploaded {mgr.target} ({human_bytes(artifact.size)}) as {commit[:10]}")
-        return stored_result(mgr.spec.kind, dest, commit, artifact, clean_metrics, changed=changed)
+        published = ws.versioning.head() or commit  # a rebase on a teammate's upload gives the commit another id
+        if changed:
+            mgr.echo(f"uploaded {mgr.target} ({human_bytes(artifact.size)}) as {published[:10]}")
+        else:
+            mgr.echo(f"{mgr.target} unchanged; new metrics recorded as {published[:10]} (`cpv {mgr.spec.kind} tag` makes them a version)")
+        return stored_result(mgr.spec.kind, dest, published, artifact, clean_metrics, changed=changed)
 
 
 def upload_moved(
@@ -264,10 +268,11 @@ def upload_moved(
     ws.end_change()
     settle_after_publish(ws, fence, [rel])
     ws.set_content_base(rel, artifact.digest)
-    mgr.echo(f"uploaded {rel} ({human_bytes(artifact.size)}) as {commit[:10]}; the {kind} is now {rel}, not {old}")
+    published = ws.versioning.head() or commit  # a rebase on a teammate's upload gives the commit another id
+    mgr.echo(f"uploaded {rel} ({human_bytes(artifact.size)}) as {published[:10]}; the {kind} is now {rel}, not {old}")
     if kept:
         mgr.echo(f"{old} was left in the workspace: it has changes that were never uploaded (delete it when you no longer need it)")
-    return stored_result(kind, dest, commit, artifact, metrics, changed=True)
+    return stored_result(kind, dest, published, artifact, metrics, changed=True)
 
 
 def settle_after_publish(ws: Workspace, fence: Fence, paths: Sequence[str]) -> None:

@@ -429,3 +429,26 @@ def test_reading_many_files_at_once_answers_as_reading_each(tmp_path_factory, bl
     requests = [("HEAD", name) for name in asks]
     assert v.read_files(requests) == [v.read_file(rev, path) for rev, path in requests]
     assert v.read_files([("HEAD", "f0")]) == [blobs[0]]
+
+
+def test_new_metrics_for_the_same_bytes_are_one_line_and_a_version_to_tag(m):
+    upload_model(m, 1, metrics={"wer": 0.05})
+    assert m.tag_model_checkpoint() == "v0.1"
+    result = cpv("model", "upload", "--metrics", '{"wer": 0.04}', *T)
+    assert "model.bin unchanged (new metrics recorded)" in result.stdout and "uploaded" not in result.output
+    assert "model.bin unchanged; new metrics recorded as" in result.stderr and "`cpv model tag` makes them a version" in result.stderr
+    assert cpv("model", "tag", *T).stdout.strip() == "v0.2"  # the same bytes, evaluated anew
+    assert m.get_model_metadata("v0.2").metrics == {"wer": 0.04}
+    with pytest.raises(VersionExistsError, match="already version v0.2"):
+        m.tag_model_checkpoint()
+
+
+def test_an_upload_that_was_rebased_on_a_teammates_names_the_commit_it_published(m, tmp_path):
+    upload_model(m, 1)
+    bob = ModelsCheckpointsManage("AI-Convo", "whisper", repo_path=tmp_path / "bob")
+    bob.import_model_init()
+    upload_model(m, 2)  # Alice publishes first; Bob has not fetched
+    write_model(bob.repo_path / "model.bin", 1000, seed=3)
+    result = bob.upload_model_checkpoint()
+    published = git(bob.repo_path, "rev-parse", "HEAD").strip()
+    assert result.commit == published == git(m.repo_path, "ls-remote", "origin", "refs/heads/main").split()[0]
