@@ -30,18 +30,21 @@ class Progress:
     Thread-safe: parallel transfers may call :meth:`update` concurrently.
     """
 
-    def __init__(self, desc: str, total: int, enabled: bool, *, stream: Any = None) -> None:
+    def __init__(self, desc: str, total: int, enabled: bool, *, stream: Any = None, started: float | None = None) -> None:
         self.desc = desc
         self.total = total
         self.enabled = enabled
         self.stream = stream or sys.stderr
         self.done = 0
+        #: appended to the closing line (e.g. "; 2.0 MiB already stored")
+        self.note = ""
         self._bar: Any = None
         self._lock = threading.Lock()
         self._start = 0.0
+        self._started = started  # a monotonic time when the work began before this bar (early sends)
 
     def __enter__(self) -> Progress:
-        self._start = time.monotonic()
+        self._start = self._started if self._started is not None else time.monotonic()
         if self.enabled and getattr(self.stream, "isatty", lambda: False)():
             import shutil
 
@@ -76,4 +79,4 @@ class Progress:
             elapsed = max(time.monotonic() - self._start, 1e-6)
             moved = self.done or self.total  # what was counted; the announced total when nothing reported bytes
             rate = f" ({human_bytes(moved / elapsed)}/s)" if moved else ""
-            print(f"{self.desc}: {human_bytes(moved)} in {elapsed:.1f} s{rate}", file=self.stream, flush=True)
+            print(f"{self.desc}: {human_bytes(moved)} in {elapsed:.1f} s{rate}{self.note}", file=self.stream, flush=True)

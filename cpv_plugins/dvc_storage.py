@@ -37,7 +37,7 @@ from cpv_core.bases import StorageBackendBase
 from cpv_core.errors import CPVError, DVCError, ValidationError
 from cpv_core.faults import crash_point
 from cpv_core.paths import atomic_write_bytes, md5_stream, tree_size
-from cpv_core.progress import Progress
+from cpv_core.progress import Progress, human_bytes
 from cpv_core.sources import walk_files
 from cpv_core.trust import MAX_MANIFEST_BYTES, check_oid, contained, open_regular, require_inside, select_sub_path, visible
 
@@ -141,6 +141,8 @@ class DvcStorage(StorageBackendBase):
         self._sessions = 0
         #: during a track for a push: large files sent while the rest is hashed (see :meth:`push`)
         self._early: EarlyUploads | None = None
+        self._early_sent = 0  # bytes the early sends stored (reported by the push)
+        self._track_started = 0.0
         self._journal_lock = threading.Lock()
 
     # -- what subclasses provide ---------------------------------------------
@@ -399,6 +401,8 @@ class DvcStorage(StorageBackendBase):
         self._previous.clear()
         self._part_digests.clear()
         stats = self._stat_cache()
+        self._early_sent = 0
+        self._track_started = time.monotonic()
         if send_early:
             self._early = EarlyUploads(self._send_early, self.transport.parallel)
         try:
@@ -626,7 +630,14 @@ class DvcStorage(StorageBackendBase):
             vouched = self._vouched_files([*manifests, *(self._previous[p] for p in paths if p in self._previous)]) if vouch else set()
             unvouched = [oid for oid in files if oid not in vouched]
             new = lacking([oid for oid in unvouched if oid in self._fresh])
-            with Progress(f"upload {', '.join(paths)}", sum(sizes[oid] for oid in new), self.ctx.progress) as progress:
+            early, self._early_sent = self._early_sent, 0  # sent while the rest was hashed: counted, and timed from then
+            with Progress(
+                f"upload {', '.join(paths)}",
+                early + sum(sizes[oid] for oid in new),
+                self.ctx.progress,
+                started=self._track_started if early else None,
+            ) as progress:
+                progress.update(early)
                 put_all(new, progress)
                 lost = lacking(unvouched)  # the confirmation: every file no stored manifest vouches for
                 put_all(lost, progress)
@@ -637,6 +648,9 @@ class DvcStorage(StorageBackendBase):
                         self._put(oid, progress.update)
                     uploaded.extend(missing_manifests)
                     absent = lacking(missing_manifests)
+                sent = set(uploaded)
+                kept = sum(sizes[oid] for oid in oids if oid not in sent) - early
+                progress.note = f"; {human_bytes(max(0, kept))} already stored" if kept > 0 else ""
         if absent:
             raise DVCError(
                 f"{len(absent)} object(s) are not on {self.describe_remote()} after the upload (first: {absent[0]}); nothing was committed",
@@ -704,6 +718,8 @@ class DvcStorage(StorageBackendBase):
             return
         self._journal_unverified(add=[oid])
         self._put(oid, lambda n: None)
+        with self._journal_lock:
+            self._early_sent += self._local_size(oid)
         if oid in self._checked:
             self._journal_unverified(remove=[oid])
 

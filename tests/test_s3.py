@@ -836,3 +836,21 @@ def test_verify_reports_damage_only_for_real_damage(s3_config, seaweed):
     assert m.verify(version) == [f"model.bin: neither cached here nor on the remote (md5 {digest})"]
     result = cpv("verify", version, "-t", "AI-Convo", "--model-name", "verify-real", expect=12)
     assert "DAMAGED model.bin: neither cached here nor on the remote" in result.stdout
+
+
+def test_a_directory_upload_reports_the_bytes_it_sent_early_and_what_was_already_stored(s3_config, seaweed, tmp_path):
+    """Shards sent while the rest was hashed count as sent (they were reported as 1.3 KiB
+    in 0.0 s); a re-upload says what the store already had."""
+    m = ModelsCheckpointsManage("AI-Convo", "early-bytes")
+    m.import_model_init()
+    _hf_dir(tmp_path / "hf", 9 * 1024 * 1024, seed=41)
+    args = ["-t", "AI-Convo", "--model-name", "early-bytes"]
+    first = cpv("model", "upload", str(tmp_path / "hf"), *args).stderr
+    line = next(x for x in first.splitlines() if x.startswith("upload hf: "))
+    sent = float(line.split("upload hf: ")[1].split(" MiB")[0])
+    assert sent >= 27.0, line  # three 9 MiB shards, whether sent early or by the push
+    assert "already stored" not in line
+    (m.repo_path / "hf" / "config.json").write_text('{"changed": true}')
+    again = cpv("model", "upload", *args).stderr
+    line = next(x for x in again.splitlines() if x.startswith("upload hf: "))
+    assert "MiB already stored" in line and not line.split("upload hf: ")[1].startswith(("27", "28")), line
