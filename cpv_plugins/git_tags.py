@@ -280,11 +280,13 @@ class GitTagsVersioning:
         warning per process naming the command that sets it."""
         global _identity_warned
         self._forget_frozen_identity()
-        if self._has_identity():
-            self._set_env(**dict.fromkeys(_IDENTITY_ENV))
+        missing = self._missing_identity()
+        for var in _IDENTITY_ENV:  # never a fallback left from an earlier command; the user's own pass through
+            self._env.pop(var, None)
+        if not missing:
             return
         name, email = default_identity()
-        self._set_env(GIT_AUTHOR_NAME=name, GIT_COMMITTER_NAME=name, GIT_AUTHOR_EMAIL=email, GIT_COMMITTER_EMAIL=email)
+        self._set_env(**{var: name if var.endswith("_NAME") else email for var in missing})
         if not _identity_warned:
             _identity_warned = True
             logger.warning(
@@ -294,10 +296,24 @@ class GitTagsVersioning:
                 email,
             )
 
-    def _has_identity(self) -> bool:
-        """Whether git itself has user.name and user.email for this repository (asked of
-        git, so includeIf, GIT_CONFIG_GLOBAL and system files count as they do for git)."""
-        return {"user.name", "user.email"} <= {key for key, value in self._user_config() if value.strip()}
+    def _missing_identity(self) -> list[str]:
+        """The identity variables git would have no value for, among ``GIT_AUTHOR_NAME``,
+        ``GIT_COMMITTER_NAME``, ``GIT_AUTHOR_EMAIL`` and ``GIT_COMMITTER_EMAIL``: each is
+        taken, as git takes it, from the environment first (as CI systems and clusters set
+        it; ``EMAIL`` too for the addresses), then from user.name / user.email in any config
+        git reads (asked of git, so includeIf, GIT_CONFIG_GLOBAL and system files count)."""
+        environment = {**os.environ, **{k: v for k, v in self.ctx.env.items() if v is not None}}
+        configured = {key for key, value in self._user_config() if value.strip()}
+        missing = []
+        for var in _IDENTITY_ENV:
+            if environment.get(var, "").strip():
+                continue
+            if var.endswith("_NAME") and "user.name" in configured:
+                continue
+            if var.endswith("_EMAIL") and ("user.email" in configured or environment.get("EMAIL", "").strip()):
+                continue
+            missing.append(var)
+        return missing
 
     def _forget_frozen_identity(self) -> None:
         """cpv 0.1 wrote its fallback identity into the workspace's ``.git/config``,

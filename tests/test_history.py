@@ -452,3 +452,32 @@ def test_an_upload_that_was_rebased_on_a_teammates_names_the_commit_it_published
     result = bob.upload_model_checkpoint()
     published = git(bob.repo_path, "rev-parse", "HEAD").strip()
     assert result.commit == published == git(m.repo_path, "ls-remote", "origin", "refs/heads/main").split()[0]
+
+
+def test_the_identity_git_takes_from_the_environment_is_the_versions_author(cpv_home, monkeypatch, caplog):
+    """CI systems and clusters set GIT_AUTHOR_*/GIT_COMMITTER_* and no user.* config: git
+    records them, so cpv must too (it warned and recorded its fallback identity)."""
+    Path(os.environ["GIT_CONFIG_GLOBAL"]).write_text("[init]\n\tdefaultBranch = main\n")  # no user.* anywhere
+    for var, value in {
+        "GIT_AUTHOR_NAME": "CI Runner",
+        "GIT_AUTHOR_EMAIL": "ci@example.com",
+        "GIT_COMMITTER_NAME": "CI Runner",
+        "GIT_COMMITTER_EMAIL": "ci@example.com",
+    }.items():
+        monkeypatch.setenv(var, value)
+    m = ModelsCheckpointsManage("AI-Convo", "whisper")
+    m.import_model_init()
+    write_model(m.repo_path / "model.bin", 1000)
+    m.upload_model_checkpoint()
+    m.tag_model_checkpoint()
+    assert (
+        git(m.repo_path, "log", "-1", "--format=%an <%ae> / %cn <%ce>").strip() == "CI Runner <ci@example.com> / CI Runner <ci@example.com>"
+    )
+    assert m.get_model_metadata("v0.1").author.startswith("CI Runner")
+    assert "git has no user.name" not in caplog.text
+    monkeypatch.delenv("GIT_AUTHOR_EMAIL")
+    monkeypatch.delenv("GIT_COMMITTER_EMAIL")
+    monkeypatch.setenv("EMAIL", "ci-mail@example.com")  # git's last source for an address
+    write_model(m.repo_path / "model.bin", 1000, seed=4)
+    m.upload_model_checkpoint()
+    assert git(m.repo_path, "log", "-1", "--format=%an <%ae>").strip() == "CI Runner <ci-mail@example.com>"
