@@ -82,7 +82,11 @@ class CombinedCheckpointsManage:
 
     def find(self, tag: str | None, *, fetch: bool = True) -> VersionRecord:
         return find_version(
-            self.ws, self.KIND, tag, fetch=fetch, create_hint="create one with tag_model_and_data() / `cpv checkpoint create`"
+            self.ws,
+            self.KIND,
+            tag,
+            fetch=fetch,
+            create_hint="create one with " + self.hint(cli="`cpv checkpoint create`", python="tag_model_and_data()"),
         )
 
     def _pair(self, record: VersionRecord) -> tuple[VersionRecord, VersionRecord]:

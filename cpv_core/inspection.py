@@ -135,7 +135,8 @@ def metadata(mgr: CheckpointManager, tag: str | None) -> CheckpointMetadata:
     info = mgr.pointer_info("HEAD")
     if info is None:
         raise CheckpointNotFoundError(
-            f"no {mgr.spec.kind} uploaded to {mgr.ws.team}/{mgr.ws.model} yet", fix=f"run `cpv {mgr.spec.kind} upload` first"
+            f"no {mgr.spec.kind} uploaded to {mgr.ws.team}/{mgr.ws.model} yet",
+            fix=mgr.hint(cli=f"run `cpv {mgr.spec.kind} upload` first", python=f"call upload_{mgr.spec.kind}_checkpoint() first"),
         )
     records = parse_log(mgr.ws.versioning.read_file("HEAD", METRICS_FILE))
     last: dict[str, Any] = next((r for r in reversed(records) if r.get("kind") == mgr.spec.kind), {})

@@ -97,6 +97,7 @@ class CheckpointManager:
                 verbose=verbose,
                 progress=bool(kwargs.get("progress", False)),
                 lock_timeout=kwargs.get("lock_timeout"),
+                caller=self.caller,
             )
         )
 
@@ -178,7 +179,12 @@ class CheckpointManager:
             self.spec.kind,
             tag,
             fetch=fetch,
-            create_hint=f"upload and tag one first (`cpv {self.spec.kind} upload`, `cpv {self.spec.kind} tag`)",
+            create_hint="upload and tag one first ("
+            + self.hint(
+                cli=f"`cpv {self.spec.kind} upload`, `cpv {self.spec.kind} tag`",
+                python=f"upload_{self.spec.kind}_checkpoint(), tag_{self.spec.kind}_checkpoint()",
+            )
+            + ")",
         )
 
     def require_content(self, record: VersionRecord) -> None:
@@ -257,7 +263,7 @@ class CheckpointManager:
         if info is None:
             raise CheckpointNotFoundError(
                 f"nothing to tag: no {self.spec.kind} has been uploaded to {self.ws.team}/{self.ws.model}",
-                fix=f"run `cpv {self.spec.kind} upload` first",
+                fix=self.hint(cli=f"run `cpv {self.spec.kind} upload` first", python=f"call upload_{self.spec.kind}_checkpoint() first"),
             )
         self.require_clean_target("tag", force=False)
         return info

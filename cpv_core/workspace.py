@@ -149,8 +149,11 @@ class Workspace:
         verbose: bool = False,
         progress: bool = False,
         lock_timeout: float | None = None,
+        caller: str = "python",
     ) -> None:
         self.team = validate_name(team_name, "team name")
+        #: "python" or "cli": fix hints name methods or commands accordingly
+        self.caller = caller
         self.model = validate_name(model_name, "model name")
         self.config = config or CPVConfig()
         root = self.config.workspace_root()
@@ -264,7 +267,9 @@ class Workspace:
         if not self.is_initialized():
             raise RepositoryError(
                 f"no cpv workspace for {self.team}/{self.model} at {self.path}",
-                fix=f"run `cpv init model -t {self.team} -m {self.model}` (or import_model_init()) first",
+                fix=f"run `cpv init model -t {self.team} -m {self.model}` first"
+                if self.caller == "cli"
+                else f"call ModelsCheckpointsManage({self.team!r}, {self.model!r}).import_model_init() first",
             )
         self.check_identity()
 

@@ -481,3 +481,24 @@ def test_the_identity_git_takes_from_the_environment_is_the_versions_author(cpv_
     write_model(m.repo_path / "model.bin", 1000, seed=4)
     m.upload_model_checkpoint()
     assert git(m.repo_path, "log", "-1", "--format=%an <%ae>").strip() == "CI Runner <ci-mail@example.com>"
+
+
+def test_hints_for_what_does_not_exist_yet_speak_the_callers_language(cpv_home):
+    from cpv_core import CombinedCheckpointsManage
+    from cpv_core.errors import CheckpointNotFoundError, RepositoryError
+
+    with pytest.raises(RepositoryError) as err:
+        ModelsCheckpointsManage("AI-Convo", "whisper").get_model_metadata()
+    assert "import_model_init()" in err.value.fix and "`cpv" not in err.value.fix
+    m = ModelsCheckpointsManage("AI-Convo", "whisper")
+    m.import_model_init()
+    with pytest.raises(CheckpointNotFoundError) as err:
+        m.get_model_metadata()
+    assert "upload_model_checkpoint()" in err.value.fix and "`cpv" not in err.value.fix
+    shown = cpv("model", "info", *T, expect=8).stderr
+    assert "`cpv model upload`" in shown and "()" not in shown
+    with pytest.raises(CheckpointNotFoundError) as err:
+        CombinedCheckpointsManage("AI-Convo", "whisper").revert_model_and_data("v0.1")
+    assert "tag_model_and_data()" in err.value.fix and "`cpv" not in err.value.fix
+    shown = cpv("checkpoint", "revert", "v0.1", *T, expect=8).stderr
+    assert "`cpv checkpoint create`" in shown and "tag_model_and_data()" not in shown
