@@ -912,12 +912,15 @@ def registry_cmd(ctx: Ctx, as_json: bool) -> None:
                 e.model,
                 e.latest.get("model") or "-",
                 e.latest.get("data") or "-",
-                " ".join(f"{s}={v}" for s, v in e.stages.get("model", {}).items()) or ("error: " + e.error if e.error else "-"),
+                " ".join(f"{s}={v}" for s, v in e.stages.get("model", {}).items()) or ("unreadable (below)" if e.error else "-"),
                 e.updated[:19],
             ]
             for e in entries
         ],
     )
+    for e in entries:  # an error is a line of its own, never squeezed into a column
+        if e.error:
+            out(f"{e.team}/{e.model}: {visible(e.error)}")
 
 
 cli.add_command(registry_cmd, "models")

@@ -63,8 +63,17 @@ def local_workspaces(config: CPVConfig) -> list[tuple[str, str]]:
 
 
 def mirror(team: str, model: str, config: CPVConfig) -> Workspace:
-    """A read-only view of ``team/model``'s remote, brought up to date."""
-    ws = Workspace(team, model, config.config_dir / "registry" / team / model, config)
+    """A read-only view of ``team/model``'s remote, brought up to date. A model with a
+    workspace on this machine is read through the backends it was created with (a model
+    made before `cpv setup` switched hosting still lives on its old host)."""
+    recorded: dict[str, str] = {}
+    try:
+        local = Workspace(team, model, config=config)
+        if local.meta_path.is_file():
+            recorded = {k: local.backend_name(k) for k in ("storage", "hosting", "versioning")}
+    except CPVError:
+        recorded = {}  # an unreadable workspace.json: the configured backends, as before
+    ws = Workspace(team, model, config.config_dir / "registry" / team / model, config, backends=recorded)
     ws.versioning.mirror(ws.hosting.remote_url())
     return ws
 

@@ -18,7 +18,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property
@@ -150,10 +150,14 @@ class Workspace:
         progress: bool = False,
         lock_timeout: float | None = None,
         caller: str = "python",
+        backends: Mapping[str, str] | None = None,
     ) -> None:
         self.team = validate_name(team_name, "team name")
         #: "python" or "cli": fix hints name methods or commands accordingly
         self.caller = caller
+        #: backends to use where no workspace.json records them (a registry mirror of a model
+        #: whose workspace elsewhere does)
+        self.fallback_backends = dict(backends or {})
         self.model = validate_name(model_name, "model name")
         self.config = config or CPVConfig()
         root = self.config.workspace_root()
@@ -345,7 +349,8 @@ class Workspace:
     # -- backends ----------------------------------------------------------------
     def backend_name(self, kind: str) -> str:
         """Backend recorded at init; the configured one for a new workspace."""
-        return str(self.meta.get("backends", {}).get(kind) or self.config.backend_name(kind))
+        recorded = self.meta.get("backends", {}).get(kind) if self.meta_path.is_file() else None
+        return str(recorded or self.fallback_backends.get(kind) or self.config.backend_name(kind))
 
     @cached_property
     def context(self) -> BackendContext:

@@ -70,3 +70,21 @@ def test_a_mirror_a_killed_run_left_half_made_is_made_again(cpv_home):
     (half / "objects").mkdir()  # git init was killed before it wrote HEAD
     listing = json.loads(cpv("registry", "--json").stdout)["models"]
     assert listing[0]["latest"]["model"] == "v0.1" and not listing[0]["error"]
+
+
+def test_a_model_made_before_hosting_was_switched_is_read_through_its_own_backends(cpv_home):
+    """docs: a workspace keeps the backends it was created with. `cpv setup` later moved
+    hosting elsewhere: the registry must still read the model from its own host, and a model
+    it cannot read gets its error on a line of its own, never inside the STAGES column."""
+    publish("AI-Convo", "whisper", 2, stage="prod")
+    publish("Vision", "detector", 1)
+    broken = cpv_home / "local" / "git" / "Vision" / "detector.git"
+    (broken / "objects").rename(broken / "objects-away")
+    CPVConfig().set_config("hosting", "bitbucket-ssh")  # now the default for new models; not set up at all
+    listing = {(e["team"], e["model"]): e for e in json.loads(cpv("registry", "--json").stdout)["models"]}
+    assert listing[("AI-Convo", "whisper")]["error"] == "" and listing[("AI-Convo", "whisper")]["stages"] == {"model": {"prod": "v0.1"}}
+    table = cpv("registry").stdout.splitlines()
+    row = next(line for line in table if "detector" in line and "unreadable" in line)
+    assert len(row) < 120 and "error" not in row
+    below = [line for line in table if line.startswith("Vision/detector: ")]
+    assert len(below) == 1 and table.index(below[0]) > table.index(row)
