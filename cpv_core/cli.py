@@ -565,6 +565,18 @@ def build_kind_group(kind: str) -> click.Group:
     def group() -> None:
         pass
 
+    @group.command("diff")
+    @click.argument("version_a", shell_complete=version_completer(kind))
+    @click.argument("version_b", shell_complete=version_completer(kind))
+    @target_options(message_uses_m=False)
+    @json_option
+    @click.pass_obj
+    def diff(
+        ctx: Ctx, version_a: str, version_b: str, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool
+    ) -> None:
+        """Compare two versions: metrics with deltas, hash and size, files added/removed/changed (as `cpv diff`)."""
+        show_diff(kind, manager(kind, ctx, team_name, model_name, repo_path).diff(version_a, version_b), as_json)
+
     @group.command("upload")
     @click.argument("path", required=False, type=click.Path(exists=True))
     @target_options(message_uses_m=True)
@@ -851,7 +863,11 @@ def diff_cmd(
     ctx: Ctx, version_a: str, version_b: str, team_name: str | None, model_name: str | None, repo_path: str | None, kind: str, as_json: bool
 ) -> None:
     """Compare two versions: metrics with deltas, hash and size, files added/removed/changed."""
-    d = manager(kind, ctx, team_name, model_name, repo_path).diff(version_a, version_b)
+    show_diff(kind, manager(kind, ctx, team_name, model_name, repo_path).diff(version_a, version_b), as_json)
+
+
+def show_diff(kind: str, d: dict[str, Any], as_json: bool) -> None:
+    """Print what :meth:`CheckpointManager.diff` found (``cpv diff``, ``cpv model diff``)."""
     if as_json:
         emit_json(d)
         return

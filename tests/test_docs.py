@@ -137,3 +137,24 @@ def test_quickstart_local_section_runs(cpv_home, tmp_path):
             assert argv[0] == "cpv", line
             result = subprocess.run([sys.executable, "-m", "cpv_core.cli", *argv[1:]], cwd=cwd, capture_output=True, text=True)
             assert result.returncode == 0, f"{line}: {result.stderr}"
+
+
+def test_the_readme_python_snippet_runs_as_written(cpv_home, tmp_path):
+    """The README's Python block, executed as it is in a fresh CPV_HOME (it failed with
+    `model path ... does not exist`)."""
+    import subprocess
+    import sys
+
+    text = (ROOT / "README.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run(
+        [sys.executable, "-c", code + "\nprint(tag, artifacts.tag)\n"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["v0.1", "v0.1"]
+
+
+def test_the_readme_says_how_to_reach_cpv_after_its_first_command():
+    text = (ROOT / "README.md").read_text()
+    use = text.split("## Use it", 1)[1].split("```", 1)[0]
+    assert "source .venv/bin/activate" in use and ".venv/bin/cpv" in use
