@@ -724,8 +724,9 @@ def build_kind_group(kind: str) -> click.Group:
     @group.command("plot")
     @click.argument("metric")
     @target_options(message_uses_m=False)
+    @json_option
     @click.pass_obj
-    def plot(ctx: Ctx, metric: str, team_name: str | None, model_name: str | None, repo_path: str | None) -> None:
+    def plot(ctx: Ctx, metric: str, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool) -> None:
         """A terminal sparkline of METRIC across versions (nested metrics dotted: acc.top1)."""
         from .report import numeric_series, plot_lines, version_rows
 
@@ -734,6 +735,10 @@ def build_kind_group(kind: str) -> click.Group:
         if not lines:
             known = ", ".join(numeric_series(rows)) or "none"
             raise ValidationError(f"no {kind} version records a numeric metric {visible(metric)}", fix=f"choose one of: {known}")
+        if as_json:
+            values = numeric_series(rows)[metric]
+            emit_json({"metric": metric, "values": [{"version": r.version, "value": v} for r, v in zip(rows, values)]})
+            return
         for line in lines:
             out(visible(line))
 
@@ -947,8 +952,9 @@ cli.add_command(registry_cmd, "models")
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False), default="cpv-report.html", show_default=True, help="Where to write the HTML file."
 )
+@dry_run_option
 @click.pass_obj
-def report_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, output: str) -> None:
+def report_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, output: str, dry_run: bool) -> None:
     """Write one self-contained HTML report of the model: versions, metrics plotted, stages, lineage."""
     from datetime import datetime, timezone
 
@@ -957,8 +963,11 @@ def report_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_pat
 
     m = manager("model", ctx, team_name, model_name, repo_path)
     rows = version_rows(m)
-    page = render_html(m.team_name, m.model_name, rows, datetime.now(timezone.utc).isoformat(timespec="seconds"))
     path = Path(output).expanduser().resolve()
+    if dry_run:
+        ctx.echo(f"[dry-run] would write {path}: {len(rows)} model version(s)")
+        return
+    page = render_html(m.team_name, m.model_name, rows, datetime.now(timezone.utc).isoformat(timespec="seconds"))
     atomic_write_bytes(path, page.encode())
     out(str(path))
 
@@ -1149,14 +1158,20 @@ def verify_cmd(
 
 @cli.command("pull")
 @target_options(message_uses_m=False)
+@dry_run_option
+@json_option
 @click.pass_obj
-def pull_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None) -> None:
+def pull_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, dry_run: bool, as_json: bool) -> None:
     """Bring the workspace up to the remote: branch, then model and data content (verified).
 
     Refuses to replace content that was changed and never uploaded.
     """
-    m = manager("model", ctx, team_name, model_name, repo_path)
-    for rel in m.pull():
+    m = manager("model", ctx, team_name, model_name, repo_path, dry_run)
+    updated = m.pull(dry_run=dry_run)
+    if as_json:
+        emit_json({"updated": updated, "dry_run": dry_run})
+        return
+    for rel in updated:
         out(rel)
 
 
@@ -1255,12 +1270,16 @@ def checkpoint_list(ctx: Ctx, team_name: str | None, model_name: str | None, rep
 @target_options(message_uses_m=False)
 @click.option("--force", is_flag=True, help="Revert even with uncommitted changes (they are kept in the cache).")
 @dry_run_option
+@json_option
 @click.pass_obj
 def checkpoint_revert(
-    ctx: Ctx, version: str, team_name: str | None, model_name: str | None, repo_path: str | None, force: bool, dry_run: bool
+    ctx: Ctx, version: str, team_name: str | None, model_name: str | None, repo_path: str | None, force: bool, dry_run: bool, as_json: bool
 ) -> None:
     """Restore model and data to combined VERSION in one commit."""
-    combined(ctx, team_name, model_name, repo_path, dry_run).revert_model_and_data(version, force=force, dry_run=dry_run)
+    c = combined(ctx, team_name, model_name, repo_path, dry_run)
+    meta = c.revert_model_and_data(version, force=force, dry_run=dry_run)
+    if as_json:
+        emit_json({"reverted_to": meta.to_dict(), "commit": c.ws.versioning.head(), "dry_run": dry_run})
 
 
 @checkpoint_group.command("info")
@@ -1428,8 +1447,12 @@ def status_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_pat
 
 
 @cli.command("version")
-def version_cmd() -> None:
+@json_option
+def version_cmd(as_json: bool) -> None:
     """Print cpv's version (same as `cpv --version` / `cpv -V`)."""
+    if as_json:
+        emit_json({"version": __version__})
+        return
     out(f"cpv {__version__}")
 
 
@@ -1452,11 +1475,17 @@ def plugins_cmd(as_json: bool) -> None:
 @cli.command("quickstart")
 @click.option("--home", type=click.Path(file_okay=False), help="Use this CPV_HOME instead of a temporary one.")
 @click.option("--keep", is_flag=True, help="Keep the temporary workspace.")
+@dry_run_option
 @click.pass_obj
-def quickstart(ctx: Ctx, home: str | None, keep: bool) -> None:
+def quickstart(ctx: Ctx, home: str | None, keep: bool, dry_run: bool) -> None:
     """Run the whole cycle on the embedded local default in a temporary workspace."""
-    from .quickstart import run_quickstart
+    from .quickstart import QUICKSTART_STEPS, run_quickstart
 
+    if dry_run:
+        where = home or "a temporary CPV_HOME (removed afterwards unless --keep)"
+        for step in QUICKSTART_STEPS:
+            ctx.echo(f"[dry-run] would {step} in {where}")
+        return
     run_quickstart(home=home, keep=keep, echo=click.echo)
 
 

@@ -288,8 +288,10 @@ class CheckpointManager:
         return transfer.download(self, tag, output_dir, sub_path, **kwargs)
 
     def pull(self, **kwargs: Any) -> list[str]:
-        """Bring the workspace up to the remote (:func:`cpv_core.pull.pull_workspace`)."""
-        return pull_workspace(self.ws, self.echo)
+        """Bring the workspace up to the remote (:func:`cpv_core.pull.pull_workspace`);
+        ``dry_run=True`` says what it would update and changes nothing."""
+        dry_run, _ = self.options(kwargs)
+        return pull_workspace(self.ws, self.echo, dry_run=dry_run)
 
     def tag(self, version_tag: str | None, message: str | None, **kwargs: Any) -> str:
         """Give the current content a version (:mod:`cpv_core.tagging`)."""

@@ -11,11 +11,11 @@ from .paths import remove_path
 from .workspace import DEFAULT_FILES, Workspace
 
 
-def pull_workspace(ws: Workspace, echo: Callable[[str], None]) -> list[str]:
+def pull_workspace(ws: Workspace, echo: Callable[[str], None], *, dry_run: bool = False) -> list[str]:
     """Bring the workspace up to the remote: the branch, then the content of
     every target whose pointer moved (verified). Refuses over content that
     changed since it was last uploaded, reverted or pulled. Returns the
-    targets that were updated."""
+    targets that were updated (``dry_run``: would be; only the fetch happens)."""
     ws.require_initialized()
     with ws.lock():
         fetch_versions(ws, required=True)
@@ -23,6 +23,10 @@ def pull_workspace(ws: Workspace, echo: Callable[[str], None]) -> list[str]:
         if incoming is not None:  # decided before anything moves: a refused pull changes nothing
             for kind in DEFAULT_FILES:
                 refuse_over_unsaved_work(ws, kind, ws.file_at(kind, incoming), incoming)
+        if dry_run:
+            moving = [] if incoming is None else would_update(ws, incoming)
+            echo("[dry-run] would update " + ", ".join(moving) if moving else "[dry-run] already up to date")
+            return moving
         before = {kind: ws.file_for(kind) for kind in DEFAULT_FILES}
         ws.versioning.sync_branch()
         ws.reload_meta()
@@ -50,6 +54,18 @@ def pull_workspace(ws: Workspace, echo: Callable[[str], None]) -> list[str]:
             updated.append(rel)
         echo("updated " + ", ".join(updated) if updated else "already up to date")
         return updated
+
+
+def would_update(ws: Workspace, incoming: str) -> list[str]:
+    """The targets whose content a pull to ``incoming`` would replace."""
+    moving = []
+    for kind in DEFAULT_FILES:
+        rel = ws.file_at(kind, incoming)
+        pointer = ws.versioning.read_file(incoming, ws.storage.pointer_path(rel))
+        info = ws.storage.describe_pointer(rel, pointer) if pointer else None
+        if info is not None and (ws.content_base(rel).get("digest") != info.digest or not ws.target_path_of(rel).exists()):
+            moving.append(rel)
+    return moving
 
 
 def incoming_rev(ws: Workspace) -> str | None:

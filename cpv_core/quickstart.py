@@ -13,6 +13,21 @@ from .metrics import format_metrics
 from .model_data import ModelsCheckpointsManage
 from .progress import human_bytes
 
+#: what the quickstart does, in order (its --dry-run prints these)
+QUICKSTART_STEPS = (
+    "create the model AI-Demo/tiny-model on the embedded local default",
+    "upload three checkpoints with metrics and tag each (v0.1, v0.2, v0.3)",
+    "list the versions",
+    "download v0.2 outside the workspace, verified",
+    "revert the workspace to v0.1 (a new commit; history is kept)",
+)
+#: where to go from here (printed last)
+NEXT_COMMANDS = (
+    "cpv init model -t YOUR-TEAM -m YOUR-MODEL          # your own model's workspace",
+    "cpv model upload /path/to/weights --metrics loss=0.2  # then: cpv model tag",
+    "cpv setup                                          # S3 and a git host, by answering questions",
+)
+
 
 def run_quickstart(home: str | None = None, keep: bool = False, echo: Callable[[str], None] = print) -> Path:
     """Create a model, upload three checkpoints with metrics, tag, list,
@@ -39,7 +54,9 @@ def run_quickstart(home: str | None = None, keep: bool = False, echo: Callable[[
         mcm.revert_model_checkpoint(versions[0])
         meta = mcm.get_model_metadata(versions[0])
         echo(f"5. reverted the workspace to {versions[0]} (loss={meta.metrics.get('loss')}); history is kept")
-        echo("done: the whole cycle ran with no cloud account")
+        echo("done: the whole cycle ran with no cloud account; next:")
+        for line in NEXT_COMMANDS:
+            echo(f"  {line}")
         return mcm.repo_path
     finally:
         if not keep and not home:

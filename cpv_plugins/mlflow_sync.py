@@ -259,12 +259,14 @@ def cpv_register_commands(cli: click.Group) -> None:
     """``cpv mlflow-sync``: mirror every version and current stage of a model."""
     import click
 
-    from cpv_core.cli import Ctx, target_options
+    from cpv_core.cli import Ctx, dry_run_option, emit_json, json_option, target_options
 
     @cli.command("mlflow-sync")
     @target_options(message_uses_m=False)
+    @dry_run_option
+    @json_option
     @click.pass_obj
-    def mlflow_sync(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None) -> None:
+    def mlflow_sync(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, dry_run: bool, as_json: bool) -> None:
         """Mirror every version and current stage of a model into the MLflow registry
         (what a sync that failed, e.g. while MLflow was down, missed)."""
         from cpv_core.cli import resolve_target
@@ -279,10 +281,29 @@ def cpv_register_commands(cli: click.Group) -> None:
             raise ConfigError("MLflow sync is off: no tracking URI", fix=f"cpv config set {TRACKING_KEY} URI (or set MLFLOW_TRACKING_URI)")
         team, model, repo = resolve_target(team_name, model_name, repo_path)
         ws = Workspace(team, model, repo, config=config)
+        if dry_run:  # what a sync would bring over (already mirrored ones are left as they are)
+            records, holders = list(published_versions(ws)), list(stage_holders(ws))
+            if as_json:
+                emit_json(
+                    {
+                        "versions": [f"{r.kind} {r.version}" for r in records],
+                        "stages": [f"{c.kind} {c.stage}" for c in holders],
+                        "dry_run": True,
+                    }
+                )
+                return
+            for r in records:
+                ctx.echo(f"[dry-run] would mirror {r.kind} {r.version} unless MLflow has it")
+            for c in holders:
+                ctx.echo(f"[dry-run] would point the alias {c.stage} at {c.kind} {c.version}")
+            return
         versions, stages, failures = sync_all(client, published_versions(ws), stage_holders(ws))
         for line in failures:
             ctx.echo(f"MLflow: not mirrored: {line}")
-        ctx.echo(f"MLflow: {versions} version(s) and {stages} stage(s) of {team}/{model} mirrored")
+        if as_json:
+            emit_json({"versions": versions, "stages": stages, "failures": failures, "dry_run": False})
+        else:
+            ctx.echo(f"MLflow: {versions} version(s) and {stages} stage(s) of {team}/{model} mirrored")
         if failures:
             from cpv_core.errors import CPVError
 

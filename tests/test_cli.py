@@ -17,7 +17,7 @@ from cpv_core.cli import cli, main
 from cpv_core.errors import CheckpointNotFoundError, ValidationError
 from cpv_core.plugins import get_plugin_manager
 
-from .helpers import tree_state, write_model
+from .helpers import tree_state, worktree, write_model
 
 T = ["-t", "AI-Convo", "--model-name", "whisper"]
 
@@ -388,3 +388,37 @@ def test_init_data_and_data_revert_info_through_the_runner(cpv_home, tmp_path):
     assert info["kind"] == "data" and info["path"] == "data"
     run("data", "revert", "v0.1", *args)
     assert (ws / "data" / "train" / "sample_0.txt").read_text() == "sample 0\n"
+
+
+def test_the_options_the_docs_promise_work_where_they_were_missing(workspace, tmp_path):
+    """pull/sync --dry-run and --json, plot --json, report --dry-run, checkpoint revert --json,
+    version --json, quickstart --dry-run: each does what it says and a dry run changes nothing."""
+    from cpv_core import ModelsCheckpointsManage
+
+    first_checkpoint(workspace, 3, metrics='{"loss": 0.5}')
+    write_model(workspace / "model.bin", 1000, seed=9)
+    run("model", "upload", *T, "--metrics", '{"loss": 0.25}')
+    run("model", "tag", *T)
+    plot = json.loads(run("model", "plot", "loss", *T, "--json"))
+    assert plot == {"metric": "loss", "values": [{"version": "v0.1", "value": 0.5}, {"version": "v0.2", "value": 0.25}]}
+    report = tmp_path / "r.html"
+    assert "[dry-run] would write" in run("report", "-o", str(report), "--dry-run", *T, stdout_only=False) and not report.exists()
+    assert json.loads(run("version", "--json"))["version"]
+    reverted = json.loads(run("checkpoint", "revert", "v0.1", *T, "--json"))
+    assert reverted["reverted_to"]["version"] == "v0.1" and reverted["commit"]
+    bob = ModelsCheckpointsManage("AI-Convo", "whisper", repo_path=tmp_path / "bob")
+    bob.import_model_init()
+    write_model(bob.repo_path / "model.bin", 1000, seed=11)
+    bob.upload_model_checkpoint()
+    before = worktree(workspace)
+    planned = json.loads(run("pull", *T, "--dry-run", "--json"))
+    assert planned == {"updated": ["model.bin"], "dry_run": True}
+    assert worktree(workspace) == before  # only the fetch happened
+    assert json.loads(run("sync", *T, "--json")) == {"updated": ["model.bin"], "dry_run": False}
+    steps = run("quickstart", "--dry-run", stdout_only=False)
+    assert "[dry-run] would upload three checkpoints" in steps
+
+
+def test_quickstart_ends_with_the_three_next_commands(tmp_path):
+    out = run("quickstart", "--home", str(tmp_path / "qs"), stdout_only=False).splitlines()
+    assert out[-4].startswith("done:") and [line.split()[0:2] for line in out[-3:]] == [["cpv", "init"], ["cpv", "model"], ["cpv", "setup"]]

@@ -158,3 +158,40 @@ def test_the_readme_says_how_to_reach_cpv_after_its_first_command():
     text = (ROOT / "README.md").read_text()
     use = text.split("## Use it", 1)[1].split("```", 1)[0]
     assert "source .venv/bin/activate" in use and ".venv/bin/cpv" in use
+
+
+#: the commands that change something (a workspace, a remote, the config, a file): each
+#: takes --dry-run; every other command only reads and takes --json (docs/quickstart.md)
+CHANGING = {
+    "aws-config", "bitbucket-config", "checkpoint create", "checkpoint demote", "checkpoint promote", "checkpoint revert",
+    "config aws", "config bitbucket", "config set", "data demote", "data download", "data promote", "data revert",
+    "data stage-rules set", "data tag", "data upload", "gc", "init data", "init model", "mlflow-sync", "model demote",
+    "model download", "model promote", "model revert", "model stage-rules set", "model tag", "model upload", "pull",
+    "quickstart", "report", "setup", "sync",
+}  # fmt: skip
+
+
+def every_command() -> list[tuple[str, click.Command]]:
+    ctx = click.Context(cli)
+
+    def walk(group: click.Group, prefix: str):
+        for name in sorted(group.list_commands(ctx)):
+            cmd = group.get_command(ctx, name)
+            if isinstance(cmd, click.Group):
+                yield from walk(cmd, f"{prefix}{name} ")
+            elif cmd is not None:
+                yield f"{prefix}{name}", cmd
+
+    return list(walk(cli, ""))
+
+
+@pytest.mark.parametrize("path, cmd", every_command(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_changing_command_takes_dry_run_and_every_read_command_json(path, cmd):
+    """What docs/quickstart.md promises, for every command click knows (plugins' too)."""
+    options = {opt for param in cmd.params for opt in getattr(param, "opts", [])}
+    if path in CHANGING:
+        assert "--dry-run" in options, f"cpv {path} changes something but takes no --dry-run"
+    else:
+        assert "--json" in options, f"cpv {path} reads but takes no --json (or belongs in CHANGING)"
+    text = (ROOT / "docs" / "quickstart.md").read_text()
+    assert "Every command that changes something takes `--dry-run`; every read command\ntakes `--json`." in text
