@@ -16,6 +16,7 @@ holds what is specific to AWS configuration: the credential provider and the
 from __future__ import annotations
 
 import configparser
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +42,8 @@ from cpv_core.setup_wizard import matching
 from cpv_core.trust import open_regular
 
 from .s3_settings import DEFAULT_BUCKET, DEFAULT_REGION, S3Settings
+
+logger = logging.getLogger("cpv")
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$|^[a-z0-9-]{2,32}$")
@@ -139,7 +142,11 @@ class AwsCredentials:
             raise CredentialError(
                 f"profile {profile!r} in {cred_path} has no aws_access_key_id/aws_secret_access_key", fix="add both keys to that profile"
             )
-        bucket = _validate_bucket(options.get("bucket") or DEFAULT_BUCKET)
+        bucket = options.get("bucket") or config.get_config("aws.bucket")
+        if not bucket:  # the seeds' `cpv aws-config` took no bucket: theirs stays the fallback, said aloud
+            bucket = DEFAULT_BUCKET
+            logger.warning("no bucket given: using %s (the original design's bucket); pass --bucket NAME for your own", bucket)
+        bucket = _validate_bucket(bucket)
         endpoint = _validate_endpoint(options.get("endpoint_url"))
         region = options.get("region") or DEFAULT_REGION
         if not _REGION_RE.fullmatch(region):
@@ -249,7 +256,7 @@ def cpv_register_commands(cli: click.Group) -> None:
     options = [
         click.option("--credential-path", "-c", type=click.Path(dir_okay=False), help="AWS credentials file (default ~/.aws/credentials)."),
         click.option("--profile", "-p", default="default", show_default=True, help="Profile in that file."),
-        click.option("--bucket", "-b", help=f"S3 bucket (default {DEFAULT_BUCKET})."),
+        click.option("--bucket", "-b", help="S3 bucket (default: the one configured already)."),
         click.option("--endpoint-url", help="S3-compatible endpoint (SeaweedFS, MinIO, Ceph ...)."),
         click.option("--region", help=f"Region (default {DEFAULT_REGION})."),
         dry_run_option,
@@ -269,7 +276,7 @@ def cpv_register_commands(cli: click.Group) -> None:
         if dry_run:
             ctx.echo(
                 f"[dry-run] would store in {CPVConfig().config_path}: aws = credentials file "
-                f"{credential_path or '~/.aws/credentials'}, profile {profile}, bucket {bucket or DEFAULT_BUCKET}, "
+                f"{credential_path or '~/.aws/credentials'}, profile {profile}, bucket {bucket or CPVConfig().get_config('aws.bucket') or DEFAULT_BUCKET}, "
                 f"endpoint {endpoint_url or 'AWS'}, region {region or DEFAULT_REGION}"
             )
             return
@@ -344,7 +351,9 @@ def cpv_setup_choices() -> list[SetupChoice]:
                     "cpv stores only this path, never the keys",
                 ),
                 SetupQuestion("profile", "Profile in that file", "default", _profile),
-                SetupQuestion("bucket", "S3 bucket", DEFAULT_BUCKET, lambda value, _: _validate_bucket(value)),
+                SetupQuestion(
+                    "bucket", "S3 bucket (it must exist; objects go under {team}/{model}/)", None, lambda value, _: _validate_bucket(value)
+                ),
                 SetupQuestion(
                     "endpoint_url",
                     "Endpoint URL (empty for AWS itself)",

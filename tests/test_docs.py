@@ -195,3 +195,14 @@ def test_every_changing_command_takes_dry_run_and_every_read_command_json(path, 
         assert "--json" in options, f"cpv {path} reads but takes no --json (or belongs in CHANGING)"
     text = (ROOT / "docs" / "quickstart.md").read_text()
     assert "Every command that changes something takes `--dry-run`; every read command\ntakes `--json`." in text
+
+
+def test_no_company_bucket_is_offered_as_a_default():
+    """The original design's bucket (vmo-model-checkpoints) is nobody's default: the wizard asks."""
+    from cpv_plugins.dvc_s3 import cpv_setup_choices
+
+    for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        assert "vmo-model-checkpoints" not in path.read_text(), path.name
+    (s3,) = [c for c in cpv_setup_choices() if c.name == "s3"]
+    bucket = next(q for q in s3.questions if q.name == "bucket")
+    assert bucket.default is None

@@ -73,10 +73,10 @@ def test_s3_and_bitbucket_against_the_test_servers_end_with_a_passing_validate(c
     child.expect_exact("profile 'nobody' is not in")
     child.expect_exact("Profile in that file [default]:")
     child.sendline("cpv-test")
-    child.expect_exact("S3 bucket [")
+    child.expect_exact("S3 bucket (it must exist; objects go under {team}/{model}/): ")  # no default bucket: asked
     child.sendline("Bad_Bucket")
     child.expect_exact("bucket name 'Bad_Bucket' is not a valid S3 bucket name")
-    child.expect_exact("S3 bucket [")
+    child.expect_exact("S3 bucket (it must exist")
     child.sendline(S3_BUCKET)
     child.expect_exact("Endpoint URL (empty for AWS itself):")
     child.sendline(seaweed.endpoint)
