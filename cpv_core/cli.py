@@ -999,6 +999,7 @@ def team_targets(
 @click.option("--grace", type=float, default=24.0, show_default=True, help="Never delete objects written within this many hours.")
 @click.option("--delete-versions", is_flag=True, help="Remove pruned versions from the history instead of marking them.")
 @click.option("--all", "all_models", is_flag=True, help="Every model of the team that has a workspace on this machine.")
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking (required where there is no terminal to ask on).")
 @dry_run_option
 @json_option
 @click.pass_obj
@@ -1013,23 +1014,46 @@ def gc_cmd(
     grace: float,
     delete_versions: bool,
     all_models: bool,
+    yes: bool,
     dry_run: bool,
     as_json: bool,
 ) -> None:
-    """Remove from the storage remote the content no kept version uses (safe on a shared remote)."""
+    """Remove from the storage remote the content no kept version uses (safe on a shared remote).
+
+    Deleting asks first on a terminal, as `dvc gc` does (--yes skips the question; without
+    a terminal --yes is required). Look with --dry-run first."""
     from .retention import RetentionPolicy, collect_garbage
 
     policy = RetentionPolicy(keep_last=keep_last, keep_stages=keep_stages, keep=keep, grace_hours=grace, delete_versions=delete_versions)
     policy.check()
     targets = team_targets(team_name, model_name, repo_path, all_models)
-    results = {}
-    for target_team, target_model in targets:
-        both = [manager(kind, ctx, target_team, target_model, None if all_models else repo_path, dry_run) for kind in ("model", "data")]
-        result = collect_garbage(both, policy, dry_run=dry_run)
-        results[f"{both[0].team_name}/{both[0].model_name}"] = result
+
+    def run_gc(plan_only: bool) -> dict[str, Any]:
+        results = {}
+        for target_team, target_model in targets:
+            both = [manager(k, ctx, target_team, target_model, None if all_models else repo_path, plan_only) for k in ("model", "data")]
+            results[f"{both[0].team_name}/{both[0].model_name}"] = collect_garbage(both, policy, dry_run=plan_only)
+        return results
+
+    if not dry_run and not yes:
+        if not sys.stdin.isatty():
+            raise ValidationError(
+                "cpv gc deletes stored objects and asks first, but there is no terminal to ask on; nothing was deleted",
+                fix="look with `cpv gc ... --dry-run`, then run it again with --yes",
+            )
+        show_gc(run_gc(True), all_models, grace, dry_run=True)
+        if not click.confirm("delete what is listed above from the store?", default=False):
+            ctx.echo("nothing was deleted")
+            return
+    results = run_gc(dry_run)
     if as_json:
         emit_json(next(iter(results.values())).to_dict() if not all_models else {name: r.to_dict() for name, r in results.items()})
         return
+    show_gc(results, all_models, grace, dry_run=dry_run)
+
+
+def show_gc(results: dict[str, Any], all_models: bool, grace: float, *, dry_run: bool) -> None:
+    """The lines `cpv gc` prints for its results (or its plan)."""
     prefix = "[dry-run] would " if dry_run else ""
     for name, result in results.items():
         if all_models:

@@ -72,7 +72,7 @@ def test_a_dry_run_changes_nothing_and_says_what_it_would_do(m, cpv_home):
 
 def test_the_grace_period_spares_young_objects(m, cpv_home):
     before = stored(cpv_home)
-    result = json.loads(cpv("gc", "--keep-last", "1", "--json", *T).stdout)  # default grace: 24 h
+    result = json.loads(cpv("gc", "--keep-last", "1", "--yes", "--json", *T).stdout)  # default grace: 24 h
     assert result["deleted_objects"] == 0 and result["spared_young_objects"] == 3 and result["pruned"]["model"] == []
     assert stored(cpv_home) == before
 
@@ -132,7 +132,7 @@ def test_du_shows_bytes_per_version_and_the_total(m, cpv_home):
 
 
 def test_delete_versions_removes_pruned_versions_from_the_history(m, cpv_home):
-    out = cpv("gc", "--keep-last", "2", "--keep-stages", "--grace", "0", "--delete-versions", *T).stdout
+    out = cpv("gc", "--keep-last", "2", "--keep-stages", "--grace", "0", "--delete-versions", "--yes", *T).stdout
     assert "model versions removed from the history: v0.1, v0.3" in out
     assert m.read_checkpoint_tag() == ["v0.2", "v0.4", "v0.5"]
     assert git(bare(cpv_home), "tag", "-l", "model/*").split() == ["model/v0.2", "model/v0.4", "model/v0.5"]
@@ -145,7 +145,35 @@ def test_gc_all_takes_every_model_of_the_team_with_a_workspace_here(m, cpv_home)
         write_model(other.repo_path / "model.bin", 2000, seed=seed)
         other.upload_model_checkpoint()
         other.tag_model_checkpoint()
-    result = json.loads(cpv("gc", "--all", "-t", TEAM, "--keep-last", "1", "--grace", "0", "--json").stdout)
+    result = json.loads(cpv("gc", "--all", "-t", TEAM, "--keep-last", "1", "--grace", "0", "--yes", "--json").stdout)
     assert result[f"{TEAM}/second"]["pruned"]["model"] == ["v0.1"]
     assert result[f"{TEAM}/{MODEL}"]["pruned"]["model"] == ["v0.1", "v0.3", "v0.4"]  # v0.2 holds prod
     assert cpv("gc", "--all", "-t", "Nobody", "--keep-last", "1", expect=8).output.count("no workspace of team Nobody") == 1
+
+
+def test_gc_asks_before_deleting_on_a_terminal_and_needs_yes_without_one(m, cpv_home):
+    import os
+    import sys
+
+    import pexpect
+
+    before = stored(cpv_home)
+    refused = cpv("gc", "--keep-last", "1", "--grace", "0", *T, expect=2).output
+    assert "no terminal to ask on; nothing was deleted" in refused and "--dry-run" in refused and "--yes" in refused
+    assert stored(cpv_home) == before
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    args = ["-m", "cpv_core.cli", "gc", "--keep-last", "1", "--grace", "0", *T]
+    child = pexpect.spawn(sys.executable, args, env=env, encoding="utf-8", timeout=60)
+    child.expect_exact("[dry-run] would delete 3 object(s)")
+    child.expect_exact("delete what is listed above from the store? [y/N]:")
+    child.sendline("n")
+    child.expect_exact("nothing was deleted")
+    child.expect(pexpect.EOF)
+    assert stored(cpv_home) == before
+    child = pexpect.spawn(sys.executable, args, env=env, encoding="utf-8", timeout=60)
+    child.expect_exact("delete what is listed above from the store? [y/N]:")
+    child.sendline("y")
+    child.expect_exact("delete 3 object(s)")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and len(stored(cpv_home)) == len(before) - 3
