@@ -29,6 +29,8 @@ class TensorDiff:
     reshaped: list[dict[str, Any]] = field(default_factory=list)
     changed: list[dict[str, Any]] = field(default_factory=list)
     unchanged: int = 0
+    #: the tensors equal on both sides, by name ("which layers were frozen")
+    unchanged_names: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -79,6 +81,7 @@ def diff_files(a: Path | None, b: Path | None) -> TensorDiff:
                     change = None
                 if change is None:
                     result.unchanged += 1
+                    result.unchanged_names.append(name)
                 else:
                     result.changed.append(change)
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError, header problems are ValueErrors

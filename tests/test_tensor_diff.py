@@ -58,6 +58,7 @@ def test_a_fine_tune_shows_frozen_layers_unchanged_and_the_head_changed(cpv_home
     assert d["files"]["changed"] == ["model.safetensors"]
     t = d["tensors"]["model.safetensors"]
     assert t["added"] == ["adapter.weight"] and t["removed"] == ["head.bias"] and t["unchanged"] == 1  # layer0: frozen
+    assert t["unchanged_names"] == ["encoder.layer0.weight"]  # named, not only counted
     assert [r["name"] for r in t["reshaped"]] == ["encoder.layer1.weight"] and t["reshaped"][0]["b"]["shape"] == [8, 16]
     (head,) = t["changed"]
     assert head["name"] == "head.weight" and head["max_abs"] == pytest.approx(0.01, rel=1e-3)
