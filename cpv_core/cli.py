@@ -23,11 +23,12 @@ import click
 
 from . import __version__
 from .errors import CheckpointNotFoundError, CPVError, ValidationError
-from .metrics import format_metrics, format_value, metric_number
+from .metrics import format_metrics, format_value, metric_number, parse_pairs
 from .progress import human_bytes
 from .stage_rules import parse_gate
 from .terminal import EXIT_DAMAGED, EXIT_INTERRUPTED, out
 from .trust import visible, visible_lines
+from .versions import Version
 
 if TYPE_CHECKING:
     from .artifacts import CheckpointMetadata, DataArtifacts, ModelArtifacts
@@ -111,26 +112,28 @@ def resolve_target(
     )
 
 
-def parse_metrics(value: str | None) -> dict[str, Any] | None:
-    """``--metrics``: an inline JSON object or the path of a JSON file."""
+def parse_metrics(value: str | None, option: str = "--metrics") -> dict[str, Any] | None:
+    """``--metrics``: an inline JSON object, ``NAME=VALUE,...`` pairs, or the path of a JSON file."""
     if value is None:
         return None
     text = value
     if not value.lstrip().startswith("{"):
         path = Path(value).expanduser()
+        if not path.is_file() and "=" in value:
+            return parse_pairs(value, option)
         if not path.is_file():
             raise ValidationError(
-                f"--metrics {value!r} is neither a JSON object nor an existing file",
-                fix="pass e.g. --metrics '{\"loss\": 0.25}' or --metrics metrics.json",
+                f"{option} {value!r} is neither a JSON object, NAME=VALUE pairs nor an existing file",
+                fix=f"pass e.g. {option} loss=0.25,wer=0.04, {option} '{{\"loss\": 0.25}}' or {option} metrics.json",
             )
         if path.stat().st_size > 2 * 1024 * 1024:
-            raise ValidationError(f"--metrics file {value!r} is larger than 2 MiB", fix="metrics may be at most 1 MiB as JSON")
+            raise ValidationError(f"{option} file {value!r} is larger than 2 MiB", fix="metrics may be at most 1 MiB as JSON")
         text = path.read_text()
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValidationError(
-            f"--metrics is not valid JSON ({exc.msg} at line {exc.lineno})", fix='pass a JSON object such as {"loss": 0.25}'
+            f"{option} is not valid JSON ({exc.msg} at line {exc.lineno})", fix='pass a JSON object such as {"loss": 0.25}'
         ) from None
     except (ValueError, RecursionError) as exc:  # integers over 4300 digits, nesting deeper than the parser's stack
         raise ValidationError(
@@ -580,9 +583,11 @@ def build_kind_group(kind: str) -> click.Group:
     @group.command("upload")
     @click.argument("path", required=False, type=click.Path(exists=True))
     @target_options(message_uses_m=True)
-    @click.option("--metrics", help="Metrics as an inline JSON object or a path to a JSON file.")
+    @click.option("--metrics", help="Metrics: NAME=VALUE,... pairs, an inline JSON object or a path to a JSON file.")
     @click.option("--message", "-m", help="Commit message.")
     @click.option("--force", is_flag=True, help="Upload even if a teammate's newer upload of this target would be replaced.")
+    @click.option("--tag", "and_tag", is_flag=True, help="Tag the upload as the next version in the same step.")
+    @click.option("--version", "version_tag", help="With --tag (implied): this explicit version, e.g. v1.0.")
     @dry_run_option
     @json_option
     @click.pass_obj
@@ -595,21 +600,30 @@ def build_kind_group(kind: str) -> click.Group:
         metrics: str | None,
         message: str | None,
         force: bool,
+        and_tag: bool,
+        version_tag: str | None,
         dry_run: bool,
         as_json: bool,
     ) -> None:
         """Store PATH (default: the workspace's current model, or data/), record metrics, commit and push.
 
         A model PATH may be a file of any name or a directory (Hugging Face
-        shards); it keeps its name and layout. Unchanged files are not uploaded again."""
+        shards); it keeps its name and layout. Unchanged files are not uploaded again.
+        With --tag (or --version) the upload becomes a version at once, as W&B and the
+        Hugging Face Hub version every upload."""
         parsed = parse_metrics(metrics)
+        if version_tag is not None:
+            Version.parse(version_tag)  # a bad version is refused before anything is uploaded
         m = manager(kind, ctx, team_name, model_name, repo_path, dry_run, message=message)
         result = m.upload(path, parsed, message, dry_run=dry_run, force=force)
+        version = m.tag(version_tag, None, dry_run=dry_run) if (and_tag or version_tag) and not dry_run else None
         if as_json:
-            emit_json(asdict(result))
+            emit_json({**asdict(result), **({"version": version} if version else {})})
         elif not dry_run:
             state = "uploaded" if result.changed else "unchanged" + (" (new metrics recorded)" if result.metrics else "")
             out(f"{m.target} {state}: {result.digest} ({human_bytes(result.size)}), commit {str(result.commit)[:10]}")
+            if version:
+                out(version)
 
     @group.command("tag")
     @target_options(message_uses_m=True)

@@ -99,6 +99,36 @@ def _check_value(key: str, value: Any, depth: int) -> None:
         )
 
 
+def parse_pairs(text: str, option: str = "--metrics") -> dict[str, Any]:
+    """``loss=0.2,wer=0.04`` as ``{"loss": 0.2, "wer": 0.04}`` (the shorthand W&B and the
+    Hub users type): each value is read as a JSON number, true/false/null, else kept as
+    text; a key given twice, an empty key or a pair without ``=`` is a clear error."""
+    pairs: dict[str, Any] = {}
+    for item in text.split(","):
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key:
+            raise ValidationError(
+                f"{option} {text!r}: {item.strip()!r} is not NAME=VALUE", fix=f"e.g. {option} loss=0.2,wer=0.04 (or a JSON object)"
+            )
+        if key in pairs:
+            raise ValidationError(f"{option} {text!r} gives {key!r} twice", fix="give each name once")
+        pairs[key] = _pair_value(raw)
+    return pairs
+
+
+def _pair_value(raw: str) -> Any:
+    if raw in {"true", "false", "null"}:
+        return json.loads(raw)
+    try:
+        number = float(raw)
+    except ValueError:
+        return raw
+    if not math.isfinite(number):
+        return raw  # "nan", "inf": text, as a metric value must be finite
+    return int(raw) if raw.lstrip("+-").isdigit() and abs(int(raw)) < 2**53 else number
+
+
 def make_record(kind: str, event: str, metrics: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     """A new log record stamped with the current UTC time."""
     record: dict[str, Any] = {

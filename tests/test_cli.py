@@ -11,6 +11,8 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cpv_core import hookimpl
 from cpv_core.cli import cli, main
@@ -422,3 +424,38 @@ def test_the_options_the_docs_promise_work_where_they_were_missing(workspace, tm
 def test_quickstart_ends_with_the_three_next_commands(tmp_path):
     out = run("quickstart", "--home", str(tmp_path / "qs"), stdout_only=False).splitlines()
     assert out[-4].startswith("done:") and [line.split()[0:2] for line in out[-3:]] == [["cpv", "init"], ["cpv", "model"], ["cpv", "setup"]]
+
+
+def test_upload_tags_in_one_step_and_takes_name_value_metrics(workspace):
+    write_model(workspace / "model.bin", 1000, seed=1)
+    out = run("model", "upload", *T, "--metrics", "loss=0.2,wer=0.04,note=bf16,ok=true", "--tag").splitlines()
+    assert out[-1] == "v0.1"
+    assert json.loads(run("model", "info", "v0.1", *T, "--json"))["metrics"] == {"loss": 0.2, "wer": 0.04, "note": "bf16", "ok": True}
+    write_model(workspace / "model.bin", 1000, seed=2)
+    done = json.loads(run("model", "upload", *T, "--version", "v1.0", "--json"))
+    assert done["version"] == "v1.0" and done["changed"]
+    before = tree_state(workspace)
+    write_model(workspace / "model.bin", 1000, seed=3)
+    bad = run("model", "upload", *T, "--version", "v1", expect=2)
+    assert "is not of the form" in bad
+    assert "not NAME=VALUE" in run("model", "upload", *T, "--metrics", "loss=0.2,wer", expect=2)
+    assert "gives 'loss' twice" in run("model", "upload", *T, "--metrics", "loss=1,loss=2", expect=2)
+    assert {k: v for k, v in tree_state(workspace).items() if not k.endswith("model.bin")} == {
+        k: v for k, v in before.items() if not k.endswith("model.bin")
+    }  # refused before anything was stored or committed
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(alphabet=st.characters(blacklist_characters=",=", blacklist_categories=("Cs", "Zs", "Cc")), min_size=1, max_size=12),
+        st.one_of(st.integers(-(2**40), 2**40), st.floats(allow_nan=False, allow_infinity=False, width=32), st.booleans()),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_name_value_pairs_round_trip(pairs):
+    from cpv_core.metrics import parse_pairs
+
+    text = ",".join(f"{k}={json.dumps(v)}" for k, v in pairs.items())
+    assert parse_pairs(text) == pairs
