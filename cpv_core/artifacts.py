@@ -74,6 +74,10 @@ class CheckpointMetadata:
     lineage: dict[str, Any] = field(default_factory=dict)
     tag_message: str = ""
     upload_message: str = ""
+    #: hyperparameters recorded apart from the metrics (``--params``)
+    params: dict[str, Any] = field(default_factory=dict)
+    #: the training code the upload ran in: ``{"commit", "branch", "dirty"}`` ({} outside a git repository)
+    code: dict[str, Any] = field(default_factory=dict)
 
     @property
     def size_mb(self) -> float:

@@ -584,6 +584,7 @@ def build_kind_group(kind: str) -> click.Group:
     @click.argument("path", required=False, type=click.Path(exists=True))
     @target_options(message_uses_m=True)
     @click.option("--metrics", help="Metrics: NAME=VALUE,... pairs, an inline JSON object or a path to a JSON file.")
+    @click.option("--params", help="Hyperparameters, recorded apart from metrics: NAME=VALUE,... pairs, JSON or a JSON file.")
     @click.option("--message", "-m", help="Commit message.")
     @click.option("--force", is_flag=True, help="Upload even if a teammate's newer upload of this target would be replaced.")
     @click.option("--tag", "and_tag", is_flag=True, help="Tag the upload as the next version in the same step.")
@@ -598,6 +599,7 @@ def build_kind_group(kind: str) -> click.Group:
         model_name: str | None,
         repo_path: str | None,
         metrics: str | None,
+        params: str | None,
         message: str | None,
         force: bool,
         and_tag: bool,
@@ -615,7 +617,8 @@ def build_kind_group(kind: str) -> click.Group:
         if version_tag is not None:
             Version.parse(version_tag)  # a bad version is refused before anything is uploaded
         m = manager(kind, ctx, team_name, model_name, repo_path, dry_run, message=message)
-        result = m.upload(path, parsed, message, dry_run=dry_run, force=force)
+        hyper = parse_metrics(params, "--params")
+        result = m.upload(path, parsed, message, dry_run=dry_run, force=force, **({"params": hyper} if hyper else {}))
         version = m.tag(version_tag, None, dry_run=dry_run) if (and_tag or version_tag) and not dry_run else None
         if as_json:
             emit_json({**asdict(result), **({"version": version} if version else {})})
@@ -860,6 +863,8 @@ def build_kind_group(kind: str) -> click.Group:
             ("digest", data["digest"]),
             ("size", f"{human_bytes(data['size'])} ({data['size']} bytes)"),
             ("metrics", format_metrics(data["metrics"]) or "-"),
+            ("params", format_metrics(data["params"]) or "-"),
+            ("code", describe_code(data["code"])),
         ]
         for key, value in rows:
             out(f"{key:8} {visible(value)}")
@@ -885,13 +890,21 @@ def diff_cmd(
     show_diff(kind, manager(kind, ctx, team_name, model_name, repo_path).diff(version_a, version_b), as_json)
 
 
+def describe_code(code: dict[str, Any]) -> str:
+    """``a1b2c3d4e5 on main (uncommitted changes)``: the training code a version came from."""
+    if not code:
+        return "-"
+    where = f" on {code['branch']}" if code.get("branch") else ""
+    return f"{code['commit'][:10]}{where}" + (" (uncommitted changes)" if code.get("dirty") else "")
+
+
 def show_diff(kind: str, d: dict[str, Any], as_json: bool) -> None:
     """Print what :meth:`CheckpointManager.diff` found (``cpv diff``, ``cpv model diff``)."""
     if as_json:
         emit_json(d)
         return
     out(f"{kind} {d['a']} -> {d['b']}")
-    for name, row in d["metrics"].items():
+    for name, row in [*d["metrics"].items(), *((f"param {n}", r) for n, r in d.get("params", {}).items())]:
         delta = "" if row["delta"] is None else f"  ({row['delta']:+.6g})"
         a = "-" if row["a"] is None else format_value(row["a"])
         b = "-" if row["b"] is None else format_value(row["b"])

@@ -43,6 +43,7 @@ def diff(mgr: CheckpointManager, version_a: str, version_b: str) -> dict[str, An
         "a": meta_a.version,
         "b": meta_b.version,
         "metrics": compare_metrics(meta_a.metrics, meta_b.metrics),
+        "params": compare_metrics(meta_a.params, meta_b.params),
         "digest": {"a": meta_a.digest, "b": meta_b.digest, "changed": meta_a.digest != meta_b.digest},
         "size": {"a": meta_a.size, "b": meta_b.size, "delta": meta_b.size - meta_a.size},
         "files": files,
@@ -124,6 +125,8 @@ def metadata_for(mgr: CheckpointManager, record: VersionRecord) -> CheckpointMet
         digest=str(meta.get("digest") or ""),
         path=str(meta.get("path") or mgr.target_at(record.ref)),
         lineage=dict(meta.get("lineage") or {}),
+        params=dict(meta.get("params") or {}),
+        code=dict(meta.get("code") or {}),
     )
 
 

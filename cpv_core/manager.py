@@ -33,7 +33,7 @@ from .config import CPVConfig
 from .errors import CheckpointNotFoundError, ValidationError, WorkspaceDirtyError
 from .history import current_stages, fetch_versions, find_version, require_content
 from .kinds import DATA, MODEL, SEED_KWARGS, KindSpec, check_kwargs, check_source
-from .metrics import METRICS_FILE, encode_record, latest_metrics, parse_log
+from .metrics import METRICS_FILE, encode_record, latest_field, latest_metrics, parse_log
 from .paths import atomic_path
 from .pull import pull_workspace
 from .records import MAX_UPLOAD_MESSAGE
@@ -233,7 +233,12 @@ class CheckpointManager:
             "metrics": self.current_metrics(),
             "lineage": self.lineage(),
             "upload_message": self.upload_messages(),
+            **{name: value for name in ("params", "code") if (value := self.current_field(name))},
         }
+
+    def current_field(self, name: str, rev: str = "HEAD") -> dict[str, Any]:
+        """The newest ``params`` or ``code`` of this kind in ``metrics.log`` at ``rev``."""
+        return latest_field(parse_log(self.ws.versioning.read_file(rev, METRICS_FILE)), self.spec.kind, name)
 
     def same_content_as(self, digest: str, records: list[VersionRecord] | None = None) -> str | None:
         """The newest version of this kind whose content is ``digest``, if any (among

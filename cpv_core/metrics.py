@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
@@ -167,6 +168,22 @@ def parse_log(content: bytes | str | None) -> list[dict[str, Any]]:
     return records
 
 
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+def clean_code_origin(value: Any) -> dict[str, Any] | None:
+    """The training code's origin as a version records it (``commit``, ``branch``,
+    ``dirty``), or None when it is not of that shape (it is data from the repository)."""
+    if not isinstance(value, Mapping) or set(value) - {"commit", "branch", "dirty"}:
+        return None
+    commit, branch, dirty = value.get("commit"), value.get("branch", ""), value.get("dirty")
+    if not isinstance(commit, str) or not _COMMIT_RE.fullmatch(commit) or not isinstance(dirty, bool):
+        return None
+    if not isinstance(branch, str) or len(branch) > 255 or any(ord(c) < 32 or ord(c) == 127 for c in branch):
+        return None
+    return {"commit": commit, "branch": branch, "dirty": dirty}
+
+
 def _parse_line(line: str) -> dict[str, Any] | None:
     """One well-formed record, or None: a JSON object whose ``kind``/``event``
     are strings and whose ``metrics`` pass :func:`validate_metrics`."""
@@ -184,6 +201,13 @@ def _parse_line(line: str) -> dict[str, Any] | None:
         record["metrics"] = validate_metrics(record.get("metrics"))
     except ValidationError:
         return None
+    if "params" in record:  # added by cpv 0.4; a malformed one is dropped, the record kept
+        try:
+            record["params"] = validate_metrics(record["params"])
+        except ValidationError:
+            del record["params"]
+    if "code" in record and clean_code_origin(record["code"]) is None:
+        del record["code"]
     return record
 
 
@@ -193,6 +217,17 @@ def latest_metrics(records: Iterable[Mapping[str, Any]], kind: str) -> dict[str,
     for record in records:
         if record.get("kind", "model") == kind:
             latest = dict(record.get("metrics") or {})
+    return latest
+
+
+def latest_field(records: Iterable[Mapping[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    """Field ``name`` (``params``, ``code``) of the newest record of ``kind`` ({} when that
+    record has none: like its metrics, it describes the upload it came with)."""
+    latest: dict[str, Any] = {}
+    for record in records:
+        if record.get("kind", "model") == kind:
+            value = record.get(name)
+            latest = dict(value) if isinstance(value, Mapping) else {}
     return latest
 
 

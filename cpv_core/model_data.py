@@ -63,8 +63,11 @@ class ModelsCheckpointsManage(CheckpointManager):
 
         ``model_path`` may be a file of any name or a directory (a Hugging Face
         folder of shards); it keeps its name and layout in the workspace and in
-        every download. Unchanged files of a directory are not uploaded again."""
-        check_kwargs("upload_model_checkpoint", kwargs)
+        every download. Unchanged files of a directory are not uploaded again.
+        ``params`` (a mapping) records hyperparameters apart from the metrics. Run
+        inside the training code's git repository, the version records its commit,
+        branch and whether it had uncommitted changes."""
+        check_kwargs("upload_model_checkpoint", kwargs, "params")
         return self.upload(model_path, metrics, message, **kwargs)
 
     def tag_model_checkpoint(self, version_tag: str | None = None, message: str | None = None, **kwargs: Any) -> str:
@@ -140,7 +143,7 @@ class DataCheckpointsManage(CheckpointManager):
 
     def upload_data_checkpoint(self, data_path: str | Path | None = None, message: str | None = None, **kwargs: Any) -> UploadResult:
         """Store the data directory (default: the workspace's ``data/``), commit its pointer and push."""
-        check_kwargs("upload_data_checkpoint", kwargs, "metrics")
+        check_kwargs("upload_data_checkpoint", kwargs, "metrics", "params")
         return self.upload(data_path, kwargs.pop("metrics", None), message, **kwargs)
 
     def tag_data_checkpoint(self, version_tag: str | None = None, message: str | None = None, **kwargs: Any) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import ValidationError
-from .metrics import validate_metrics
+from .metrics import clean_code_origin, validate_metrics
 from .trust import check_relpath, visible
 from .versions import Version
 
@@ -89,11 +89,14 @@ def clean_metadata(metadata: Mapping[str, Any], where: str) -> dict[str, Any]:
     bad: list[str] = []
     for key, value in metadata.items():
         ok = True
-        if key == "metrics":
+        if key in {"metrics", "params"}:
             try:
                 value = validate_metrics(value)
             except ValidationError:
                 ok = False
+        elif key == "code":
+            value = clean_code_origin(value)
+            ok = value is not None
         elif key in _COUNT_KEYS:
             ok = _is_count(value)
         elif key in _DIGEST_KEYS:

@@ -36,6 +36,7 @@ class VersionRow:
     stages: tuple[str, ...] = ()
     data: str = ""
     pruned: str = ""
+    params: dict[str, Any] | None = None
 
 
 def version_rows(mgr: CheckpointManager) -> list[VersionRow]:
@@ -57,6 +58,7 @@ def version_rows(mgr: CheckpointManager) -> list[VersionRow]:
             stages=tuple(held.get(str(m.version), [])),
             data=str(m.lineage.get("data") or ""),
             pruned=pruned.get(str(m.version), ""),
+            params=m.params,
         )
         for m in metas
     ]
@@ -158,6 +160,7 @@ def render_html(team: str, model: str, rows: Sequence[VersionRow], generated: st
         "<tr>"
         f"<td>{e(r.version)}</td><td>{e(r.date[:19])}</td><td>{e(r.author)}</td><td>{e(r.message)}</td>"
         f'<td class="num">{e(format_metrics(r.metrics))}</td>'
+        f'<td class="num">{e(format_metrics(r.params or {}))}</td>'
         f"<td>{''.join(f'<span class=stage>{e(s)}</span> ' for s in r.stages)}</td>"
         f"<td>{e(r.data)}</td>"
         f"<td>{'<span class=pruned>pruned ' + e(r.pruned[:10]) + '</span>' if r.pruned else ''}</td>"
@@ -171,6 +174,6 @@ def render_html(team: str, model: str, rows: Sequence[VersionRow], generated: st
         f"<h1>{e(team)} / {e(model)}</h1><p>{len(rows)} model version(s); generated {e(generated)} by cpv.</p>"
         f"<h2>Metrics across versions</h2>{charts or '<p>No numeric metrics recorded.</p>'}"
         "<h2>Versions</h2><table><thead><tr><th>version</th><th>date</th><th>author</th><th>message</th>"
-        "<th>metrics</th><th>stages</th><th>data</th><th></th></tr></thead>"
+        "<th>metrics</th><th>params</th><th>stages</th><th>data</th><th>state</th></tr></thead>"
         f"<tbody>{body_rows}</tbody></table></body></html>\n"
     )

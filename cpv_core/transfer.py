@@ -111,6 +111,7 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
     dry_run, _ = mgr.options(kwargs)
     move = bool(kwargs.get("consume_source"))
     clean_metrics = validate_metrics(metrics)
+    clean_params = validate_metrics(kwargs.get("params"))
     message = validate_message(message)
     ws = mgr.ws
     dest = ws.target_path(mgr.spec.kind)
@@ -150,7 +151,7 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
         check_not_stale(mgr, force=bool(kwargs.get("force", False)))
         rel = target_for_source(mgr, source)
         if rel != mgr.target:
-            return upload_moved(mgr, source, rel, expected_files, clean_metrics, message, move=move)
+            return upload_moved(mgr, source, rel, expected_files, clean_metrics, message, move=move, params=clean_params)
         place_source(mgr, source, dest, rel, move=move)
         crash_point("upload.placed")
         fence = Fence(ws)  # before the store is asked what it holds: see cpv_core.gc_fence
@@ -166,7 +167,7 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
         crash_point("upload.stored")
         pointer = ws.storage.pointer_path(mgr.target)
         changed = bool(ws.versioning.changed_files([pointer])) or ws.versioning.read_file("HEAD", pointer) is None
-        if not changed and not clean_metrics:
+        if not changed and not clean_metrics and not clean_params:
             same = mgr.same_content_as(artifact.digest)
             mgr.echo(f"{mgr.target} unchanged ({f'same as {same}' if same else 'same as the last upload'}); nothing to commit")
             if message:
@@ -182,6 +183,8 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
             digest=artifact.digest,
             size=artifact.size,
             nfiles=artifact.nfiles if dest.is_dir() else None,
+            params=clean_params or None,
+            code=code_origin(ws),
         )
         before, base_before = ws.versioning.head(), ws.content_base(mgr.target).get("digest")
         mgr.append_metrics(record)
@@ -214,7 +217,15 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
 
 
 def upload_moved(
-    mgr: CheckpointManager, source: Path, rel: str, expected_files: int, metrics: dict[str, Any], message: str | None, *, move: bool = False
+    mgr: CheckpointManager,
+    source: Path,
+    rel: str,
+    expected_files: int,
+    metrics: dict[str, Any],
+    message: str | None,
+    *,
+    move: bool = False,
+    params: dict[str, Any] | None = None,
 ) -> UploadResult:
     """Upload a model that now lives at another workspace path (``model.bin`` ->
     ``hf-model/``): in one commit the new pointer is added, the old one removed
@@ -254,6 +265,8 @@ def upload_moved(
             size=artifact.size,
             nfiles=artifact.nfiles if dest.is_dir() else None,
             path=rel,
+            params=params or None,
+            code=code_origin(ws),
         )
         mgr.append_metrics(record)
         files = [*ws.storage.commit_paths([rel]), *ws.in_head([old_ptr]), META_FILE, METRICS_FILE]
@@ -273,6 +286,16 @@ def upload_moved(
     if kept:
         mgr.echo(f"{old} was left in the workspace: it has changes that were never uploaded (delete it when you no longer need it)")
     return stored_result(kind, dest, published, artifact, metrics, changed=True)
+
+
+def code_origin(ws: Workspace) -> dict[str, Any] | None:
+    """The training code this upload runs in: the git repository around the current
+    directory (not the workspace's own), as the versioning backend reads it; None outside one."""
+    reader = getattr(ws.versioning, "code_origin", None)  # optional in the protocol
+    try:
+        return reader(Path.cwd()) if reader is not None else None
+    except OSError:  # the current directory was removed under us
+        return None
 
 
 def settle_after_publish(ws: Workspace, fence: Fence, paths: Sequence[str]) -> None:

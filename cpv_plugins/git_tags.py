@@ -653,6 +653,24 @@ class GitTagsVersioning:
         git_dir = self.path / ".git"
         return (git_dir / "rebase-merge").exists() or (git_dir / "rebase-apply").exists()
 
+    def code_origin(self, where: Path) -> dict[str, Any] | None:
+        """The git repository around ``where`` (the training code, not this workspace): its
+        commit, branch ("" when detached) and whether tracked files have uncommitted changes;
+        None outside a repository or before its first commit. Nothing it holds is read but that."""
+
+        def ask(*args: str) -> str:
+            return str(run_git(args, cwd=where, env=self._env)).strip()
+
+        try:
+            if Path(ask("rev-parse", "--show-toplevel")).resolve() == self.path.resolve():
+                return None  # run inside the workspace: that is the model's history, not the training code
+            commit = ask("rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+            branch = ask("rev-parse", "--abbrev-ref", "HEAD")
+            dirty = bool(ask("status", "--porcelain", "--untracked-files=no"))
+        except (GitCommandFailed, OSError):
+            return None
+        return {"commit": commit, "branch": "" if branch == "HEAD" else branch, "dirty": dirty}
+
     def remote_branch_rev(self) -> str | None:
         """The fetched remote branch (what a pull moves to), None before it exists."""
         ref = f"refs/remotes/origin/{BRANCH}"

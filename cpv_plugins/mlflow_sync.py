@@ -147,6 +147,20 @@ def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float], dict[st
     return numeric, other, renamed
 
 
+def mlflow_params(params: Any) -> dict[str, str]:
+    """A version's hyperparameters (``--params``) as MLflow params: flattened, names MLflow
+    accepts (as for metrics), values as text of at most 6000 characters."""
+    from cpv_core.metrics import flatten_metrics
+
+    if not isinstance(params, Mapping):
+        return {}
+    taken: set[str] = set()
+    return {
+        mlflow_name(str(key), taken): (value if isinstance(value, str) else json.dumps(value))[:6000]
+        for key, value in flatten_metrics(params).items()
+    }
+
+
 def sync_version(client: Any, record: PublishedVersion) -> str:
     """Register ``record`` (a run with its metrics, then a model version); returns the
     MLflow version number. A version synced before is left as it is. Everything MLflow
@@ -169,10 +183,13 @@ def sync_version(client: Any, record: PublishedVersion) -> str:
         "cpv.remote": record.remote[:MAX_TAG_VALUE],
     }
     numeric, other, renamed = split_metrics(record.metrics)
-    run_tags = {**tags, **other}
+    params = mlflow_params(record.metadata.get("params"))
+    found = record.metadata.get("code")
+    code: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    run_tags = {**tags, **other, **{f"cpv.code.{k}": str(v)[:MAX_TAG_VALUE] for k, v in code.items()}}
     if renamed:
         run_tags[NAMES_TAG] = json.dumps(renamed, sort_keys=True)[:MAX_TAG_VALUE]
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric, Param
 
     run = client.create_run(experiment_id, run_name=f"{record.kind} {record.version}", tags=run_tags)
     try:
@@ -180,6 +197,9 @@ def sync_version(client: Any, record: PublishedVersion) -> str:
         items = [Metric(key, value, stamp, 0) for key, value in numeric.items()]
         for start in range(0, len(items), 1000):  # MLflow takes at most 1000 metrics per batch
             client.log_batch(run.info.run_id, metrics=items[start : start + 1000])
+        pairs = [Param(key, value) for key, value in params.items()]
+        for start in range(0, len(pairs), 100):  # and at most 100 params
+            client.log_batch(run.info.run_id, params=pairs[start : start + 100])
         client.set_terminated(run.info.run_id)
         mv = client.create_model_version(
             name,

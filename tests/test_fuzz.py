@@ -260,3 +260,23 @@ def test_what_list_shows_is_what_was_given(cpv_home, metrics, message):
     record = m.get_model_metadata(version)
     assert record.metrics == json.loads(json.dumps(metrics)) and record.message == message.strip()
     assert [r.version for r in m.list_checkpoints()][-1] == version
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.text(max_size=70) | st.integers(),
+        lambda inner: st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=8,
+    )
+)
+def test_a_code_origin_from_the_repository_is_kept_only_in_its_exact_shape(value):
+    from cpv_core.metrics import clean_code_origin
+
+    clean = clean_code_origin(value)
+    if clean is not None:
+        assert set(clean) == {"commit", "branch", "dirty"} and isinstance(clean["dirty"], bool)
+        assert len(clean["commit"]) in (40, 64) and all(c in "0123456789abcdef" for c in clean["commit"])
+        assert not any(ord(c) < 32 for c in clean["branch"])
+    good = {"commit": "a" * 40, "branch": "main", "dirty": False}
+    assert clean_code_origin(good) == good and clean_code_origin({**good, "dirty": "no"}) is None

@@ -502,3 +502,36 @@ def test_hints_for_what_does_not_exist_yet_speak_the_callers_language(cpv_home):
     assert "tag_model_and_data()" in err.value.fix and "`cpv" not in err.value.fix
     shown = cpv("checkpoint", "revert", "v0.1", *T, expect=8).stderr
     assert "`cpv checkpoint create`" in shown and "tag_model_and_data()" not in shown
+
+
+def test_params_and_the_training_code_are_recorded_with_the_version(cpv_home, tmp_path, monkeypatch):
+    """--params records hyperparameters apart from metrics (info, diff, report); an upload
+    run inside the training code's git repository records its commit, branch and dirty flag."""
+    code = tmp_path / "train-code"
+    code.mkdir()
+    git(code, "init", "-q", "-b", "exp/lr-sweep")
+    (code / "train.py").write_text("print('train')\n")
+    git(code, "add", "train.py")
+    git(code, "commit", "-qm", "training code")
+    head = git(code, "rev-parse", "HEAD").strip()
+    monkeypatch.chdir(code)
+    m = ModelsCheckpointsManage("AI-Convo", "whisper")
+    m.import_model_init()
+    write_model(m.repo_path / "model.bin", 1000, seed=1)
+    m.upload_model_checkpoint(metrics={"loss": 0.5}, params={"lr": 0.001, "batch": 32})
+    assert m.tag_model_checkpoint() == "v0.1"
+    meta = m.get_model_metadata("v0.1")
+    assert meta.params == {"lr": 0.001, "batch": 32} and meta.metrics == {"loss": 0.5}
+    assert meta.code == {"commit": head, "branch": "exp/lr-sweep", "dirty": False}
+    (code / "train.py").write_text("print('changed')\n")  # an uncommitted change to the code
+    write_model(m.repo_path / "model.bin", 1000, seed=2)
+    cpv("model", "upload", *T, "--metrics", "loss=0.4", "--params", "lr=0.0005,batch=32", "--tag")
+    info = cpv("model", "info", "v0.2", *T).stdout
+    assert "params   batch=32 lr=0.0005" in info and f"code     {head[:10]} on exp/lr-sweep (uncommitted changes)" in info
+    diff = json.loads(cpv("diff", "v0.1", "v0.2", *T, "--json").stdout)
+    assert diff["params"]["lr"] == {"a": 0.001, "b": 0.0005, "delta": 0.0005 - 0.001}
+    assert "param lr" in cpv("model", "diff", "v0.1", "v0.2", *T).stdout
+    monkeypatch.chdir(m.repo_path)  # inside the workspace: that is not training code
+    write_model(m.repo_path / "model.bin", 1000, seed=3)
+    m.upload_model_checkpoint()
+    assert m.tag_model_checkpoint() == "v0.3" and m.get_model_metadata("v0.3").code == {}

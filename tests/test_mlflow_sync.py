@@ -166,3 +166,15 @@ def test_mlflow_sync_skips_and_reports_a_version_mlflow_refuses_and_leaves_no_or
     monkeypatch.setattr(MlflowClient, "create_model_version", real)
     cpv("mlflow-sync", *T)
     assert sorted(by_cpv_version(client, NAME)) == ["v0.1", "v0.2"]
+
+
+def test_params_become_mlflow_params_and_the_code_origin_run_tags(mlflow_uri):
+    m = ModelsCheckpointsManage(TEAM, MODEL)
+    m.import_model_init()
+    write_model(m.repo_path / "model.bin", 2000, seed=5)
+    m.upload_model_checkpoint(metrics={"loss": 0.3}, params={"lr": 0.001, "optim": {"name": "adamw"}, "seed@run": 7})
+    m.tag_model_checkpoint()
+    client = MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
+    (mv,) = by_cpv_version(client, NAME).values()
+    run = client.get_run(mv.run_id)
+    assert run.data.params == {"lr": "0.001", "optim.name": "adamw", "seed_run": "7"} and run.data.metrics == {"loss": 0.3}
