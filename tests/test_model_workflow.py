@@ -265,7 +265,7 @@ def test_operations_before_init_say_how_to_init(cpv_home):
     m = ModelsCheckpointsManage(TEAM, "never-initialised")
     with pytest.raises(RepositoryError) as err:
         m.read_checkpoint_tag()
-    assert "cpv init model" in (err.value.fix or "")
+    assert "import_model_init()" in (err.value.fix or "")  # a Python caller is told the method; the CLI, `cpv init model`
 
 
 def test_bad_input_to_upload_changes_nothing(mcm, tmp_path):
