@@ -765,6 +765,7 @@ def build_kind_group(kind: str) -> click.Group:
     @click.option("--output-dir", "-o", type=click.Path(file_okay=False), help="Where to place the files.")
     @click.option("--force", is_flag=True, help="Overwrite existing files at the output path.")
     @click.option("--sub-path", help="Only this part of a data version (e.g. test).", hidden=kind == "model")
+    @click.option("--include", help="Only the files of a directory version matching these globs, e.g. 'config.json,*.safetensors'.")
     @dry_run_option
     @json_option
     @click.pass_obj
@@ -777,6 +778,7 @@ def build_kind_group(kind: str) -> click.Group:
         output_dir: str | None,
         force: bool,
         sub_path: str | None,
+        include: str | None,
         dry_run: bool,
         as_json: bool,
     ) -> None:
@@ -785,11 +787,12 @@ def build_kind_group(kind: str) -> click.Group:
         from .model_data import ModelsCheckpointsManage
 
         artifacts: ModelArtifacts | DataArtifacts
+        selected = {"include": include} if include is not None else {}
         if isinstance(m, ModelsCheckpointsManage):
-            artifacts = m.download_model_checkpoint(version, output_dir, force=force, dry_run=dry_run)
+            artifacts = m.download_model_checkpoint(version, output_dir, force=force, dry_run=dry_run, **selected)
             path = artifacts.model_path
         else:
-            artifacts = m.download_data_checkpoint(version, output_dir, force=force, dry_run=dry_run, sub_path=sub_path)
+            artifacts = m.download_data_checkpoint(version, output_dir, force=force, dry_run=dry_run, sub_path=sub_path, **selected)
             path = artifacts.data_path
         if as_json:
             emit_json({"kind": kind, "dry_run": dry_run, **asdict(artifacts)})

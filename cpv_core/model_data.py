@@ -86,8 +86,9 @@ class ModelsCheckpointsManage(CheckpointManager):
 
     def download_model_checkpoint(self, tag: str | None = None, output_dir: str | Path | None = None, **kwargs: Any) -> ModelArtifacts:
         """Materialise version ``tag`` (default: latest) in ``output_dir``
-        without touching the workspace."""
-        check_kwargs("download_model_checkpoint", kwargs)
+        without touching the workspace. ``include="config.json,*.safetensors"`` (or a
+        list of glob patterns) fetches only those files of a directory model."""
+        check_kwargs("download_model_checkpoint", kwargs, "include")
         dest, record, artifact = self.download(tag, output_dir, **kwargs)
         meta = self.metadata_for(record)
         size = artifact.size if artifact else meta.size
@@ -159,7 +160,7 @@ class DataCheckpointsManage(CheckpointManager):
     def download_data_checkpoint(self, tag: str | None = None, output_dir: str | Path | None = None, **kwargs: Any) -> DataArtifacts:
         """Materialise data version ``tag`` (default: latest) in ``output_dir``;
         ``sub_path="test"`` fetches only that part."""
-        check_kwargs("download_data_checkpoint", kwargs, "sub_path")
+        check_kwargs("download_data_checkpoint", kwargs, "sub_path", "include")
         dest, record, artifact = self.download(tag, output_dir, kwargs.pop("sub_path", None), **kwargs)
         meta = self.metadata_for(record)
         size, nfiles = tree_size(dest) if dest.exists() else (meta.size, 0)

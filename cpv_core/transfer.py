@@ -9,9 +9,10 @@ is pushed next (the version tag comes later, in :mod:`cpv_core.tagging`).
 from __future__ import annotations
 
 import errno
+import fnmatch
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from .metrics import METRICS_FILE, format_metrics, make_record, validate_metrics
 from .paths import atomic_path, file_md5, remove_path
 from .progress import human_bytes
 from .records import validate_message
-from .trust import check_relpath, select_sub_path, visible
+from .trust import check_relpath, contained, select_sub_path, visible
 from .workspace import DEFAULT_FILES, META_FILE, Workspace, check_target_rel
 
 if TYPE_CHECKING:
@@ -367,6 +368,7 @@ def download(
     mgr: CheckpointManager, tag: str | None, output_dir: str | Path | None, sub_path: str | None = None, **kwargs: Any
 ) -> tuple[Path, VersionRecord, TrackedArtifact | None]:
     dry_run, force = mgr.options(kwargs)
+    include = check_include(kwargs.get("include"))
     record = mgr.find(tag, fetch=not dry_run)
     mgr.require_content(record)
     out_dir = Path(output_dir).expanduser().resolve() if output_dir else default_output(mgr, record.version)
@@ -394,9 +396,56 @@ def download(
     pointer = mgr.pointer(record.ref)
     if pointer is None:
         raise CheckpointNotFoundError(f"{mgr.spec.kind} version {record.version} records no {target}", fix="choose another version")
-    artifact = mgr.ws.storage.materialize(record.ref, source, pointer, dest)
+    if include:
+        artifact = materialize_included(mgr, record, source, pointer, dest, include)
+    else:
+        artifact = mgr.ws.storage.materialize(record.ref, source, pointer, dest)
     mgr.echo(f"downloaded {mgr.spec.kind} {record.version} to {dest}")
     return dest, record, artifact
+
+
+def included_entries(files: Mapping[str, str], patterns: Sequence[str], where: str) -> list[str]:
+    """The entries of a directory version that match any of the glob ``patterns`` (the Hub's
+    ``--include``: ``config.json``, ``*.safetensors``); none matching is a clear error."""
+    chosen = sorted(
+        rel for rel in files if any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(rel.rsplit("/", 1)[-1], p) for p in patterns)
+    )
+    if not chosen:
+        shown = ", ".join(visible(rel) for rel in sorted(files)[:20]) + (" ..." if len(files) > 20 else "")
+        raise ValidationError(f"--include {visible(','.join(patterns))} matches no file of {where}", fix=f"its files: {shown}")
+    return chosen
+
+
+def check_include(include: str | Sequence[str] | None) -> list[str]:
+    """``--include`` as a list of glob patterns (comma-separated text or a list)."""
+    if include is None:
+        return []
+    patterns = [p.strip() for p in (include.split(",") if isinstance(include, str) else include)]
+    if not patterns or any(not p or "\x00" in p for p in patterns):
+        raise ValidationError(f"--include {visible(repr(include))} has an empty pattern", fix="e.g. --include 'config.json,*.safetensors'")
+    return patterns
+
+
+def materialize_included(
+    mgr: CheckpointManager, record: VersionRecord, source: str, pointer: bytes, dest: Path, patterns: Sequence[str]
+) -> TrackedArtifact:
+    """Only the entries of a directory version matching ``patterns``, each verified."""
+    files = mgr.ws.storage.manifest(record.ref, source, pointer)
+    where = f"{mgr.spec.kind} {record.version}"
+    if "" in files:
+        raise ValidationError(
+            f"{source} of {where} is a single file: --include selects files of a directory", fix="download it without --include"
+        )
+    names = included_entries(files, patterns, where)
+    selected: Callable[..., TrackedArtifact] | None = getattr(mgr.ws.storage, "materialize_selected", None)
+    if selected is not None:
+        return selected(record.ref, source, pointer, dest, names)
+    dest.mkdir(parents=True)  # a backend without it: one verified download per file
+    for rel in names:
+        out = contained(dest, rel, where)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        mgr.ws.storage.materialize(record.ref, f"{source}/{rel}", pointer, out)
+    return TrackedArtifact(path=source, digest="", size=sum(f.stat().st_size for f in dest.rglob("*") if f.is_file()), nfiles=len(names))
 
 
 def check_sub_path(mgr: CheckpointManager, record: VersionRecord, sub_path: str) -> str:

@@ -909,12 +909,20 @@ class DvcStorage(StorageBackendBase):
     def materialize(self, rev: str, path: str, pointer: bytes, dest: Path) -> TrackedArtifact:
         return self._materialize(rev, path, pointer, dest, None)
 
-    def _materialize(self, rev: str, path: str, pointer: bytes, dest: Path, staging_root: Path | None) -> TrackedArtifact:
+    def materialize_selected(self, rev: str, path: str, pointer: bytes, dest: Path, names: Sequence[str]) -> TrackedArtifact:
+        """Only the entries ``names`` of directory ``path`` into ``dest`` (each verified as any download)."""
+        return self._materialize(rev, path, pointer, dest, None, only=set(names))
+
+    def _materialize(
+        self, rev: str, path: str, pointer: bytes, dest: Path, staging_root: Path | None, *, only: set[str] | None = None
+    ) -> TrackedArtifact:
         self.check_settings()
         info = self._tracked(rev, path, pointer)
         with self.remote(f"download {path}"):
             files = self._files_of(info, path, rev)
-            total = info.size if path == info.path else 0
+            if only is not None:
+                files = {rel: md5 for rel, md5 in files.items() if rel in only}
+            total = info.size if path == info.path and only is None else 0
             with staged(Path(dest), staging_root) as target, Progress(f"download {path}", total, self.ctx.progress) as progress:
                 if "" not in files:
                     target.mkdir()

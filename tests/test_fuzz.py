@@ -280,3 +280,23 @@ def test_a_code_origin_from_the_repository_is_kept_only_in_its_exact_shape(value
         assert not any(ord(c) < 32 for c in clean["branch"])
     good = {"commit": "a" * 40, "branch": "main", "dirty": False}
     assert clean_code_origin(good) == good and clean_code_origin({**good, "dirty": "no"}) is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=60), st.lists(st.text(alphabet="abc/._-*", min_size=1, max_size=12), max_size=8, unique=True))
+def test_include_patterns_select_only_entries_or_refuse_clearly(text, entries):
+    from cpv_core.errors import ValidationError
+    from cpv_core.transfer import check_include, included_entries
+
+    try:
+        patterns = check_include(text)
+    except ValidationError:
+        return
+    assert patterns and all(patterns)
+    files = {rel: "0" * 32 for rel in entries}
+    try:
+        chosen = included_entries(files, patterns, "model v0.1")
+    except ValidationError as exc:
+        assert "matches no file" in exc.message
+        return
+    assert chosen and set(chosen) <= set(files)

@@ -854,3 +854,24 @@ def test_a_directory_upload_reports_the_bytes_it_sent_early_and_what_was_already
     again = cpv("model", "upload", *args).stderr
     line = next(x for x in again.splitlines() if x.startswith("upload hf: "))
     assert "MiB already stored" in line and not line.split("upload hf: ")[1].startswith(("27", "28")), line
+
+
+def test_download_include_fetches_only_the_matching_files_of_a_directory_model(s3_config, seaweed, tmp_path):
+    m = ModelsCheckpointsManage("AI-Convo", "include")
+    m.import_model_init()
+    shards = _hf_dir(tmp_path / "hf", 300_000, seed=50)
+    (tmp_path / "hf" / "tokenizer.json").write_text("{}")
+    m.upload_model_checkpoint(model_path=tmp_path / "hf")
+    version = m.tag_model_checkpoint()
+    args = ["-t", "AI-Convo", "--model-name", "include"]
+    got = Path(
+        cpv(
+            "model", "download", version, "--include", "config.json,*-00002-of-00003.safetensors", "-o", str(tmp_path / "o"), *args
+        ).stdout.strip()
+    )
+    assert sorted(p.name for p in got.iterdir()) == ["config.json", "model-00002-of-00003.safetensors"]
+    assert (got / "model-00002-of-00003.safetensors").read_bytes() == shards["model-00002-of-00003.safetensors"]
+    art = m.download_model_checkpoint(version, tmp_path / "p", include=["*.safetensors"])
+    assert sorted(p.name for p in Path(art.model_path).iterdir()) == sorted(shards)
+    refused = cpv("model", "download", version, "--include", "*.bin", "-o", str(tmp_path / "none"), *args, expect=2).output
+    assert "matches no file of model v0.1" in refused and "tokenizer.json" in refused and not (tmp_path / "none").exists()
