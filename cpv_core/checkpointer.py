@@ -113,6 +113,7 @@ class Checkpointer:
         self.default_tag = check_tag(tag)
         self.manager_kwargs = manager_kwargs
         config = manager_kwargs.get("config") or CPVConfig()
+        check_reachable(config, self.team, self.model, repo_path)  # before the first epoch, not at its second save
         root = config.config_dir / "checkpointer" / self.team / self.model
         remove_orphaned_snapshots(root)
         self._folder = OwnedFolder(root)  # locked for this run's life: see cpv_core.run_folders
@@ -283,6 +284,23 @@ class Checkpointer:
         self.uploaded += 1
         if snap.tag:
             self.versions.append(m.tag_model_checkpoint(message=snap.message, allow_duplicate=True))
+
+
+def check_reachable(config: CPVConfig, team: str, model: str, repo_path: str | Path | None) -> None:
+    """``cpv validate``'s checks for this model (credentials, the store, the hosting and its
+    repository): the first failure is raised as the one-line error ``cpv validate`` gives."""
+    from .errors import CredentialError
+    from .workspace import Workspace
+
+    report = config.validate_credentials()
+    report.checks.extend(Workspace(team, model, repo_path, config).hosting.validate())
+    failed = report.failed()
+    if failed:
+        first = failed[0]
+        raise CredentialError(
+            f"the Checkpointer cannot reach what {team}/{model} is stored on: {first.detail}",
+            fix=first.fix or "run `cpv validate` and fix what it reports",
+        )
 
 
 def remove_orphaned_snapshots(root: Path) -> None:

@@ -100,7 +100,9 @@ class LocalHosting(HostingBackendBase):
 
     def validate(self) -> list[CheckResult]:
         root = local_root(self.ctx)
-        probe = root if root.exists() else root.parent
+        probe = root
+        while not probe.exists() and probe != probe.parent:  # made on first use: its nearest existing parent decides
+            probe = probe.parent
         ok = os.access(probe, os.W_OK)
         return [
             CheckResult(

@@ -875,3 +875,26 @@ def test_download_include_fetches_only_the_matching_files_of_a_directory_model(s
     assert sorted(p.name for p in Path(art.model_path).iterdir()) == sorted(shards)
     refused = cpv("model", "download", version, "--include", "*.bin", "-o", str(tmp_path / "none"), *args, expect=2).output
     assert "matches no file of model v0.1" in refused and "tokenizer.json" in refused and not (tmp_path / "none").exists()
+
+
+def test_a_checkpointer_whose_store_is_unreachable_fails_at_construction_in_one_line(s3_config, seaweed, tmp_path):
+    """Before the first epoch, not as a traceback at the second save()."""
+    import subprocess
+    import sys
+
+    from cpv_core.config import CPVConfig
+
+    CPVConfig().set_config("aws.endpoint_url", "http://127.0.0.1:9")  # nothing listens there
+    script = (
+        "from cpv_core import Checkpointer\n"
+        "from cpv_core.errors import CPVError\n"
+        "try:\n"
+        "    Checkpointer('AI-Convo', 'unreachable')\n"
+        "except CPVError as exc:\n"
+        "    print('refused:', exc.message)\n"
+        "    raise SystemExit(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.startswith("refused: the Checkpointer cannot reach what AI-Convo/unreachable is stored on:")
+    assert "Traceback" not in done.stderr and len(done.stdout.strip().splitlines()) == 1
