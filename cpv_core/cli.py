@@ -185,6 +185,19 @@ def version_completer(kind: str | None) -> Callable[[click.Context, click.Parame
     return complete
 
 
+def alias_of(command: click.Command, alias: str) -> click.Command:
+    """``command`` also under the name ``alias``: it works the same, and ``--help`` lists it
+    once, with the alias named beside it, never as a second command."""
+    import copy
+
+    alias_command = copy.copy(command)
+    alias_command.hidden = True
+    first = (command.help or "").strip().splitlines()[0] if command.help else ""
+    command.short_help = f"(alias: {alias}) {first}"
+    command.help = f"{command.help or ''}\n\nAlias: `cpv {alias}`."
+    return alias_command
+
+
 dry_run_option = click.option("--dry-run", is_flag=True, help="Print the plan; change nothing locally or remotely.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/cli.md).")
 
@@ -544,7 +557,11 @@ def add_stage_commands(group: click.Group, kind: str, make: Callable[..., Any]) 
 
         m = make(ctx, team_name, model_name, repo_path)
         events = m.stage_history()
-        shown = events if history else list(current_stages(events).values())
+        from .stages import read_rules
+
+        order = {stage: i for i, stage in enumerate(read_rules(m).order)}  # the rules' order, then by name
+        events = sorted(events, key=lambda e: (order.get(e.stage, len(order)), e.stage, e.number))
+        shown = events if history else sorted(current_stages(events).values(), key=lambda e: (order.get(e.stage, len(order)), e.stage))
         rows = [stage_event_row(e) for e in shown]
         if as_json:
             emit_json({"kind": kind, "team": m.ws.team, "model": m.ws.model, "history" if history else "stages": rows})
@@ -974,7 +991,7 @@ def registry_cmd(ctx: Ctx, as_json: bool) -> None:
             out(f"{e.team}/{e.model}: {visible(e.error)}")
 
 
-cli.add_command(registry_cmd, "models")
+cli.add_command(alias_of(registry_cmd, "models"), "models")
 
 
 @cli.command("report")
@@ -1229,7 +1246,7 @@ def pull_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path:
         out(rel)
 
 
-cli.add_command(pull_cmd, name="sync")
+cli.add_command(alias_of(pull_cmd, "sync"), name="sync")
 
 
 # -- combined checkpoints ----------------------------------------------------------------
@@ -1420,7 +1437,14 @@ def config_set(ctx: Ctx, key: str, value: str, dry_run: bool) -> None:
             f"(was {'unset' if was is None else shown(was)})"
         )
         return
+    was = cfg.get_config(key)
     cfg.set_config(key, value or None)
+    shown = mask if key in secret_keys() else str
+    ctx.echo(
+        f"{key} = {shown(value)} (was {'unset' if was is None else shown(was)})"
+        if value
+        else f"{key} removed (was {'unset' if was is None else shown(was)})"
+    )
 
 
 @cli.command("validate")
@@ -1441,7 +1465,8 @@ def validate(ctx: Ctx, as_json: bool, team_name: str | None, model_name: str | N
         from .workspace import Workspace
 
         team, model, repo = resolve_target(team_name, model_name, repo_path)
-        report.checks.extend(Workspace(team, model, repo).hosting.validate())
+        failed = {c.name for c in report.checks if not c.ok}  # a failure the credentials already report is said once
+        report.checks.extend(c for c in Workspace(team, model, repo).hosting.validate() if c.ok or c.name not in failed)
     if as_json:
         emit_json(report.to_dict())
     else:

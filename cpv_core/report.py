@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 SPARKS = "▁▂▃▄▅▆▇█"
 WIDTH, HEIGHT, PAD = 640, 220, 40
+#: room left of the y axis for its labels (``-1.234e-05`` at 11 px), so none is clipped
+LEFT = 76
 
 
 @dataclass(frozen=True)
@@ -104,22 +106,22 @@ def _chart(metric: str, values: Sequence[float | None], rows: Sequence[VersionRo
     known = [v for v in values if v is not None]
     low, high = min(known), max(known)
     span = high - low or 1.0
-    step = (WIDTH - 2 * PAD) / max(1, len(values) - 1)
+    step = (WIDTH - LEFT - PAD) / max(1, len(values) - 1)
 
     def xy(i: int, v: float) -> tuple[float, float]:
-        return PAD + i * step, HEIGHT - PAD - (v - low) / span * (HEIGHT - 2 * PAD)
+        return LEFT + i * step, HEIGHT - PAD - (v - low) / span * (HEIGHT - 2 * PAD)
 
     points = [xy(i, v) for i, v in enumerate(values) if v is not None]
     parts = [
         f'<svg class="metric-plot" data-metric="{html.escape(metric)}" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
         f'role="img" aria-label="{html.escape(metric)} across versions">',
-        f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" class="axis"/>',
-        f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{HEIGHT - PAD}" class="axis"/>',
-        f'<text x="{PAD - 4}" y="{PAD}" class="tick" text-anchor="end">{high:.4g}</text>',
-        f'<text x="{PAD - 4}" y="{HEIGHT - PAD}" class="tick" text-anchor="end">{low:.4g}</text>',
+        f'<line x1="{LEFT}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" class="axis"/>',
+        f'<line x1="{LEFT}" y1="{PAD}" x2="{LEFT}" y2="{HEIGHT - PAD}" class="axis"/>',
+        f'<text x="{LEFT - 4}" y="{PAD}" class="tick" text-anchor="end">{high:.4g}</text>',
+        f'<text x="{LEFT - 4}" y="{HEIGHT - PAD}" class="tick" text-anchor="end">{low:.4g}</text>',
     ]
     for i, row in enumerate(rows):
-        x = PAD + i * step
+        x = LEFT + i * step
         parts.append(f'<text x="{x:.1f}" y="{HEIGHT - PAD + 16}" class="tick" text-anchor="middle">{html.escape(row.version)}</text>')
         if row.stages:
             label = html.escape(",".join(row.stages))

@@ -39,7 +39,11 @@ def mask(value: object) -> str:
     text = str(value)
     parts = urlsplit(text)
     if parts.scheme and parts.hostname:
-        return f"{parts.scheme}://{parts.hostname}/***"
+        try:
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:  # a port that is not a number: shown as none
+            port = ""
+        return f"{parts.scheme}://{parts.hostname}{port}/***"
     return "***"
 
 

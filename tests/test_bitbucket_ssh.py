@@ -291,3 +291,20 @@ def test_a_shared_connection_whose_server_went_silent_is_replaced_and_the_comman
             p.send_signal(signal.SIGCONT)
     assert waited < 45, waited  # 45 s and more was the old keepalive's window alone
     assert m.read_checkpoint_tag() == ["v0.1"]
+
+
+def test_validate_of_a_model_says_each_failure_once(bitbucket_config, sshd):
+    """The credentials' check and the model's repository check fail for the same reason
+    (a changed host key): one FAIL line, not two."""
+    from .test_history import cpv
+
+    sshd.create_repo("ai-team", "ai-convo-once")
+    assert bitbucket_config.validate_credentials().ok  # the host key is now known
+    sshd.replace_host_key()
+    try:
+        out = cpv("validate", "-t", "AI-Convo", "--model-name", "once", expect=4).stdout
+        assert [line.split()[1] for line in out.splitlines() if line.startswith("FAIL")] == ["bitbucket.host_key"], out
+    finally:
+        subprocess.run(
+            ["ssh-keygen", "-R", f"[{sshd.host}]:{sshd.port}", "-f", str(home() / ".ssh" / "known_hosts")], check=True, capture_output=True
+        )

@@ -459,3 +459,17 @@ def test_name_value_pairs_round_trip(pairs):
 
     text = ",".join(f"{k}={json.dumps(v)}" for k, v in pairs.items())
     assert parse_pairs(text) == pairs
+
+
+def test_small_truths_config_set_confirms_show_keeps_the_port_and_help_lists_aliases_once(cpv_home):
+    from cpv_core.settings import mask
+
+    said = run("config", "set", "notify.webhook", "https://hooks.example.com:8443/services/T0/s3cr3t", stdout_only=False)
+    assert "notify.webhook = https://hooks.example.com:8443/*** (was unset)" in said and "s3cr3t" not in said
+    assert "https://hooks.example.com:8443/***" in run("config", "show", stdout_only=False)
+    assert mask("http://127.0.0.1/x") == "http://127.0.0.1/***" and mask("http://h:bad/x") == "http://h/***"
+    listing = CliRunner().invoke(cli, ["--help"]).output
+    names = [line.split()[0] for line in listing.splitlines() if line.startswith("  ") and line.split()]
+    assert "registry" in names and "models" not in names and "pull" in names and "sync" not in names
+    assert "(alias: models)" in listing and "(alias: sync)" in listing
+    assert "Alias: `cpv models`" in CliRunner().invoke(cli, ["registry", "--help"]).output

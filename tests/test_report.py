@@ -139,3 +139,17 @@ def test_a_version_with_15000_metrics_is_flattened_once_and_plots_a_bounded_numb
     assert calls["n"] <= 3 * len(rows)
     assert page.count('class="metric-plot"') == MAX_PLOTTED_SERIES
     assert f"{15_000 - MAX_PLOTTED_SERIES} more numeric metric(s) not plotted" in page
+
+
+def test_y_axis_labels_fit_left_of_the_axis_and_every_column_has_a_header():
+    import re
+
+    from cpv_core.report import LEFT, VersionRow
+
+    rows = [VersionRow(f"v0.{i}", "2026-01-01", "a", "", {"lr": v}) for i, v in enumerate((-1.234e-05, 3.5e-06), start=1)]
+    page = render_html("T", "M", rows, "now")
+    label_x = [float(x) for x in re.findall(r'<text x="([0-9.]+)" y="[0-9.]+" class="tick" text-anchor="end">', page)]
+    assert label_x and all(x >= 10 * 6.5 for x in label_x)  # room for 10 characters at 11 px
+    assert LEFT - 4 in label_x
+    header = page.split("<thead>", 1)[1].split("</thead>", 1)[0]
+    assert "<th></th>" not in header and header.count("<th>") == len(page.split("<tbody>", 1)[1].split("</tr>", 1)[0].split("<td")) - 1

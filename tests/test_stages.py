@@ -227,3 +227,13 @@ def test_a_kill_between_writing_and_committing_the_rules_is_rolled_back_by_the_n
     assert not written.exists() and git(m.repo_path, "status", "--porcelain").strip() == ""
     cpv("model", "stage-rules", "set", str(rules), *T)  # and running it again completes
     assert json.loads(cpv("model", "stage-rules", "show", "--json", *T).output)["order"] == ["dev", "prod"]
+
+
+def test_stages_are_listed_in_the_rules_order(m, tmp_path):
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"order": ["dev", "staging", "prod"]}))
+    cpv("model", "stage-rules", "set", str(rules), *T)
+    for version, stage in (("v0.1", "prod"), ("v0.2", "staging"), ("v0.3", "dev")):
+        cpv("model", "promote", version, "--stage", stage, "--force", *T)
+    listed = [row["stage"] for row in json.loads(cpv("model", "stages", "--json", *T).stdout)["stages"]]
+    assert listed == ["dev", "staging", "prod"]
