@@ -239,7 +239,7 @@ def test_diff_of_model_and_data_versions(workspace):
 
 METADATA_KEYS = {
     *("kind", "version", "commit", "author", "date", "message", "tag_message", "upload_message"),
-    *("metrics", "size", "size_mb", "digest", "path", "lineage"),
+    *("metrics", "size", "size_mb", "digest", "path", "lineage", "params", "code"),
 }
 
 
@@ -258,7 +258,7 @@ def test_json_outputs_match_the_documented_schemas(workspace, tmp_path):
     assert set(combined["model"]) == METADATA_KEYS and set(combined["lineage"]) == {"model", "data"}
     assert set(json.loads(run("checkpoint", "list", *T, "--json"))) == {"kind", "team", "model", "versions"}
     diff = json.loads(run("diff", "v0.1", "v0.2", *T, "--json"))
-    assert set(diff) == {"kind", "a", "b", "metrics", "digest", "size", "files"}
+    assert set(diff) == {"kind", "a", "b", "metrics", "params", "digest", "size", "files"}
     assert set(diff["metrics"]["loss"]) == {"a", "b", "delta"} and set(diff["files"]) == {"added", "removed", "changed"}
     validate = json.loads(run("validate", "--json"))
     assert set(validate) == {"ok", "checks"} and set(validate["checks"][0]) == {"name", "ok", "detail", "fix"}
