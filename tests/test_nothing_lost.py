@@ -21,7 +21,8 @@ from cpv_core import DataCheckpointsManage, ModelsCheckpointsManage
 from cpv_core.errors import CheckpointNotFoundError, GitError, VersionExistsError
 from cpv_core.retention import RetentionPolicy, collect_garbage
 
-from .helpers import git, s3_keys, write_data_dir, write_model
+from .helpers import git, s3_keys, upload_model, write_model
+from .test_retention import five_versions, two_data_versions
 from .test_whole import bare, store, store_object
 
 TEAM, MODEL = "AI-Convo", "whisper"
@@ -43,14 +44,7 @@ def gc(m: ModelsCheckpointsManage | DataCheckpointsManage, **policy: object):
 @pytest.fixture
 def alice(cpv_home) -> ModelsCheckpointsManage:
     """Five model versions of different content (loss 1/seed), v0.2 in prod."""
-    m = ModelsCheckpointsManage(TEAM, MODEL)
-    m.import_model_init()
-    for seed in range(1, 6):
-        write_model(m.repo_path / "model.bin", 3000, seed=seed)
-        m.upload_model_checkpoint(metrics={"loss": 1.0 / seed})
-        m.tag_model_checkpoint()
-    m.promote("v0.2", "prod")
-    return m
+    return five_versions()
 
 
 def teammate(tmp_path: Path, name: str = "bob") -> ModelsCheckpointsManage:
@@ -132,13 +126,8 @@ def test_a_directory_whose_files_gc_raced_is_whole_and_stays_whole(cpv_home, tmp
     """Bob uploads data v0.1's files plus one new file: a new (young) manifest naming old
     files. gc between his push and his commit must keep every file that manifest names,
     and his next upload (which trusts the manifest) must leave the store complete."""
-    d = DataCheckpointsManage(TEAM, MODEL)
     src = tmp_path / "data"
-    write_data_dir(src)
-    d.import_data_init(src)  # data v0.1
-    (d.repo_path / "data" / "train" / "sample_0.txt").write_text("changed\n")
-    d.upload_data_checkpoint()
-    d.tag_data_checkpoint()  # v0.2: v0.1's train/sample_0.txt is only v0.1's
+    d = two_data_versions(src)  # v0.2: v0.1's train/sample_0.txt is only v0.1's
     bob = DataCheckpointsManage(TEAM, MODEL, repo_path=tmp_path / "bob")
     bob.import_data_init()
     bob_data = bob.repo_path / "data"
@@ -269,8 +258,7 @@ def test_gc_between_a_teammates_push_and_commit_over_s3_and_ssh(s3_config, bitbu
     alice = ModelsCheckpointsManage(team, MODEL)
     alice.import_model_init()
     for seed in (1, 2, 3):
-        write_model(alice.repo_path / "model.bin", 50_000, seed=seed)
-        alice.upload_model_checkpoint()
+        upload_model(alice, seed, 50_000)
         alice.tag_model_checkpoint()
     bob = ModelsCheckpointsManage(team, MODEL, repo_path=tmp_path / "bob")
     bob.import_model_init()

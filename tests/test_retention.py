@@ -24,9 +24,8 @@ def stored(cpv_home: Path) -> set[str]:
     return {p.relative_to(store(cpv_home)).as_posix() for p in store(cpv_home).rglob("*") if p.is_file()}
 
 
-@pytest.fixture
-def m(cpv_home) -> ModelsCheckpointsManage:
-    """Five model versions of different content, v0.2 in prod."""
+def five_versions() -> ModelsCheckpointsManage:
+    """Five model versions of different content (loss 1/seed), v0.2 in prod."""
     m = ModelsCheckpointsManage(TEAM, MODEL)
     m.import_model_init()
     for seed in range(1, 6):
@@ -35,6 +34,12 @@ def m(cpv_home) -> ModelsCheckpointsManage:
         m.tag_model_checkpoint()
     m.promote("v0.2", "prod")
     return m
+
+
+@pytest.fixture
+def m(cpv_home) -> ModelsCheckpointsManage:
+    """Five model versions of different content, v0.2 in prod."""
+    return five_versions()
 
 
 def managers(m: ModelsCheckpointsManage) -> list:
@@ -77,14 +82,19 @@ def test_the_grace_period_spares_young_objects(m, cpv_home):
     assert stored(cpv_home) == before
 
 
-def test_shared_directory_files_stay_while_a_kept_version_uses_them(cpv_home, tmp_path):
+def two_data_versions(src: Path) -> DataCheckpointsManage:
+    """Data v0.1 (six files, from ``src``) and v0.2, which shares five of them."""
     d = DataCheckpointsManage(TEAM, MODEL)
-    src = tmp_path / "data"
     write_data_dir(src)
     d.import_data_init(src)  # data v0.1
     (d.repo_path / "data" / "train" / "sample_0.txt").write_text("changed\n")
     d.upload_data_checkpoint()
-    d.tag_data_checkpoint()  # v0.2 shares five of six files with v0.1
+    d.tag_data_checkpoint()
+    return d
+
+
+def test_shared_directory_files_stay_while_a_kept_version_uses_them(cpv_home, tmp_path):
+    d = two_data_versions(tmp_path / "data")
     model = d.sibling(ModelsCheckpointsManage)
     result = collect_garbage([model, d], RetentionPolicy(keep_last=1, grace_hours=0), dry_run=False)
     assert result.pruned["data"] == ["v0.1"] and len(result.deleted) == 2  # its manifest and the one file only it had
