@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .errors import ValidationError
+from .errors import CPVError, ValidationError
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -54,10 +54,16 @@ def begin(ws: Workspace) -> str | None:
 
 
 def end(ws: Workspace, run: str | None) -> None:
-    """Mark this gc's run done."""
+    """Mark this gc's run done. A failure here (the remote went away) is said in one
+    line and never hides the gc's own result or error: publishers stop waiting for a
+    run once it is :data:`STALE_RUN_SECONDS` old."""
     finisher: Callable[[str], None] | None = getattr(ws.versioning, "end_gc", None)
-    if run is not None and finisher is not None:
+    if run is None or finisher is None:
+        return
+    try:
         finisher(run)
+    except CPVError as exc:
+        logger.warning("could not mark gc run %s done on the remote (%s); uploads may wait for it until it is stale", run, exc.message)
 
 
 def wait_seconds() -> float:

@@ -666,7 +666,8 @@ class GitTagsVersioning:
                 return None  # run inside the workspace: that is the model's history, not the training code
             commit = ask("rev-parse", "--verify", "--quiet", "HEAD^{commit}")
             branch = ask("rev-parse", "--abbrev-ref", "HEAD")
-            dirty = bool(ask("status", "--porcelain", "--untracked-files=no"))
+            # no hook or monitor of that repository runs on cpv's behalf
+            dirty = bool(ask("-c", "core.fsmonitor=false", "status", "--porcelain", "--untracked-files=no", "--no-renames"))
         except (GitCommandFailed, OSError):
             return None
         return {"commit": commit, "branch": "" if branch == "HEAD" else branch, "dirty": dirty}

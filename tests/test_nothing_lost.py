@@ -276,3 +276,15 @@ def test_gc_between_a_teammates_push_and_commit_over_s3_and_ssh(s3_config, bitbu
     monkeypatch.setattr(bob.ws.versioning, "commit", real_commit)
     assert any(k.endswith(first[2:]) for k in s3_keys(seaweed, prefix=f"{team}/{MODEL}/"))
     assert bob.verify(bob.tag_model_checkpoint(allow_duplicate=True), remote=True) == []
+
+
+def test_a_gc_whose_run_cannot_be_marked_done_still_reports_what_it_did(alice, cpv_home, monkeypatch, caplog):
+    def unreachable(run):
+        raise GitError("git could not push: the network went away", fix="check the network")
+
+    monkeypatch.setattr(alice.ws.versioning, "end_gc", unreachable)
+    result = gc(alice, grace_hours=0)
+    assert result.pruned["model"] == ["v0.1", "v0.3", "v0.4"] and len(result.deleted) == 3
+    assert "could not mark gc run" in caplog.text and "the network went away" in caplog.text
+    running = git(bare(cpv_home), "for-each-ref", "--format=%(refname)", "refs/cpv/gc/").split()
+    assert len(running) == 1 and running[0].startswith("refs/cpv/gc/running/")  # stale after 6 h, never waited on longer
