@@ -4,8 +4,9 @@ MD5, DVC's content address, is one sequential pass: on two cores it cannot keep
 up with a download. So the upload also records a SHA-256 of every fixed-size
 part of a large file (computed in the same read, on another thread), in the
 pointer's ``meta`` (which DVC keeps and ignores). A download then fetches the
-parts in parallel and checks each as it arrives, while another thread computes the
-whole MD5 in order; the stored object must be exactly as long as the parts cover.
+parts in parallel while another thread computes the whole MD5 in file order; the
+stored object must be exactly as long as the parts cover, and after an MD5 mismatch
+the parts' SHA-256 name the damaged part.
 
 The digests come from the repository, as the MD5 does. They are data: they
 speed the check up (a damaged part is named as it arrives) but never replace
