@@ -288,3 +288,32 @@ def test_a_gc_whose_run_cannot_be_marked_done_still_reports_what_it_did(alice, c
     assert "could not mark gc run" in caplog.text and "the network went away" in caplog.text
     running = git(bare(cpv_home), "for-each-ref", "--format=%(refname)", "refs/cpv/gc/").split()
     assert len(running) == 1 and running[0].startswith("refs/cpv/gc/running/")  # stale after 6 h, never waited on longer
+
+
+@pytest.mark.ssh
+def test_a_promotion_that_loses_over_ssh_names_the_winner_in_one_line(bitbucket_config, sshd, tmp_path, monkeypatch):
+    import cpv_core.stages as stages_module
+
+    team = f"team-{uuid.uuid4().hex[:8]}"
+    sshd.create_repo("ai-team", f"{team}-{MODEL}")
+    alice = ModelsCheckpointsManage(team, MODEL)
+    alice.import_model_init()
+    for seed in (1, 2):
+        upload_model(alice, seed, 2000)
+        alice.tag_model_checkpoint()
+    bob = ModelsCheckpointsManage(team, MODEL, repo_path=tmp_path / "bob")
+    bob.import_model_init()
+    alice.promote("v0.1", "prod")  # lands first; Bob's view is from before it
+    real_fetch = stages_module.fetch_versions
+    calls = {"n": 0}
+
+    def fetch_late(ws, *, required):
+        calls["n"] += 1
+        if calls["n"] > 1:  # the view Bob decides on is stale; the one after the refusal is fresh
+            real_fetch(ws, required=required)
+
+    monkeypatch.setattr(stages_module, "fetch_versions", fetch_late)
+    with pytest.raises(VersionExistsError, match="^Test User promoted v0.1 to prod first, at the same moment; your change was not made"):
+        bob.promote("v0.2", "prod")
+    monkeypatch.setattr(stages_module, "fetch_versions", real_fetch)
+    assert bob.stages() == {"prod": "v0.1"}
