@@ -440,7 +440,7 @@ def scenario_verify_cost(b: Bench, size: int, label: str) -> None:
     src = b.workdir / "verify.bin"
     write_random(src, size)
     with open(src, "rb") as reader:
-        _, parts = md5_with_parts(reader, size, min_part_size=min(64 * 2**20, size // 4))
+        md5, parts = md5_with_parts(reader, size, min_part_size=min(64 * 2**20, size // 4))
     assert parts is not None
     client.upload_file(str(src), BUCKET, "baseline/verify", Config=config)
     src.unlink()
@@ -449,7 +449,7 @@ def scenario_verify_cost(b: Bench, size: int, label: str) -> None:
     for i in range(b.reps):
         for side in ("checked", "plain") if i % 2 else ("plain", "checked"):
             if side == "checked":
-                checked.append(timed(lambda: download_verifying_parts(client, BUCKET, "baseline/verify", out, lambda n: None, parts)))
+                checked.append(timed(lambda: download_verifying_parts(client, BUCKET, "baseline/verify", out, lambda n: None, parts, md5)))
             else:
                 plain.append(timed(lambda: client.download_file(BUCKET, "baseline/verify", str(out), Config=config)))
             out.unlink()
