@@ -261,15 +261,10 @@ class PushRejected(Exception):
 class StorageBackend(Protocol):
     """Large-file storage for one workspace (the default plugins use DVC).
 
-    Optional (looked up with ``getattr``; :class:`cpv_core.bases.StorageBackendBase`
-    has a default): ``object_url(oid) -> str``, a URL of the stored object ``oid``
-    (a version's ``digest``, ``"md5:…"``) that other tools can read
-    (``s3://bucket/…``, ``file:///…``), which lifecycle events report as a
-    version's source. Without it, events name the remote and the digest.
-    ``track_for_push(paths)``, what uploads call instead of :meth:`track`: it may
-    skip the local cache copy when :meth:`push` follows (the default plugins' S3
-    store hashes the workspace file and uploads it from there); :meth:`track`
-    itself always keeps the content locally (a revert saves unsaved work with it).
+    The methods after :meth:`delete_objects` are optional: a backend that lacks one
+    is given :class:`cpv_core.bases.StorageBackendBase`'s default when it is selected
+    (``object_url``: the remote and the digest; ``track_for_push``: :meth:`track`, which
+    always keeps the content locally, as a revert saves unsaved work with it ...).
     """
 
     name: str
@@ -343,6 +338,30 @@ class StorageBackend(Protocol):
 
     def delete_objects(self, oids: Sequence[str]) -> None:
         """Remove objects from the remote store (absent ones are not an error)."""
+
+    # -- optional: :class:`~cpv_core.bases.StorageBackendBase` has a default for each, and
+    # a backend that lacks one is given that default when it is selected
+    def object_url(self, oid: str) -> str:
+        """A URL of stored object ``oid`` other tools can read (events report it as a version's source)."""
+
+    def track_for_push(self, paths: Sequence[str]) -> list[TrackedArtifact]:
+        """What an upload calls instead of :meth:`track` (it may skip the local cache copy)."""
+
+    def reconfirm(self, paths: Sequence[str]) -> TransferStats:
+        """After a gc overlapped an upload (:mod:`cpv_core.gc_fence`): ask the store about
+        every object of ``paths``, trusting no manifest, and send again what is missing."""
+
+    def vouched_by(self, oid: str) -> list[str]:
+        """The objects stored object ``oid`` vouches for (a manifest's files): gc keeps them while it keeps ``oid``."""
+
+    def incomplete_uploads(self) -> list[IncompleteUpload]:
+        """Uploads the store holds parts of, never completed (``cpv du`` counts them)."""
+
+    def abort_incomplete_uploads(self, started_before: float) -> list[IncompleteUpload]:
+        """Abort those started before ``started_before`` (POSIX time); returns them."""
+
+    def materialize_selected(self, rev: str, path: str, pointer: bytes, dest: Path, names: Sequence[str]) -> TrackedArtifact:
+        """Only the entries ``names`` of directory ``path`` into ``dest``, each verified (``download --include``)."""
 
 
 @runtime_checkable
@@ -454,6 +473,30 @@ class VersioningBackend(Protocol):
         version of the same kind since this workspace last fetched or published
         (git-tags: a lease ref moved with every publish). True lets ``tag`` publish
         in one round trip without fetching first; False (always safe) makes it fetch."""
+
+    # -- optional: :class:`~cpv_core.bases.VersioningBackendBase` has a default for each,
+    # and a backend that lacks one is given that default when it is selected
+    def read_files(self, requests: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """:meth:`read_file` of each ``(rev, path)``, answered at once where the backend can."""
+
+    def gc_runs(self) -> dict[str, tuple[bool, float]]:
+        """The gc runs the remote records: run id -> (still running, start time) (:mod:`cpv_core.gc_fence`)."""
+
+    def begin_gc(self) -> str | None:
+        """Publish a gc run on the remote before gc reads anything; returns its id (None: no run records)."""
+
+    def end_gc(self, run: str) -> None:
+        """Mark gc run ``run`` done on the remote."""
+
+    def unmark_pruned(self, kind: str, versions: Sequence[str]) -> None:
+        """Remove the pruned marks of ``versions`` (a gc that found them holding a stage kept their bytes)."""
+
+    def remote_branch_rev(self) -> str | None:
+        """The fetched remote branch a pull would move to, readable with :meth:`read_file` (None: unknown)."""
+
+    def code_origin(self, where: Path) -> dict[str, Any] | None:
+        """The git repository around ``where`` (the training code, not this workspace):
+        ``{"commit", "branch", "dirty"}``; None outside one."""
 
 
 @runtime_checkable

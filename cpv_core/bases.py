@@ -27,8 +27,9 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-from .backends import BackendContext, CheckResult, StoredObject, TrackedArtifact, TransferStats
+from .backends import BackendContext, CheckResult, IncompleteUpload, StoredObject, TrackedArtifact, TransferStats
 from .errors import CPVError, StorageError
 from .paths import atomic_write_bytes
 from .trust import contained
@@ -125,6 +126,39 @@ class StorageBackendBase(ABC):
     def delete_objects(self, oids: Sequence[str]) -> None:
         raise StorageError(f"the {self.name} storage backend cannot delete objects", fix="update the storage plugin")
 
+    # -- optional protocol methods: what a store without the feature does ---------------
+    def track_for_push(self, paths: Sequence[str]) -> list[TrackedArtifact]:
+        """What an upload calls before :meth:`push`: :meth:`track` (a store may skip the cache copy)."""
+        return self.track(paths)
+
+    def reconfirm(self, paths: Sequence[str]) -> TransferStats:
+        """After a gc overlapped an upload: make sure every object of ``paths`` is stored
+        (the default pushes again; a store that trusts manifests checks every file)."""
+        return self.push(paths)
+
+    def vouched_by(self, oid: str) -> list[str]:
+        """The objects stored object ``oid`` vouches for (a manifest's files): none by default."""
+        return []
+
+    def incomplete_uploads(self) -> list[IncompleteUpload]:
+        """Uploads the store holds parts of, never completed: none for a store without them."""
+        return []
+
+    def abort_incomplete_uploads(self, started_before: float) -> list[IncompleteUpload]:
+        """Abort the incomplete uploads started before ``started_before``; returns them."""
+        return []
+
+    def materialize_selected(self, rev: str, path: str, pointer: bytes, dest: Path, names: Sequence[str]) -> TrackedArtifact:
+        """Only the entries ``names`` of directory ``path`` into ``dest``: one verified
+        :meth:`materialize` per file by default."""
+        dest.mkdir(parents=True)
+        size = 0
+        for rel in names:
+            out = contained(dest, rel, f"{path} at {rev}")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            size += self.materialize(rev, f"{path}/{rel}", pointer, out).size
+        return TrackedArtifact(path=path, digest="", size=size, nfiles=len(names))
+
     def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
         scratch = Path(tempfile.mkdtemp(prefix=".cpv-verify-"))
         try:
@@ -134,6 +168,63 @@ class StorageBackendBase(ABC):
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return []
+
+
+class VersioningBackendBase:
+    """Defaults for the optional methods of :class:`~cpv_core.backends.VersioningBackend`:
+    what a backend without the feature does (no run records for gc, no remote branch to
+    look ahead at, no code origin)."""
+
+    def read_file(self, rev: str, path: str) -> bytes | None:  # pragma: no cover - every backend has its own
+        raise NotImplementedError
+
+    def read_files(self, requests: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """``read_file`` of each ``(rev, path)``; a backend may answer them all at once."""
+        return [self.read_file(rev, path) for rev, path in requests]
+
+    def gc_runs(self) -> dict[str, tuple[bool, float]]:
+        """The gc runs the remote records (:mod:`cpv_core.gc_fence`): none."""
+        return {}
+
+    def begin_gc(self) -> str | None:
+        """Publish a gc run: a backend without run records publishes nothing."""
+        return None
+
+    def end_gc(self, run: str) -> None:  # noqa: B027 - deliberately empty: nothing was published
+        """Mark a gc run done."""
+
+    def unmark_pruned(self, kind: str, versions: Sequence[str]) -> None:  # noqa: B027 - nothing marked, nothing to remove
+        """Remove the pruned marks of ``versions``."""
+
+    def remote_branch_rev(self) -> str | None:
+        """The fetched remote branch a pull would move to (None: not known ahead)."""
+        return None
+
+    def code_origin(self, where: Path) -> dict[str, Any] | None:
+        """The training code's repository around ``where`` (None: not recorded)."""
+        return None
+
+
+#: the optional methods of each protocol and the class whose defaults stand in for them
+#: (:func:`cpv_core.plugins` gives a backend that lacks some of them these defaults)
+OPTIONAL_STORAGE_METHODS = (
+    "object_url",
+    "track_for_push",
+    "reconfirm",
+    "vouched_by",
+    "incomplete_uploads",
+    "abort_incomplete_uploads",
+    "materialize_selected",
+)
+OPTIONAL_VERSIONING_METHODS = (
+    "read_files",
+    "gc_runs",
+    "begin_gc",
+    "end_gc",
+    "unmark_pruned",
+    "remote_branch_rev",
+    "code_origin",
+)
 
 
 class HostingBackendBase(ABC):

@@ -237,11 +237,8 @@ def source_uri(ws: Workspace, digest: str) -> str:
     digest (read from the repository) is not a valid object id."""
     if not digest:
         return ""
-    object_url = getattr(ws.storage, "object_url", None)  # optional in the protocol (see StorageBackend)
-    if object_url is None:
-        return f"{ws.storage.describe_remote()}#{digest}"
     try:
-        return str(object_url(digest))
+        return str(ws.storage.object_url(digest))
     except Exception as exc:  # noqa: BLE001 - an event must never fail a publish that happened
         logger.info("no source URL for %r: %s", digest, exc)
         return ""

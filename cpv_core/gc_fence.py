@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .errors import CPVError, ValidationError
@@ -43,25 +43,22 @@ Runs = dict[str, tuple[bool, float]]
 
 def gc_runs(ws: Workspace) -> Runs:
     """The gc runs the remote records (run -> (running, start)); {} for a backend without them."""
-    reader: Callable[[], Runs] | None = getattr(ws.versioning, "gc_runs", None)
-    return reader() if reader is not None else {}
+    return ws.versioning.gc_runs()
 
 
 def begin(ws: Workspace) -> str | None:
     """Publish this gc's run ref (None for a backend without run records)."""
-    starter: Callable[[], str] | None = getattr(ws.versioning, "begin_gc", None)
-    return starter() if starter is not None else None
+    return ws.versioning.begin_gc()
 
 
 def end(ws: Workspace, run: str | None) -> None:
     """Mark this gc's run done. A failure here (the remote went away) is said in one
     line and never hides the gc's own result or error: publishers stop waiting for a
     run once it is :data:`STALE_RUN_SECONDS` old."""
-    finisher: Callable[[str], None] | None = getattr(ws.versioning, "end_gc", None)
-    if run is None or finisher is None:
+    if run is None:
         return
     try:
-        finisher(run)
+        ws.versioning.end_gc(run)
     except CPVError as exc:
         logger.warning("could not mark gc run %s done on the remote (%s); uploads may wait for it until it is stale", run, exc.message)
 
@@ -119,9 +116,7 @@ def reconfirm(ws: Workspace, paths: Sequence[str]) -> int:
     """Ask the store for every object of ``paths`` (no manifest vouches) and send again
     what a gc removed; returns how many were sent. Storage backends without
     ``reconfirm`` are pushed again."""
-    again: Callable[[Sequence[str]], object] | None = getattr(ws.storage, "reconfirm", None)
-    stats = again(paths) if again is not None else ws.storage.push(paths)
-    sent = int(getattr(stats, "transferred", 0))
+    sent = ws.storage.reconfirm(paths).transferred
     if sent:
         logger.warning("a cpv gc removed %d object(s) this upload relies on while it ran; they were sent again", sent)
     return sent

@@ -15,7 +15,7 @@ import functools
 import importlib
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -180,9 +180,43 @@ def _create(kind: str, plugin: str, factory: Any, ctx: BackendContext, protocol:
     return _checked(kind, plugin, factory(ctx), protocol)
 
 
+class WithDefaults:
+    """A backend that lacks some optional protocol methods, given the defaults of the base
+    class for them (everything else is the backend's own: attribute access passes through)."""
+
+    def __init__(self, backend: Any, defaults: type, missing: Sequence[str]) -> None:
+        object.__setattr__(self, "_backend", backend)
+        for name in missing:  # bound to this wrapper, so a default's self.track() reaches the backend
+            object.__setattr__(self, name, getattr(defaults, name).__get__(self))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_backend"), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(object.__getattribute__(self, "_backend"), name, value)
+
+
+def with_defaults(backend: Any, protocol: type) -> Any:
+    """``backend``, or it wrapped in :class:`WithDefaults` when it lacks optional methods of
+    ``protocol`` (a backend written before they existed keeps working)."""
+    from .bases import OPTIONAL_STORAGE_METHODS, OPTIONAL_VERSIONING_METHODS, StorageBackendBase, VersioningBackendBase
+
+    optional: dict[type, tuple[type, tuple[str, ...]]] = {
+        StorageBackend: (StorageBackendBase, OPTIONAL_STORAGE_METHODS),
+        VersioningBackend: (VersioningBackendBase, OPTIONAL_VERSIONING_METHODS),
+    }
+    if protocol not in optional:
+        return backend
+    defaults, names = optional[protocol]
+    missing = [n for n in names if not callable(getattr(backend, n, None))]
+    return WithDefaults(backend, defaults, missing) if missing else backend
+
+
 def _checked(kind: str, plugin: str, backend: Any, protocol: type) -> Any:
-    """``backend`` if it has every method of ``protocol``; else a ConfigError naming the plugin,
-    so a backend missing a method fails at selection, not halfway through an upload."""
+    """``backend`` if it has every method of ``protocol`` (optional ones are given their
+    defaults first); else a ConfigError naming the plugin, so a backend missing a method
+    fails at selection, not halfway through an upload."""
+    backend = with_defaults(backend, protocol)
     wanted = [n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")]
     missing = [n for n in wanted if not callable(getattr(backend, n, None))]
     if missing:

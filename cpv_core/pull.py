@@ -70,8 +70,7 @@ def would_update(ws: Workspace, incoming: str) -> list[str]:
 
 def incoming_rev(ws: Workspace) -> str | None:
     """The fetched remote branch a pull moves to (None for a backend that does not say)."""
-    reader = getattr(ws.versioning, "remote_branch_rev", None)  # optional in the protocol
-    return reader() if reader is not None else None
+    return ws.versioning.remote_branch_rev()
 
 
 def refuse_over_unsaved_work(ws: Workspace, kind: str, rel: str, incoming: str) -> None:

@@ -163,13 +163,10 @@ def protected_objects(
 def vouched_by_spared_manifests(ws: Workspace, inventory: Sequence[StoredObject], doomed: set[str]) -> set[str]:
     """The files named by every stored manifest gc keeps: a manifest on the store vouches
     for its files (uploads trust it), so none of them may go while it stays."""
-    vouched_by = getattr(ws.storage, "vouched_by", None)  # optional in the protocol
-    if vouched_by is None:
-        return set()
     files: set[str] = set()
     for obj in inventory:
         if obj.oid.endswith(".dir") and obj.oid not in doomed:
-            files.update(vouched_by(obj.oid))
+            files.update(ws.storage.vouched_by(obj.oid))
     return files
 
 
@@ -232,9 +229,7 @@ def collect(managers: Sequence[CheckpointManager], policy: RetentionPolicy, resu
             for record, objects in candidates.get(kind, []):
                 if record.version in holders:
                     gone.difference_update(objects)
-            unmark = getattr(ws.versioning, "unmark_pruned", None)
-            if unmark is not None:
-                unmark(kind, [r.version for r in rescued])
+            ws.versioning.unmark_pruned(kind, [r.version for r in rescued])
             to_mark[kind] = [r for r in to_mark[kind] if r not in rescued]
             logger.warning(
                 "%s %s now hold%s a stage: their content is kept",
@@ -252,9 +247,8 @@ def collect(managers: Sequence[CheckpointManager], policy: RetentionPolicy, resu
     if dry_run:
         return
     ws.storage.delete_objects(result.deleted)
-    aborter = getattr(ws.storage, "abort_incomplete_uploads", None)
-    if aborter is not None and stale:
-        aborted = aborter(young_after)
+    if stale:
+        aborted = ws.storage.abort_incomplete_uploads(young_after)
         result.aborted_uploads, result.aborted_bytes = len(aborted), sum(u.size for u in aborted)
     if policy.delete_versions:
         combined = ws.versioning.list_versions("checkpoint")
@@ -267,8 +261,7 @@ def collect(managers: Sequence[CheckpointManager], policy: RetentionPolicy, resu
 
 def incomplete_uploads(ws: Workspace) -> list[IncompleteUpload]:
     """The store's incomplete multipart uploads under this model (optional in the storage protocol)."""
-    lister = getattr(ws.storage, "incomplete_uploads", None)
-    return list(lister()) if lister is not None else []
+    return list(ws.storage.incomplete_uploads())
 
 
 @dataclass

@@ -57,8 +57,7 @@ def workspace_status(ws: Workspace, *, fetch: bool = True) -> WorkspaceStatus:
         fetch_versions(ws, required=False)
     targets = []
     ahead, behind = ws.versioning.divergence()
-    reader = getattr(ws.versioning, "remote_branch_rev", None)  # optional in the protocol
-    incoming = reader() if behind and reader is not None else None
+    incoming = ws.versioning.remote_branch_rev() if behind else None
     for kind in DEFAULT_FILES:
         rel = ws.file_for(kind)
         pointer = ws.versioning.read_file("HEAD", ws.storage.pointer_path(rel))

@@ -79,10 +79,8 @@ class StorageBackendContract:
         got = model.download_model_checkpoint(version, output_dir=tmp_path / "out")
         assert Path(got.model_path).read_bytes() == payload
         assert model.verify(version) == [] and model.verify(version, remote=True) == []
-        object_url = getattr(model.ws.storage, "object_url", None)  # optional: events fall back to remote#digest
-        if object_url is not None:
-            url = object_url(result.digest)  # names the object: its hash is in it
-            assert isinstance(url, str) and result.digest.split(":")[-1][2:] in url, url
+        url = model.ws.storage.object_url(result.digest)  # names the object: its hash is in it (or the digest itself)
+        assert isinstance(url, str) and result.digest.split(":")[-1][2:] in url, url
 
     def test_a_directory_round_trips_and_sub_paths_select(self, data: DataCheckpointsManage, tmp_path: Path) -> None:
         got = data.download_data_checkpoint("v0.1", output_dir=tmp_path / "all")

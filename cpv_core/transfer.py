@@ -26,7 +26,7 @@ from .metrics import METRICS_FILE, format_metrics, make_record, validate_metrics
 from .paths import atomic_path, file_md5, remove_path
 from .progress import human_bytes
 from .records import validate_message
-from .trust import check_relpath, contained, select_sub_path, visible
+from .trust import check_relpath, select_sub_path, visible
 from .workspace import DEFAULT_FILES, META_FILE, Workspace, check_target_rel
 
 if TYPE_CHECKING:
@@ -292,9 +292,8 @@ def upload_moved(
 def code_origin(ws: Workspace) -> dict[str, Any] | None:
     """The training code this upload runs in: the git repository around the current
     directory (not the workspace's own), as the versioning backend reads it; None outside one."""
-    reader = getattr(ws.versioning, "code_origin", None)  # optional in the protocol
     try:
-        return reader(Path.cwd()) if reader is not None else None
+        return ws.versioning.code_origin(Path.cwd())
     except OSError:  # the current directory was removed under us
         return None
 
@@ -307,10 +306,8 @@ def settle_after_publish(ws: Workspace, fence: Fence, paths: Sequence[str]) -> N
 
 
 def track_for_push(mgr: CheckpointManager) -> Callable[[Sequence[str]], list[TrackedArtifact]]:
-    """The storage's ``track_for_push`` (it may skip the local cache copy before a push),
-    else its ``track``: the method is optional in the protocol."""
-    storage = mgr.ws.storage
-    return getattr(storage, "track_for_push", storage.track)
+    """The storage's ``track_for_push`` (it may skip the local cache copy before a push)."""
+    return mgr.ws.storage.track_for_push
 
 
 def stored_result(
@@ -436,16 +433,7 @@ def materialize_included(
         raise ValidationError(
             f"{source} of {where} is a single file: --include selects files of a directory", fix="download it without --include"
         )
-    names = included_entries(files, patterns, where)
-    selected: Callable[..., TrackedArtifact] | None = getattr(mgr.ws.storage, "materialize_selected", None)
-    if selected is not None:
-        return selected(record.ref, source, pointer, dest, names)
-    dest.mkdir(parents=True)  # a backend without it: one verified download per file
-    for rel in names:
-        out = contained(dest, rel, where)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        mgr.ws.storage.materialize(record.ref, f"{source}/{rel}", pointer, out)
-    return TrackedArtifact(path=source, digest="", size=sum(f.stat().st_size for f in dest.rglob("*") if f.is_file()), nfiles=len(names))
+    return mgr.ws.storage.materialize_selected(record.ref, source, pointer, dest, included_entries(files, patterns, where))
 
 
 def check_sub_path(mgr: CheckpointManager, record: VersionRecord, sub_path: str) -> str:

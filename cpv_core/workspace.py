@@ -243,11 +243,9 @@ class Workspace:
     def preload_meta(self, revs: Sequence[str]) -> None:
         """Read the workspace.json of many revisions (the versions' tags) at once, for
         :meth:`file_at`, when the versioning backend can (its optional ``read_files``)."""
-        read_files = getattr(self.versioning, "read_files", None)
         wanted = [rev for rev in dict.fromkeys(revs) if rev not in self._meta_read]
-        if read_files is None or not wanted:
-            return
-        self._meta_read.update(zip(wanted, read_files([(rev, META_FILE) for rev in wanted])))
+        if wanted:
+            self._meta_read.update(zip(wanted, self.versioning.read_files([(rev, META_FILE) for rev in wanted])))
 
     def set_file(self, kind: str, rel: str) -> None:
         """Record that ``kind`` now lives at ``rel`` (committed with the change that moves it)."""

@@ -28,6 +28,7 @@ from typing import IO, Any
 from cpv_core import hookimpl
 from cpv_core.backends import BackendContext, PushRejected, StageEvent, VersioningBackendInfo, VersionRecord
 from cpv_core.backoff import Backoff
+from cpv_core.bases import VersioningBackendBase
 from cpv_core.errors import GitError, ValidationError
 from cpv_core.records import clean_metadata
 from cpv_core.trust import visible
@@ -204,7 +205,7 @@ _IDENTITY_ENV = ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME", "GIT_AUTHOR_EMAIL", "G
 _identity_warned = False
 
 
-class GitTagsVersioning:
+class GitTagsVersioning(VersioningBackendBase):
     """The ``git-tags`` versioning backend: git commands run as subprocesses
     (:func:`~cpv_plugins.gitutil.run_git`); GitPython for init, clone and the one
     long-lived ``cat-file`` process that answers single reads."""

@@ -307,3 +307,33 @@ def test_seed_names_import_from_cpv_core_and_the_seed_module():
         assert getattr(cpv_core, name) is not None, name
     assert cpv_core.CombinedCheckpointsManage is CombinedCheckpointsManage
     assert cpv_core.ModelsCheckpointsManage is ModelsCheckpointsManage and cpv_core.DataCheckpointsManage is DataCheckpointsManage
+
+
+def test_a_backend_written_before_the_optional_methods_gets_their_defaults():
+    """A third-party backend that implements only the required methods (not derived from
+    the bases) is given the bases' defaults for the optional ones when it is selected;
+    everything else, attribute writes included, is still the backend's own."""
+    from cpv_core.backends import VersioningBackend
+    from cpv_core.plugins import WithDefaults, with_defaults
+
+    class Old:
+        name = "old"
+
+        def read_file(self, rev, path):
+            return f"{rev}:{path}".encode()
+
+    from cpv_core.bases import OPTIONAL_VERSIONING_METHODS
+
+    required = [n for n, v in vars(VersioningBackend).items() if callable(v) and not n.startswith("_")]
+    for name in set(required) - set(OPTIONAL_VERSIONING_METHODS) - {"read_file"}:
+        setattr(Old, name, lambda self, *args, **kwargs: None)  # the required ones, as a stub
+    old = Old()
+    wrapped = with_defaults(old, VersioningBackend)
+    assert isinstance(wrapped, WithDefaults)
+    assert wrapped.read_files([("HEAD", "a"), ("v1", "b")]) == [b"HEAD:a", b"v1:b"]  # the default reaches the backend
+    assert wrapped.gc_runs() == {} and wrapped.begin_gc() is None and wrapped.remote_branch_rev() is None
+    wrapped.marker = 1
+    assert old.marker == 1 and wrapped.name == "old"
+    from cpv_plugins.git_tags import GitTagsVersioning
+
+    assert not isinstance(with_defaults(GitTagsVersioning.__new__(GitTagsVersioning), VersioningBackend), WithDefaults)
