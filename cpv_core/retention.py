@@ -190,7 +190,7 @@ def collect_garbage(managers: Sequence[CheckpointManager], policy: RetentionPoli
                 )
             collect(managers, policy, result, dry_run=dry_run)
         finally:
-            gc_fence.end(ws, run)
+            gc_fence.end(ws, run)  # a kill before this is closed by the next gc here (gc_fence.begin)
     return result
 
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import events
+from . import events, gc_fence
 from .backends import PushRejected
 from .backoff import Backoff
 from .errors import GitError, VersionExistsError
@@ -50,6 +50,8 @@ def allocate_and_publish(
     fresh view and the next versions are tried (bounded, with jitter). An
     explicit version that exists is an error; cpv never forces a tag.
     """
+    if not dry_run:
+        gc_fence.refuse_unconfirmed(ws, kinds)  # an upload killed while a gc ran must settle first
     if not dry_run and not ws.versioning.publishes_conditionally():
         fetch_versions(ws, required=True)
     tried, refresh = 0, ""

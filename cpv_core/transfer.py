@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import logging
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import gc_fence
 from .artifacts import UploadResult
 from .backends import TrackedArtifact, VersionRecord
 from .errors import CheckpointNotFoundError, ValidationError, WorkspaceDirtyError
@@ -31,6 +33,8 @@ from .workspace import DEFAULT_FILES, META_FILE, Workspace, check_target_rel
 
 if TYPE_CHECKING:
     from .manager import CheckpointManager
+
+logger = logging.getLogger("cpv")
 
 
 def place_source(mgr: CheckpointManager, source: Path, dest: Path, rel: str, *, move: bool = False) -> None:
@@ -165,6 +169,7 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
             )
         crash_point("upload.tracked")
         ws.storage.push([mgr.target])
+        settle_killed_upload(ws, [mgr.target])
         crash_point("upload.stored")
         pointer = ws.storage.pointer_path(mgr.target)
         changed = bool(ws.versioning.changed_files([pointer])) or ws.versioning.read_file("HEAD", pointer) is None
@@ -194,6 +199,7 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
         # teammate's change by check_not_stale (the content matches its pointer)
         ws.set_content_base(mgr.target, artifact.digest)
         crash_point("upload.base-recorded")
+        fence.record()  # until the objects are confirmed: a kill in between is settled by the next upload
         try:
             commit = ws.versioning.commit(
                 files, message or f"Upload {mgr.spec.kind} checkpoint {mgr.target} ({human_bytes(artifact.size)})"
@@ -203,6 +209,7 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
         except BaseException:
             # a failed upload leaves the workspace as it was: the commit is undone
             # (the bytes stay stored; running the command again is cheap)
+            fence.clear()
             if before is not None and ws.versioning.head() != before:
                 ws.versioning.undo_commit(before, files)
             if base_before:
@@ -252,6 +259,7 @@ def upload_moved(
                 fix="remove ignore files (.dvcignore) and nested repositories from the directory, then upload again",
             )
         ws.storage.push([rel])
+        settle_killed_upload(ws, [rel])
         crash_point("upload.moved-stored")
         ws.target_path_of(old_ptr).unlink(missing_ok=True)
         kept = old_state in {"modified", "untracked"}
@@ -271,10 +279,12 @@ def upload_moved(
         )
         mgr.append_metrics(record)
         files = [*ws.storage.commit_paths([rel]), *ws.in_head([old_ptr]), META_FILE, METRICS_FILE]
+        fence.record()
         commit = ws.versioning.commit(files, message or f"Upload {kind} checkpoint {rel} ({human_bytes(artifact.size)}), replacing {old}")
         crash_point("upload.moved-committed")
         ws.versioning.push_branch()
     except BaseException:
+        fence.clear()
         if before is not None and ws.versioning.head() != before:
             ws.versioning.undo_commit(before, files)
         ws.rollback_change()
@@ -303,6 +313,20 @@ def settle_after_publish(ws: Workspace, fence: Fence, paths: Sequence[str]) -> N
     object of ``paths`` on the store again and re-send what it removed."""
     if fence.overlapped():
         reconfirm(ws, paths)
+    fence.clear()
+
+
+def settle_killed_upload(ws: Workspace, paths: Sequence[str]) -> None:
+    """An earlier upload here was killed between publishing its commit and confirming its
+    objects (its fence is still recorded): if a gc overlapped it, this upload, which has
+    just hashed the same targets, confirms them all on the store and re-sends what is gone."""
+    killed = gc_fence.pending(ws)
+    if killed is None:
+        return
+    if killed.overlapped():
+        sent = reconfirm(ws, paths)
+        logger.warning("an upload interrupted while a cpv gc ran was settled: every object confirmed, %d sent again", sent)
+    killed.clear()
 
 
 def track_for_push(mgr: CheckpointManager) -> Callable[[Sequence[str]], list[TrackedArtifact]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cpv_core import DataCheckpointsManage, ModelsCheckpointsManage
-from cpv_core.errors import CheckpointNotFoundError, GitError, VersionExistsError
+from cpv_core.errors import CheckpointNotFoundError, GitError, VersionExistsError, WorkspaceDirtyError
 from cpv_core.retention import RetentionPolicy, collect_garbage
 
 from .helpers import git, s3_keys, upload_model, write_model
@@ -317,3 +317,73 @@ def test_a_promotion_that_loses_over_ssh_names_the_winner_in_one_line(bitbucket_
         bob.promote("v0.2", "prod")
     monkeypatch.setattr(stages_module, "fetch_versions", real_fetch)
     assert bob.stages() == {"prod": "v0.1"}
+
+
+def test_an_upload_killed_after_publishing_while_gc_ran_is_settled_before_any_tag(alice, cpv_home, tmp_path, monkeypatch):
+    """The crash rule for the fence: Bob's upload is killed after its commit is on the
+    remote but before it re-sent what an overlapping gc removed. His next tag is refused
+    (it would publish a version without its bytes); his next upload settles it."""
+    import cpv_core.transfer as transfer
+
+    bob = teammate(tmp_path)
+    write_model(bob.repo_path / "model.bin", 3000, seed=1)
+    v01 = store_object(cpv_home, alice.get_model_metadata("v0.1").digest)
+    age(store(cpv_home))
+    real_commit = bob.ws.versioning.commit
+    monkeypatch.setattr(bob.ws.versioning, "commit", lambda *a, **k: (gc(alice), real_commit(*a, **k))[1])
+
+    def killed(*args, **kwargs):
+        raise SystemExit(137)  # as kill -9 there: nothing after this runs
+
+    real_settle = transfer.settle_after_publish
+    monkeypatch.setattr(transfer, "settle_after_publish", killed)
+    with pytest.raises(SystemExit):
+        bob.upload_model_checkpoint(metrics={"loss": 0.9})
+    monkeypatch.setattr(bob.ws.versioning, "commit", real_commit)
+    monkeypatch.setattr(transfer, "settle_after_publish", real_settle)
+    assert not v01.exists()  # the published commit names bytes the gc removed
+    before = git(bare(cpv_home), "tag", "-l", "model/*")
+    with pytest.raises(WorkspaceDirtyError, match="interrupted after publishing its commit while a cpv gc ran"):
+        bob.tag_model_checkpoint(allow_duplicate=True)
+    assert git(bare(cpv_home), "tag", "-l", "model/*") == before
+    bob.upload_model_checkpoint()  # the same content: settles the killed upload
+    assert v01.is_file()
+    assert bob.verify(bob.tag_model_checkpoint(allow_duplicate=True), remote=True) == []
+
+
+def test_a_gc_killed_before_it_marked_its_run_done_is_closed_by_the_next_gc_here(alice, cpv_home, monkeypatch, caplog):
+    import cpv_core.gc_fence as fence_module
+
+    real_end = fence_module.end
+    monkeypatch.setattr(fence_module, "end", lambda ws, run: None)  # killed before it could say it was done
+    gc(alice, grace_hours=0)
+    runs = git(bare(cpv_home), "for-each-ref", "--format=%(refname)", "refs/cpv/gc/").split()
+    assert len(runs) == 1 and runs[0].startswith("refs/cpv/gc/running/")
+    monkeypatch.setattr(fence_module, "end", real_end)
+    gc(alice, grace_hours=0)
+    assert "closed gc run" in caplog.text and "an interrupted cpv gc on this machine had left open" in caplog.text
+    refs = git(bare(cpv_home), "for-each-ref", "--format=%(refname)", "refs/cpv/gc/").split()
+    assert refs and all(r.startswith("refs/cpv/gc/done/") for r in refs)
+
+
+def test_a_promotion_a_gc_pruned_after_all_gives_the_stage_back(alice, cpv_home, tmp_path):
+    """The other order: Bob checked v0.1 was not pruned, then a whole gc ran (it read the
+    stages before Bob's record and pruned v0.1), then his record landed. His promotion sees
+    the gc's run, finds v0.1 pruned, and gives prod back to v0.2 in one line."""
+    bob = teammate(tmp_path)
+    real_record = bob.ws.versioning.record_stage_event
+    ran = {"gc": False}
+
+    def gc_then_record(*args, **kwargs):
+        if not ran["gc"]:
+            ran["gc"] = True
+            assert "v0.1" in gc(alice, grace_hours=0).pruned["model"]
+        return real_record(*args, **kwargs)
+
+    bob.ws.versioning.record_stage_event = gc_then_record  # type: ignore[method-assign]
+    with pytest.raises(
+        CheckpointNotFoundError, match="cpv gc removed the content of model v0.1 while it was promoted to prod; prod is back to v0.2"
+    ):
+        bob.promote("v0.1", "prod")
+    assert bob.stages() == {"prod": "v0.2"} and alice.stages() == {"prod": "v0.2"}
+    assert alice.verify("prod", remote=True) == []
