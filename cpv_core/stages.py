@@ -91,7 +91,7 @@ def promote(mgr: StageSubject, selector: str, stage: str, message: str | None, *
         if holder is not None and holder.version == record.version:
             mgr.echo(f"{kind} {record.version} already holds {stage}; nothing changed")
             return None
-        held = sorted({e.stage for e in events if e.version == record.version})
+        held = sorted({e.stage for e in numbered_events(events) if e.version == record.version})  # a stray record proves nothing
         problems = rules.violations(stage, record.metadata.get("metrics") or {}, held)
         if problems and not force:
             raise ValidationError(

@@ -237,3 +237,16 @@ def test_stages_are_listed_in_the_rules_order(m, tmp_path):
         cpv("model", "promote", version, "--stage", stage, "--force", *T)
     listed = [row["stage"] for row in json.loads(cpv("model", "stages", "--json", *T).stdout)["stages"]]
     assert listed == ["dev", "staging", "prod"]
+
+
+def test_a_stray_stage_record_cannot_satisfy_require_previous(m, tmp_path, caplog):
+    """A hand-pushed `stage/model/staging/999999` naming v0.2 is not one of cpv's records:
+    it neither holds staging nor counts as v0.2 having held it for the prod rule."""
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"order": ["staging", "prod"], "require_previous": True}))
+    cpv("model", "stage-rules", "set", str(rules), *T)
+    stray = 'x\n\ncpv-metadata: {"action": "promote", "version": "v0.2"}'
+    git(m.repo_path, "tag", "-a", "stage/model/staging/999999", "-m", stray, "HEAD")
+    git(m.repo_path, "push", "-q", "origin", "refs/tags/stage/model/staging/999999")
+    out = cpv("model", "promote", "v0.2", "--stage", "prod", *T, expect=2).output
+    assert "never held the previous stage staging" in out
