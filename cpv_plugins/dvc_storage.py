@@ -865,13 +865,9 @@ class DvcStorage(StorageBackendBase):
             return []
 
     def incomplete_uploads(self) -> list[IncompleteUpload]:
-        """Multipart uploads under this model's prefix that were never completed (a store
-        without them has none)."""
-        lister = getattr(self.transport, "incomplete_uploads", None)
-        if lister is None:
-            return []
+        """Multipart uploads under this model's prefix that were never completed."""
         with self.remote("list incomplete uploads"):
-            return [IncompleteUpload(key, upload_id, started, size) for key, upload_id, started, size in lister()]
+            return [IncompleteUpload(*upload) for upload in self.transport.incomplete_uploads()]
 
     def abort_incomplete_uploads(self, started_before: float) -> list[IncompleteUpload]:
         """Abort every incomplete upload started before ``started_before`` (POSIX time);
@@ -880,7 +876,7 @@ class DvcStorage(StorageBackendBase):
         if stale:
             with self.remote("abort incomplete uploads"):
                 for upload in stale:
-                    self.transport.abort_upload(upload.key, upload.upload_id)  # type: ignore[attr-defined]
+                    self.transport.abort_upload(upload.key, upload.upload_id)
         return stale
 
     def inventory(self) -> list[StoredObject]:

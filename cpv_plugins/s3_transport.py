@@ -10,6 +10,7 @@ value, the reason and the fix (:func:`classify_s3_error`).
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,7 +23,7 @@ from urllib.parse import urlparse
 from cpv_core.errors import AWSError, CPVError, CredentialError, DVCError
 from cpv_core.faults import crash_point
 from cpv_core.paths import md5_stream
-from cpv_core.trust import MAX_MANIFEST_BYTES
+from cpv_core.trust import MAX_MANIFEST_BYTES, visible
 
 from .dvc_layout import OBJECTS_DIR, object_relpath, oid_from_relpath
 from .part_digests import LengthMismatchError, PartDigests, PartMismatchError
@@ -34,6 +35,8 @@ _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed"}
 #: up to this many objects are checked one HEAD each; more are listed in pages
 HEAD_LIMIT = 32
+
+logger = logging.getLogger("cpv.storage")
 
 
 # --------------------------------------------------------------------------
@@ -406,9 +409,11 @@ class S3Transport:
         return found
 
     def abort_upload(self, key: str, upload_id: str) -> None:
-        """Abort one incomplete multipart upload (its parts are freed)."""
+        """Abort one incomplete multipart upload (its parts are freed); a key outside this
+        model's prefix (the store listed it, so it is data) is never touched."""
         if not key.startswith(f"{self.prefix}/"):
-            raise ValueError(f"{key} is not under {self.prefix}/")  # listed under our prefix: cannot happen
+            logger.warning("not aborting the upload of %s: it is not under %s/", visible(key), self.prefix)
+            return
         self._client().abort_multipart_upload(Bucket=self.settings.bucket, Key=key, UploadId=upload_id)
 
     def _transfer_config(self) -> Any:

@@ -80,6 +80,13 @@ class Transport(Protocol):
     def delete(self, oid: str) -> None:
         """Remove object ``oid``; absent is not an error."""
 
+    def incomplete_uploads(self) -> list[tuple[str, str, float, int]]:
+        """``(key, upload id, started, bytes stored)`` of uploads under this root the store
+        holds parts of, never completed (none for a store that writes whole files)."""
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort one of :meth:`incomplete_uploads` (its parts are freed)."""
+
 
 def hash_file(path: Path, out: Path | None = None, on_bytes: OnBytes | None = None) -> str:
     """MD5 of ``path`` (a regular file, never a FIFO or link), copying it to ``out`` as it is read."""
@@ -236,3 +243,11 @@ class LocalDirTransport:
         path = self._object(oid)
         if path.is_file() or path.is_symlink():
             path.unlink()
+
+    def incomplete_uploads(self) -> list[tuple[str, str, float, int]]:
+        """None: an object appears by one rename, whole or not at all (leftover temp files
+        are the journal's, removed by the next push)."""
+        return []
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Nothing to abort (see :meth:`incomplete_uploads`)."""
