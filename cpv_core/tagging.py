@@ -5,11 +5,11 @@ took them first."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import events, gc_fence
-from .backends import PushRejected
+from .backends import PushRejected, VersionRecord
 from .backoff import Backoff
 from .errors import GitError, VersionExistsError
 from .faults import crash_point
@@ -74,17 +74,8 @@ def allocate_and_publish(
                     fix="choose another version; next free: " + ", ".join(f"{k} {v}" for k, v in free.items()),
                 )
         versions = {k: explicit or next_version((Version.parse(r.version) for r in existing[k]), major=major) for k in kinds}
-        for k in kinds:
-            ceiling = [r.version for r in existing[k] if Version.parse(r.version).at_ceiling]
-            if ceiling and explicit is None and not attempt:
-                logger.warning(
-                    "%s %s: at the ceiling (a component of 999999), numbering does not go on from it; "
-                    "remove it from the remote with `git push origin --delete %s/%s` if nobody meant it",
-                    k,
-                    ", ".join(ceiling),
-                    k,
-                    ceiling[0],
-                )
+        if explicit is None and not attempt:
+            warn_at_ceiling(existing)
         if dry_run:
             head = ws.versioning.head() or "?"
             plan(
@@ -145,6 +136,21 @@ def refuse_duplicate(mgr: CheckpointManager, digest: str, head: str | None) -> N
         if current and current != recorded:
             return  # the same bytes, re-evaluated: new metrics are a version worth having (W&B and MLflow log them so)
         raise VersionExistsError(f"the current {mgr.spec.kind} is identical to {same}", fix=fix)
+
+
+def warn_at_ceiling(existing: Mapping[str, Sequence[VersionRecord]]) -> None:
+    """One line per kind with versions at the ceiling, which numbering does not go on from."""
+    for kind, records in existing.items():
+        ceiling = [r.version for r in records if Version.parse(r.version).at_ceiling]
+        if ceiling:
+            logger.warning(
+                "%s %s: at the ceiling (a component of 999999), numbering does not go on from it; "
+                "remove it from the remote with `git push origin --delete %s/%s` if nobody meant it",
+                kind,
+                ", ".join(ceiling),
+                kind,
+                ceiling[0],
+            )
 
 
 def tag(mgr: CheckpointManager, version_tag: str | None, message: str | None, **kwargs: Any) -> str:

@@ -126,31 +126,7 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
     ws.require_initialized()
     rel = target_for_source(mgr, source)
     if dry_run:
-        dest = mgr.ws.path / rel
-        plan = mgr.plan(
-            [
-                f"copy {source} -> {dest}" if source != dest.resolve() else f"use {dest}",
-                *([f"version the {mgr.spec.kind} as {rel} instead of {mgr.target}"] if rel != mgr.target else []),
-                f"hash and store {rel} ({human_bytes(size)}, {nfiles} file{'s' if nfiles != 1 else ''})",
-                f"upload to {ws.storage.describe_remote()}",
-                f"append metrics {format_metrics(clean_metrics)} to {METRICS_FILE}"
-                if clean_metrics
-                else f"append an upload record to {METRICS_FILE}",
-                f"commit {ws.storage.pointer_path(mgr.target)} and {METRICS_FILE}, push to {ws.hosting.remote_url()}",
-            ]
-        )
-        return UploadResult(
-            kind=mgr.spec.kind,
-            path=str(dest),
-            commit=None,
-            digest="",
-            size=size,
-            nfiles=nfiles,
-            metrics=clean_metrics,
-            changed=False,
-            dry_run=True,
-            plan=plan,
-        )
+        return planned_upload(mgr, source, rel, size, nfiles, clean_metrics)
     with ws.lock():  # recovers what a killed run left, so check the source after it
         _, expected_files = check_source(mgr.spec, source)
         check_not_stale(mgr, force=bool(kwargs.get("force", False)))
@@ -222,6 +198,36 @@ def upload(mgr: CheckpointManager, source_path: str | Path | None, metrics: Any,
         else:
             mgr.echo(f"{mgr.target} unchanged; new metrics recorded as {published[:10]} (`cpv {mgr.spec.kind} tag` makes them a version)")
         return stored_result(mgr.spec.kind, dest, published, artifact, clean_metrics, changed=changed)
+
+
+def planned_upload(mgr: CheckpointManager, source: Path, rel: str, size: int, nfiles: int, clean_metrics: dict[str, Any]) -> UploadResult:
+    """What an upload of ``source`` as ``rel`` would do (``dry_run``): the plan, nothing changed."""
+    ws = mgr.ws
+    dest = ws.path / rel
+    plan = mgr.plan(
+        [
+            f"copy {source} -> {dest}" if source != dest.resolve() else f"use {dest}",
+            *([f"version the {mgr.spec.kind} as {rel} instead of {mgr.target}"] if rel != mgr.target else []),
+            f"hash and store {rel} ({human_bytes(size)}, {nfiles} file{'s' if nfiles != 1 else ''})",
+            f"upload to {ws.storage.describe_remote()}",
+            f"append metrics {format_metrics(clean_metrics)} to {METRICS_FILE}"
+            if clean_metrics
+            else f"append an upload record to {METRICS_FILE}",
+            f"commit {ws.storage.pointer_path(mgr.target)} and {METRICS_FILE}, push to {ws.hosting.remote_url()}",
+        ]
+    )
+    return UploadResult(
+        kind=mgr.spec.kind,
+        path=str(dest),
+        commit=None,
+        digest="",
+        size=size,
+        nfiles=nfiles,
+        metrics=clean_metrics,
+        changed=False,
+        dry_run=True,
+        plan=plan,
+    )
 
 
 def upload_moved(

@@ -171,27 +171,12 @@ def download_verifying_parts(client: Any, bucket: str, key: str, out: Path, on_b
         done[index].set()
         crash_point("download.part-written")
 
-    def hash_in_order() -> None:
-        with open(out, "rb") as reader:  # the parts are in the page cache: this reads no disk
-            for index, (start, end) in enumerate(ranges):
-                while not done[index].wait(0.2):
-                    if failed.is_set():
-                        return
-                reader.seek(start)
-                left = end - start + 1
-                while left:
-                    chunk = reader.read(min(STREAM_CHUNK, left))
-                    if not chunk:
-                        raise PartMismatchError(index, len(ranges), start, end, "was not written")
-                    whole.update(chunk)
-                    left -= len(chunk)
-
     # a few parts at a time, in file order: they complete in about that order, so the MD5
     # follows the download instead of starting once every part has arrived
     pool = ThreadPoolExecutor(max_workers=min(TRANSFER_THREADS, PARTS_IN_FLIGHT))
     hasher = ThreadPoolExecutor(max_workers=1)
     try:
-        in_order = hasher.submit(hash_in_order)
+        in_order = hasher.submit(md5_in_order, out, ranges, done, failed, whole)
         for future in [pool.submit(fetch, index) for index in range(len(ranges))]:
             future.result()
         in_order.result()
@@ -206,6 +191,25 @@ def download_verifying_parts(client: Any, bucket: str, key: str, out: Path, on_b
     if md5 != expected:
         name_damaged_part(out, parts)
     return md5
+
+
+def md5_in_order(path: Path, ranges: list[tuple[int, int]], done: list[Any], failed: Any, whole: Any) -> None:
+    """Feed ``whole`` (an MD5) the parts of ``path`` in file order, each as soon as its
+    ``done`` event is set (they are in the page cache: this reads no disk); stop when
+    ``failed`` is set."""
+    with open(path, "rb") as reader:
+        for index, (start, end) in enumerate(ranges):
+            while not done[index].wait(0.2):
+                if failed.is_set():
+                    return
+            reader.seek(start)
+            left = end - start + 1
+            while left:
+                chunk = reader.read(min(STREAM_CHUNK, left))
+                if not chunk:
+                    raise PartMismatchError(index, len(ranges), start, end, "was not written")
+                whole.update(chunk)
+                left -= len(chunk)
 
 
 def name_damaged_part(path: Path, parts: PartDigests) -> None:
