@@ -866,18 +866,27 @@ class GitTagsVersioning(VersioningBackendBase):
     def begin_gc(self) -> str:
         """Publish ``refs/cpv/gc/running/{now}-{nonce}`` on the remote branch's commit; returns the run id."""
         run = f"{int(time.time())}-{os.urandom(4).hex()}"
-        commit = self._ref_oid(f"refs/remotes/origin/{BRANCH}^{{commit}}") or self.head()
-        if not commit:
-            raise GitError("the repository has no commit to record a gc run on", fix="upload a version first")
-        self._push([f"{commit}:{GC_PREFIX}running/{run}"], atomic=True)
+        self._push([f"{self._run_anchor()}:{GC_PREFIX}running/{run}"], atomic=True)
         return run
 
     def end_gc(self, run: str) -> None:
-        """Replace the run's ``running`` ref by a ``done`` one (one atomic push), and drop
-        finished runs older than a week."""
-        commit = self._ref_oid(f"refs/remotes/origin/{BRANCH}^{{commit}}") or self.head() or ""
+        """Replace the run's ``running`` ref by a ``done`` one (one atomic push), then drop
+        finished runs older than a week (apart, and only where they still are: another gc
+        ending at the same moment may be dropping them too, which must not fail this one)."""
+        self._push([f":{GC_PREFIX}running/{run}", f"{self._run_anchor()}:{GC_PREFIX}done/{run}"], atomic=True)
         old = [r for r, (running, start) in self.gc_runs().items() if not running and start < time.time() - 7 * 86400]
-        self._push([f":{GC_PREFIX}running/{run}", f"{commit}:{GC_PREFIX}done/{run}", *(f":{GC_PREFIX}done/{r}" for r in old)], atomic=True)
+        if old:
+            try:
+                self._push([f":{GC_PREFIX}done/{r}" for r in old], atomic=False)
+            except (GitError, PushRejected) as exc:
+                logger.info("old gc run records were not dropped this time (%s)", exc)
+
+    def _run_anchor(self) -> str:
+        """The commit a gc run ref points at (any commit the remote has: its branch's tip)."""
+        commit = self._ref_oid(f"refs/remotes/origin/{BRANCH}^{{commit}}") or self.head()
+        if not commit:
+            raise GitError("the repository has no commit to record a gc run on", fix="upload a version first, then run gc")
+        return commit
 
     def delete_versions(self, kind: str, records: Sequence[VersionRecord]) -> None:
         """Remove the version tags on the remote (one atomic push of deletions, each
