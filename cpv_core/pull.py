@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .backends import TrackedArtifact
 from .errors import WorkspaceDirtyError
 from .history import fetch_versions
 from .paths import remove_path
@@ -35,8 +36,7 @@ def pull_workspace(ws: Workspace, echo: Callable[[str], None], *, dry_run: bool 
             rel = ws.file_for(kind)
             if rel != before[kind]:
                 leave_old_path(ws, before[kind], rel, echo)
-            pointer = ws.versioning.read_file("HEAD", ws.storage.pointer_path(rel))
-            info = ws.storage.describe_pointer(rel, pointer) if pointer else None
+            info = artifact_at(ws, rel, "HEAD")
             if info is None:
                 continue
             target = ws.target_path(kind)
@@ -61,11 +61,16 @@ def would_update(ws: Workspace, incoming: str) -> list[str]:
     moving = []
     for kind in DEFAULT_FILES:
         rel = ws.file_at(kind, incoming)
-        pointer = ws.versioning.read_file(incoming, ws.storage.pointer_path(rel))
-        info = ws.storage.describe_pointer(rel, pointer) if pointer else None
+        info = artifact_at(ws, rel, incoming)
         if info is not None and (ws.content_base(rel).get("digest") != info.digest or not ws.target_path_of(rel).exists()):
             moving.append(rel)
     return moving
+
+
+def artifact_at(ws: Workspace, rel: str, rev: str) -> TrackedArtifact | None:
+    """What the pointer of ``rel`` records at ``rev`` (None when there is none)."""
+    pointer = ws.versioning.read_file(rev, ws.storage.pointer_path(rel))
+    return ws.storage.describe_pointer(rel, pointer) if pointer else None
 
 
 def incoming_rev(ws: Workspace) -> str | None:
@@ -76,8 +81,7 @@ def incoming_rev(ws: Workspace) -> str | None:
 def refuse_over_unsaved_work(ws: Workspace, kind: str, rel: str, incoming: str) -> None:
     """Raise :func:`unsaved_work_error` when pulling ``incoming`` would replace content at
     ``rel`` that was changed here and never uploaded (nothing has moved yet)."""
-    pointer = ws.versioning.read_file(incoming, ws.storage.pointer_path(rel))
-    info = ws.storage.describe_pointer(rel, pointer) if pointer else None
+    info = artifact_at(ws, rel, incoming)
     target = ws.target_path_of(rel)
     if info is None or not target.exists():
         return
@@ -91,7 +95,7 @@ def refuse_over_unsaved_work(ws: Workspace, kind: str, rel: str, incoming: str) 
 
 
 def unsaved_work_error(kind: str, rel: str) -> WorkspaceDirtyError:
-    """A pull refused over changes never uploaded, with the three things that work."""
+    """A pull refused over changes never uploaded, with the two things that work."""
     return WorkspaceDirtyError(
         f"{rel} has changes that were never uploaded and a teammate uploaded a newer version; "
         "pulling would replace yours, so nothing was changed",
