@@ -135,7 +135,7 @@ def change_stage(
     if dry_run:
         mgr.plan([f"{what} (stage record {number}) and push it" + (f", overriding: {'; '.join(forced)}" if forced else "")])
         return None
-    fence = Fence(ws)  # a gc running now may be pruning this version: see gc_fence
+    fence = None if demote else Fence(ws)  # a gc running now may be pruning this version: see gc_fence
     try:
         event = ws.versioning.record_stage_event(
             kind, stage, number, None if demote else record.version, record.commit, message or "", forced
@@ -143,7 +143,7 @@ def change_stage(
     except PushRejected as exc:
         raise lost_stage_race(mgr, stage, number, exc) from None
     previous = current_stages(events).get(stage)
-    if not demote and fence.overlapped():
+    if fence is not None and fence.overlapped():
         settle_promotion_after_gc(mgr, stage, record, previous)
     mgr.echo(f"{'removed' if demote else 'promoted'} {kind} {record.version} {'from' if demote else 'to'} {stage}")
     if forced:
