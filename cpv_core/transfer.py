@@ -251,12 +251,12 @@ def upload_moved(
     old_ptr, new_ptr = ws.storage.pointer_path(old), ws.storage.pointer_path(rel)
     dest = ws.target_path_of(rel)
     before, files = ws.versioning.head(), [new_ptr, old_ptr]
+    fence = Fence(ws)  # before anything is placed or the store is asked: see cpv_core.gc_fence
     ws.begin_change("upload", [old, rel], [*ws.storage.commit_paths([old, rel]), new_ptr, META_FILE])
     try:
         place_source(mgr, source, dest, rel, move=move)
         ws.set_file(kind, rel)
         crash_point("upload.moved-placed")
-        fence = Fence(ws)
         (artifact,) = track_for_push(mgr)([rel])
         ws.extend_change(ws.storage.commit_paths([rel]))
         if artifact.nfiles != expected_files:
