@@ -19,8 +19,13 @@ __version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("cpv")
 
-from .artifacts import CheckpointMetadata, CombinedMetadata, DataArtifacts, ModelArtifacts, UploadResult  # noqa: E402
-from .errors import (  # noqa: E402
+from cpv_core.compat import install as _install_old_paths  # noqa: E402
+
+_install_old_paths()
+
+from cpv_core.domain.artifacts import CheckpointMetadata, CombinedMetadata, DataArtifacts, ModelArtifacts, UploadResult  # noqa: E402
+from cpv_core.domain.versions import Version  # noqa: E402
+from cpv_core.errors import (  # noqa: E402
     AWSError,
     CheckpointNotFoundError,
     ConfigError,
@@ -37,20 +42,19 @@ from .errors import (  # noqa: E402
     WorkspaceDirtyError,
     WorkspaceLockedError,
 )
-from .versions import Version  # noqa: E402
 
 if TYPE_CHECKING:
-    from .checkpointer import Checkpointer
-    from .combined import CombinedCheckpointsManage
-    from .config import CPVConfig
-    from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
+    from cpv_core.api.checkpointer import Checkpointer
+    from cpv_core.api.combined import CombinedCheckpointsManage
+    from cpv_core.api.model_data import DataCheckpointsManage, ModelsCheckpointsManage
+    from cpv_core.plugin.config import CPVConfig
 
 _LAZY = {
-    "CPVConfig": "config",
-    "ModelsCheckpointsManage": "model_data",
-    "DataCheckpointsManage": "model_data",
-    "CombinedCheckpointsManage": "combined",
-    "Checkpointer": "checkpointer",
+    "CPVConfig": "plugin.config",
+    "ModelsCheckpointsManage": "api.model_data",
+    "DataCheckpointsManage": "api.model_data",
+    "CombinedCheckpointsManage": "api.combined",
+    "Checkpointer": "api.checkpointer",
 }
 
 

@@ -7,7 +7,7 @@ live in :mod:`cpv_core.model_data` and :mod:`cpv_core.combined`.
 
 from __future__ import annotations
 
-from .combined import CombinedCheckpointsManage
-from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
+from cpv_core.api.combined import CombinedCheckpointsManage
+from cpv_core.api.model_data import DataCheckpointsManage, ModelsCheckpointsManage
 
 __all__ = ["ModelsCheckpointsManage", "DataCheckpointsManage", "CombinedCheckpointsManage"]

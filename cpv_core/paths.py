@@ -196,7 +196,7 @@ def restore_preserved(target: Path, keep: Path, root: Path) -> bool:
     workspace), and a target that became a link keeps the backup and raises.
     Returns True when something was restored.
     """
-    from .trust import contained
+    from cpv_core.trust import contained
 
     if not keep.exists():
         return False

@@ -33,9 +33,9 @@ from typing import Any
 
 import pytest
 
-from .backends import StorageBackend, VersioningBackend
-from .errors import CPVError, ValidationError
-from .model_data import DataCheckpointsManage, ModelsCheckpointsManage
+from cpv_core.api.model_data import DataCheckpointsManage, ModelsCheckpointsManage
+from cpv_core.errors import CPVError, ValidationError
+from cpv_core.plugin.protocols import StorageBackend, VersioningBackend
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -124,7 +124,7 @@ class StorageBackendContract:
 
     def test_stored_objects_are_listed_and_deleted_or_refused_clearly(self, data: DataCheckpointsManage) -> None:
         """What ``cpv gc`` and ``cpv du`` need; a backend without it must say so in one line."""
-        from .errors import StorageError
+        from cpv_core.errors import StorageError
 
         storage = data.ws.storage
         record = data.ws.versioning.list_versions("data")[-1]
@@ -197,8 +197,8 @@ class VersioningBackendContract:
         assert bob.ws.versioning.divergence() == (0, 0)
 
     def test_a_version_is_taken_once_and_never_forced(self, pair: tuple[ModelsCheckpointsManage, ModelsCheckpointsManage]) -> None:
-        from .backends import PushRejected
-        from .versions import Version
+        from cpv_core.domain.versions import Version
+        from cpv_core.plugin.protocols import PushRejected
 
         alice, bob = pair
         (alice.repo_path / "model.bin").write_bytes(os.urandom(2000))
@@ -220,8 +220,8 @@ class VersioningBackendContract:
     ) -> None:
         """A backend that says it publishes conditionally lets ``tag`` skip the fetch:
         the remote must then refuse a version allocated from an out-of-date view."""
-        from .backends import PushRejected
-        from .versions import Version
+        from cpv_core.domain.versions import Version
+        from cpv_core.plugin.protocols import PushRejected
 
         alice, bob = pair
         if not bob.ws.versioning.publishes_conditionally():
@@ -241,7 +241,7 @@ class VersioningBackendContract:
     def test_a_stage_change_is_taken_once_and_read_back_by_the_other(
         self, pair: tuple[ModelsCheckpointsManage, ModelsCheckpointsManage]
     ) -> None:
-        from .backends import PushRejected
+        from cpv_core.plugin.protocols import PushRejected
 
         alice, bob = pair
         (alice.repo_path / "model.bin").write_bytes(os.urandom(2000))

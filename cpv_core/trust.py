@@ -20,7 +20,7 @@ import unicodedata
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from .errors import ValidationError
+from cpv_core.errors import ValidationError
 
 #: a content hash as DVC names objects: 32 lower-case hex digits, ``.dir`` for a manifest
 OID_RE = re.compile(r"^[0-9a-f]{32}(\.dir)?$")

@@ -34,13 +34,13 @@ from cpv_core import hookimpl
 
 if TYPE_CHECKING:
     import click
-from cpv_core.backends import BackendContext, CheckResult, CredentialProviderInfo, HostingBackendInfo, SetupChoice, SetupQuestion
-from cpv_core.bases import HostingBackendBase
+from cpv_core.domain.checks import matching
+from cpv_core.domain.names import validate_name
 from cpv_core.errors import ConfigError, CredentialError, RepositoryError, ValidationError
-from cpv_core.names import validate_name
 from cpv_core.paths import atomic_write_bytes, make_private_dirs
-from cpv_core.settings import parse_flag
-from cpv_core.setup_wizard import matching
+from cpv_core.plugin.bases import HostingBackendBase
+from cpv_core.plugin.protocols import BackendContext, CheckResult, CredentialProviderInfo, HostingBackendInfo, SetupChoice, SetupQuestion
+from cpv_core.plugin.settings import parse_flag
 
 logger = logging.getLogger("cpv.bitbucket")
 
@@ -473,7 +473,7 @@ def cpv_register_commands(cli: click.Group) -> None:
     """``cpv bitbucket-config`` and ``cpv config bitbucket``: SSH key, ~/.ssh/config block, workspace."""
     import click
 
-    from cpv_core.cli import Ctx, add_setup_commands, dry_run_option
+    from cpv_core.cli.api import Ctx, add_setup_commands, dry_run_option
 
     options = [
         click.option(
@@ -503,7 +503,7 @@ def cpv_register_commands(cli: click.Group) -> None:
         repo_template: str | None,
         dry_run: bool = False,
     ) -> None:
-        from cpv_core.config import CPVConfig
+        from cpv_core.plugin.config import CPVConfig
 
         options = {
             k: v

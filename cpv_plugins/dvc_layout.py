@@ -22,9 +22,9 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from cpv_core.backends import TrackedArtifact
 from cpv_core.errors import DVCError, ValidationError
 from cpv_core.paths import atomic_path, atomic_write_bytes
+from cpv_core.plugin.protocols import TrackedArtifact
 from cpv_core.trust import MAX_MANIFEST_BYTES, MAX_POINTER_BYTES, check_oid, check_relpath, open_regular, visible
 
 from .part_digests import ENTRY_META_KEY, META_KEY, PartDigests, entry_parts_from_meta, entry_parts_to_meta, from_meta

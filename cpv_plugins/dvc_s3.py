@@ -27,7 +27,10 @@ from cpv_core import hookimpl
 
 if TYPE_CHECKING:
     import click
-from cpv_core.backends import (
+from cpv_core.domain.checks import matching
+from cpv_core.errors import ConfigError, CredentialError, ValidationError
+from cpv_core.plugin.config import CPVConfig
+from cpv_core.plugin.protocols import (
     BackendContext,
     CheckResult,
     CredentialProviderInfo,
@@ -36,9 +39,6 @@ from cpv_core.backends import (
     StorageBackend,
     StorageBackendInfo,
 )
-from cpv_core.config import CPVConfig
-from cpv_core.errors import ConfigError, CredentialError, ValidationError
-from cpv_core.setup_wizard import matching
 from cpv_core.trust import open_regular
 
 from .s3_settings import DEFAULT_BUCKET, DEFAULT_REGION, S3Settings
@@ -251,7 +251,7 @@ def cpv_register_commands(cli: click.Group) -> None:
     """``cpv aws-config`` and ``cpv config aws``: S3 access by reference to a credentials file."""
     import click
 
-    from cpv_core.cli import Ctx, add_setup_commands, dry_run_option
+    from cpv_core.cli.api import Ctx, add_setup_commands, dry_run_option
 
     options = [
         click.option("--credential-path", "-c", type=click.Path(dir_okay=False), help="AWS credentials file (default ~/.aws/credentials)."),
@@ -271,7 +271,7 @@ def cpv_register_commands(cli: click.Group) -> None:
         region: str | None,
         dry_run: bool = False,
     ) -> None:
-        from cpv_core.config import CPVConfig
+        from cpv_core.plugin.config import CPVConfig
 
         if dry_run:
             ctx.echo(

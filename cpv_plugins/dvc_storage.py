@@ -32,13 +32,13 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from cpv_core.backends import BackendContext, IncompleteUpload, StoredObject, TrackedArtifact, TransferStats
-from cpv_core.bases import StorageBackendBase
 from cpv_core.errors import CPVError, DVCError, ValidationError
 from cpv_core.faults import crash_point
 from cpv_core.paths import atomic_write_bytes, md5_stream, tree_size
-from cpv_core.progress import Progress, human_bytes
-from cpv_core.sources import walk_files
+from cpv_core.plugin.bases import StorageBackendBase
+from cpv_core.plugin.progress import Progress, human_bytes
+from cpv_core.plugin.protocols import BackendContext, IncompleteUpload, StoredObject, TrackedArtifact, TransferStats
+from cpv_core.plugin.sources import walk_files
 from cpv_core.trust import MAX_MANIFEST_BYTES, check_oid, contained, open_regular, require_inside, select_sub_path, visible
 
 from .dvc_layout import (

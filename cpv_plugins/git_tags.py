@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from cpv_core import hookimpl
-from cpv_core.backends import BackendContext, PushRejected, StageEvent, VersioningBackendInfo, VersionRecord
-from cpv_core.backoff import Backoff
-from cpv_core.bases import VersioningBackendBase
+from cpv_core.domain.backoff import Backoff
+from cpv_core.domain.records import clean_metadata
+from cpv_core.domain.versions import MAX_COMPONENT, Version
 from cpv_core.errors import GitError, ValidationError
-from cpv_core.records import clean_metadata
+from cpv_core.plugin.bases import VersioningBackendBase
+from cpv_core.plugin.protocols import BackendContext, PushRejected, RejectReason, StageEvent, VersioningBackendInfo, VersionRecord
 from cpv_core.trust import visible
-from cpv_core.versions import MAX_COMPONENT, Version
 
 from .gitutil import (
     GitCommandFailed,
@@ -170,16 +170,17 @@ def parse_push_porcelain(output: str) -> list[tuple[str, str, str]]:
     return rows
 
 
-def classify_rejection(summary: str) -> str:
-    """The :class:`PushRejected` reason for git's summary of a rejected ref."""
+def classify_rejection(summary: str) -> RejectReason | str:
+    """The :class:`PushRejected` reason for git's summary of a rejected ref (the
+    summary itself when it names no known reason: it becomes the error's words)."""
     if "already exists" in summary:
-        return "exists"
+        return RejectReason.EXISTS
     if "stale info" in summary:
-        return "stale"  # the lease: someone published a version since this view was fetched
+        return RejectReason.STALE  # the lease: someone published a version since this view was fetched
     if any(marker in summary for marker in _RACE_MARKERS):
-        return "race"  # another push held the ref at that moment (a true server-side race)
+        return RejectReason.RACE  # another push held the ref at that moment (a true server-side race)
     if "non-fast-forward" in summary or "fetch first" in summary:
-        return "non-fast-forward"
+        return RejectReason.NON_FAST_FORWARD
     return summary
 
 
@@ -590,12 +591,12 @@ class GitTagsVersioning(VersioningBackendBase):
                 self._push([self._branch_refspec()], atomic=False)
                 return
             except PushRejected as exc:
-                if exc.reason not in {"non-fast-forward", "race"}:
+                if exc.reason not in {RejectReason.NON_FAST_FORWARD, RejectReason.RACE}:
                     raise GitError(
-                        f"the remote refused branch {BRANCH} ({exc.reason})",
+                        f"the remote refused branch {BRANCH} ({exc.summary})",
                         fix="fetch and resolve with git in the workspace, then run the command again",
                     ) from None
-                reason = exc.reason
+                reason = exc.summary
         raise GitError(
             f"the remote refused branch {BRANCH} ({reason}) {tried} times: other members kept moving it (heavy contention)",
             fix="run the command again: this change was not published, and stored bytes are not sent twice",
@@ -793,15 +794,11 @@ class GitTagsVersioning(VersioningBackendBase):
             self._push(refspecs, atomic=True, options=leases)
         except PushRejected as exc:
             # a hook or policy that may refuse refs outside heads/ and tags/: try once more without them
-            if (
-                leases
-                and exc.reason not in {"exists", "stale", "race", "non-fast-forward"}
-                and any(ref.startswith(LATEST_PREFIX) for ref in exc.rejected)
-            ):
-                logger.info("the remote refuses %s refs (%s); publishing tags alone from now on", LATEST_PREFIX, exc.reason)
+            if leases and exc.reason not in RejectReason.retryable() and any(ref.startswith(LATEST_PREFIX) for ref in exc.rejected):
+                logger.info("the remote refuses %s refs (%s); publishing tags alone from now on", LATEST_PREFIX, exc.summary)
                 self._no_lease_marker().parent.mkdir(parents=True, exist_ok=True)
                 self._no_lease_marker().touch()
-                raise PushRejected(exc.rejected, "race", exc.detail) from None  # fetch and try again, without the lease
+                raise PushRejected(exc.rejected, RejectReason.RACE, exc.detail) from None  # fetch and try again, without the lease
             raise
         self._unpublished_marker().unlink(missing_ok=True)
         for r in records:
@@ -828,7 +825,7 @@ class GitTagsVersioning(VersioningBackendBase):
         try:
             self._push([f"refs/tags/{n}:refs/tags/{n}" for n in names], atomic=True)
         except PushRejected as exc:
-            if exc.reason != "exists":
+            if exc.reason is not RejectReason.EXISTS:
                 self._run("remove the unpublished markers", "tag", "--delete", "--end-of-options", *names)
                 raise
             self._run("remove the local markers", "tag", "--delete", "--end-of-options", *names)

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from cpv_core import hookimpl
-from cpv_core.backends import BackendContext, CheckResult, HostingBackendInfo, SetupChoice, StorageBackend, StorageBackendInfo
-from cpv_core.bases import HostingBackendBase
-from cpv_core.config import CPVConfig
 from cpv_core.errors import ConfigError, RepositoryError
 from cpv_core.paths import make_private_dirs
-from cpv_core.settings import flag_setting
+from cpv_core.plugin.bases import HostingBackendBase
+from cpv_core.plugin.config import CPVConfig
+from cpv_core.plugin.protocols import BackendContext, CheckResult, HostingBackendInfo, SetupChoice, StorageBackend, StorageBackendInfo
+from cpv_core.plugin.settings import flag_setting
 
 
 def local_root(ctx: BackendContext) -> Path:

@@ -35,12 +35,12 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cpv_core import hookimpl
-from cpv_core.backends import SettingInfo
+from cpv_core.plugin.protocols import SettingInfo
 
 if TYPE_CHECKING:  # cpv_core.events is imported when an event comes, not at start-up
     import click
 
-    from cpv_core.events import PublishedVersion, StageChange
+    from cpv_core.plugin.events import PublishedVersion, StageChange
 
 logger = logging.getLogger("cpv.mlflow")
 
@@ -127,7 +127,7 @@ def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float], dict[st
     """Numbers become MLflow metrics; anything else (text, lists) a ``metric.*`` tag. Nested
     metrics are flattened (``acc.top1``). Names MLflow refuses (``recall@10``) are mapped
     to ones it accepts; the third dict maps each mapped name back to cpv's."""
-    from cpv_core.metrics import flatten_metrics
+    from cpv_core.domain.metrics import flatten_metrics
 
     numeric: dict[str, float] = {}
     other: dict[str, str] = {}
@@ -150,7 +150,7 @@ def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float], dict[st
 def mlflow_params(params: Any) -> dict[str, str]:
     """A version's hyperparameters (``--params``) as MLflow params: flattened, names MLflow
     accepts (as for metrics), values as text of at most 6000 characters."""
-    from cpv_core.metrics import flatten_metrics
+    from cpv_core.domain.metrics import flatten_metrics
 
     if not isinstance(params, Mapping):
         return {}
@@ -279,7 +279,7 @@ def cpv_register_commands(cli: click.Group) -> None:
     """``cpv mlflow-sync``: mirror every version and current stage of a model."""
     import click
 
-    from cpv_core.cli import Ctx, dry_run_option, emit_json, json_option, target_options
+    from cpv_core.cli.api import Ctx, dry_run_option, emit_json, json_option, target_options
 
     @cli.command("mlflow-sync")
     @target_options(message_uses_m=False)
@@ -289,11 +289,9 @@ def cpv_register_commands(cli: click.Group) -> None:
     def mlflow_sync(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, dry_run: bool, as_json: bool) -> None:
         """Mirror every version and current stage of a model into the MLflow registry
         (what a sync that failed, e.g. while MLflow was down, missed)."""
-        from cpv_core.cli import resolve_target
-        from cpv_core.config import CPVConfig
+        from cpv_core.cli.api import Workspace, published_versions, resolve_target, stage_holders
         from cpv_core.errors import ConfigError
-        from cpv_core.events import published_versions, stage_holders
-        from cpv_core.workspace import Workspace
+        from cpv_core.plugin.config import CPVConfig
 
         config = CPVConfig()
         client = make_client(config)

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from cpv_core.backends import BackendContext
-from cpv_core.settings import flag_setting
+from cpv_core.plugin.protocols import BackendContext
+from cpv_core.plugin.settings import flag_setting
 
 from .dvc_s3 import CACHE_COPY_KEY
 from .dvc_storage import DvcStorage

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cpv_core import hookimpl
-from cpv_core.backends import SettingInfo
-from cpv_core.metrics import format_metrics
+from cpv_core.domain.metrics import format_metrics
+from cpv_core.plugin.protocols import SettingInfo
 from cpv_core.trust import visible
 
 if TYPE_CHECKING:  # cpv_core.events is imported when an event comes, not at start-up
-    from cpv_core.events import PublishedVersion, StageChange
+    from cpv_core.plugin.events import PublishedVersion, StageChange
 
 logger = logging.getLogger("cpv.webhook")
 
@@ -149,7 +149,7 @@ def literal(text: str) -> str:
 
 
 def _send(config: Any, payload: dict[str, Any]) -> None:
-    from cpv_core.events import listener_timeout
+    from cpv_core.plugin.events import listener_timeout
 
     url = webhook_url(config)
     if url is not None:

@@ -1,55 +1,133 @@
-"""The shape of the code, enforced: cpv_core's import graph has no cycle, and
-the core never imports a backend's library (checked on the source, by AST)."""
+"""The shape of the code, enforced (on the source, by AST): cpv_core is built in
+floors, each importing only the floors below it; no module-level import cycle,
+``TYPE_CHECKING`` imports included; the core never imports a backend's library;
+plugins import only the declared plugin API; no private cross-calls."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-CORE = Path(__file__).resolve().parents[1] / "cpv_core"
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "cpv_core"
 FORBIDDEN = {"dvc", "git", "boto3", "botocore", "s3fs", "subprocess"}
 
+#: the floors, bottom first; a module may import its own floor and the ones below.
+#: "top" is the foundation every floor stands on (errors, the trust boundary,
+#: file-writing primitives, crash points).
+FLOORS = ["top", "domain", "plugin", "workspace", "ops", "api", "cli"]
+TOP = {"cpv_core.errors", "cpv_core.trust", "cpv_core.paths", "cpv_core.faults"}
+#: modules that only re-export (the package root, the seeds' module, old paths)
+FACADES = {"cpv_core", "cpv_core.checkpoints", "cpv_core.compat"}
+#: kits for people outside: may use any floor, and no cpv module imports them
+KITS = {"cpv_core.testing"}
+#: names of the package root any floor may import (they are defined there, not re-exported)
+ROOT_NAMES = {"hookimpl", "__version__"}
+#: what a plugin may import from cpv_core: the plugin floor, the values it passes
+#: around, the foundation, and the CLI helpers declared for plugins
+PLUGIN_API = ("cpv_core.plugin", "cpv_core.domain", "cpv_core.cli.api", *sorted(TOP))
 
-def _runtime_imports(tree: ast.AST) -> list[tuple[str, int, list[str]]]:
-    """``(module, level, names)`` of every import that runs (``if TYPE_CHECKING:`` blocks excluded)."""
-    found: list[tuple[str, int, list[str]]] = []
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports(path: Path, *, module_level_only: bool) -> list[tuple[str, list[str], int]]:
+    """``(absolute module, names, line)`` of the cpv imports in ``path``; with
+    ``module_level_only``, imports inside functions (deliberately lazy) are left
+    out but ``if TYPE_CHECKING:`` blocks count."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: list[tuple[str, list[str], int]] = []
 
     def visit(node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                for other in child.orelse:
-                    visit(other)
+            if module_level_only and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             if isinstance(child, ast.Import):
-                found.extend((alias.name, 0, []) for alias in child.names)
+                found.extend((a.name, [], child.lineno) for a in child.names if a.name.startswith("cpv_"))
             elif isinstance(child, ast.ImportFrom):
-                found.append((child.module or "", child.level, [a.name for a in child.names]))
+                if child.level:
+                    base = package.split(".")[: len(package.split(".")) - child.level + 1]
+                    target = ".".join(base + ([child.module] if child.module else []))
+                else:
+                    target = child.module or ""
+                if target.startswith("cpv_"):
+                    found.append((target, [a.name for a in child.names], child.lineno))
             visit(child)
 
-    visit(tree)
+    visit(ast.parse(path.read_text()))
     return found
 
 
-def _graph() -> dict[str, set[str]]:
-    modules = {p.stem for p in CORE.glob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for path in CORE.glob("*.py"):
-        edges = set()
-        for module, level, names in _runtime_imports(ast.parse(path.read_text())):
-            if level == 0 and not module.startswith("cpv_core"):
+def core_modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(CORE.rglob("*.py"))}
+
+
+def resolve(target: str, names: list[str], modules: dict[str, Path]) -> list[str]:
+    """The modules an import binds: ``from pkg import mod`` names a module."""
+    subs = [f"{target}.{n}" for n in names if f"{target}.{n}" in modules]
+    return subs or [target]
+
+
+def floor_of(module: str) -> str:
+    if module in TOP:
+        return "top"
+    parts = module.split(".")
+    if len(parts) > 1 and parts[1] in FLOORS:
+        return parts[1]
+    raise AssertionError(f"{module} is on no floor: put it in one of {FLOORS[1:]} (or list it in TOP/FACADES)")
+
+
+def test_every_core_module_is_on_a_floor():
+    for module in core_modules():
+        if module not in FACADES | KITS:
+            floor_of(module)
+
+
+def test_each_floor_imports_only_the_floors_below_it():
+    modules = core_modules()
+    offenders = []
+    for module, path in modules.items():
+        if module in FACADES | KITS:
+            continue
+        mine = FLOORS.index(floor_of(module))
+        for target, names, line in imports(path, module_level_only=False):
+            if not target.startswith("cpv_core"):
+                offenders.append(f"{module}:{line} imports {target} (the core never imports a plugin)")
                 continue
-            target = module.removeprefix("cpv_core").lstrip(".") if level == 0 else module
-            if target:
-                edges.add(target.split(".")[0])
-            else:  # "from . import x": x is a module, or a name from the package (__init__)
-                edges.update(n if n in modules else "__init__" for n in names)
-        graph[path.stem] = edges - {path.stem}
-    return graph
+            if target == "cpv_core" and set(names) <= ROOT_NAMES:
+                continue
+            for dep in resolve(target, names, modules):
+                if dep in FACADES | KITS:
+                    offenders.append(f"{module}:{line} imports {dep} (a re-export); import the module itself")
+                elif FLOORS.index(floor_of(dep)) > mine:
+                    offenders.append(f"{module}:{line} ({floor_of(module)}) imports {dep} ({floor_of(dep)}), a floor above it")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_domain_imports_nothing_but_the_foundation():
+    for module, path in core_modules().items():
+        if module.startswith("cpv_core.domain"):
+            for target, _names, line in imports(path, module_level_only=False):
+                assert target.startswith("cpv_core.domain") or target in TOP, f"{module}:{line} imports {target}"
 
 
 def test_cpv_core_import_graph_has_no_cycle():
-    graph = _graph()
-    assert "config" in graph and graph["config"] <= {"backends", "errors", "paths", "credentials"}
+    """Module-level imports, ``TYPE_CHECKING`` ones included (a type-only cycle is
+    still a knot a reader has to untie)."""
+    modules = core_modules()
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        edges = set()
+        for target, names, _ in imports(path, module_level_only=True):
+            edges.update(d for d in resolve(target, names, modules) if d in modules and d != module)
+        # a package's __init__ runs before its submodules: an edge into a package is
+        # an edge into its __init__, which is what we already have
+        graph[module] = edges
     state: dict[str, int] = {}
     stack: list[str] = []
 
@@ -72,7 +150,7 @@ def test_cpv_core_import_graph_has_no_cycle():
 
 def test_cpv_core_never_imports_a_backend_library():
     offenders = []
-    for path in sorted(CORE.glob("*.py")):
+    for path in sorted(CORE.rglob("*.py")):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             names = []
@@ -82,6 +160,23 @@ def test_cpv_core_never_imports_a_backend_library():
                 names = [node.module]
             offenders += [f"{path.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in FORBIDDEN]
     assert not offenders, offenders
+
+
+def test_plugins_import_only_the_plugin_api():
+    """A plugin (ours or the example's) stands on ``cpv_core.plugin``, the domain
+    values, the foundation and ``cpv_core.cli.api``; never on the managers, the
+    workspace or the operations."""
+    offenders = []
+    plugin_files = [*sorted((ROOT / "cpv_plugins").rglob("*.py")), *sorted((ROOT / "examples").rglob("cpv_dirstore/**/*.py"))]
+    for path in plugin_files:
+        for target, names, line in imports(path, module_level_only=False):
+            if not target.startswith("cpv_core"):
+                continue
+            if target == "cpv_core" and set(names) <= ROOT_NAMES | {"ValidationError", "StorageError", "CPVError"}:
+                continue
+            if not any(target == api or target.startswith(api + ".") for api in PLUGIN_API):
+                offenders.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
+    assert not offenders, "\n".join(offenders)
 
 
 PACKAGES = [CORE, CORE.parent / "cpv_plugins"]
@@ -94,7 +189,7 @@ def test_no_module_reaches_into_another_modules_private_names():
     ``obj._name`` on anything but ``self``/``cls``/``super()``."""
     offenders = []
     for package in PACKAGES:
-        for path in sorted(package.glob("*.py")):
+        for path in sorted(package.rglob("*.py")):
             tree = ast.parse(path.read_text())
             for node in ast.walk(tree):
                 if isinstance(node, ast.ImportFrom):

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from cpv_core import StorageError, ValidationError, hookimpl
-from cpv_core.backends import BackendContext, StorageBackendInfo, TrackedArtifact, TransferStats
-from cpv_core.bases import StorageBackendBase
+from cpv_core.plugin.bases import StorageBackendBase
+from cpv_core.plugin.protocols import BackendContext, StorageBackendInfo, TrackedArtifact, TransferStats
 from cpv_core.trust import check_oid, check_relpath, contained, select_sub_path
 
 POINTER_SUFFIX = ".dirstore.json"

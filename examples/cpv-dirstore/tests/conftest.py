@@ -5,8 +5,8 @@ from __future__ import annotations
 import cpv_dirstore
 import pytest
 
-from cpv_core.config import CPVConfig
-from cpv_core.plugins import get_plugin_manager, reset_plugin_manager
+from cpv_core.plugin.config import CPVConfig
+from cpv_core.plugin.manager import get_plugin_manager, reset_plugin_manager
 
 
 @pytest.fixture
