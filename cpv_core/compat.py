@@ -95,6 +95,13 @@ class MovedModuleFinder(importlib.abc.MetaPathFinder):
         return importlib.machinery.ModuleSpec(fullname, MovedModuleLoader(new_name))
 
 
+def register(moved: dict[str, str]) -> None:
+    """Answer more old names (a plugin package that moved its own modules), and
+    make sure the finder is installed."""
+    MOVED.update(moved)
+    install()
+
+
 def install() -> None:
     """Put the finder on ``sys.meta_path`` once."""
     if not any(isinstance(finder, MovedModuleFinder) for finder in sys.meta_path):

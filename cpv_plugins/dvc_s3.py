@@ -8,7 +8,7 @@ bucket; key values are never written anywhere by cpv: boto3 (and DVC, for a
 DVC user) read them from the credentials file by reference.
 
 The storage engine is :class:`DvcStorage`; every S3 call goes through one
-route, :class:`cpv_plugins.s3_transport.S3Transport` (boto3). This module
+route, :class:`cpv_plugins.transports.s3.S3Transport` (boto3). This module
 holds what is specific to AWS configuration: the credential provider and the
 ``aws-config`` commands.
 """
@@ -40,8 +40,7 @@ from cpv_core.plugin.protocols import (
     StorageBackendInfo,
 )
 from cpv_core.trust import open_regular
-
-from .s3_settings import DEFAULT_BUCKET, DEFAULT_REGION, S3Settings
+from cpv_plugins.s3_settings import DEFAULT_BUCKET, DEFAULT_REGION, S3Settings
 
 logger = logging.getLogger("cpv")
 
@@ -113,7 +112,7 @@ def _read_profile(path: Path, profile: str) -> dict[str, str]:
 
 def s3_storage(ctx: BackendContext) -> StorageBackend:
     """The ``dvc-s3`` storage backend's factory: the engine is imported on first use."""
-    from .s3_storage import S3Storage
+    from cpv_plugins.s3_storage import S3Storage
 
     return S3Storage(ctx)
 
@@ -182,7 +181,7 @@ class AwsCredentials:
             return [CheckResult(name, False, exc.message, exc.fix)]
         if not checks[-1].ok:
             return checks
-        from .s3_transport import endpoint_reachable
+        from cpv_plugins.transports.s3 import endpoint_reachable
 
         ok, detail = endpoint_reachable(s)
         checks.append(
@@ -195,7 +194,7 @@ class AwsCredentials:
             checks.append(CheckResult("aws.credentials", True, f"S3 accepted profile {s.profile!r}"))
             checks.append(CheckResult("aws.bucket", True, f"bucket {s.bucket!r} exists on {s.where}"))
         except Exception as exc:  # noqa: BLE001
-            from .s3_transport import classify_s3_error
+            from cpv_plugins.transports.s3 import classify_s3_error
 
             err = classify_s3_error(exc, s, "list objects")
             if isinstance(err, CredentialError):
@@ -220,7 +219,7 @@ def cpv_enumerate_models(config: CPVConfig) -> list[tuple[str, str]]:
     """The ``{team}/{model}/`` prefixes of the bucket (storage ``dvc-s3``): two listings by delimiter."""
     if config.backend_name("storage") != "dvc-s3":
         return []
-    from .s3_transport import list_model_prefixes
+    from cpv_plugins.transports.s3 import list_model_prefixes
 
     return list_model_prefixes(S3Settings(config.get_config("aws")))
 

@@ -59,14 +59,14 @@ def link_objects(ctx: BackendContext) -> bool:
 def local_storage(ctx: BackendContext) -> StorageBackend:
     """The ``local`` storage backend's factory: the storage engine is imported on first use,
     so `cpv --help` never loads it."""
-    from .local_storage import LocalStorage
+    from cpv_plugins.local_storage import LocalStorage
 
     return LocalStorage(ctx)
 
 
 def __getattr__(name: str) -> Any:
     if name == "LocalStorage":  # the class, for subclassing and tests, also from here
-        from .local_storage import LocalStorage
+        from cpv_plugins.local_storage import LocalStorage
 
         return LocalStorage
     raise AttributeError(name)

@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from cpv_core.paths import make_private_dirs
-
-from .dvc_storage import DvcStorage
-from .local import link_objects, local_root
-from .transport import LocalDirTransport
+from cpv_plugins.dvc.engine import DvcStorage
+from cpv_plugins.local import link_objects, local_root
+from cpv_plugins.transports.local import LocalDirTransport
 
 
 class LocalStorage(DvcStorage):

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from cpv_core.plugin.protocols import BackendContext
 from cpv_core.plugin.settings import flag_setting
-
-from .dvc_s3 import CACHE_COPY_KEY
-from .dvc_storage import DvcStorage
-from .s3_settings import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, S3Settings
-from .s3_transport import S3Transport
+from cpv_plugins.dvc.engine import DvcStorage
+from cpv_plugins.dvc_s3 import CACHE_COPY_KEY
+from cpv_plugins.s3_settings import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, S3Settings
+from cpv_plugins.transports.s3 import S3Transport
 
 
 class S3Storage(DvcStorage):

@@ -25,7 +25,7 @@ KITS = {"cpv_core.testing"}
 ROOT_NAMES = {"hookimpl", "__version__"}
 #: what a plugin may import from cpv_core: the plugin floor, the values it passes
 #: around, the foundation, and the CLI helpers declared for plugins
-PLUGIN_API = ("cpv_core.plugin", "cpv_core.domain", "cpv_core.cli.api", *sorted(TOP))
+PLUGIN_API = ("cpv_core.plugin", "cpv_core.domain", "cpv_core.cli.api", "cpv_core.compat", *sorted(TOP))
 
 
 def module_name(path: Path) -> str:
@@ -176,6 +176,24 @@ def test_plugins_import_only_the_plugin_api():
                 continue
             if not any(target == api or target.startswith(api + ".") for api in PLUGIN_API):
                 offenders.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_plugin_packages_keep_to_their_seams():
+    """git knows nothing of storage; a transport knows the format (``dvc.layout``,
+    ``dvc.part_digests``) but never the engine; the engine never a particular store."""
+    rules = {
+        "cpv_plugins.git": ("cpv_plugins.dvc", "cpv_plugins.transports"),
+        "cpv_plugins.transports": ("cpv_plugins.dvc.engine", "cpv_plugins.dvc.cache", "cpv_plugins.git"),
+        "cpv_plugins.dvc": ("cpv_plugins.git", "cpv_plugins.transports.s3", "cpv_plugins.local", "cpv_plugins.dvc_s3"),
+    }
+    offenders = []
+    for path in sorted((ROOT / "cpv_plugins").rglob("*.py")):
+        module = module_name(path)
+        for package, forbidden in rules.items():
+            if module == package or module.startswith(package + "."):
+                for target, _names, line in imports(path, module_level_only=False):
+                    offenders += [f"{module}:{line} imports {target}" for f in forbidden if target == f or target.startswith(f + ".")]
     assert not offenders, "\n".join(offenders)
 
 

@@ -44,7 +44,7 @@ DISABLE_ENV = "CPV_DISABLE_PLUGINS"
 
 #: Builtin plugin modules, registered before any entry point.
 BUILTIN_PLUGINS: dict[str, str] = {
-    "git_tags": "cpv_plugins.git_tags",
+    "git_tags": "cpv_plugins.git.backend",
     "local": "cpv_plugins.local",
     "dvc_s3": "cpv_plugins.dvc_s3",
     "bitbucket_ssh": "cpv_plugins.bitbucket_ssh",

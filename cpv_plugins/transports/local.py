@@ -5,7 +5,7 @@ The engine (:class:`cpv_plugins.dvc_storage.DvcStorage`) decides *what* moves
 a transport only moves objects, named by their DVC object id, to and from one
 remote root laid out as DVC lays it out (:func:`object_relpath`). Two ship
 with cpv: :class:`LocalDirTransport` here and the S3 one in
-:mod:`cpv_plugins.s3_transport`; a store DVC can read is one more class.
+:mod:`cpv_plugins.transports.s3`; a store DVC can read is one more class.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from cpv_core.errors import CPVError, StorageError
 from cpv_core.faults import crash_point
 from cpv_core.paths import md5_stream
 from cpv_core.trust import MAX_MANIFEST_BYTES, open_regular
-
-from .dvc_layout import OBJECTS_DIR, object_relpath, oid_from_relpath
-from .part_digests import PartDigests
+from cpv_plugins.dvc.layout import OBJECTS_DIR, object_relpath, oid_from_relpath
+from cpv_plugins.dvc.part_digests import PartDigests
 
 OnBytes = Callable[[int], Any]
 
@@ -62,7 +61,7 @@ class Transport(Protocol):
         """Write object ``oid`` to ``out`` and return the MD5 of what was written
         (``single``: the only object of this download, worth parallel ranged reads).
         With ``parts`` (the version's part digests) a transport may also check each part
-        as it arrives, raising :class:`~cpv_plugins.part_digests.PartMismatchError` for one
+        as it arrives, raising :class:`~cpv_plugins.dvc.part_digests.PartMismatchError` for one
         that does not match or for an object whose length is not what they cover; it
         still returns the whole file's MD5 (a parts list never vouches for other bytes).
         ``FileNotFoundError`` when absent."""

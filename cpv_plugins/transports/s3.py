@@ -24,11 +24,10 @@ from cpv_core.errors import AWSError, CPVError, CredentialError, DVCError
 from cpv_core.faults import crash_point
 from cpv_core.paths import md5_stream
 from cpv_core.trust import MAX_MANIFEST_BYTES, visible
-
-from .dvc_layout import OBJECTS_DIR, object_relpath, oid_from_relpath
-from .part_digests import LengthMismatchError, PartDigests, PartMismatchError
-from .s3_settings import CONNECT_TIMEOUT_S, TRANSFER_THREADS, S3Settings
-from .transport import OnBytes
+from cpv_plugins.dvc.layout import OBJECTS_DIR, object_relpath, oid_from_relpath
+from cpv_plugins.dvc.part_digests import LengthMismatchError, PartDigests, PartMismatchError
+from cpv_plugins.s3_settings import CONNECT_TIMEOUT_S, TRANSFER_THREADS, S3Settings
+from cpv_plugins.transports.local import OnBytes
 
 TRANSFER_CHUNK = 32 * 1024 * 1024
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}

@@ -26,8 +26,7 @@ from cpv_core.errors import DVCError, ValidationError
 from cpv_core.paths import atomic_path, atomic_write_bytes
 from cpv_core.plugin.protocols import TrackedArtifact
 from cpv_core.trust import MAX_MANIFEST_BYTES, MAX_POINTER_BYTES, check_oid, check_relpath, open_regular, visible
-
-from .part_digests import ENTRY_META_KEY, META_KEY, PartDigests, entry_parts_from_meta, entry_parts_to_meta, from_meta
+from cpv_plugins.dvc.part_digests import ENTRY_META_KEY, META_KEY, PartDigests, entry_parts_from_meta, entry_parts_to_meta, from_meta
 
 #: the name of the remote cpv configures in ``.dvc/config``
 REMOTE_NAME = "cpv"
@@ -122,7 +121,7 @@ def artifact_from_out(path: str, out: dict[str, Any], where: str = "pointer file
 
 def pointer_part_digests(out: dict[str, Any], size: int) -> PartDigests | None:
     """The part digests a pointer's output records for its ``size`` bytes, if any are
-    well-formed (:func:`cpv_plugins.part_digests.from_meta`)."""
+    well-formed (:func:`cpv_plugins.dvc.part_digests.from_meta`)."""
     meta = out.get("meta")
     return from_meta(meta.get(META_KEY), size) if isinstance(meta, dict) else None
 
@@ -297,3 +296,17 @@ def init_dvc_dir(workspace: Path) -> None:
     ):
         if not path.exists() and not path.is_symlink():
             atomic_write_bytes(path, content.encode(), mode=0o644)
+
+
+def tracked_root(path: str, pointer: bytes) -> str:
+    """The tracked path within ``path`` (which may be a sub-path of it, ``data/test``):
+    the shortest leading part of ``path`` whose last name is the pointer's own ``path``
+    (a pointer names its output relative to its directory: ``best`` in
+    ``checkpoints/best.dvc``); the first component when the pointer names none."""
+    out = parse_pointer(pointer) or {}
+    name = out.get("path")
+    parts = PurePosixPath(path).parts
+    for end in range(1, len(parts) + 1):
+        if parts[end - 1] == name:
+            return "/".join(parts[:end])
+    return parts[0]

@@ -1,0 +1,304 @@
+"""Sending: what the remote lacks is sent, manifests last, once every file no
+stored manifest vouches for is confirmed; the crash journal of unverified
+sends; the store's inventory, deletion and incomplete uploads."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from cpv_core.errors import CPVError, DVCError, ValidationError
+from cpv_core.paths import atomic_write_bytes
+from cpv_core.plugin.progress import Progress, human_bytes
+from cpv_core.plugin.protocols import IncompleteUpload, StoredObject, TransferStats
+from cpv_core.trust import check_oid, visible
+from cpv_plugins.dvc.cache import STALE_UPLOAD_SECONDS, CacheStore
+from cpv_plugins.dvc.stat_cache import same_file_state, settled_stat
+from cpv_plugins.transports.local import OnBytes, hash_file
+
+logger = logging.getLogger("cpv.storage")
+
+
+class PushingStore(CacheStore):
+    """Pushes objects to the remote."""
+
+    def push(self, paths: Sequence[str]) -> TransferStats:
+        """Upload every object of ``paths`` the remote lacks, then confirm that every object
+        is there (no pointer is committed for bytes that are not stored); manifests go last,
+        once their files are confirmed: a manifest on the remote means its files are there.
+
+        Only the objects this process just hashed can be new, so only they are asked for
+        before the upload. The confirmation covers every object a manifest on the remote
+        does not vouch for (this version's, or the one its last track replaced): it finds
+        any older one the remote lost, which is then uploaded too. Re-uploading one changed
+        file of 20 000 costs a few HEAD requests, not a listing of the remote."""
+        self._manifests = {}
+        try:
+            return self._push(paths)
+        finally:
+            self._manifests = None
+
+    def reconfirm(self, paths: Sequence[str]) -> TransferStats:
+        """After a gc overlapped the upload of ``paths`` (:mod:`cpv_core.gc_fence`): ask the
+        store about every object, trusting no manifest (the gc may have removed files a
+        manifest it did not see names), and send again whatever is missing."""
+        self._manifests = {}
+        try:
+            return self._push(paths, vouch=False)
+        finally:
+            self._manifests = None
+
+    def _push(self, paths: Sequence[str], *, vouch: bool = True) -> TransferStats:
+        if self.session.early is not None:  # what they stored is found below like any stored object
+            self.session.early.finish()
+            self.session.early = None
+        self.check_settings()
+        oids = list(dict.fromkeys(oid for p in paths for oid in self.objects(p)))
+        sizes = {oid: self._local_size(oid) for oid in oids}
+        files = [oid for oid in oids if not oid.endswith(".dir")]
+        manifests = [oid for oid in oids if oid.endswith(".dir")]
+        transport = self.transport
+        uploaded: list[str] = []
+
+        def lacking(batch: list[str]) -> list[str]:
+            stored = transport.sizes(batch) if batch else {}
+            return [oid for oid in batch if stored.get(oid) != sizes[oid]]
+
+        def put_all(batch: list[str], progress: Progress) -> None:
+            # objects sent from workspace files are journaled until their stat check passed:
+            # a kill in between leaves them to the next push (_settle_unverified)
+            in_place = [oid for oid in batch if self._uploads_in_place(oid)]
+            self._journal_unverified(add=in_place)
+            try:
+                with ThreadPoolExecutor(max_workers=max(1, min(transport.parallel, len(batch)))) as pool:
+                    list(pool.map(lambda oid: self._put(oid, progress.update), batch))
+            finally:
+                self._journal_unverified(remove=[oid for oid in in_place if oid in self._checked])
+            uploaded.extend(batch)
+
+        with self.remote(f"upload {', '.join(paths)}"):
+            self._settle_unverified()
+            vouched = (
+                self._vouched_files([*manifests, *(self.session.previous[p] for p in paths if p in self.session.previous)])
+                if vouch
+                else set()
+            )
+            unvouched = [oid for oid in files if oid not in vouched]
+            new = lacking([oid for oid in unvouched if oid in self.session.fresh])
+            early, self.session.early_sent = self.session.early_sent, 0  # sent while the rest was hashed: counted, and timed from then
+            with Progress(
+                f"upload {', '.join(paths)}",
+                early + sum(sizes[oid] for oid in new),
+                self.ctx.progress,
+                started=self.session.started if early else None,
+            ) as progress:
+                progress.update(early)
+                put_all(new, progress)
+                lost = lacking(unvouched)  # the confirmation: every file no stored manifest vouches for
+                put_all(lost, progress)
+                absent = lacking(lost)
+                if not absent:  # manifests last, once all their files are confirmed
+                    missing_manifests = lacking(manifests)
+                    for oid in missing_manifests:
+                        self._put(oid, progress.update)
+                    uploaded.extend(missing_manifests)
+                    absent = lacking(missing_manifests)
+                sent = set(uploaded)
+                kept = sum(sizes[oid] for oid in oids if oid not in sent) - early
+                progress.note = f"; {human_bytes(max(0, kept))} already stored" if kept > 0 else ""
+        if absent:
+            raise DVCError(
+                f"{len(absent)} object(s) are not on {self.describe_remote()} after the upload (first: {absent[0]}); nothing was committed",
+                fix="run the upload again; if it fails again, run `cpv verify --remote` and check the store",
+            )
+        return TransferStats(transferred=len(uploaded), skipped=len(oids) - len(uploaded))
+
+    def _local_size(self, oid: str) -> int:
+        """Bytes of object ``oid`` here: its cache copy, else the workspace file it was hashed from."""
+        size = self._cached_size(oid)
+        if size is not None:
+            return size
+        if oid in self.session.sources:
+            return self.session.sources[oid][1].st_size
+        return self._cached(oid).stat().st_size  # raises FileNotFoundError naming the object
+
+    def _put(self, oid: str, on_bytes: OnBytes) -> None:
+        """Upload object ``oid``: from the cache, or (no cache copy) from the workspace file.
+
+        A cache object this process did not just hash from the user's files is
+        checked first (a damaged one is evicted and reported, never stored). A
+        workspace file is uploaded only while its stat is as when it was hashed;
+        one that changed during the upload is taken off the remote again, so no
+        object is ever stored under a hash its bytes do not have."""
+        if self._uploads_in_place(oid):
+            self._put_in_place(oid, on_bytes)
+            return
+        cached = self._cached(oid)
+        if oid not in self.session.fresh:
+            actual = hash_file(cached)
+            if actual != oid.removesuffix(".dir"):
+                self._evict(oid)
+                raise DVCError(
+                    f"the cached copy of {oid} is damaged (md5 {actual}); it was not uploaded",
+                    fix="upload again: cpv re-reads your files into the cache",
+                )
+        self.transport.put(oid, cached, on_bytes)
+
+    def _put_in_place(self, oid: str, on_bytes: OnBytes) -> None:
+        src = Path(self.session.sources[oid][0])
+        hashed = self.session.sources[oid][1]
+        # a linked file of a data directory may live elsewhere: name it as it is then
+        rel = src.relative_to(self.path).as_posix() if self.path in src.parents else visible(src)
+        if oid not in self.session.fresh:  # known from the stat cache only: the bytes are checked before they are trusted
+            hashed = settled_stat(src)  # taken before the read, so a change from here on shows
+            actual = hash_file(src)
+            if actual != oid:
+                raise DVCError(f"{rel} no longer has the content it was hashed with; nothing was uploaded", fix="upload again")
+        if not same_file_state(src, hashed):
+            raise DVCError(f"{rel} changed after it was hashed; nothing was uploaded", fix="upload again once it is written")
+        self.transport.put(oid, src, on_bytes)
+        if not same_file_state(src, hashed):
+            self.transport.delete(oid)
+            raise DVCError(
+                f"{rel} changed while it was uploaded (is a training job still writing it?); the partial object was removed "
+                "and nothing was committed",
+                fix="upload again once the file is complete (the Checkpointer uploads a snapshot instead)",
+            )
+        self._checked.add(oid)
+
+    def _send_early(self, oid: str) -> None:
+        """Send one just-hashed workspace file (see :mod:`cpv_plugins.dvc.early_uploads`): journaled
+        and stat-checked exactly as the push's own sends are."""
+        if self.transport.sizes([oid]).get(oid) == self._local_size(oid):
+            return
+        self._journal_unverified(add=[oid])
+        self._put(oid, lambda n: None)
+        with self._journal_lock:
+            self.session.early_sent += self._local_size(oid)
+        if oid in self._checked:
+            self._journal_unverified(remove=[oid])
+
+    def _stop_early_uploads(self) -> None:
+        if self.session.early is not None:
+            self.session.early.abandon()
+            self.session.early = None
+
+    def _uploads_in_place(self, oid: str) -> bool:
+        """Whether object ``oid`` is sent from the workspace file it was hashed from (no cache copy)."""
+        return oid in self.session.sources and not self._has_cached(oid)
+
+    def _unverified_path(self) -> Path | None:
+        return self.ctx.state_dir / "unverified-uploads" if self.ctx.state_dir is not None else None
+
+    def _journal_unverified(self, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
+        """Record (or clear) objects sent from workspace files whose stat check has not passed
+        yet: a kill in that window could leave bytes under a hash they do not have. Written
+        once per batch, not per object (a directory may send 20 000)."""
+        path = self._unverified_path()
+        if path is None or not (add or remove):
+            return
+        with self._journal_lock:  # early sends record theirs from other threads
+            oids = set(path.read_text(encoding="utf-8").split()) if path.is_file() and not path.is_symlink() else set()
+            oids = (oids | set(add)) - set(remove)
+            if oids:
+                atomic_write_bytes(path, "\n".join(sorted(oids)).encode() + b"\n")
+            else:
+                path.unlink(missing_ok=True)
+
+    def _settle_unverified(self) -> None:
+        """Check what a killed upload left unverified (see :meth:`_journal_unverified`): an
+        object whose bytes do not have its hash is removed from the remote, so the next push
+        uploads it again instead of trusting it; one line says so."""
+        path = self._unverified_path()
+        if path is None or not path.is_file() or path.is_symlink():
+            return
+        # a kill may also have left a multipart upload on the store: abort those old enough
+        # that no teammate's upload can still be writing them (gc's default grace)
+        stale = self.abort_incomplete_uploads(time.time() - STALE_UPLOAD_SECONDS)
+        if stale:
+            logger.warning("aborted %d incomplete upload(s) an interrupted run left on %s", len(stale), self.describe_remote())
+        for oid in path.read_text(encoding="utf-8").split():
+            try:
+                check_oid(oid, str(path))
+            except ValidationError:
+                continue  # not ours to act on
+            actual = self.transport.md5(oid)
+            if actual is not None and actual != oid.removesuffix(".dir"):
+                self.transport.delete(oid)
+                logger.warning("an upload killed before its check left %s on %s with other bytes; removed it", oid, self.describe_remote())
+        path.unlink(missing_ok=True)
+
+    def _vouched_files(self, manifests: Sequence[str]) -> set[str]:
+        """The files vouched for by those of ``manifests`` the remote holds and this cache has.
+
+        A manifest is uploaded only once all its files are confirmed on the remote, and
+        ``cpv gc`` deletes manifests before files (:meth:`delete_objects`), so a manifest
+        there means its files are there (DVC's rule too). One HEAD per manifest, instead
+        of listing every object of the version."""
+        local = [oid for oid in dict.fromkeys(manifests) if self._has_cached(oid)]
+        if not local:
+            return set()
+        stored = self.transport.sizes(local)
+        vouched: set[str] = set()
+        for oid in local:
+            if oid in stored:
+                try:
+                    vouched.update(self.load_manifest(oid, "a manifest on the remote").values())
+                except CPVError:
+                    continue  # a damaged cache copy vouches for nothing
+        return vouched
+
+    def objects_of(self, rev: str, path: str, pointer: bytes) -> list[str]:
+        self.check_settings()
+        info = self._tracked(rev, path, pointer)
+        oid = info.digest.removeprefix("md5:")
+        if not oid.endswith(".dir"):
+            return [oid]
+        with self.remote(f"read the manifest of {path}"):
+            files = self.load_manifest(oid, f"{path} at {rev.removeprefix('refs/tags/')}")
+        return [oid, *sorted(set(files.values()))]
+
+    def vouched_by(self, oid: str) -> list[str]:
+        """The files stored object ``oid`` vouches for: a manifest's entries (none for a file,
+        or for a manifest that cannot be read back, which vouches for nothing to an upload either)."""
+        if not oid.endswith(".dir"):
+            return []
+        try:
+            return sorted(set(self.load_manifest(oid, "a manifest on the store").values()))
+        except CPVError as exc:
+            logger.warning("%s", exc.message)
+            return []
+
+    def incomplete_uploads(self) -> list[IncompleteUpload]:
+        """Multipart uploads under this model's prefix that were never completed."""
+        with self.remote("list incomplete uploads"):
+            return [IncompleteUpload(*upload) for upload in self.transport.incomplete_uploads()]
+
+    def abort_incomplete_uploads(self, started_before: float) -> list[IncompleteUpload]:
+        """Abort every incomplete upload started before ``started_before`` (POSIX time);
+        returns them. A younger one may be a teammate's upload in flight."""
+        stale = [u for u in self.incomplete_uploads() if u.started < started_before]
+        if stale:
+            with self.remote("abort incomplete uploads"):
+                for upload in stale:
+                    self.transport.abort_upload(upload.key, upload.upload_id)
+        return stale
+
+    def inventory(self) -> list[StoredObject]:
+        self.check_settings()
+        with self.remote("list the stored objects"):
+            return [StoredObject(oid, size, modified) for oid, size, modified in self.transport.inventory()]
+
+    def delete_objects(self, oids: Sequence[str]) -> None:
+        """Delete manifests before files: a manifest on the remote vouches for its files
+        (:meth:`push`), so a kill part-way leaves files without a manifest, never a
+        manifest without its files."""
+        self.check_settings()
+        for oid in oids:
+            check_oid(oid, "object to delete")
+        with self.remote("delete objects"):
+            for oid in sorted(oids, key=lambda oid: not oid.endswith(".dir")):
+                self.transport.delete(oid)
