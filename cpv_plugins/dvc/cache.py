@@ -37,7 +37,7 @@ from cpv_plugins.dvc.layout import (
 from cpv_plugins.dvc.part_digests import md5_with_parts
 from cpv_plugins.dvc.stat_cache import StatCache, settled_stat
 from cpv_plugins.dvc.upload_session import UploadSession
-from cpv_plugins.transports.local import OnBytes, Transport, regular_file_size
+from cpv_plugins.transports.base import OnBytes, Transport, regular_file_size
 
 logger = logging.getLogger("cpv.storage")
 

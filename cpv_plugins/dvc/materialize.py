@@ -29,7 +29,7 @@ from cpv_plugins.dvc.layout import (
     tracked_root,
 )
 from cpv_plugins.dvc.part_digests import PartDigests, PartMismatchError
-from cpv_plugins.transports.local import hash_file
+from cpv_plugins.transports.base import hash_file
 
 logger = logging.getLogger("cpv.storage")
 
@@ -168,7 +168,9 @@ class MaterializingStore(CacheStore):
         if remote and not oid.endswith(".dir"):  # the pointer's size is data too: a smaller one would make a download stop short
             stored = self.transport.sizes([oid]).get(oid)
             if stored is not None and stored != info.size:
-                problems.append(f"{path}: its pointer records {info.size} bytes but the stored object {object_relpath(oid)} has {stored}")
+                problems.append(
+                    f"{path}: corrupt or truncated: its pointer records {info.size} bytes but the stored object {object_relpath(oid)} has {stored}"
+                )
         for name, md5 in expected.items():
             try:
                 if remote:

@@ -17,7 +17,7 @@ from cpv_core.plugin.protocols import IncompleteUpload, StoredObject, TransferSt
 from cpv_core.trust import check_oid, visible
 from cpv_plugins.dvc.cache import STALE_UPLOAD_SECONDS, CacheStore
 from cpv_plugins.dvc.stat_cache import same_file_state, settled_stat
-from cpv_plugins.transports.local import OnBytes, hash_file
+from cpv_plugins.transports.base import OnBytes, hash_file
 
 logger = logging.getLogger("cpv.storage")
 

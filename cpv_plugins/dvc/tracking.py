@@ -26,7 +26,7 @@ from cpv_plugins.dvc.part_digests import entry_part_size
 from cpv_plugins.dvc.pushing import PushingStore
 from cpv_plugins.dvc.stat_cache import StatCache, now_ns
 from cpv_plugins.dvc.upload_session import UploadSession
-from cpv_plugins.transports.local import OnBytes, hash_file
+from cpv_plugins.transports.base import OnBytes, hash_file
 
 logger = logging.getLogger("cpv.storage")
 

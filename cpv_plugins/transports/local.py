@@ -13,96 +13,17 @@ from __future__ import annotations
 import os
 import stat
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import BinaryIO
 
 from cpv_core.errors import CPVError, StorageError
 from cpv_core.faults import crash_point
-from cpv_core.paths import md5_stream
 from cpv_core.trust import MAX_MANIFEST_BYTES, open_regular
 from cpv_plugins.dvc.layout import OBJECTS_DIR, object_relpath, oid_from_relpath
 from cpv_plugins.dvc.part_digests import PartDigests
-
-OnBytes = Callable[[int], Any]
-
-
-class Transport(Protocol):
-    """Objects in one remote root. Every method raises ``FileNotFoundError`` for a
-    missing object where it says so; other failures are mapped to cpv errors
-    inside :meth:`session`."""
-
-    #: how many objects :meth:`put` may be given at once from different threads
-    parallel: int
-
-    def describe(self) -> str:
-        """Where the objects are (for plans and errors)."""
-
-    def prepare(self) -> None:
-        """A hint that a :meth:`session` follows soon: a transport may start its
-        reachability check now, in the background (a no-op where there is none)."""
-
-    def check_prepared(self) -> None:
-        """Raise the error of the check :meth:`prepare` started if it has already
-        failed (so an upload stops hashing at once); otherwise nothing, never waiting."""
-
-    def session(self, action: str) -> AbstractContextManager[None]:
-        """Context for a run of calls: checks the store is reachable first and turns
-        the store's own exceptions into one-line cpv errors naming ``action``."""
-
-    def sizes(self, oids: Sequence[str]) -> dict[str, int]:
-        """The size of every one of ``oids`` the remote holds (absent ones are left out)."""
-
-    def put(self, oid: str, src: Path, on_bytes: OnBytes) -> None:
-        """Store the file ``src`` as object ``oid``; it appears complete or not at all."""
-
-    def get(self, oid: str, out: Path, on_bytes: OnBytes, *, single: bool, parts: PartDigests | None = None) -> str:
-        """Write object ``oid`` to ``out`` and return the MD5 of what was written
-        (``single``: the only object of this download, worth parallel ranged reads).
-        With ``parts`` (the version's part digests) a transport may also check each part
-        as it arrives, raising :class:`~cpv_plugins.dvc.part_digests.PartMismatchError` for one
-        that does not match or for an object whose length is not what they cover; it
-        still returns the whole file's MD5 (a parts list never vouches for other bytes).
-        ``FileNotFoundError`` when absent."""
-
-    def read(self, oid: str) -> bytes:
-        """The bytes of a small object (a manifest), at most ``MAX_MANIFEST_BYTES + 1``.
-        ``FileNotFoundError`` when absent."""
-
-    def md5(self, oid: str) -> str | None:
-        """The MD5 of the stored object's bytes, or None when it is absent."""
-
-    def inventory(self) -> Iterator[tuple[str, int, float]]:
-        """``(object id, size, POSIX time written)`` of every object stored under this root."""
-
-    def delete(self, oid: str) -> None:
-        """Remove object ``oid``; absent is not an error."""
-
-    def incomplete_uploads(self) -> list[tuple[str, str, float, int]]:
-        """``(key, upload id, started, bytes stored)`` of uploads under this root the store
-        holds parts of, never completed (none for a store that writes whole files)."""
-
-    def abort_upload(self, key: str, upload_id: str) -> None:
-        """Abort one of :meth:`incomplete_uploads` (its parts are freed)."""
-
-
-def hash_file(path: Path, out: Path | None = None, on_bytes: OnBytes | None = None) -> str:
-    """MD5 of ``path`` (a regular file, never a FIFO or link), copying it to ``out`` as it is read."""
-    with open_regular(path) as reader:
-        if out is None:
-            return md5_stream(reader, None, on_bytes)
-        with open(out, "wb") as writer:
-            return md5_stream(reader, writer, on_bytes)
-
-
-def regular_file_size(path: str) -> int | None:
-    """The size of ``path`` if it is a regular file (never following a link), else None."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    return st.st_size if stat.S_ISREG(st.st_mode) else None
+from cpv_plugins.transports.base import OnBytes, Transport, TransportBase, hash_file, regular_file_size
 
 
 def link_read_only(src: Path, dest: Path) -> bool:
@@ -120,7 +41,7 @@ def link_read_only(src: Path, dest: Path) -> bool:
     return True
 
 
-class LocalDirTransport:
+class LocalDirTransport(TransportBase):
     """Objects in a directory on this machine (or a shared file system).
 
     A put writes a temporary file beside the object and renames it; the
@@ -218,6 +139,9 @@ class LocalDirTransport:
     def get(self, oid: str, out: Path, on_bytes: OnBytes, *, single: bool, parts: PartDigests | None = None) -> str:
         return hash_file(self._existing(oid), out, on_bytes)  # a local copy: the whole MD5 is as quick
 
+    def open_object(self, oid: str) -> BinaryIO:
+        return open_regular(self._existing(oid))
+
     def read(self, oid: str) -> bytes:
         with open_regular(self._existing(oid)) as handle:
             return handle.read(MAX_MANIFEST_BYTES + 1)
@@ -250,3 +174,6 @@ class LocalDirTransport:
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         """Nothing to abort (see :meth:`incomplete_uploads`)."""
+
+
+__all__ = ["LocalDirTransport", "OnBytes", "Transport", "TransportBase", "hash_file", "link_read_only", "regular_file_size"]

@@ -27,7 +27,7 @@ from cpv_core.trust import MAX_MANIFEST_BYTES, visible
 from cpv_plugins.dvc.layout import OBJECTS_DIR, object_relpath, oid_from_relpath
 from cpv_plugins.dvc.part_digests import LengthMismatchError, PartDigests, PartMismatchError
 from cpv_plugins.s3_settings import CONNECT_TIMEOUT_S, TRANSFER_THREADS, S3Settings
-from cpv_plugins.transports.local import OnBytes
+from cpv_plugins.transports.base import OnBytes
 
 TRANSFER_CHUNK = 32 * 1024 * 1024
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}

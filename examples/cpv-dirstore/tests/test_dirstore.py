@@ -52,7 +52,8 @@ def test_partial_data_download(dirstore, tmp_path):
 
 
 def test_a_hostile_pointer_writes_nothing_outside_the_output(dirstore, tmp_path):
-    """A third-party backend keeps cpv's trust rule with cpv_core.trust's helpers."""
+    """A hostile manifest in the store (read back through the engine every transport
+    gets) writes nothing outside the output."""
     import hashlib
     import json
     import subprocess
@@ -67,12 +68,16 @@ def test_a_hostile_pointer_writes_nothing_outside_the_output(dirstore, tmp_path)
     d.tag_data_checkpoint()
     payload = b"owned"
     md5 = hashlib.md5(payload).hexdigest()
-    (dirstore / "team" / "model" / "objects" / md5[:2]).mkdir(parents=True, exist_ok=True)
-    (dirstore / "team" / "model" / "objects" / md5[:2] / md5[2:]).write_bytes(payload)
-    pointer = {"md5": md5, "size": 5, "dir": True, "files": {"../../escaped.txt": md5}}
-    (d.repo_path / "data.dirstore.json").write_text(json.dumps(pointer))
-    for args in (["add", "-f", "data.dirstore.json"], ["commit", "-q", "-m", "x"], ["tag", "-a", "data/v9.0", "-m", "x"]):
+    manifest = json.dumps([{"md5": md5, "relpath": "../../escaped.txt"}]).encode()
+    dir_md5 = hashlib.md5(manifest).hexdigest()
+    store = dirstore / "team" / "model" / "files" / "md5"
+    for name, data in ((md5, payload), (f"{dir_md5}.dir", manifest)):
+        (store / name[:2]).mkdir(parents=True, exist_ok=True)
+        (store / name[:2] / name[2:]).write_bytes(data)
+    pointer = f"outs:\n- md5: {dir_md5}.dir\n  size: 5\n  nfiles: 1\n  hash: md5\n  path: data\n"
+    (d.repo_path / "data.dvc").write_text(pointer)
+    for args in (["add", "-f", "data.dvc"], ["commit", "-q", "-m", "x"], ["tag", "-a", "data/v9.0", "-m", "x"]):
         subprocess.run(["git", *args], cwd=d.repo_path, check=True)
-    with pytest.raises(ValidationError, match="file entry"):
+    with pytest.raises(ValidationError, match="manifest entry"):
         d.download_data_checkpoint("v9.0", output_dir=tmp_path / "o" / "p")
     assert not list(tmp_path.rglob("escaped.txt"))
