@@ -161,7 +161,7 @@ def tag(mgr: Target, version_tag: str | None, message: str | None, **kwargs: Any
     message = validate_message(message)
     ws = mgr.ws
     ws.require_initialized()
-    with ws.lock():
+    with ws.lock(), ws.versioning.read_scope():  # the history is read once (nobody else changes it under the lock)
         info = mgr.check_taggable()
 
         def check() -> None:  # on the view each attempt uses (refreshed after a stale publish)

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -182,6 +183,10 @@ class VersioningBackendBase:
         """``read_file`` of each ``(rev, path)``; a backend may answer them all at once."""
         return [self.read_file(rev, path) for rev, path in requests]
 
+    def read_scope(self) -> AbstractContextManager[None]:
+        """No read cache: every read asks the history afresh."""
+        return nullcontext()
+
     def gc_runs(self) -> dict[str, tuple[bool, float]]:
         """The gc runs the remote records (:mod:`cpv_core.gc_fence`): none."""
         return {}
@@ -218,6 +223,7 @@ OPTIONAL_STORAGE_METHODS = (
 )
 OPTIONAL_VERSIONING_METHODS = (
     "read_files",
+    "read_scope",
     "gc_runs",
     "begin_gc",
     "end_gc",

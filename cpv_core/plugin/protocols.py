@@ -25,6 +25,7 @@ have a sensible one.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -483,6 +484,12 @@ class VersioningBackend(Protocol):
     def code_origin(self, where: Path) -> dict[str, Any] | None:
         """The git repository around ``where`` (the training code, not this workspace):
         ``{"commit", "branch", "dirty"}``; None outside one."""
+
+    def read_scope(self) -> AbstractContextManager[None]:
+        """While open, reads of the history (versions, lease refs) may be answered from
+        one listing, dropped at any change the backend makes itself; the core opens it
+        around an operation that holds the workspace lock (so nobody else changes the
+        local history meanwhile), e.g. a tag reads its history once."""
 
 
 @runtime_checkable

@@ -136,34 +136,50 @@ class GitTagsVersioning(BranchRepository, RecordRefs, VersioningBackendBase):
 
     # -- versions --------------------------------------------------------------------
     def _records(self, pattern: str) -> list[VersionRecord]:
-        out = self._run("list tags", "for-each-ref", f"--format={REF_FORMAT}", pattern, stdout_as_string=False)
-        records = []
-        for ref, otype, obj, peeled, raw in iter_ref_objects(bytes(out)):
-            parsed = self.parse_tag(ref)
-            if parsed is None:
-                continue
-            kind, version = parsed
-            headers, contents = parse_object(raw)
-            if otype == "tag":
-                author, date = parse_ident(headers.get("tagger", ""))
-                message, metadata = decode_message(contents, ref.removeprefix("refs/tags/"))
-            else:  # a lightweight tag: the commit's date, no metadata
-                author, date = parse_ident(headers.get("committer", ""))
-                message, metadata = "", {}
-            records.append(
-                VersionRecord(
-                    kind=kind,
-                    version=str(version),
-                    ref=ref,
-                    commit=peeled or obj,
-                    author=author.strip(),
-                    date=date,
-                    message=message,
-                    metadata=clean_metadata(metadata, ref.removeprefix("refs/tags/")),
-                )
-            )
+        """The versions among the tags under ``pattern`` (a prefix ending in ``/``, or one
+        tag's ref), oldest first, read from :meth:`ref_listing`."""
+        records = [record for record in map(self._record_from, self.ref_listing(pattern)) if record is not None]
         records.sort(key=lambda r: Version.parse(r.version))
         return records
+
+    def _record_from(self, row: tuple[str, str, str, str, bytes]) -> VersionRecord | None:
+        """The version a listed ref records (None: not a version tag)."""
+        ref, otype, obj, peeled, raw = row
+        parsed = self.parse_tag(ref)
+        if parsed is None:
+            return None
+        kind, version = parsed
+        headers, contents = parse_object(raw)
+        if otype == "tag":
+            author, date = parse_ident(headers.get("tagger", ""))
+            message, metadata = decode_message(contents, ref.removeprefix("refs/tags/"))
+        else:  # a lightweight tag: the commit's date, no metadata
+            author, date = parse_ident(headers.get("committer", ""))
+            message, metadata = "", {}
+        return VersionRecord(
+            kind=kind,
+            version=str(version),
+            ref=ref,
+            commit=peeled or obj,
+            author=author.strip(),
+            date=date,
+            message=message,
+            metadata=clean_metadata(metadata, ref.removeprefix("refs/tags/")),
+        )
+
+    def _read_back(self, ref: str) -> VersionRecord | None:
+        """The tag cpv just wrote at ``ref``, read in this process (the ref file, then
+        the object through the long-lived ``cat-file``): no ``for-each-ref`` after a tag."""
+        from git.refs.reference import Reference
+
+        try:
+            target = Reference(self.repo, ref).object
+            stream = self.repo.odb.stream(target.binsha)
+        except (ValueError, OSError):
+            return None
+        raw, otype = bytes(stream.read()), stream.type.decode()
+        peeled = parse_object(raw)[0].get("object", "") if otype == "tag" else ""
+        return self._record_from((ref, otype, target.hexsha, peeled, raw))
 
     def list_versions(self, kind: str) -> list[VersionRecord]:
         return self._records(f"refs/tags/{kind}/")
@@ -184,7 +200,7 @@ class GitTagsVersioning(BranchRepository, RecordRefs, VersioningBackendBase):
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
         self._tag(name, rev, encode_message(message, metadata))
-        record = self.get_version(kind, version)
+        record = self._read_back(f"refs/tags/{name}")
         if record is None:
             self.delete_local_version(kind, version)
             raise GitError(f"tag {name} was created but cannot be read back", fix="run `cpv -v` and report the output")
@@ -233,7 +249,10 @@ class GitTagsVersioning(BranchRepository, RecordRefs, VersioningBackendBase):
         if self._no_lease_marker().exists() or self._unpublished_marker().exists():
             return False
         # refs sort by name, so the first is a lease ref if there is one, else a tag
-        first = str(self._run("list version refs", "for-each-ref", "--count=1", "--format=%(refname)", SEEN_PREFIX, "refs/tags/"))
+        if self._scopes:  # in a read scope: from its one listing of tags and lease refs
+            first = min((row[0] for row in self.ref_listing("refs/")), default="")
+        else:
+            first = str(self._run("list version refs", "for-each-ref", "--count=1", "--format=%(refname)", SEEN_PREFIX, "refs/tags/"))
         return not first.strip() or first.startswith(SEEN_PREFIX)
 
 

@@ -24,6 +24,10 @@ BRANCH = "main"
 
 
 METADATA_PREFIX = "cpv-metadata: "
+#: git commands that never change a ref (a read scope's listing survives them)
+READ_ONLY_COMMANDS = frozenset(
+    {"for-each-ref", "rev-parse", "cat-file", "config", "status", "merge-base", "diff", "log", "ls-files", "ls-remote", "rev-list", "show"}
+)
 
 
 TAG_RE = re.compile(r"^(?P<kind>[a-z][a-z0-9_-]{0,31})/(?P<version>v\d+\.\d+)$")

@@ -27,9 +27,12 @@ from cpv_plugins.git.refs import (
     ATOMIC_FOLLOWERS,
     BRANCH,
     LATEST_PREFIX,
+    READ_ONLY_COMMANDS,
+    REF_FORMAT,
     SEEN_PREFIX,
     TAG_RE,
     classify_rejection,
+    iter_ref_objects,
     parse_cat_file_batch,
     parse_push_porcelain,
 )
@@ -53,6 +56,10 @@ class GitRepository:
         #: the environment of every git command: cpv's safe defaults, the hosting backend's
         #: credentials, and a fallback identity when git has none (None unsets a variable)
         self._env: dict[str, str | None] = dict(git_env(ctx.env))
+        #: open :meth:`read_scope` calls; while any is open, :meth:`ref_listing` is kept
+        self._scopes = 0
+        #: the version tags and lease refs of one ``for-each-ref``, while in a read scope
+        self._listing: list[tuple[str, str, str, str, bytes]] | None = None
 
     # -- naming scheme ---------------------------------------------------------
     def tag_name(self, kind: str, version: Version) -> str:
@@ -101,7 +108,33 @@ class GitRepository:
         """
         if not (self.path / ".git").exists() and not (self.path / "HEAD").is_file():  # neither a workspace nor a mirror
             raise GitError(f"{self.path} is not a git repository", fix="run `cpv init model` (or import_model_init()) first")
+        if args[0] not in READ_ONLY_COMMANDS:
+            self._listing = None  # this command may change refs: the next read lists them afresh
         return run_git(args, cwd=self.path, env=self._env, stdin=istream, as_text=stdout_as_string, strip_newline=strip_newline_in_stdout)
+
+    @contextmanager
+    def read_scope(self) -> Iterator[None]:
+        """Answer reads of the version tags and lease refs from one listing until this
+        backend runs a git command that may change refs (see the protocol)."""
+        self._scopes += 1
+        try:
+            yield
+        finally:
+            self._scopes -= 1
+            if not self._scopes:
+                self._listing = None
+
+    def ref_listing(self, pattern: str = "refs/tags/") -> list[tuple[str, str, str, str, bytes]]:
+        """``(ref, type, object, peeled, raw)`` of the refs under ``pattern`` (a prefix
+        ending in ``/``, or one ref). In a :meth:`read_scope`, every tag and lease-seen
+        ref is listed by one ``for-each-ref`` and kept; outside one, only ``pattern``."""
+        if self._listing is None and not self._scopes:
+            out = self._run("list tags", "for-each-ref", f"--format={REF_FORMAT}", pattern, stdout_as_string=False)
+            return list(iter_ref_objects(bytes(out)))
+        if self._listing is None:
+            out = self._run("list tags", "for-each-ref", f"--format={REF_FORMAT}", "refs/tags/", SEEN_PREFIX, stdout_as_string=False)
+            self._listing = list(iter_ref_objects(bytes(out)))
+        return [row for row in self._listing if (row[0].startswith(pattern) if pattern.endswith("/") else row[0] == pattern)]
 
     def _set_env(self, **values: str | None) -> None:
         self._env.update(values)
