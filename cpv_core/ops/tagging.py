@@ -66,18 +66,7 @@ def allocate_and_publish(
             refresh = ""
         if check is not None:
             check()
-        existing = {k: ws.versioning.list_versions(k) for k in kinds}
-        if explicit is not None:
-            taken = [f"{k} {explicit}" for k in kinds if any(r.version == str(explicit) for r in existing[k])]
-            if taken:
-                free = {k: str(next_version(Version.parse(r.version) for r in existing[k])) for k in kinds}
-                raise VersionExistsError(
-                    f"version already exists on the remote: {', '.join(taken)}",
-                    fix="choose another version; next free: " + ", ".join(f"{k} {v}" for k, v in free.items()),
-                )
-        versions = {k: explicit or next_version((Version.parse(r.version) for r in existing[k]), major=major) for k in kinds}
-        if explicit is None and not attempt:
-            warn_at_ceiling(existing)
+        versions = choose_versions(ws, kinds, explicit, major, warn=not attempt)
         if dry_run:
             head = ws.versioning.head() or "?"
             plan(
@@ -88,38 +77,72 @@ def allocate_and_publish(
                 ]
             )
             return versions
-        created: list[tuple[str, Version]] = []
-        try:
-            records = []
-            for kind, (message, metadata) in build(versions).items():
-                records.append(ws.versioning.create_version(kind, versions[kind], message, metadata))
-                created.append((kind, versions[kind]))
-            crash_point("tag.created")
-            ws.versioning.publish(records, with_branch=with_branch)
-            crash_point("tag.published")
-        except PushRejected as exc:
-            for kind, version in created:
-                ws.versioning.delete_local_version(kind, version)
-            if exc.reason not in RejectReason.retryable():
-                raise GitError(
-                    f"the remote refused {', '.join(exc.rejected)}: {visible(exc.summary)}; nothing was published",
-                    fix="run the command again (cpv fetches and rebases first)",
-                ) from None
-            if exc.reason is RejectReason.EXISTS and explicit is not None:
-                raise VersionExistsError(
-                    f"{', '.join(exc.rejected)} was just created on the remote by someone else", fix="choose another version"
-                ) from None
-            logger.info("%s: %s; fetching and trying again", ", ".join(exc.rejected), exc.summary)
-            refresh = exc.reason.value
+        outcome = publish_attempt(ws, versions, build, explicit, with_branch=with_branch)
+        if isinstance(outcome, str):
+            refresh = outcome
             continue
-        except BaseException:
-            for kind, version in created:
-                ws.versioning.delete_local_version(kind, version)
-            raise
         echo("tagged " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-        events.version_published(ws, records)
+        events.version_published(ws, outcome)
         return versions
     raise GitError(f"could not allocate a version after {tried} attempts (heavy contention)", fix="run the command again")
+
+
+def choose_versions(ws: Workspace, kinds: list[str], explicit: Version | None, major: bool, *, warn: bool) -> dict[str, Version]:
+    """The version each kind gets from this view of the history: ``explicit`` (refused
+    when any kind has it already) or the next free one."""
+    existing = {k: ws.versioning.list_versions(k) for k in kinds}
+    if explicit is not None:
+        taken = [f"{k} {explicit}" for k in kinds if any(r.version == str(explicit) for r in existing[k])]
+        if taken:
+            free = {k: str(next_version(Version.parse(r.version) for r in existing[k])) for k in kinds}
+            raise VersionExistsError(
+                f"version already exists on the remote: {', '.join(taken)}",
+                fix="choose another version; next free: " + ", ".join(f"{k} {v}" for k, v in free.items()),
+            )
+    if explicit is None and warn:
+        warn_at_ceiling(existing)
+    return {k: explicit or next_version((Version.parse(r.version) for r in existing[k]), major=major) for k in kinds}
+
+
+def publish_attempt(
+    ws: Workspace,
+    versions: Mapping[str, Version],
+    build: Callable[[Mapping[str, Version]], dict[str, tuple[str, Mapping[str, Any]]]],
+    explicit: Version | None,
+    *,
+    with_branch: bool,
+) -> list[VersionRecord] | str:
+    """Create the versions locally and publish them in one atomic push: the published
+    records, or (when the remote refused for a reason a fresh view cures) that reason.
+    Whatever this attempt created locally is deleted unless it was published."""
+    created: list[tuple[str, Version]] = []
+    try:
+        records = []
+        for kind, (message, metadata) in build(versions).items():
+            records.append(ws.versioning.create_version(kind, versions[kind], message, metadata))
+            created.append((kind, versions[kind]))
+        crash_point("tag.created")
+        ws.versioning.publish(records, with_branch=with_branch)
+        crash_point("tag.published")
+        return records
+    except PushRejected as exc:
+        for kind, version in created:
+            ws.versioning.delete_local_version(kind, version)
+        if exc.reason not in RejectReason.retryable():
+            raise GitError(
+                f"the remote refused {', '.join(exc.rejected)}: {visible(exc.summary)}; nothing was published",
+                fix="run the command again (cpv fetches and rebases first)",
+            ) from None
+        if exc.reason is RejectReason.EXISTS and explicit is not None:
+            raise VersionExistsError(
+                f"{', '.join(exc.rejected)} was just created on the remote by someone else", fix="choose another version"
+            ) from None
+        logger.info("%s: %s; fetching and trying again", ", ".join(exc.rejected), exc.summary)
+        return exc.reason.value
+    except BaseException:
+        for kind, version in created:
+            ws.versioning.delete_local_version(kind, version)
+        raise
 
 
 def refuse_duplicate(mgr: Target, digest: str, head: str | None) -> None:

@@ -135,28 +135,11 @@ def upload(mgr: Target, source_path: str | Path | None, metrics: Any, message: s
             return upload_moved(mgr, source, rel, expected_files, clean_metrics, message, move=move, params=clean_params)
         place_source(mgr, source, dest, rel, move=move)
         crash_point("upload.placed")
-        fence = Fence(ws)  # before the store is asked what it holds: see cpv_core.gc_fence
-        (artifact,) = track_for_push(mgr)([mgr.target])
-        if artifact.nfiles != expected_files:
-            undo_track(mgr)
-            raise ValidationError(
-                f"{mgr.target} has {expected_files} files but the stored version would hold {artifact.nfiles}; nothing was committed",
-                fix="remove ignore files (.dvcignore) and nested repositories from the directory, then upload again",
-            )
-        crash_point("upload.tracked")
-        ws.storage.push([mgr.target])
-        settle_killed_upload(ws, [mgr.target])
-        crash_point("upload.stored")
+        fence, artifact = store_target(mgr, expected_files)
         pointer = ws.storage.pointer_path(mgr.target)
         changed = bool(ws.versioning.changed_files([pointer])) or ws.versioning.read_file("HEAD", pointer) is None
         if not changed and not clean_metrics and not clean_params:
-            same = mgr.same_content_as(artifact.digest)
-            mgr.echo(f"{mgr.target} unchanged ({f'same as {same}' if same else 'same as the last upload'}); nothing to commit")
-            if message:
-                mgr.echo("the message was not recorded: it would describe no change (tag the version to give it one)")
-            ws.versioning.push_branch()
-            ws.set_content_base(mgr.target, artifact.digest)
-            return stored_result(mgr.spec.kind, dest, ws.versioning.head(), artifact, {}, changed=False)
+            return unchanged_upload(mgr, dest, artifact, message)
         record = make_record(
             mgr.spec.kind,
             "upload",
@@ -198,6 +181,37 @@ def upload(mgr: Target, source_path: str | Path | None, metrics: Any, message: s
         else:
             mgr.echo(f"{mgr.target} unchanged; new metrics recorded as {published[:10]} (`cpv {mgr.spec.kind} tag` makes them a version)")
         return stored_result(mgr.spec.kind, dest, published, artifact, clean_metrics, changed=changed)
+
+
+def store_target(mgr: Target, expected_files: int) -> tuple[Fence, TrackedArtifact]:
+    """Hash the placed target and send what the store lacks, under a gc fence taken
+    before the store is asked what it holds (see :mod:`cpv_core.workspace.gc_fence`)."""
+    ws = mgr.ws
+    fence = Fence(ws)
+    (artifact,) = track_for_push(mgr)([mgr.target])
+    if artifact.nfiles != expected_files:
+        undo_track(mgr)
+        raise ValidationError(
+            f"{mgr.target} has {expected_files} files but the stored version would hold {artifact.nfiles}; nothing was committed",
+            fix="remove ignore files (.dvcignore) and nested repositories from the directory, then upload again",
+        )
+    crash_point("upload.tracked")
+    ws.storage.push([mgr.target])
+    settle_killed_upload(ws, [mgr.target])
+    crash_point("upload.stored")
+    return fence, artifact
+
+
+def unchanged_upload(mgr: Target, dest: Path, artifact: TrackedArtifact, message: str | None) -> UploadResult:
+    """Content and metrics as already committed: nothing to commit, said so."""
+    ws = mgr.ws
+    same = mgr.same_content_as(artifact.digest)
+    mgr.echo(f"{mgr.target} unchanged ({f'same as {same}' if same else 'same as the last upload'}); nothing to commit")
+    if message:
+        mgr.echo("the message was not recorded: it would describe no change (tag the version to give it one)")
+    ws.versioning.push_branch()
+    ws.set_content_base(mgr.target, artifact.digest)
+    return stored_result(mgr.spec.kind, dest, ws.versioning.head(), artifact, {}, changed=False)
 
 
 def planned_upload(mgr: Target, source: Path, rel: str, size: int, nfiles: int, clean_metrics: dict[str, Any]) -> UploadResult:
