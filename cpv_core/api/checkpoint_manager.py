@@ -24,9 +24,10 @@ from cpv_core.domain.artifacts import CheckpointMetadata, UploadResult
 from cpv_core.domain.kinds import DATA, MODEL, SEED_KWARGS, KindSpec, check_kwargs
 from cpv_core.domain.stage_rules import StageRules
 from cpv_core.ops import init as workspace_setup
-from cpv_core.ops import inspection, revert, stages, tagging, transfer
+from cpv_core.ops import inspection, report, revert, stages, status, tagging, transfer
 from cpv_core.ops.pull import pull_workspace
 from cpv_core.ops.revert import revert_targets
+from cpv_core.ops.status import WorkspaceStatus
 from cpv_core.ops.tagging import allocate_and_publish
 from cpv_core.ops.target import Target
 from cpv_core.plugin.protocols import StageEvent, TrackedArtifact, VersionRecord
@@ -145,3 +146,16 @@ class CheckpointManager(Target):
         dry_run, _ = self.options(kwargs)
         raw = json.dumps(rules).encode() if isinstance(rules, Mapping) else Path(rules).expanduser().read_bytes()
         return stages.set_rules(self, raw, dry_run=dry_run)
+
+    # -- whole-workspace operations ----------------------------------------------------------
+    def status(self) -> WorkspaceStatus:
+        """Every target of the workspace against its committed and tagged versions, and the
+        branch against the remote (:func:`cpv_core.ops.status.status`)."""
+        return status.status(self)
+
+    def write_report(self, output: str | Path, **kwargs: Any) -> Path:
+        """One self-contained HTML report of this kind's versions at ``output``
+        (:func:`cpv_core.ops.report.write_report`)."""
+        check_kwargs("write_report", kwargs)
+        dry_run, _ = self.options(kwargs)
+        return report.write_report(self, output, dry_run=dry_run)

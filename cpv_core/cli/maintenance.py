@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -211,17 +210,7 @@ def verify_cmd(
 @click.pass_obj
 def report_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, output: str, dry_run: bool) -> None:
     """Write one self-contained HTML report of the model: versions, metrics plotted, stages, lineage."""
-    from datetime import datetime, timezone
-
-    from cpv_core.ops.report import render_html, version_rows
-    from cpv_core.paths import atomic_write_bytes
-
-    m = manager("model", ctx, team_name, model_name, repo_path)
-    rows = version_rows(m)
-    path = Path(output).expanduser().resolve()
+    path = manager("model", ctx, team_name, model_name, repo_path).write_report(output, dry_run=dry_run)
     if dry_run:
-        ctx.echo(f"[dry-run] would write {path}: {len(rows)} model version(s)")
         return
-    page = render_html(m.team_name, m.model_name, rows, datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    atomic_write_bytes(path, page.encode())
     out(str(path))

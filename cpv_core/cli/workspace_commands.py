@@ -137,11 +137,7 @@ def init_data(
 @click.pass_obj
 def status_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool) -> None:
     """The workspace against its committed and tagged versions, and against the remote."""
-    from cpv_core.ops.status import workspace_status
-    from cpv_core.workspace.workspace import Workspace
-
-    team, model, repo = resolve_target(team_name, model_name, repo_path)
-    st = workspace_status(Workspace(team, model, repo))
+    st = manager("model", ctx, team_name, model_name, repo_path).status()
     if as_json:
         emit_json(st.to_dict())
         return

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cpv_core.domain.metrics import as_number, flatten_metrics, format_metrics, format_value
@@ -180,3 +181,20 @@ def render_html(team: str, model: str, rows: Sequence[VersionRow], generated: st
         "<th>metrics</th><th>params</th><th>stages</th><th>data</th><th>state</th></tr></thead>"
         f"<tbody>{body_rows}</tbody></table></body></html>\n"
     )
+
+
+def write_report(mgr: Target, output: str | Path, *, dry_run: bool = False) -> Path:
+    """``cpv report``: the model's versions as one self-contained HTML file at
+    ``output`` (written whole or not at all); on a dry run, only said."""
+    from datetime import datetime, timezone
+
+    from cpv_core.paths import atomic_write_bytes
+
+    rows = version_rows(mgr)
+    path = Path(output).expanduser().resolve()
+    if dry_run:
+        mgr.echo(f"[dry-run] would write {path}: {len(rows)} {mgr.spec.kind} version(s)")
+        return path
+    page = render_html(mgr.team_name, mgr.model_name, rows, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    atomic_write_bytes(path, page.encode())
+    return path

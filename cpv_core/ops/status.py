@@ -4,10 +4,13 @@ and its branch against the remote's (``cpv status``, like ``git status`` for che
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cpv_core.workspace.history import fetch_versions, latest_record
 from cpv_core.workspace.workspace import DEFAULT_FILES, Workspace
+
+if TYPE_CHECKING:
+    from cpv_core.ops.target import Target
 
 
 @dataclass(frozen=True)
@@ -81,3 +84,8 @@ def workspace_status(ws: Workspace, *, fetch: bool = True) -> WorkspaceStatus:
             )
         )
     return WorkspaceStatus(team=ws.team, model=ws.model, ahead=ahead, behind=behind, targets=targets)
+
+
+def status(mgr: Target) -> WorkspaceStatus:
+    """``cpv status`` of the target's workspace (every target in it, and the branch)."""
+    return workspace_status(mgr.ws)
