@@ -433,8 +433,8 @@ def scenario_verify_cost(b: Bench, size: int, label: str) -> None:
     cores: cpv's parallel part check (ranged GETs, each part's SHA-256 as it streams)
     against boto3's `download_file` of the same object, which checks nothing. The two
     take turns going first; each writes a new file, deleted before the other starts."""
-    from cpv_plugins.part_digests import md5_with_parts
-    from cpv_plugins.s3_transport import download_verifying_parts
+    from cpv_plugins.dvc.part_digests import md5_with_parts
+    from cpv_plugins.transports.s3 import download_verifying_parts
 
     client, config = b.boto3()
     src = b.workdir / "verify.bin"
@@ -516,7 +516,7 @@ def uploaded_workspace(b: Bench, model: str) -> tuple[Path, Any, str]:
     (ws / "model.bin").write_bytes(b"x")
     b.cpv("model", "upload", "--metrics", '{"loss": 1.0}', cwd=ws)
     sys.path.insert(0, str(ROOT))
-    from cpv_plugins.git_tags import encode_message
+    from cpv_plugins.git.backend import encode_message
 
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws, capture_output=True, text=True, check=True).stdout.strip()
     return ws, encode_message, head
@@ -722,7 +722,7 @@ def scenario_tag_over_ssh(b: Bench) -> None:
         # the baseline is a plain git user's push: the same key and host checks, but no shared
         # connection (cpv keeps one open between its commands; plain ssh does not by default)
         plain_ssh = (
-            "from cpv_core.config import CPVConfig; from cpv_plugins.bitbucket_ssh import BitbucketSettings; "
+            "from cpv_core.plugin.config import CPVConfig; from cpv_plugins.bitbucket_ssh import BitbucketSettings; "
             "print(BitbucketSettings(CPVConfig().get_config('bitbucket')).ssh_command(share=False))"
         )
         git_env = dict(

@@ -2,7 +2,7 @@
 
 ``from cpv_core.checkpoints import ModelsCheckpointsManage,
 DataCheckpointsManage, CombinedCheckpointsManage`` keeps working; the classes
-live in :mod:`cpv_core.model_data` and :mod:`cpv_core.combined`.
+live in :mod:`cpv_core.api.model_data` and :mod:`cpv_core.api.combined`.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from cpv_core import hookimpl
 from cpv_core.plugin.protocols import SettingInfo
 
-if TYPE_CHECKING:  # cpv_core.events is imported when an event comes, not at start-up
+if TYPE_CHECKING:  # cpv_core.plugin.events is imported when an event comes, not at start-up
     import click
 
     from cpv_core.plugin.events import PublishedVersion, StageChange

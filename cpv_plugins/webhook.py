@@ -24,7 +24,7 @@ from cpv_core.domain.metrics import format_metrics
 from cpv_core.plugin.protocols import SettingInfo
 from cpv_core.trust import visible
 
-if TYPE_CHECKING:  # cpv_core.events is imported when an event comes, not at start-up
+if TYPE_CHECKING:  # cpv_core.plugin.events is imported when an event comes, not at start-up
     from cpv_core.plugin.events import PublishedVersion, StageChange
 
 logger = logging.getLogger("cpv.webhook")

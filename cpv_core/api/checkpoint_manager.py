@@ -56,11 +56,11 @@ class CheckpointManager(Target):
 
     # -- the operations: each lives in its own module ----------------------------------
     def init_workspace(self, dry_run: bool) -> bool:
-        """Create the workspace and its remote, or clone it (:mod:`cpv_core.workspace_setup`)."""
+        """Create the workspace and its remote, or clone it (:mod:`cpv_core.ops.init`)."""
         return workspace_setup.init_workspace(self, dry_run)
 
     def upload(self, source_path: str | Path | None, metrics: Any, message: str | None, **kwargs: Any) -> UploadResult:
-        """Store the target's content and commit its pointer (:mod:`cpv_core.transfer`)."""
+        """Store the target's content and commit its pointer (:mod:`cpv_core.ops.transfer`)."""
         started = time.monotonic()
         result = transfer.upload(self, source_path, metrics, message, **kwargs)
         if not result.dry_run:
@@ -70,33 +70,33 @@ class CheckpointManager(Target):
     def download(
         self, tag: str | None, output_dir: str | Path | None, sub_path: str | None = None, **kwargs: Any
     ) -> tuple[Path, VersionRecord, TrackedArtifact | None]:
-        """Materialise version ``tag`` outside the workspace (:mod:`cpv_core.transfer`)."""
+        """Materialise version ``tag`` outside the workspace (:mod:`cpv_core.ops.transfer`)."""
         return transfer.download(self, tag, output_dir, sub_path, **kwargs)
 
     def pull(self, **kwargs: Any) -> list[str]:
-        """Bring the workspace up to the remote (:func:`cpv_core.pull.pull_workspace`);
+        """Bring the workspace up to the remote (:func:`cpv_core.ops.pull.pull_workspace`);
         ``dry_run=True`` says what it would update and changes nothing."""
         dry_run, _ = self.options(kwargs)
         return pull_workspace(self.ws, self.echo, dry_run=dry_run)
 
     def tag(self, version_tag: str | None, message: str | None, **kwargs: Any) -> str:
-        """Give the current content a version (:mod:`cpv_core.tagging`)."""
+        """Give the current content a version (:mod:`cpv_core.ops.tagging`)."""
         return tagging.tag(self, version_tag, message, **kwargs)
 
     def revert(self, tag: str, **kwargs: Any) -> CheckpointMetadata:
-        """Return the target to version ``tag`` as a new commit (:mod:`cpv_core.revert`)."""
+        """Return the target to version ``tag`` as a new commit (:mod:`cpv_core.ops.revert`)."""
         return revert.revert(self, tag, **kwargs)
 
     def list_versions(self) -> list[str]:
-        """Every version of this kind, after fetching (:mod:`cpv_core.inspection`)."""
+        """Every version of this kind, after fetching (:mod:`cpv_core.ops.inspection`)."""
         return inspection.list_versions(self)
 
     def diff(self, version_a: str, version_b: str) -> dict[str, Any]:
-        """Compare two versions, ``b - a`` (:func:`cpv_core.inspection.diff`)."""
+        """Compare two versions, ``b - a`` (:func:`cpv_core.ops.inspection.diff`)."""
         return inspection.diff(self, version_a, version_b)
 
     def verify(self, tag: str | None = None, *, remote: bool = False) -> list[str]:
-        """Check the stored copy of a version file by file (:func:`cpv_core.inspection.verify`)."""
+        """Check the stored copy of a version file by file (:func:`cpv_core.ops.inspection.verify`)."""
         return inspection.verify(self, tag, remote=remote)
 
     def metadata_for(self, record: VersionRecord) -> CheckpointMetadata:
@@ -111,7 +111,7 @@ class CheckpointManager(Target):
         """Every version with its metadata, oldest first (after fetching the remote)."""
         return inspection.list_checkpoints(self)
 
-    # -- stages (:mod:`cpv_core.stages`) -------------------------------------------------
+    # -- stages (:mod:`cpv_core.ops.stages`) -------------------------------------------------
     def promote(self, version: str, stage: str, message: str | None = None, **kwargs: Any) -> StageEvent | None:
         """Put ``version`` (any selector: ``v1.2``, ``best:loss``, another stage) into
         ``stage`` under the model's stage rules; ``force=True`` overrides them (recorded).

@@ -116,7 +116,7 @@ class Checkpointer:
         check_reachable(config, self.team, self.model, repo_path)  # before the first epoch, not at its second save
         root = config.config_dir / "checkpointer" / self.team / self.model
         remove_orphaned_snapshots(root)
-        self._folder = OwnedFolder(root)  # locked for this run's life: see cpv_core.run_folders
+        self._folder = OwnedFolder(root)  # locked for this run's life: see cpv_core.workspace.run_folders
         self.staging = self._folder.path
         #: versions the worker tagged, in order
         self.versions: list[str] = []
@@ -306,7 +306,7 @@ def check_reachable(config: CPVConfig, team: str, model: str, repo_path: str | P
 def remove_orphaned_snapshots(root: Path) -> None:
     """Remove the snapshots a killed training process left: a checkpoint never uploaded
     is no use once its run died, and a folder can hold gigabytes. A run is dead when
-    nobody holds its folder's lock (:func:`cpv_core.run_folders.remove_abandoned`), never
+    nobody holds its folder's lock (:func:`cpv_core.workspace.run_folders.remove_abandoned`), never
     by its PID, which another PID namespace or host may reuse. One line per folder."""
     remove_abandoned(root, "snapshots of a training run that ended before uploading them")
 

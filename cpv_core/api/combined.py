@@ -31,7 +31,7 @@ class CombinedCheckpointsManage:
     """
 
     KIND = "checkpoint"
-    #: what stages (:mod:`cpv_core.stages`) need to know of this kind
+    #: what stages (:mod:`cpv_core.ops.stages`) need to know of this kind
     spec = KindSpec("checkpoint", dir_only=False, keeps_name=False)
 
     def __init__(self, team_name: str, model_name: str, repo_path: str | Path | None = None, **kwargs: Any) -> None:
@@ -58,7 +58,7 @@ class CombinedCheckpointsManage:
     def hint(self, *, cli: str, python: str) -> str:
         return self.models.hint(cli=cli, python=python)
 
-    # -- stages of combined versions (:mod:`cpv_core.stages`) ------------------------------
+    # -- stages of combined versions (:mod:`cpv_core.ops.stages`) ------------------------------
     def promote(self, version: str, stage: str, message: str | None = None, **kwargs: Any) -> StageEvent | None:
         """Put combined version ``version`` (any selector) into ``stage`` under the stage
         rules; ``force=True`` overrides them (recorded). None when nothing changed."""

@@ -1,5 +1,5 @@
 """Thin adapters that hand a training framework's checkpoints to a
-:class:`~cpv_core.checkpointer.Checkpointer`.
+:class:`~cpv_core.api.checkpointer.Checkpointer`.
 
 Each factory imports its framework only when called, and builds the callback
 on the framework's own base class; without the framework installed the

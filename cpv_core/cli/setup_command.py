@@ -1,4 +1,4 @@
-"""The ``cpv setup`` command: the click side of :mod:`cpv_core.setup_wizard`.
+"""The ``cpv setup`` command: the click side of :mod:`cpv_core.cli.setup_wizard`.
 
 Its options are made from the installed plugins' setup choices, so every
 question has a flag (``--s3-bucket``, ``--bitbucket-port``) and a plugin's

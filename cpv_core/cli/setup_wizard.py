@@ -1,7 +1,7 @@
 """``cpv setup``: storage and hosting configured by answering questions.
 
 The questions come from plugins (hook ``cpv_setup_choices``): each
-:class:`~cpv_core.backends.SetupChoice` is one answer to "which storage?" or
+:class:`~cpv_core.plugin.protocols.SetupChoice` is one answer to "which storage?" or
 "which hosting?" and brings its own questions, checks and the code that writes
 the configuration (the same validated code as ``cpv aws-config`` /
 ``cpv bitbucket-config``). This module only runs the conversation:

@@ -34,7 +34,7 @@ def monthly(size: float, price: float) -> float:
 
 
 def storage_cost(usage_by_model: Mapping[str, Mapping[str, Any]], price: float) -> dict[str, Any]:
-    """Cost per version, model and team from :func:`cpv_core.retention.disk_usage`
+    """Cost per version, model and team from :func:`cpv_core.ops.retention.disk_usage`
     results keyed by ``"team/model"``."""
     check_price(price)
     versions: list[dict[str, Any]] = []

@@ -173,7 +173,7 @@ def vouched_by_spared_manifests(ws: Workspace, inventory: Sequence[StoredObject]
 def collect_garbage(managers: Sequence[Target], policy: RetentionPolicy, *, dry_run: bool) -> GcResult:
     """Apply ``policy`` to every kind of ``managers`` (one workspace) and remove from
     the storage remote every object nothing kept uses (see the module docstring and
-    :mod:`cpv_core.gc_fence` for the rule uploads and promotions follow with it)."""
+    :mod:`cpv_core.workspace.gc_fence` for the rule uploads and promotions follow with it)."""
     policy.check()
     ws = managers[0].ws
     ws.require_initialized()

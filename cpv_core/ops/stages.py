@@ -4,7 +4,7 @@ Every change is a new record kept by the versioning backend (git-tags:
 ``stage/model/prod/3``), never a rewrite, published atomically: two members
 changing a stage at once end with one winner, and the other is told who won.
 Promotions follow the rules committed in the model's repository
-(:mod:`cpv_core.stage_rules`); ``force`` overrides them, and the override is
+(:mod:`cpv_core.domain.stage_rules`); ``force`` overrides them, and the override is
 recorded with the change.
 """
 
@@ -155,7 +155,7 @@ def change_stage(
 def next_stage_number(events: Sequence[StageEvent], stage: str) -> int:
     """The number of ``stage``'s next record: one past the last of its unbroken run
     1, 2, 3 ... (records after a gap were not numbered by cpv: see
-    :func:`~cpv_core.history.numbered_events`)."""
+    :func:`~cpv_core.workspace.history.numbered_events`)."""
     return sum(1 for e in numbered_events(events) if e.stage == stage) + 1
 
 

@@ -3,7 +3,7 @@ and download (materialise a version outside the workspace, verified).
 
 Order of effects, so that an interruption never publishes a version whose
 data is not stored: content is hashed and uploaded first, the pointer commit
-is pushed next (the version tag comes later, in :mod:`cpv_core.tagging`).
+is pushed next (the version tag comes later, in :mod:`cpv_core.ops.tagging`).
 """
 
 from __future__ import annotations
@@ -265,7 +265,7 @@ def upload_moved(
     old_ptr, new_ptr = ws.storage.pointer_path(old), ws.storage.pointer_path(rel)
     dest = ws.target_path_of(rel)
     before, files = ws.versioning.head(), [new_ptr, old_ptr]
-    fence = Fence(ws)  # before anything is placed or the store is asked: see cpv_core.gc_fence
+    fence = Fence(ws)  # before anything is placed or the store is asked: see cpv_core.workspace.gc_fence
     ws.begin_change("upload", [old, rel], [*ws.storage.commit_paths([old, rel]), new_ptr, META_FILE])
     try:
         place_source(mgr, source, dest, rel, move=move)

@@ -2,7 +2,7 @@
 default, implemented once, so a new backend writes only what is its own.
 
 A backend does not have to inherit from these (the protocols in
-:mod:`cpv_core.backends` are structural), but one that does gets:
+:mod:`cpv_core.plugin.protocols` are structural), but one that does gets:
 
 * :class:`StorageBackendBase` - ``init`` (nothing to prepare),
   ``describe_remote`` (the backend's name), ``committed_files`` (none),
@@ -37,7 +37,7 @@ from cpv_core.trust import contained
 
 
 class StorageBackendBase(ABC):
-    """Defaults for :class:`~cpv_core.backends.StorageBackend` (see the module docstring)."""
+    """Defaults for :class:`~cpv_core.plugin.protocols.StorageBackend` (see the module docstring)."""
 
     name = "storage"
 
@@ -172,7 +172,7 @@ class StorageBackendBase(ABC):
 
 
 class VersioningBackendBase:
-    """Defaults for the optional methods of :class:`~cpv_core.backends.VersioningBackend`:
+    """Defaults for the optional methods of :class:`~cpv_core.plugin.protocols.VersioningBackend`:
     what a backend without the feature does (no run records for gc, no remote branch to
     look ahead at, no code origin)."""
 
@@ -188,7 +188,7 @@ class VersioningBackendBase:
         return nullcontext()
 
     def gc_runs(self) -> dict[str, tuple[bool, float]]:
-        """The gc runs the remote records (:mod:`cpv_core.gc_fence`): none."""
+        """The gc runs the remote records (:mod:`cpv_core.workspace.gc_fence`): none."""
         return {}
 
     def begin_gc(self) -> str | None:
@@ -211,7 +211,7 @@ class VersioningBackendBase:
 
 
 #: the optional methods of each protocol and the class whose defaults stand in for them
-#: (:func:`cpv_core.plugins` gives a backend that lacks some of them these defaults)
+#: (:func:`cpv_core.plugin.manager` gives a backend that lacks some of them these defaults)
 OPTIONAL_STORAGE_METHODS = (
     "object_url",
     "track_for_push",
@@ -234,7 +234,7 @@ OPTIONAL_VERSIONING_METHODS = (
 
 
 class HostingBackendBase(ABC):
-    """Defaults for :class:`~cpv_core.backends.HostingBackend`."""
+    """Defaults for :class:`~cpv_core.plugin.protocols.HostingBackend`."""
 
     name = "hosting"
 

@@ -213,7 +213,7 @@ class CPVConfig:
         value = self._config.get("workspace_root")
         return Path(value).expanduser() if value else self.config_dir / "workspaces"
 
-    # -- credentials: thin seed-compatible shims over cpv_core.credentials ----------
+    # -- credentials: thin seed-compatible shims over cpv_core.plugin.credentials ----------
     def credential_env(self) -> dict[str, str]:
         """Environment variables from every configured credential provider."""
         from cpv_core.plugin.credentials import credential_env

@@ -3,7 +3,7 @@ environment subprocesses get, set-up and validation.
 
 The providers come from plugins (hook ``cpv_credential_providers``), and each
 declares its config section and the backends it selects once configured, so
-neither :mod:`cpv_core.config` nor the core knows any backend by name beyond
+neither :mod:`cpv_core.plugin.config` nor the core knows any backend by name beyond
 the embedded defaults.
 """
 

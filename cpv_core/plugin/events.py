@@ -1,6 +1,6 @@
 """Lifecycle events: what plugins hear after cpv has changed the remote state.
 
-Three hooks (:mod:`cpv_core.hookspecs`): ``cpv_version_published``,
+Three hooks (:mod:`cpv_core.plugin.hookspecs`): ``cpv_version_published``,
 ``cpv_stage_changed`` and ``cpv_upload_finished``. They are called only after
 the remote state is final (the tag or stage record is pushed, the upload's
 commit is pushed), so a listener can never undo or fail a publish:

@@ -5,7 +5,7 @@ The four backend hooks are *registration* hooks (the pattern conda uses for
 solvers): each returns the backends a plugin offers as small dataclasses with
 a ``name``; cpv then picks one **by the name in the configuration**, never by
 plugin order. What a backend must do is defined by the protocols in
-:mod:`cpv_core.backends`.
+:mod:`cpv_core.plugin.protocols`.
 
 All hooks are collected hooks (every plugin's result is used) unless marked
 "first result".
@@ -14,7 +14,7 @@ The three *event* hooks (``cpv_version_published``, ``cpv_stage_changed``,
 ``cpv_upload_finished``) are called after the remote state is final, each
 listener in its own thread under a time bound (``events.timeout``); a
 listener's exception is logged with the plugin's name and never undoes or
-fails the command (:mod:`cpv_core.events`).
+fails the command (:mod:`cpv_core.plugin.events`).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def cpv_storage_backends() -> Iterable[StorageBackendInfo]:
             return [StorageBackendInfo("my-store", MyStore, "objects in /srv/store")]
 
     :return: the backends this plugin offers, each implementing
-        :class:`cpv_core.backends.StorageBackend` through its factory.
+        :class:`cpv_core.plugin.protocols.StorageBackend` through its factory.
     """
 
 
@@ -72,7 +72,7 @@ def cpv_versioning_backends() -> Iterable[VersioningBackendInfo]:
             return [VersioningBackendInfo("gto-tags", GtoTags)]
 
     :return: the backends this plugin offers, implementing
-        :class:`cpv_core.backends.VersioningBackend`.
+        :class:`cpv_core.plugin.protocols.VersioningBackend`.
     """
 
 
@@ -89,7 +89,7 @@ def cpv_hosting_backends() -> Iterable[HostingBackendInfo]:
             return [HostingBackendInfo("gitea", GiteaHosting)]
 
     :return: the backends this plugin offers, implementing
-        :class:`cpv_core.backends.HostingBackend`.
+        :class:`cpv_core.plugin.protocols.HostingBackend`.
     """
 
 
@@ -108,7 +108,7 @@ def cpv_credential_providers() -> Iterable[CredentialProviderInfo]:
             return [CredentialProviderInfo("vault", VaultCredentials())]
 
     :return: the providers this plugin offers, implementing
-        :class:`cpv_core.backends.CredentialProvider`.
+        :class:`cpv_core.plugin.protocols.CredentialProvider`.
     """
 
 

@@ -1,6 +1,6 @@
 """What a backend is: the contracts the default and third-party plugins implement.
 
-A plugin registers *backends* through the hooks in :mod:`cpv_core.hookspecs`;
+A plugin registers *backends* through the hooks in :mod:`cpv_core.plugin.hookspecs`;
 each backend is a small object created by a factory for one model workspace.
 The managers only ever talk to these protocols, so a team swaps S3 for another
 store, or Bitbucket for another git host, by naming a different backend in the
@@ -18,7 +18,7 @@ Four concerns, one protocol each:
   its URL, making sure it exists, validating access.
 
 Every method of these protocols is one the core calls (a test checks it);
-:mod:`cpv_core.bases` has base classes with defaults for the methods that
+:mod:`cpv_core.plugin.bases` has base classes with defaults for the methods that
 have a sensible one.
 """
 
@@ -249,7 +249,7 @@ class StorageBackend(Protocol):
     """Large-file storage for one workspace (the default plugins use DVC).
 
     The methods after :meth:`delete_objects` are optional: a backend that lacks one
-    is given :class:`cpv_core.bases.StorageBackendBase`'s default when it is selected
+    is given :class:`cpv_core.plugin.bases.StorageBackendBase`'s default when it is selected
     (``object_url``: the remote and the digest; ``track_for_push``: :meth:`track`, which
     always keeps the content locally, as a revert saves unsaved work with it ...).
     """
@@ -326,7 +326,7 @@ class StorageBackend(Protocol):
     def delete_objects(self, oids: Sequence[str]) -> None:
         """Remove objects from the remote store (absent ones are not an error)."""
 
-    # -- optional: :class:`~cpv_core.bases.StorageBackendBase` has a default for each, and
+    # -- optional: :class:`~cpv_core.plugin.bases.StorageBackendBase` has a default for each, and
     # a backend that lacks one is given that default when it is selected
     def object_url(self, oid: str) -> str:
         """A URL of stored object ``oid`` other tools can read (events report it as a version's source)."""
@@ -335,7 +335,7 @@ class StorageBackend(Protocol):
         """What an upload calls instead of :meth:`track` (it may skip the local cache copy)."""
 
     def reconfirm(self, paths: Sequence[str]) -> TransferStats:
-        """After a gc overlapped an upload (:mod:`cpv_core.gc_fence`): ask the store about
+        """After a gc overlapped an upload (:mod:`cpv_core.workspace.gc_fence`): ask the store about
         every object of ``paths``, trusting no manifest, and send again what is missing."""
 
     def vouched_by(self, oid: str) -> list[str]:
@@ -461,13 +461,13 @@ class VersioningBackend(Protocol):
         (git-tags: a lease ref moved with every publish). True lets ``tag`` publish
         in one round trip without fetching first; False (always safe) makes it fetch."""
 
-    # -- optional: :class:`~cpv_core.bases.VersioningBackendBase` has a default for each,
+    # -- optional: :class:`~cpv_core.plugin.bases.VersioningBackendBase` has a default for each,
     # and a backend that lacks one is given that default when it is selected
     def read_files(self, requests: Sequence[tuple[str, str]]) -> list[bytes | None]:
         """:meth:`read_file` of each ``(rev, path)``, answered at once where the backend can."""
 
     def gc_runs(self) -> dict[str, tuple[bool, float]]:
-        """The gc runs the remote records: run id -> (still running, start time) (:mod:`cpv_core.gc_fence`)."""
+        """The gc runs the remote records: run id -> (still running, start time) (:mod:`cpv_core.workspace.gc_fence`)."""
 
     def begin_gc(self) -> str | None:
         """Publish a gc run on the remote before gc reads anything; returns its id (None: no run records)."""

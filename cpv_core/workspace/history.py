@@ -148,7 +148,7 @@ def best_version(records: list[VersionRecord], best: Best, kind: str) -> Version
 
 def latest_record(records: Sequence[VersionRecord]) -> VersionRecord:
     """The newest of ``records`` (sorted, non-empty) that is not at the ceiling
-    (:attr:`~cpv_core.versions.Version.at_ceiling`); the newest of all when every one is."""
+    (:attr:`~cpv_core.domain.versions.Version.at_ceiling`); the newest of all when every one is."""
     usable = [r for r in records if not Version.parse(r.version).at_ceiling]
     return (usable or list(records))[-1]
 

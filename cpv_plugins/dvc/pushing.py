@@ -42,7 +42,7 @@ class PushingStore(CacheStore):
             self._manifests = None
 
     def reconfirm(self, paths: Sequence[str]) -> TransferStats:
-        """After a gc overlapped the upload of ``paths`` (:mod:`cpv_core.gc_fence`): ask the
+        """After a gc overlapped the upload of ``paths`` (:mod:`cpv_core.workspace.gc_fence`): ask the
         store about every object, trusting no manifest (the gc may have removed files a
         manifest it did not see names), and send again whatever is missing."""
         self._manifests = {}

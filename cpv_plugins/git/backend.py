@@ -10,7 +10,7 @@ Publishing is one ``git push --atomic`` of full refspecs; a tag the remote
 already has is reported as :class:`PushRejected` and never forced.
 
 The backend is assembled from the modules of :mod:`cpv_plugins.git`; this module
-is also what the old path ``cpv_plugins.git_tags`` names.
+is also what the old path ``cpv_plugins.git.backend`` names.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ SEEN_PREFIX = "refs/cpv/lease-seen/"
 
 
 #: one ref per ``cpv gc`` run: ``refs/cpv/gc/running/{start}-{nonce}`` while it runs,
-#: ``refs/cpv/gc/done/{start}-{nonce}`` once it has deleted (see :mod:`cpv_core.gc_fence`)
+#: ``refs/cpv/gc/done/{start}-{nonce}`` once it has deleted (see :mod:`cpv_core.workspace.gc_fence`)
 GC_PREFIX = "refs/cpv/gc/"
 
 

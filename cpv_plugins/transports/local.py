@@ -1,6 +1,6 @@
 """How the DVC-format engine reaches a remote: a small transport per kind of store.
 
-The engine (:class:`cpv_plugins.dvc_storage.DvcStorage`) decides *what* moves
+The engine (:class:`cpv_plugins.dvc.engine.DvcStorage`) decides *what* moves
 (which objects a version needs, manifests last, every byte's hash checked);
 a transport only moves objects, named by their DVC object id, to and from one
 remote root laid out as DVC lays it out (:func:`object_relpath`). Two ship
