@@ -4,7 +4,8 @@ Before 0.4 every core module sat directly in ``cpv_core/``; they now live on
 floors (``domain``, ``plugin``, ``workspace``, ``ops``, ``api``, ``cli``; see
 docs/architecture.md). ``import cpv_core.backends`` and friends still work:
 the finder below answers an old name with the very module object at its new
-path (not a copy), so ``monkeypatch.setattr("cpv_core.transfer.x", ...)`` and
+path (not a copy; the import protocol is duck-typed, so ``importlib.abc``, 10 ms
+at start-up, is not imported), so ``monkeypatch.setattr("cpv_core.transfer.x", ...)`` and
 ``isinstance`` checks behave exactly as before. New code should import the new
 paths; mypy sees only those.
 """
@@ -12,10 +13,13 @@ paths; mypy sees only those.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 from types import ModuleType
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    import importlib.abc
 
 #: old module name -> where the module lives now
 MOVED: dict[str, str] = {
@@ -66,7 +70,7 @@ MOVED: dict[str, str] = {
 }
 
 
-class MovedModuleLoader(importlib.abc.Loader):
+class MovedModuleLoader:
     """Loads an old name as the module at its new path."""
 
     def __init__(self, new_name: str) -> None:
@@ -85,14 +89,15 @@ class MovedModuleLoader(importlib.abc.Loader):
         module.__spec__ = self.own_spec
 
 
-class MovedModuleFinder(importlib.abc.MetaPathFinder):
+class MovedModuleFinder:
     """Finds the old names listed in :data:`MOVED`, and nothing else."""
 
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
         new_name = MOVED.get(fullname)
         if new_name is None:
             return None
-        return importlib.machinery.ModuleSpec(fullname, MovedModuleLoader(new_name))
+        loader = cast("importlib.abc.Loader", MovedModuleLoader(new_name))  # the protocol, duck-typed
+        return importlib.machinery.ModuleSpec(fullname, loader)
 
 
 def register(moved: dict[str, str]) -> None:

@@ -179,8 +179,10 @@ def test_a_plugin_registered_in_a_test_replaces_the_storage_backend(cpv_home, mo
     data = write_model(m.repo_path / "model.bin", 2048)
     m.upload_model_checkpoint(metrics={"loss": 0.5})
     assert m.tag_model_checkpoint() == "v0.1"
-    assert (m.repo_path / "model.bin.dirstore.json").exists()
-    assert not (m.repo_path / ".dvc").exists()
+    # the example is a transport on the DVC-format engine (issue 29): DVC's own pointer,
+    # and the remote the workspace names is the dirstore's, not the local default's
+    assert (m.repo_path / "model.bin.dvc").exists()
+    assert str(tmp_path / "objects") in (m.repo_path / ".dvc" / "config.local").read_text()
     objects = [p for p in (tmp_path / "objects").rglob("*") if p.is_file()]
     assert len(objects) == 1 and objects[0].read_bytes() == data
     art = m.download_model_checkpoint("v0.1", output_dir=tmp_path / "dl")

@@ -20,10 +20,21 @@ command line and may change.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from cpv_core.cli.options import Ctx, add_setup_commands, dry_run_option, json_option, resolve_target, target_options
 from cpv_core.cli.output import emit_json
-from cpv_core.workspace.announce import published_versions, stage_holders
-from cpv_core.workspace.workspace import Workspace
+
+if TYPE_CHECKING:
+    from cpv_core.workspace.announce import published_versions, stage_holders
+    from cpv_core.workspace.workspace import Workspace
+
+#: names loaded when first used: the workspace and its backends are not needed for `cpv --help`
+_LAZY = {
+    "Workspace": "cpv_core.workspace.workspace",
+    "published_versions": "cpv_core.workspace.announce",
+    "stage_holders": "cpv_core.workspace.announce",
+}
 
 __all__ = [
     "Ctx",
@@ -37,3 +48,11 @@ __all__ = [
     "stage_holders",
     "target_options",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cpv_core.cli.api' has no attribute {name!r}")
