@@ -114,6 +114,9 @@ class TransportBase(ABC):
 
     #: how many objects :meth:`put` may be given at once from different threads
     parallel = 1
+    #: what the store is called in an error line, and what to do when it fails
+    store_label = "store"
+    failure_fix = "check that the store is reachable and writable"
 
     @abstractmethod
     def describe(self) -> str:
@@ -153,9 +156,10 @@ class TransportBase(ABC):
         except (FileNotFoundError, CPVError):
             raise  # a missing object is the engine's to report
         except OSError as exc:
+            where = exc.filename or self.describe()
             raise StorageError(
-                f"the store {self.describe()} could not {action}: {exc.strerror or type(exc).__name__}",
-                fix="check that the store is reachable and writable",
+                f"the {self.store_label} {self.describe()} could not {action}: {exc.strerror or type(exc).__name__} ({where})",
+                fix=self.failure_fix,
             ) from None
 
     def get(self, oid: str, out: Path, on_bytes: OnBytes, *, single: bool, parts: PartDigests | None = None) -> str:

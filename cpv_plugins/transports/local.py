@@ -14,11 +14,9 @@ import os
 import stat
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from cpv_core.errors import CPVError, StorageError
 from cpv_core.faults import crash_point
 from cpv_core.trust import MAX_MANIFEST_BYTES, open_regular
 from cpv_plugins.dvc.layout import OBJECTS_DIR, object_relpath, oid_from_relpath
@@ -51,6 +49,8 @@ class LocalDirTransport(TransportBase):
     """
 
     parallel = 1  # a local disk gains nothing from concurrent copies
+    store_label = "local store"
+    failure_fix = "check that the directory exists and is writable (local.root in `cpv config show`)"
 
     def __init__(self, root: Path, journal: Path | None = None, *, link: bool = False) -> None:
         self.root = root
@@ -65,25 +65,6 @@ class LocalDirTransport(TransportBase):
 
     def _object(self, oid: str) -> Path:
         return self.root / object_relpath(oid)
-
-    def prepare(self) -> None:
-        """Nothing to check ahead: a local directory needs no connection."""
-
-    def check_prepared(self) -> None:
-        """Nothing was started by :meth:`prepare`."""
-
-    @contextmanager
-    def session(self, action: str) -> Iterator[None]:
-        """No reachability check is needed; a failing file operation becomes one line."""
-        try:
-            yield
-        except (FileNotFoundError, CPVError):
-            raise  # a missing object is the engine's to report
-        except OSError as exc:
-            raise StorageError(
-                f"the local store {self.root} could not {action}: {exc.strerror or type(exc).__name__} ({exc.filename or self.root})",
-                fix="check that the directory exists and is writable (local.root in `cpv config show`)",
-            ) from None
 
     def _remove_leftovers(self) -> None:
         """Remove the partial copies a killed put left (recorded in the journal), once per
@@ -166,14 +147,6 @@ class LocalDirTransport(TransportBase):
         path = self._object(oid)
         if path.is_file() or path.is_symlink():
             path.unlink()
-
-    def incomplete_uploads(self) -> list[tuple[str, str, float, int]]:
-        """None: an object appears by one rename, whole or not at all (leftover temp files
-        are the journal's, removed by the next push)."""
-        return []
-
-    def abort_upload(self, key: str, upload_id: str) -> None:
-        """Nothing to abort (see :meth:`incomplete_uploads`)."""
 
 
 __all__ = ["LocalDirTransport", "OnBytes", "Transport", "TransportBase", "hash_file", "link_read_only", "regular_file_size"]
