@@ -194,7 +194,7 @@ def verify_cmd(
         for problem in problems:
             out(f"DAMAGED {visible(problem)}")
         if not problems:
-            on_remote = 0 if remote else int(getattr(m.ws.storage, "last_verify_remote_checked", 0))
+            on_remote = 0 if remote else m.ws.storage.checked_on_remote()
             checked = f"{where}" + (f" ({on_remote} not cached here: checked on the remote)" if on_remote else "")
             out(f"{kind} {version or '(latest)'}: every file matches its hash in the {checked}")
     if problems:

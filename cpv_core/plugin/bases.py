@@ -149,6 +149,10 @@ class StorageBackendBase(ABC):
         """Abort the incomplete uploads started before ``started_before``; returns them."""
         return []
 
+    def checked_on_remote(self) -> int:
+        """No file of a local verify is checked on the remote by default."""
+        return 0
+
     def materialize_selected(self, rev: str, path: str, pointer: bytes, dest: Path, names: Sequence[str]) -> TrackedArtifact:
         """Only the entries ``names`` of directory ``path`` into ``dest``: one verified
         :meth:`materialize` per file by default."""
@@ -214,6 +218,7 @@ class VersioningBackendBase:
 #: (:func:`cpv_core.plugin.manager` gives a backend that lacks some of them these defaults)
 OPTIONAL_STORAGE_METHODS = (
     "object_url",
+    "checked_on_remote",
     "track_for_push",
     "reconfirm",
     "vouched_by",

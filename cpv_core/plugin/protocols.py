@@ -196,6 +196,10 @@ class StorageBackend(Protocol):
         the local cache, or (``remote=True``) in the remote store. Returns the
         problems found, each naming the file and the object; empty when intact."""
 
+    def checked_on_remote(self) -> int:
+        """How many files the last local :meth:`verify` checked in the remote store
+        because no copy was cached here (``cpv verify`` says so); 0 by default."""
+
     def checkout(self, paths: Sequence[str]) -> None:
         """Make the workspace files match their pointer files (after a revert)."""
 

@@ -39,3 +39,6 @@ class DvcStorage(TrackingStore, MaterializingStore):
 
     #: how many files the last local verify checked on the remote because they were not cached here
     last_verify_remote_checked = 0
+
+    def checked_on_remote(self) -> int:
+        return self.last_verify_remote_checked
