@@ -9,10 +9,11 @@ import click
 
 from cpv_core.cli.options import (
     Ctx,
+    Where,
     combined,
     dry_run_option,
     json_option,
-    target_options,
+    target,
     version_completer,
 )
 from cpv_core.cli.output import (
@@ -36,15 +37,11 @@ def checkpoint_group() -> None:
     """Version model and data together (one atomic push); list, revert, inspect."""
 
 
-add_stage_commands(
-    checkpoint_group,
-    "checkpoint",
-    lambda ctx, team, model, repo, dry_run=False, message=None: combined(ctx, team, model, repo, dry_run, message=message),
-)
+add_stage_commands(checkpoint_group, "checkpoint", combined)
 
 
 @checkpoint_group.command("create")
-@target_options(message_uses_m=True)
+@target(message_uses_m=True)
 @click.option("--version", "version_tag", help="One version for model, data and checkpoint (must be free in all three).")
 @click.option("--major", is_flag=True, help="Bump the major versions.")
 @click.option("--message", "-m", help="Message for the model (and the checkpoint).")
@@ -54,9 +51,7 @@ add_stage_commands(
 @click.pass_obj
 def checkpoint_create(
     ctx: Ctx,
-    team_name: str | None,
-    model_name: str | None,
-    repo_path: str | None,
+    where: Where,
     version_tag: str | None,
     major: bool,
     message: str | None,
@@ -65,7 +60,7 @@ def checkpoint_create(
     as_json: bool,
 ) -> None:
     """Tag the current model and data together; prints model, data and checkpoint versions."""
-    c = combined(ctx, team_name, model_name, repo_path, dry_run, message=message)
+    c = combined(ctx, where, dry_run, message=message)
     model_v, data_v = c.tag_model_and_data(version_tag, model_message=message, data_message=data_message, major=major, dry_run=dry_run)
     checkpoint_v = None if dry_run else c.get_combined_metadata().version
     if as_json:
@@ -75,12 +70,12 @@ def checkpoint_create(
 
 
 @checkpoint_group.command("list")
-@target_options(message_uses_m=False)
+@target(message_uses_m=False)
 @json_option
 @click.pass_obj
-def checkpoint_list(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool) -> None:
+def checkpoint_list(ctx: Ctx, where: Where, as_json: bool) -> None:
     """List combined versions with the model and data versions they name."""
-    c = combined(ctx, team_name, model_name, repo_path)
+    c = combined(ctx, where)
     rows = [meta.to_dict() for meta in c.list_checkpoints()]
     if as_json:
         emit_json({"kind": "checkpoint", "team": c.ws.team, "model": c.ws.model, "versions": rows})
@@ -106,16 +101,14 @@ def checkpoint_list(ctx: Ctx, team_name: str | None, model_name: str | None, rep
 
 @checkpoint_group.command("revert")
 @click.argument("version", shell_complete=version_completer("checkpoint"))
-@target_options(message_uses_m=False)
+@target(message_uses_m=False)
 @click.option("--force", is_flag=True, help="Revert even with uncommitted changes (they are kept in the cache).")
 @dry_run_option
 @json_option
 @click.pass_obj
-def checkpoint_revert(
-    ctx: Ctx, version: str, team_name: str | None, model_name: str | None, repo_path: str | None, force: bool, dry_run: bool, as_json: bool
-) -> None:
+def checkpoint_revert(ctx: Ctx, version: str, where: Where, force: bool, dry_run: bool, as_json: bool) -> None:
     """Restore model and data to combined VERSION in one commit."""
-    c = combined(ctx, team_name, model_name, repo_path, dry_run)
+    c = combined(ctx, where, dry_run)
     meta = c.revert_model_and_data(version, force=force, dry_run=dry_run)
     if as_json:
         emit_json({"reverted_to": meta.to_dict(), "commit": c.ws.versioning.head(), "dry_run": dry_run})
@@ -123,14 +116,12 @@ def checkpoint_revert(
 
 @checkpoint_group.command("info")
 @click.argument("version", required=False, shell_complete=version_completer("checkpoint"))
-@target_options(message_uses_m=False)
+@target(message_uses_m=False)
 @json_option
 @click.pass_obj
-def checkpoint_info(
-    ctx: Ctx, version: str | None, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool
-) -> None:
+def checkpoint_info(ctx: Ctx, version: str | None, where: Where, as_json: bool) -> None:
     """Both metadata records of combined VERSION (default: latest)."""
-    data = combined(ctx, team_name, model_name, repo_path).get_combined_metadata(version).to_dict()
+    data = combined(ctx, where).get_combined_metadata(version).to_dict()
     if as_json:
         emit_json(data)
         return

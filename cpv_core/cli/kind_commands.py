@@ -10,11 +10,12 @@ import click
 
 from cpv_core.cli.options import (
     Ctx,
+    Where,
     dry_run_option,
     json_option,
     manager,
     parse_metrics,
-    target_options,
+    target,
     version_completer,
 )
 from cpv_core.cli.output import (
@@ -44,14 +45,12 @@ def diff_command(kind: str) -> click.Command:
     @click.command("diff")
     @click.argument("version_a", shell_complete=version_completer(kind))
     @click.argument("version_b", shell_complete=version_completer(kind))
-    @target_options(message_uses_m=False)
+    @target(message_uses_m=False)
     @json_option
     @click.pass_obj
-    def diff(
-        ctx: Ctx, version_a: str, version_b: str, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool
-    ) -> None:
+    def diff(ctx: Ctx, version_a: str, version_b: str, where: Where, as_json: bool) -> None:
         """Compare two versions: metrics with deltas, hash and size, files added/removed/changed (as `cpv diff`)."""
-        show_diff(kind, manager(kind, ctx, team_name, model_name, repo_path).diff(version_a, version_b), as_json)
+        show_diff(kind, manager(kind, ctx, where).diff(version_a, version_b), as_json)
 
     return diff
 
@@ -61,7 +60,7 @@ def upload_command(kind: str) -> click.Command:
 
     @click.command("upload")
     @click.argument("path", required=False, type=click.Path(exists=True))
-    @target_options(message_uses_m=True)
+    @target(message_uses_m=True)
     @click.option("--metrics", help="Metrics: NAME=VALUE,... pairs, an inline JSON object or a path to a JSON file.")
     @click.option("--params", help="Hyperparameters, recorded apart from metrics: NAME=VALUE,... pairs, JSON or a JSON file.")
     @click.option("--message", "-m", help="Commit message.")
@@ -74,9 +73,7 @@ def upload_command(kind: str) -> click.Command:
     def upload(
         ctx: Ctx,
         path: str | None,
-        team_name: str | None,
-        model_name: str | None,
-        repo_path: str | None,
+        where: Where,
         metrics: str | None,
         params: str | None,
         message: str | None,
@@ -95,7 +92,7 @@ def upload_command(kind: str) -> click.Command:
         parsed = parse_metrics(metrics)
         if version_tag is not None:
             Version.parse(version_tag)  # a bad version is refused before anything is uploaded
-        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run, message=message)
+        m = manager(kind, ctx, where, dry_run, message=message)
         hyper = parse_metrics(params, "--params")
         result = m.upload(path, parsed, message, dry_run=dry_run, force=force, **({"params": hyper} if hyper else {}))
         version = m.tag(version_tag, None, dry_run=dry_run) if (and_tag or version_tag) and not dry_run else None
@@ -114,7 +111,7 @@ def tag_command(kind: str) -> click.Command:
     """`cpv {kind} tag` for ``kind``."""
 
     @click.command("tag")
-    @target_options(message_uses_m=True)
+    @target(message_uses_m=True)
     @click.option("--version", "version_tag", help="Explicit version, e.g. v1.0 (default: next minor).")
     @click.option("--major", is_flag=True, help="Bump the major version (v0.3 -> v1.0).")
     @click.option("--message", "-m", help="Tag message.")
@@ -124,9 +121,7 @@ def tag_command(kind: str) -> click.Command:
     @click.pass_obj
     def tag(
         ctx: Ctx,
-        team_name: str | None,
-        model_name: str | None,
-        repo_path: str | None,
+        where: Where,
         version_tag: str | None,
         major: bool,
         message: str | None,
@@ -135,7 +130,7 @@ def tag_command(kind: str) -> click.Command:
         as_json: bool,
     ) -> None:
         """Give the current checkpoint a version and push it."""
-        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run, message=message)
+        m = manager(kind, ctx, where, dry_run, message=message)
         version = m.tag(version_tag, message, major=major, dry_run=dry_run, allow_duplicate=allow_duplicate)
         if as_json:
             emit_json({"kind": kind, "version": version, "dry_run": dry_run})
@@ -149,7 +144,7 @@ def list_command(kind: str) -> click.Command:
     """`cpv {kind} list` for ``kind``."""
 
     @click.command("list")
-    @target_options(message_uses_m=False)
+    @target(message_uses_m=False)
     @click.option("--stage", help="Only the version holding this stage now.")
     @click.option("--sort", "sort_by", metavar="METRIC", help="Order by a metric (lowest first; versions without it last).")
     @click.option(
@@ -159,9 +154,7 @@ def list_command(kind: str) -> click.Command:
     @click.pass_obj
     def list_(
         ctx: Ctx,
-        team_name: str | None,
-        model_name: str | None,
-        repo_path: str | None,
+        where: Where,
         stage: str | None,
         sort_by: str | None,
         filters: tuple[str, ...],
@@ -170,7 +163,7 @@ def list_command(kind: str) -> click.Command:
         """List versions (including those pushed by others), with the stages they hold."""
         from cpv_core.ops.listing import version_listing
 
-        m = manager(kind, ctx, team_name, model_name, repo_path)
+        m = manager(kind, ctx, where)
         gates = [parse_gate(f, "--filter") for f in filters]
         rows = version_listing(m, ctx.echo, stage=stage, sort_by=sort_by, gates=gates)
         emit_json({"kind": kind, "team": m.team_name, "model": m.model_name, "versions": rows}) if as_json else print_table(rows, ctx)
@@ -183,14 +176,14 @@ def plot_command(kind: str) -> click.Command:
 
     @click.command("plot")
     @click.argument("metric")
-    @target_options(message_uses_m=False)
+    @target(message_uses_m=False)
     @json_option
     @click.pass_obj
-    def plot(ctx: Ctx, metric: str, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool) -> None:
+    def plot(ctx: Ctx, metric: str, where: Where, as_json: bool) -> None:
         """A terminal sparkline of METRIC across versions (nested metrics dotted: acc.top1)."""
         from cpv_core.ops.report import numeric_series, plot_lines, version_rows
 
-        rows = version_rows(manager(kind, ctx, team_name, model_name, repo_path))
+        rows = version_rows(manager(kind, ctx, where))
         lines = plot_lines(rows, metric)
         if not lines:
             known = ", ".join(numeric_series(rows)) or "none"
@@ -210,7 +203,7 @@ def download_command(kind: str) -> click.Command:
 
     @click.command("download")
     @click.argument("version", required=False, shell_complete=version_completer(kind))
-    @target_options(message_uses_m=False)
+    @target(message_uses_m=False)
     @click.option("--output-dir", "-o", type=click.Path(file_okay=False), help="Where to place the files.")
     @click.option("--force", is_flag=True, help="Overwrite existing files at the output path.")
     @click.option("--sub-path", help="Only this part of a data version (e.g. test).", hidden=kind == "model")
@@ -221,9 +214,7 @@ def download_command(kind: str) -> click.Command:
     def download(
         ctx: Ctx,
         version: str | None,
-        team_name: str | None,
-        model_name: str | None,
-        repo_path: str | None,
+        where: Where,
         output_dir: str | None,
         force: bool,
         sub_path: str | None,
@@ -232,7 +223,7 @@ def download_command(kind: str) -> click.Command:
         as_json: bool,
     ) -> None:
         """Materialise VERSION (default: latest) outside the workspace."""
-        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
+        m = manager(kind, ctx, where, dry_run)
         from cpv_core.api.model_data import ModelsCheckpointsManage
 
         artifacts: ModelArtifacts | DataArtifacts
@@ -256,7 +247,7 @@ def revert_command(kind: str) -> click.Command:
 
     @click.command("revert")
     @click.argument("version", shell_complete=version_completer(kind))
-    @target_options(message_uses_m=False)
+    @target(message_uses_m=False)
     @click.option("--force", is_flag=True, help="Revert even with uncommitted changes (they are kept in the cache).")
     @dry_run_option
     @json_option
@@ -264,15 +255,13 @@ def revert_command(kind: str) -> click.Command:
     def revert(
         ctx: Ctx,
         version: str,
-        team_name: str | None,
-        model_name: str | None,
-        repo_path: str | None,
+        where: Where,
         force: bool,
         dry_run: bool,
         as_json: bool,
     ) -> None:
         """Return the workspace to VERSION as a new commit (history is kept)."""
-        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
+        m = manager(kind, ctx, where, dry_run)
         meta = m.revert(version, force=force, dry_run=dry_run)
         if as_json:
             emit_json({"reverted_to": meta.to_dict(), "commit": m.ws.versioning.head(), "dry_run": dry_run})
@@ -286,16 +275,14 @@ def info_command(kind: str) -> click.Command:
     @click.command("info")
     @click.argument("version", required=False, shell_complete=version_completer(kind))
     @click.option("--version", "version_opt", help="The version (same as the argument).")
-    @target_options(message_uses_m=False)
+    @target(message_uses_m=False)
     @json_option
     @click.pass_obj
     def info(
         ctx: Ctx,
         version: str | None,
         version_opt: str | None,
-        team_name: str | None,
-        model_name: str | None,
-        repo_path: str | None,
+        where: Where,
         as_json: bool,
     ) -> None:
         """Metadata of VERSION (default: latest)."""
@@ -306,7 +293,7 @@ def info_command(kind: str) -> click.Command:
             )
         from cpv_core.ops.listing import version_info
 
-        data = version_info(manager(kind, ctx, team_name, model_name, repo_path), version or version_opt, ctx.echo)
+        data = version_info(manager(kind, ctx, where), version or version_opt, ctx.echo)
         if as_json:
             emit_json(data)
             return
@@ -340,21 +327,21 @@ def stage_rules_group(kind: str) -> click.Group:
 
     @stage_rules.command("set")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-    @target_options(message_uses_m=False)
+    @target(message_uses_m=False)
     @dry_run_option
     @click.pass_obj
-    def rules_set(ctx: Ctx, file: str, team_name: str | None, model_name: str | None, repo_path: str | None, dry_run: bool) -> None:
+    def rules_set(ctx: Ctx, file: str, where: Where, dry_run: bool) -> None:
         """Check FILE's rules, commit them and push (every member and CI then enforce them)."""
-        m = manager(kind, ctx, team_name, model_name, repo_path, dry_run)
+        m = manager(kind, ctx, where, dry_run)
         m.set_stage_rules(file, dry_run=dry_run)
 
     @stage_rules.command("show")
-    @target_options(message_uses_m=False)
+    @target(message_uses_m=False)
     @json_option
     @click.pass_obj
-    def rules_show(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool) -> None:
+    def rules_show(ctx: Ctx, where: Where, as_json: bool) -> None:
         """The stage rules in force."""
-        rules = manager(kind, ctx, team_name, model_name, repo_path).stage_rules().to_dict()
+        rules = manager(kind, ctx, where).stage_rules().to_dict()
         if as_json:
             emit_json(rules)
             return
@@ -379,6 +366,6 @@ def build_kind_group(kind: str) -> click.Group:
     add_stage_commands(
         group,
         kind,
-        lambda ctx, team, model, repo, dry_run=False, message=None: manager(kind, ctx, team, model, repo, dry_run, message=message),
+        lambda ctx, where, dry_run=False, message=None: manager(kind, ctx, where, dry_run, message=message),
     )
     return group

@@ -10,10 +10,11 @@ import click
 
 from cpv_core.cli.options import (
     Ctx,
+    Where,
     dry_run_option,
     json_option,
     manager,
-    target_options,
+    target,
     team_targets,
     version_completer,
 )
@@ -34,7 +35,7 @@ logger = logging.getLogger("cpv")
 
 
 @click.command("gc")
-@target_options(message_uses_m=False)
+@target(message_uses_m=False)
 @click.option("--keep-last", type=click.IntRange(min=0), help="Keep the newest N versions of each kind.")
 @click.option("--keep-stages", is_flag=True, help="Keep the versions holding a stage now.")
 @click.option("--keep", "keep", multiple=True, metavar="VERSION", help="Keep this version (v1.0, best:loss, prod); repeatable.")
@@ -47,9 +48,7 @@ logger = logging.getLogger("cpv")
 @click.pass_obj
 def gc_cmd(
     ctx: Ctx,
-    team_name: str | None,
-    model_name: str | None,
-    repo_path: str | None,
+    where: Where,
     keep_last: int | None,
     keep_stages: bool,
     keep: tuple[str, ...],
@@ -68,12 +67,12 @@ def gc_cmd(
 
     policy = RetentionPolicy(keep_last=keep_last, keep_stages=keep_stages, keep=keep, grace_hours=grace, delete_versions=delete_versions)
     policy.check()
-    targets = team_targets(team_name, model_name, repo_path, all_models)
+    targets = team_targets(where, all_models)
 
     def run_gc(plan_only: bool) -> dict[str, Any]:
         results = {}
-        for target_team, target_model in targets:
-            both = [manager(k, ctx, target_team, target_model, None if all_models else repo_path, plan_only) for k in ("model", "data")]
+        for one in targets:
+            both = [manager(k, ctx, one, plan_only) for k in ("model", "data")]
             results[f"{both[0].team_name}/{both[0].model_name}"] = collect_garbage(both, policy, dry_run=plan_only)
         return results
 
@@ -95,7 +94,7 @@ def gc_cmd(
 
 
 @click.command("du")
-@target_options(message_uses_m=False)
+@target(message_uses_m=False)
 @click.option("--all", "all_models", is_flag=True, help="Every model of the team that has a workspace on this machine.")
 @click.option("--cost", is_flag=True, help="Add the monthly storage cost per version, per model and per team.")
 @click.option(
@@ -109,9 +108,7 @@ def gc_cmd(
 @click.pass_obj
 def du_cmd(
     ctx: Ctx,
-    team_name: str | None,
-    model_name: str | None,
-    repo_path: str | None,
+    where: Where,
     all_models: bool,
     cost: bool,
     price_per_gb_month: float | None,
@@ -129,8 +126,8 @@ def du_cmd(
     price = check_price(DEFAULT_PRICE_PER_GB_MONTH if price_per_gb_month is None else price_per_gb_month)
     cost = cost or price_per_gb_month is not None
     usages = {}
-    for target_team, target_model in team_targets(team_name, model_name, repo_path, all_models):
-        both = [manager(k, ctx, target_team, target_model, None if all_models else repo_path) for k in ("model", "data")]
+    for one in team_targets(where, all_models):
+        both = [manager(k, ctx, one) for k in ("model", "data")]
         usages[f"{both[0].team_name}/{both[0].model_name}"] = disk_usage(both)
     if as_json:
         if cost:
@@ -169,7 +166,7 @@ def du_cmd(
 
 @click.command("verify")
 @click.argument("version", required=False, shell_complete=version_completer(None))
-@target_options(message_uses_m=False)
+@target(message_uses_m=False)
 @click.option("--kind", type=click.Choice(["model", "data"]), default="model", show_default=True)
 @click.option("--remote", is_flag=True, help="Check the remote copy (downloads and hashes every object).")
 @json_option
@@ -177,40 +174,38 @@ def du_cmd(
 def verify_cmd(
     ctx: Ctx,
     version: str | None,
-    team_name: str | None,
-    model_name: str | None,
-    repo_path: str | None,
+    where: Where,
     kind: str,
     remote: bool,
     as_json: bool,
 ) -> None:
     """Check every file of VERSION against its recorded hash; exit 12 on damage."""
-    m = manager(kind, ctx, team_name, model_name, repo_path)
+    m = manager(kind, ctx, where)
     problems = m.verify(version, remote=remote)
-    where = "remote" if remote else "local cache"
+    place = "remote" if remote else "local cache"
     if as_json:
-        emit_json({"kind": kind, "version": version, "where": where, "ok": not problems, "problems": problems})
+        emit_json({"kind": kind, "version": version, "where": place, "ok": not problems, "problems": problems})
     else:
         for problem in problems:
             out(f"DAMAGED {visible(problem)}")
         if not problems:
             on_remote = 0 if remote else m.ws.storage.checked_on_remote()
-            checked = f"{where}" + (f" ({on_remote} not cached here: checked on the remote)" if on_remote else "")
+            checked = place + (f" ({on_remote} not cached here: checked on the remote)" if on_remote else "")
             out(f"{kind} {version or '(latest)'}: every file matches its hash in the {checked}")
     if problems:
         sys.exit(EXIT_DAMAGED)
 
 
 @click.command("report")
-@target_options(message_uses_m=False)
+@target(message_uses_m=False)
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False), default="cpv-report.html", show_default=True, help="Where to write the HTML file."
 )
 @dry_run_option
 @click.pass_obj
-def report_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, output: str, dry_run: bool) -> None:
+def report_cmd(ctx: Ctx, where: Where, output: str, dry_run: bool) -> None:
     """Write one self-contained HTML report of the model: versions, metrics plotted, stages, lineage."""
-    path = manager("model", ctx, team_name, model_name, repo_path).write_report(output, dry_run=dry_run)
+    path = manager("model", ctx, where).write_report(output, dry_run=dry_run)
     if dry_run:
         return
     out(str(path))

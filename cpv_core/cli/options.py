@@ -4,9 +4,11 @@ parsing, completion, and the managers a command works on."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -194,41 +196,70 @@ def add_setup_commands(
         config_group.command(name, help=f"Same as `cpv {name}-config`.")(build())
 
 
+@dataclass(frozen=True)
+class Where:
+    """What ``-t/--team-name``, ``--model-name`` and ``-r/--repo-path`` said, as one value.
+    Not resolved yet: a command resolves it once, when it builds its manager, so its own
+    checks of other options (a bad ``--metrics``) still come first."""
+
+    team: str | None = None
+    model: str | None = None
+    repo_path: str | None = None
+
+    def resolve(self, *, message: str | None = None) -> tuple[str, str, str | None]:
+        """Team, model and workspace path (see :func:`resolve_target`)."""
+        return resolve_target(self.team, self.model, self.repo_path, message=message)
+
+
+def target(message_uses_m: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """:func:`target_options`, handed to the command as one ``where`` (:class:`Where`)
+    argument instead of three."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def with_where(
+            *args: Any, team_name: str | None = None, model_name: str | None = None, repo_path: str | None = None, **kwargs: Any
+        ) -> Any:
+            return func(*args, where=Where(team_name, model_name, repo_path), **kwargs)
+
+        return target_options(message_uses_m)(with_where)
+
+    return decorate
+
+
 def manager(
-    kind: str, ctx: Ctx, team: str | None, model: str | None, repo_path: str | None, dry_run: bool = False, *, message: str | None = None
+    kind: str, ctx: Ctx, where: Where, dry_run: bool = False, *, message: str | None = None
 ) -> ModelsCheckpointsManage | DataCheckpointsManage:
+    """The manager of ``kind`` a command works on, for the target ``where`` names."""
     from cpv_core.api.model_data import DataCheckpointsManage, ModelsCheckpointsManage
 
-    team, model, repo_path = resolve_target(team, model, repo_path, message=message)
+    team, model, repo_path = where.resolve(message=message)
     cls = ModelsCheckpointsManage if kind == "model" else DataCheckpointsManage
     return cls(team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo, progress=not ctx.quiet, caller="cli")
 
 
-def combined(
-    ctx: Ctx, team: str | None, model: str | None, repo_path: str | None, dry_run: bool = False, *, message: str | None = None
-) -> CombinedCheckpointsManage:
+def combined(ctx: Ctx, where: Where, dry_run: bool = False, *, message: str | None = None) -> CombinedCheckpointsManage:
+    """The combined (model + data) manager for the target ``where`` names."""
     from cpv_core.api.combined import CombinedCheckpointsManage
 
-    team, model, repo_path = resolve_target(team, model, repo_path, message=message)
+    team, model, repo_path = where.resolve(message=message)
     return CombinedCheckpointsManage(
         team, model, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo, progress=not ctx.quiet, caller="cli"
     )
 
 
-def team_targets(
-    team_name: str | None, model_name: str | None, repo_path: str | None, all_models: bool
-) -> list[tuple[str | None, str | None]]:
-    """The (team, model) pairs a command with ``--all`` works on: every model of the
-    team with a workspace on this machine; without ``--all``, the one target given."""
+def team_targets(where: Where, all_models: bool) -> list[Where]:
+    """The targets a command with ``--all`` works on: every model of the team with a
+    workspace on this machine; without ``--all``, the one target given."""
     from cpv_core.ops.registry import local_workspaces
     from cpv_core.plugin.config import CPVConfig
 
     if not all_models:
-        return [(team_name, model_name)]
-    if model_name or repo_path:
+        return [where]
+    if where.model or where.repo_path:
         raise ValidationError("--all takes a team, not a model", fix="pass -t TEAM with --all, or --model-name without it")
-    team = team_name or resolve_target(None, None, None)[0]
-    targets: list[tuple[str | None, str | None]] = [(team, model) for t, model in local_workspaces(CPVConfig()) if t == team]
+    team = where.team or resolve_target(None, None, None)[0]
+    targets = [Where(team, model) for t, model in local_workspaces(CPVConfig()) if t == team]
     if not targets:
         raise CheckpointNotFoundError(f"no workspace of team {team} on this machine", fix=f"run `cpv init model -t {team} -m MODEL` first")
     return targets

@@ -11,9 +11,10 @@ import click
 
 from cpv_core.cli.options import (
     Ctx,
+    Where,
     dry_run_option,
     json_option,
-    target_options,
+    target,
     version_completer,
 )
 from cpv_core.cli.output import (
@@ -36,7 +37,7 @@ def promote_command(kind: str, make: Callable[..., Any]) -> click.Command:
     @click.command("promote")
     @click.argument("version", shell_complete=version_completer(kind))
     @click.option("--stage", required=True, help="The stage (e.g. prod).")
-    @target_options(message_uses_m=True)
+    @target(message_uses_m=True)
     @click.option("--message", "-m", help="Why (kept in the stage history).")
     @click.option("--force", is_flag=True, help="Override the stage rules (the override is recorded).")
     @dry_run_option
@@ -46,16 +47,14 @@ def promote_command(kind: str, make: Callable[..., Any]) -> click.Command:
         ctx: Ctx,
         version: str,
         stage: str,
-        team_name: str | None,
-        model_name: str | None,
-        repo_path: str | None,
+        where: Where,
         message: str | None,
         force: bool,
         dry_run: bool,
         as_json: bool,
     ) -> None:
         """Put VERSION (v1.2, best:loss, another stage ...) into a stage, under the model's stage rules."""
-        m = make(ctx, team_name, model_name, repo_path, dry_run, message=message)
+        m = make(ctx, where, dry_run, message=message)
         event = m.promote(version, stage, message, force=force, dry_run=dry_run)
         if as_json:
             emit_json({"kind": kind, "stage": stage, "changed": event is not None, "event": stage_event_row(event) if event else None})
@@ -70,7 +69,7 @@ def demote_command(kind: str, make: Callable[..., Any]) -> click.Command:
 
     @click.command("demote")
     @click.option("--stage", required=True, help="The stage to empty.")
-    @target_options(message_uses_m=True)
+    @target(message_uses_m=True)
     @click.option("--message", "-m", help="Why (kept in the stage history).")
     @dry_run_option
     @json_option
@@ -78,15 +77,13 @@ def demote_command(kind: str, make: Callable[..., Any]) -> click.Command:
     def demote(
         ctx: Ctx,
         stage: str,
-        team_name: str | None,
-        model_name: str | None,
-        repo_path: str | None,
+        where: Where,
         message: str | None,
         dry_run: bool,
         as_json: bool,
     ) -> None:
         """Empty a stage (its version stays, and keeps any other stage)."""
-        m = make(ctx, team_name, model_name, repo_path, dry_run, message=message)
+        m = make(ctx, where, dry_run, message=message)
         event = m.demote(stage, message, dry_run=dry_run)
         if as_json:
             emit_json({"kind": kind, "stage": stage, "event": stage_event_row(event) if event else None})
@@ -98,15 +95,15 @@ def stages_command(kind: str, make: Callable[..., Any]) -> click.Command:
     """`stages` for ``kind``, on the managers ``make`` builds."""
 
     @click.command("stages")
-    @target_options(message_uses_m=False)
+    @target(message_uses_m=False)
     @click.option("--history", is_flag=True, help="Every change: who, when, which version, why.")
     @json_option
     @click.pass_obj
-    def stages_(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, history: bool, as_json: bool) -> None:
+    def stages_(ctx: Ctx, where: Where, history: bool, as_json: bool) -> None:
         """Which version holds each stage now (--history: every change)."""
         from cpv_core.workspace.history import current_stages
 
-        m = make(ctx, team_name, model_name, repo_path)
+        m = make(ctx, where)
         events = m.stage_history()
         from cpv_core.ops.stages import read_rules
 

@@ -11,11 +11,11 @@ import click
 
 from cpv_core.cli.options import (
     Ctx,
+    Where,
     dry_run_option,
     json_option,
     manager,
-    resolve_target,
-    target_options,
+    target,
     version_completer,
 )
 from cpv_core.cli.output import (
@@ -71,22 +71,20 @@ def init(
 
 
 @init.command("model")
-@target_options(message_uses_m=False)
+@target(message_uses_m=False)
 @click.option(
     "--data-path", "-d", type=click.Path(exists=True, file_okay=False), help="Upload this directory as the first data checkpoint."
 )
 @dry_run_option
 @json_option
 @click.pass_obj
-def init_model(
-    ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, data_path: str | None, dry_run: bool, as_json: bool
-) -> None:
+def init_model(ctx: Ctx, where: Where, data_path: str | None, dry_run: bool, as_json: bool) -> None:
     """Initialise the workspace of TEAM/MODEL."""
     from cpv_core.api.model_data import ModelsCheckpointsManage
 
-    if not team_name or not model_name:
+    if not where.team or not where.model:
         raise ValidationError("cpv init model needs --team-name/-t and --model-name/-m", fix="e.g. cpv init model -t AI-Convo -m whisper")
-    m = ModelsCheckpointsManage(team_name, model_name, repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo, caller="cli")
+    m = ModelsCheckpointsManage(where.team, where.model, where.repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo, caller="cli")
     path = m.import_model_init(data_path=data_path)
     report_init(m, path, dry_run, as_json)
 
@@ -109,19 +107,17 @@ def report_init(m: ModelsCheckpointsManage | DataCheckpointsManage, path: Path, 
 
 
 @init.command("data")
-@target_options(message_uses_m=False)
+@target(message_uses_m=False)
 @click.option("--data-path", "-d", required=True, type=click.Path(exists=True, file_okay=False), help="Directory to upload.")
 @dry_run_option
 @json_option
 @click.pass_obj
-def init_data(
-    ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, data_path: str | None, dry_run: bool, as_json: bool
-) -> None:
+def init_data(ctx: Ctx, where: Where, data_path: str | None, dry_run: bool, as_json: bool) -> None:
     """Initialise the workspace if needed; upload DATA_PATH and tag it as the first data version."""
     from cpv_core.api.model_data import DataCheckpointsManage
 
     d = DataCheckpointsManage(
-        *resolve_target(team_name, model_name, repo_path),
+        *where.resolve(),
         verbose=ctx.verbose,
         dry_run=dry_run,
         echo=ctx.echo,
@@ -132,12 +128,12 @@ def init_data(
 
 
 @click.command("status")
-@target_options(message_uses_m=False)
+@target(message_uses_m=False)
 @json_option
 @click.pass_obj
-def status_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, as_json: bool) -> None:
+def status_cmd(ctx: Ctx, where: Where, as_json: bool) -> None:
     """The workspace against its committed and tagged versions, and against the remote."""
-    st = manager("model", ctx, team_name, model_name, repo_path).status()
+    st = manager("model", ctx, where).status()
     if as_json:
         emit_json(st.to_dict())
         return
@@ -173,16 +169,16 @@ def status_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_pat
 
 
 @click.command("pull")
-@target_options(message_uses_m=False)
+@target(message_uses_m=False)
 @dry_run_option
 @json_option
 @click.pass_obj
-def pull_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path: str | None, dry_run: bool, as_json: bool) -> None:
+def pull_cmd(ctx: Ctx, where: Where, dry_run: bool, as_json: bool) -> None:
     """Bring the workspace up to the remote: branch, then model and data content (verified).
 
     Refuses to replace content that was changed and never uploaded.
     """
-    m = manager("model", ctx, team_name, model_name, repo_path, dry_run)
+    m = manager("model", ctx, where, dry_run)
     updated = m.pull(dry_run=dry_run)
     if as_json:
         emit_json({"updated": updated, "dry_run": dry_run})
@@ -194,12 +190,10 @@ def pull_cmd(ctx: Ctx, team_name: str | None, model_name: str | None, repo_path:
 @click.command("diff")
 @click.argument("version_a", shell_complete=version_completer(None))
 @click.argument("version_b", shell_complete=version_completer(None))
-@target_options(message_uses_m=False)
+@target(message_uses_m=False)
 @click.option("--kind", type=click.Choice(["model", "data"]), default="model", show_default=True)
 @json_option
 @click.pass_obj
-def diff_cmd(
-    ctx: Ctx, version_a: str, version_b: str, team_name: str | None, model_name: str | None, repo_path: str | None, kind: str, as_json: bool
-) -> None:
+def diff_cmd(ctx: Ctx, version_a: str, version_b: str, where: Where, kind: str, as_json: bool) -> None:
     """Compare two versions: metrics with deltas, hash and size, files added/removed/changed."""
-    show_diff(kind, manager(kind, ctx, team_name, model_name, repo_path).diff(version_a, version_b), as_json)
+    show_diff(kind, manager(kind, ctx, where).diff(version_a, version_b), as_json)
