@@ -40,6 +40,7 @@ from cpv_core.plugin.protocols import (
     StorageBackendInfo,
 )
 from cpv_core.trust import open_regular
+from cpv_plugins.dvc import CACHE_COPY_KEY
 from cpv_plugins.s3_settings import DEFAULT_BUCKET, DEFAULT_REGION, S3Settings
 
 logger = logging.getLogger("cpv")
@@ -48,8 +49,6 @@ _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$|^[a-z0-9-]{2,32}$")
 _PROFILE_RE = re.compile(r"^[A-Za-z0-9_.@+=-]{1,64}$")
 MAX_CREDENTIALS_BYTES = 1024 * 1024
-#: keep a copy of each uploaded file in the workspace's DVC cache (default false)
-CACHE_COPY_KEY = "cache.copy"
 
 
 def _validate_bucket(bucket: str) -> str:

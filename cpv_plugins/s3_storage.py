@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 from cpv_core.plugin.protocols import BackendContext
-from cpv_core.plugin.settings import flag_setting
-from cpv_plugins.dvc.engine import DvcStorage
-from cpv_plugins.dvc_s3 import CACHE_COPY_KEY
+from cpv_plugins.dvc.bucket_storage import BucketStorage
 from cpv_plugins.s3_settings import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, S3Settings
 from cpv_plugins.transports.s3 import S3Transport
 
 
-class S3Storage(DvcStorage):
+class S3Storage(BucketStorage):
     """Storage backend ``dvc-s3``: DVC's format in ``s3://{bucket}/{team}/{model}``."""
 
     name = "dvc-s3"
@@ -19,10 +17,6 @@ class S3Storage(DvcStorage):
     def __init__(self, ctx: BackendContext) -> None:
         super().__init__(ctx)
         self.settings = S3Settings(ctx.config.get_config("aws"))
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.ctx.team}/{self.ctx.model}"
 
     def remote_url(self) -> str:
         return f"s3://{self.settings.bucket}/{self.prefix}"
@@ -38,15 +32,6 @@ class S3Storage(DvcStorage):
 
     def make_transport(self) -> S3Transport:
         return S3Transport(self.settings, self.prefix)
-
-    def keeps_cache_copy(self) -> bool:
-        # a second local copy is pure cost on the way to a remote (and 70 GB for a 70 GB checkpoint)
-        return flag_setting(
-            self.ctx.config,
-            CACHE_COPY_KEY,
-            False,
-            f"cpv config set {CACHE_COPY_KEY} false (upload from the workspace file) or true (keep a cache copy, as DVC does)",
-        )
 
     def wants_part_digests(self) -> bool:
         # a download checks a large object's parts on every core instead of one sequential MD5

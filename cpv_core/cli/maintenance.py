@@ -102,7 +102,7 @@ def gc_cmd(
     type=float,
     default=None,
     metavar="USD",
-    help="Price of a GB-month (default 0.023, S3 Standard); implies --cost.",
+    help="Price of a GB-month (default: the storage provider's list price, e.g. 0.023 for S3 Standard); implies --cost.",
 )
 @json_option
 @click.pass_obj
@@ -120,10 +120,11 @@ def du_cmd(
     the objects it uses (an object stored once is counted once), each model
     everything in its store, each team the sum of its models.
     """
-    from cpv_core.domain.cost import DEFAULT_PRICE_PER_GB_MONTH, check_price, monthly, storage_cost
-    from cpv_core.ops.retention import disk_usage
+    from cpv_core.domain.cost import check_price, monthly, storage_cost
+    from cpv_core.ops.retention import disk_usage, list_price_per_gb_month
+    from cpv_core.plugin.config import CPVConfig
 
-    price = check_price(DEFAULT_PRICE_PER_GB_MONTH if price_per_gb_month is None else price_per_gb_month)
+    price = check_price(list_price_per_gb_month(CPVConfig()) if price_per_gb_month is None else price_per_gb_month)
     cost = cost or price_per_gb_month is not None
     usages = {}
     for one in team_targets(where, all_models):

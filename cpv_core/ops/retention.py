@@ -316,3 +316,16 @@ def disk_usage(managers: Sequence[Target]) -> dict[str, Any]:
         "incomplete_uploads": len(incomplete),
         "incomplete_upload_bytes": sum(u.size for u in incomplete),
     }
+
+
+def list_price_per_gb_month(config: Any) -> float:
+    """The list price of a GB-month of the storage backend in force (``cpv du --cost``'s
+    default): what its plugin declares, else S3 Standard's."""
+    from cpv_core.domain.cost import DEFAULT_PRICE_PER_GB_MONTH
+    from cpv_core.plugin.manager import Plugins
+
+    name = config.backend_name("storage")
+    for info in Plugins().storage_backends():
+        if info.name == name and info.list_price_per_gb_month is not None:
+            return info.list_price_per_gb_month
+    return DEFAULT_PRICE_PER_GB_MONTH

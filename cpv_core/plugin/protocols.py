@@ -443,6 +443,8 @@ class StorageBackendInfo:
     description: str = ""
     #: the config keys it reads (``local.root``), so ``cpv config set`` can check a key
     settings: tuple[str, ...] = ()
+    #: the provider's list price of a GB-month in USD (``cpv du --cost``'s default), if it has one
+    list_price_per_gb_month: float | None = None
 
 
 @dataclass(frozen=True)
