@@ -132,3 +132,57 @@ def bitbucket_config(sshd, cpv_home):
     )
     sshd.authorize(Path(entries["public_key_path"]).read_text())
     return cfg
+
+
+# --------------------------------------------------------------------------
+# real GCS API (fake-gcs-server) and Azure Blob API (Azurite) on loopback
+# --------------------------------------------------------------------------
+
+GCS_BUCKET = "cpv-gcs-test"
+AZURE_CONTAINER = "cpv-azure-test"
+
+
+@pytest.fixture(scope="session")
+def fake_gcs(tmp_path_factory):
+    """One fake-gcs-server per session, with the test bucket."""
+    from .servers.fake_gcs import start_fake_gcs
+
+    server = start_fake_gcs(tmp_path_factory.mktemp("fake-gcs"))
+    server.create_bucket(GCS_BUCKET)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gcs_config(fake_gcs, cpv_home):
+    """cpv configured for the GCS emulator (storage dvc-gs, hosting local)."""
+    from cpv_core.config import CPVConfig
+    from cpv_core.plugin.credentials import setup_provider
+
+    cfg = CPVConfig()
+    setup_provider(cfg, "gcs", {"bucket": GCS_BUCKET, "endpoint_url": fake_gcs.endpoint})
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory):
+    """One Azurite blob service per session, with the test container."""
+    from .servers.azurite import start_azurite
+
+    server = start_azurite(tmp_path_factory.mktemp("azurite"))
+    server.create_container(AZURE_CONTAINER)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def azure_config(azurite, cpv_home, monkeypatch):
+    """cpv configured for Azurite (storage dvc-azure, hosting local), the connection
+    string named by an environment variable."""
+    from cpv_core.config import CPVConfig
+    from cpv_core.plugin.credentials import setup_provider
+
+    monkeypatch.setenv("CPV_TEST_AZURE", azurite.connection_string)
+    cfg = CPVConfig()
+    setup_provider(cfg, "azure", {"container": AZURE_CONTAINER, "connection_string": "env:CPV_TEST_AZURE"})
+    return cfg

@@ -46,3 +46,17 @@ class TestGitTagsContractOverSsh(VersioningBackendContract):
         bob = ModelsCheckpointsManage("contract", name, repo_path=tmp_path / "bob")
         bob.import_model_init()
         return alice, bob
+
+
+@pytest.mark.gcs
+class TestGcsStorageContract(StorageBackendContract):
+    @pytest.fixture
+    def configured(self, gcs_config):
+        assert CPVConfig().backend_name("storage") == "dvc-gs"
+
+
+@pytest.mark.azure
+class TestAzureStorageContract(StorageBackendContract):
+    @pytest.fixture
+    def configured(self, azure_config):
+        assert CPVConfig().backend_name("storage") == "dvc-azure"
