@@ -17,7 +17,6 @@ people's own git commands), rewritten in place on every setup.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -25,7 +24,6 @@ import shlex
 import socket
 import stat
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +39,7 @@ from cpv_core.paths import atomic_write_bytes, make_private_dirs
 from cpv_core.plugin.bases import HostingBackendBase
 from cpv_core.plugin.protocols import BackendContext, CheckResult, CredentialProviderInfo, HostingBackendInfo, SetupChoice, SetupQuestion
 from cpv_core.plugin.settings import parse_flag
+from cpv_plugins.ssh_command import CONNECT_TIMEOUT_S, SshIdentity, ssh_dir
 
 logger = logging.getLogger("cpv.bitbucket")
 
@@ -49,36 +48,10 @@ DEFAULT_PORT = 443
 DEFAULT_SSH_USER = "git"
 DEFAULT_ALIAS = "bitbucket-cpv"
 DEFAULT_REPO_TEMPLATE = "{team}-{model}"
-CONNECT_TIMEOUT_S = 10
 BLOCK_BEGIN = "# >>> cpv managed block: bitbucket (edits inside are overwritten) >>>"
 BLOCK_END = "# <<< cpv managed block: bitbucket <<<"
 _HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _USER_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$")
-
-
-def _ssh_dir() -> Path:
-    return Path.home() / ".ssh"
-
-
-#: seconds a shared SSH connection stays open after its last git command
-CONTROL_PERSIST_S = 60
-
-
-def _control_dirs() -> list[Path]:
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    dirs = [Path(runtime) / "cpv"] if runtime and Path(runtime).is_absolute() else []
-    return [*dirs, Path(tempfile.gettempdir()) / f"cpv-{os.getuid()}"]
-
-
-def _private_dir(folder: Path) -> bool:
-    """Create ``folder`` (0700) if absent; whether it is a directory, not a link, owned by
-    this user and closed to everyone else (else another user could plant the socket)."""
-    try:
-        folder.mkdir(mode=0o700, exist_ok=True)
-        st = os.lstat(folder)
-    except OSError:
-        return False
-    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
 
 
 def _check_path_value(path: Path, what: str) -> Path:
@@ -114,57 +87,17 @@ class BitbucketSettings:
             "cpv config set bitbucket.connection_sharing true (share one SSH connection between git commands) or false",
         )
 
+    def identity(self) -> SshIdentity:
+        """The SSH identity git commands connect with."""
+        return SshIdentity(self.key_path, self.known_hosts, self.host, self.port, self.ssh_user, self.connection_sharing)
+
     def ssh_command(self, *, share: bool = True) -> str:
-        """The ``GIT_SSH_COMMAND`` value: the configured key and safe options only;
-        ``share=False`` for a check that must make its own connection (key, host key)."""
-        args = [
-            "ssh",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=accept-new",
-            "-o",
-            f"ConnectTimeout={CONNECT_TIMEOUT_S}",
-            # a connection whose server stopped answering is given up after 20 s, not
-            # 45: a shared master that went silent (a network change) is replaced sooner
-            "-o",
-            "ServerAliveInterval=5",
-            "-o",
-            "ServerAliveCountMax=4",
-            "-F",
-            "none",
-        ]
-        if self.key_path:
-            args += ["-i", str(self.key_path)]
-        known = self.known_hosts or (_ssh_dir() / "known_hosts")
-        args += ["-o", f"UserKnownHostsFile={known}"]
-        control = self.control_path() if share else None
-        if control is not None:
-            args += ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}", "-o", f"ControlPersist={CONTROL_PERSIST_S}"]
-        return " ".join(shlex.quote(a) for a in args)
+        """The ``GIT_SSH_COMMAND`` value (see :meth:`SshIdentity.command`)."""
+        return self.identity().command(share=share)
 
     def control_path(self) -> Path | None:
-        """The socket of the SSH connection git commands share (``ControlMaster``), or None
-        when sharing is off or no private directory gives a short enough path.
-
-        One socket per key, host, port, user and known-hosts file: a connection is never
-        reused under another identity (``%C`` would not tell two keys apart). The directory
-        is the user's runtime directory, else ``/tmp/cpv-UID``, used only when it is a real
-        directory owned by this user that nobody else may enter, as tmux does. A master
-        that died leaves a stale socket, which ssh finds refused, removes and replaces."""
-        if not self.connection_sharing:
-            return None
-        identity = "\0".join(str(v) for v in (self.key_path, self.known_hosts, self.host, self.port, self.ssh_user))
-        name = "ssh-" + hashlib.sha256(identity.encode()).hexdigest()[:20]
-        for folder in _control_dirs():
-            path = folder / name
-            # ssh binds a temporary name 17 characters longer; a socket path holds 107 bytes
-            if len(os.fsencode(path)) <= 90 and _private_dir(folder):
-                return path
-        logger.debug("no private directory with a short enough path for SSH connection sharing; each git command connects anew")
-        return None
+        """The shared connection's socket (see :meth:`SshIdentity.control_path`)."""
+        return self.identity().control_path()
 
     def repo_slug(self, team: str, model: str) -> str:
         slug = self.repo_template.format(team=team, model=model).lower()
@@ -298,7 +231,7 @@ class BitbucketCredentials:
         filename = options.get("keygen_filename") or "id_ed25519_bitbucket"
         key_path = Path(filename).expanduser()
         if not key_path.is_absolute() and len(key_path.parts) == 1:
-            key_path = _ssh_dir() / key_path
+            key_path = ssh_dir() / key_path
         key_path = _check_path_value(key_path.resolve(), "key file")
         known_hosts = options.get("known_hosts")
         if known_hosts:
@@ -413,10 +346,10 @@ def write_ssh_config_block(s: BitbucketSettings) -> Path:
     written, atomically). A begin marker without its end marker, or markers
     out of order, is reported and the file left exactly as it was.
     """
-    ssh_dir = _ssh_dir()
-    if not ssh_dir.exists():
-        make_private_dirs(ssh_dir)
-    path = ssh_dir / "config"
+    folder = ssh_dir()
+    if not folder.exists():
+        make_private_dirs(folder)
+    path = folder / "config"
     target = path.resolve() if path.is_symlink() else path
     block = "\n".join(
         [
