@@ -186,3 +186,60 @@ def azure_config(azurite, cpv_home, monkeypatch):
     cfg = CPVConfig()
     setup_provider(cfg, "azure", {"container": AZURE_CONTAINER, "connection_string": "env:CPV_TEST_AZURE"})
     return cfg
+
+
+# --------------------------------------------------------------------------
+# real git smart-HTTP server (git http-backend behind TLS) on loopback
+# --------------------------------------------------------------------------
+
+GIT_TOKEN = "cpvtesttoken-4f1d9a7c2b"
+
+
+@pytest.fixture(scope="session")
+def git_https(tmp_path_factory):
+    """One TLS git server per session (self-signed certificate, token required)."""
+    from .servers.git_https import start_git_https
+
+    server = start_git_https(tmp_path_factory.mktemp("git-https"), GIT_TOKEN)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def https_git_config(git_https, cpv_home, monkeypatch):
+    """cpv set up for hosting ``git`` over HTTPS: the token named by an environment
+    variable, the server's CA by path (storage local)."""
+    from cpv_core.config import CPVConfig
+    from cpv_core.plugin.credentials import setup_provider
+
+    monkeypatch.setenv("CPV_TEST_GIT_TOKEN", GIT_TOKEN)
+    cfg = CPVConfig()
+    setup_provider(
+        cfg,
+        "git",
+        {"url_template": f"{git_https.base_url}/ai-team/{{repo}}.git", "token": "env:CPV_TEST_GIT_TOKEN", "ca_file": str(git_https.cert)},
+    )
+    return cfg
+
+
+@pytest.fixture
+def ssh_git_config(sshd, cpv_home, tmp_path):
+    """cpv set up for hosting ``git`` over SSH (an ssh:// URL with a port), key by path."""
+    from cpv_core.config import CPVConfig
+    from cpv_core.plugin.credentials import setup_provider
+
+    from .servers.sshd import keygen
+
+    key = tmp_path / "id_git_test"
+    sshd.authorize(keygen(key))
+    cfg = CPVConfig()
+    setup_provider(
+        cfg,
+        "git",
+        {
+            "url_template": f"ssh://{sshd.user}@{sshd.host}:{sshd.port}/ai-team/{{repo}}.git",
+            "ssh_key": str(key),
+            "known_hosts": str(tmp_path / "known_hosts"),
+        },
+    )
+    return cfg

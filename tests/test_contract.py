@@ -60,3 +60,42 @@ class TestAzureStorageContract(StorageBackendContract):
     @pytest.fixture
     def configured(self, azure_config):
         assert CPVConfig().backend_name("storage") == "dvc-azure"
+
+
+def _pair_on(create_repo, tmp_path):
+    """Two members' workspaces of a fresh model whose repository ``create_repo`` made."""
+    name = f"v-{uuid.uuid4().hex[:8]}"
+    create_repo(f"ai-team/contract-{name}.git")
+    alice = ModelsCheckpointsManage("contract", name)
+    alice.import_model_init()
+    bob = ModelsCheckpointsManage("contract", name, repo_path=tmp_path / "bob")
+    bob.import_model_init()
+    return alice, bob
+
+
+@pytest.mark.https
+class TestGitTagsContractOverHttps(VersioningBackendContract):
+    """Leases, atomic pushes and stage changes through git's smart HTTP behind TLS."""
+
+    @pytest.fixture
+    def configured(self, https_git_config, git_https):
+        assert CPVConfig().backend_name("hosting") == "git"
+        self.server = git_https
+
+    @pytest.fixture
+    def pair(self, configured, tmp_path):
+        return _pair_on(self.server.create_repo, tmp_path)
+
+
+@pytest.mark.ssh
+class TestGitTagsContractOverGitSsh(VersioningBackendContract):
+    """The same through hosting ``git`` with an ssh:// URL on a non-standard port."""
+
+    @pytest.fixture
+    def configured(self, ssh_git_config, sshd):
+        assert CPVConfig().backend_name("hosting") == "git"
+        self.sshd = sshd
+
+    @pytest.fixture
+    def pair(self, configured, tmp_path):
+        return _pair_on(lambda path: self.sshd.create_repo(*path.removesuffix(".git").split("/")), tmp_path)

@@ -50,3 +50,10 @@ def validate_name(value: object, what: str) -> str:
     if problem:
         raise ValidationError(f"{what} {value!r} is not allowed: {problem}", fix=f"use {NAME_RULE}")
     return value
+
+
+def repository_name(team: str, model: str) -> str:
+    """The canonical name of a team/model's git repository: ``{team}-{model}``,
+    lower-cased (as Bitbucket, GitHub and GitLab slugs are); what ``{repo}`` means
+    in a hosting URL template."""
+    return validate_name(f"{team}-{model}".lower(), "repository name")
