@@ -393,10 +393,7 @@ def cpv_setup_choices() -> list[SetupChoice]:
                 SetupQuestion("preset", f"Git host ({names})", "custom", _preset, "a preset fills the URL template for you"),
                 SetupQuestion("owner", "Organisation / group / workspace holding the repositories (presets only)", "", _owner),
                 SetupQuestion(
-                    "host",
-                    "Server host name (presets; empty for the preset's own)",
-                    lambda answers: PRESETS[answers["preset"]].host or "" if answers.get("preset") in PRESETS else "",
-                    lambda v, _: check_host(v) if v else "",
+                    "host", "Server host[:port] (presets; empty for the preset's own)", "", lambda v, _: check_host(v) if v else ""
                 ),
                 SetupQuestion("protocol", "Protocol (ssh or https)", "ssh", lambda v, _: v if v in PROTOCOLS else _bad_protocol(v)),
                 SetupQuestion("url_template", "Repository URL template ({team}, {model}, {repo})", _default_template, _template),

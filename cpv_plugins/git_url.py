@@ -144,9 +144,12 @@ def check_owner(owner: str) -> str:
 
 
 def check_host(host: str) -> str:
-    """A host name (a port, where a host uses one, belongs in the template)."""
-    if not _HOST_RE.fullmatch(host):
-        raise ValidationError(f"host {host!r} is not a host name", fix="e.g. gitlab.example.com")
+    """A host name, with ``:PORT`` for a server on another port."""
+    name, _, port = host.partition(":")
+    if not _HOST_RE.fullmatch(name) or (port and not (port.isdigit() and 1 <= int(port) <= 65535)):
+        raise ValidationError(
+            f"host {host!r} is not a host name (with an optional :PORT)", fix="e.g. gitlab.example.com or gitea.example.com:3000"
+        )
     return host
 
 
@@ -159,6 +162,8 @@ def preset_template(preset: str, protocol: str, owner: str, host: str | None) ->
         raise ValidationError(f"protocol {protocol!r} is not ssh or https", fix="use ssh or https")
     where = check_host(host or known.host or "")
     shape = known.ssh if protocol == "ssh" else known.https
+    if protocol == "ssh" and ":" in where:  # an explicit port needs the ssh:// form
+        shape = "ssh://git@{host}/{owner}/{repo}.git"
     return check_template(shape.replace("{host}", where).replace("{owner}", check_owner(owner)))
 
 
