@@ -39,7 +39,8 @@ def classify_azure_error(exc: BaseException, settings: AzureSettings, action: st
 
     if isinstance(exc, CPVError):
         return exc
-    code = str(getattr(exc, "error_code", "") or "")
+    raw = getattr(exc, "error_code", "") or ""
+    code = str(getattr(raw, "value", raw))
     status = getattr(exc, "status_code", None)
     if isinstance(exc, az.ClientAuthenticationError) or code in {"AuthenticationFailed", "InvalidAuthenticationInfo"}:
         return CredentialError(
@@ -48,8 +49,8 @@ def classify_azure_error(exc: BaseException, settings: AzureSettings, action: st
         )
     if status == 403 or code.startswith("AuthorizationPermission") or code == "AuthorizationFailure":
         return CredentialError(
-            f"the credentials may not {action} in container {settings.container!r} at {settings.where} ({code or 403})",
-            fix="grant the identity 'Storage Blob Data Contributor' on the container, or use another key",
+            f"Azure at {settings.where} refused the credentials, or they may not {action} in container {settings.container!r} ({code or 403})",
+            fix="check the key in the environment variable cpv names, and grant the identity 'Storage Blob Data Contributor' on the container",
         )
     if code == "ContainerNotFound" or (isinstance(exc, az.ResourceNotFoundError) and "container" in str(exc).lower()):
         return StorageError(
