@@ -164,7 +164,7 @@ def test_the_readme_says_how_to_reach_cpv_after_its_first_command():
 #: takes --dry-run; every other command only reads and takes --json (docs/quickstart.md)
 CHANGING = {
     "aws-config", "bitbucket-config", "checkpoint create", "checkpoint demote", "checkpoint promote", "checkpoint revert",
-    "config aws", "config bitbucket", "config set", "data demote", "data download", "data promote", "data revert",
+    "config aws", "config azure", "config bitbucket", "config gcs", "config git", "azure-config", "gcs-config", "git-config", "config set", "data demote", "data download", "data promote", "data revert",
     "data stage-rules set", "data tag", "data upload", "gc", "init data", "init model", "mlflow-sync", "model demote",
     "model download", "model promote", "model revert", "model stage-rules set", "model tag", "model upload", "pull",
     "quickstart", "report", "setup", "sync",
