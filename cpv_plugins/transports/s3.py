@@ -11,14 +11,12 @@ value, the reason and the fix (:func:`classify_s3_error`).
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from cpv_core.errors import AWSError, CPVError, CredentialError, DVCError
 from cpv_core.faults import crash_point
@@ -26,7 +24,8 @@ from cpv_core.paths import md5_stream
 from cpv_core.trust import MAX_MANIFEST_BYTES, visible
 from cpv_plugins.dvc.layout import OBJECTS_DIR, object_relpath, oid_from_relpath
 from cpv_plugins.dvc.part_digests import LengthMismatchError, PartDigests, PartMismatchError
-from cpv_plugins.s3_settings import CONNECT_TIMEOUT_S, TRANSFER_THREADS, S3Settings
+from cpv_plugins.endpoints import tcp_reachable
+from cpv_plugins.s3_settings import TRANSFER_THREADS, S3Settings
 from cpv_plugins.transports.base import OnBytes
 
 TRANSFER_CHUNK = 32 * 1024 * 1024
@@ -296,14 +295,8 @@ def classify_s3_error(exc: BaseException, settings: S3Settings, action: str) -> 
 
 
 def endpoint_reachable(settings: S3Settings) -> tuple[bool, str]:
-    """TCP reachability of the endpoint within CONNECT_TIMEOUT_S."""
-    url = urlparse(settings.endpoint_url or f"https://s3.{settings.region}.amazonaws.com")
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname, port), timeout=CONNECT_TIMEOUT_S):
-            return True, f"{url.hostname}:{port} accepts connections"
-    except OSError as exc:
-        return False, f"{url.hostname}:{port} is unreachable ({exc.strerror or type(exc).__name__})"
+    """TCP reachability of the endpoint (AWS's own for the region when none is set)."""
+    return tcp_reachable(settings.endpoint_url or f"https://s3.{settings.region}.amazonaws.com")
 
 
 def preflight(settings: S3Settings, prefix: str) -> None:
