@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Callable, Iterable
 from urllib.parse import urlparse
 
 from cpv_core.errors import CredentialError, ValidationError
@@ -61,3 +62,10 @@ def read_env_reference(name: str, what: str) -> str:
             fix=f"export {name}=... in this shell (cpv never stores the value)",
         )
     return value
+
+
+def model_prefixes(children: Callable[[str], Iterable[str]]) -> list[tuple[str, str]]:
+    """``(team, model)`` for every ``{team}/{model}/`` prefix of a bucket, given
+    ``children(prefix)``: the names one level below ``prefix`` (a delimiter listing).
+    The names are the store's data: the caller's plugin manager checks them."""
+    return [(team, model) for team in children("") for model in children(f"{team}/")]

@@ -23,7 +23,7 @@ from cpv_core.trust import MAX_MANIFEST_BYTES
 from cpv_plugins.azure_settings import TRANSFER_THREADS, AzureSettings
 from cpv_plugins.dvc.layout import OBJECTS_DIR, object_relpath, oid_from_relpath
 from cpv_plugins.dvc.part_digests import PartDigests
-from cpv_plugins.endpoints import tcp_reachable
+from cpv_plugins.endpoints import model_prefixes, tcp_reachable
 from cpv_plugins.transports.base import OnBytes, TransportBase
 from cpv_plugins.transports.streams import ChunksReader, HashingWriter
 
@@ -86,13 +86,10 @@ def preflight(settings: AzureSettings, service: Any) -> None:
 def list_model_prefixes(settings: AzureSettings) -> list[tuple[str, str]]:
     """``(team, model)`` for every ``{team}/{model}/`` prefix of the container."""
     container = settings.client().get_container_client(settings.container)
-    pairs: list[tuple[str, str]] = []
     try:
-        for team in _common_prefixes(container, ""):
-            pairs.extend((team, model) for model in _common_prefixes(container, f"{team}/"))
+        return model_prefixes(lambda prefix: _common_prefixes(container, prefix))
     except Exception as exc:  # noqa: BLE001
         raise classify_azure_error(exc, settings, "list the models in the container") from None
-    return pairs
 
 
 def _common_prefixes(container: Any, prefix: str) -> list[str]:

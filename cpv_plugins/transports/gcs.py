@@ -24,7 +24,7 @@ from cpv_core.errors import CPVError, CredentialError, StorageError
 from cpv_core.trust import MAX_MANIFEST_BYTES
 from cpv_plugins.dvc.layout import OBJECTS_DIR, object_relpath, oid_from_relpath
 from cpv_plugins.dvc.part_digests import PartDigests
-from cpv_plugins.endpoints import tcp_reachable
+from cpv_plugins.endpoints import model_prefixes, tcp_reachable
 from cpv_plugins.gcs_settings import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, TRANSFER_THREADS, UPLOAD_CHUNK, GcsSettings
 from cpv_plugins.transports.base import OnBytes, TransportBase
 from cpv_plugins.transports.streams import CountingReader, HashingWriter
@@ -83,13 +83,10 @@ def preflight(settings: GcsSettings, client: Any) -> None:
 def list_model_prefixes(settings: GcsSettings) -> list[tuple[str, str]]:
     """``(team, model)`` for every ``{team}/{model}/`` prefix of the bucket."""
     client = settings.client()
-    pairs: list[tuple[str, str]] = []
     try:
-        for team in _common_prefixes(client, settings.bucket, ""):
-            pairs.extend((team, model) for model in _common_prefixes(client, settings.bucket, f"{team}/"))
+        return model_prefixes(lambda prefix: _common_prefixes(client, settings.bucket, prefix))
     except Exception as exc:  # noqa: BLE001
         raise classify_gcs_error(exc, settings, "list the models in the bucket") from None
-    return pairs
 
 
 def _common_prefixes(client: Any, bucket: str, prefix: str) -> list[str]:

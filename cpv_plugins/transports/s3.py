@@ -24,7 +24,7 @@ from cpv_core.paths import md5_stream
 from cpv_core.trust import MAX_MANIFEST_BYTES, visible
 from cpv_plugins.dvc.layout import OBJECTS_DIR, object_relpath, oid_from_relpath
 from cpv_plugins.dvc.part_digests import LengthMismatchError, PartDigests, PartMismatchError
-from cpv_plugins.endpoints import tcp_reachable
+from cpv_plugins.endpoints import model_prefixes, tcp_reachable
 from cpv_plugins.s3_settings import TRANSFER_THREADS, S3Settings
 from cpv_plugins.transports.base import OnBytes
 
@@ -326,13 +326,10 @@ def is_missing(exc: BaseException) -> bool:
 def list_model_prefixes(settings: S3Settings) -> list[tuple[str, str]]:
     """``(team, model)`` for every ``{team}/{model}/`` prefix of the bucket."""
     client = settings.client(retries=3)
-    pairs: list[tuple[str, str]] = []
     try:
-        for team in _common_prefixes(client, settings.bucket, ""):
-            pairs.extend((team, model) for model in _common_prefixes(client, settings.bucket, f"{team}/"))
+        return model_prefixes(lambda prefix: _common_prefixes(client, settings.bucket, prefix))
     except Exception as exc:  # noqa: BLE001 - botocore raises many types
         raise classify_s3_error(exc, settings, "list the models in the bucket") from None
-    return pairs
 
 
 def _common_prefixes(client: Any, bucket: str, prefix: str) -> list[str]:
