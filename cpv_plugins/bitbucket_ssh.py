@@ -39,7 +39,8 @@ from cpv_core.paths import atomic_write_bytes, make_private_dirs
 from cpv_core.plugin.bases import HostingBackendBase
 from cpv_core.plugin.protocols import BackendContext, CheckResult, CredentialProviderInfo, HostingBackendInfo, SetupChoice, SetupQuestion
 from cpv_core.plugin.settings import parse_flag
-from cpv_plugins.ssh_command import CONNECT_TIMEOUT_S, SshIdentity, ssh_dir
+from cpv_plugins.git.plumbing import ls_remote_heads
+from cpv_plugins.ssh_command import CONNECT_TIMEOUT_S, SshIdentity, plain_path, ssh_dir
 
 logger = logging.getLogger("cpv.bitbucket")
 
@@ -52,13 +53,6 @@ BLOCK_BEGIN = "# >>> cpv managed block: bitbucket (edits inside are overwritten)
 BLOCK_END = "# <<< cpv managed block: bitbucket <<<"
 _HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _USER_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$")
-
-
-def _check_path_value(path: Path, what: str) -> Path:
-    text = str(path)
-    if any(ord(ch) < 32 or ch in '"\\' for ch in text):
-        raise ValidationError(f"{what} {text!r} contains a control character, quote or backslash", fix="use a plain file path")
-    return path
 
 
 #: settings stored under the same name as the set-up option that gives them
@@ -149,15 +143,8 @@ class BitbucketHosting(HostingBackendBase):
         return self.settings.url(self.ctx.team, self.ctx.model)
 
     def _ls_remote(self) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, **self.ctx.env, GIT_TERMINAL_PROMPT="0")
-        env["GIT_SSH_COMMAND"] = self.settings.ssh_command()
-        return subprocess.run(
-            ["git", "ls-remote", "--heads", "--end-of-options", self.remote_url()],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=CONNECT_TIMEOUT_S * 3,
-        )
+        env = {**self.ctx.env, "GIT_SSH_COMMAND": self.settings.ssh_command()}
+        return ls_remote_heads(self.remote_url(), env, CONNECT_TIMEOUT_S * 3)
 
     def ensure_remote(self) -> str:
         url = self.remote_url()
@@ -232,10 +219,10 @@ class BitbucketCredentials:
         key_path = Path(filename).expanduser()
         if not key_path.is_absolute() and len(key_path.parts) == 1:
             key_path = ssh_dir() / key_path
-        key_path = _check_path_value(key_path.resolve(), "key file")
+        key_path = plain_path(key_path.resolve(), "key file")
         known_hosts = options.get("known_hosts")
         if known_hosts:
-            known_hosts = str(_check_path_value(Path(known_hosts).expanduser().resolve(), "known_hosts file"))
+            known_hosts = str(plain_path(Path(known_hosts).expanduser().resolve(), "known_hosts file"))
 
         public = self._ensure_key(key_path, user or workspace)
         entries: dict[str, Any] = {

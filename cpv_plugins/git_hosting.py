@@ -16,7 +16,6 @@ The URL comes from a template (:mod:`cpv_plugins.git_url`) with ``{team}``,
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +26,8 @@ from cpv_core.errors import ConfigError, CredentialError, RepositoryError, Valid
 from cpv_core.plugin.bases import HostingBackendBase
 from cpv_core.plugin.protocols import BackendContext, CheckResult, CredentialProviderInfo, HostingBackendInfo, SetupChoice, SetupQuestion
 from cpv_core.plugin.settings import parse_flag
-from cpv_plugins.endpoints import parse_env_reference, tcp_reachable
+from cpv_plugins.endpoints import parse_env_reference, read_env_reference, tcp_reachable
+from cpv_plugins.git.plumbing import ls_remote_heads
 from cpv_plugins.git_url import (
     PRESETS,
     PROTOCOLS,
@@ -41,7 +41,7 @@ from cpv_plugins.git_url import (
     render,
     validate_token_user,
 )
-from cpv_plugins.ssh_command import CONNECT_TIMEOUT_S, SshIdentity
+from cpv_plugins.ssh_command import CONNECT_TIMEOUT_S, SshIdentity, plain_path
 
 if TYPE_CHECKING:
     import click
@@ -176,21 +176,9 @@ class GitHosting(HostingBackendBase):
         return self.settings.url(self.ctx.team, self.ctx.model)
 
     def _ls_remote(self) -> subprocess.CompletedProcess[str]:
-        token = self.settings.token_env
-        if token and not os.environ.get(token):
-            raise CredentialError(
-                f"the git token is read from environment variable {token}, which is not set",
-                fix=f"export {token}=... (cpv never stores the value)",
-            )
-        env = dict(os.environ, **self.ctx.env, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", SSH_ASKPASS="true")
-        return subprocess.run(
-            ["git", "ls-remote", "--heads", "--end-of-options", self.remote_url()],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=CONNECT_TIMEOUT_S * 3,
-            stdin=subprocess.DEVNULL,
-        )
+        if self.settings.token_env:
+            read_env_reference(self.settings.token_env, "git token")  # unset: say so, not "authentication failed"
+        return ls_remote_heads(self.remote_url(), self.ctx.env, CONNECT_TIMEOUT_S * 3)
 
     def _failure(self, stderr: str) -> tuple[str, str, str]:
         name, reason, fix = classify_git_failure(stderr, self.settings)
@@ -224,9 +212,7 @@ class GitHosting(HostingBackendBase):
 def _path_value(value: str | None, what: str, *, must_exist: bool = True) -> str | None:
     if not value:
         return None
-    path = Path(value).expanduser().resolve()
-    if any(ord(ch) < 32 or ch in '"\\' for ch in str(path)):
-        raise ValidationError(f"{what} {str(path)!r} contains a control character, quote or backslash", fix="use a plain file path")
+    path = plain_path(Path(value).expanduser().resolve(), what)
     if must_exist and not path.is_file():
         raise ValidationError(f"{what} {path} does not exist", fix=f"give the path of an existing {what}")
     return str(path)

@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cpv_core.errors import ValidationError
+
 logger = logging.getLogger("cpv.ssh")
 
 CONNECT_TIMEOUT_S = 10
@@ -24,6 +26,15 @@ CONTROL_PERSIST_S = 60
 def ssh_dir() -> Path:
     """The user's ``~/.ssh``."""
     return Path.home() / ".ssh"
+
+
+def plain_path(path: Path, what: str) -> Path:
+    """``path`` if it holds no control character, quote or backslash: it goes into an
+    ssh command line and ``~/.ssh/config``, where those would change its meaning."""
+    text = str(path)
+    if any(ord(ch) < 32 or ch in '"\\' for ch in text):
+        raise ValidationError(f"{what} {text!r} contains a control character, quote or backslash", fix="use a plain file path")
+    return path
 
 
 def control_dirs() -> list[Path]:

@@ -23,6 +23,20 @@ def git_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def ls_remote_heads(url: str, env: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """``git ls-remote --heads URL`` with prompts off and ``env`` over the process
+    environment: reachability, authentication and existence of a repository in one
+    round trip (a hosting backend's check; the caller reads ``returncode`` and ``stderr``)."""
+    return subprocess.run(
+        ["git", "ls-remote", "--heads", "--end-of-options", url],
+        env={**os.environ, **git_env(env)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def validate_remote_url(url: str) -> str:
     """Refuse URLs git would treat as options or as the ``ext::`` transport."""
     if not url or url.startswith("-") or "::" in url.split("/", 1)[0] or url.lower().startswith("ext::"):
