@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cpv_core import hookimpl
-from cpv_core.errors import ConfigError, CredentialError, ValidationError
+from cpv_core.errors import ConfigError, CPVError, CredentialError, ValidationError
 from cpv_core.plugin.config import CPVConfig
 from cpv_core.plugin.protocols import (
     BackendContext,
@@ -121,8 +121,8 @@ class GcsCredentials:
             return [*checks, CheckResult("gcs.client", False, f"{exc.name} is not installed", INSTALL_FIX)]
         except CredentialError as exc:
             return [*checks, CheckResult("gcs.credentials", False, exc.message, exc.fix)]
-        except Exception as exc:  # noqa: BLE001 - a cpv error from the pre-flight
-            return [*checks, CheckResult("gcs.bucket", False, getattr(exc, "message", str(exc)), getattr(exc, "fix", None))]
+        except CPVError as exc:
+            return [*checks, CheckResult("gcs.bucket", False, exc.message, exc.fix)]
         who = s.credentials_path or ("anonymous (emulator)" if s.endpoint_url else "Application Default Credentials")
         checks.append(CheckResult("gcs.credentials", True, f"GCS accepted {who}"))
         checks.append(CheckResult("gcs.bucket", True, f"bucket {s.bucket!r} exists on {s.where}"))

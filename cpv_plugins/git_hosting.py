@@ -344,13 +344,12 @@ def _apply(config: Any, answers: Mapping[str, str]) -> list[str]:
 
     options = {key: value for key, value in answers.items() if value and key not in {"owner", "host", "protocol"}}
     entries = setup_provider(config, "git", options)
-    how = (
-        f"token from ${entries['token_env']}"
-        if entries.get("token_env")
-        else "SSH key " + entries["ssh_key_path"]
-        if entries.get("ssh_key_path")
-        else "git's own credentials"
-    )
+    if entries.get("token_env"):
+        how = f"token from ${entries['token_env']}"
+    elif entries.get("ssh_key_path"):
+        how = f"SSH key {entries['ssh_key_path']}"
+    else:
+        how = "git's own credentials"
     return [f"hosting: {entries['url_template']} ({how})"]
 
 

@@ -115,10 +115,14 @@ class GcsTransport(TransportBase):
     def describe(self) -> str:
         return f"gs://{self.settings.bucket}/{self.prefix}"
 
-    def _bucket(self) -> Any:
+    def _storage(self) -> Any:
+        """The client, made on first use and kept for this transport's calls."""
         if self._client is None:
             self._client = self.settings.client()
-        return self._client.bucket(self.settings.bucket)
+        return self._client
+
+    def _bucket(self) -> Any:
+        return self._storage().bucket(self.settings.bucket)
 
     def _key(self, oid: str) -> str:
         return f"{self.prefix}/{object_relpath(oid)}"
@@ -126,8 +130,7 @@ class GcsTransport(TransportBase):
     @contextmanager
     def session(self, action: str) -> Iterator[None]:
         try:
-            self._bucket()
-            preflight(self.settings, self._client)
+            preflight(self.settings, self._storage())
             yield
         except (CPVError, FileNotFoundError):
             raise
@@ -193,10 +196,8 @@ class GcsTransport(TransportBase):
         return hex_md5(blob.md5_hash) or super().md5(oid)
 
     def inventory(self) -> Iterator[tuple[str, int, float]]:
-        client = self._client if self._client is not None else self.settings.client()
-        self._client = client
         start = f"{self.prefix}/{OBJECTS_DIR}/"
-        for blob in client.list_blobs(self.settings.bucket, prefix=start, timeout=TIMEOUT):
+        for blob in self._storage().list_blobs(self.settings.bucket, prefix=start, timeout=TIMEOUT):
             oid = oid_from_relpath(str(blob.name)[len(self.prefix) + 1 :])
             if oid is not None:
                 yield oid, int(blob.size), blob.updated.timestamp() if blob.updated else 0.0
