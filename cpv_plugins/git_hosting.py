@@ -16,6 +16,7 @@ The URL comes from a template (:mod:`cpv_plugins.git_url`) with ``{team}``,
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -102,14 +103,13 @@ class GitSettings:
             helper = (
                 f'!f() {{ test "$1" = get || exit 0; echo username={self.username}; printf \'password=%s\\n\' "${self.token_env}"; }}; f'
             )
-            # an empty helper first: the configured token wins over any helper in the user's files
-            env.update(
-                GIT_CONFIG_COUNT="2",
-                GIT_CONFIG_KEY_0="credential.helper",
-                GIT_CONFIG_VALUE_0="",
-                GIT_CONFIG_KEY_1="credential.helper",
-                GIT_CONFIG_VALUE_1=helper,
-            )
+            # after any GIT_CONFIG_* entries the user's shell already gives git; an empty
+            # helper first, so the configured token wins over any helper in the user's files
+            given = os.environ.get("GIT_CONFIG_COUNT", "0")
+            first = int(given) if given.isdigit() else 0
+            env[f"GIT_CONFIG_KEY_{first}"] = env[f"GIT_CONFIG_KEY_{first + 1}"] = "credential.helper"
+            env[f"GIT_CONFIG_VALUE_{first}"], env[f"GIT_CONFIG_VALUE_{first + 1}"] = "", helper
+            env["GIT_CONFIG_COUNT"] = str(first + 2)
         if self.ca_file:
             env["GIT_SSL_CAINFO"] = str(self.ca_file)
         return env

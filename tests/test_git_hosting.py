@@ -192,3 +192,14 @@ def test_the_token_reaches_git_only_through_the_environment(https_git_config):
     helper = env["GIT_CONFIG_VALUE_1"][1:]
     answer = subprocess.run(["sh", "-c", helper + " get"], capture_output=True, text=True, env={**os.environ}).stdout
     assert answer == f"username=cpv\npassword={GIT_TOKEN}\n"
+
+
+def test_git_config_entries_the_user_gives_in_the_environment_are_kept(https_git_config, monkeypatch):
+    from cpv_plugins.git_hosting import GitSettings
+
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "http.proxy")
+    env = GitSettings(CPVConfig().get_config("git")).environment()
+    assert env["GIT_CONFIG_COUNT"] == "3" and "GIT_CONFIG_KEY_0" not in env
+    assert (env["GIT_CONFIG_KEY_1"], env["GIT_CONFIG_VALUE_1"]) == ("credential.helper", "")
+    assert "$CPV_TEST_GIT_TOKEN" in env["GIT_CONFIG_VALUE_2"]
