@@ -63,8 +63,10 @@ def tree_size(path: Path) -> tuple[int, int]:
     """Total bytes and number of files of a file or a directory tree."""
     if path.is_file():
         return path.stat().st_size, 1
-    files = [p for p in path.rglob("*") if p.is_file()]
-    return sum(p.stat().st_size for p in files), len(files)
+    if not path.is_dir():
+        return 0, 0
+    sizes = [st.st_size for _, st in _tree_files(str(path), "")]
+    return sum(sizes), len(sizes)
 
 
 def fingerprint(path: Path) -> str:

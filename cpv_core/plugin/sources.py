@@ -11,12 +11,20 @@ dropped. The count this scan returns is checked against the stored version.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
+from cpv_core import bulk
 from cpv_core.domain.kinds import KindSpec
 from cpv_core.errors import ValidationError
+from cpv_core.paths import fingerprint
 from cpv_core.trust import visible
 
 #: names DVC never stores (or that change what it stores) inside a tracked directory
@@ -38,15 +46,136 @@ def scan_file(path: Path, kind: str) -> tuple[int, int]:
     return st.st_size, 1
 
 
+#: a file of a scan: ``(relpath, path to read or None for root/relpath, size, mtime_ns, inode)``
+ScanEntry = tuple[str, "str | None", int, int, int]
+
+#: a serial walk that has found this many files hands the folders still to walk to
+#: the worker processes (:mod:`cpv_core.bulk`)
+_SERIAL_WALK_FILES = 20_000
+
+
+class TreeScan:
+    """One walk of a data directory: every file it versions, sorted by relpath, with the
+    stat (size, modification time, inode) that lets a cache vouch for its content."""
+
+    def __init__(self, root: Path, files: list[ScanEntry], scanned_at: int) -> None:
+        self.root = root
+        self.files = files
+        #: wall-clock time (ns) before the walk began: what a cache records as "hashed at"
+        self.scanned_at = scanned_at
+        self._root_prefix = str(root) + os.sep
+        self._fingerprint: str | None = None
+
+    def path_of(self, entry: ScanEntry) -> str:
+        """The path to read ``entry``'s bytes from (a link's target, checked to be inside)."""
+        return entry[1] if entry[1] is not None else self._root_prefix + entry[0]
+
+    @property
+    def size(self) -> int:
+        return sum(entry[2] for entry in self.files)
+
+    @property
+    def fingerprint(self) -> str:
+        """A cheap identity of the tree's content: every file's relpath, size, mtime and
+        inode (git's index heuristic), hashed. Equal fingerprints, taken long enough after
+        the last modification (the racily-clean rule, applied by the caller), mean equal content."""
+        if self._fingerprint is None:
+            text = "".join(f"{rel}\0{size}\0{mtime}\0{ino}\n" for rel, _, size, mtime, ino in self.files)
+            self._fingerprint = "tree:" + hashlib.md5(text.encode("utf-8", "surrogateescape")).hexdigest()
+        return self._fingerprint
+
+    @property
+    def newest_mtime_ns(self) -> int:
+        return max((entry[3] for entry in self.files), default=0)
+
+
 def walk_files(root: Path) -> list[tuple[str, str, int]]:
     """Every file a data directory versions: ``(relpath, path to read, size)``, relpaths
     in ``/`` form, sorted. A link inside the directory is read through its target;
-    whatever cannot be stored faithfully is refused (see the module docstring). Paths
-    are strings: a 20 000-file directory would spend ~0.2 s building ``Path`` objects."""
-    real_root = root.resolve()
-    found: list[tuple[str, str, int]] = []
-    pending = [(str(root), "")]  # (folder, its relpath prefix): no Path arithmetic per entry
-    while pending:
+    whatever cannot be stored faithfully is refused (see the module docstring)."""
+    scan = scan_tree(root)
+    return [(entry[0], scan.path_of(entry), entry[2]) for entry in scan.files]
+
+
+def scan_tree(root: Path) -> TreeScan:
+    """Walk ``root`` once (on every core when it is large), refusing what cannot be stored
+    faithfully. Inside :func:`scan_scope` a walk of the same root is reused."""
+    key = os.path.abspath(root)
+    scope: dict[str, TreeScan] | None = getattr(_scopes, "scans", None)
+    if scope is not None and key in scope:
+        return scope[key]
+    scanned_at = time.time_ns()
+    real_root = str(Path(root).resolve())
+    found, pending = _walk([(str(root), "")], real_root, budget=_SERIAL_WALK_FILES)
+    if pending:
+        if bulk.worker_count() > 1:
+            for result in bulk.map_unordered(_walk_folder_task, [(folder, prefix, real_root) for folder, prefix in pending]):
+                found.extend(_unpack(result))
+        else:
+            found.extend(_walk(pending, real_root, budget=None)[0])
+    found.sort()
+    scan = TreeScan(Path(root), found, scanned_at)
+    if scope is not None:
+        scope[key] = scan
+    return scan
+
+
+_scopes = threading.local()
+
+
+@contextmanager
+def scan_scope() -> Iterator[None]:
+    """Within this block (one upload, under the workspace lock) a directory is walked once:
+    the scan that checked the source is the one hashed and fingerprinted. Whoever writes
+    into a scanned tree inside the block calls :func:`forget_scan`."""
+    outer = getattr(_scopes, "scans", None)
+    _scopes.scans = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _scopes.scans = outer
+
+
+def forget_scan(root: Path) -> None:
+    """Drop a remembered walk of ``root`` (its content is about to change)."""
+    scope = getattr(_scopes, "scans", None)
+    if scope is not None:
+        scope.pop(os.path.abspath(root), None)
+
+
+def tree_fingerprint(path: Path) -> str:
+    """A cheap identity of the content at ``path`` (a file or a directory): "" when absent."""
+    if path.is_dir() and not path.is_symlink():
+        try:
+            return scan_tree(path).fingerprint
+        except (ValidationError, OSError):
+            pass  # a tree cpv would refuse: the plain walk still tells a change
+    return fingerprint(path)
+
+
+def _walk_folder_task(task: tuple[str, str, str]) -> tuple[str, object]:
+    """A worker's walk of one folder: its files, or the refusal (errors carry their fix)."""
+    folder, prefix, real_root = task
+    try:
+        return "files", _walk([(folder, prefix)], real_root, budget=None)[0]
+    except ValidationError as exc:
+        return "refused", (exc.message, exc.fix)
+
+
+def _unpack(result: tuple[str, object]) -> list[ScanEntry]:
+    kind, value = result
+    if kind == "refused":
+        message, fix = cast("tuple[str, str | None]", value)
+        raise ValidationError(message, fix=fix)
+    return cast("list[ScanEntry]", value)
+
+
+def _walk(pending: list[tuple[str, str]], real_root: str, *, budget: int | None) -> tuple[list[ScanEntry], list[tuple[str, str]]]:
+    """Walk the folders in ``pending`` (folder, its relpath prefix) until ``budget`` files are
+    found; the files and the folders left. String paths: no ``Path`` per entry."""
+    found: list[ScanEntry] = []
+    pending = list(pending)
+    while pending and (budget is None or len(found) < budget):
         folder, prefix = pending.pop()
         with os.scandir(folder) as entries:
             for entry in entries:
@@ -61,27 +190,27 @@ def walk_files(root: Path) -> list[tuple[str, str, int]]:
                 if stat.S_ISDIR(st.st_mode):
                     pending.append((entry.path, rel + "/"))
                 elif stat.S_ISREG(st.st_mode):
-                    found.append((rel, entry.path, st.st_size))
+                    found.append((rel, None, st.st_size, st.st_mtime_ns, st.st_ino))
                 elif stat.S_ISLNK(st.st_mode):
-                    target, size = _check_link(Path(entry.path), real_root)
-                    found.append((rel, str(target), size))
+                    target, tst = _check_link(Path(entry.path), Path(real_root))
+                    found.append((rel, str(target), tst.st_size, tst.st_mtime_ns, tst.st_ino))
                 else:
                     raise _refuse(
                         Path(entry.path),
                         "is not a regular file (a FIFO, socket or device cannot be versioned)",
                         "remove it from the directory",
                     )
-    return sorted(found)
+    return found, pending
 
 
 def scan_directory(root: Path) -> tuple[int, int]:
     """Total bytes and number of files of a data directory, refusing what cannot be stored faithfully."""
-    files = walk_files(root)
-    return sum(size for _, _, size in files), len(files)
+    scan = scan_tree(root)
+    return scan.size, len(scan.files)
 
 
-def _check_link(path: Path, real_root: Path) -> tuple[Path, int]:
-    """The file a symbolic link names and its size, if it is a regular file inside the directory."""
+def _check_link(path: Path, real_root: Path) -> tuple[Path, os.stat_result]:
+    """The file a symbolic link names and its stat, if it is a regular file inside the directory."""
     fix = "replace the link with the file itself (cpv stores content, not links)"
     try:
         target = path.resolve(strict=True)
@@ -92,7 +221,7 @@ def _check_link(path: Path, real_root: Path) -> tuple[Path, int]:
     st = target.stat()
     if not stat.S_ISREG(st.st_mode):
         raise _refuse(path, "is a symbolic link to a directory or special file (it could loop)", fix)
-    return target, st.st_size
+    return target, st
 
 
 def check_source(spec: KindSpec, source: Path) -> tuple[int, int]:

@@ -29,10 +29,11 @@ from cpv_core.domain.metrics import METRICS_FILE
 from cpv_core.domain.names import validate_name
 from cpv_core.domain.stage_rules import RULES_FILE
 from cpv_core.errors import ConfigError, RepositoryError, ValidationError, WorkspaceLockedError
-from cpv_core.paths import atomic_write_bytes, fingerprint, link_tree, path_from_state_name, remove_path, restore_preserved, state_name
+from cpv_core.paths import atomic_write_bytes, link_tree, path_from_state_name, remove_path, restore_preserved, state_name
 from cpv_core.plugin.config import CPVConfig
 from cpv_core.plugin.manager import Plugins
 from cpv_core.plugin.protocols import BackendContext, HostingBackend, StorageBackend, VersioningBackend
+from cpv_core.plugin.sources import tree_fingerprint
 from cpv_core.trust import check_relpath, contained, json_object, open_regular, visible
 
 logger = logging.getLogger("cpv.workspace")
@@ -466,14 +467,14 @@ class Workspace:
             data = data if isinstance(data, dict) else {}
         except (OSError, ValueError):
             data = {}
-        data[rel] = {"digest": digest, "fingerprint": fingerprint(self.path / rel)}
+        data[rel] = {"digest": digest, "fingerprint": tree_fingerprint(self.path / rel)}
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, json.dumps(data, sort_keys=True).encode())
 
     def content_unchanged_since_base(self, rel: str) -> bool:
         """Whether the content at ``rel`` is still exactly what its base recorded."""
         base = self.content_base(rel)
-        return bool(base) and base.get("fingerprint") == fingerprint(self.path / rel)
+        return bool(base) and base.get("fingerprint") == tree_fingerprint(self.path / rel)
 
     # -- changes of several targets and pointers: all or none -----------------------
     # (a revert; an upload that moves the model to another path)
