@@ -18,9 +18,11 @@ from __future__ import annotations
 import configparser
 import hashlib
 import json
+import re
 from collections.abc import Mapping
+from json.encoder import encode_basestring_ascii
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 from cpv_core.errors import DVCError, ValidationError
 from cpv_core.paths import atomic_path, atomic_write_bytes
@@ -223,26 +225,85 @@ def parse_manifest(raw: bytes, where: str) -> dict[str, str]:
         raise ValidationError(f"{where} is not a JSON manifest ({type(exc).__name__})", fix="re-upload that version") from None
     if not isinstance(entries, list):
         raise ValidationError(f"{where} is not a list of files", fix="re-upload that version")
-    files: dict[str, str] = {}
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise ValidationError(f"{where}: an entry is not an object", fix="re-upload that version")
-        rel = check_relpath(entry.get("relpath"), where, "manifest entry")
-        if rel in files:
-            raise ValidationError(f"{where}: {visible(rel)!s} is listed twice", fix="re-upload that version")
-        files[rel] = check_oid(entry.get("md5"), f"{where} ({visible(rel)})", allow_dir=False)
-    dirs = {rel[:i] for rel in files for i, ch in enumerate(rel) if ch == "/"}  # every parent directory
-    clash = sorted(dirs & set(files))
-    if clash:
-        raise ValidationError(f"{where}: {visible(clash[0])} is both a file and a directory", fix="re-upload that version")
+    files = _checked_fast(entries)
+    if files is None:  # something unusual: every entry checked one by one, for the precise message
+        files = {}
+        for entry in entries:
+            if not isinstance(entry, dict):
+                raise ValidationError(f"{where}: an entry is not an object", fix="re-upload that version")
+            rel = check_relpath(entry.get("relpath"), where, "manifest entry")
+            if rel in files:
+                raise ValidationError(f"{where}: {visible(rel)!s} is listed twice", fix="re-upload that version")
+            files[rel] = check_oid(entry.get("md5"), f"{where} ({visible(rel)})", allow_dir=False)
+    clash = _file_and_directory(files)
+    if clash is not None:
+        raise ValidationError(f"{where}: {visible(clash)} is both a file and a directory", fix="re-upload that version")
     return files
+
+
+#: a list of relpaths of printable ASCII without backslashes or empty components, one per line
+_PLAIN_RELPATHS = re.compile(r"(?:[\x20-\x2e\x30-\x5b\x5d-\x7e]+(?:/[\x20-\x2e\x30-\x5b\x5d-\x7e]+)*\n)*")
+_DOT_COMPONENT = re.compile(r"(?:^|/)\.\.?(?:/|$)", re.MULTILINE)
+_MD5_LINES = re.compile(r"(?:[0-9a-f]{32}\n)*")
+
+
+def _checked_fast(entries: list[object]) -> dict[str, str] | None:
+    """The manifest's ``{relpath: md5}`` when every entry is plainly valid (checked with a
+    few regular expressions over all entries at once: 200 000 entries in ~0.1 s instead of
+    ~2 s one by one); None when any entry needs the detailed check."""
+    if not all(type(entry) is dict for entry in entries):
+        return None
+    dicts = cast("list[dict[str, object]]", entries)
+    rels = [entry.get("relpath") for entry in dicts]
+    md5s = [entry.get("md5") for entry in dicts]
+    if not all(type(rel) is str for rel in rels) or not all(type(md5) is str for md5 in md5s):
+        return None
+    texts = cast("tuple[list[str], list[str]]", (rels, md5s))
+    joined = "".join(rel + "\n" for rel in texts[0])
+    if not _PLAIN_RELPATHS.fullmatch(joined) or _DOT_COMPONENT.search(joined):
+        return None
+    if not _MD5_LINES.fullmatch("".join(md5 + "\n" for md5 in texts[1])):
+        return None
+    files = dict(zip(*texts, strict=True))
+    return files if len(files) == len(rels) else None
+
+
+def manifest_md5s(raw: bytes, where: str) -> set[str]:
+    """The object ids a ``.dir`` manifest names, each checked (its relpaths are not: what
+    only vouches for stored objects never becomes a path). Quicker than :func:`parse_manifest`."""
+    try:
+        entries = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ValidationError(f"{where} is not a JSON manifest ({type(exc).__name__})", fix="re-upload that version") from None
+    if not isinstance(entries, list) or not all(type(entry) is dict for entry in entries):
+        raise ValidationError(f"{where} is not a list of files", fix="re-upload that version")
+    md5s = [entry.get("md5") for entry in cast("list[dict[str, object]]", entries)]
+    if not all(type(md5) is str for md5 in md5s) or not _MD5_LINES.fullmatch("".join(f"{md5}\n" for md5 in md5s)):
+        raise ValidationError(f"{where}: an entry's md5 is not a content hash", fix="re-upload that version")
+    return cast("set[str]", set(md5s))
+
+
+def _file_and_directory(files: Mapping[str, str]) -> str | None:
+    """The first relpath (sorted) that is both a file and a parent directory of another, if any."""
+    dirs: set[str] = set()
+    for rel in files:
+        parent = rel
+        while (cut := parent.rfind("/")) != -1:
+            parent = parent[:cut]
+            if parent in dirs:
+                break
+            dirs.add(parent)
+    clash = sorted(dirs.intersection(files))
+    return clash[0] if clash else None
 
 
 def manifest_bytes(files: Mapping[str, str]) -> tuple[bytes, str]:
     """The ``.dir`` manifest of ``{relpath: md5}`` and its object id, byte for byte as
     DVC writes it (dvc-data's ``Tree.as_bytes``), so DVC computes the same hash."""
-    entries = [{"md5": files[rel], "relpath": rel} for rel in sorted(files)]
-    raw = json.dumps(entries, sort_keys=True).encode("utf-8")
+    # what json.dumps(entries, sort_keys=True) writes, built without a dict per entry
+    quote = encode_basestring_ascii
+    text = "[" + ", ".join(f'{{"md5": {quote(files[rel])}, "relpath": {quote(rel)}}}' for rel in sorted(files)) + "]"
+    raw = text.encode("ascii")
     return raw, hashlib.md5(raw).hexdigest() + ".dir"
 
 
