@@ -25,6 +25,7 @@ from cpv_plugins.dvc.layout import (
     Sections,
     artifact_from_out,
     init_dvc_dir,
+    manifest_md5s,
     object_relpath,
     parse_manifest,
     parse_pointer,
@@ -265,11 +266,13 @@ class CacheStore(StorageBackendBase):
             final = self._cached(oid)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o444)  # cache objects are read-only, as DVC keeps them
+            size = tmp.stat().st_size
             os.replace(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         self.session.fresh.add(oid)
+        self.session.cached[oid] = size
         return oid
 
     def _hash_in_place(self, src: Path, on_bytes: OnBytes, part_size: int | None = None) -> str:
@@ -345,6 +348,18 @@ class CacheStore(StorageBackendBase):
         files = parse_manifest(raw, where)
         self._keep_manifest(oid, raw)
         return self._remember_manifest(oid, files)
+
+    def manifest_objects(self, oid: str, where: str) -> set[str]:
+        """The object ids manifest ``oid`` names (for vouching: its relpaths are not needed,
+        so a cached copy whose hash matches is read without checking every path)."""
+        if self._manifests is not None and oid in self._manifests:
+            return set(self._manifests[oid].values())
+        if self._has_cached(oid):
+            with open_regular(self._cached(oid)) as handle:
+                raw = handle.read(MAX_MANIFEST_BYTES + 1)
+            if hashlib.md5(raw).hexdigest() == oid.removesuffix(".dir"):
+                return manifest_md5s(raw, where)
+        return set(self.load_manifest(oid, where).values())  # evicts a damaged copy, reads the remote's
 
     def _remember_manifest(self, oid: str, files: dict[str, str]) -> dict[str, str]:
         if self._manifests is not None:

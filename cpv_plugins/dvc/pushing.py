@@ -5,21 +5,36 @@ sends; the store's inventory, deletion and incomplete uploads."""
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from cpv_core import bulk
 from cpv_core.errors import CPVError, DVCError, ValidationError
 from cpv_core.paths import atomic_write_bytes
 from cpv_core.plugin.progress import Progress, human_bytes
 from cpv_core.plugin.protocols import IncompleteUpload, StoredObject, TransferStats
 from cpv_core.trust import check_oid, visible
 from cpv_plugins.dvc.cache import STALE_UPLOAD_SECONDS, CacheStore
+from cpv_plugins.dvc.layout import object_relpath, read_pointer
 from cpv_plugins.dvc.stat_cache import same_file_state, settled_stat
-from cpv_plugins.transports.base import OnBytes, hash_file
+from cpv_plugins.transports.base import BulkPut, OnBytes, hash_file
 
 logger = logging.getLogger("cpv.storage")
+
+
+class _LocalSizes(dict[str, int]):
+    """Sizes of local objects, each looked up when first asked for."""
+
+    def __init__(self, lookup: Callable[[str], int]) -> None:
+        super().__init__()
+        self._lookup = lookup
+
+    def __missing__(self, oid: str) -> int:
+        self[oid] = size = self._lookup(oid)
+        return size
 
 
 class PushingStore(CacheStore):
@@ -35,7 +50,7 @@ class PushingStore(CacheStore):
         does not vouch for (this version's, or the one its last track replaced): it finds
         any older one the remote lost, which is then uploaded too. Re-uploading one changed
         file of 20 000 costs a few HEAD requests, not a listing of the remote."""
-        self._manifests = {}
+        self._manifests = dict(self.session.manifests)  # the ones this track built: not read back
         try:
             return self._push(paths)
         finally:
@@ -56,11 +71,9 @@ class PushingStore(CacheStore):
             self.session.early.finish()
             self.session.early = None
         self.check_settings()
-        oids = list(dict.fromkeys(oid for p in paths for oid in self.objects(p)))
-        sizes = {oid: self._local_size(oid) for oid in oids}
-        files = [oid for oid in oids if not oid.endswith(".dir")]
-        manifests = [oid for oid in oids if oid.endswith(".dir")]
+        pointers = {p: read_pointer(self.path, p) for p in paths}
         transport = self.transport
+        sizes = _LocalSizes(self._local_size)
         uploaded: list[str] = []
 
         def lacking(batch: list[str]) -> list[str]:
@@ -72,18 +85,36 @@ class PushingStore(CacheStore):
             # a kill in between leaves them to the next push (_settle_unverified)
             in_place = [oid for oid in batch if self._uploads_in_place(oid)]
             self._journal_unverified(add=in_place)
+            each = batch
+            if isinstance(transport, BulkPut) and bulk.parallel(len(batch)):
+                # cache copies this track just wrote need no check: stored many at a time
+                ready = set(in_place)
+                direct = [oid for oid in batch if oid in self.session.fresh and oid not in ready]
+                left = set(
+                    transport.put_many([(oid, os.path.join(self._cache_root, object_relpath(oid))) for oid in direct], progress.update)
+                )
+                handed = set(direct) - left
+                each = [oid for oid in batch if oid not in handed]
             try:
-                with ThreadPoolExecutor(max_workers=max(1, min(transport.parallel, len(batch)))) as pool:
-                    list(pool.map(lambda oid: self._put(oid, progress.update), batch))
+                with ThreadPoolExecutor(max_workers=max(1, min(transport.parallel, len(each)))) as pool:
+                    list(pool.map(lambda oid: self._put(oid, progress.update), each))
             finally:
                 self._journal_unverified(remove=[oid for oid in in_place if oid in self._checked])
             uploaded.extend(batch)
 
         with self.remote(f"upload {', '.join(paths)}"):
             self._settle_unverified()
+            roots = {p: info.digest.removeprefix("md5:") for p, info in pointers.items()}
+            # a manifest on the store vouches for its files: a directory whose manifest is
+            # there has nothing to send, and its manifest is not even read
+            dir_roots = list(dict.fromkeys(oid for oid in roots.values() if oid.endswith(".dir")))
+            stored = set(dir_roots) - set(lacking(dir_roots)) if vouch else set()
+            oids = list(dict.fromkeys(oid for p in paths if roots[p] not in stored for oid in self.objects(p)))
+            files = [oid for oid in oids if not oid.endswith(".dir")]
+            manifests = [oid for oid in oids if oid.endswith(".dir")]
             vouched = (
                 self._vouched_files([*manifests, *(self.session.previous[p] for p in paths if p in self.session.previous)])
-                if vouch
+                if vouch and files
                 else set()
             )
             unvouched = [oid for oid in files if oid not in vouched]
@@ -106,9 +137,9 @@ class PushingStore(CacheStore):
                         self._put(oid, progress.update)
                     uploaded.extend(missing_manifests)
                     absent = lacking(missing_manifests)
-                sent = set(uploaded)
-                kept = sum(sizes[oid] for oid in oids if oid not in sent) - early
-                progress.note = f"; {human_bytes(max(0, kept))} already stored" if kept > 0 else ""
+                sent = sum(sizes[oid] for oid in set(uploaded) if not oid.endswith(".dir")) + early
+                kept = sum(info.size or 0 for info in pointers.values()) - sent
+                progress.note = f"; {human_bytes(kept)} already stored" if kept > 0 else ""
         if absent:
             raise DVCError(
                 f"{len(absent)} object(s) are not on {self.describe_remote()} after the upload (first: {absent[0]}); nothing was committed",
@@ -118,12 +149,46 @@ class PushingStore(CacheStore):
 
     def _local_size(self, oid: str) -> int:
         """Bytes of object ``oid`` here: its cache copy, else the workspace file it was hashed from."""
-        size = self._cached_size(oid)
+        size = self.session.cached.get(oid)
+        if size is None:
+            size = self._cached_size(oid)
         if size is not None:
             return size
-        if oid in self.session.sources:
-            return self.session.sources[oid][1].st_size
+        source = self._source(oid)
+        if source is not None:
+            return source[1].st_size
         return self._cached(oid).stat().st_size  # raises FileNotFoundError naming the object
+
+    def _source(self, oid: str) -> tuple[str | Path, os.stat_result] | None:
+        """The workspace file object ``oid`` can be sent from, and its stat: one this track
+        hashed, else one its stat vouched for (found through the scan that vouched for it)."""
+        known = self.session.sources.get(oid)
+        if known is not None or not self.session.unread:
+            return known
+        if self.session.unread_index is None:
+            self.session.unread_index = self._unread_index()
+        path = self.session.unread_index.get(oid)
+        if path is None:
+            return None
+        try:
+            self.session.sources[oid] = (path, os.stat(path))  # not fresh: re-hashed before it is sent
+        except OSError:
+            return None
+        return self.session.sources[oid]
+
+    def _unread_index(self) -> dict[str, str]:
+        """``{md5: path}`` of the files of directories tracked without reading them all."""
+        index: dict[str, str] = {}
+        for path, scan in self.session.unread.items():
+            manifest = self._recorded_oid(path)
+            if manifest is None or not manifest.endswith(".dir"):
+                continue
+            by_rel = {entry[0]: entry for entry in scan.files}
+            for rel, md5 in self.load_manifest(manifest, path).items():
+                entry = by_rel.get(rel)
+                if entry is not None:
+                    index.setdefault(md5, scan.path_of(entry))
+        return index
 
     def _put(self, oid: str, on_bytes: OnBytes) -> None:
         """Upload object ``oid``: from the cache, or (no cache copy) from the workspace file.
@@ -148,8 +213,8 @@ class PushingStore(CacheStore):
         self.transport.put(oid, cached, on_bytes)
 
     def _put_in_place(self, oid: str, on_bytes: OnBytes) -> None:
-        src = Path(self.session.sources[oid][0])
-        hashed = self.session.sources[oid][1]
+        src, hashed = self.session.sources[oid]
+        src = Path(src)
         # a linked file of a data directory may live elsewhere: name it as it is then
         rel = src.relative_to(self.path).as_posix() if self.path in src.parents else visible(src)
         if oid not in self.session.fresh:  # known from the stat cache only: the bytes are checked before they are trusted
@@ -188,7 +253,7 @@ class PushingStore(CacheStore):
 
     def _uploads_in_place(self, oid: str) -> bool:
         """Whether object ``oid`` is sent from the workspace file it was hashed from (no cache copy)."""
-        return oid in self.session.sources and not self._has_cached(oid)
+        return oid not in self.session.cached and not self._has_cached(oid) and self._source(oid) is not None
 
     def _unverified_path(self) -> Path | None:
         return self.ctx.state_dir / "unverified-uploads" if self.ctx.state_dir is not None else None
@@ -246,7 +311,7 @@ class PushingStore(CacheStore):
         for oid in local:
             if oid in stored:
                 try:
-                    vouched.update(self.load_manifest(oid, "a manifest on the remote").values())
+                    vouched.update(self.manifest_objects(oid, "a manifest on the remote"))
                 except CPVError:
                     continue  # a damaged cache copy vouches for nothing
         return vouched

@@ -15,72 +15,152 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
+from typing import cast
 
 from cpv_core.errors import ValidationError
 from cpv_core.paths import atomic_write_bytes
 from cpv_core.trust import check_oid
 
-_FORMAT = 2
+_FORMAT = 3
 _RACY_NS = 1_000_000_000
+_MD5_COLUMN = re.compile(r"(?:[0-9a-f]{32}\n)*")
+_COLUMNS = ("md5", "size", "mtime", "ino", "hashed")
 
 
-def _key(path: str | os.PathLike[str]) -> list[int]:
+def _key(path: str | os.PathLike[str]) -> tuple[int, int, int]:
     st = os.stat(path)
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 class StatCache:
-    """``{workspace relpath: md5}`` for files whose stat is unchanged since they were hashed."""
+    """``{workspace relpath: md5}`` for files whose stat is unchanged since they were hashed,
+    and ``{tracked directory: manifest id}`` for whole trees whose scan is unchanged.
+
+    The files' entries are kept column by column (one JSON list per field), read only
+    when a lookup needs them: an unchanged tree of 200 000 files is told by its
+    fingerprint alone. Anything malformed is ignored, never trusted.
+    """
 
     def __init__(self, file: Path) -> None:
         self.file = file
-        self._entries = self._load()
+        self.trees_file = file.with_name(file.stem + "-trees.json")
+        self._entries: dict[str, tuple[str, int, int, int, int]] | None = None
+        self._trees = self._load_trees()
         self._dirty = False
+        self._trees_dirty = False
 
-    def _load(self) -> dict[str, list[object]]:
+    # -- reading -------------------------------------------------------------------
+    def _read_json(self, file: Path) -> object:
         try:
-            data = json.loads(self.file.read_bytes()) if self.file.is_file() and not self.file.is_symlink() else {}
+            return json.loads(file.read_bytes()) if file.is_file() and not file.is_symlink() else None
         except (OSError, ValueError, RecursionError):
-            return {}
-        if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("files"), dict):
-            return {}
-        return {k: v for k, v in data["files"].items() if isinstance(k, str) and isinstance(v, list) and len(v) == 5}
+            return None
 
+    def _load_trees(self) -> dict[str, list[object]]:
+        data = self._read_json(self.trees_file)
+        if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("trees"), dict):
+            return {}
+        return {k: v for k, v in data["trees"].items() if isinstance(k, str) and isinstance(v, list) and len(v) == 4}
+
+    def _load_entries(self) -> dict[str, tuple[str, int, int, int, int]]:
+        data = self._read_json(self.file)
+        if not isinstance(data, dict) or data.get("format") != _FORMAT:
+            return {}
+        rels = data.get("rels")
+        columns = [data.get(name) for name in _COLUMNS]
+        if not isinstance(rels, list) or not all(isinstance(c, list) and len(c) == len(rels) for c in columns):
+            return {}
+        lists = cast("list[list[object]]", columns)
+        if not all(type(r) is str for r in rels) or not all(type(x) is int for column in lists[1:] for x in column):
+            return {}
+        if not all(type(m) is str for m in lists[0]) or not _MD5_COLUMN.fullmatch("".join(f"{m}\n" for m in lists[0])):
+            return {}
+        return cast("dict[str, tuple[str, int, int, int, int]]", dict(zip(rels, zip(*lists, strict=True), strict=True)))
+
+    @property
+    def entries(self) -> dict[str, tuple[str, int, int, int, int]]:
+        if self._entries is None:
+            self._entries = self._load_entries()
+        return self._entries
+
+    # -- files -----------------------------------------------------------------------
     def get(self, rel: str, path: str | os.PathLike[str]) -> str | None:
         """The recorded MD5 of ``path`` (workspace path ``rel``) if it is unchanged, else None."""
-        entry = self._entries.get(rel)
-        if entry is None:
-            return None
-        md5, size, mtime, ino, hashed_at = entry
         try:
-            if _key(path) != [size, mtime, ino] or not isinstance(mtime, int) or not isinstance(hashed_at, int):
-                return None
+            size, mtime, ino = _key(path)
         except OSError:
             return None
-        if hashed_at - mtime < _RACY_NS:
+        return self.get_scanned(rel, size, mtime, ino)
+
+    def get_scanned(self, rel: str, size: int, mtime: int, ino: int) -> str | None:
+        """As :meth:`get`, for a file whose stat a scan has just read."""
+        entry = self.entries.get(rel)
+        if entry is None:
             return None
-        try:
-            return check_oid(md5, "stat cache", allow_dir=False)
-        except ValidationError:
+        md5, e_size, e_mtime, e_ino, hashed_at = entry
+        if e_size != size or e_mtime != mtime or e_ino != ino or hashed_at - mtime < _RACY_NS:
             return None
+        return md5
 
     def put(self, rel: str, path: str | os.PathLike[str], md5: str, hashed_at: int) -> None:
         """Record that ``path`` had MD5 ``md5`` when hashing started at ``hashed_at`` (ns)."""
-        self._entries[rel] = [md5, *_key(path), hashed_at]
+        self.put_scanned(rel, *_key(path), md5, hashed_at)
+
+    def put_scanned(self, rel: str, size: int, mtime: int, ino: int, md5: str, hashed_at: int) -> None:
+        """As :meth:`put`, with the stat the file had before it was read."""
+        self.entries[rel] = (check_oid(md5, "stat cache", allow_dir=False), size, mtime, ino, hashed_at)
         self._dirty = True
 
-    def save(self) -> None:
-        """Write the cache if anything was recorded (a failure to write only costs speed)."""
-        if not self._dirty:
-            return
+    # -- trees -----------------------------------------------------------------------
+    def tree(self, path: str, fingerprint: str, newest_mtime_ns: int) -> str | None:
+        """The manifest id recorded for directory ``path`` if its scan's fingerprint is the one
+        recorded, and was recorded over a second after its newest file was modified."""
+        entry = self._trees.get(path)
+        if entry is None:
+            return None
+        recorded, oid, newest, hashed_at = entry
+        if recorded != fingerprint or newest != newest_mtime_ns or not isinstance(hashed_at, int) or not isinstance(oid, str):
+            return None
+        if hashed_at - newest_mtime_ns < _RACY_NS:
+            return None
         try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.file, json.dumps({"format": _FORMAT, "files": self._entries}).encode(), mode=0o600)
+            return check_oid(oid, "stat cache")
+        except ValidationError:
+            return None
+
+    def put_tree(self, path: str, fingerprint: str, newest_mtime_ns: int, oid: str, hashed_at: int) -> None:
+        """Record that directory ``path``, scanned with ``fingerprint``, has manifest ``oid``."""
+        self._trees[path] = [fingerprint, oid, newest_mtime_ns, hashed_at]
+        self._trees_dirty = True
+
+    def forget_trees(self) -> None:
+        """Trust no tree record (a cache object they rely on was removed)."""
+        if self._trees:
+            self._trees = {}
+            self._trees_dirty = True
+
+    # -- writing ---------------------------------------------------------------------
+    def save(self) -> None:
+        """Write what was recorded (a failure to write only costs speed)."""
+        try:
+            if self._dirty and self._entries is not None:
+                rels = list(self._entries)
+                columns = list(zip(*self._entries.values(), strict=True)) or [() for _ in _COLUMNS]
+                data = {"format": _FORMAT, "rels": rels, **{name: list(col) for name, col in zip(_COLUMNS, columns, strict=True)}}
+                self._write(self.file, data)
+                self._dirty = False
+            if self._trees_dirty:
+                self._write(self.trees_file, {"format": _FORMAT, "trees": self._trees})
+                self._trees_dirty = False
         except OSError:
             return
-        self._dirty = False
+
+    def _write(self, file: Path, data: dict[str, object]) -> None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(file, json.dumps(data, separators=(",", ":")).encode(), mode=0o600)
 
 
 def now_ns() -> int:

@@ -5,15 +5,16 @@ workspace's status against them."""
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from cpv_core import bulk
 from cpv_core.paths import atomic_write_bytes
 from cpv_core.plugin.progress import Progress
 from cpv_core.plugin.protocols import TrackedArtifact
-from cpv_core.plugin.sources import walk_files
+from cpv_core.plugin.sources import ScanEntry, TreeScan, scan_tree
+from cpv_plugins.dvc.bulk_files import Hashed, hash_files
 from cpv_plugins.dvc.cache import SMALL_FILE_BYTES
 from cpv_plugins.dvc.early_uploads import EarlyUploads
 from cpv_plugins.dvc.layout import (
@@ -22,7 +23,7 @@ from cpv_plugins.dvc.layout import (
     read_pointer,
     write_pointer,
 )
-from cpv_plugins.dvc.part_digests import entry_part_size
+from cpv_plugins.dvc.part_digests import PartDigests, entry_part_size
 from cpv_plugins.dvc.pushing import PushingStore
 from cpv_plugins.dvc.stat_cache import StatCache, now_ns
 from cpv_plugins.dvc.upload_session import UploadSession
@@ -95,42 +96,90 @@ class TrackingStore(PushingStore):
     def _track_dir(self, path: str, stats: StatCache, copy: bool) -> None:
         """Hash a directory's changed files into the cache, write its ``.dir`` manifest and pointer.
 
-        Files whose stat is as when they were last hashed and whose object is
-        cached are not read again, so re-uploading a directory costs what changed.
+        One walk; a tree whose scan is as when it was last tracked is known from its
+        fingerprint alone; otherwise only files whose stat changed are read (small ones
+        on every core). A file known from its stat is not read, so re-uploading a
+        directory costs what changed; the push reads any such file it must send.
         """
-        files = walk_files(self.path / path)
-        md5s: dict[str, str] = {}
-        changed = []
-        for rel, src, size in files:
-            known = stats.get(f"{path}/{rel}", src)
-            if known is not None and (self._has_cached(known) or not copy):
-                md5s[rel] = known
-                if not copy:
-                    self.session.sources.setdefault(known, (src, os.stat(src)))  # not fresh: re-hashed if it must be uploaded
-            else:
-                changed.append((rel, src, size))
-        with Progress(
-            f"hash and cache {path}" if copy else f"hash {path}", sum(size for _, _, size in changed), self.ctx.progress
-        ) as progress:
-            on_bytes = self._watching_remote(progress.update)
-            part_size = entry_part_size(size for _, _, size in changed)  # a large model's shards all get parts
-            hash_one = self._cache_file if copy else self._hash_in_place
-            for rel, src, size in changed:
-                started = now_ns()
-                md5s[rel] = hash_one(Path(src), on_bytes, part_size)
-                stats.put(f"{path}/{rel}", src, md5s[rel], started)
-                if self.session.early is not None and size >= SMALL_FILE_BYTES:
-                    self.session.early.submit(md5s[rel])
+        scan = scan_tree(self.path / path)
+        known = stats.tree(path, scan.fingerprint, scan.newest_mtime_ns)
+        if known is not None and self._has_cached(known):
+            self.session.unread[path] = scan
+            self._finish_dir(path, known, scan, {})
+            return
+        md5s, changed = self._known_files(path, scan, stats)
+        if len(changed) < len(scan.files):
+            self.session.unread[path] = scan  # files the push may have to read
+        hashed = self._hash_changed(path, scan, changed, copy)
+        prefix = f"{path}/"
+        for entry in changed:
+            md5s[entry[0]] = hashed[entry[0]]
+            stats.put_scanned(prefix + entry[0], entry[2], entry[3], entry[4], hashed[entry[0]], scan.scanned_at)
         raw, oid = manifest_bytes(md5s)
-        atomic_write_bytes(self._cached(oid), raw, mode=0o444)
+        self.session.manifests[oid] = md5s  # the push reads it from here, not from the cache
+        if not self._has_cached(oid):
+            atomic_write_bytes(self._cached(oid), raw, mode=0o444)
         self.session.fresh.add(oid)
+        stats.put_tree(path, scan.fingerprint, scan.newest_mtime_ns, oid, scan.scanned_at)
+        # part digests of the large entries hashed now (a file the stat cache vouched for was
+        # not read, so it gets none and its download checks its MD5)
+        entry_parts = {hashed[e[0]]: self.session.part_digests[hashed[e[0]]] for e in changed if hashed[e[0]] in self.session.part_digests}
+        self._finish_dir(path, oid, scan, entry_parts)
+
+    def _known_files(self, path: str, scan: TreeScan, stats: StatCache) -> tuple[dict[str, str], list[ScanEntry]]:
+        """``{relpath: md5}`` of the files the stat cache vouches for, and the other entries."""
+        md5s: dict[str, str] = {}
+        changed: list[ScanEntry] = []
+        prefix = f"{path}/"
+        get = stats.get_scanned
+        for entry in scan.files:
+            known = get(prefix + entry[0], entry[2], entry[3], entry[4])
+            if known is None:
+                changed.append(entry)
+            else:
+                md5s[entry[0]] = known
+        return md5s, changed
+
+    def _hash_changed(self, path: str, scan: TreeScan, changed: list[ScanEntry], copy: bool) -> dict[str, str]:
+        """Hash ``changed`` (into the cache with ``copy``): ``{relpath: md5}``. Small files go to
+        the worker processes in chunks; large ones are streamed here (progress, part digests,
+        sent early while the rest is hashed)."""
+        hashed: dict[str, str] = {}
+        small = [e for e in changed if e[2] < SMALL_FILE_BYTES]
+        large = [e for e in changed if e[2] >= SMALL_FILE_BYTES]
+        with Progress(f"hash and cache {path}" if copy else f"hash {path}", sum(e[2] for e in changed), self.ctx.progress) as progress:
+            on_bytes = self._watching_remote(progress.update)
+            cache_root = self._cache_root if copy else None
+
+            def done(chunk: Sequence[str], results: list[Hashed]) -> None:
+                on_bytes(sum(size_of[p] for p in chunk))
+
+            paths = [scan.path_of(e) for e in small]
+            size_of = dict(zip(paths, (e[2] for e in small), strict=True))
+            results = [r for chunk in bulk.map_chunks(hash_files, paths, cache_root, on_done=done) for r in chunk]
+            for entry, src, (md5, size, before) in zip(small, paths, results, strict=True):
+                hashed[entry[0]] = md5
+                self.session.fresh.add(md5)
+                if before is not None:
+                    self.session.sources[md5] = (src, before)
+                else:
+                    self.session.cached[md5] = size
+            part_size = entry_part_size(e[2] for e in large)  # a large model's shards all get parts
+            hash_one = self._cache_file if copy else self._hash_in_place
+            for entry in large:
+                md5 = hash_one(Path(scan.path_of(entry)), on_bytes, part_size)
+                hashed[entry[0]] = md5
+                if self.session.early is not None:
+                    self.session.early.submit(md5)
+        return hashed
+
+    def _finish_dir(self, path: str, oid: str, scan: TreeScan, entry_parts: dict[str, PartDigests]) -> None:
+        """Point ``path``'s pointer at manifest ``oid`` (left as it is when it already does)."""
         previous = self._recorded_oid(path)
         if previous is not None and previous.endswith(".dir") and previous != oid:
             self.session.previous[path] = previous
-        # part digests of the large entries hashed now (a file the stat cache vouched for was
-        # not read, so it gets none and its download checks its MD5)
-        entry_parts = {md5: self.session.part_digests[md5] for md5 in set(md5s.values()) if md5 in self.session.part_digests}
-        write_pointer(self.path, path, oid, sum(size for _, _, size in files), len(files), entry_parts=entry_parts)
+        if previous != oid or entry_parts:
+            write_pointer(self.path, path, oid, scan.size, len(scan.files), entry_parts=entry_parts)
         ignore_in_git(self.path, path)
 
     def status(self, paths: Sequence[str]) -> dict[str, str]:
@@ -148,27 +197,37 @@ class TrackingStore(PushingStore):
         stats.save()
         return result
 
-    def _current_files(self, path: str, stats: StatCache) -> dict[str, str]:
+    def _current_files(self, path: str, stats: StatCache, scan: TreeScan | None = None) -> dict[str, str]:
         """``{relpath: md5}`` of ``path`` as it is now (``{"": md5}`` for a file), hashing only
         what the stat cache cannot vouch for."""
-
-        def md5_of(rel: str, src: str | Path) -> str:
-            known = stats.get(rel, src)
+        source = self.path / path
+        if scan is None and source.is_file() and not source.is_symlink():
+            known = stats.get(path, source)
             if known is None:
                 started = now_ns()
-                known = hash_file(Path(src))
-                stats.put(rel, src, known, started)
-            return known
-
-        source = self.path / path
-        if source.is_file() and not source.is_symlink():
-            return {"": md5_of(path, source)}
-        return {rel: md5_of(f"{path}/{rel}", src) for rel, src, _ in walk_files(source)}
+                known = hash_file(source)
+                stats.put(path, source, known, started)
+            return {"": known}
+        scan = scan or scan_tree(source)
+        md5s, changed = self._known_files(path, scan, stats)
+        for entry in changed:
+            md5s[entry[0]] = md5 = hash_file(Path(scan.path_of(entry)))
+            stats.put_scanned(f"{path}/{entry[0]}", entry[2], entry[3], entry[4], md5, scan.scanned_at)
+        return md5s
 
     def _current_oid(self, path: str, stats: StatCache) -> str:
-        """The object id ``path`` would get if tracked now."""
-        files = self._current_files(path, stats)
-        return files[""] if "" in files else manifest_bytes(files)[1]
+        """The object id ``path`` would get if tracked now (a directory whose scan is as when
+        it was last tracked or checked: from its fingerprint alone)."""
+        source = self.path / path
+        if source.is_file() and not source.is_symlink():
+            return self._current_files(path, stats)[""]
+        scan = scan_tree(source)
+        known = stats.tree(path, scan.fingerprint, scan.newest_mtime_ns)
+        if known is not None:
+            return known
+        oid = manifest_bytes(self._current_files(path, stats, scan))[1]
+        stats.put_tree(path, scan.fingerprint, scan.newest_mtime_ns, oid, scan.scanned_at)
+        return oid
 
     def changes(self, path: str) -> dict[str, str]:
         """How the files of ``path`` differ from its committed pointer: ``{relpath:

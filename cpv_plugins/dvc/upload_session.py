@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cpv_core.plugin.sources import TreeScan
 from cpv_plugins.dvc.early_uploads import EarlyUploads
 from cpv_plugins.dvc.part_digests import PartDigests
 
@@ -25,6 +26,13 @@ class UploadSession:
     :param early: large files being sent while the rest is hashed, if asked.
     :param early_sent: bytes the early sends stored (reported by the push).
     :param started: when the track began (the push's rate is timed from then).
+    :param unread: directories some of whose files were known from their stat and not read,
+        with the scan that vouched for them: the push finds there any such file it must send.
+    :param unread_index: built from ``unread`` when first needed: ``{md5: path to read}``.
+    :param cached: objects this track wrote into the cache, and their sizes (the push
+        need not look at them again).
+    :param manifests: the manifests this track built, ``{object id: {relpath: md5}}`` (the
+        push need not read them back).
     """
 
     fresh: set[str] = field(default_factory=set)
@@ -34,3 +42,7 @@ class UploadSession:
     early: EarlyUploads | None = None
     early_sent: int = 0
     started: float = 0.0
+    unread: dict[str, TreeScan] = field(default_factory=dict)
+    unread_index: dict[str, str] | None = None
+    manifests: dict[str, dict[str, str]] = field(default_factory=dict)
+    cached: dict[str, int] = field(default_factory=dict)
