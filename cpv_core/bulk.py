@@ -135,13 +135,14 @@ def map_unordered(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
             future.cancel()
 
 
-def copy_files(pairs: Sequence[tuple[str, str]]) -> int:
-    """Copy each ``(source, destination)`` file (a worker's chunk; destination folders
-    exist); the bytes copied."""
+def copy_files(items: Sequence[tuple[str, str, int]]) -> int:
+    """Copy each ``(source, destination, modification time in ns)`` file, keeping that time
+    as ``cp -p`` does (a worker's chunk; destination folders exist); the bytes copied."""
     import shutil
 
     copied = 0
-    for src, dest in pairs:
+    for src, dest, mtime_ns in items:
         shutil.copyfile(src, dest)
+        os.utime(dest, ns=(mtime_ns, mtime_ns))
         copied += os.path.getsize(dest)
     return copied

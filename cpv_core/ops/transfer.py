@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cpv_core import bulk
 from cpv_core.domain.artifacts import UploadResult
 from cpv_core.domain.metrics import METRICS_FILE, format_metrics, make_record, validate_metrics
 from cpv_core.domain.records import validate_message
@@ -25,7 +26,7 @@ from cpv_core.faults import crash_point
 from cpv_core.paths import atomic_path, file_md5, remove_path
 from cpv_core.plugin.progress import human_bytes
 from cpv_core.plugin.protocols import TrackedArtifact, VersionRecord
-from cpv_core.plugin.sources import check_source
+from cpv_core.plugin.sources import check_source, forget_scan, scan_scope, scan_tree
 from cpv_core.trust import check_relpath, select_sub_path, visible
 from cpv_core.workspace import gc_fence
 from cpv_core.workspace.gc_fence import Fence, reconfirm
@@ -43,6 +44,7 @@ def place_source(mgr: Target, source: Path, dest: Path, rel: str, *, move: bool 
     when both are on one file system, which writes no byte."""
     if source.resolve() == dest.resolve():
         return
+    forget_scan(dest)
     if source.is_dir():
         # staged in the private state directory (same file system), then
         # swapped in with two renames; Workspace.recover completes a swap
@@ -54,7 +56,7 @@ def place_source(mgr: Target, source: Path, dest: Path, rel: str, *, move: bool 
         staging.parent.mkdir(parents=True, exist_ok=True)
         old.parent.mkdir(parents=True, exist_ok=True)
         if not (move and renamed(source, staging)):
-            shutil.copytree(source, staging, symlinks=False)
+            copy_tree(source, staging)
         if dest.exists() or dest.is_symlink():
             os.replace(dest, old)
         os.replace(staging, dest)
@@ -66,6 +68,20 @@ def place_source(mgr: Target, source: Path, dest: Path, rel: str, *, move: bool 
             return
         with atomic_path(dest) as tmp:
             shutil.copyfile(source, tmp)
+
+
+def copy_tree(source: Path, dest: Path) -> None:
+    """Copy the files of data directory ``source`` (links read through, as the scan checked
+    them; modification times kept, so the copies' stat is settled) to a new ``dest``; many
+    small files on every core."""
+    scan = scan_tree(source)
+    dest.mkdir()
+    folders = sorted({rel.rpartition("/")[0] for rel, *_ in scan.files} - {""})
+    for folder in folders:
+        (dest / folder).mkdir(parents=True, exist_ok=True)
+    items = [(scan.path_of(entry), os.path.join(dest, entry[0]), entry[3]) for entry in scan.files]
+    for _ in bulk.map_chunks(bulk.copy_files, items):
+        pass
 
 
 def renamed(source: Path, dest: Path) -> bool:
@@ -127,7 +143,8 @@ def upload(mgr: Target, source_path: str | Path | None, metrics: Any, message: s
     rel = target_for_source(mgr, source)
     if dry_run:
         return planned_upload(mgr, source, rel, size, nfiles, clean_metrics)
-    with ws.lock():  # recovers what a killed run left, so check the source after it
+    # one walk of the directory serves the source check, the hashing and the fingerprint
+    with ws.lock(), scan_scope():  # the lock recovers what a killed run left, so check the source after it
         _, expected_files = check_source(mgr.spec, source)
         check_not_stale(mgr, force=bool(kwargs.get("force", False)))
         rel = target_for_source(mgr, source)

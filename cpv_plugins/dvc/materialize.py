@@ -14,12 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cpv_core import bulk
 from cpv_core.errors import DVCError, ValidationError
 from cpv_core.faults import crash_point
 from cpv_core.paths import tree_size
 from cpv_core.plugin.progress import Progress
 from cpv_core.plugin.protocols import TrackedArtifact
 from cpv_core.trust import contained
+from cpv_plugins.dvc.bulk_files import copy_objects
 from cpv_plugins.dvc.cache import SMALL_FILE_BYTES, CacheStore
 from cpv_plugins.dvc.layout import (
     object_relpath,
@@ -29,7 +31,7 @@ from cpv_plugins.dvc.layout import (
     tracked_root,
 )
 from cpv_plugins.dvc.part_digests import PartDigests, PartMismatchError
-from cpv_plugins.transports.base import hash_file
+from cpv_plugins.transports.base import LocalObjects, hash_file, regular_file_size
 
 logger = logging.getLogger("cpv.storage")
 
@@ -91,6 +93,8 @@ class MaterializingStore(CacheStore):
                     self._place_object(md5, out, progress.update, single=len(files) == 1, parts=parts if not rel else entry_parts.get(md5))
                     crash_point("download.object-placed")
 
+                if "" not in files and bulk.parallel(len(files)):
+                    files = self._copy_local_objects(files, target, where, progress.update)
                 # many small files: several requests at once (a file above the multipart size
                 # is already fetched in parallel parts, so those go one at a time)
                 workers = self.transport.parallel if len(files) > 1 and info.size < len(files) * SMALL_FILE_BYTES else 1
@@ -104,6 +108,38 @@ class MaterializingStore(CacheStore):
                         place(item)
         size = tree_size(Path(dest))[0]
         return TrackedArtifact(path=path, digest=info.digest, size=size, nfiles=len(files), pointer=info.pointer)
+
+    def _copy_local_objects(self, files: dict[str, str], target: Path, where: str, on_bytes: Callable[[int], Any]) -> dict[str, str]:
+        """Copy the small files of a version whose objects are on this machine (the cache, a
+        local store) into the new directory ``target`` on every core, each checked against
+        its MD5 as it is copied; the files left for the one-by-one path (elsewhere, large,
+        or damaged here: that path evicts and fetches them again)."""
+        local = self.transport if isinstance(self.transport, LocalObjects) else None
+        pairs: list[tuple[str, str]] = []
+        expected: list[tuple[str, str]] = []
+        left: dict[str, str] = {}
+        folders: dict[str, str] = {}
+        for rel, md5 in files.items():
+            size = self._cached_size(md5)
+            src = os.path.join(self._cache_root, object_relpath(md5)) if size is not None else None
+            if src is None and local is not None:
+                src = local.object_path(md5)
+                size = regular_file_size(src)
+            if src is None or size is None or size >= SMALL_FILE_BYTES:
+                left[rel] = md5
+                continue
+            folder, _, name = rel.rpartition("/")
+            if folder not in folders:  # checked where it is written: no link on the way (the rest are files cpv creates)
+                folders[folder] = str(contained(target, folder, where)) if folder else str(target)
+                os.makedirs(folders[folder], exist_ok=True)
+            pairs.append((src, os.path.join(folders[folder], name)))
+            expected.append((rel, md5))
+        results = bulk.map_chunks(copy_objects, pairs, 0o666, on_done=lambda chunk, _: on_bytes(sum(os.path.getsize(d) for _, d in chunk)))
+        got = [md5 for chunk in results for md5 in chunk]
+        for (rel, md5), actual in zip(expected, got, strict=True):
+            if actual != md5:
+                left[rel] = md5
+        return left
 
     def _recorded_entry_parts(self, pointer: bytes, info: TrackedArtifact) -> dict[str, PartDigests]:
         """The part digests a directory's pointer records for its large entries, by MD5."""

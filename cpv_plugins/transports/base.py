@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from cpv_core.errors import CPVError, StorageError
 from cpv_core.paths import md5_stream
@@ -104,6 +104,26 @@ def regular_file_size(path: str) -> int | None:
     except OSError:
         return None
     return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+@runtime_checkable
+class BulkPut(Protocol):
+    """A transport that can store many small cache objects in one go (the local store:
+    hard links made on every core), faster than one :meth:`Transport.put` each."""
+
+    def put_many(self, items: Sequence[tuple[str, str]], on_bytes: OnBytes) -> list[str]:
+        """Store each ``(object id, read-only cache file)``; the ids it left for :meth:`Transport.put`."""
+        ...
+
+
+@runtime_checkable
+class LocalObjects(Protocol):
+    """A transport whose objects are files on this machine: a download of many small files
+    copies them on every core (each checked against its MD5) instead of one ``get`` each."""
+
+    def object_path(self, oid: str) -> str:
+        """Where object ``oid`` is (it may be absent)."""
+        ...
 
 
 class TransportBase(ABC):

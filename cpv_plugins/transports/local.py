@@ -17,11 +17,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from cpv_core import bulk
 from cpv_core.faults import crash_point
 from cpv_core.trust import MAX_MANIFEST_BYTES, open_regular
 from cpv_plugins.dvc.layout import OBJECTS_DIR, object_relpath, oid_from_relpath
 from cpv_plugins.dvc.part_digests import PartDigests
-from cpv_plugins.transports.base import OnBytes, Transport, TransportBase, hash_file, regular_file_size
+from cpv_plugins.transports.base import BulkPut, LocalObjects, OnBytes, Transport, TransportBase, hash_file, regular_file_size
 
 
 def link_read_only(src: Path, dest: Path) -> bool:
@@ -37,6 +38,25 @@ def link_read_only(src: Path, dest: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def link_objects(pairs: Sequence[tuple[str, str]]) -> tuple[list[int], int]:
+    """Hard-link each ``(read-only source, final object path)`` (a worker's chunk): the indexes
+    of the pairs not linked (see :func:`link_read_only`; an existing object is left to the
+    caller) and the bytes linked."""
+    failed = []
+    linked = 0
+    made: set[str] = set()
+    for i, (src, dest) in enumerate(pairs):
+        folder = os.path.dirname(dest)
+        if folder not in made:
+            os.makedirs(folder, exist_ok=True)
+            made.add(folder)
+        if link_read_only(Path(src), Path(dest)):
+            linked += os.lstat(dest).st_size
+        else:
+            failed.append(i)
+    return failed, linked
 
 
 class LocalDirTransport(TransportBase):
@@ -111,6 +131,24 @@ class LocalDirTransport(TransportBase):
         finally:
             tmp.unlink(missing_ok=True)
 
+    def object_path(self, oid: str) -> str:
+        return os.path.join(self.root, object_relpath(oid))
+
+    def put_many(self, items: Sequence[tuple[str, str]], on_bytes: OnBytes) -> list[str]:
+        """Hard-link many read-only cache objects into the store at once (on every core when
+        there are many; a link is made under the object's final name in one step, so there
+        is no partial copy to journal); the ids left for :meth:`put` (linking off, another
+        file system, an object already there that may need replacing)."""
+        if not self.link:
+            return [oid for oid, _ in items]
+        root = str(self.root)
+        pairs = [(src, os.path.join(root, object_relpath(oid))) for oid, src in items]
+        left: list[str] = []
+        results = bulk.map_chunks(link_objects, pairs, on_done=lambda chunk, result: on_bytes(result[1]))
+        for start, (failed, _) in zip(range(0, len(pairs), bulk.CHUNK_ITEMS), results, strict=True):
+            left.extend(items[start + i][0] for i in failed)
+        return left
+
     def _existing(self, oid: str) -> Path:
         path = self._object(oid)
         if not path.exists() and not path.is_symlink():
@@ -149,4 +187,14 @@ class LocalDirTransport(TransportBase):
             path.unlink()
 
 
-__all__ = ["LocalDirTransport", "OnBytes", "Transport", "TransportBase", "hash_file", "link_read_only", "regular_file_size"]
+__all__ = [
+    "BulkPut",
+    "LocalDirTransport",
+    "LocalObjects",
+    "OnBytes",
+    "Transport",
+    "TransportBase",
+    "hash_file",
+    "link_read_only",
+    "regular_file_size",
+]
