@@ -11,7 +11,7 @@ The workers come from a ``forkserver`` (never ``fork``: a background thread
 of the parent may hold a lock at that moment) and are kept for the rest of
 the process, so a command that walks, hashes and copies starts them once.
 A worker runs only module-level functions of cpv given plain values; a
-killed parent takes its workers with it (they exit when their pipe closes),
+killed parent takes its workers with it (:func:`exit_with_parent`),
 and whatever they wrote is settled like any interrupted write (the caller's
 journal or temporary names).
 """
@@ -21,9 +21,13 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from typing import Any, TypeVar
+
+from cpv_core.errors import ConfigError
+from cpv_core.trust import visible
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -43,9 +47,14 @@ _pool_lock = threading.Lock()
 
 def worker_count() -> int:
     """The number of worker processes bulk work uses (``CPV_WORKERS``, else the usable CPUs, at most 8)."""
-    raw = os.environ.get(WORKERS_ENV, "")
-    if raw.strip().isdigit():
-        return max(1, min(int(raw), 64))
+    raw = os.environ.get(WORKERS_ENV, "").strip()
+    if raw:
+        if not raw.isdigit() or not 1 <= int(raw) <= 64:
+            raise ConfigError(
+                f"{WORKERS_ENV}={visible(raw)} is not a number of worker processes between 1 and 64",
+                fix=f"set e.g. {WORKERS_ENV}=2 (1 keeps every file operation in the cpv process), or unset it for one per CPU",
+            )
+        return int(raw)
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -63,9 +72,41 @@ def _executor() -> Executor:
             context = multiprocessing.get_context("forkserver")
             # the server imports the workers' modules once; each worker is then a quick fork of it
             context.set_forkserver_preload(["cpv_core.plugin.sources", "cpv_plugins.dvc.bulk_files", "cpv_plugins.transports.local"])
-            _pool = ProcessPoolExecutor(worker_count(), mp_context=context)
+            _pool = ProcessPoolExecutor(worker_count(), mp_context=context, initializer=exit_with_parent, initargs=(os.getpid(),))
             atexit.register(shutdown)
         return _pool
+
+
+def exit_with_parent(parent: int) -> None:
+    """In a worker: exit as soon as cpv process ``parent`` is gone (killed, or a zombie
+    nobody reaped yet). Nothing else would end it: each worker holds the write end of
+    both the job queue and the forkserver's liveness pipe, so neither ever sees the end
+    of its input."""
+    born = _started(parent)
+
+    def watch() -> None:
+        while _started(parent) == born:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="cpv-exit-with-parent").start()
+
+
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (its identity, unlike a reusable pid); None once it has
+    exited. Where there is no /proc, only whether the pid exists."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return None if fields[0] == b"Z" else fields[19].decode()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return None
+        return "alive"
 
 
 def shutdown() -> None:
