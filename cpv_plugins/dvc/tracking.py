@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cpv_core import bulk
+from cpv_core.faults import crash_point
 from cpv_core.paths import atomic_write_bytes
 from cpv_core.plugin.progress import Progress
 from cpv_core.plugin.protocols import TrackedArtifact
@@ -145,14 +146,18 @@ class TrackingStore(PushingStore):
         the worker processes in chunks; large ones are streamed here (progress, part digests,
         sent early while the rest is hashed)."""
         hashed: dict[str, str] = {}
-        small = [e for e in changed if e[2] < SMALL_FILE_BYTES]
-        large = [e for e in changed if e[2] >= SMALL_FILE_BYTES]
+        part_size = entry_part_size(e[2] for e in changed)  # a large model's shards all get parts
+        # streamed here: large files, and any that get part digests
+        by_stream = SMALL_FILE_BYTES if not self.wants_part_digests() else min(SMALL_FILE_BYTES, part_size + 1)
+        small = [e for e in changed if e[2] < by_stream]
+        large = [e for e in changed if e[2] >= by_stream]
         with Progress(f"hash and cache {path}" if copy else f"hash {path}", sum(e[2] for e in changed), self.ctx.progress) as progress:
             on_bytes = self._watching_remote(progress.update)
             cache_root = self._cache_root if copy else None
 
             def done(chunk: Sequence[str], results: list[Hashed]) -> None:
                 on_bytes(sum(size_of[p] for p in chunk))
+                crash_point("track.chunk-hashed")  # the workers are still hashing the next chunks
 
             paths = [scan.path_of(e) for e in small]
             size_of = dict(zip(paths, (e[2] for e in small), strict=True))
@@ -164,7 +169,6 @@ class TrackingStore(PushingStore):
                     self.session.sources[md5] = (src, before)
                 else:
                     self.session.cached[md5] = size
-            part_size = entry_part_size(e[2] for e in large)  # a large model's shards all get parts
             hash_one = self._cache_file if copy else self._hash_in_place
             for entry in large:
                 md5 = hash_one(Path(scan.path_of(entry)), on_bytes, part_size)

@@ -144,7 +144,12 @@ class LocalDirTransport(TransportBase):
         root = str(self.root)
         pairs = [(src, os.path.join(root, object_relpath(oid))) for oid, src in items]
         left: list[str] = []
-        results = bulk.map_chunks(link_objects, pairs, on_done=lambda chunk, result: on_bytes(result[1]))
+
+        def done(chunk: Sequence[tuple[str, str]], result: tuple[list[int], int]) -> None:
+            on_bytes(result[1])
+            crash_point("upload.chunk-stored")  # the workers are still linking the next chunks
+
+        results = bulk.map_chunks(link_objects, pairs, on_done=done)
         for start, (failed, _) in zip(range(0, len(pairs), bulk.CHUNK_ITEMS), results, strict=True):
             left.extend(items[start + i][0] for i in failed)
         return left
