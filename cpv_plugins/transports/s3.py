@@ -455,6 +455,14 @@ class S3Transport:
 
     def put(self, oid: str, src: Path, on_bytes: OnBytes) -> None:
         # the object appears on S3 only when complete: an interrupted upload leaves nothing partial
+        size = src.stat().st_size
+        if size <= SMALL_OBJECT_BYTES:
+            # one PUT: the transfer manager costs milliseconds of CPU per file, which is most
+            # of the time for a directory of many small files
+            with open(src, "rb") as body:
+                self._client().put_object(Bucket=self.settings.bucket, Key=self._key(oid), Body=body)
+            on_bytes(size)
+            return
         self._client().upload_file(str(src), self.settings.bucket, self._key(oid), Config=self._transfer_config(), Callback=on_bytes)
 
     def get(self, oid: str, out: Path, on_bytes: OnBytes, *, single: bool, parts: PartDigests | None = None) -> str:
