@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from collections.abc import Sequence
+from pathlib import Path
 
+from cpv_core.trust import open_regular
 from cpv_plugins.dvc.layout import OBJECTS_DIR, object_relpath
 from cpv_plugins.dvc.stat_cache import settled_stat
 
@@ -45,11 +46,8 @@ def _write_new(folder: str, name: str, data: bytes, mode: int, made: set[str], t
 
 
 def read_regular(path: str) -> bytes:
-    """The bytes of ``path``, refusing anything but a regular file (never a FIFO that blocks)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise OSError(f"{path} is not a regular file")
+    """The bytes of ``path`` if it is a regular file (:func:`cpv_core.trust.open_regular`)."""
+    with open_regular(Path(path)) as handle:
         return handle.read()
 
 

@@ -136,12 +136,6 @@ class StatCache:
         self._trees[path] = [fingerprint, oid, newest_mtime_ns, hashed_at]
         self._trees_dirty = True
 
-    def forget_trees(self) -> None:
-        """Trust no tree record (a cache object they rely on was removed)."""
-        if self._trees:
-            self._trees = {}
-            self._trees_dirty = True
-
     # -- writing ---------------------------------------------------------------------
     def save(self) -> None:
         """Write what was recorded (a failure to write only costs speed)."""

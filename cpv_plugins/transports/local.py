@@ -150,8 +150,8 @@ class LocalDirTransport(TransportBase):
             crash_point("upload.chunk-stored")  # the workers are still linking the next chunks
 
         results = bulk.map_chunks(link_objects, pairs, on_done=done)
-        for start, (failed, _) in zip(range(0, len(pairs), bulk.CHUNK_ITEMS), results, strict=True):
-            left.extend(items[start + i][0] for i in failed)
+        for chunk, (failed, _) in zip(bulk.chunks(items), results, strict=True):
+            left.extend(chunk[i][0] for i in failed)
         return left
 
     def _existing(self, oid: str) -> Path:
