@@ -169,7 +169,7 @@ def s3_scenario(b: Bench, nfiles: int, size: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=200_000, help="files in the local-default tree (default 200000)")
+    parser.add_argument("--files", type=int, default=200_000, help="files in the local-default tree (0: skip it; default 200000)")
     parser.add_argument("--s3-files", type=int, default=20_000, help="files in the S3 tree (0: skip S3; default 20000)")
     parser.add_argument("--size", type=int, default=512, help="bytes per file (default 512)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of the repeatable steps")
@@ -178,7 +178,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="cpv-dataset-", dir=args.workdir))
     b = Bench(workdir, args.reps)
     try:
-        b.scenario(f"dataset {args.files}", local_scenario, args.files, args.size, args.reps)
+        if args.files:
+            b.scenario(f"dataset {args.files}", local_scenario, args.files, args.size, args.reps)
         if args.s3_files:
             b.scenario(f"dataset {args.s3_files} on S3", s3_scenario, args.s3_files, args.size)
     finally:
