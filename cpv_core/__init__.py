@@ -58,6 +58,20 @@ _LAZY = {
 }
 
 
+def open_tensors(team_name: str, model_name: str, selector: str | None = None, tensors: str | None = None, **kwargs: Any) -> Any:
+    """The tensors of model version ``selector`` (default: the latest) of a safetensors
+    checkpoint, by name, each fetched and verified on first access (only its chunks, in the
+    tensor layout)::
+
+        with cpv_core.open_tensors("AI-Convo", "whisper", "v1.2", "encoder.*") as t:
+            w = t["encoder.layer0.weight"]  # numpy array
+
+    ``kwargs`` go to :class:`ModelsCheckpointsManage` (``repo_path``, ...)."""
+    from cpv_core.api.model_data import ModelsCheckpointsManage
+
+    return ModelsCheckpointsManage(team_name, model_name, **kwargs).open_tensors(selector, tensors)
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
@@ -74,6 +88,7 @@ __all__ = [
     "DataCheckpointsManage",
     "CombinedCheckpointsManage",
     "Checkpointer",
+    "open_tensors",
     "ModelArtifacts",
     "DataArtifacts",
     "CheckpointMetadata",

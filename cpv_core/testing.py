@@ -122,6 +122,23 @@ class StorageBackendContract:
         assert (model.repo_path / "model.bin").read_bytes() == first
         assert model.ws.storage.status(["model.bin"])["model.bin"] == "unchanged"
 
+    def test_a_large_file_round_trips_in_every_version_and_verifies(self, model: ModelsCheckpointsManage, tmp_path: Path) -> None:
+        """A file large enough for a chunked layout (9 MiB), then the same with one MiB changed
+        in its middle: both versions come back byte for byte and verify on the remote."""
+        first = os.urandom(9 * 2**20)
+        second = first[: 3 * 2**20] + os.urandom(2**20) + first[4 * 2**20 :]
+        versions = []
+        for payload in (first, second):
+            (model.repo_path / "model.bin").write_bytes(payload)
+            model.upload_model_checkpoint()
+            versions.append(model.tag_model_checkpoint())
+        for version, payload in zip(versions, (first, second), strict=True):
+            got = model.download_model_checkpoint(version, output_dir=tmp_path / version)
+            assert Path(got.model_path).read_bytes() == payload
+            assert model.verify(version, remote=True) == []
+        model.revert_model_checkpoint(versions[0])
+        assert (model.repo_path / "model.bin").read_bytes() == first
+
     def test_stored_objects_are_listed_and_deleted_or_refused_clearly(self, data: DataCheckpointsManage) -> None:
         """What ``cpv gc`` and ``cpv du`` need; a backend without it must say so in one line."""
         from cpv_core.errors import StorageError

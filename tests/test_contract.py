@@ -25,6 +25,24 @@ class TestS3StorageContract(StorageBackendContract):
         assert CPVConfig().backend_name("storage") == "dvc-s3"
 
 
+class TestLocalTensorLayoutContract(StorageBackendContract):
+    """The tensor layout (chunks) on the local default."""
+
+    @pytest.fixture
+    def configured(self, cpv_home):
+        CPVConfig().set_config("storage", "local")
+        CPVConfig().set_config("storage_layout", "tensors")
+
+
+@pytest.mark.s3
+class TestS3TensorLayoutContract(StorageBackendContract):
+    """The tensor layout (chunks) on S3 (SeaweedFS)."""
+
+    @pytest.fixture
+    def configured(self, s3_config):
+        CPVConfig().set_config("storage_layout", "tensors")
+
+
 class TestGitTagsContractLocal(VersioningBackendContract):
     @pytest.fixture
     def configured(self, cpv_home):

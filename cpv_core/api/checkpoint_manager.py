@@ -25,6 +25,7 @@ from cpv_core.domain.kinds import DATA, MODEL, SEED_KWARGS, KindSpec, check_kwar
 from cpv_core.domain.stage_rules import StageRules
 from cpv_core.ops import init as workspace_setup
 from cpv_core.ops import inspection, report, revert, stages, status, tagging, transfer
+from cpv_core.ops import tensors as tensor_reads
 from cpv_core.ops.pull import pull_workspace
 from cpv_core.ops.revert import revert_targets
 from cpv_core.ops.status import WorkspaceStatus
@@ -72,6 +73,18 @@ class CheckpointManager(Target):
     ) -> tuple[Path, VersionRecord, TrackedArtifact | None]:
         """Materialise version ``tag`` outside the workspace (:mod:`cpv_core.ops.transfer`)."""
         return transfer.download(self, tag, output_dir, sub_path, **kwargs)
+
+    def download_tensors(
+        self, tag: str | None, tensors: str, output_dir: str | Path = ".", *, force: bool = False
+    ) -> tensor_reads.TensorDownload:
+        """Only the tensors ``tensors`` (``'encoder.*,lm_head.weight'``) of safetensors version
+        ``tag``, as a safetensors file in ``output_dir``, fetching (in the tensor layout) only their bytes."""
+        return tensor_reads.download_tensors(self, tag, tensors, Path(output_dir).expanduser().resolve(), force=force)
+
+    def open_tensors(self, tag: str | None = None, tensors: str | None = None) -> tensor_reads.LazyTensors:
+        """``{name: numpy array}`` of safetensors version ``tag``, each fetched and verified on
+        first access (:func:`cpv_core.ops.tensors.open_tensors`); close it when done."""
+        return tensor_reads.open_tensors(self, tag, tensors)
 
     def pull(self, **kwargs: Any) -> list[str]:
         """Bring the workspace up to the remote (:func:`cpv_core.ops.pull.pull_workspace`);

@@ -79,8 +79,9 @@ def config_set(ctx: Ctx, key: str, value: str, dry_run: bool) -> None:
     choice must name an installed backend.
     """
     from cpv_core.plugin.config import CPVConfig, looks_like_secret
-    from cpv_core.plugin.settings import check_setting, mask, secret_keys
+    from cpv_core.plugin.settings import canonical_key, check_setting, mask, secret_keys
 
+    key = canonical_key(key)
     if not looks_like_secret(value):  # a secret is refused by set_config without ever being echoed
         check_setting(key, value or None)
     cfg = CPVConfig()

@@ -25,6 +25,7 @@ from cpv_core.cli.output import (
     show_diff,
 )
 from cpv_core.cli.stage_commands import add_stage_commands
+from cpv_core.cli.tensor_commands import export_command, tensors_command
 from cpv_core.cli.terminal import out
 from cpv_core.domain.metrics import format_metrics
 from cpv_core.domain.stage_rules import parse_gate
@@ -208,6 +209,11 @@ def download_command(kind: str) -> click.Command:
     @click.option("--force", is_flag=True, help="Overwrite existing files at the output path.")
     @click.option("--sub-path", help="Only this part of a data version (e.g. test).", hidden=kind == "model")
     @click.option("--include", help="Only the files of a directory version matching these globs, e.g. 'config.json,*.safetensors'.")
+    @click.option(
+        "--tensors",
+        help="Only these tensors of a .safetensors version, e.g. 'encoder.*,lm_head.weight': a valid safetensors file "
+        "(the tensor layout fetches only their bytes).",
+    )
     @dry_run_option
     @json_option
     @click.pass_obj
@@ -219,12 +225,23 @@ def download_command(kind: str) -> click.Command:
         force: bool,
         sub_path: str | None,
         include: str | None,
+        tensors: str | None,
         dry_run: bool,
         as_json: bool,
     ) -> None:
         """Materialise VERSION (default: latest) outside the workspace."""
         m = manager(kind, ctx, where, dry_run)
         from cpv_core.api.model_data import ModelsCheckpointsManage
+
+        if tensors is not None:
+            if include is not None or sub_path is not None or dry_run:
+                raise ValidationError("--tensors cannot be combined with --include, --sub-path or --dry-run", fix="give --tensors alone")
+            got = m.download_tensors(version, tensors, output_dir or ".", force=force)
+            if as_json:
+                emit_json({"kind": kind, **asdict(got), "path": str(got.path)})
+            else:
+                out(str(got.path))
+            return
 
         artifacts: ModelArtifacts | DataArtifacts
         selected = {"include": include} if include is not None else {}
@@ -360,7 +377,8 @@ def build_kind_group(kind: str) -> click.Group:
     def group() -> None:
         pass
 
-    for factory in (diff_command, upload_command, tag_command, list_command, plot_command, download_command, revert_command, info_command):
+    factories = (diff_command, upload_command, tag_command, list_command, plot_command, download_command, revert_command, info_command)
+    for factory in (*factories, tensors_command, export_command):
         group.add_command(factory(kind))
     group.add_command(stage_rules_group(kind))
     add_stage_commands(

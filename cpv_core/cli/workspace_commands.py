@@ -32,6 +32,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger("cpv")
 
 
+layout_option = click.option(
+    "--layout",
+    type=click.Choice(["dvc", "tensors"]),
+    default=None,
+    help="How a new model stores large files: dvc (whole files, `dvc pull` reads them; the default) or tensors "
+    "(chunks, per tensor for .safetensors: a new version stores only what changed). Default: config storage_layout.",
+)
+
+
 @click.group(invoke_without_command=True)
 @click.option("--team-name", "-t", help="Team name (same as `cpv init model -t`).")
 @click.option("--model-name", "-m", help="Model name.")
@@ -39,6 +48,7 @@ logger = logging.getLogger("cpv")
 @click.option(
     "--data-path", "-d", type=click.Path(exists=True, file_okay=False), help="Upload this directory as the first data checkpoint."
 )
+@layout_option
 @dry_run_option
 @json_option
 @click.pass_context
@@ -48,6 +58,7 @@ def init(
     model_name: str | None,
     repo_path: str | None,
     data_path: str | None,
+    layout: str | None,
     dry_run: bool,
     as_json: bool,
 ) -> None:
@@ -65,6 +76,7 @@ def init(
             model_name=model_name,
             repo_path=repo_path,
             data_path=data_path,
+            layout=layout,
             dry_run=dry_run,
             as_json=as_json,
         )
@@ -75,16 +87,18 @@ def init(
 @click.option(
     "--data-path", "-d", type=click.Path(exists=True, file_okay=False), help="Upload this directory as the first data checkpoint."
 )
+@layout_option
 @dry_run_option
 @json_option
 @click.pass_obj
-def init_model(ctx: Ctx, where: Where, data_path: str | None, dry_run: bool, as_json: bool) -> None:
+def init_model(ctx: Ctx, where: Where, data_path: str | None, layout: str | None, dry_run: bool, as_json: bool) -> None:
     """Initialise the workspace of TEAM/MODEL."""
     from cpv_core.api.model_data import ModelsCheckpointsManage
 
     if not where.team or not where.model:
         raise ValidationError("cpv init model needs --team-name/-t and --model-name/-m", fix="e.g. cpv init model -t AI-Convo -m whisper")
     m = ModelsCheckpointsManage(where.team, where.model, where.repo_path, verbose=ctx.verbose, dry_run=dry_run, echo=ctx.echo, caller="cli")
+    m.ws.requested_layout = layout
     path = m.import_model_init(data_path=data_path)
     report_init(m, path, dry_run, as_json)
 
@@ -109,10 +123,11 @@ def report_init(m: ModelsCheckpointsManage | DataCheckpointsManage, path: Path, 
 @init.command("data")
 @target(message_uses_m=False)
 @click.option("--data-path", "-d", required=True, type=click.Path(exists=True, file_okay=False), help="Directory to upload.")
+@layout_option
 @dry_run_option
 @json_option
 @click.pass_obj
-def init_data(ctx: Ctx, where: Where, data_path: str | None, dry_run: bool, as_json: bool) -> None:
+def init_data(ctx: Ctx, where: Where, data_path: str | None, layout: str | None, dry_run: bool, as_json: bool) -> None:
     """Initialise the workspace if needed; upload DATA_PATH and tag it as the first data version."""
     from cpv_core.api.model_data import DataCheckpointsManage
 
@@ -124,6 +139,7 @@ def init_data(ctx: Ctx, where: Where, data_path: str | None, dry_run: bool, as_j
         progress=not ctx.quiet,
         caller="cli",
     )
+    d.ws.requested_layout = layout
     report_init(d, d.import_data_init(data_path), dry_run, as_json)
 
 

@@ -8,6 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+#: how a storage backend may lay out large files (``cpv init --layout``): whole files in
+#: DVC's format (``dvc pull`` reads them), or chunks per tensor (stores what changed)
+STORAGE_LAYOUTS = ("dvc", "tensors")
+#: the config key that chooses the layout of models created from now on
+LAYOUT_KEY = "storage_layout"
+
 
 @dataclass(frozen=True)
 class TrackedArtifact:

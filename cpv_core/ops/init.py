@@ -55,6 +55,10 @@ def init_workspace(mgr: Target, dry_run: bool) -> bool:
             ws.versioning.clone(url)
             ws.reload_meta()
             ws.check_identity()  # another team/model behind the same repository name is refused
+            if ws.requested_layout and ws.requested_layout != ws.layout:
+                mgr.echo(
+                    f"warning: {ws.team}/{ws.model} keeps the {ws.layout} layout it was created with; --layout {ws.requested_layout} is ignored"
+                )
             ws.storage.init()
         else:
             create_new(mgr, url)
@@ -72,7 +76,7 @@ def init_workspace(mgr: Target, dry_run: bool) -> bool:
 def create_new(mgr: Target, url: str) -> None:
     ws = mgr.ws
     ws.versioning.init(url)
-    meta = ws.new_meta()
+    meta = ws.new_meta(ws.requested_layout)
     for rel, text in SCAFFOLD.items():
         dest = ws.path / rel
         if not dest.exists():
@@ -87,3 +91,9 @@ def create_new(mgr: Target, url: str) -> None:
     ws.versioning.commit(files, f"Initialise {ws.team}/{ws.model} with cpv")
     ws.versioning.push_branch()
     mgr.echo(f"initialised {ws.team}/{ws.model} at {ws.path}")
+    if ws.layout == "tensors":
+        mgr.echo(
+            "storage layout: tensors (files of 8 MiB and more are stored as chunks, per tensor for .safetensors: a new "
+            "version stores only what changed); `dvc pull` cannot read these versions: `cpv model export --dvc -o DIR` "
+            "writes one as plain DVC objects"
+        )

@@ -25,15 +25,43 @@ from __future__ import annotations
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cpv_core.errors import CPVError, StorageError
 from cpv_core.paths import atomic_write_bytes
-from cpv_core.plugin.protocols import BackendContext, CheckResult, IncompleteUpload, StoredObject, TrackedArtifact, TransferStats
+from cpv_core.plugin.protocols import (
+    BackendContext,
+    ByteRanges,
+    CheckResult,
+    IncompleteUpload,
+    StoredObject,
+    TrackedArtifact,
+    TransferStats,
+)
 from cpv_core.trust import contained
+
+
+class FileRanges:
+    """:class:`~cpv_core.plugin.protocols.ByteRanges` of a file on this machine (already verified)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = path.stat().st_size
+        #: the whole file was transferred to serve any read
+        self.fetched = self.size
+
+    def read(self, start: int, end: int) -> bytes:
+        if not 0 <= start <= end <= self.size:
+            raise StorageError(f"bytes {start}-{end} are outside the file's {self.size}", fix="check the header that named them")
+        with open(self.path, "rb") as handle:
+            handle.seek(start)
+            return handle.read(end - start)
+
+    def read_many(self, spans: Iterable[tuple[int, int]]) -> list[bytes]:
+        return [self.read(s, e) for s, e in spans]
 
 
 class StorageBackendBase(ABC):
@@ -163,6 +191,23 @@ class StorageBackendBase(ABC):
             out.parent.mkdir(parents=True, exist_ok=True)
             size += self.materialize(rev, f"{path}/{rel}", pointer, out).size
         return TrackedArtifact(path=path, digest="", size=size, nfiles=len(names))
+
+    @contextmanager
+    def open_ranges(self, rev: str, path: str, pointer: bytes) -> Iterator[ByteRanges]:
+        """The whole file downloaded (verified by :meth:`materialize`) into a scratch
+        directory, and ranges read from it; a store that can read verified parts overrides this."""
+        scratch = Path(tempfile.mkdtemp(prefix=".cpv-ranges-", dir=self.ctx.state_dir))
+        try:
+            local = scratch / PurePosixPath(path).name
+            self.materialize(rev, path, pointer, local)
+            if not local.is_file() or local.is_symlink():
+                raise StorageError(f"{path} is a directory: byte ranges are read from one file", fix="name one file with --sub-path")
+            yield FileRanges(local)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def export_dvc(self, rev: str, path: str, pointer: bytes, dest: Path) -> int:
+        raise StorageError(f"the {self.name} storage backend does not write DVC's format", fix="download the version instead")
 
     def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
         scratch = Path(tempfile.mkdtemp(prefix=".cpv-verify-"))

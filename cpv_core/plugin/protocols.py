@@ -24,7 +24,7 @@ have a sensible one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -83,6 +83,9 @@ class BackendContext:
     progress: bool = False
     state_dir: Path | None = None
     accepts_incoming: Callable[..., bool] | None = None
+    #: how the storage backend lays out large files: ``dvc`` (whole files, DVC's format)
+    #: or ``tensors`` (chunks, per tensor for safetensors), chosen per model at init
+    layout: str = "dvc"
 
 
 class RejectReason(str, Enum):
@@ -248,6 +251,31 @@ class StorageBackend(Protocol):
 
     def materialize_selected(self, rev: str, path: str, pointer: bytes, dest: Path, names: Sequence[str]) -> TrackedArtifact:
         """Only the entries ``names`` of directory ``path`` into ``dest``, each verified (``download --include``)."""
+
+    def open_ranges(self, rev: str, path: str, pointer: bytes) -> AbstractContextManager[ByteRanges]:
+        """Byte ranges of file ``path`` at ``rev``, each checked before it is returned
+        (``download --tensors``, :func:`cpv_core.open_tensors`). A store that can read
+        parts of a file verified (the tensor layout) fetches only what is asked for; the
+        default downloads the whole file, verified, and reads from it."""
+
+    def export_dvc(self, rev: str, path: str, pointer: bytes, dest: Path) -> int:
+        """Write the objects of ``path`` at ``rev`` as plain DVC-format whole files (``files/md5/..``)
+        under ``dest``, a directory ``dvc pull`` can use as a local remote; the number written."""
+
+
+class ByteRanges(Protocol):
+    """Verified byte ranges of one stored file (:meth:`StorageBackend.open_ranges`)."""
+
+    #: the file's size
+    size: int
+    #: bytes transferred so far to serve the reads (what a lazy read cost)
+    fetched: int
+
+    def read(self, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of the file."""
+
+    def read_many(self, spans: Iterable[tuple[int, int]]) -> list[bytes]:
+        """Several ranges, fetched together."""
 
 
 @runtime_checkable

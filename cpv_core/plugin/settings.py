@@ -4,12 +4,20 @@ valid choices instead of storing something nothing reads."""
 
 from __future__ import annotations
 
+from cpv_core.domain.backend_values import LAYOUT_KEY, STORAGE_LAYOUTS
 from cpv_core.errors import ConfigError
 from cpv_core.plugin.credentials import DEFAULT_BACKENDS, section_of
 from cpv_core.plugin.manager import Plugins
 
 #: keys of the core itself
-CORE_KEYS = ("workspace_root", "events.timeout")
+CORE_KEYS = ("workspace_root", "events.timeout", LAYOUT_KEY)
+#: spellings accepted for a key (``storage`` itself names the storage backend)
+ALIASES = {"storage.layout": LAYOUT_KEY}
+
+
+def canonical_key(key: str) -> str:
+    """``key`` as stored (``storage.layout`` is ``storage_layout``)."""
+    return ALIASES.get(key, key)
 
 
 def known_keys(plugins: Plugins | None = None) -> list[str]:
@@ -62,6 +70,8 @@ def check_setting(key: str, value: str | None) -> None:
     ``value`` names an installed backend (``None`` removes a key: always allowed for a known key)."""
     plugins = Plugins()
     keys = known_keys(plugins)
+    if key == LAYOUT_KEY and value and value not in STORAGE_LAYOUTS:
+        raise ConfigError(f"{key} {value!r} is not a storage layout", fix=f"choose one of: {', '.join(STORAGE_LAYOUTS)} (docs/concepts.md)")
     if key not in keys:
         raise ConfigError(
             f"{key!r} is not a cpv setting", fix=f"use one of: {', '.join(keys)} (plugins add their own; see `cpv config show`)"

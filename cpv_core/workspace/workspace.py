@@ -25,6 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from cpv_core.domain.backend_values import LAYOUT_KEY, STORAGE_LAYOUTS
 from cpv_core.domain.metrics import METRICS_FILE
 from cpv_core.domain.names import validate_name
 from cpv_core.domain.stage_rules import RULES_FILE
@@ -107,6 +108,10 @@ def check_meta(raw: bytes, where: str) -> dict[str, Any]:
     backends = meta.get("backends", {})
     if not isinstance(backends, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in backends.items()):
         raise ValidationError(f"{where} backends is not a mapping of backend names", fix=fix)
+    if meta.get(LAYOUT_KEY, "dvc") not in STORAGE_LAYOUTS:
+        raise ValidationError(
+            f"{where} {LAYOUT_KEY} is {visible(repr(meta.get(LAYOUT_KEY)))[:60]}, not one of {', '.join(STORAGE_LAYOUTS)}", fix=fix
+        )
     files = meta.get("files", {})
     if not isinstance(files, dict):
         raise ValidationError(f"{where} files is not a mapping", fix=fix)
@@ -167,6 +172,8 @@ class Workspace:
         self.progress = progress
         self.lock_timeout = lock_timeout if lock_timeout is not None else lock_timeout_from_env()
         self.plugins = Plugins()
+        #: the storage layout ``cpv init --layout`` asked for (None: the configured one)
+        self.requested_layout: str | None = None
         #: workspace.json as committed at revisions read in bulk (:meth:`preload_meta`)
         self._meta_read: dict[str, bytes | None] = {}
         #: those contents checked and parsed, by content (a thousand versions usually share one)
@@ -193,19 +200,37 @@ class Workspace:
             raise RepositoryError(f"{self.meta_path} is unreadable: {exc}", fix="restore it with git checkout") from None
         return check_meta(raw, META_FILE)
 
-    def new_meta(self) -> dict[str, Any]:
-        """Metadata for a workspace about to be created."""
-        return {
+    def new_meta(self, layout: str | None = None) -> dict[str, Any]:
+        """Metadata for a workspace about to be created (``layout``: the storage layout asked
+        for at init, else the configured one; the whole-file default is not written)."""
+        meta: dict[str, Any] = {
             "format": FORMAT_VERSION,
             "team": self.team,
             "model": self.model,
             "backends": {kind: self.config.backend_name(kind) for kind in ("storage", "hosting", "versioning")},
             "files": dict(DEFAULT_FILES),
         }
+        layout = layout or self.config.get_config(LAYOUT_KEY) or "dvc"
+        if layout not in STORAGE_LAYOUTS:
+            raise ConfigError(
+                f"storage layout {visible(repr(layout))} is not one of {', '.join(STORAGE_LAYOUTS)}", fix="see docs/concepts.md"
+            )
+        if layout != "dvc":
+            meta[LAYOUT_KEY] = layout
+        return meta
+
+    @property
+    def layout(self) -> str:
+        """The storage layout this model was created with (``dvc`` or ``tensors``)."""
+        return str(self.meta.get(LAYOUT_KEY, "dvc")) if self.meta_path.is_file() else "dvc"
 
     def write_meta(self, meta: dict[str, Any]) -> None:
+        layout = self.layout
         atomic_write_bytes(self.meta_path, json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n")
         self.reload_meta()
+        if self.layout != layout:  # backends made before were told the old layout
+            for told in ("versioning_context", "context", "storage"):
+                self.__dict__.pop(told, None)
 
     def reload_meta(self) -> None:
         """Forget the cached metadata (after a change came from elsewhere: a pull, a rollback)."""
@@ -368,6 +393,7 @@ class Workspace:
             verbose=self.verbose,
             progress=self.progress,
             accepts_incoming=self.accepts_incoming,
+            layout=self.layout,
         )
 
     @cached_property

@@ -32,6 +32,8 @@ from cpv_plugins.dvc.part_digests import ENTRY_META_KEY, META_KEY, PartDigests, 
 
 #: the name of the remote cpv configures in ``.dvc/config``
 REMOTE_NAME = "cpv"
+#: the pointer's ``meta`` key naming a file's chunk manifest (the tensor layout)
+CHUNKS_META_KEY = "cpv_chunks"
 #: where DVC 3 keeps content-addressed objects, in a cache and on a remote alike
 OBJECTS_DIR = "files/md5"
 #: what ``dvc init`` writes to ``.dvc/.gitignore`` and ``.dvcignore``
@@ -134,6 +136,16 @@ def pointer_entry_parts(out: dict[str, Any]) -> dict[str, PartDigests]:
     return entry_parts_from_meta(meta.get(ENTRY_META_KEY)) if isinstance(meta, dict) else {}
 
 
+def pointer_chunk_manifest(out: dict[str, Any], where: str) -> str | None:
+    """The object id of the chunk manifest a file's pointer names (the tensor layout), or
+    None for a file stored whole. A value that is not an object id is refused: the file's
+    bytes are not stored whole, so there is nothing else to fall back on."""
+    meta = out.get("meta")
+    if not isinstance(meta, dict) or CHUNKS_META_KEY not in meta:
+        return None
+    return check_oid(meta[CHUNKS_META_KEY], f"{where} meta.{CHUNKS_META_KEY}", allow_dir=False)
+
+
 def read_pointer(workspace: Path, path: str) -> TrackedArtifact:
     """The artifact the workspace's pointer file of ``path`` records."""
     pointer = workspace / pointer_path(path)
@@ -153,12 +165,14 @@ def write_pointer(
     nfiles: int | None,
     parts: PartDigests | None = None,
     entry_parts: dict[str, PartDigests] | None = None,
+    chunks: str | None = None,
 ) -> None:
     """``{path}.dvc`` as DVC 3 writes it (``nfiles`` for a directory); other keys of
     an existing pointer (a ``desc``, a ``remote``) are kept. ``parts`` (a file's) and
     ``entry_parts`` (a directory's large entries', by MD5) go under the output's
-    ``meta`` (which DVC keeps and ignores); older lists are always replaced or
-    removed, so no pointer names one object with another's parts."""
+    ``meta`` (which DVC keeps and ignores), as does ``chunks``, the object id of a file's
+    chunk manifest in the tensor layout (:mod:`cpv_plugins.dvc.chunking`); older lists are
+    always replaced or removed, so no pointer names one object with another's parts."""
     from ruamel.yaml import YAML
 
     yaml = YAML()  # round-trip: keeps comments and keys DVC or the user added
@@ -180,11 +194,14 @@ def write_pointer(
     if isinstance(meta, dict):
         meta.pop(META_KEY, None)
         meta.pop(ENTRY_META_KEY, None)
+        meta.pop(CHUNKS_META_KEY, None)
         if not meta:
             del out["meta"]
-    recorded = {META_KEY: parts.to_meta()} if parts is not None else {}
+    recorded: dict[str, Any] = {META_KEY: parts.to_meta()} if parts is not None else {}
     if entry_parts:
         recorded[ENTRY_META_KEY] = entry_parts_to_meta(entry_parts)
+    if chunks is not None:
+        recorded[CHUNKS_META_KEY] = chunks
     if recorded:
         if not isinstance(out.get("meta"), dict):
             out["meta"] = {}

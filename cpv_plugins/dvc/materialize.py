@@ -17,13 +17,15 @@ from typing import Any
 from cpv_core import bulk
 from cpv_core.errors import DVCError, ValidationError
 from cpv_core.faults import crash_point
-from cpv_core.paths import tree_size
+from cpv_core.paths import atomic_path, atomic_write_bytes, tree_size
 from cpv_core.plugin.progress import Progress
-from cpv_core.plugin.protocols import TrackedArtifact
+from cpv_core.plugin.protocols import ByteRanges, TrackedArtifact
 from cpv_core.trust import contained
 from cpv_plugins.dvc.bulk_files import copy_objects
-from cpv_plugins.dvc.cache import SMALL_FILE_BYTES, CacheStore
+from cpv_plugins.dvc.cache import SMALL_FILE_BYTES
+from cpv_plugins.dvc.chunked_store import ChunkedStore
 from cpv_plugins.dvc.layout import (
+    manifest_bytes,
     object_relpath,
     parse_pointer,
     pointer_entry_parts,
@@ -58,7 +60,7 @@ def staged(dest: Path, staging_root: Path | None = None) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-class MaterializingStore(CacheStore):
+class MaterializingStore(ChunkedStore):
     """Materialises and verifies stored versions."""
 
     # -- StorageBackend: materialize, manifest, verify, checkout ----------------------
@@ -78,6 +80,7 @@ class MaterializingStore(CacheStore):
             files = self._files_of(info, path, rev)
             if only is not None:
                 files = {rel: md5 for rel, md5 in files.items() if rel in only}
+            nfiles = len(files)
             total = info.size if path == info.path and only is None else 0
             with staged(Path(dest), staging_root) as target, Progress(f"download {path}", total, self.ctx.progress) as progress:
                 if "" not in files:
@@ -85,6 +88,11 @@ class MaterializingStore(CacheStore):
                 parts = self._recorded_parts(pointer, info) if "" in files else None
                 entry_parts = {} if "" in files else self._recorded_entry_parts(pointer, info)
                 where = f"{path} at {rev.removeprefix('refs/tags/')}"
+                moid = self.chunk_manifest_oid(pointer, info) if "" in files else None
+                if moid is not None:  # the tensor layout: reassembled from its chunks
+                    manifest = self.load_chunk_manifest(moid, files[""], info.size or 0, where)
+                    self.place_chunked(manifest, target, progress.update, where)
+                    files = {}
 
                 def place(item: tuple[str, str]) -> None:
                     rel, md5 = item
@@ -107,7 +115,7 @@ class MaterializingStore(CacheStore):
                     for item in files.items():
                         place(item)
         size = tree_size(Path(dest))[0]
-        return TrackedArtifact(path=path, digest=info.digest, size=size, nfiles=len(files), pointer=info.pointer)
+        return TrackedArtifact(path=path, digest=info.digest, size=size, nfiles=nfiles, pointer=info.pointer)
 
     def _copy_local_objects(self, files: dict[str, str], target: Path, where: str, on_bytes: Callable[[int], Any]) -> dict[str, str]:
         """Copy the small files of a version whose objects are on this machine (the cache, a
@@ -178,22 +186,74 @@ class MaterializingStore(CacheStore):
                 fix="the stored copy is damaged: re-upload that version from a machine that still has it",
             )
 
+    @contextmanager
+    def open_ranges(self, rev: str, path: str, pointer: bytes) -> Iterator[ByteRanges]:
+        """A chunked file's ranges from only the chunks that hold them; a file stored whole
+        is downloaded (verified) and read (:class:`~cpv_core.plugin.bases.StorageBackendBase`)."""
+        self.check_settings()
+        info = self._tracked(rev, path, pointer)
+        moid = self.chunk_manifest_oid(pointer, info) if path == info.path else None
+        if moid is None:
+            with super().open_ranges(rev, path, pointer) as whole:
+                yield whole
+            return
+        where = f"{path} at {rev.removeprefix('refs/tags/')}"
+        with self.remote(f"read {path}"):
+            manifest = self.load_chunk_manifest(moid, info.digest.removeprefix("md5:"), info.size or 0, where)
+            yield self.chunk_ranges(manifest, where)
+
+    def export_dvc(self, rev: str, path: str, pointer: bytes, dest: Path) -> int:
+        """Every object of ``path`` at ``rev`` as DVC stores it, under ``dest`` (a chunked file
+        reassembled whole): each written verified, under a temporary name, then renamed."""
+        self.check_settings()
+        info = self._tracked(rev, path, pointer)
+        oid = info.digest.removeprefix("md5:")
+        where = f"{path} at {rev.removeprefix('refs/tags/')}"
+        written = 0
+        with self.remote(f"export {path}"):
+            files = {"": oid} if not oid.endswith(".dir") else dict(self.load_manifest(oid, where))
+            moid = self.chunk_manifest_oid(pointer, info) if "" in files else None
+            for md5 in dict.fromkeys(files.values()):
+                final = dest / object_relpath(md5)
+                if regular_file_size(str(final)) is not None and hash_file(final) == md5:
+                    continue
+                final.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(final, mode=0o444) as tmp:
+                    if moid is not None:
+                        self.place_chunked(self.load_chunk_manifest(moid, md5, info.size or 0, where), tmp, lambda n: None, where)
+                    else:
+                        self._place_object(md5, tmp, lambda n: None, single=len(files) == 1)
+                written += 1
+            if oid.endswith(".dir"):
+                raw, _ = manifest_bytes(files)
+                atomic_write_bytes(dest / object_relpath(oid), raw, mode=0o444)
+                written += 1
+        return written
+
     def verify(self, rev: str, path: str, pointer: bytes, *, remote: bool) -> list[str]:
         self.check_settings()
         info = self.describe_pointer(tracked_root(path, pointer), pointer)
         if info is None:
             return [f"{path}: not tracked at {rev}"]
+        moid = self.chunk_manifest_oid(pointer, info)
         if not remote:
-            return self._verify(info, path, rev, remote=False)
+            return self._verify(info, path, rev, remote=False, chunks=moid)
         with self.remote(f"read {path}"):
-            return self._verify(info, path, rev, remote=True)
+            return self._verify(info, path, rev, remote=True, chunks=moid)
 
-    def _verify(self, info: TrackedArtifact, path: str, rev: str, *, remote: bool) -> list[str]:
+    def _verify(self, info: TrackedArtifact, path: str, rev: str, *, remote: bool, chunks: str | None = None) -> list[str]:
         oid = info.digest.removeprefix("md5:")
         where = "remote" if remote else "local cache"
         self.last_verify_remote_checked = 0
         expected: dict[str, str] = {path: oid}
-        if oid.endswith(".dir"):
+        if chunks is not None:  # the tensor layout: the manifest and every chunk, each against its MD5
+            try:
+                pieces = self.load_chunk_manifest(chunks, oid, info.size or 0, f"{path} at {rev.removeprefix('refs/tags/')}").chunks
+            except (DVCError, ValidationError) as exc:
+                return [f"{path} (chunk manifest {chunks}): {exc.message}"]
+            expected = {f"{path} (chunk manifest)": chunks}
+            expected.update({f"{path} (chunk {i + 1} of {len(pieces)})": md5 for i, (md5, _) in enumerate(pieces)})
+        elif oid.endswith(".dir"):
             try:
                 manifest = self.load_manifest(oid, f"{path} at {rev.removeprefix('refs/tags/')}", remote_only=remote)
             except (DVCError, ValidationError) as exc:
@@ -201,7 +261,9 @@ class MaterializingStore(CacheStore):
             expected = {f"{path}/{rel}": md5 for rel, md5 in manifest.items()}
         problems: list[str] = []
         uncached: dict[str, str] = {}
-        if remote and not oid.endswith(".dir"):  # the pointer's size is data too: a smaller one would make a download stop short
+        if (
+            remote and not oid.endswith(".dir") and chunks is None
+        ):  # the pointer's size is data too: a smaller one would make a download stop short
             stored = self.transport.sizes([oid]).get(oid)
             if stored is not None and stored != info.size:
                 problems.append(

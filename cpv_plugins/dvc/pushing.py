@@ -17,7 +17,8 @@ from cpv_core.paths import atomic_write_bytes
 from cpv_core.plugin.progress import Progress, human_bytes
 from cpv_core.plugin.protocols import IncompleteUpload, StoredObject, TransferStats
 from cpv_core.trust import check_oid, visible
-from cpv_plugins.dvc.cache import STALE_UPLOAD_SECONDS, CacheStore
+from cpv_plugins.dvc.cache import STALE_UPLOAD_SECONDS
+from cpv_plugins.dvc.chunked_store import ChunkedStore
 from cpv_plugins.dvc.layout import object_relpath, read_pointer
 from cpv_plugins.dvc.stat_cache import same_file_state, settled_stat
 from cpv_plugins.transports.base import BulkPut, OnBytes, hash_file
@@ -37,7 +38,7 @@ class _LocalSizes(dict[str, int]):
         return size
 
 
-class PushingStore(CacheStore):
+class PushingStore(ChunkedStore):
     """Pushes objects to the remote."""
 
     def push(self, paths: Sequence[str]) -> TransferStats:
@@ -320,6 +321,11 @@ class PushingStore(CacheStore):
         self.check_settings()
         info = self._tracked(rev, path, pointer)
         oid = info.digest.removeprefix("md5:")
+        moid = self.chunk_manifest_oid(pointer, info)
+        if moid is not None:  # the tensor layout: the manifest and its chunks, not a whole file
+            with self.remote(f"read the chunk manifest of {path}"):
+                manifest = self.load_chunk_manifest(moid, oid, info.size or 0, f"{path} at {rev.removeprefix('refs/tags/')}")
+            return [moid, *sorted(manifest.distinct())]
         if not oid.endswith(".dir"):
             return [oid]
         with self.remote(f"read the manifest of {path}"):

@@ -15,8 +15,10 @@ from cpv_core.paths import atomic_write_bytes
 from cpv_core.plugin.progress import Progress
 from cpv_core.plugin.protocols import TrackedArtifact
 from cpv_core.plugin.sources import ScanEntry, TreeScan, scan_tree
+from cpv_core.trust import open_regular
 from cpv_plugins.dvc.bulk_files import Hashed, hash_files
 from cpv_plugins.dvc.cache import SMALL_FILE_BYTES
+from cpv_plugins.dvc.chunking import CHUNKED_MIN_BYTES, chunk_file
 from cpv_plugins.dvc.early_uploads import EarlyUploads
 from cpv_plugins.dvc.layout import (
     ignore_in_git,
@@ -87,11 +89,27 @@ class TrackingStore(PushingStore):
         src = self.path / path
         size = src.stat().st_size
         started = now_ns()
+        if self.ctx.layout == "tensors" and size >= CHUNKED_MIN_BYTES:
+            self._track_chunked(path, size, stats, started)
+            return
         with Progress(f"hash and cache {path}" if copy else f"hash {path}", size, self.ctx.progress) as progress:
             on_bytes = self._watching_remote(progress.update)
             oid = self._cache_file(src, on_bytes) if copy else self._hash_in_place(src, on_bytes)
         stats.put(path, src, oid, started)
         write_pointer(self.path, path, oid, size, None, self.session.part_digests.get(oid))
+        ignore_in_git(self.path, path)
+
+    def _track_chunked(self, path: str, size: int, stats: StatCache, started: int) -> None:
+        """The tensor layout: cut the file into chunks in one read (its MD5 on another thread),
+        keep the chunks the cache lacks (sent early to a store that keeps no cache copy),
+        and point at the chunk manifest. The pointer's MD5 and size are the whole file's,
+        exactly as the whole-file layout records them."""
+        src = self.path / path
+        with Progress(f"hash and chunk {path}", size, self.ctx.progress) as progress, open_regular(src) as reader:
+            manifest = chunk_file(reader, size, self.store_chunk, self._watching_remote(progress.update))
+        moid = self.keep_chunk_manifest(manifest)
+        stats.put(path, src, manifest.md5, started)
+        write_pointer(self.path, path, manifest.md5, size, None, chunks=moid)
         ignore_in_git(self.path, path)
 
     def _track_dir(self, path: str, stats: StatCache, copy: bool) -> None:

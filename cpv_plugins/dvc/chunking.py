@@ -1,0 +1,192 @@
+"""The tensor layout's chunking: where a large file is cut, its chunk manifest, and the
+one read that hashes the file and its chunks.
+
+A ``.safetensors`` file is cut at its header's end and at every tensor's start (tiny
+tensors share a chunk), and a large tensor into equal power-of-two pieces (about a
+sixteenth of it, 64 KiB to 8 MiB), so an unchanged tensor, or an unchanged run of rows
+of a changed one, is the same object in every version. Any other large file is cut by
+content (FastCDC 2020, the ``pyfastcdc`` package's compiled chunker, 2.9 GB/s here), so bytes inserted
+early do not shift every later cut.
+
+Chunks are ordinary DVC objects (named by their MD5, under ``files/md5/``), so every
+transport stores, lists, checks and deletes them as it does whole files. The file's
+*chunk manifest* (JSON, also an object) lists them in order with their lengths, and the
+file's MD5 and size; the pointer names the manifest. The manifest comes back from the
+store, so it is data: :func:`parse_manifest` checks every field and that it describes
+exactly the file the pointer records, before any chunk is fetched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from cpv_core.domain.safetensors_format import SafetensorsHeader, header_length, parse_header
+from cpv_core.errors import CPVError, DVCError
+from cpv_core.trust import MAX_MANIFEST_BYTES, visible
+
+#: files smaller than this are stored whole even in the tensor layout
+CHUNKED_MIN_BYTES = 8 * 1024 * 1024
+#: a large tensor is cut into about this many pieces
+TENSOR_PIECES = 16
+MIN_CHUNK = 64 * 1024
+MAX_CHUNK = 8 * 1024 * 1024
+#: FastCDC sizes for files that are not safetensors
+CDC_MIN, CDC_AVG, CDC_MAX = 256 * 1024, 1024 * 1024, 4 * 1024 * 1024
+FORMAT = 1
+_OID = re.compile(r"[0-9a-f]{32}")
+_FIX = "the stored manifest is damaged or not cpv's: re-upload the version from a machine that has it"
+
+
+@dataclass(frozen=True)
+class ChunkManifest:
+    """A chunked file: its MD5 and size, and its chunks ``(md5, length)`` in order."""
+
+    md5: str
+    size: int
+    chunks: tuple[tuple[str, int], ...]
+
+    def to_bytes(self) -> bytes:
+        doc = {"cpv_chunked": FORMAT, "md5": self.md5, "size": self.size, "chunks": [list(c) for c in self.chunks]}
+        return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+    def offsets(self) -> list[int]:
+        """Each chunk's first byte in the file (and the file's size last)."""
+        out = [0]
+        for _, length in self.chunks:
+            out.append(out[-1] + length)
+        return out
+
+    def distinct(self) -> dict[str, int]:
+        """``{chunk md5: length}`` of the distinct chunks."""
+        return {md5: length for md5, length in self.chunks}
+
+
+def parse_manifest(raw: bytes, md5: str, size: int, where: str) -> ChunkManifest:
+    """Check a chunk manifest read back (from the cache or the store) against the file the
+    pointer records (``md5``, ``size``): every chunk an object id with a positive length,
+    the lengths adding up to the size. Anything else is one :class:`DVCError` line."""
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise DVCError(f"{where}: the chunk manifest is larger than {MAX_MANIFEST_BYTES} bytes", fix=_FIX)
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise DVCError(f"{where}: the chunk manifest is not JSON", fix=_FIX) from None
+    if not isinstance(doc, dict) or set(doc) != {"cpv_chunked", "md5", "size", "chunks"} or doc["cpv_chunked"] != FORMAT:
+        raise DVCError(f"{where}: not a chunk manifest of format {FORMAT}", fix=_FIX)
+    if doc["md5"] != md5 or type(doc["size"]) is not int or doc["size"] != size:
+        raise DVCError(
+            f"{where}: the chunk manifest describes md5 {visible(str(doc['md5']))[:40]}, {visible(str(doc['size']))[:20]} bytes, "
+            f"not the {size} bytes of md5 {md5} its pointer records",
+            fix=_FIX,
+        )
+    chunks = doc["chunks"]
+    if not isinstance(chunks, list) or not chunks and size:
+        raise DVCError(f"{where}: the chunk manifest lists no chunks", fix=_FIX)
+    parsed: list[tuple[str, int]] = []
+    total = 0
+    for i, item in enumerate(chunks):
+        if (
+            not isinstance(item, list)
+            or len(item) != 2
+            or not isinstance(item[0], str)
+            or not _OID.fullmatch(item[0])
+            or type(item[1]) is not int
+            or not 0 < item[1] <= 2**40
+        ):
+            raise DVCError(f"{where}: chunk {i + 1} is {visible(repr(item))[:80]}, not [md5, length]", fix=_FIX)
+        parsed.append((item[0], item[1]))
+        total += item[1]
+    if total != size:
+        raise DVCError(f"{where}: the chunks add up to {total} bytes, not the file's {size}", fix=_FIX)
+    return ChunkManifest(md5, size, tuple(parsed))
+
+
+def _piece(nbytes: int) -> int:
+    """The piece size of a tensor of ``nbytes``: a power of two near a sixteenth of it, so a
+    tensor that grows a little (rows added) keeps its cuts."""
+    target = max(MIN_CHUNK, min(MAX_CHUNK, nbytes // TENSOR_PIECES))
+    return 1 << (target.bit_length() - 1)
+
+
+def tensor_cuts(header: SafetensorsHeader) -> list[int]:
+    """Chunk boundaries (the end of each chunk) of a safetensors file with ``header``."""
+    cuts = [header.data_start]
+    for t in header.tensors:
+        if t.nbytes >= MIN_CHUNK or t.start - cuts[-1] >= MIN_CHUNK:
+            if t.start != cuts[-1]:
+                cuts.append(t.start)  # close the chunk of the tiny tensors before it
+        if t.nbytes >= MIN_CHUNK:
+            piece = _piece(t.nbytes)
+            cuts.extend(range(t.start + piece, t.end, piece))
+            cuts.append(t.end)
+    if cuts[-1] != header.file_size:
+        cuts.append(header.file_size)
+    return [c for i, c in enumerate(cuts) if c > (cuts[i - 1] if i else 0)]
+
+
+def safetensors_header_of(reader: BinaryIO, size: int) -> SafetensorsHeader | None:
+    """The header of the user's file open in ``reader`` if it is a valid safetensors file
+    (else None: it is cut by content); the reader is left at the start."""
+    try:
+        prefix = reader.read(8)
+        length = header_length(prefix, "file")
+        if 8 + length > size:
+            return None
+        header = parse_header(prefix + reader.read(length), size, "file")
+    except CPVError:
+        header = None
+    reader.seek(0)
+    return header
+
+
+def _read_exact(reader: BinaryIO, n: int) -> bytes:
+    data = reader.read(n)
+    if len(data) != n:
+        raise DVCError(f"the file changed while it was read (got {len(data)} of {n} bytes)", fix="upload again once it is written")
+    return data
+
+
+def _cut_chunks(reader: BinaryIO, cuts: list[int]) -> Iterator[bytes]:
+    at = 0
+    for end in cuts:
+        yield _read_exact(reader, end - at)
+        at = end
+
+
+def _cdc_chunks(reader: BinaryIO) -> Iterator[bytes]:
+    from pyfastcdc import FastCDC
+
+    for piece in FastCDC(CDC_AVG, min_size=CDC_MIN, max_size=CDC_MAX).cut_stream(reader):
+        yield bytes(piece.data)  # its view is reused for the next piece
+
+
+def chunk_file(reader: BinaryIO, size: int, store: Callable[[str, bytes], None], on_bytes: Callable[[int], object]) -> ChunkManifest:
+    """Read the file open in ``reader`` once: its MD5 (on another thread, as hashlib lets
+    go of the interpreter lock), its chunks cut and hashed here, each handed to
+    ``store(md5, bytes)`` in order. The manifest of what was read."""
+    header = safetensors_header_of(reader, size)
+    pieces = _cut_chunks(reader, tensor_cuts(header)) if header is not None else _cdc_chunks(reader)
+    whole = hashlib.md5()
+    chunks: list[tuple[str, int]] = []
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        pending = None
+        for piece in pieces:
+            if pending is not None:
+                pending.result()
+            pending = hasher.submit(whole.update, piece)
+            oid = hashlib.md5(piece).hexdigest()
+            store(oid, piece)
+            chunks.append((oid, len(piece)))
+            on_bytes(len(piece))
+        if pending is not None:
+            pending.result()
+    total = sum(length for _, length in chunks)
+    if total != size or reader.read(1):
+        raise DVCError(f"the file changed while it was read ({total} bytes, {size} expected)", fix="upload again once it is written")
+    return ChunkManifest(whole.hexdigest(), size, tuple(chunks))

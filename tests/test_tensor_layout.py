@@ -1,0 +1,425 @@
+"""The tensor layout (issue #32): a large file stored as chunks (per tensor for
+safetensors, by content otherwise), only what changed stored again, every chunk and the
+whole file checked on the way back, lazy reads of some tensors; hostile manifests and
+headers refused in one line with nothing placed; gc, kills and DVC export."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.numpy import load_file, save_file
+
+from cpv_core import ModelsCheckpointsManage, open_tensors
+from cpv_core.config import CPVConfig
+from cpv_core.domain.safetensors_format import parse_header, select, subset_header
+from cpv_core.errors import CPVError, DVCError, ValidationError
+from cpv_core.faults import KILL_ENV, KILLED_EXIT
+from cpv_plugins.dvc.chunking import CHUNKED_MIN_BYTES, MIN_CHUNK, ChunkManifest, chunk_file, parse_manifest, tensor_cuts
+from cpv_plugins.dvc.layout import object_relpath
+
+from .helpers import s3_keys
+
+CPV = [sys.executable, "-m", "cpv_core.cli"]
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def model_tensors(seed: int, frozen_seed: int = 0, layers: int = 24) -> dict[str, np.ndarray]:
+    """A small transformer-like model: frozen layers (same bytes for the same ``frozen_seed``)
+    and a head that ``seed`` changes."""
+    frozen = np.random.default_rng(frozen_seed)
+    tensors = {}
+    for i in range(layers):
+        tensors[f"encoder.{i}.weight"] = frozen.standard_normal((256, 512), dtype=np.float32)
+        tensors[f"encoder.{i}.bias"] = frozen.standard_normal((512,), dtype=np.float32)
+    tensors["lm_head.weight"] = np.random.default_rng(seed).standard_normal((1024, 1024), dtype=np.float32)
+    return tensors
+
+
+def write_model(path: Path, tensors: dict[str, np.ndarray]) -> bytes:
+    save_file(tensors, str(path))
+    return path.read_bytes()
+
+
+def stored_bytes(m: ModelsCheckpointsManage) -> int:
+    return sum(o.size for o in m.ws.storage.inventory())
+
+
+@pytest.fixture
+def tensor_home(cpv_home):
+    CPVConfig().set_config("storage_layout", "tensors")
+    return cpv_home
+
+
+@pytest.fixture
+def model(tensor_home):
+    m = ModelsCheckpointsManage("T", "llm")
+    m.import_model_init()
+    return m
+
+
+def pointer_meta(m: ModelsCheckpointsManage) -> dict:
+    from cpv_plugins.dvc.layout import parse_pointer
+
+    out = parse_pointer((m.repo_path / "model.bin.dvc").read_bytes())
+    assert out is not None
+    return dict(out.get("meta") or {})
+
+
+# -- the engine end to end, local default ------------------------------------------------------
+
+
+def test_a_new_version_stores_only_the_tensors_that_changed(model, tmp_path):
+    first = write_model(model.repo_path / "model.bin", model_tensors(1))
+    model.upload_model_checkpoint(metrics={"loss": 1.0})
+    model.tag_model_checkpoint()
+    after_one = stored_bytes(model)
+    assert "cpv_chunks" in pointer_meta(model)
+    assert after_one < len(first) * 1.01  # chunks plus a small manifest
+    second = write_model(model.repo_path / "model.bin", model_tensors(2))
+    model.upload_model_checkpoint(metrics={"loss": 0.9})
+    model.tag_model_checkpoint()
+    head = 1024 * 1024 * 4
+    assert stored_bytes(model) - after_one < head * 1.05  # the changed head, not the frozen encoder again
+    pointer = (model.repo_path / "model.bin.dvc").read_text()
+    assert hashlib.md5(second).hexdigest() in pointer  # the whole file's MD5, as the whole-file layout records
+    for version, payload in (("v0.1", first), ("v0.2", second)):
+        got = model.download_model_checkpoint(version, output_dir=tmp_path / version)
+        assert Path(got.model_path).read_bytes() == payload
+    assert model.verify("v0.1", remote=True) == []
+
+
+def test_download_tensors_fetches_only_their_chunks_and_writes_a_valid_file(model, tmp_path):
+    tensors = model_tensors(1)
+    write_model(model.repo_path / "model.bin", tensors)
+    model.upload_model_checkpoint()
+    model.tag_model_checkpoint()
+    got = model.download_tensors("v0.1", "lm_head.*,encoder.3.*", tmp_path / "out")
+    loaded = load_file(str(got.path))  # the safetensors library accepts it
+    assert sorted(loaded) == ["encoder.3.bias", "encoder.3.weight", "lm_head.weight"]
+    for name, array in loaded.items():
+        assert np.array_equal(array, tensors[name])
+    wanted = sum(tensors[n].nbytes for n in loaded)
+    assert got.bytes_fetched <= 1.05 * wanted + 2 * MIN_CHUNK  # the tensors plus the header's chunk
+    assert got.bytes_fetched < got.file_size / 3
+
+
+def test_open_tensors_reads_each_tensor_on_first_use(model):
+    tensors = model_tensors(1)
+    write_model(model.repo_path / "model.bin", tensors)
+    model.upload_model_checkpoint()
+    model.tag_model_checkpoint()
+    with open_tensors("T", "llm", "v0.1", "encoder.*") as lazy:
+        assert len(lazy) == 48 and "lm_head.weight" not in lazy
+        before = lazy.fetched
+        assert np.array_equal(lazy["encoder.5.weight"], tensors["encoder.5.weight"])
+        assert 0 < lazy.fetched - before <= tensors["encoder.5.weight"].nbytes + MIN_CHUNK
+
+
+def test_a_file_stored_whole_is_read_by_a_whole_download(cpv_home, tmp_path):
+    """The whole-file layout still answers --tensors (verified by the whole MD5), at a whole download's cost."""
+    m = ModelsCheckpointsManage("T", "whole")
+    m.import_model_init()
+    tensors = model_tensors(1, layers=2)
+    write_model(m.repo_path / "model.bin", tensors)
+    m.upload_model_checkpoint()
+    m.tag_model_checkpoint()
+    got = m.download_tensors("v0.1", "lm_head.weight", tmp_path / "out")
+    assert np.array_equal(load_file(str(got.path))["lm_head.weight"], tensors["lm_head.weight"])
+    assert got.bytes_fetched == got.file_size
+
+
+def test_other_large_files_are_cut_by_content_and_an_insertion_dedupes(model, tmp_path):
+    payload = os.urandom(12 * 2**20)
+    (model.repo_path / "model.bin").write_bytes(payload)
+    model.upload_model_checkpoint()
+    model.tag_model_checkpoint()
+    once = stored_bytes(model)
+    (model.repo_path / "model.bin").write_bytes(b"inserted at the start" + payload)
+    model.upload_model_checkpoint()
+    model.tag_model_checkpoint()
+    assert stored_bytes(model) - once < 0.3 * len(payload)  # only the first chunk or two are new
+    got = model.download_model_checkpoint("v0.2", output_dir=tmp_path / "o")
+    assert Path(got.model_path).read_bytes() == b"inserted at the start" + payload
+
+
+def test_a_small_file_stays_whole_in_the_tensor_layout(model):
+    (model.repo_path / "model.bin").write_bytes(os.urandom(CHUNKED_MIN_BYTES - 1))
+    model.upload_model_checkpoint()
+    assert "cpv_chunks" not in pointer_meta(model)
+
+
+def test_init_says_what_the_layout_gives_up_and_a_bad_layout_is_refused(tensor_home):
+    said = []
+    m = ModelsCheckpointsManage("T", "said", echo=said.append)
+    m.import_model_init()
+    assert any("dvc pull" in line and "export --dvc" in line for line in said)
+    with pytest.raises(CPVError, match="not a storage layout"):
+        from cpv_core.plugin.settings import check_setting
+
+        check_setting("storage_layout", "zip")
+
+
+# -- hostile store and repository ---------------------------------------------------------------
+
+
+def _uploaded(model) -> tuple[bytes, str]:
+    payload = write_model(model.repo_path / "model.bin", model_tensors(1, layers=8))
+    model.upload_model_checkpoint()
+    model.tag_model_checkpoint()
+    return payload, pointer_meta(model)["cpv_chunks"]
+
+
+def _store_path(m, oid: str) -> Path:
+    return Path(m.ws.storage.transport.object_path(oid))
+
+
+def _replace(path: Path, data: bytes) -> None:
+    os.chmod(path, 0o644)
+    path.write_bytes(data)
+
+
+def test_a_swapped_chunk_on_the_store_is_refused_and_nothing_is_placed(model, tmp_path):
+    _, moid = _uploaded(model)
+    manifest = json.loads(_store_path(model, moid).read_bytes())
+    victim = manifest["chunks"][3][0]
+    _replace(_store_path(model, victim), os.urandom(manifest["chunks"][3][1]))
+    for cached in (model.repo_path / ".dvc/cache").rglob("*"):
+        if cached.is_file():
+            os.chmod(cached, 0o644)
+            cached.unlink()
+    with pytest.raises(DVCError, match="chunk 4 of .* is corrupt"):
+        model.download_model_checkpoint("v0.1", output_dir=tmp_path / "out")
+    assert not (tmp_path / "out" / "model.bin").exists()
+    assert any("chunk 4" in p for p in model.verify("v0.1", remote=True))
+
+
+def test_a_manifest_that_lies_is_refused_in_one_line(model, tmp_path):
+    """A teammate with write access to the store rewrites the manifest (its key no longer
+    matches its bytes), or a pointer names a manifest of other bytes."""
+    _, moid = _uploaded(model)
+    path = _store_path(model, moid)
+    doc = json.loads(path.read_bytes())
+    doc["chunks"] = doc["chunks"][:-1]
+    _replace(path, json.dumps(doc).encode())
+    for cached in (model.repo_path / ".dvc/cache").rglob("*"):
+        if cached.is_file():
+            os.chmod(cached, 0o644)
+            cached.unlink()
+    with pytest.raises(DVCError, match="does not match its hash"):
+        model.download_model_checkpoint("v0.1", output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_header_that_lies_is_refused_before_any_offset_is_used(model, tmp_path):
+    """A committed file whose safetensors header claims bytes past its end: stored (cut by
+    content, it is not a valid safetensors file), then refused by --tensors with one line."""
+    body = json.dumps({"w": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 10**9]}}).encode()
+    lie = struct.pack("<Q", len(body)) + body + os.urandom(CHUNKED_MIN_BYTES)
+    (model.repo_path / "model.bin").write_bytes(lie)
+    model.upload_model_checkpoint()
+    model.tag_model_checkpoint()
+    with pytest.raises(ValidationError, match="claims"):
+        model.download_tensors("v0.1", "w", tmp_path / "out")
+    assert not (tmp_path / "out" / "model.bin").exists()
+
+
+# -- parsers, fuzzed ------------------------------------------------------------------------------
+
+
+@FUZZ
+@given(raw=st.binary(max_size=300), size=st.integers(0, 10**6))
+def test_header_parser_refuses_any_garbage_with_a_validation_error(raw, size):
+    try:
+        parse_header(raw, size, "fuzz")
+    except ValidationError:
+        pass
+
+
+header_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 2**64) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@FUZZ
+@given(doc=st.dictionaries(st.sampled_from(["a", "b", "__metadata__"]), header_values, max_size=3), size=st.integers(0, 4096))
+def test_header_parser_refuses_lying_json_with_a_validation_error(doc, size):
+    body = json.dumps(doc).encode()
+    try:
+        header = parse_header(struct.pack("<Q", len(body)) + body, size, "fuzz")
+    except ValidationError:
+        return
+    assert header.file_size == size  # accepted: it tiles the file exactly
+
+
+@FUZZ
+@given(
+    shapes=st.lists(
+        st.tuples(st.sampled_from(["F32", "F16", "U8", "I64"]), st.lists(st.integers(0, 40), max_size=3)), min_size=1, max_size=6
+    )
+)
+def test_a_subset_header_is_what_the_safetensors_library_reads(shapes, tmp_path_factory):
+
+    dtypes = {"F32": np.float32, "F16": np.float16, "U8": np.uint8, "I64": np.int64}
+    arrays = {f"t{i}": np.full(shape, i, dtype=dtypes[dt]) for i, (dt, shape) in enumerate(shapes)}
+    path = tmp_path_factory.mktemp("st") / "f.safetensors"
+    raw = write_model(path, arrays)
+    header = parse_header(raw[: 8 + struct.unpack("<Q", raw[:8])[0]], len(raw), "file")
+    chosen = select(header, ["t0", "t*"])
+    sub = subset_header(chosen, header.metadata) + b"".join(raw[t.start : t.end] for t in chosen)
+    out = path.with_name("sub.safetensors")
+    out.write_bytes(sub)
+    for name, array in load_file(str(out)).items():
+        assert np.array_equal(array, arrays[name])
+
+
+def _tensors_file(shapes: list[int]) -> bytes:
+    buf = io.BytesIO()
+    path = Path(os.environ["TMPDIR"] if "TMPDIR" in os.environ else "/tmp") / f"cuts-{os.getpid()}.safetensors"
+    save_file({f"t{i}": np.ones(n, dtype=np.uint8) for i, n in enumerate(shapes)}, str(path))
+    buf.write(path.read_bytes())
+    path.unlink()
+    return buf.getvalue()
+
+
+@FUZZ
+@given(sizes=st.lists(st.integers(0, 3 * MIN_CHUNK), min_size=1, max_size=8))
+def test_tensor_cuts_cover_the_file_and_start_every_large_tensor(sizes):
+    raw = _tensors_file(sizes)
+    header = parse_header(raw[: 8 + struct.unpack("<Q", raw[:8])[0]], len(raw), "file")
+    cuts = tensor_cuts(header)
+    assert cuts == sorted(set(cuts)) and cuts[-1] == len(raw) and cuts[0] == header.data_start
+    for t in header.tensors:
+        if t.nbytes >= MIN_CHUNK:
+            assert t.start in cuts and t.end in cuts
+    manifest = chunk_file(io.BytesIO(raw), len(raw), lambda oid, data: None, lambda n: None)
+    assert [length for _, length in manifest.chunks] == [b - a for a, b in zip([0, *cuts], cuts, strict=False)]
+    assert manifest.md5 == hashlib.md5(raw).hexdigest()
+
+
+@FUZZ
+@given(raw=st.binary(max_size=400) | header_values.map(lambda v: json.dumps(v).encode()))
+def test_manifest_parser_refuses_garbage_with_one_error(raw):
+    try:
+        parse_manifest(raw, "0" * 32, 10, "fuzz")
+    except DVCError:
+        pass
+
+
+@FUZZ
+@given(lengths=st.lists(st.integers(-2, 50), min_size=0, max_size=5), size=st.integers(0, 200))
+def test_a_manifest_is_accepted_only_when_its_chunks_add_up_to_the_file(lengths, size):
+    doc = ChunkManifest("0" * 32, size, tuple(("1" * 32, n) for n in lengths)).to_bytes()
+    try:
+        parsed = parse_manifest(doc, "0" * 32, size, "fuzz")
+    except DVCError:
+        assert sum(lengths) != size or any(n <= 0 for n in lengths) or not lengths and size
+        return
+    assert sum(n for _, n in parsed.chunks) == size and all(n > 0 for n in lengths)
+
+
+# -- gc, kills, S3, DVC ---------------------------------------------------------------------------
+
+
+def test_gc_keeps_every_chunk_a_kept_version_uses_and_frees_the_rest(model, tmp_path):
+    from cpv_core.ops.retention import RetentionPolicy, collect_garbage
+
+    payloads = []
+    for seed in (1, 2, 3):
+        payloads.append(write_model(model.repo_path / "model.bin", model_tensors(seed, layers=8)))
+        model.upload_model_checkpoint()
+        model.tag_model_checkpoint()
+    before = stored_bytes(model)
+    result = collect_garbage([model], RetentionPolicy(keep_last=1, grace_hours=0), dry_run=False)
+    assert result.freed > 0 and stored_bytes(model) < before
+    got = model.download_model_checkpoint("v0.3", output_dir=tmp_path / "o")
+    assert Path(got.model_path).read_bytes() == payloads[-1]
+    assert model.verify("v0.3", remote=True) == []
+
+
+def _cpv(*args: str, cwd: Path, kill_at: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != KILL_ENV}
+    if kill_at:
+        env[KILL_ENV] = kill_at
+    return subprocess.run([*CPV, *args], cwd=cwd, capture_output=True, text=True, timeout=180, env=env)
+
+
+@pytest.mark.parametrize("phase", ["upload.chunk-cut", "upload.tracked", "upload.stored"])
+def test_a_killed_chunked_upload_is_completed_by_the_next(model, phase, tmp_path):
+    write_model(model.repo_path / "model.bin", model_tensors(1, layers=8))
+    model.upload_model_checkpoint()
+    model.tag_model_checkpoint()
+    trained = write_model(model.repo_path / "model.bin", model_tensors(2, layers=8))
+    assert _cpv("model", "upload", "-m", "next", cwd=model.repo_path, kill_at=phase).returncode == KILLED_EXIT
+    assert (model.repo_path / "model.bin").read_bytes() == trained
+    done = _cpv("model", "upload", "-m", "next", cwd=model.repo_path)
+    assert done.returncode == 0, done.stderr
+    assert _cpv("model", "tag", cwd=model.repo_path).stdout.strip() == "v0.2"
+    got = model.download_model_checkpoint("v0.2", output_dir=tmp_path / "o")
+    assert Path(got.model_path).read_bytes() == trained
+    assert model.verify("v0.2", remote=True) == []
+
+
+def test_a_killed_download_places_nothing_and_the_next_completes(model, tmp_path):
+    payload = write_model(model.repo_path / "model.bin", model_tensors(1, layers=8))
+    model.upload_model_checkpoint()
+    model.tag_model_checkpoint()
+    out = tmp_path / "out"
+    killed = _cpv("model", "download", "v0.1", "-o", str(out), cwd=model.repo_path, kill_at="download.chunk-placed")
+    assert killed.returncode == KILLED_EXIT
+    assert not (out / "model.bin").exists()
+    assert _cpv("model", "download", "v0.1", "-o", str(out), cwd=model.repo_path).returncode == 0
+    assert (out / "model.bin").read_bytes() == payload
+    assert not [p for p in out.iterdir() if p.name != "model.bin"]  # the killed run's staging was cleared
+
+
+@pytest.mark.s3
+def test_on_s3_only_new_chunks_are_sent_and_lazy_reads_fetch_little(s3_config, seaweed, tmp_path):
+    CPVConfig().set_config("storage_layout", "tensors")
+    m = ModelsCheckpointsManage("T", "s3llm")
+    m.import_model_init()
+    tensors = model_tensors(1)
+    first = write_model(m.repo_path / "model.bin", tensors)
+    m.upload_model_checkpoint()
+    m.tag_model_checkpoint()
+    keys_one = set(s3_keys(seaweed))
+    write_model(m.repo_path / "model.bin", model_tensors(2))
+    m.upload_model_checkpoint()
+    m.tag_model_checkpoint()
+    new = set(s3_keys(seaweed)) - keys_one
+    assert 0 < len(new) <= 18  # the head's 16 pieces, the new manifest, nothing of the encoder
+    got = m.download_model_checkpoint("v0.1", output_dir=tmp_path / "o")
+    assert Path(got.model_path).read_bytes() == first
+    lazy = m.download_tensors("v0.1", "encoder.7.weight", tmp_path / "t")
+    assert lazy.bytes_fetched <= tensors["encoder.7.weight"].nbytes + 2 * MIN_CHUNK
+    assert np.array_equal(load_file(str(lazy.path))["encoder.7.weight"], tensors["encoder.7.weight"])
+
+
+def test_export_writes_plain_dvc_objects_that_dvc_pull_reads(model, tmp_path):
+    payload = write_model(model.repo_path / "model.bin", model_tensors(1, layers=8))
+    model.upload_model_checkpoint()
+    model.tag_model_checkpoint()
+    export = tmp_path / "export"
+    assert _cpv("model", "export", "v0.1", "--dvc", "-o", str(export), cwd=model.repo_path).returncode == 0
+    md5 = hashlib.md5(payload).hexdigest()
+    assert (export / object_relpath(md5)).read_bytes() == payload
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(model.ws.hosting.remote_url()), str(clone)], check=True)
+    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    add = [sys.executable, "-m", "dvc", "remote", "add", "--local", "-d", "export", str(export)]  # as the export's line says
+    subprocess.run(add, cwd=clone, check=True, env=env, capture_output=True)
+    pulled = subprocess.run([sys.executable, "-m", "dvc", "pull"], cwd=clone, env=env, capture_output=True, text=True)
+    assert pulled.returncode == 0, pulled.stderr
+    assert (clone / "model.bin").read_bytes() == payload
