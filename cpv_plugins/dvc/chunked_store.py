@@ -1,6 +1,7 @@
-"""The tensor layout in the engine: a large file stored as chunks (see
-:mod:`cpv_plugins.dvc.chunking`), its chunk manifest read back and checked, chunks read
-from the cache or the store (each checked against its MD5), and byte ranges of a
+"""The tensor layout in the engine: a large file's new chunks packed into pack objects
+(see :mod:`cpv_plugins.dvc.chunking`), its chunk manifest read back and checked, chunks
+read from a cached pack or with ranged reads of the store's (several adjacent chunks in
+one read, each chunk checked against its MD5), a file reassembled, and byte ranges of a
 stored file served from only the chunks that hold them."""
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cpv_core.errors import DVCError
 from cpv_core.faults import crash_point
@@ -21,31 +23,113 @@ from cpv_core.paths import atomic_write_bytes
 from cpv_core.plugin.protocols import TrackedArtifact
 from cpv_core.trust import MAX_MANIFEST_BYTES, MAX_POINTER_BYTES, open_regular
 from cpv_plugins.dvc.cache import CacheStore
-from cpv_plugins.dvc.chunking import ChunkManifest, parse_manifest
+from cpv_plugins.dvc.chunking import ChunkManifest, chunk_file, parse_manifest
 from cpv_plugins.dvc.layout import object_relpath, parse_pointer, pointer_chunk_manifest
 
 logger = logging.getLogger("cpv.storage")
 
 _REUPLOAD = "the stored copy is damaged: re-upload that version from a machine that still has it"
+#: a pack is sealed once it holds this many bytes
+PACK_BYTES = 64 * 1024 * 1024
+#: adjacent chunks of one pack are read together up to this many bytes
+SPAN_BYTES = 4 * 1024 * 1024
+
+
+class Packer:
+    """Where each chunk of a file being tracked is stored: in a pack the store already holds
+    (``known``: chunk md5 -> (pack md5, pack size, offset)), earlier in this file, or appended
+    to the pack being written (sealed into the cache at :data:`PACK_BYTES`)."""
+
+    def __init__(self, store: ChunkedStore, known: dict[str, tuple[str, int, int]]) -> None:
+        self.store = store
+        self.known = known
+        #: per chunk: md5, length, its pack (``(md5, size)`` of a stored one, or the number of a new one), offset
+        self.entries: list[tuple[str, int, tuple[str, int] | int, int]] = []
+        self.new: dict[str, tuple[int, int]] = {}
+        self.sealed: dict[int, tuple[str, int]] = {}
+        self._number = 0
+        self._file: BinaryIO | None = None
+        self._tmp = ""
+        self._digest = hashlib.md5()
+        self._size = 0
+
+    def add(self, md5: str, data: bytes) -> None:
+        """Place one chunk (called in file order)."""
+        if md5 in self.known:
+            pack, size, offset = self.known[md5]
+            self.entries.append((md5, len(data), (pack, size), offset))
+            return
+        if md5 in self.new:
+            number, offset = self.new[md5]
+            self.entries.append((md5, len(data), number, offset))
+            return
+        if self._file is None:
+            fd, self._tmp = tempfile.mkstemp(prefix=".cpv-", suffix=".tmp", dir=self.store.objects_dir())
+            self._file = os.fdopen(fd, "wb")
+            self._digest = hashlib.md5()
+            self._size = 0
+        self._file.write(data)
+        self._digest.update(data)
+        self.new[md5] = (self._number, self._size)
+        self.entries.append((md5, len(data), self._number, self._size))
+        self._size += len(data)
+        crash_point("upload.chunk-cut")
+        if self._size >= PACK_BYTES:
+            self._seal()
+
+    def _seal(self) -> None:
+        assert self._file is not None
+        self._file.close()
+        self._file = None
+        oid = self._digest.hexdigest()
+        os.chmod(self._tmp, 0o444)
+        final = self.store.cached_path(oid)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._tmp, final)
+        self.sealed[self._number] = (oid, self._size)
+        self._number += 1
+        self.store.kept_fresh(oid, self._size)
+
+    def abandon(self) -> None:
+        """Drop the pack being written (the track failed)."""
+        if self._file is not None:
+            self._file.close()
+            os.unlink(self._tmp)
+            self._file = None
+
+    def manifest(self, md5: str, size: int) -> ChunkManifest:
+        """Seal the open pack; the manifest of the file, its packs numbered in first use."""
+        if self._file is not None:
+            self._seal()
+        packs: list[tuple[str, int]] = []
+        index: dict[str, int] = {}
+        chunks = []
+        for chunk_md5, length, ref, offset in self.entries:
+            pack = self.sealed[ref] if isinstance(ref, int) else ref
+            if pack[0] not in index:
+                index[pack[0]] = len(packs)
+                packs.append(pack)
+            chunks.append((chunk_md5, length, index[pack[0]], offset))
+        return ChunkManifest(md5, size, tuple(packs), tuple(chunks))
 
 
 class ChunkRanges:
-    """Byte ranges of one chunked file, each served from the chunks that hold it (fetched
-    in parallel, each checked against its MD5 before a byte of it is used)."""
+    """Byte ranges of one chunked file, each served from the chunks that hold them (read in
+    parallel, each checked against its MD5 before a byte of it is used)."""
 
-    def __init__(self, manifest: ChunkManifest, fetch: Callable[[int], bytes], workers: int) -> None:
+    def __init__(self, store: ChunkedStore, manifest: ChunkManifest, where: str) -> None:
+        self.store = store
         self.manifest = manifest
+        self.where = where
         self.size = manifest.size
         self._offsets = manifest.offsets()
-        self._fetch = fetch
-        self._workers = max(1, workers)
-        #: bytes fetched so far (what a lazy read cost)
+        #: bytes transferred so far (what a lazy read cost)
         self.fetched = 0
 
     def chunk_span(self, start: int, end: int) -> range:
         """Indexes of the chunks that hold bytes ``[start, end)``."""
         if not 0 <= start <= end <= self.size:
-            raise DVCError(f"bytes {start}-{end} are outside the file's {self.size}", fix=_REUPLOAD)
+            raise DVCError(f"{self.where}: bytes {start}-{end} are outside the file's {self.size}", fix=_REUPLOAD)
         if start == end:
             return range(0)
         first = bisect.bisect_right(self._offsets, start) - 1
@@ -57,12 +141,11 @@ class ChunkRanges:
         return b"".join(self.read_many([(start, end)]))
 
     def read_many(self, spans: Iterable[tuple[int, int]]) -> list[bytes]:
-        """Several ranges at once (their chunks fetched in one parallel pass)."""
+        """Several ranges at once (their chunks read in one parallel pass)."""
         spans = list(spans)
         needed = sorted({i for s, e in spans for i in self.chunk_span(s, e)})
-        with ThreadPoolExecutor(max_workers=min(self._workers, max(1, len(needed)))) as pool:
-            got = dict(zip(needed, pool.map(self._fetch, needed), strict=True))
-        self.fetched += sum(len(b) for b in got.values())
+        got: dict[int, bytes] = {}
+        self.fetched += self.store.read_chunks(self.manifest, needed, lambda i, data: got.__setitem__(i, data), self.where)
         out = []
         for s, e in spans:
             idx = self.chunk_span(s, e)
@@ -75,8 +158,43 @@ class ChunkRanges:
         return out
 
 
+def _spans(manifest: ChunkManifest, indexes: list[int]) -> list[tuple[int, int, int, list[int]]]:
+    """The chunks ``indexes`` grouped into reads: ``(pack index, start, end, chunk indexes)``,
+    adjacent chunks of one pack together up to :data:`SPAN_BYTES`, in the order of their
+    first chunk (the file's order, so its MD5 can follow the reads)."""
+    reads: list[tuple[int, int, int, list[int]]] = []
+    open_read: dict[int, int] = {}
+    for i in indexes:
+        _, length, pack, offset = manifest.chunks[i]
+        at = open_read.get(pack)
+        if at is not None:
+            p, start, end, members = reads[at]
+            if end == offset and end + length - start <= SPAN_BYTES:
+                reads[at] = (p, start, end + length, [*members, i])
+                continue
+        open_read[pack] = len(reads)
+        reads.append((pack, offset, offset + length, [i]))
+    return reads
+
+
 class ChunkedStore(CacheStore):
-    """Reads and writes the tensor layout's chunks and manifests."""
+    """Reads and writes the tensor layout's packs and manifests."""
+
+    def cached_path(self, oid: str) -> Path:
+        """Where object ``oid`` is (or goes) in the cache."""
+        return self._cached(oid)
+
+    def objects_dir(self) -> Path:
+        """The cache's object directory (temporary files go there, on the same file system)."""
+        return self._objects_dir()
+
+    def kept_fresh(self, oid: str, size: int) -> None:
+        """Object ``oid`` was just written into the cache from the user's files (known good):
+        the push sends it from there, and a store without a cache copy gets it early."""
+        self.session.fresh.add(oid)
+        self.session.cached[oid] = size
+        if self.session.early is not None:
+            self.session.early.submit(oid)
 
     def chunk_manifest_oid(self, pointer: bytes, info: TrackedArtifact) -> str | None:
         """The chunk manifest a file's pointer names, or None (stored whole, or a directory)."""
@@ -85,11 +203,11 @@ class ChunkedStore(CacheStore):
         return pointer_chunk_manifest(out, where) if out else None
 
     def objects(self, path: str) -> list[str]:
-        """Object ids of a tracked path; for a chunked file its chunk manifest and chunks."""
+        """Object ids of a tracked path; for a chunked file its chunk manifest and packs."""
         chunked = self.workspace_chunk_manifest(path)
         if chunked is None:
             return super().objects(path)
-        return [chunked[0], *chunked[1].distinct()]
+        return [chunked[0], *chunked[1].pack_ids()]
 
     def workspace_chunk_manifest(self, path: str) -> tuple[str, ChunkManifest] | None:
         """The chunk manifest (id and content) the workspace's pointer of ``path`` names, if any."""
@@ -128,82 +246,144 @@ class ChunkedStore(CacheStore):
         self._keep_manifest(moid, raw)
         return manifest
 
-    def chunk_bytes(self, manifest: ChunkManifest, index: int, where: str) -> bytes:
-        """Chunk ``index`` of ``manifest``, checked: from the cache when it holds a good copy,
-        else from the store. A chunk whose bytes are not its MD5 is refused naming it."""
-        oid, length = manifest.chunks[index]
-        if self._cached_size(oid) == length:
-            with open_regular(self._cached(oid)) as handle:
-                data = handle.read(length + 1)
-            if hashlib.md5(data).hexdigest() == oid:
-                return data
-            logger.warning("the cached chunk %s is damaged; fetching it from %s", oid, self.describe_remote())
-            self._evict(oid)
+    def stored_chunks(self, path: str) -> dict[str, tuple[str, int, int]]:
+        """The chunks of the version the workspace's pointer of ``path`` names whose packs the
+        store holds, at their recorded size: what a new version of ``path`` need not send
+        again (chunk md5 -> (pack md5, pack size, offset)). Anything unreadable gives nothing."""
         try:
-            data = self.transport.read(oid)
-        except FileNotFoundError:
-            raise DVCError(
-                f"{where}: chunk {index + 1} of {len(manifest.chunks)} (object {object_relpath(oid)}) is missing on "
-                f"{self.describe_remote()}; nothing was placed",
-                fix=_REUPLOAD,
-            ) from None
-        if len(data) != length or hashlib.md5(data).hexdigest() != oid:
-            start = manifest.offsets()[index]
-            raise DVCError(
-                f"{where}: chunk {index + 1} of {len(manifest.chunks)} (bytes {start}-{start + length - 1}, object "
-                f"{object_relpath(oid)} in {self.describe_remote()}) is corrupt; nothing was placed",
-                fix=_REUPLOAD,
-            )
-        return data
+            previous = self.workspace_chunk_manifest(path)
+        except (DVCError, OSError) as exc:
+            logger.info("no chunks to reuse for %s: %s", path, exc)
+            return {}
+        if previous is None:
+            return {}
+        manifest = previous[1]
+        with self.remote(f"check the packs of {path}"):
+            stored = self.transport.sizes(manifest.pack_ids())
+        present = {pack for pack, size in manifest.packs if stored.get(pack) == size}
+        sizes = dict(manifest.packs)
+        return {
+            md5: (manifest.packs[p][0], sizes[manifest.packs[p][0]], off)
+            for md5, _, p, off in manifest.chunks
+            if manifest.packs[p][0] in present
+        }
 
-    def store_chunk(self, oid: str, data: bytes) -> None:
-        """Keep a chunk just cut from the user's file in the cache (the push sends it from
-        there); one the cache already holds is left alone (checked before it is ever sent)."""
-        if self._cached_size(oid) == len(data):
-            return
-        atomic_write_bytes(self._cached(oid), data, mode=0o444)
-        self.session.fresh.add(oid)
-        self.session.cached[oid] = len(data)
-        if self.session.early is not None:
-            self.session.early.submit(oid)
-        crash_point("upload.chunk-cut")
-
-    def keep_chunk_manifest(self, manifest: ChunkManifest) -> str:
-        """Write ``manifest`` into the cache as an object; its id."""
+    def track_chunked_file(self, reader: BinaryIO, size: int, path: str, on_bytes: Callable[[int], object]) -> tuple[str, str]:
+        """Cut the file open in ``reader`` into chunks, packing those no stored pack holds, and
+        keep its chunk manifest in the cache; the manifest's id and the file's MD5."""
+        packer = Packer(self, self.stored_chunks(path))
+        try:
+            md5, _ = chunk_file(reader, size, packer.add, on_bytes)
+            manifest = packer.manifest(md5, size)
+        except BaseException:
+            packer.abandon()
+            raise
         raw = manifest.to_bytes()
         moid = hashlib.md5(raw).hexdigest()
         if self._cached_size(moid) != len(raw):
             atomic_write_bytes(self._cached(moid), raw, mode=0o444)
         self.session.fresh.add(moid)
         self.session.cached[moid] = len(raw)
-        return moid
+        return moid, md5
+
+    def read_chunks(self, manifest: ChunkManifest, indexes: list[int], on_chunk: Callable[[int, bytes], Any], where: str) -> int:
+        """Read chunks ``indexes`` (from a cached pack, else with ranged reads of the store's,
+        several adjacent chunks per read, in parallel), each checked against its MD5 and handed
+        to ``on_chunk(index, bytes)``; the bytes read from the store."""
+        fetched = 0
+        lock = threading.Lock()
+
+        def run(span: tuple[int, int, int, list[int]]) -> None:
+            nonlocal fetched
+            pack_index, start, end, members = span
+            pack = manifest.packs[pack_index][0]
+            data = self._read_pack(pack, start, end)
+            if data is None:
+                data = self._fetch_pack_range(pack, start, end, manifest, members[0], where)
+                with lock:
+                    fetched += len(data)
+            at = 0
+            for i in members:
+                md5, length, _, _ = manifest.chunks[i]
+                piece = data[at : at + length]
+                at += length
+                if hashlib.md5(piece).hexdigest() != md5:
+                    raise self._corrupt(manifest, i, pack, where)
+                on_chunk(i, piece)
+
+        spans = _spans(manifest, indexes)
+        workers = max(1, min(self.transport.parallel, len(spans)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for future in [pool.submit(run, span) for span in spans]:
+                future.result()
+        return fetched
+
+    def _read_pack(self, pack: str, start: int, end: int) -> bytes | None:
+        """Bytes of a pack the cache holds (None when it does not); its chunks are checked by the caller."""
+        if self._cached_size(pack) is None:
+            return None
+        with open_regular(self._cached(pack)) as handle:
+            handle.seek(start)
+            data = handle.read(end - start)
+        return data if len(data) == end - start else None
+
+    def _fetch_pack_range(self, pack: str, start: int, end: int, manifest: ChunkManifest, first: int, where: str) -> bytes:
+        try:
+            data = self.transport.read_range(pack, start, end)
+        except FileNotFoundError:
+            raise DVCError(
+                f"{where}: chunk {first + 1} of {len(manifest.chunks)} is in pack {object_relpath(pack)}, missing on "
+                f"{self.describe_remote()}; nothing was placed",
+                fix=_REUPLOAD,
+            ) from None
+        if len(data) != end - start:
+            raise self._corrupt(manifest, first, pack, where)
+        return data
+
+    def _corrupt(self, manifest: ChunkManifest, index: int, pack: str, where: str) -> DVCError:
+        start = manifest.offsets()[index]
+        return DVCError(
+            f"{where}: chunk {index + 1} of {len(manifest.chunks)} (bytes {start}-{start + manifest.chunks[index][1] - 1}, in pack "
+            f"{object_relpath(pack)} of {self.describe_remote()}) is corrupt; nothing was placed",
+            fix=_REUPLOAD,
+        )
 
     def chunk_ranges(self, manifest: ChunkManifest, where: str) -> ChunkRanges:
         """Byte ranges of the file ``manifest`` describes."""
-        return ChunkRanges(manifest, lambda i: self.chunk_bytes(manifest, i, where), self.transport.parallel)
+        return ChunkRanges(self, manifest, where)
 
     def place_chunked(self, manifest: ChunkManifest, out: Path, on_bytes: Callable[[int], Any], where: str) -> None:
-        """Reassemble the file into ``out``: chunks fetched in parallel and written at their
-        offsets, the whole file's MD5 computed in order as they land; a mismatch places nothing
-        (the caller stages ``out``)."""
+        """Reassemble the file into ``out``: chunks read in parallel and written at their
+        offsets, the whole file's MD5 computed in order as they land (read back from the page
+        cache, never held); a mismatch places nothing (the caller stages ``out``)."""
         offsets = manifest.offsets()
         digest = hashlib.md5()
+        landed = [False] * len(manifest.chunks)
         with open(out, "wb") as handle:
             handle.truncate(manifest.size)
         fd = os.open(out, os.O_RDWR)
         try:
 
-            def fetch(index: int) -> int:
-                data = self.chunk_bytes(manifest, index, where)
+            def place(index: int, data: bytes) -> None:
                 os.pwrite(fd, data, offsets[index])
+                landed[index] = True
                 on_bytes(len(data))
                 crash_point("download.chunk-placed")
-                return len(data)
 
-            workers = max(1, min(self.transport.parallel, len(manifest.chunks)))
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for index, length in enumerate(pool.map(fetch, range(len(manifest.chunks)))):
-                    digest.update(os.pread(fd, length, offsets[index]))  # in page cache still
+            hashed = 0
+            with ThreadPoolExecutor(max_workers=1) as reader:
+                job = reader.submit(self.read_chunks, manifest, list(range(len(manifest.chunks))), place, where)
+                while True:
+                    done, _ = wait([job], timeout=0.05, return_when=FIRST_COMPLETED)
+                    while hashed < len(landed) and landed[hashed]:
+                        digest.update(os.pread(fd, manifest.chunks[hashed][1], offsets[hashed]))
+                        hashed += 1
+                    if done:
+                        job.result()
+                        break
+            while hashed < len(landed):
+                digest.update(os.pread(fd, manifest.chunks[hashed][1], offsets[hashed]))
+                hashed += 1
         finally:
             os.close(fd)
         if digest.hexdigest() != manifest.md5:
@@ -211,10 +391,3 @@ class ChunkedStore(CacheStore):
                 f"{where}: the reassembled file has md5 {digest.hexdigest()}, not its recorded {manifest.md5}; nothing was placed",
                 fix=_REUPLOAD,
             )
-
-    def export_whole(self, manifest: ChunkManifest, where: str, into: Path) -> Path:
-        """Reassemble the file into a new temporary file under ``into``; its path."""
-        fd, name = tempfile.mkstemp(prefix=".cpv-export-", suffix=".tmp", dir=into)
-        os.close(fd)
-        self.place_chunked(manifest, Path(name), lambda n: None, where)
-        return Path(name)

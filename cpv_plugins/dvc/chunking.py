@@ -8,12 +8,15 @@ of a changed one, is the same object in every version. Any other large file is c
 content (FastCDC 2020, the ``pyfastcdc`` package's compiled chunker, 2.9 GB/s here), so bytes inserted
 early do not shift every later cut.
 
-Chunks are ordinary DVC objects (named by their MD5, under ``files/md5/``), so every
-transport stores, lists, checks and deletes them as it does whole files. The file's
-*chunk manifest* (JSON, also an object) lists them in order with their lengths, and the
-file's MD5 and size; the pointer names the manifest. The manifest comes back from the
-store, so it is data: :func:`parse_manifest` checks every field and that it describes
-exactly the file the pointer records, before any chunk is fetched.
+New chunks are written one after another into *packs* of about 64 MiB (one object per
+pack: a few requests instead of one per chunk, as Xet's xorbs or git's packfiles), and a
+pack is an ordinary DVC object (named by its MD5, under ``files/md5/``), so every
+transport stores, lists, checks and deletes packs as it does whole files. The file's
+*chunk manifest* (JSON, also an object) lists its chunks in order with their MD5, length
+and place in a pack, and the file's MD5 and size; the pointer names the manifest. The
+manifest comes back from the store, so it is data: :func:`parse_manifest` checks every
+field and that it describes exactly the file the pointer records, and every chunk read
+back is checked against its MD5 before a byte of it is used.
 """
 
 from __future__ import annotations
@@ -45,39 +48,55 @@ _FIX = "the stored manifest is damaged or not cpv's: re-upload the version from 
 
 @dataclass(frozen=True)
 class ChunkManifest:
-    """A chunked file: its MD5 and size, and its chunks ``(md5, length)`` in order."""
+    """A chunked file: its MD5 and size; the packs that hold its chunks ``(md5, size)``; and
+    its chunks in order, ``(md5, length, pack index, offset in the pack)``."""
 
     md5: str
     size: int
-    chunks: tuple[tuple[str, int], ...]
+    packs: tuple[tuple[str, int], ...]
+    chunks: tuple[tuple[str, int, int, int], ...]
 
     def to_bytes(self) -> bytes:
-        doc = {"cpv_chunked": FORMAT, "md5": self.md5, "size": self.size, "chunks": [list(c) for c in self.chunks]}
+        doc = {
+            "cpv_chunked": FORMAT,
+            "md5": self.md5,
+            "size": self.size,
+            "packs": [list(p) for p in self.packs],
+            "chunks": [list(c) for c in self.chunks],
+        }
         return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
     def offsets(self) -> list[int]:
         """Each chunk's first byte in the file (and the file's size last)."""
         out = [0]
-        for _, length in self.chunks:
-            out.append(out[-1] + length)
+        for chunk in self.chunks:
+            out.append(out[-1] + chunk[1])
         return out
 
-    def distinct(self) -> dict[str, int]:
-        """``{chunk md5: length}`` of the distinct chunks."""
-        return {md5: length for md5, length in self.chunks}
+    def pack_ids(self) -> list[str]:
+        return [md5 for md5, _ in self.packs]
+
+    def locations(self) -> dict[str, tuple[str, int, int]]:
+        """``{chunk md5: (pack md5, offset, length)}``: where each distinct chunk is stored."""
+        return {md5: (self.packs[pack][0], offset, length) for md5, length, pack, offset in self.chunks}
+
+
+def _bad(item: object) -> bool:
+    return not isinstance(item, list) or not all(type(v) is int for v in item[1:]) or not isinstance(item[0], str)
 
 
 def parse_manifest(raw: bytes, md5: str, size: int, where: str) -> ChunkManifest:
     """Check a chunk manifest read back (from the cache or the store) against the file the
-    pointer records (``md5``, ``size``): every chunk an object id with a positive length,
-    the lengths adding up to the size. Anything else is one :class:`DVCError` line."""
+    pointer records (``md5``, ``size``): packs and chunks named by object ids, every chunk a
+    positive length inside its pack, the lengths adding up to the size. Anything else is
+    one :class:`DVCError` line."""
     if len(raw) > MAX_MANIFEST_BYTES:
         raise DVCError(f"{where}: the chunk manifest is larger than {MAX_MANIFEST_BYTES} bytes", fix=_FIX)
     try:
         doc = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise DVCError(f"{where}: the chunk manifest is not JSON", fix=_FIX) from None
-    if not isinstance(doc, dict) or set(doc) != {"cpv_chunked", "md5", "size", "chunks"} or doc["cpv_chunked"] != FORMAT:
+    if not isinstance(doc, dict) or set(doc) != {"cpv_chunked", "md5", "size", "packs", "chunks"} or doc["cpv_chunked"] != FORMAT:
         raise DVCError(f"{where}: not a chunk manifest of format {FORMAT}", fix=_FIX)
     if doc["md5"] != md5 or type(doc["size"]) is not int or doc["size"] != size:
         raise DVCError(
@@ -85,26 +104,33 @@ def parse_manifest(raw: bytes, md5: str, size: int, where: str) -> ChunkManifest
             f"not the {size} bytes of md5 {md5} its pointer records",
             fix=_FIX,
         )
-    chunks = doc["chunks"]
-    if not isinstance(chunks, list) or not chunks and size:
+    packs, chunks = doc["packs"], doc["chunks"]
+    if not isinstance(packs, list) or not isinstance(chunks, list) or (not chunks and size):
         raise DVCError(f"{where}: the chunk manifest lists no chunks", fix=_FIX)
-    parsed: list[tuple[str, int]] = []
+    parsed_packs: list[tuple[str, int]] = []
+    for i, item in enumerate(packs):
+        if _bad(item) or len(item) != 2 or not _OID.fullmatch(item[0]) or not 0 < item[1] <= 2**40:
+            raise DVCError(f"{where}: pack {i + 1} is {visible(repr(item))[:80]}, not [md5, size]", fix=_FIX)
+        parsed_packs.append((item[0], item[1]))
+    parsed: list[tuple[str, int, int, int]] = []
     total = 0
     for i, item in enumerate(chunks):
         if (
-            not isinstance(item, list)
-            or len(item) != 2
-            or not isinstance(item[0], str)
+            _bad(item)
+            or len(item) != 4
             or not _OID.fullmatch(item[0])
-            or type(item[1]) is not int
             or not 0 < item[1] <= 2**40
+            or not 0 <= item[2] < len(parsed_packs)
+            or not 0 <= item[3] <= parsed_packs[item[2]][1] - item[1]
         ):
-            raise DVCError(f"{where}: chunk {i + 1} is {visible(repr(item))[:80]}, not [md5, length]", fix=_FIX)
-        parsed.append((item[0], item[1]))
+            raise DVCError(
+                f"{where}: chunk {i + 1} is {visible(repr(item))[:80]}, not [md5, length, pack, offset] inside its pack", fix=_FIX
+            )
+        parsed.append((item[0], item[1], item[2], item[3]))
         total += item[1]
     if total != size:
         raise DVCError(f"{where}: the chunks add up to {total} bytes, not the file's {size}", fix=_FIX)
-    return ChunkManifest(md5, size, tuple(parsed))
+    return ChunkManifest(md5, size, tuple(parsed_packs), tuple(parsed))
 
 
 def _piece(nbytes: int) -> int:
@@ -166,10 +192,12 @@ def _cdc_chunks(reader: BinaryIO) -> Iterator[bytes]:
         yield bytes(piece.data)  # its view is reused for the next piece
 
 
-def chunk_file(reader: BinaryIO, size: int, store: Callable[[str, bytes], None], on_bytes: Callable[[int], object]) -> ChunkManifest:
+def chunk_file(
+    reader: BinaryIO, size: int, store: Callable[[str, bytes], None], on_bytes: Callable[[int], object]
+) -> tuple[str, list[tuple[str, int]]]:
     """Read the file open in ``reader`` once: its MD5 (on another thread, as hashlib lets
     go of the interpreter lock), its chunks cut and hashed here, each handed to
-    ``store(md5, bytes)`` in order. The manifest of what was read."""
+    ``store(md5, bytes)`` in order. The file's MD5 and its chunks ``(md5, length)``."""
     header = safetensors_header_of(reader, size)
     pieces = _cut_chunks(reader, tensor_cuts(header)) if header is not None else _cdc_chunks(reader)
     whole = hashlib.md5()
@@ -189,4 +217,4 @@ def chunk_file(reader: BinaryIO, size: int, store: Callable[[str, bytes], None],
     total = sum(length for _, length in chunks)
     if total != size or reader.read(1):
         raise DVCError(f"the file changed while it was read ({total} bytes, {size} expected)", fix="upload again once it is written")
-    return ChunkManifest(whole.hexdigest(), size, tuple(chunks))
+    return whole.hexdigest(), chunks

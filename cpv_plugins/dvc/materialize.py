@@ -246,13 +246,13 @@ class MaterializingStore(ChunkedStore):
         where = "remote" if remote else "local cache"
         self.last_verify_remote_checked = 0
         expected: dict[str, str] = {path: oid}
-        if chunks is not None:  # the tensor layout: the manifest and every chunk, each against its MD5
+        if chunks is not None:  # the tensor layout: the manifest and every pack, each against its MD5
             try:
-                pieces = self.load_chunk_manifest(chunks, oid, info.size or 0, f"{path} at {rev.removeprefix('refs/tags/')}").chunks
+                packs = self.load_chunk_manifest(chunks, oid, info.size or 0, f"{path} at {rev.removeprefix('refs/tags/')}").pack_ids()
             except (DVCError, ValidationError) as exc:
                 return [f"{path} (chunk manifest {chunks}): {exc.message}"]
             expected = {f"{path} (chunk manifest)": chunks}
-            expected.update({f"{path} (chunk {i + 1} of {len(pieces)})": md5 for i, (md5, _) in enumerate(pieces)})
+            expected.update({f"{path} (pack {i + 1} of {len(packs)})": md5 for i, md5 in enumerate(packs)})
         elif oid.endswith(".dir"):
             try:
                 manifest = self.load_manifest(oid, f"{path} at {rev.removeprefix('refs/tags/')}", remote_only=remote)

@@ -325,7 +325,7 @@ class PushingStore(ChunkedStore):
         if moid is not None:  # the tensor layout: the manifest and its chunks, not a whole file
             with self.remote(f"read the chunk manifest of {path}"):
                 manifest = self.load_chunk_manifest(moid, oid, info.size or 0, f"{path} at {rev.removeprefix('refs/tags/')}")
-            return [moid, *sorted(manifest.distinct())]
+            return [moid, *sorted(set(manifest.pack_ids()))]
         if not oid.endswith(".dir"):
             return [oid]
         with self.remote(f"read the manifest of {path}"):

@@ -18,7 +18,7 @@ from cpv_core.plugin.sources import ScanEntry, TreeScan, scan_tree
 from cpv_core.trust import open_regular
 from cpv_plugins.dvc.bulk_files import Hashed, hash_files
 from cpv_plugins.dvc.cache import SMALL_FILE_BYTES
-from cpv_plugins.dvc.chunking import CHUNKED_MIN_BYTES, chunk_file
+from cpv_plugins.dvc.chunking import CHUNKED_MIN_BYTES
 from cpv_plugins.dvc.early_uploads import EarlyUploads
 from cpv_plugins.dvc.layout import (
     ignore_in_git,
@@ -101,15 +101,14 @@ class TrackingStore(PushingStore):
 
     def _track_chunked(self, path: str, size: int, stats: StatCache, started: int) -> None:
         """The tensor layout: cut the file into chunks in one read (its MD5 on another thread),
-        keep the chunks the cache lacks (sent early to a store that keeps no cache copy),
-        and point at the chunk manifest. The pointer's MD5 and size are the whole file's,
+        pack those the store does not hold yet (a pack is sent early to a store that keeps no
+        cache copy, while the rest is read), and point at the chunk manifest. The pointer's MD5 and size are the whole file's,
         exactly as the whole-file layout records them."""
         src = self.path / path
         with Progress(f"hash and chunk {path}", size, self.ctx.progress) as progress, open_regular(src) as reader:
-            manifest = chunk_file(reader, size, self.store_chunk, self._watching_remote(progress.update))
-        moid = self.keep_chunk_manifest(manifest)
-        stats.put(path, src, manifest.md5, started)
-        write_pointer(self.path, path, manifest.md5, size, None, chunks=moid)
+            moid, md5 = self.track_chunked_file(reader, size, path, self._watching_remote(progress.update))
+        stats.put(path, src, md5, started)
+        write_pointer(self.path, path, md5, size, None, chunks=moid)
         ignore_in_git(self.path, path)
 
     def _track_dir(self, path: str, stats: StatCache, copy: bool) -> None:

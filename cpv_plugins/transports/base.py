@@ -71,6 +71,10 @@ class Transport(Protocol):
         """The bytes of a small object (a manifest), at most ``MAX_MANIFEST_BYTES + 1``.
         ``FileNotFoundError`` when absent."""
 
+    def read_range(self, oid: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of object ``oid`` (fewer when it is shorter: the caller
+        checks); ``FileNotFoundError`` when absent. The tensor layout reads its packs this way."""
+
     def md5(self, oid: str) -> str | None:
         """The MD5 of the stored object's bytes, or None when it is absent."""
 
@@ -191,6 +195,21 @@ class TransportBase(ABC):
     def read(self, oid: str) -> bytes:
         with self.open_object(oid) as reader:
             return reader.read(MAX_MANIFEST_BYTES + 1)
+
+    def read_range(self, oid: str, start: int, end: int) -> bytes:
+        """Through :meth:`open_object`: a seek where the reader can, else the bytes before
+        ``start`` read and dropped (a store with ranged reads overrides this)."""
+        with self.open_object(oid) as reader:
+            if reader.seekable():
+                reader.seek(start)
+            else:
+                left = start
+                while left > 0:
+                    skipped = reader.read(min(left, 1 << 20))
+                    if not skipped:
+                        return b""
+                    left -= len(skipped)
+            return reader.read(end - start)
 
     def md5(self, oid: str) -> str | None:
         try:

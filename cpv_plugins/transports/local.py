@@ -170,6 +170,11 @@ class LocalDirTransport(TransportBase):
         with open_regular(self._existing(oid)) as handle:
             return handle.read(MAX_MANIFEST_BYTES + 1)
 
+    def read_range(self, oid: str, start: int, end: int) -> bytes:
+        with open_regular(self._existing(oid)) as handle:
+            handle.seek(start)
+            return handle.read(end - start)
+
     def md5(self, oid: str) -> str | None:
         try:
             return hash_file(self._existing(oid))

@@ -496,6 +496,18 @@ class S3Transport:
     def read(self, oid: str) -> bytes:
         return bytes(self._body(oid).read(MAX_MANIFEST_BYTES + 1))
 
+    def read_range(self, oid: str, start: int, end: int) -> bytes:
+        if end <= start:
+            return b""
+        try:
+            response = self._client().get_object(Bucket=self.settings.bucket, Key=self._key(oid), Range=f"bytes={start}-{end - 1}")
+        except Exception as exc:  # noqa: BLE001
+            if is_missing(exc):
+                raise FileNotFoundError(self._key(oid)) from None
+            raise
+        with response["Body"] as body:
+            return bytes(body.read(end - start))
+
     def md5(self, oid: str) -> str | None:
         try:
             return md5_stream(self._body(oid))
