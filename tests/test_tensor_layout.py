@@ -315,7 +315,7 @@ def test_tensor_cuts_cover_the_file_and_start_every_large_tensor(sizes):
     for t in header.tensors:
         if t.nbytes >= MIN_CHUNK:
             assert t.start in cuts and t.end in cuts
-    md5, chunks = chunk_file(io.BytesIO(raw), len(raw), lambda oid, data: None, lambda n: None)
+    md5, chunks = chunk_file(io.BytesIO(raw), len(raw), lambda digest, data: None, lambda n: None)
     assert [length for _, length in chunks] == [b - a for a, b in zip([0, *cuts], cuts, strict=False)]
     assert md5 == hashlib.md5(raw).hexdigest()
 
@@ -337,7 +337,7 @@ def test_manifest_parser_refuses_garbage_with_one_error(raw):
     offsets=st.lists(st.integers(-3, 100), min_size=5, max_size=5),
 )
 def test_a_manifest_is_accepted_only_when_its_chunks_fit_their_pack_and_add_up(lengths, size, pack_size, offsets):
-    chunks = tuple(("1" * 32, n, 0, offsets[i]) for i, n in enumerate(lengths))
+    chunks = tuple(("1" * 64, n, 0, offsets[i]) for i, n in enumerate(lengths))
     doc = ChunkManifest("0" * 32, size, (("2" * 32, pack_size),), chunks).to_bytes()
     try:
         parsed = parse_manifest(doc, "0" * 32, size, "fuzz")

@@ -1,7 +1,7 @@
 """The tensor layout in the engine: a large file's new chunks packed into pack objects
 (see :mod:`cpv_plugins.dvc.chunking`), its chunk manifest read back and checked, chunks
 read from a cached pack or with ranged reads of the store's (several adjacent chunks in
-one read, each chunk checked against its MD5), a file reassembled, and byte ranges of a
+one read, each chunk checked against its SHA-256), a file reassembled, and byte ranges of a
 stored file served from only the chunks that hold them."""
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ SPAN_BYTES = 4 * 1024 * 1024
 
 class Packer:
     """Where each chunk of a file being tracked is stored: in a pack the store already holds
-    (``known``: chunk md5 -> (pack md5, pack size, offset)), earlier in this file, or appended
+    (``known``: chunk sha256 -> (pack md5, pack size, offset)), earlier in this file, or appended
     to the pack being written (sealed into the cache at :data:`PACK_BYTES`)."""
 
     def __init__(self, store: ChunkedStore, known: dict[str, tuple[str, int, int]]) -> None:
         self.store = store
         self.known = known
-        #: per chunk: md5, length, its pack (``(md5, size)`` of a stored one, or the number of a new one), offset
+        #: per chunk: sha256, length, its pack (``(md5, size)`` of a stored one, or the number of a new one), offset
         self.entries: list[tuple[str, int, tuple[str, int] | int, int]] = []
         self.new: dict[str, tuple[int, int]] = {}
         self.sealed: dict[int, tuple[str, int]] = {}
@@ -53,15 +53,15 @@ class Packer:
         self._digest = hashlib.md5()
         self._size = 0
 
-    def add(self, md5: str, data: bytes) -> None:
+    def add(self, digest: str, data: bytes) -> None:
         """Place one chunk (called in file order)."""
-        if md5 in self.known:
-            pack, size, offset = self.known[md5]
-            self.entries.append((md5, len(data), (pack, size), offset))
+        if digest in self.known:
+            pack, size, offset = self.known[digest]
+            self.entries.append((digest, len(data), (pack, size), offset))
             return
-        if md5 in self.new:
-            number, offset = self.new[md5]
-            self.entries.append((md5, len(data), number, offset))
+        if digest in self.new:
+            number, offset = self.new[digest]
+            self.entries.append((digest, len(data), number, offset))
             return
         if self._file is None:
             fd, self._tmp = tempfile.mkstemp(prefix=".cpv-", suffix=".tmp", dir=self.store.objects_dir())
@@ -70,8 +70,8 @@ class Packer:
             self._size = 0
         self._file.write(data)
         self._digest.update(data)
-        self.new[md5] = (self._number, self._size)
-        self.entries.append((md5, len(data), self._number, self._size))
+        self.new[digest] = (self._number, self._size)
+        self.entries.append((digest, len(data), self._number, self._size))
         self._size += len(data)
         crash_point("upload.chunk-cut")
         if self._size >= PACK_BYTES:
@@ -104,12 +104,12 @@ class Packer:
         packs: list[tuple[str, int]] = []
         index: dict[str, int] = {}
         chunks = []
-        for chunk_md5, length, ref, offset in self.entries:
+        for digest, length, ref, offset in self.entries:
             pack = self.sealed[ref] if isinstance(ref, int) else ref
             if pack[0] not in index:
                 index[pack[0]] = len(packs)
                 packs.append(pack)
-            chunks.append((chunk_md5, length, index[pack[0]], offset))
+            chunks.append((digest, length, index[pack[0]], offset))
         return ChunkManifest(md5, size, tuple(packs), tuple(chunks))
 
 
@@ -249,7 +249,7 @@ class ChunkedStore(CacheStore):
     def stored_chunks(self, path: str) -> dict[str, tuple[str, int, int]]:
         """The chunks of the version the workspace's pointer of ``path`` names whose packs the
         store holds, at their recorded size: what a new version of ``path`` need not send
-        again (chunk md5 -> (pack md5, pack size, offset)). Anything unreadable gives nothing."""
+        again (chunk sha256 -> (pack md5, pack size, offset)). Anything unreadable gives nothing."""
         try:
             previous = self.workspace_chunk_manifest(path)
         except (DVCError, OSError) as exc:
@@ -288,7 +288,7 @@ class ChunkedStore(CacheStore):
 
     def read_chunks(self, manifest: ChunkManifest, indexes: list[int], on_chunk: Callable[[int, bytes], Any], where: str) -> int:
         """Read chunks ``indexes`` (from a cached pack, else with ranged reads of the store's,
-        several adjacent chunks per read, in parallel), each checked against its MD5 and handed
+        several adjacent chunks per read, in parallel), each checked against its SHA-256 and handed
         to ``on_chunk(index, bytes)``; the bytes read from the store."""
         fetched = 0
         lock = threading.Lock()
@@ -304,10 +304,10 @@ class ChunkedStore(CacheStore):
                     fetched += len(data)
             at = 0
             for i in members:
-                md5, length, _, _ = manifest.chunks[i]
+                digest, length, _, _ = manifest.chunks[i]
                 piece = data[at : at + length]
                 at += length
-                if hashlib.md5(piece).hexdigest() != md5:
+                if hashlib.sha256(piece).hexdigest() != digest:
                     raise self._corrupt(manifest, i, pack, where)
                 on_chunk(i, piece)
 

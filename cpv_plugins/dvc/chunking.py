@@ -12,11 +12,11 @@ New chunks are written one after another into *packs* of about 64 MiB (one objec
 pack: a few requests instead of one per chunk, as Xet's xorbs or git's packfiles), and a
 pack is an ordinary DVC object (named by its MD5, under ``files/md5/``), so every
 transport stores, lists, checks and deletes packs as it does whole files. The file's
-*chunk manifest* (JSON, also an object) lists its chunks in order with their MD5, length
-and place in a pack, and the file's MD5 and size; the pointer names the manifest. The
+*chunk manifest* (JSON, also an object) lists its chunks in order with their SHA-256,
+length and place in a pack, and the file's MD5 and size; the pointer names the manifest. The
 manifest comes back from the store, so it is data: :func:`parse_manifest` checks every
 field and that it describes exactly the file the pointer records, and every chunk read
-back is checked against its MD5 before a byte of it is used.
+back is checked against its SHA-256 before a byte of it is used.
 """
 
 from __future__ import annotations
@@ -43,13 +43,14 @@ MAX_CHUNK = 8 * 1024 * 1024
 CDC_MIN, CDC_AVG, CDC_MAX = 256 * 1024, 1024 * 1024, 4 * 1024 * 1024
 FORMAT = 1
 _OID = re.compile(r"[0-9a-f]{32}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _FIX = "the stored manifest is damaged or not cpv's: re-upload the version from a machine that has it"
 
 
 @dataclass(frozen=True)
 class ChunkManifest:
     """A chunked file: its MD5 and size; the packs that hold its chunks ``(md5, size)``; and
-    its chunks in order, ``(md5, length, pack index, offset in the pack)``."""
+    its chunks in order, ``(sha256, length, pack index, offset in the pack)``."""
 
     md5: str
     size: int
@@ -77,8 +78,8 @@ class ChunkManifest:
         return [md5 for md5, _ in self.packs]
 
     def locations(self) -> dict[str, tuple[str, int, int]]:
-        """``{chunk md5: (pack md5, offset, length)}``: where each distinct chunk is stored."""
-        return {md5: (self.packs[pack][0], offset, length) for md5, length, pack, offset in self.chunks}
+        """``{chunk sha256: (pack md5, offset, length)}``: where each distinct chunk is stored."""
+        return {digest: (self.packs[pack][0], offset, length) for digest, length, pack, offset in self.chunks}
 
 
 def _bad(item: object) -> bool:
@@ -118,13 +119,13 @@ def parse_manifest(raw: bytes, md5: str, size: int, where: str) -> ChunkManifest
         if (
             _bad(item)
             or len(item) != 4
-            or not _OID.fullmatch(item[0])
+            or not _SHA256.fullmatch(item[0])
             or not 0 < item[1] <= 2**40
             or not 0 <= item[2] < len(parsed_packs)
             or not 0 <= item[3] <= parsed_packs[item[2]][1] - item[1]
         ):
             raise DVCError(
-                f"{where}: chunk {i + 1} is {visible(repr(item))[:80]}, not [md5, length, pack, offset] inside its pack", fix=_FIX
+                f"{where}: chunk {i + 1} is {visible(repr(item))[:80]}, not [sha256, length, pack, offset] inside its pack", fix=_FIX
             )
         parsed.append((item[0], item[1], item[2], item[3]))
         total += item[1]
@@ -196,8 +197,9 @@ def chunk_file(
     reader: BinaryIO, size: int, store: Callable[[str, bytes], None], on_bytes: Callable[[int], object]
 ) -> tuple[str, list[tuple[str, int]]]:
     """Read the file open in ``reader`` once: its MD5 (on another thread, as hashlib lets
-    go of the interpreter lock), its chunks cut and hashed here, each handed to
-    ``store(md5, bytes)`` in order. The file's MD5 and its chunks ``(md5, length)``."""
+    go of the interpreter lock), its chunks cut and hashed here (SHA-256: with the CPU's SHA
+    instructions it keeps pace with the other core's MD5), each handed to ``store(sha256,
+    bytes)`` in order. The file's MD5 and its chunks ``(sha256, length)``."""
     header = safetensors_header_of(reader, size)
     pieces = _cut_chunks(reader, tensor_cuts(header)) if header is not None else _cdc_chunks(reader)
     whole = hashlib.md5()
@@ -208,7 +210,7 @@ def chunk_file(
             if pending is not None:
                 pending.result()
             pending = hasher.submit(whole.update, piece)
-            oid = hashlib.md5(piece).hexdigest()
+            oid = hashlib.sha256(piece).hexdigest()
             store(oid, piece)
             chunks.append((oid, len(piece)))
             on_bytes(len(piece))
