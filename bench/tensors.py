@@ -157,7 +157,13 @@ def scenario_download(b: Bench, size_mib: int) -> None:
     key = "baseline/whole-model"
     client.upload_file(str(ws / "model.bin"), BUCKET, key, Config=config)
     cpv_times, base_times, rss = fresh_clone_downloads(b, "dl", lambda out: client.download_file(BUCKET, key, str(out), Config=config))
-    b.record("reassembled download (fresh clone)", cpv_times, base_times, "<= 1.2x boto3's download; RSS <= 250 MB", peak_rss_mb=round(max(rss) / 2**20))
+    b.record(
+        "reassembled download (fresh clone)",
+        cpv_times,
+        base_times,
+        "<= 1.2x boto3's download; RSS <= 250 MB",
+        peak_rss_mb=round(max(rss) / 2**20),
+    )
     member = b.workdir / "lazy-member"
     b.cpv("init", "model", "-t", "bench", "-m", "dl", "--repo-path", str(member))
     lazy_times, fetched = [], 0

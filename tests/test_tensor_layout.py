@@ -440,3 +440,70 @@ def test_export_writes_plain_dvc_objects_that_dvc_pull_reads(model, tmp_path):
     pulled = subprocess.run([sys.executable, "-m", "dvc", "pull"], cwd=clone, env=env, capture_output=True, text=True)
     assert pulled.returncode == 0, pulled.stderr
     assert (clone / "model.bin").read_bytes() == payload
+
+
+def test_a_teammate_reuses_the_stored_packs_without_holding_them(model, tmp_path):
+    """Bob's clone never had v0.1's packs: his new version points into them on the store."""
+    write_model(model.repo_path / "model.bin", model_tensors(1, layers=8))
+    model.upload_model_checkpoint()
+    model.tag_model_checkpoint()
+    bob = teammate(tmp_path)
+    bob.pull()
+    before = stored_bytes(model)
+    trained = write_model(bob.repo_path / "model.bin", model_tensors(2, layers=8))
+    bob.upload_model_checkpoint()
+    assert bob.tag_model_checkpoint() == "v0.2"
+    assert stored_bytes(model) - before < 5 * 2**20  # the new head (4 MiB) and a manifest
+    got = model.download_model_checkpoint("v0.2", output_dir=tmp_path / "o")
+    assert Path(got.model_path).read_bytes() == trained
+
+
+def test_gc_between_a_teammates_check_and_push_is_repaired_by_the_next_upload(model, tmp_path, monkeypatch):
+    """Team rule, in a fixed order: Bob's upload finds v0.1's pack stored and reuses it;
+    before his push, Alice's gc (v0.2 kept: a different model) deletes that pack. Bob's push
+    refuses in one line and commits nothing; his next upload stores the bytes again."""
+    from cpv_core.ops.retention import RetentionPolicy, collect_garbage
+
+    write_model(model.repo_path / "model.bin", model_tensors(1, frozen_seed=5, layers=8))
+    model.upload_model_checkpoint()
+    model.tag_model_checkpoint()
+    bob = teammate(tmp_path)
+    bob.pull()
+    write_model(model.repo_path / "model.bin", model_tensors(3, frozen_seed=9, layers=8))
+    model.upload_model_checkpoint()
+    model.tag_model_checkpoint()
+    trained = write_model(bob.repo_path / "model.bin", model_tensors(2, frozen_seed=5, layers=8))
+    storage = bob.ws.storage
+    real_push = storage.push
+
+    def gc_then_push(paths):
+        collect_garbage([model], RetentionPolicy(keep_last=1, grace_hours=0), dry_run=False)
+        return real_push(paths)
+
+    monkeypatch.setattr(storage, "push", gc_then_push)
+    with pytest.raises(DVCError, match="removed from .* after this upload found it there"):
+        bob.upload_model_checkpoint()
+    monkeypatch.setattr(storage, "push", real_push)
+    bob.ws.versioning.fetch()
+    bob.upload_model_checkpoint()
+    version = bob.tag_model_checkpoint()
+    got = model.download_model_checkpoint(version, output_dir=tmp_path / "o")
+    assert Path(got.model_path).read_bytes() == trained
+    assert model.verify(version, remote=True) == []
+
+
+def test_a_shared_header_does_not_keep_an_old_checkpoints_pack_alive(model):
+    """Two models of one architecture share only their header's chunk: the second stores it
+    again instead of borrowing it, so gc can free the first model's whole pack."""
+    from cpv_core.ops.retention import RetentionPolicy, collect_garbage
+
+    write_model(model.repo_path / "model.bin", model_tensors(1, frozen_seed=5, layers=8))
+    model.upload_model_checkpoint()
+    model.tag_model_checkpoint()
+    first = set(model.ws.storage.objects("model.bin"))
+    write_model(model.repo_path / "model.bin", model_tensors(3, frozen_seed=9, layers=8))
+    model.upload_model_checkpoint()
+    model.tag_model_checkpoint()
+    assert not first & set(model.ws.storage.objects("model.bin"))
+    result = collect_garbage([model], RetentionPolicy(keep_last=1, grace_hours=0), dry_run=False)
+    assert result.freed > 8 * 2**20

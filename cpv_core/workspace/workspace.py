@@ -225,16 +225,16 @@ class Workspace:
         return str(self.meta.get(LAYOUT_KEY, "dvc")) if self.meta_path.is_file() else "dvc"
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        layout = self.layout
         atomic_write_bytes(self.meta_path, json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n")
         self.reload_meta()
-        if self.layout != layout:  # backends made before were told the old layout
-            for told in ("versioning_context", "context", "storage"):
-                self.__dict__.pop(told, None)
 
     def reload_meta(self) -> None:
-        """Forget the cached metadata (after a change came from elsewhere: a pull, a rollback)."""
+        """Forget the cached metadata (after a change came from elsewhere: a clone, a pull, a rollback)."""
+        told = self.__dict__.get("versioning_context")
         self._meta_cache = None
+        if told is not None and told.layout != self.layout:  # backends made before were told the old layout
+            for made in ("versioning_context", "context", "storage"):
+                self.__dict__.pop(made, None)
 
     @property
     def meta(self) -> dict[str, Any]:

@@ -31,6 +31,8 @@ logger = logging.getLogger("cpv.storage")
 _REUPLOAD = "the stored copy is damaged: re-upload that version from a machine that still has it"
 #: a pack is sealed once it holds this many bytes
 PACK_BYTES = 64 * 1024 * 1024
+#: a stored pack is reused by a new version only if it lends at least this share of its bytes
+REUSE_MIN_SHARE = 0.5
 #: adjacent chunks of one pack are read together up to this many bytes
 SPAN_BYTES = 4 * 1024 * 1024
 
@@ -38,15 +40,23 @@ SPAN_BYTES = 4 * 1024 * 1024
 class Packer:
     """Where each chunk of a file being tracked is stored: in a pack the store already holds
     (``known``: chunk sha256 -> (pack md5, pack size, offset)), earlier in this file, or appended
-    to the pack being written (sealed into the cache at :data:`PACK_BYTES`)."""
+    to the pack being written (sealed into the cache at :data:`PACK_BYTES`).
 
-    def __init__(self, store: ChunkedStore, known: dict[str, tuple[str, int, int]]) -> None:
+    A stored pack is reused only where this file uses at least :data:`REUSE_MIN_SHARE` of its
+    bytes; otherwise the few chunks it would lend are stored again (read again from the file):
+    a new version must not keep a mostly dead pack alive for one shared chunk (a header that
+    did not change, a bias), or gc could never free an old checkpoint's bytes."""
+
+    def __init__(self, store: ChunkedStore, known: dict[str, tuple[str, int, int]], reread: Callable[[int, int], bytes]) -> None:
         self.store = store
         self.known = known
+        self.reread = reread
         #: per chunk: sha256, length, its pack (``(md5, size)`` of a stored one, or the number of a new one), offset
         self.entries: list[tuple[str, int, tuple[str, int] | int, int]] = []
         self.new: dict[str, tuple[int, int]] = {}
         self.sealed: dict[int, tuple[str, int]] = {}
+        self._at = 0  # the next chunk's offset in the file
+        self._borrowed: dict[str, int] = {}  # file offset of the first use of each chunk taken from a stored pack
         self._number = 0
         self._file: BinaryIO | None = None
         self._tmp = ""
@@ -55,14 +65,18 @@ class Packer:
 
     def add(self, digest: str, data: bytes) -> None:
         """Place one chunk (called in file order)."""
-        if digest in self.known:
-            pack, size, offset = self.known[digest]
-            self.entries.append((digest, len(data), (pack, size), offset))
-            return
+        at, self._at = self._at, self._at + len(data)
         if digest in self.new:
             number, offset = self.new[digest]
             self.entries.append((digest, len(data), number, offset))
-            return
+        elif digest in self.known:
+            pack, size, offset = self.known[digest]
+            self._borrowed.setdefault(digest, at)
+            self.entries.append((digest, len(data), (pack, size), offset))
+        else:
+            self.entries.append((digest, len(data), *self._append(digest, data)))
+
+    def _append(self, digest: str, data: bytes) -> tuple[int, int]:
         if self._file is None:
             fd, self._tmp = tempfile.mkstemp(prefix=".cpv-", suffix=".tmp", dir=self.store.objects_dir())
             self._file = os.fdopen(fd, "wb")
@@ -70,12 +84,13 @@ class Packer:
             self._size = 0
         self._file.write(data)
         self._digest.update(data)
-        self.new[digest] = (self._number, self._size)
-        self.entries.append((digest, len(data), self._number, self._size))
+        place = (self._number, self._size)
+        self.new[digest] = place
         self._size += len(data)
         crash_point("upload.chunk-cut")
         if self._size >= PACK_BYTES:
             self._seal()
+        return place
 
     def _seal(self) -> None:
         assert self._file is not None
@@ -97,8 +112,26 @@ class Packer:
             os.unlink(self._tmp)
             self._file = None
 
+    def _return_thin_borrowings(self) -> None:
+        """Store again the chunks borrowed from packs this file barely uses (see the class)."""
+        used: dict[tuple[str, int], int] = {}
+        for _, length, ref, _ in {e[0]: e for e in self.entries if not isinstance(e[2], int)}.values():
+            assert not isinstance(ref, int)
+            used[ref] = used.get(ref, 0) + length
+        thin = {pack for pack, nbytes in used.items() if nbytes < REUSE_MIN_SHARE * pack[1]}
+        for i, (digest, length, ref, _) in enumerate(self.entries):
+            if isinstance(ref, int) or ref not in thin:
+                continue
+            if digest not in self.new:
+                data = self.reread(self._borrowed[digest], length)
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise DVCError("the file changed while it was read", fix="upload again once it is written")
+                self._append(digest, data)
+            self.entries[i] = (digest, length, *self.new[digest])
+
     def manifest(self, md5: str, size: int) -> ChunkManifest:
         """Seal the open pack; the manifest of the file, its packs numbered in first use."""
+        self._return_thin_borrowings()
         if self._file is not None:
             self._seal()
         packs: list[tuple[str, int]] = []
@@ -209,6 +242,16 @@ class ChunkedStore(CacheStore):
             return super().objects(path)
         return [chunked[0], *chunked[1].pack_ids()]
 
+    def chunked_sizes(self, paths: Iterable[str]) -> dict[str, int]:
+        """The sizes of the packs the chunked files among ``paths`` use, as their manifests
+        record them: a pack reused from a teammate's version is on the store, not here."""
+        sizes: dict[str, int] = {}
+        for path in paths:
+            chunked = self.workspace_chunk_manifest(path)
+            if chunked is not None:
+                sizes.update(chunked[1].packs)
+        return sizes
+
     def workspace_chunk_manifest(self, path: str) -> tuple[str, ChunkManifest] | None:
         """The chunk manifest (id and content) the workspace's pointer of ``path`` names, if any."""
         try:
@@ -271,7 +314,7 @@ class ChunkedStore(CacheStore):
     def track_chunked_file(self, reader: BinaryIO, size: int, path: str, on_bytes: Callable[[int], object]) -> tuple[str, str]:
         """Cut the file open in ``reader`` into chunks, packing those no stored pack holds, and
         keep its chunk manifest in the cache; the manifest's id and the file's MD5."""
-        packer = Packer(self, self.stored_chunks(path))
+        packer = Packer(self, self.stored_chunks(path), lambda offset, length: os.pread(reader.fileno(), length, offset))
         try:
             md5, _ = chunk_file(reader, size, packer.add, on_bytes)
             manifest = packer.manifest(md5, size)

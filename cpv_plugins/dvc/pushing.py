@@ -75,6 +75,7 @@ class PushingStore(ChunkedStore):
         pointers = {p: read_pointer(self.path, p) for p in paths}
         transport = self.transport
         sizes = _LocalSizes(self._local_size)
+        sizes.update(self.chunked_sizes(paths))
         uploaded: list[str] = []
 
         def lacking(batch: list[str]) -> list[str]:
@@ -203,6 +204,12 @@ class PushingStore(ChunkedStore):
             self._put_in_place(oid, on_bytes)
             return
         cached = self._cached(oid)
+        if not self._has_cached(oid):  # a pack reused from a stored version, gone from the store since it was checked
+            raise DVCError(
+                f"object {oid} was removed from {self.describe_remote()} after this upload found it there (a gc?), and "
+                "this machine has no copy; nothing was committed",
+                fix="upload again: the next upload stores those bytes again",
+            )
         if oid not in self.session.fresh:
             actual = hash_file(cached)
             if actual != oid.removesuffix(".dir"):
