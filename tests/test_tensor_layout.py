@@ -133,17 +133,30 @@ def test_open_tensors_reads_each_tensor_on_first_use(model, tmp_path):
         assert tensors["encoder.5.weight"].nbytes <= lazy.fetched - before <= tensors["encoder.5.weight"].nbytes + MIN_CHUNK
 
 
-def test_a_file_stored_whole_is_read_by_a_whole_download(cpv_home, tmp_path):
-    """The whole-file layout still answers --tensors (verified by the whole MD5), at a whole download's cost."""
+def test_the_whole_file_layout_reads_some_tensors_verified_by_its_index(cpv_home, tmp_path):
+    """A safetensors file stored whole gets a tensor index at upload (its chunks' SHA-256s):
+    --tensors then reads only their byte ranges of the whole object, each checked."""
     m = ModelsCheckpointsManage("T", "whole")
     m.import_model_init()
-    tensors = model_tensors(1, layers=2)
-    write_model(m.repo_path / "model.bin", tensors)
+    tensors = model_tensors(1, layers=8)
+    payload = write_model(m.repo_path / "model.bin", tensors)
     m.upload_model_checkpoint()
     m.tag_model_checkpoint()
-    got = m.download_tensors("v0.1", "lm_head.weight", tmp_path / "out")
+    assert "cpv_index" in pointer_meta(m) and "cpv_chunks" not in pointer_meta(m)
+    other = ModelsCheckpointsManage("T", "whole", repo_path=tmp_path / "teammate")
+    other.import_model_init()
+    got = other.download_tensors("v0.1", "lm_head.weight", tmp_path / "out")
     assert np.array_equal(load_file(str(got.path))["lm_head.weight"], tensors["lm_head.weight"])
-    assert got.bytes_fetched == got.file_size
+    assert tensors["lm_head.weight"].nbytes <= got.bytes_fetched <= tensors["lm_head.weight"].nbytes + 2 * MIN_CHUNK
+    whole = other.download_model_checkpoint("v0.1", output_dir=tmp_path / "whole")
+    assert Path(whole.model_path).read_bytes() == payload  # the whole file as DVC stores it
+    md5 = hashlib.md5(payload).hexdigest()
+    damaged = bytearray(payload)
+    damaged[got.file_size - 10] ^= 0xFF  # in lm_head, the last tensor
+    store = Path(m.ws.storage.transport.object_path(md5))
+    _replace(store, bytes(damaged))
+    with pytest.raises(DVCError, match="corrupt"):
+        other.download_tensors("v0.1", "lm_head.weight", tmp_path / "again")
 
 
 def test_other_large_files_are_cut_by_content_and_an_insertion_dedupes(model, tmp_path):

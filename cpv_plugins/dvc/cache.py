@@ -19,6 +19,7 @@ from cpv_core.paths import atomic_write_bytes, md5_stream
 from cpv_core.plugin.bases import StorageBackendBase
 from cpv_core.plugin.protocols import BackendContext, TrackedArtifact
 from cpv_core.trust import MAX_MANIFEST_BYTES, check_oid, open_regular, require_inside, select_sub_path, visible
+from cpv_plugins.dvc.chunking import ChunkIndexer, safetensors_header_of, tensor_cuts
 from cpv_plugins.dvc.layout import (
     OBJECTS_DIR,
     REMOTE_NAME,
@@ -251,7 +252,7 @@ class CacheStore(StorageBackendBase):
         objects.mkdir(parents=True, exist_ok=True)
         return objects
 
-    def _cache_file(self, src: Path, on_bytes: OnBytes, part_size: int | None = None) -> str:
+    def _cache_file(self, src: Path, on_bytes: OnBytes, part_size: int | None = None, *, index: bool = False) -> str:
         """Hash ``src`` while copying it into the cache, in one read; its object id.
 
         Always a fresh copy, even when the object exists: an existing (possibly
@@ -262,7 +263,7 @@ class CacheStore(StorageBackendBase):
         tmp = Path(tmp_name)
         try:
             with open_regular(src) as reader, os.fdopen(fd, "wb") as writer:
-                oid = self._hash_stream(reader, writer, on_bytes, part_size)
+                oid = self._hash_stream(reader, writer, on_bytes, part_size, index=index)
             final = self._cached(oid)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o444)  # cache objects are read-only, as DVC keeps them
@@ -275,24 +276,38 @@ class CacheStore(StorageBackendBase):
         self.session.cached[oid] = size
         return oid
 
-    def _hash_in_place(self, src: Path, on_bytes: OnBytes, part_size: int | None = None) -> str:
+    def _hash_in_place(self, src: Path, on_bytes: OnBytes, part_size: int | None = None, *, index: bool = False) -> str:
         """Hash ``src`` without copying it (a store that keeps no cache copy); its object id.
         The file's stat is kept so the upload can tell whether it changed meanwhile."""
         before = settled_stat(src)
         with open_regular(src) as reader:
-            oid = self._hash_stream(reader, None, on_bytes, part_size)
+            oid = self._hash_stream(reader, None, on_bytes, part_size, index=index)
         self.session.sources[oid] = (src, before)
         self.session.fresh.add(oid)
         return oid
 
-    def _hash_stream(self, reader: BinaryIO, writer: BinaryIO | None, on_bytes: OnBytes, part_size: int | None = None) -> str:
+    def _hash_stream(
+        self, reader: BinaryIO, writer: BinaryIO | None, on_bytes: OnBytes, part_size: int | None = None, *, index: bool = False
+    ) -> str:
         """The MD5 of ``reader``'s bytes (copied to ``writer``), and their part digests
-        when this store wants them (kept for the pointer), in parts of at least ``part_size``."""
-        if not self.wants_part_digests():
+        when this store wants them (kept for the pointer), in parts of at least ``part_size``;
+        with ``index``, a safetensors file's tensor index too (its chunks' SHA-256s, so some
+        tensors can be read from the whole object verified), all in one read."""
+        size = os.fstat(reader.fileno()).st_size
+        header = safetensors_header_of(reader, size) if index else None
+        indexer = ChunkIndexer(tensor_cuts(header)) if header is not None else None
+        wants_parts = self.wants_part_digests()
+        if not wants_parts and indexer is None:
             return md5_stream(reader, writer, on_bytes)
-        oid, parts = md5_with_parts(reader, os.fstat(reader.fileno()).st_size, writer, on_bytes, part_size)
+        no_parts = 2**62  # a minimum part size no file reaches
+        oid, parts = md5_with_parts(
+            reader, size, writer, on_bytes, part_size if wants_parts else no_parts, also=indexer.update if indexer else None
+        )
         if parts is not None:
             self.session.part_digests[oid] = parts
+        built = indexer.manifest(oid, size) if indexer is not None else None
+        if built is not None:
+            self.session.indexes[oid] = built
         return oid
 
     def _remove_partial_cache_files(self) -> None:

@@ -24,7 +24,14 @@ from cpv_core.plugin.protocols import TrackedArtifact
 from cpv_core.trust import MAX_MANIFEST_BYTES, MAX_POINTER_BYTES, open_regular
 from cpv_plugins.dvc.cache import CacheStore
 from cpv_plugins.dvc.chunking import ChunkManifest, chunk_file, parse_manifest
-from cpv_plugins.dvc.layout import object_relpath, parse_pointer, pointer_chunk_manifest
+from cpv_plugins.dvc.layout import (
+    CHUNKS_META_KEY,
+    INDEX_META_KEY,
+    object_relpath,
+    parse_pointer,
+    pointer_chunk_manifest,
+    read_pointer,
+)
 
 logger = logging.getLogger("cpv.storage")
 
@@ -229,18 +236,29 @@ class ChunkedStore(CacheStore):
         if self.session.early is not None:
             self.session.early.submit(oid)
 
-    def chunk_manifest_oid(self, pointer: bytes, info: TrackedArtifact) -> str | None:
-        """The chunk manifest a file's pointer names, or None (stored whole, or a directory)."""
+    def chunk_manifest_oid(self, pointer: bytes, info: TrackedArtifact, key: str = CHUNKS_META_KEY) -> str | None:
+        """The chunk manifest a file's pointer names, or None (stored whole, or a directory);
+        ``key`` = :data:`INDEX_META_KEY`: the tensor index of a file stored whole."""
         where = info.pointer or self.pointer_path(info.path)
         out = parse_pointer(pointer, where)
-        return pointer_chunk_manifest(out, where) if out else None
+        return pointer_chunk_manifest(out, where, key) if out else None
 
     def objects(self, path: str) -> list[str]:
-        """Object ids of a tracked path; for a chunked file its chunk manifest and packs."""
+        """Object ids of a tracked path; for a chunked file its chunk manifest and packs; a
+        whole file's tensor index goes with it."""
         chunked = self.workspace_chunk_manifest(path)
-        if chunked is None:
-            return super().objects(path)
-        return [chunked[0], *chunked[1].pack_ids()]
+        if chunked is not None:
+            return [chunked[0], *chunked[1].pack_ids()]
+        index = self._workspace_pointer_key(path, INDEX_META_KEY)
+        return [*super().objects(path), *([index] if index else [])]
+
+    def _workspace_pointer_key(self, path: str, key: str) -> str | None:
+        try:
+            with open_regular(self.path / self.pointer_path(path)) as handle:
+                out = parse_pointer(handle.read(MAX_POINTER_BYTES + 1), self.pointer_path(path))
+        except OSError:
+            return None
+        return pointer_chunk_manifest(out, self.pointer_path(path), key) if out else None
 
     def chunked_sizes(self, paths: Iterable[str]) -> dict[str, int]:
         """The sizes of the packs the chunked files among ``paths`` use, as their manifests
@@ -254,16 +272,11 @@ class ChunkedStore(CacheStore):
 
     def workspace_chunk_manifest(self, path: str) -> tuple[str, ChunkManifest] | None:
         """The chunk manifest (id and content) the workspace's pointer of ``path`` names, if any."""
-        try:
-            with open_regular(self.path / self.pointer_path(path)) as handle:
-                raw = handle.read(MAX_POINTER_BYTES + 1)
-        except OSError:
+        moid = self._workspace_pointer_key(path, CHUNKS_META_KEY)
+        if moid is None:
             return None
-        out = parse_pointer(raw, self.pointer_path(path))
-        moid = pointer_chunk_manifest(out, self.pointer_path(path)) if out else None
-        if moid is None or out is None:
-            return None
-        return moid, self.load_chunk_manifest(moid, str(out.get("md5")), int(out.get("size") or 0), path)
+        info = read_pointer(self.path, path)
+        return moid, self.load_chunk_manifest(moid, info.digest.removeprefix("md5:"), info.size or 0, path)
 
     def load_chunk_manifest(self, moid: str, md5: str, size: int, where: str) -> ChunkManifest:
         """The checked chunk manifest ``moid`` of a file with ``md5`` and ``size``: from the
@@ -321,13 +334,17 @@ class ChunkedStore(CacheStore):
         except BaseException:
             packer.abandon()
             raise
+        return self.keep_manifest_object(manifest), md5
+
+    def keep_manifest_object(self, manifest: ChunkManifest) -> str:
+        """Write ``manifest`` into the cache as an object for the push to send; its id."""
         raw = manifest.to_bytes()
         moid = hashlib.md5(raw).hexdigest()
         if self._cached_size(moid) != len(raw):
             atomic_write_bytes(self._cached(moid), raw, mode=0o444)
         self.session.fresh.add(moid)
         self.session.cached[moid] = len(raw)
-        return moid, md5
+        return moid
 
     def read_chunks(self, manifest: ChunkManifest, indexes: list[int], on_chunk: Callable[[int, bytes], Any], where: str) -> int:
         """Read chunks ``indexes`` (from a cached pack, else with ranged reads of the store's,

@@ -172,6 +172,42 @@ def safetensors_header_of(reader: BinaryIO, size: int) -> SafetensorsHeader | No
     return header
 
 
+class ChunkIndexer:
+    """SHA-256 of each chunk between ``cuts`` of bytes fed in order (the whole-file layout's
+    index of a safetensors file: its tensors can then be read from the whole object verified)."""
+
+    def __init__(self, cuts: list[int]) -> None:
+        self.cuts = cuts
+        self._next = 0
+        self._at = 0
+        self._start = 0
+        self._digest = hashlib.sha256()
+        self.chunks: list[tuple[str, int]] = []
+
+    def update(self, block: memoryview) -> None:
+        pos = 0
+        while pos < len(block) and self._next < len(self.cuts):
+            take = min(len(block) - pos, self.cuts[self._next] - self._at)
+            self._digest.update(block[pos : pos + take])
+            pos += take
+            self._at += take
+            if self._at == self.cuts[self._next]:
+                self.chunks.append((self._digest.hexdigest(), self._at - self._start))
+                self._digest = hashlib.sha256()
+                self._start = self._at
+                self._next += 1
+
+    def manifest(self, md5: str, size: int) -> ChunkManifest | None:
+        """The index as a chunk manifest whose one pack is the whole object; None unless the
+        bytes fed were exactly the file the cuts were made for."""
+        if self._next != len(self.cuts) or self._at != size:
+            return None
+        offsets = [0]
+        for _, length in self.chunks[:-1]:
+            offsets.append(offsets[-1] + length)
+        return ChunkManifest(md5, size, ((md5, size),), tuple((d, n, 0, o) for (d, n), o in zip(self.chunks, offsets, strict=True)))
+
+
 def _read_exact(reader: BinaryIO, n: int) -> bytes:
     data = reader.read(n)
     if len(data) != n:

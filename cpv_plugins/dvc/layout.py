@@ -34,6 +34,8 @@ from cpv_plugins.dvc.part_digests import ENTRY_META_KEY, META_KEY, PartDigests, 
 REMOTE_NAME = "cpv"
 #: the pointer's ``meta`` key naming a file's chunk manifest (the tensor layout)
 CHUNKS_META_KEY = "cpv_chunks"
+#: the pointer's ``meta`` key naming a whole safetensors file's tensor index
+INDEX_META_KEY = "cpv_index"
 #: where DVC 3 keeps content-addressed objects, in a cache and on a remote alike
 OBJECTS_DIR = "files/md5"
 #: what ``dvc init`` writes to ``.dvc/.gitignore`` and ``.dvcignore``
@@ -136,14 +138,15 @@ def pointer_entry_parts(out: dict[str, Any]) -> dict[str, PartDigests]:
     return entry_parts_from_meta(meta.get(ENTRY_META_KEY)) if isinstance(meta, dict) else {}
 
 
-def pointer_chunk_manifest(out: dict[str, Any], where: str) -> str | None:
+def pointer_chunk_manifest(out: dict[str, Any], where: str, key: str = CHUNKS_META_KEY) -> str | None:
     """The object id of the chunk manifest a file's pointer names (the tensor layout), or
     None for a file stored whole. A value that is not an object id is refused: the file's
-    bytes are not stored whole, so there is nothing else to fall back on."""
+    bytes are not stored whole, so there is nothing else to fall back on. ``key`` =
+    :data:`INDEX_META_KEY`: the tensor index of a file stored whole."""
     meta = out.get("meta")
-    if not isinstance(meta, dict) or CHUNKS_META_KEY not in meta:
+    if not isinstance(meta, dict) or key not in meta:
         return None
-    return check_oid(meta[CHUNKS_META_KEY], f"{where} meta.{CHUNKS_META_KEY}", allow_dir=False)
+    return check_oid(meta[key], f"{where} meta.{key}", allow_dir=False)
 
 
 def read_pointer(workspace: Path, path: str) -> TrackedArtifact:
@@ -166,12 +169,15 @@ def write_pointer(
     parts: PartDigests | None = None,
     entry_parts: dict[str, PartDigests] | None = None,
     chunks: str | None = None,
+    index: str | None = None,
 ) -> None:
     """``{path}.dvc`` as DVC 3 writes it (``nfiles`` for a directory); other keys of
     an existing pointer (a ``desc``, a ``remote``) are kept. ``parts`` (a file's) and
     ``entry_parts`` (a directory's large entries', by MD5) go under the output's
     ``meta`` (which DVC keeps and ignores), as does ``chunks``, the object id of a file's
-    chunk manifest in the tensor layout (:mod:`cpv_plugins.dvc.chunking`); older lists are
+    chunk manifest in the tensor layout (:mod:`cpv_plugins.dvc.chunking`), and ``index``, that
+    of a whole safetensors file's tensor index (its chunks' SHA-256s, read from the whole
+    object); older lists are
     always replaced or removed, so no pointer names one object with another's parts."""
     from ruamel.yaml import YAML
 
@@ -195,6 +201,7 @@ def write_pointer(
         meta.pop(META_KEY, None)
         meta.pop(ENTRY_META_KEY, None)
         meta.pop(CHUNKS_META_KEY, None)
+        meta.pop(INDEX_META_KEY, None)
         if not meta:
             del out["meta"]
     recorded: dict[str, Any] = {META_KEY: parts.to_meta()} if parts is not None else {}
@@ -202,6 +209,8 @@ def write_pointer(
         recorded[ENTRY_META_KEY] = entry_parts_to_meta(entry_parts)
     if chunks is not None:
         recorded[CHUNKS_META_KEY] = chunks
+    if index is not None:
+        recorded[INDEX_META_KEY] = index
     if recorded:
         if not isinstance(out.get("meta"), dict):
             out["meta"] = {}

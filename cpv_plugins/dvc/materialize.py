@@ -25,6 +25,7 @@ from cpv_plugins.dvc.bulk_files import copy_objects
 from cpv_plugins.dvc.cache import SMALL_FILE_BYTES
 from cpv_plugins.dvc.chunked_store import ChunkedStore
 from cpv_plugins.dvc.layout import (
+    INDEX_META_KEY,
     manifest_bytes,
     object_relpath,
     parse_pointer,
@@ -192,7 +193,9 @@ class MaterializingStore(ChunkedStore):
         is downloaded (verified) and read (:class:`~cpv_core.plugin.bases.StorageBackendBase`)."""
         self.check_settings()
         info = self._tracked(rev, path, pointer)
-        moid = self.chunk_manifest_oid(pointer, info) if path == info.path else None
+        moid = None
+        if path == info.path:  # a chunked file's manifest, else a whole file's tensor index: both read verified ranges
+            moid = self.chunk_manifest_oid(pointer, info) or self.chunk_manifest_oid(pointer, info, INDEX_META_KEY)
         if moid is None:
             with super().open_ranges(rev, path, pointer) as whole:
                 yield whole

@@ -158,15 +158,24 @@ def md5_with_parts(
     writer: BinaryIO | None = None,
     on_bytes: Callable[[int], object] | None = None,
     min_part_size: int | None = None,
+    also: Callable[[memoryview], object] | None = None,
 ) -> tuple[str, PartDigests | None]:
     """MD5 of everything ``reader`` yields (``size`` bytes expected) and, for a large object,
     its part digests, in one read. The SHA-256s run on a second thread (hashlib releases
-    the GIL on large buffers), so they cost no time while a core is free."""
+    the GIL on large buffers), so they cost no time while a core is free; ``also`` (another
+    digest of the same bytes, in order) runs there too."""
     part_size = part_size_for(size, min_part_size)
-    if part_size is None:
+    if part_size is None and also is None:
         return md5_stream(reader, writer, on_bytes), None
     md5 = hashlib.md5()
-    parts = _PartHasher(size, part_size)
+    parts = _PartHasher(size, part_size) if part_size is not None else None
+
+    def second(chunk: memoryview) -> None:
+        if parts is not None:
+            parts.update(chunk)
+        if also is not None:
+            also(chunk)
+
     # two buffers: the worker hashes one while the next is read into the other
     buffers = [bytearray(_READ_CHUNK), bytearray(_READ_CHUNK)]
     readinto: Callable[[bytearray], int | None] = reader.readinto  # type: ignore[attr-defined]  # files have it
@@ -184,13 +193,13 @@ def md5_with_parts(
                 writer.write(chunk)
             if pending is not None:
                 pending.result()  # the other buffer is free again; order kept
-            pending = worker.submit(parts.update, chunk)
+            pending = worker.submit(second, chunk)
             if on_bytes is not None:
                 on_bytes(n)
             total += n
         if pending is not None:
             pending.result()
-    if total != size:  # the file changed size while it was read: no list rather than a wrong one
+    if total != size or parts is None:  # the file changed size while it was read: no list rather than a wrong one
         return md5.hexdigest(), None
     return md5.hexdigest(), parts.finish()
 

@@ -19,7 +19,7 @@ from cpv_core.plugin.protocols import IncompleteUpload, StoredObject, TransferSt
 from cpv_core.trust import check_oid, visible
 from cpv_plugins.dvc.cache import STALE_UPLOAD_SECONDS
 from cpv_plugins.dvc.chunked_store import ChunkedStore
-from cpv_plugins.dvc.layout import object_relpath, read_pointer
+from cpv_plugins.dvc.layout import INDEX_META_KEY, object_relpath, read_pointer
 from cpv_plugins.dvc.stat_cache import same_file_state, settled_stat
 from cpv_plugins.transports.base import BulkPut, OnBytes, hash_file
 
@@ -334,7 +334,8 @@ class PushingStore(ChunkedStore):
                 manifest = self.load_chunk_manifest(moid, oid, info.size or 0, f"{path} at {rev.removeprefix('refs/tags/')}")
             return [moid, *sorted(set(manifest.pack_ids()))]
         if not oid.endswith(".dir"):
-            return [oid]
+            index = self.chunk_manifest_oid(pointer, info, INDEX_META_KEY)
+            return [oid, *([index] if index else [])]
         with self.remote(f"read the manifest of {path}"):
             files = self.load_manifest(oid, f"{path} at {rev.removeprefix('refs/tags/')}")
         return [oid, *sorted(set(files.values()))]

@@ -94,9 +94,12 @@ class TrackingStore(PushingStore):
             return
         with Progress(f"hash and cache {path}" if copy else f"hash {path}", size, self.ctx.progress) as progress:
             on_bytes = self._watching_remote(progress.update)
-            oid = self._cache_file(src, on_bytes) if copy else self._hash_in_place(src, on_bytes)
+            index = size >= CHUNKED_MIN_BYTES  # a safetensors file's tensors can then be read alone, verified
+            oid = self._cache_file(src, on_bytes, index=index) if copy else self._hash_in_place(src, on_bytes, index=index)
         stats.put(path, src, oid, started)
-        write_pointer(self.path, path, oid, size, None, self.session.part_digests.get(oid))
+        built = self.session.indexes.get(oid)
+        moid = self.keep_manifest_object(built) if built is not None else None
+        write_pointer(self.path, path, oid, size, None, self.session.part_digests.get(oid), index=moid)
         ignore_in_git(self.path, path)
 
     def _track_chunked(self, path: str, size: int, stats: StatCache, started: int) -> None:

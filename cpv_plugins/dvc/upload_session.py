@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpv_core.plugin.sources import TreeScan
+from cpv_plugins.dvc.chunking import ChunkManifest
 from cpv_plugins.dvc.early_uploads import EarlyUploads
 from cpv_plugins.dvc.part_digests import PartDigests
 
@@ -33,6 +34,7 @@ class UploadSession:
         need not look at them again).
     :param manifests: the manifests this track built, ``{object id: {relpath: md5}}`` (the
         push need not read them back).
+    :param indexes: the tensor indexes of the safetensors files this track hashed whole, by MD5.
     """
 
     fresh: set[str] = field(default_factory=set)
@@ -46,3 +48,4 @@ class UploadSession:
     unread_index: dict[str, str] | None = None
     manifests: dict[str, dict[str, str]] = field(default_factory=dict)
     cached: dict[str, int] = field(default_factory=dict)
+    indexes: dict[str, ChunkManifest] = field(default_factory=dict)
