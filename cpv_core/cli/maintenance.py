@@ -153,6 +153,12 @@ def du_cmd(
             f"used by no version: {human_bytes(usage['unreferenced_bytes'])}"
             + (f"; ${priced['models'][name]['monthly_cost']:,.4f} a month" if priced else "")
         )
+        whole, referenced = usage["whole_file_bytes"], usage["referenced_bytes"]
+        if whole > referenced:
+            out(
+                f"the versions' files, whole: {human_bytes(whole)}; stored for them: {human_bytes(referenced)} "
+                f"({1 - referenced / whole:.0%} saved by storing each byte once)"
+            )
         if usage["incomplete_uploads"]:
             out(
                 f"incomplete uploads (parts the store bills until `cpv gc` aborts them): {usage['incomplete_uploads']}, "

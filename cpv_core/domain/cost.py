@@ -45,10 +45,13 @@ def storage_cost(usage_by_model: Mapping[str, Mapping[str, Any]], price: float) 
         for row in usage["versions"]:
             versions.append({"team": team, "model": model, **row, "monthly_cost": monthly(row["stored"], price)})
         total = int(usage["total_bytes"])
+        whole = int(usage.get("whole_file_bytes", 0))
         models[name] = {
             "bytes": total,
             "unreferenced_bytes": int(usage["unreferenced_bytes"]),
             "monthly_cost": monthly(total, price),
+            "whole_file_bytes": whole,
+            "whole_file_monthly_cost": monthly(whole, price),
         }
         team_row = teams.setdefault(team, {"bytes": 0, "models": 0})
         team_row["bytes"] += total

@@ -276,10 +276,14 @@ class UsageRow:
     #: this version's share of the stored bytes: each object's size divided by the
     #: number of versions using it, so the shares add up to what is stored once
     stored: int = 0
+    #: the version's files as they are, whole (what a whole-file store would hold for it)
+    file_bytes: int = 0
 
 
 def disk_usage(managers: Sequence[Target]) -> dict[str, Any]:
-    """Bytes per version, bytes shared between versions, and the store's total."""
+    """Bytes per version, bytes shared between versions, the store's total, and what the
+    versions would take stored as whole files, one copy per version (the saving of a
+    deduplicating layout, and of versions sharing unchanged files)."""
     ws = managers[0].ws
     ws.require_initialized()
     ws.repair()
@@ -291,7 +295,8 @@ def disk_usage(managers: Sequence[Target]) -> dict[str, Any]:
         pruned = ws.versioning.pruned_versions(m.spec.kind)
         for record in m.records():
             objects = set(version_objects(m, record.ref))
-            per_version.append((m.spec.kind, record, objects, pruned.get(record.version, "")))
+            info = m.pointer_info(record.ref)
+            per_version.append((m.spec.kind, record, objects, pruned.get(record.version, ""), info.size if info else 0))
             for oid in objects:
                 uses[oid] = uses.get(oid, 0) + 1
     rows = [
@@ -302,8 +307,9 @@ def disk_usage(managers: Sequence[Target]) -> dict[str, Any]:
             sum(sizes.get(o, 0) for o in objects if uses[o] > 1),
             pruned,
             round(sum(sizes.get(o, 0) / uses[o] for o in objects)),
+            file_bytes,
         )
-        for kind, record, objects, pruned in per_version
+        for kind, record, objects, pruned, file_bytes in per_version
     ]
     referenced = sum(sizes[o] for o in uses if o in sizes)
     total = sum(sizes.values())
@@ -313,6 +319,9 @@ def disk_usage(managers: Sequence[Target]) -> dict[str, Any]:
         "total_bytes": total,
         "objects": len(sizes),
         "unreferenced_bytes": total - referenced,
+        "referenced_bytes": referenced,
+        #: every version's files whole, once per version: what storing whole files costs
+        "whole_file_bytes": sum(row.file_bytes for row in rows),
         "incomplete_uploads": len(incomplete),
         "incomplete_upload_bytes": sum(u.size for u in incomplete),
     }
