@@ -290,7 +290,7 @@ def disk_usage(managers: Sequence[Target]) -> dict[str, Any]:
     fetch_versions(ws, required=False)
     sizes = {o.oid: o.size for o in ws.storage.inventory()}
     uses: dict[str, int] = {}
-    per_version: list[tuple[str, VersionRecord, set[str], str]] = []
+    per_version: list[tuple[str, VersionRecord, set[str], str, int]] = []
     for m in managers:
         pruned = ws.versioning.pruned_versions(m.spec.kind)
         for record in m.records():
