@@ -372,7 +372,7 @@ class ChunkedStore(CacheStore):
                 on_chunk(i, piece)
 
         spans = _spans(manifest, indexes)
-        workers = max(1, min(self.transport.parallel, len(spans)))
+        workers = max(1, min(self.transport.parallel_small, len(spans)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for future in [pool.submit(run, span) for span in spans]:
                 future.result()

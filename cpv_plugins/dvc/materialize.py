@@ -106,7 +106,7 @@ class MaterializingStore(ChunkedStore):
                     files = self._copy_local_objects(files, target, where, progress.update)
                 # many small files: several requests at once (a file above the multipart size
                 # is already fetched in parallel parts, so those go one at a time)
-                workers = self.transport.parallel if len(files) > 1 and info.size < len(files) * SMALL_FILE_BYTES else 1
+                workers = self.transport.parallel_small if len(files) > 1 and info.size < len(files) * SMALL_FILE_BYTES else 1
                 if workers == 1 and len(files) > 1 and entry_parts:
                     workers = 2  # shards checked by their MD5 in order: one's hashing overlaps the next one's download
                 if workers > 1:

@@ -17,7 +17,7 @@ from cpv_core.paths import atomic_write_bytes
 from cpv_core.plugin.progress import Progress, human_bytes
 from cpv_core.plugin.protocols import IncompleteUpload, StoredObject, TransferStats
 from cpv_core.trust import check_oid, visible
-from cpv_plugins.dvc.cache import STALE_UPLOAD_SECONDS
+from cpv_plugins.dvc.cache import SMALL_FILE_BYTES, STALE_UPLOAD_SECONDS
 from cpv_plugins.dvc.chunked_store import ChunkedStore
 from cpv_plugins.dvc.layout import INDEX_META_KEY, object_relpath, read_pointer
 from cpv_plugins.dvc.stat_cache import same_file_state, settled_stat
@@ -97,8 +97,10 @@ class PushingStore(ChunkedStore):
                 )
                 handed = set(direct) - left
                 each = [oid for oid in batch if oid not in handed]
+            small = len(each) > 1 and sum(sizes[oid] for oid in each) < len(each) * SMALL_FILE_BYTES  # a round trip each, more in flight
+            threads = transport.parallel_small if small else transport.parallel
             try:
-                with ThreadPoolExecutor(max_workers=max(1, min(transport.parallel, len(each)))) as pool:
+                with ThreadPoolExecutor(max_workers=max(1, min(threads, len(each)))) as pool:
                     list(pool.map(lambda oid: self._put(oid, progress.update), each))
             finally:
                 self._journal_unverified(remove=[oid for oid in in_place if oid in self._checked])

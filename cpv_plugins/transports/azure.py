@@ -104,6 +104,7 @@ class AzureTransport(TransportBase):
     """DVC objects under ``azure://{container}/{prefix}``."""
 
     parallel = TRANSFER_THREADS
+    parallel_small = TRANSFER_THREADS
     store_label = "Azure container"
 
     def __init__(self, settings: AzureSettings, prefix: str) -> None:

@@ -36,6 +36,9 @@ class Transport(Protocol):
 
     #: how many objects :meth:`put` may be given at once from different threads
     parallel: int
+    #: how many small objects (a data set's files, a tensor layout's pack ranges) may be
+    #: moved at once: each costs a round trip more than bandwidth, so more go in flight
+    parallel_small: int
 
     def describe(self) -> str:
         """Where the objects are (for plans and errors)."""
@@ -138,6 +141,8 @@ class TransportBase(ABC):
 
     #: how many objects :meth:`put` may be given at once from different threads
     parallel = 1
+    #: how many small objects may be moved at once (see :class:`Transport`)
+    parallel_small = 1
     #: what the store is called in an error line, and what to do when it fails
     store_label = "store"
     failure_fix = "check that the store is reachable and writable"

@@ -105,6 +105,7 @@ class GcsTransport(TransportBase):
     """DVC objects under ``gs://{bucket}/{prefix}``."""
 
     parallel = TRANSFER_THREADS
+    parallel_small = TRANSFER_THREADS
     store_label = "GCS bucket"
 
     def __init__(self, settings: GcsSettings, prefix: str) -> None:

@@ -25,7 +25,7 @@ from cpv_core.trust import MAX_MANIFEST_BYTES, visible
 from cpv_plugins.dvc.layout import OBJECTS_DIR, object_relpath, oid_from_relpath
 from cpv_plugins.dvc.part_digests import LengthMismatchError, PartDigests, PartMismatchError
 from cpv_plugins.endpoints import model_prefixes, tcp_reachable
-from cpv_plugins.s3_settings import TRANSFER_THREADS, S3Settings
+from cpv_plugins.s3_settings import SMALL_OBJECT_THREADS, TRANSFER_THREADS, S3Settings
 from cpv_plugins.transports.base import OnBytes
 
 TRANSFER_CHUNK = 32 * 1024 * 1024
@@ -343,6 +343,7 @@ class S3Transport:
     """DVC objects under ``s3://{bucket}/{prefix}``, moved with boto3."""
 
     parallel = TRANSFER_THREADS
+    parallel_small = SMALL_OBJECT_THREADS
 
     def __init__(self, settings: S3Settings, prefix: str) -> None:
         self.settings = settings
