@@ -9,7 +9,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -110,8 +109,7 @@ class MaterializingStore(ChunkedStore):
                 if workers == 1 and len(files) > 1 and entry_parts:
                     workers = 2  # shards checked by their MD5 in order: one's hashing overlaps the next one's download
                 if workers > 1:
-                    with ThreadPoolExecutor(max_workers=min(workers, len(files))) as pool:
-                        list(pool.map(place, files.items()))
+                    bulk.threaded(place, list(files.items()), workers)
                 else:
                     for item in files.items():
                         place(item)

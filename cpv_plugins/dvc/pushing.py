@@ -8,7 +8,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cpv_core import bulk
@@ -100,8 +99,7 @@ class PushingStore(ChunkedStore):
             small = len(each) > 1 and sum(sizes[oid] for oid in each) < len(each) * SMALL_FILE_BYTES  # a round trip each, more in flight
             threads = transport.parallel_small if small else transport.parallel
             try:
-                with ThreadPoolExecutor(max_workers=max(1, min(threads, len(each)))) as pool:
-                    list(pool.map(lambda oid: self._put(oid, progress.update), each))
+                bulk.threaded(lambda oid: self._put(oid, progress.update), each, threads)
             finally:
                 self._journal_unverified(remove=[oid for oid in in_place if oid in self._checked])
             uploaded.extend(batch)
