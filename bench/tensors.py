@@ -213,6 +213,7 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=1024, help="model size in MiB (default 1024)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of the repeatable steps")
     parser.add_argument("--workdir", type=Path, default=None, help="where the files and the server go (default: the temp dir)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "tensors.json", help="where the results go")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="cpv-tensors-", dir=args.workdir))
     b = Bench(workdir, args.reps)
@@ -225,8 +226,8 @@ def main() -> int:
     finally:
         b.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    out = ROOT / "bench" / "results" / "tensors.json"
-    out.parent.mkdir(exist_ok=True)
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), "date": time.strftime("%Y-%m-%d"), "results": b.results}, indent=2))
     print(f"wrote {out}")
     return 0

@@ -26,3 +26,29 @@ def test_bench_quick_run_produces_every_scenario(tmp_path):
         assert any(n.startswith(prefix) for n in names), (prefix, names)
     for scenario in data["scenarios"].values():
         assert scenario["cpv_median_s"] > 0 and scenario["baseline_median_s"] > 0 and scenario["ratio"] > 0
+
+
+@pytest.mark.slow
+def test_the_tensor_layout_bench_runs_every_row(tmp_path):
+    out = tmp_path / "tensors.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "tensors.py"),
+            "--size-mib",
+            "48",
+            "--reps",
+            "1",
+            "--workdir",
+            str(tmp_path),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())["results"]
+    assert len(rows) == 7 and not [name for name, row in rows.items() if "error" in row], rows
+    assert all(row["cpv_median_s"] > 0 and row["baseline_median_s"] > 0 for row in rows.values())
