@@ -520,3 +520,54 @@ def test_a_shared_header_does_not_keep_an_old_checkpoints_pack_alive(model):
     assert not first & set(model.ws.storage.objects("model.bin"))
     result = collect_garbage([model], RetentionPolicy(keep_last=1, grace_hours=0), dry_run=False)
     assert result.freed > 8 * 2**20
+
+
+def write_sharded(root: Path, seed: int) -> dict[str, bytes]:
+    """A Hugging Face style directory: a config and two safetensors shards (frozen encoder, trained head)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.json").write_text(json.dumps({"layers": 8}))
+    encoder = {k: v for k, v in model_tensors(0, layers=20).items() if k.startswith("encoder.")}  # 10 MiB, frozen
+    head = np.random.default_rng(seed).standard_normal((2048, 1024), dtype=np.float32)  # 8 MiB, trained
+    write_model(root / "model-00001-of-00002.safetensors", encoder)
+    write_model(root / "model-00002-of-00002.safetensors", {"lm_head.weight": head})
+    return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
+
+
+def test_a_sharded_directory_model_stores_only_the_changed_tensors(model, tmp_path):
+    files = write_sharded(tmp_path / "hf", seed=1)
+    model.upload_model_checkpoint(model_path=tmp_path / "hf")
+    model.tag_model_checkpoint()
+    from cpv_plugins.dvc.layout import parse_pointer
+
+    out = parse_pointer((model.repo_path / "hf.dvc").read_bytes())
+    assert out is not None and len(out["meta"]["cpv_entry_chunks"]) == 2  # both shards chunked, the config whole
+    once = stored_bytes(model)
+    changed = write_sharded(model.repo_path / "hf", seed=2)
+    model.upload_model_checkpoint()
+    model.tag_model_checkpoint()
+    assert stored_bytes(model) - once < 8.5 * 2**20  # the head's shard; the encoder's is not stored again
+    other = teammate(tmp_path)
+    for version, expected in (("v0.1", files), ("v0.2", changed)):
+        got = other.download_model_checkpoint(version, output_dir=tmp_path / version)
+        assert {p.name: p.read_bytes() for p in Path(got.model_path).iterdir()} == expected
+        assert other.verify(version, remote=True) == []
+    export = tmp_path / "export"
+    assert _cpv("model", "export", "v0.2", "--dvc", "-o", str(export), cwd=model.repo_path).returncode == 0
+    for data in changed.values():
+        assert (export / object_relpath(hashlib.md5(data).hexdigest())).read_bytes() == data
+
+
+def test_gc_keeps_a_directory_versions_packs_and_frees_the_rest(model, tmp_path):
+    from cpv_core.ops.retention import RetentionPolicy, collect_garbage
+
+    for seed in (1, 2, 3):
+        expected = write_sharded(model.repo_path / "hf" if seed > 1 else tmp_path / "hf", seed)
+        if seed == 1:
+            model.upload_model_checkpoint(model_path=tmp_path / "hf")
+        else:
+            model.upload_model_checkpoint()
+        model.tag_model_checkpoint()
+    result = collect_garbage([model], RetentionPolicy(keep_last=1, grace_hours=0), dry_run=False)
+    assert result.freed > 2 * 8 * 2**20  # two old heads
+    got = teammate(tmp_path).download_model_checkpoint("v0.3", output_dir=tmp_path / "o")
+    assert {p.name: p.read_bytes() for p in Path(got.model_path).iterdir()} == expected

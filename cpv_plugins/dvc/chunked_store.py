@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cpv_core.errors import DVCError
+from cpv_core.errors import CPVError, DVCError
 from cpv_core.faults import crash_point
 from cpv_core.paths import atomic_write_bytes
 from cpv_core.plugin.protocols import TrackedArtifact
@@ -30,6 +30,7 @@ from cpv_plugins.dvc.layout import (
     object_relpath,
     parse_pointer,
     pointer_chunk_manifest,
+    pointer_entry_chunks,
     read_pointer,
 )
 
@@ -250,7 +251,24 @@ class ChunkedStore(CacheStore):
         if chunked is not None:
             return [chunked[0], *chunked[1].pack_ids()]
         index = self._workspace_pointer_key(path, INDEX_META_KEY)
-        return [*super().objects(path), *([index] if index else [])]
+        objects = [*super().objects(path), *([index] if index else [])]
+        entries = self.workspace_entry_manifests(path)
+        if not entries:
+            return objects
+        return self.with_entry_chunks(objects, self._workspace_entry_chunks(path), entries)
+
+    def _workspace_entry_chunks(self, path: str) -> dict[str, str]:
+        with open_regular(self.path / self.pointer_path(path)) as handle:
+            out = parse_pointer(handle.read(MAX_POINTER_BYTES + 1), self.pointer_path(path))
+        return pointer_entry_chunks(out, self.pointer_path(path)) if out else {}
+
+    @staticmethod
+    def with_entry_chunks(objects: list[str], entry_chunks: dict[str, str], manifests: dict[str, ChunkManifest]) -> list[str]:
+        """A directory's objects with its chunked files' whole-file ids replaced by their chunk
+        manifests and packs (in the order the push wants: files first, the ``.dir`` last is its business)."""
+        rest = [oid for oid in objects if oid not in entry_chunks]
+        extra = [*entry_chunks.values(), *(pack for m in manifests.values() for pack in m.pack_ids())]
+        return list(dict.fromkeys([*rest, *sorted(set(extra))]))
 
     def _workspace_pointer_key(self, path: str, key: str) -> str | None:
         try:
@@ -268,6 +286,8 @@ class ChunkedStore(CacheStore):
             chunked = self.workspace_chunk_manifest(path)
             if chunked is not None:
                 sizes.update(chunked[1].packs)
+            for manifest in self.workspace_entry_manifests(path).values():
+                sizes.update(manifest.packs)
         return sizes
 
     def workspace_chunk_manifest(self, path: str) -> tuple[str, ChunkManifest] | None:
@@ -278,9 +298,11 @@ class ChunkedStore(CacheStore):
         info = read_pointer(self.path, path)
         return moid, self.load_chunk_manifest(moid, info.digest.removeprefix("md5:"), info.size or 0, path)
 
-    def load_chunk_manifest(self, moid: str, md5: str, size: int, where: str) -> ChunkManifest:
-        """The checked chunk manifest ``moid`` of a file with ``md5`` and ``size``: from the
-        cache when its copy matches its name (a damaged one is evicted), else from the store."""
+    def load_chunk_manifest(self, moid: str, md5: str, size: int | None, where: str) -> ChunkManifest:
+        """The checked chunk manifest ``moid`` of a file with ``md5`` and ``size`` (None: a
+        directory's file, whose size its manifest alone records: the reassembled file's MD5 is
+        the check): from the cache when its copy matches its name (a damaged one is evicted),
+        else from the store."""
         if self._has_cached(moid):
             with open_regular(self._cached(moid)) as handle:
                 raw = handle.read(MAX_MANIFEST_BYTES + 1)
@@ -303,31 +325,60 @@ class ChunkedStore(CacheStore):
         return manifest
 
     def stored_chunks(self, path: str) -> dict[str, tuple[str, int, int]]:
-        """The chunks of the version the workspace's pointer of ``path`` names whose packs the
-        store holds, at their recorded size: what a new version of ``path`` need not send
+        """The chunks of the version the workspace's pointer of file ``path`` names whose packs
+        the store holds, at their recorded size: what a new version of ``path`` need not send
         again (chunk sha256 -> (pack md5, pack size, offset)). Anything unreadable gives nothing."""
         try:
             previous = self.workspace_chunk_manifest(path)
-        except (DVCError, OSError) as exc:
+        except (CPVError, OSError) as exc:
             logger.info("no chunks to reuse for %s: %s", path, exc)
             return {}
-        if previous is None:
-            return {}
-        manifest = previous[1]
-        with self.remote(f"check the packs of {path}"):
-            stored = self.transport.sizes(manifest.pack_ids())
-        present = {pack for pack, size in manifest.packs if stored.get(pack) == size}
-        sizes = dict(manifest.packs)
-        return {
-            md5: (manifest.packs[p][0], sizes[manifest.packs[p][0]], off)
-            for md5, _, p, off in manifest.chunks
-            if manifest.packs[p][0] in present
-        }
+        return self._stored_of(path, [previous[1]] if previous else [])
 
-    def track_chunked_file(self, reader: BinaryIO, size: int, path: str, on_bytes: Callable[[int], object]) -> tuple[str, str]:
-        """Cut the file open in ``reader`` into chunks, packing those no stored pack holds, and
-        keep its chunk manifest in the cache; the manifest's id and the file's MD5."""
-        packer = Packer(self, self.stored_chunks(path), lambda offset, length: os.pread(reader.fileno(), length, offset))
+    def stored_entry_chunks(self, path: str) -> dict[str, tuple[str, int, int]]:
+        """:meth:`stored_chunks` for directory ``path``: the chunks of all its chunked files."""
+        try:
+            manifests = list(self.workspace_entry_manifests(path).values())
+        except (CPVError, OSError) as exc:
+            logger.info("no chunks to reuse for %s: %s", path, exc)
+            return {}
+        return self._stored_of(path, manifests)
+
+    def _stored_of(self, path: str, manifests: list[ChunkManifest]) -> dict[str, tuple[str, int, int]]:
+        packs = {pack: size for manifest in manifests for pack, size in manifest.packs}
+        if not packs:
+            return {}
+        with self.remote(f"check the packs of {path}"):
+            stored = self.transport.sizes(list(packs))
+        found: dict[str, tuple[str, int, int]] = {}
+        for manifest in manifests:
+            for digest, _, p, offset in manifest.chunks:
+                pack, size = manifest.packs[p]
+                if stored.get(pack) == size:
+                    found.setdefault(digest, (pack, size, offset))
+        return found
+
+    def workspace_entry_manifests(self, path: str) -> dict[str, ChunkManifest]:
+        """``{entry md5: chunk manifest}`` of the chunked files the workspace's pointer of
+        directory ``path`` names (none for a file or a directory stored whole)."""
+        try:
+            with open_regular(self.path / self.pointer_path(path)) as handle:
+                out = parse_pointer(handle.read(MAX_POINTER_BYTES + 1), self.pointer_path(path))
+        except OSError:
+            return {}
+        return self.entry_manifests(pointer_entry_chunks(out, self.pointer_path(path)) if out else {}, path)
+
+    def entry_manifests(self, entry_chunks: dict[str, str], where: str) -> dict[str, ChunkManifest]:
+        """The checked chunk manifests of a directory's chunked files, by their MD5."""
+        return {md5: self.load_chunk_manifest(moid, md5, None, where) for md5, moid in entry_chunks.items()}
+
+    def track_chunked_file(
+        self, reader: BinaryIO, size: int, known: dict[str, tuple[str, int, int]], on_bytes: Callable[[int], object]
+    ) -> tuple[str, str]:
+        """Cut the file open in ``reader`` into chunks, packing those ``known`` does not place
+        in a stored pack, and keep its chunk manifest in the cache; the manifest's id and the
+        file's MD5."""
+        packer = Packer(self, known, lambda offset, length: os.pread(reader.fileno(), length, offset))
         try:
             md5, _ = chunk_file(reader, size, packer.add, on_bytes)
             manifest = packer.manifest(md5, size)

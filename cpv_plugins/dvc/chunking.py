@@ -86,7 +86,7 @@ def _bad(item: object) -> bool:
     return not isinstance(item, list) or not all(type(v) is int for v in item[1:]) or not isinstance(item[0], str)
 
 
-def parse_manifest(raw: bytes, md5: str, size: int, where: str) -> ChunkManifest:
+def parse_manifest(raw: bytes, md5: str, size: int | None, where: str) -> ChunkManifest:
     """Check a chunk manifest read back (from the cache or the store) against the file the
     pointer records (``md5``, ``size``): packs and chunks named by object ids, every chunk a
     positive length inside its pack, the lengths adding up to the size. Anything else is
@@ -99,14 +99,14 @@ def parse_manifest(raw: bytes, md5: str, size: int, where: str) -> ChunkManifest
         raise DVCError(f"{where}: the chunk manifest is not JSON", fix=_FIX) from None
     if not isinstance(doc, dict) or set(doc) != {"cpv_chunked", "md5", "size", "packs", "chunks"} or doc["cpv_chunked"] != FORMAT:
         raise DVCError(f"{where}: not a chunk manifest of format {FORMAT}", fix=_FIX)
-    if doc["md5"] != md5 or type(doc["size"]) is not int or doc["size"] != size:
+    if doc["md5"] != md5 or type(doc["size"]) is not int or doc["size"] < 0 or (size is not None and doc["size"] != size):
         raise DVCError(
             f"{where}: the chunk manifest describes md5 {visible(str(doc['md5']))[:40]}, {visible(str(doc['size']))[:20]} bytes, "
-            f"not the {size} bytes of md5 {md5} its pointer records",
+            f"not the {size if size is not None else 'file'} bytes of md5 {md5} its pointer records",
             fix=_FIX,
         )
     packs, chunks = doc["packs"], doc["chunks"]
-    if not isinstance(packs, list) or not isinstance(chunks, list) or (not chunks and size):
+    if not isinstance(packs, list) or not isinstance(chunks, list) or (not chunks and doc["size"]):
         raise DVCError(f"{where}: the chunk manifest lists no chunks", fix=_FIX)
     parsed_packs: list[tuple[str, int]] = []
     for i, item in enumerate(packs):
@@ -129,9 +129,9 @@ def parse_manifest(raw: bytes, md5: str, size: int, where: str) -> ChunkManifest
             )
         parsed.append((item[0], item[1], item[2], item[3]))
         total += item[1]
-    if total != size:
-        raise DVCError(f"{where}: the chunks add up to {total} bytes, not the file's {size}", fix=_FIX)
-    return ChunkManifest(md5, size, tuple(parsed_packs), tuple(parsed))
+    if total != doc["size"]:
+        raise DVCError(f"{where}: the chunks add up to {total} bytes, not the file's {doc['size']}", fix=_FIX)
+    return ChunkManifest(md5, doc["size"], tuple(parsed_packs), tuple(parsed))
 
 
 def _piece(nbytes: int) -> int:

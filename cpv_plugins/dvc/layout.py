@@ -36,6 +36,8 @@ REMOTE_NAME = "cpv"
 CHUNKS_META_KEY = "cpv_chunks"
 #: the pointer's ``meta`` key naming a whole safetensors file's tensor index
 INDEX_META_KEY = "cpv_index"
+#: a directory pointer's ``meta`` key: ``{entry md5: its chunk manifest}`` (the tensor layout)
+ENTRY_CHUNKS_META_KEY = "cpv_entry_chunks"
 #: where DVC 3 keeps content-addressed objects, in a cache and on a remote alike
 OBJECTS_DIR = "files/md5"
 #: what ``dvc init`` writes to ``.dvc/.gitignore`` and ``.dvcignore``
@@ -149,6 +151,23 @@ def pointer_chunk_manifest(out: dict[str, Any], where: str, key: str = CHUNKS_ME
     return check_oid(meta[key], f"{where} meta.{key}", allow_dir=False)
 
 
+def pointer_entry_chunks(out: dict[str, Any], where: str) -> dict[str, str]:
+    """``{entry md5: chunk manifest id}`` of a directory pointer in the tensor layout. Its
+    files are not stored whole, so a malformed map is refused, not ignored."""
+    meta = out.get("meta")
+    value = meta.get(ENTRY_CHUNKS_META_KEY) if isinstance(meta, dict) else None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError(f"{where} meta.{ENTRY_CHUNKS_META_KEY} is not a mapping", fix=f"{_RESTORE} and upload again")
+    return {
+        check_oid(md5, f"{where} meta.{ENTRY_CHUNKS_META_KEY}", allow_dir=False): check_oid(
+            moid, f"{where} meta.{ENTRY_CHUNKS_META_KEY}", allow_dir=False
+        )
+        for md5, moid in value.items()
+    }
+
+
 def read_pointer(workspace: Path, path: str) -> TrackedArtifact:
     """The artifact the workspace's pointer file of ``path`` records."""
     pointer = workspace / pointer_path(path)
@@ -170,6 +189,7 @@ def write_pointer(
     entry_parts: dict[str, PartDigests] | None = None,
     chunks: str | None = None,
     index: str | None = None,
+    entry_chunks: dict[str, str] | None = None,
 ) -> None:
     """``{path}.dvc`` as DVC 3 writes it (``nfiles`` for a directory); other keys of
     an existing pointer (a ``desc``, a ``remote``) are kept. ``parts`` (a file's) and
@@ -177,7 +197,7 @@ def write_pointer(
     ``meta`` (which DVC keeps and ignores), as does ``chunks``, the object id of a file's
     chunk manifest in the tensor layout (:mod:`cpv_plugins.dvc.chunking`), and ``index``, that
     of a whole safetensors file's tensor index (its chunks' SHA-256s, read from the whole
-    object); older lists are
+    object); ``entry_chunks``, a directory's chunked files' manifests by MD5; older lists are
     always replaced or removed, so no pointer names one object with another's parts."""
     from ruamel.yaml import YAML
 
@@ -202,6 +222,7 @@ def write_pointer(
         meta.pop(ENTRY_META_KEY, None)
         meta.pop(CHUNKS_META_KEY, None)
         meta.pop(INDEX_META_KEY, None)
+        meta.pop(ENTRY_CHUNKS_META_KEY, None)
         if not meta:
             del out["meta"]
     recorded: dict[str, Any] = {META_KEY: parts.to_meta()} if parts is not None else {}
@@ -211,6 +232,8 @@ def write_pointer(
         recorded[CHUNKS_META_KEY] = chunks
     if index is not None:
         recorded[INDEX_META_KEY] = index
+    if entry_chunks:
+        recorded[ENTRY_CHUNKS_META_KEY] = dict(sorted(entry_chunks.items()))
     if recorded:
         if not isinstance(out.get("meta"), dict):
             out["meta"] = {}

@@ -28,6 +28,7 @@ from cpv_plugins.dvc.layout import (
     manifest_bytes,
     object_relpath,
     parse_pointer,
+    pointer_entry_chunks,
     pointer_entry_parts,
     pointer_part_digests,
     tracked_root,
@@ -93,12 +94,20 @@ class MaterializingStore(ChunkedStore):
                     manifest = self.load_chunk_manifest(moid, files[""], info.size or 0, where)
                     self.place_chunked(manifest, target, progress.update, where)
                     files = {}
+                entry_chunks = self._recorded_entry_chunks(pointer, info) if files and "" not in files else {}
 
                 def place(item: tuple[str, str]) -> None:
                     rel, md5 = item
                     out = contained(target, rel, where) if rel else target  # checked where it is written
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    self._place_object(md5, out, progress.update, single=len(files) == 1, parts=parts if not rel else entry_parts.get(md5))
+                    if md5 in entry_chunks:  # a directory's file in the tensor layout
+                        self.place_chunked(
+                            self.load_chunk_manifest(entry_chunks[md5], md5, None, f"{where}: {rel}"), out, progress.update, where
+                        )
+                    else:
+                        self._place_object(
+                            md5, out, progress.update, single=len(files) == 1, parts=parts if not rel else entry_parts.get(md5)
+                        )
                     crash_point("download.object-placed")
 
                 if "" not in files and bulk.parallel(len(files)):
@@ -147,6 +156,12 @@ class MaterializingStore(ChunkedStore):
             if actual != md5:
                 left[rel] = md5
         return left
+
+    def _recorded_entry_chunks(self, pointer: bytes, info: TrackedArtifact) -> dict[str, str]:
+        """The chunk manifests a directory's pointer names for its chunked files, by MD5."""
+        where = info.pointer or self.pointer_path(info.path)
+        out = parse_pointer(pointer, where)
+        return pointer_entry_chunks(out, where) if out else {}
 
     def _recorded_entry_parts(self, pointer: bytes, info: TrackedArtifact) -> dict[str, PartDigests]:
         """The part digests a directory's pointer records for its large entries, by MD5."""
@@ -214,14 +229,16 @@ class MaterializingStore(ChunkedStore):
         with self.remote(f"export {path}"):
             files = {"": oid} if not oid.endswith(".dir") else dict(self.load_manifest(oid, where))
             moid = self.chunk_manifest_oid(pointer, info) if "" in files else None
+            chunked = {oid: moid} if moid is not None else self._recorded_entry_chunks(pointer, info)
             for md5 in dict.fromkeys(files.values()):
                 final = dest / object_relpath(md5)
                 if regular_file_size(str(final)) is not None and hash_file(final) == md5:
                     continue
                 final.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_path(final, mode=0o444) as tmp:
-                    if moid is not None:
-                        self.place_chunked(self.load_chunk_manifest(moid, md5, info.size or 0, where), tmp, lambda n: None, where)
+                    if md5 in chunked:
+                        size = info.size or 0 if moid is not None else None
+                        self.place_chunked(self.load_chunk_manifest(chunked[md5], md5, size, where), tmp, lambda n: None, where)
                     else:
                         self._place_object(md5, tmp, lambda n: None, single=len(files) == 1)
                 written += 1
@@ -238,11 +255,20 @@ class MaterializingStore(ChunkedStore):
             return [f"{path}: not tracked at {rev}"]
         moid = self.chunk_manifest_oid(pointer, info)
         if not remote:
-            return self._verify(info, path, rev, remote=False, chunks=moid)
+            return self._verify(info, path, rev, remote=False, chunks=moid, entry_chunks=self._recorded_entry_chunks(pointer, info))
         with self.remote(f"read {path}"):
-            return self._verify(info, path, rev, remote=True, chunks=moid)
+            return self._verify(info, path, rev, remote=True, chunks=moid, entry_chunks=self._recorded_entry_chunks(pointer, info))
 
-    def _verify(self, info: TrackedArtifact, path: str, rev: str, *, remote: bool, chunks: str | None = None) -> list[str]:
+    def _verify(
+        self,
+        info: TrackedArtifact,
+        path: str,
+        rev: str,
+        *,
+        remote: bool,
+        chunks: str | None = None,
+        entry_chunks: dict[str, str] | None = None,
+    ) -> list[str]:
         oid = info.digest.removeprefix("md5:")
         where = "remote" if remote else "local cache"
         self.last_verify_remote_checked = 0
@@ -260,6 +286,16 @@ class MaterializingStore(ChunkedStore):
             except (DVCError, ValidationError) as exc:
                 return [f"{path} (.dir manifest {oid}): {exc.message}"]
             expected = {f"{path}/{rel}": md5 for rel, md5 in manifest.items()}
+            if entry_chunks:  # the tensor layout: a chunked file is its manifest and packs
+                try:
+                    packed = self.entry_manifests(entry_chunks, f"{path} at {rev.removeprefix('refs/tags/')}")
+                except (DVCError, ValidationError) as exc:
+                    return [f"{path}: {exc.message}"]
+                for name, md5 in list(expected.items()):
+                    if md5 in entry_chunks:
+                        del expected[name]
+                        expected[f"{name} (chunk manifest)"] = entry_chunks[md5]
+                        expected.update({f"{name} (pack {i + 1})": pack for i, pack in enumerate(packed[md5].pack_ids())})
         problems: list[str] = []
         uncached: dict[str, str] = {}
         if (

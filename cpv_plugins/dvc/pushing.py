@@ -18,7 +18,7 @@ from cpv_core.plugin.protocols import IncompleteUpload, StoredObject, TransferSt
 from cpv_core.trust import check_oid, visible
 from cpv_plugins.dvc.cache import SMALL_FILE_BYTES, STALE_UPLOAD_SECONDS
 from cpv_plugins.dvc.chunked_store import ChunkedStore
-from cpv_plugins.dvc.layout import INDEX_META_KEY, object_relpath, read_pointer
+from cpv_plugins.dvc.layout import INDEX_META_KEY, object_relpath, parse_pointer, pointer_entry_chunks, read_pointer
 from cpv_plugins.dvc.stat_cache import same_file_state, settled_stat
 from cpv_plugins.transports.base import BulkPut, OnBytes, hash_file
 
@@ -109,7 +109,10 @@ class PushingStore(ChunkedStore):
             roots = {p: info.digest.removeprefix("md5:") for p, info in pointers.items()}
             # a manifest on the store vouches for its files: a directory whose manifest is
             # there has nothing to send, and its manifest is not even read
-            dir_roots = list(dict.fromkeys(oid for oid in roots.values() if oid.endswith(".dir")))
+            # (not one with chunked files: their packs are confirmed, a gc may have taken one)
+            dir_roots = list(
+                dict.fromkeys(oid for p, oid in roots.items() if oid.endswith(".dir") and not self.workspace_entry_manifests(p))
+            )
             stored = set(dir_roots) - set(lacking(dir_roots)) if vouch else set()
             oids = list(dict.fromkeys(oid for p in paths if roots[p] not in stored for oid in self.objects(p)))
             files = [oid for oid in oids if not oid.endswith(".dir")]
@@ -328,17 +331,23 @@ class PushingStore(ChunkedStore):
         self.check_settings()
         info = self._tracked(rev, path, pointer)
         oid = info.digest.removeprefix("md5:")
+        where = f"{path} at {rev.removeprefix('refs/tags/')}"
         moid = self.chunk_manifest_oid(pointer, info)
-        if moid is not None:  # the tensor layout: the manifest and its chunks, not a whole file
+        if moid is not None:  # the tensor layout: the manifest and its packs, not a whole file
             with self.remote(f"read the chunk manifest of {path}"):
-                manifest = self.load_chunk_manifest(moid, oid, info.size or 0, f"{path} at {rev.removeprefix('refs/tags/')}")
+                manifest = self.load_chunk_manifest(moid, oid, info.size or 0, where)
             return [moid, *sorted(set(manifest.pack_ids()))]
         if not oid.endswith(".dir"):
             index = self.chunk_manifest_oid(pointer, info, INDEX_META_KEY)
             return [oid, *([index] if index else [])]
         with self.remote(f"read the manifest of {path}"):
-            files = self.load_manifest(oid, f"{path} at {rev.removeprefix('refs/tags/')}")
-        return [oid, *sorted(set(files.values()))]
+            files = self.load_manifest(oid, where)
+            out = parse_pointer(pointer, info.pointer or self.pointer_path(path))
+            entry_chunks = pointer_entry_chunks(out, where) if out else {}
+            objects = [oid, *sorted(set(files.values()))]
+            if not entry_chunks:
+                return objects
+            return self.with_entry_chunks(objects, entry_chunks, self.entry_manifests(entry_chunks, where))
 
     def vouched_by(self, oid: str) -> list[str]:
         """The files stored object ``oid`` vouches for: a manifest's entries (none for a file,

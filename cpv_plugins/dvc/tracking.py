@@ -109,7 +109,7 @@ class TrackingStore(PushingStore):
         exactly as the whole-file layout records them."""
         src = self.path / path
         with Progress(f"hash and chunk {path}", size, self.ctx.progress) as progress, open_regular(src) as reader:
-            moid, md5 = self.track_chunked_file(reader, size, path, self._watching_remote(progress.update))
+            moid, md5 = self.track_chunked_file(reader, size, self.stored_chunks(path), self._watching_remote(progress.update))
         stats.put(path, src, md5, started)
         write_pointer(self.path, path, md5, size, None, chunks=moid)
         ignore_in_git(self.path, path)
@@ -123,17 +123,26 @@ class TrackingStore(PushingStore):
         directory costs what changed; the push reads any such file it must send.
         """
         scan = scan_tree(self.path / path)
+        # the tensor layout re-reads its large files each time, as a single file is: their
+        # chunks are then found in the stored packs (checked there), never trusted by stat
+        chunked = [e for e in scan.files if e[2] >= CHUNKED_MIN_BYTES] if self.ctx.layout == "tensors" else []
         known = stats.tree(path, scan.fingerprint, scan.newest_mtime_ns)
-        if known is not None and self._has_cached(known):
+        if known is not None and self._has_cached(known) and not chunked:
             self.session.unread[path] = scan
             self._finish_dir(path, known, scan, {})
             return
         md5s, changed = self._known_files(path, scan, stats)
-        if len(changed) < len(scan.files):
+        if chunked:
+            large = {e[0] for e in chunked}
+            changed = [e for e in changed if e[0] not in large]
+            for rel in large:
+                md5s.pop(rel, None)
+        if len(changed) + len(chunked) < len(scan.files):
             self.session.unread[path] = scan  # files the push may have to read
         hashed = self._hash_changed(path, scan, changed, copy)
+        entry_chunks = self._chunk_entries(path, scan, chunked, hashed)
         prefix = f"{path}/"
-        for entry in changed:
+        for entry in [*changed, *chunked]:
             md5s[entry[0]] = hashed[entry[0]]
             stats.put_scanned(prefix + entry[0], entry[2], entry[3], entry[4], hashed[entry[0]], scan.scanned_at)
         raw, oid = manifest_bytes(md5s)
@@ -145,7 +154,23 @@ class TrackingStore(PushingStore):
         # part digests of the large entries hashed now (a file the stat cache vouched for was
         # not read, so it gets none and its download checks its MD5)
         entry_parts = {hashed[e[0]]: self.session.part_digests[hashed[e[0]]] for e in changed if hashed[e[0]] in self.session.part_digests}
-        self._finish_dir(path, oid, scan, entry_parts)
+        self._finish_dir(path, oid, scan, entry_parts, entry_chunks)
+
+    def _chunk_entries(self, path: str, scan: TreeScan, entries: list[ScanEntry], hashed: dict[str, str]) -> dict[str, str]:
+        """Cut the large files of a directory in the tensor layout into chunks (reusing those
+        of the directory's stored version); ``{md5: chunk manifest id}``, their MD5s into ``hashed``."""
+        if not entries:
+            return {}
+        known = self.stored_entry_chunks(path)
+        found: dict[str, str] = {}
+        with Progress(f"hash and chunk {path}", sum(e[2] for e in entries), self.ctx.progress) as progress:
+            on_bytes = self._watching_remote(progress.update)
+            for entry in entries:
+                with open_regular(Path(scan.path_of(entry))) as reader:
+                    moid, md5 = self.track_chunked_file(reader, entry[2], known, on_bytes)
+                found[md5] = moid
+                hashed[entry[0]] = md5
+        return found
 
     def _known_files(self, path: str, scan: TreeScan, stats: StatCache) -> tuple[dict[str, str], list[ScanEntry]]:
         """``{relpath: md5}`` of the files the stat cache vouches for, and the other entries."""
@@ -197,13 +222,15 @@ class TrackingStore(PushingStore):
                     self.session.early.submit(md5)
         return hashed
 
-    def _finish_dir(self, path: str, oid: str, scan: TreeScan, entry_parts: dict[str, PartDigests]) -> None:
+    def _finish_dir(
+        self, path: str, oid: str, scan: TreeScan, entry_parts: dict[str, PartDigests], entry_chunks: dict[str, str] | None = None
+    ) -> None:
         """Point ``path``'s pointer at manifest ``oid`` (left as it is when it already does)."""
         previous = self._recorded_oid(path)
         if previous is not None and previous.endswith(".dir") and previous != oid:
             self.session.previous[path] = previous
-        if previous != oid or entry_parts:
-            write_pointer(self.path, path, oid, scan.size, len(scan.files), entry_parts=entry_parts)
+        if previous != oid or entry_parts or entry_chunks:
+            write_pointer(self.path, path, oid, scan.size, len(scan.files), entry_parts=entry_parts, entry_chunks=entry_chunks)
         ignore_in_git(self.path, path)
 
     def status(self, paths: Sequence[str]) -> dict[str, str]:
