@@ -330,39 +330,44 @@ class CacheStore(StorageBackendBase):
         return artifact_from_out(path, out, where) if out else None
 
     def load_manifest(self, oid: str, where: str, *, remote_only: bool = False) -> dict[str, str]:
-        """The checked manifest of directory object ``oid``.
-
-        A manifest's md5 is its name: a cached copy that does not match is
-        evicted and fetched again, a remote copy that does not match is an error.
-        """
+        """The checked manifest of directory object ``oid`` (see :meth:`read_small_object`)."""
         check_oid(oid, where)
-        md5 = oid.removesuffix(".dir")
         if not remote_only and self._manifests is not None and oid in self._manifests:
             return dict(self._manifests[oid])
+        raw, fetched = self.read_small_object(oid, "manifest", where, remote_only=remote_only)
+        files = parse_manifest(raw, where)
+        if fetched:
+            self._keep_manifest(oid, raw)
+        return self._remember_manifest(oid, files)
+
+    def read_small_object(self, oid: str, what: str, where: str, *, remote_only: bool = False) -> tuple[bytes, bool]:
+        """The bytes of small object ``oid`` (a manifest), and whether they came from the store.
+
+        Its MD5 is its name: a cached copy that does not match is evicted and fetched
+        again, a store's copy that does not match is an error (nothing is placed)."""
+        md5 = oid.removesuffix(".dir")
         if not remote_only and self._has_cached(oid):
             with open_regular(self._cached(oid)) as handle:
                 raw = handle.read(MAX_MANIFEST_BYTES + 1)
             if hashlib.md5(raw).hexdigest() == md5:
-                return self._remember_manifest(oid, parse_manifest(raw, where))
-            logger.warning("the cached manifest %s is damaged; fetching it again", oid)
+                return raw, False
+            logger.warning("the cached %s %s is damaged; fetching it again", what, oid)
             self._evict(oid)
         try:
-            with self.remote(f"read the manifest of {where}"):
+            with self.remote(f"read the {what} of {where}"):
                 raw = self.transport.read(oid)
         except FileNotFoundError:
             raise DVCError(
-                f"the manifest {oid} of {where} is missing on {self.describe_remote()}",
+                f"the {what} {oid} of {where} is missing on {self.describe_remote()}",
                 fix="re-upload that version from a machine that still has it",
             ) from None
         if hashlib.md5(raw).hexdigest() != md5:
             raise DVCError(
-                f"the manifest {oid} of {where} on {self.describe_remote()} does not match its hash "
+                f"the {what} {oid} of {where} on {self.describe_remote()} does not match its hash "
                 "(replaced or damaged); nothing was placed",
                 fix="re-upload that version from a machine that still has it",
             )
-        files = parse_manifest(raw, where)
-        self._keep_manifest(oid, raw)
-        return self._remember_manifest(oid, files)
+        return raw, True
 
     def manifest_objects(self, oid: str, where: str) -> set[str]:
         """The object ids manifest ``oid`` names (for vouching: its relpaths are not needed,

@@ -21,7 +21,7 @@ from cpv_core.errors import CPVError, DVCError
 from cpv_core.faults import crash_point
 from cpv_core.paths import atomic_write_bytes
 from cpv_core.plugin.protocols import TrackedArtifact
-from cpv_core.trust import MAX_MANIFEST_BYTES, MAX_POINTER_BYTES, open_regular
+from cpv_core.trust import MAX_POINTER_BYTES, open_regular
 from cpv_plugins.dvc.cache import CacheStore
 from cpv_plugins.dvc.chunking import ChunkManifest, chunk_file, parse_manifest
 from cpv_plugins.dvc.layout import (
@@ -303,25 +303,10 @@ class ChunkedStore(CacheStore):
         directory's file, whose size its manifest alone records: the reassembled file's MD5 is
         the check): from the cache when its copy matches its name (a damaged one is evicted),
         else from the store."""
-        if self._has_cached(moid):
-            with open_regular(self._cached(moid)) as handle:
-                raw = handle.read(MAX_MANIFEST_BYTES + 1)
-            if hashlib.md5(raw).hexdigest() == moid:
-                return parse_manifest(raw, md5, size, where)
-            logger.warning("the cached chunk manifest %s is damaged; fetching it again", moid)
-            self._evict(moid)
-        try:
-            with self.remote(f"read the chunk manifest of {where}"):
-                raw = self.transport.read(moid)
-        except FileNotFoundError:
-            raise DVCError(f"the chunk manifest {moid} of {where} is missing on {self.describe_remote()}", fix=_REUPLOAD) from None
-        if hashlib.md5(raw).hexdigest() != moid:
-            raise DVCError(
-                f"the chunk manifest {moid} of {where} on {self.describe_remote()} does not match its hash; nothing was placed",
-                fix=_REUPLOAD,
-            )
+        raw, fetched = self.read_small_object(moid, "chunk manifest", where)
         manifest = parse_manifest(raw, md5, size, where)
-        self._keep_manifest(moid, raw)
+        if fetched:
+            self._keep_manifest(moid, raw)
         return manifest
 
     def stored_chunks(self, path: str) -> dict[str, tuple[str, int, int]]:
