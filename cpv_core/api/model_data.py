@@ -140,7 +140,7 @@ class DataCheckpointsManage(CheckpointManager):
         if data_path is not None:
             result = self.upload_data_checkpoint(data_path, message="Initial training data", dry_run=dry_run)
             if tag and not dry_run and self.same_content_as(result.digest) is None:
-                self.echo(f"tagged data {self.tag_data_checkpoint(message='Initial training data')}")
+                self.tag_data_checkpoint(message="Initial training data")  # says "tagged data vX.Y" itself
         return self.ws.path
 
     def upload_data_checkpoint(self, data_path: str | Path | None = None, message: str | None = None, **kwargs: Any) -> UploadResult:
