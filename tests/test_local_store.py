@@ -91,3 +91,17 @@ def test_with_one_copy_a_damaged_object_is_reported_and_a_revert_to_it_changes_n
     result = cpv("model", "revert", "v0.1", cwd=m.repo_path)
     assert result.returncode == 5 and "corrupt" in result.stderr and "Traceback" not in result.stderr
     assert worktree(m.repo_path) == before
+
+
+def test_a_full_disk_is_named_as_such_not_as_a_missing_directory():
+    """ENOSPC from the store: the fix says to free space, not to check the directory exists."""
+    import errno
+
+    from cpv_core.errors import StorageError
+    from cpv_plugins.transports.local import LocalDirTransport
+
+    transport = LocalDirTransport.__new__(LocalDirTransport)
+    transport.root = Path("/nonexistent-store")
+    with pytest.raises(StorageError) as caught, transport.session("upload data"):
+        raise OSError(errno.ENOSPC, "No space left on device", "/store/files/md5/15")
+    assert "No space left on device" in caught.value.message and "free space" in caught.value.fix

@@ -13,6 +13,7 @@ more to offer (ranged reads, server-side hashes, multipart uploads) overrides.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from abc import ABC, abstractmethod
@@ -186,9 +187,12 @@ class TransportBase(ABC):
             raise  # a missing object is the engine's to report
         except OSError as exc:
             where = exc.filename or self.describe()
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)  # the directory is fine: the disk (or quota) is not
             raise StorageError(
                 f"the {self.store_label} {self.describe()} could not {action}: {exc.strerror or type(exc).__name__} ({where})",
-                fix=self.failure_fix,
+                fix="free space on that file system (or move the store: `cpv config show`), then run the command again"
+                if full
+                else self.failure_fix,
             ) from None
 
     def get(self, oid: str, out: Path, on_bytes: OnBytes, *, single: bool, parts: PartDigests | None = None) -> str:
