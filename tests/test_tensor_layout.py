@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -571,3 +572,20 @@ def test_gc_keeps_a_directory_versions_packs_and_frees_the_rest(model, tmp_path)
     assert result.freed > 2 * 8 * 2**20  # two old heads
     got = teammate(tmp_path).download_model_checkpoint("v0.3", output_dir=tmp_path / "o")
     assert {p.name: p.read_bytes() for p in Path(got.model_path).iterdir()} == expected
+
+
+def test_a_damaged_cached_pack_is_read_from_the_store_instead(model, tmp_path):
+    payload = write_model(model.repo_path / "model.bin", model_tensors(1, layers=8))
+    model.upload_model_checkpoint()
+    model.tag_model_checkpoint()
+    pack = json.loads(_store_path(model, pointer_meta(model)["cpv_chunks"]).read_bytes())["packs"][0][0]
+    cached = model.repo_path / ".dvc/cache" / object_relpath(pack)
+    os.chmod(cached, 0o644)
+    cached.unlink()  # the store keeps its own copy (a hard link before), then the cache's rots
+    shutil.copy(_store_path(model, pack), cached)
+    rotten = bytearray(cached.read_bytes())
+    rotten[100] ^= 0xFF
+    cached.write_bytes(bytes(rotten))
+    got = model.download_model_checkpoint("v0.1", output_dir=tmp_path / "o")
+    assert Path(got.model_path).read_bytes() == payload
+    assert not cached.exists()  # evicted

@@ -389,22 +389,35 @@ class ChunkedStore(CacheStore):
         fetched = 0
         lock = threading.Lock()
 
-        def run(span: tuple[int, int, int, list[int]]) -> None:
-            nonlocal fetched
-            pack_index, start, end, members = span
-            pack = manifest.packs[pack_index][0]
-            data = self._read_pack(pack, start, end)
-            if data is None:
-                data = self._fetch_pack_range(pack, start, end, manifest, members[0], where)
-                with lock:
-                    fetched += len(data)
-            at = 0
+        def checked(data: bytes, members: list[int]) -> list[bytes] | int:
+            """The chunks of ``data``, or the index of the first one that is not its SHA-256."""
+            pieces, at = [], 0
             for i in members:
                 digest, length, _, _ = manifest.chunks[i]
                 piece = data[at : at + length]
                 at += length
                 if hashlib.sha256(piece).hexdigest() != digest:
-                    raise self._corrupt(manifest, i, pack, where)
+                    return i
+                pieces.append(piece)
+            return pieces
+
+        def run(span: tuple[int, int, int, list[int]]) -> None:
+            nonlocal fetched
+            pack_index, start, end, members = span
+            pack = manifest.packs[pack_index][0]
+            cached = self._read_pack(pack, start, end)
+            pieces = checked(cached, members) if cached is not None else None
+            if isinstance(pieces, int):  # the cache's copy is damaged: the store's is read instead
+                logger.warning("the cached pack %s is damaged; reading it from %s", pack, self.describe_remote())
+                self._evict(pack)
+            if not isinstance(pieces, list):
+                data = self._fetch_pack_range(pack, start, end, manifest, members[0], where)
+                with lock:
+                    fetched += len(data)
+                pieces = checked(data, members)
+                if isinstance(pieces, int):
+                    raise self._corrupt(manifest, pieces, pack, where)
+            for i, piece in zip(members, pieces, strict=True):
                 on_chunk(i, piece)
 
         spans = _spans(manifest, indexes)
