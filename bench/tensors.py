@@ -14,7 +14,8 @@ Rows:
 - the reassembled download of the whole model against boto3's download of the file, and
   cpv's peak RSS.
 - `download --tensors` of the 40 MiB embedding: bytes fetched against the tensor plus the
-  header, time against the whole download.
+  header, time against the whole download (both cpv processes); and `open_tensors` of it
+  timed inside a Python process against boto3's whole download.
 - chunking and hashing throughput on one core beside MD5's.
 Prints a table and writes bench/results/tensors.json; asserts nothing.
 """
@@ -26,6 +27,7 @@ import hashlib
 import io
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -174,6 +176,18 @@ def scenario_download(b: Bench, size_mib: int) -> None:
         lazy_times.append(time.perf_counter() - start)
         fetched = got["bytes_fetched"]
         shutil.rmtree(out)
+    script = (
+        "import sys, time, cpv_core\n"
+        "start = time.perf_counter()\n"
+        f"with cpv_core.open_tensors('bench', 'dl', 'v0.1', repo_path=sys.argv[1]) as t:\n"
+        f"    t[{EMBED!r}]\n"
+        "print(time.perf_counter() - start)\n"
+    )
+    api_times = []
+    for _ in range(b.reps):
+        done = subprocess.run([sys.executable, "-c", script, str(member)], env=b.env, capture_output=True, text=True, check=True)
+        api_times.append(float(done.stdout.strip().splitlines()[-1]))
+    b.record("open_tensors: one 40 MiB tensor (in process)", api_times, base_times, "<= 0.1x boto3's whole download (in process)")
     wanted = base[EMBED].nbytes
     b.record(
         "download --tensors of a 40 MiB tensor",

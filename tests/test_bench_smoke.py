@@ -50,5 +50,5 @@ def test_the_tensor_layout_bench_runs_every_row(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(out.read_text())["results"]
-    assert len(rows) == 7 and not [name for name, row in rows.items() if "error" in row], rows
+    assert len(rows) == 8 and not [name for name, row in rows.items() if "error" in row], rows
     assert all(row["cpv_median_s"] > 0 and row["baseline_median_s"] > 0 for row in rows.values())

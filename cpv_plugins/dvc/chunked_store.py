@@ -41,8 +41,8 @@ _REUPLOAD = "the stored copy is damaged: re-upload that version from a machine t
 PACK_BYTES = 64 * 1024 * 1024
 #: a stored pack is reused by a new version only if it lends at least this share of its bytes
 REUSE_MIN_SHARE = 0.5
-#: adjacent chunks of one pack are read together up to this many bytes
-SPAN_BYTES = 4 * 1024 * 1024
+#: adjacent chunks of one pack are read together up to this many bytes (an S3 transfer part)
+SPAN_BYTES = 8 * 1024 * 1024
 
 
 class Packer:
@@ -186,7 +186,7 @@ class ChunkRanges:
         spans = list(spans)
         needed = sorted({i for s, e in spans for i in self.chunk_span(s, e)})
         got: dict[int, bytes] = {}
-        self.fetched += self.store.read_chunks(self.manifest, needed, lambda i, data: got.__setitem__(i, data), self.where)
+        self.fetched += self.store.read_chunks(self.manifest, needed, lambda i, data: got.__setitem__(i, bytes(data)), self.where)
         out = []
         for s, e in spans:
             idx = self.chunk_span(s, e)
@@ -382,19 +382,19 @@ class ChunkedStore(CacheStore):
         self.session.cached[moid] = len(raw)
         return moid
 
-    def read_chunks(self, manifest: ChunkManifest, indexes: list[int], on_chunk: Callable[[int, bytes], Any], where: str) -> int:
+    def read_chunks(self, manifest: ChunkManifest, indexes: list[int], on_chunk: Callable[[int, memoryview], Any], where: str) -> int:
         """Read chunks ``indexes`` (from a cached pack, else with ranged reads of the store's,
         several adjacent chunks per read, in parallel), each checked against its SHA-256 and handed
         to ``on_chunk(index, bytes)``; the bytes read from the store."""
         fetched = 0
         lock = threading.Lock()
 
-        def checked(data: bytes, members: list[int]) -> list[bytes] | int:
+        def checked(data: bytes, members: list[int]) -> list[memoryview] | int:
             """The chunks of ``data``, or the index of the first one that is not its SHA-256."""
-            pieces, at = [], 0
+            pieces, at, view = [], 0, memoryview(data)
             for i in members:
                 digest, length, _, _ = manifest.chunks[i]
-                piece = data[at : at + length]
+                piece = view[at : at + length]  # no copy
                 at += length
                 if hashlib.sha256(piece).hexdigest() != digest:
                     return i
@@ -421,7 +421,8 @@ class ChunkedStore(CacheStore):
                 on_chunk(i, piece)
 
         spans = _spans(manifest, indexes)
-        workers = max(1, min(self.transport.parallel_small, len(spans)))
+        small = sum(end - start for _, start, end, _ in spans) < len(spans) * 1024 * 1024  # a round trip each, more in flight
+        workers = max(1, min(self.transport.parallel_small if small else self.transport.parallel, len(spans)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for future in [pool.submit(run, span) for span in spans]:
                 future.result()
@@ -473,7 +474,7 @@ class ChunkedStore(CacheStore):
         fd = os.open(out, os.O_RDWR)
         try:
 
-            def place(index: int, data: bytes) -> None:
+            def place(index: int, data: memoryview) -> None:
                 os.pwrite(fd, data, offsets[index])
                 landed[index] = True
                 on_bytes(len(data))
