@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -300,3 +301,13 @@ def test_include_patterns_select_only_entries_or_refuse_clearly(text, entries):
         assert "matches no file" in exc.message
         return
     assert chosen and set(chosen) <= set(files)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [{"relpath": "a\na", "md5": "0" * 32}, {"relpath": "a", "md5": "0" * 32 + "\n" + "1" * 32}],
+)
+def test_a_value_holding_a_newline_is_not_read_as_two_plain_entries(entry):
+    """Found by the fuzz test above: the fast check joined the entries with newlines."""
+    with pytest.raises(ValidationError):
+        parse_manifest(json.dumps([entry]).encode(), "crafted.dir")

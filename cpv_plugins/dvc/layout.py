@@ -309,9 +309,11 @@ def _checked_fast(entries: list[object]) -> dict[str, str] | None:
         return None
     texts = cast("tuple[list[str], list[str]]", (rels, md5s))
     joined = "".join(rel + "\n" for rel in texts[0])
-    if not _PLAIN_RELPATHS.fullmatch(joined) or _DOT_COMPONENT.search(joined):
+    # one line per entry: a value holding a newline would pass as two plain lines
+    if joined.count("\n") != len(rels) or not _PLAIN_RELPATHS.fullmatch(joined) or _DOT_COMPONENT.search(joined):
         return None
-    if not _MD5_LINES.fullmatch("".join(md5 + "\n" for md5 in texts[1])):
+    joined_md5s = "".join(md5 + "\n" for md5 in texts[1])
+    if joined_md5s.count("\n") != len(md5s) or not _MD5_LINES.fullmatch(joined_md5s):
         return None
     files = dict(zip(*texts, strict=True))
     return files if len(files) == len(rels) else None
