@@ -167,6 +167,7 @@ CHANGING = {
     "config aws", "config azure", "config bitbucket", "config gcs", "config git", "azure-config", "gcs-config", "git-config", "config set", "data demote", "data download", "data promote", "data revert",
     "data stage-rules set", "data tag", "data upload", "gc", "init data", "init model", "mlflow-sync", "model demote",
     "model download", "model promote", "model revert", "model stage-rules set", "model tag", "model upload", "pull",
+    "data retention set", "model retention set", "data export", "model export",
     "quickstart", "report", "setup", "sync",
 }  # fmt: skip
 

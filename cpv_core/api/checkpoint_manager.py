@@ -22,9 +22,10 @@ from typing import Any
 
 from cpv_core.domain.artifacts import CheckpointMetadata, UploadResult
 from cpv_core.domain.kinds import DATA, MODEL, SEED_KWARGS, KindSpec, check_kwargs
+from cpv_core.domain.retention_rules import RetentionRules
 from cpv_core.domain.stage_rules import StageRules
 from cpv_core.ops import init as workspace_setup
-from cpv_core.ops import inspection, report, revert, stages, status, tagging, transfer
+from cpv_core.ops import inspection, report, retention, revert, stages, status, tagging, transfer
 from cpv_core.ops import tensors as tensor_reads
 from cpv_core.ops.pull import pull_workspace
 from cpv_core.ops.revert import revert_targets
@@ -159,6 +160,18 @@ class CheckpointManager(Target):
         dry_run, _ = self.options(kwargs)
         raw = json.dumps(rules).encode() if isinstance(rules, Mapping) else Path(rules).expanduser().read_bytes()
         return stages.set_rules(self, raw, dry_run=dry_run)
+
+    def retention_rules(self) -> RetentionRules:
+        """The retention rules committed in the model's repository (``cpv gc --policy``)."""
+        self.ws.require_initialized()
+        return retention.committed_rules(self.ws)
+
+    def set_retention_rules(self, rules: str | Path | Mapping[str, Any], **kwargs: Any) -> RetentionRules:
+        """Check and commit retention rules (a JSON file's path, or the rules as a dict), then push."""
+        check_kwargs("set_retention_rules", kwargs)
+        dry_run, _ = self.options(kwargs)
+        raw = json.dumps(rules).encode() if isinstance(rules, Mapping) else Path(rules).expanduser().read_bytes()
+        return retention.set_retention_rules(self, raw, dry_run=dry_run)
 
     # -- whole-workspace operations ----------------------------------------------------------
     def status(self) -> WorkspaceStatus:

@@ -24,6 +24,7 @@ from cpv_core.cli.output import (
     print_table,
     show_diff,
 )
+from cpv_core.cli.retention_commands import retention_group
 from cpv_core.cli.stage_commands import add_stage_commands
 from cpv_core.cli.tensor_commands import export_command, tensors_command
 from cpv_core.cli.terminal import out
@@ -378,7 +379,7 @@ def build_kind_group(kind: str) -> click.Group:
         pass
 
     factories = (diff_command, upload_command, tag_command, list_command, plot_command, download_command, revert_command, info_command)
-    for factory in (*factories, tensors_command, export_command):
+    for factory in (*factories, tensors_command, export_command, retention_group):
         group.add_command(factory(kind))
     group.add_command(stage_rules_group(kind))
     add_stage_commands(

@@ -41,6 +41,13 @@ logger = logging.getLogger("cpv")
 @click.option("--keep", "keep", multiple=True, metavar="VERSION", help="Keep this version (v1.0, best:loss, prod); repeatable.")
 @click.option("--grace", type=float, default=24.0, show_default=True, help="Never delete objects written within this many hours.")
 @click.option("--delete-versions", is_flag=True, help="Remove pruned versions from the history instead of marking them.")
+@click.option(
+    "--policy",
+    "use_rules",
+    is_flag=True,
+    help="Keep what the model's retention rules keep (.cpv/retention.json; `cpv model retention set`); "
+    "--dry-run shows each version's fate and what deleting would save a month.",
+)
 @click.option("--all", "all_models", is_flag=True, help="Every model of the team that has a workspace on this machine.")
 @click.option("--yes", "-y", is_flag=True, help="Delete without asking (required where there is no terminal to ask on).")
 @dry_run_option
@@ -54,6 +61,7 @@ def gc_cmd(
     keep: tuple[str, ...],
     grace: float,
     delete_versions: bool,
+    use_rules: bool,
     all_models: bool,
     yes: bool,
     dry_run: bool,
@@ -65,7 +73,15 @@ def gc_cmd(
     a terminal --yes is required). Look with --dry-run first."""
     from cpv_core.ops.retention import RetentionPolicy, collect_garbage
 
-    policy = RetentionPolicy(keep_last=keep_last, keep_stages=keep_stages, keep=keep, grace_hours=grace, delete_versions=delete_versions)
+    policy = RetentionPolicy(
+        keep_last=keep_last, keep_stages=keep_stages, keep=keep, grace_hours=grace, delete_versions=delete_versions, use_rules=use_rules
+    )
+    price = None
+    if use_rules:  # what the rules save is said in money too (`du --cost`'s price)
+        from cpv_core.ops.retention import list_price_per_gb_month
+        from cpv_core.plugin.config import CPVConfig
+
+        price = list_price_per_gb_month(CPVConfig())
     policy.check()
     targets = team_targets(where, all_models)
 
@@ -82,7 +98,7 @@ def gc_cmd(
                 "cpv gc deletes stored objects and asks first, but there is no terminal to ask on; nothing was deleted",
                 fix="look with `cpv gc ... --dry-run`, then run it again with --yes",
             )
-        show_gc(run_gc(True), all_models, grace, dry_run=True)
+        show_gc(run_gc(True), all_models, grace, dry_run=True, price=price)
         if not click.confirm("delete what is listed above from the store?", default=False):
             ctx.echo("nothing was deleted")
             return
@@ -90,7 +106,7 @@ def gc_cmd(
     if as_json:
         emit_json(next(iter(results.values())).to_dict() if not all_models else {name: r.to_dict() for name, r in results.items()})
         return
-    show_gc(results, all_models, grace, dry_run=dry_run)
+    show_gc(results, all_models, grace, dry_run=dry_run, price=price)
 
 
 @click.command("du")

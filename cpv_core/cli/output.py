@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cpv_core.cli.terminal import out
+from cpv_core.domain.cost import monthly
 from cpv_core.domain.metrics import format_metrics, format_value
 from cpv_core.plugin.progress import human_bytes
 from cpv_core.trust import visible
@@ -115,7 +116,7 @@ def show_diff(kind: str, d: dict[str, Any], as_json: bool) -> None:
                 out(f"    {label:9} {visible(tensor)}")
 
 
-def show_gc(results: dict[str, Any], all_models: bool, grace: float, *, dry_run: bool) -> None:
+def show_gc(results: dict[str, Any], all_models: bool, grace: float, *, dry_run: bool, price: float | None = None) -> None:
     """The lines `cpv gc` prints for its results (or its plan)."""
     prefix = "[dry-run] would " if dry_run else ""
     for name, result in results.items():
@@ -123,8 +124,11 @@ def show_gc(results: dict[str, Any], all_models: bool, grace: float, *, dry_run:
             out(f"{name}:")
         for kind in ("model", "data"):
             out(f"{kind}: keep {', '.join(result.kept.get(kind, [])) or 'none'}; prune {', '.join(result.pruned.get(kind, [])) or 'none'}")
+            for version, why in result.fates.get(kind, {}).items():  # the retention rules' reasons
+                out(f"  {kind} {version}: " + (f"kept: {'; '.join(why)}" if why else "pruned: no rule keeps it"))
+        saved = f" (${monthly(result.freed, price):,.4f} a month at ${price:g}/GB-month)" if price is not None else ""
         out(
-            f"{prefix}delete {len(result.deleted)} object(s), {human_bytes(result.freed)} freed"
+            f"{prefix}delete {len(result.deleted)} object(s), {human_bytes(result.freed)} freed{saved}"
             + (f"; {result.spared_young} younger than {grace:g} h spared" if result.spared_young else "")
         )
         if result.aborted_uploads:

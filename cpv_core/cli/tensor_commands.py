@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cpv_core.cli.options import Ctx, Where, json_option, manager, target
+from cpv_core.cli.options import Ctx, Where, dry_run_option, json_option, manager, target
 from cpv_core.cli.output import emit_json, render_table
 from cpv_core.cli.terminal import out
 from cpv_core.errors import ValidationError
@@ -48,9 +48,10 @@ def export_command(kind: str) -> click.Command:
     @click.option(
         "--output-dir", "-o", required=True, type=click.Path(file_okay=False), help="The directory to write (a DVC local remote)."
     )
+    @dry_run_option
     @json_option
     @click.pass_obj
-    def export(ctx: Ctx, version: str | None, where: Where, as_dvc: bool, output_dir: str, as_json: bool) -> None:
+    def export(ctx: Ctx, version: str | None, where: Where, as_dvc: bool, output_dir: str, dry_run: bool, as_json: bool) -> None:
         """Write VERSION (default: latest) as plain DVC objects, whole files even in the tensor
         layout, so `dvc pull` reads it from a checkout of that version
         (`dvc remote add --local -d export DIR`)."""
@@ -58,8 +59,8 @@ def export_command(kind: str) -> click.Command:
 
         if not as_dvc:
             raise ValidationError("cpv export needs --dvc (the one export format)", fix=f"cpv {kind} export --dvc -o DIR")
-        found, count = export_dvc(manager(kind, ctx, where), version, Path(output_dir).expanduser().resolve())
+        found, count = export_dvc(manager(kind, ctx, where, dry_run), version, Path(output_dir).expanduser().resolve(), dry_run=dry_run)
         if as_json:
-            emit_json({"kind": kind, "version": found, "objects": count, "output_dir": str(Path(output_dir).resolve())})
+            emit_json({"kind": kind, "version": found, "objects": count, "output_dir": str(Path(output_dir).resolve()), "dry_run": dry_run})
 
     return export

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cpv_core.domain.retention_rules import RETENTION_FILE, RetentionRules, VersionFacts, created_at, fates, parse_retention
 from cpv_core.errors import CheckpointNotFoundError, ValidationError, WorkspaceDirtyError
 from cpv_core.plugin.protocols import IncompleteUpload, StoredObject, VersionRecord
 from cpv_core.trust import MAX_POINTER_BYTES, open_regular
@@ -46,6 +47,8 @@ class RetentionPolicy:
     :param grace_hours: objects written more recently are never deleted.
     :param delete_versions: remove pruned versions from the history instead of
         marking them (a version a combined checkpoint names is only marked).
+    :param use_rules: also keep what the model's ``.cpv/retention.json`` keeps.
+    :param rules: also keep what these rules keep.
     """
 
     keep_last: int | None = None
@@ -53,9 +56,13 @@ class RetentionPolicy:
     keep: tuple[str, ...] = ()
     grace_hours: float = 24.0
     delete_versions: bool = False
+    #: apply the model's committed rules (``.cpv/retention.json``; ``cpv gc --policy``)
+    use_rules: bool = False
+    #: rules given directly (the Checkpointer's ``keep=``), instead of the committed ones
+    rules: RetentionRules | None = None
 
     def check(self) -> None:
-        if self.keep_last is None and not self.keep_stages and not self.keep:
+        if self.keep_last is None and not self.keep_stages and not self.keep and not self.use_rules and self.rules is None:
             raise ValidationError(
                 "gc needs to be told what to keep",
                 fix="pass --keep-last N, --keep-stages and/or --keep VERSION (e.g. --keep-last 5 --keep-stages)",
@@ -82,6 +89,8 @@ class GcResult:
     #: incomplete multipart uploads older than the grace that were aborted, and their bytes
     aborted_uploads: int = 0
     aborted_bytes: int = 0
+    #: with retention rules: why each version of each kind is kept (an empty list: pruned)
+    fates: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +102,7 @@ class GcResult:
             "deleted_versions": self.deleted_versions,
             "aborted_uploads": self.aborted_uploads,
             "aborted_bytes": self.aborted_bytes,
+            "fates": self.fates,
             "dry_run": self.dry_run,
         }
 
@@ -143,6 +153,7 @@ def protected_objects(
     referenced: set[str] = set()
     candidates: dict[str, list[tuple[VersionRecord, list[str]]]] = {}
     matched: set[str] = set()
+    rules = policy.rules or (committed_rules(ws) if policy.use_rules else None)
     for m in managers:
         kind = m.spec.kind
         referenced |= workspace_objects(m)
@@ -150,6 +161,10 @@ def protected_objects(
         holders = {str(e.version) for e in current_stages(ws.versioning.list_stage_events(kind)).values()}
         keep, found = kept_versions(m, records, policy, holders)
         matched |= found
+        if rules is not None:
+            facts = [VersionFacts(r.version, created_at(r.date), r.metadata.get("metrics") or {}) for r in records]
+            result.fates[kind] = decided = fates(facts, rules, holders, time.time())
+            keep |= {version for version, why in decided.items() if why}
         result.kept[kind] = [r.version for r in records if r.version in keep]
         for record in records:
             objects = version_objects(m, record.ref)
@@ -158,6 +173,26 @@ def protected_objects(
             else:
                 candidates.setdefault(kind, []).append((record, objects))
     return referenced, candidates, matched
+
+
+def set_retention_rules(m: Target, raw: bytes, *, dry_run: bool) -> RetentionRules:
+    """Check retention rules, then commit them as ``.cpv/retention.json`` and push."""
+    from cpv_core.ops.stages import commit_rules_file
+
+    rules = parse_retention(raw, "the rules file")
+    commit_rules_file(m, RETENTION_FILE, rules.to_dict(), "retention rules", dry_run=dry_run)
+    return rules
+
+
+def committed_rules(ws: Workspace) -> RetentionRules:
+    """The model's retention rules as committed at the branch's tip (gc runs on the fetched tip)."""
+    raw = ws.versioning.read_file("HEAD", RETENTION_FILE)
+    if raw is None:
+        raise ValidationError(
+            f"this model has no retention rules ({RETENTION_FILE})",
+            fix="write them (docs/concepts.md) and run `cpv model retention set FILE`, or pass --keep-last/--keep",
+        )
+    return parse_retention(raw, RETENTION_FILE)
 
 
 def vouched_by_spared_manifests(ws: Workspace, inventory: Sequence[StoredObject], doomed: set[str]) -> set[str]:

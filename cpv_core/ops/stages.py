@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cpv_core.domain.records import validate_message
 from cpv_core.domain.stage_rules import RULES_FILE, StageRules, check_stage_name, parse_rules
@@ -211,25 +211,31 @@ def settle_promotion_after_gc(mgr: StageSubject, stage: str, record: VersionReco
 def set_rules(mgr: StageSubject, raw: bytes, *, dry_run: bool) -> StageRules:
     """Check stage rules, then commit them as ``.cpv/stages.json`` and push."""
     rules = parse_rules(raw, "the rules file")
+    commit_rules_file(mgr, RULES_FILE, rules.to_dict(), "stage rules", dry_run=dry_run)
+    return rules
+
+
+def commit_rules_file(mgr: StageSubject, rel: str, rules: dict[str, Any], what: str, *, dry_run: bool) -> None:
+    """Write checked ``rules`` as the committed JSON file ``rel``, commit and push (a kill
+    between the write and the commit is rolled back by the next command)."""
     ws = mgr.ws
     ws.require_initialized()
     if dry_run:
-        mgr.plan([f"write {RULES_FILE}, commit and push"])
-        return rules
+        mgr.plan([f"write {rel}, commit and push"])
+        return
     with ws.lock():
-        path = ws.target_path_of(RULES_FILE)
+        path = ws.target_path_of(rel)
         # journaled: a kill between the write and the commit is rolled back by the next
         # command, not left as a modified tracked file that blocks a later pull
-        ws.begin_change("stage rules", [], [RULES_FILE])
+        ws.begin_change(what, [], [rel])
         try:
-            atomic_write_bytes(path, json.dumps(rules.to_dict(), indent=2, sort_keys=True).encode() + b"\n")
+            atomic_write_bytes(path, json.dumps(rules, indent=2, sort_keys=True).encode() + b"\n")
             crash_point("stage-rules.written")
-            if ws.versioning.changed_files([RULES_FILE]) or ws.versioning.read_file("HEAD", RULES_FILE) is None:
-                ws.versioning.commit([RULES_FILE], "Set stage rules")
+            if ws.versioning.changed_files([rel]) or ws.versioning.read_file("HEAD", rel) is None:
+                ws.versioning.commit([rel], f"Set {what}")
         except BaseException:
             ws.rollback_change()
             raise
         ws.end_change()
         ws.versioning.push_branch()
-    mgr.echo(f"stage rules set in {RULES_FILE}")
-    return rules
+    mgr.echo(f"{what} set in {rel}")

@@ -122,12 +122,15 @@ def list_tensors(m: Target, selector: str | None) -> tuple[str, SafetensorsHeade
         return record.version, read_header(ranges, f"{target} at {record.version}"), ranges.fetched
 
 
-def export_dvc(m: Target, selector: str | None, dest: Path) -> tuple[str, int]:
+def export_dvc(m: Target, selector: str | None, dest: Path, *, dry_run: bool = False) -> tuple[str, int]:
     """Write version ``selector``'s objects as plain DVC whole files under ``dest`` (a local
     DVC remote: ``dvc remote add --local -d export DIR && dvc pull``); the version and how many."""
     record, target, _ = _opened(m, selector)
     pointer = m.pointer(record.ref)
     assert pointer is not None  # _opened refused a version without one
+    if dry_run:
+        m.plan([f"write {m.spec.kind} {record.version} ({target}) as DVC objects under {dest}"])
+        return record.version, 0
     dest.mkdir(parents=True, exist_ok=True)
     count = m.ws.storage.export_dvc(record.ref, target, pointer, dest)
     m.echo(

@@ -28,6 +28,7 @@ from typing import Any
 from cpv_core.domain.backend_values import LAYOUT_KEY, STORAGE_LAYOUTS
 from cpv_core.domain.metrics import METRICS_FILE
 from cpv_core.domain.names import validate_name
+from cpv_core.domain.retention_rules import RETENTION_FILE
 from cpv_core.domain.stage_rules import RULES_FILE
 from cpv_core.errors import ConfigError, RepositoryError, ValidationError, WorkspaceLockedError
 from cpv_core.paths import atomic_write_bytes, link_tree, path_from_state_name, remove_path, restore_preserved, state_name
@@ -340,7 +341,7 @@ class Workspace:
             return incoming_meta is not None
         if incoming_meta:
             targets += [str(v) for v in incoming_meta.get("files", {}).values()]
-        allowed = {METRICS_FILE, "README.md", ".gitignore", RULES_FILE}  # stage rules are parsed strictly when read
+        allowed = {METRICS_FILE, "README.md", ".gitignore", RULES_FILE, RETENTION_FILE}  # rules are parsed strictly when read
         allowed.update(self.storage.pointer_path(t) for t in targets)
         allowed.update(f"{t.rsplit('/', 1)[0]}/.gitignore" for t in targets if "/" in t)
         return rel in allowed
