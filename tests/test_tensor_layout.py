@@ -589,3 +589,13 @@ def test_a_damaged_cached_pack_is_read_from_the_store_instead(model, tmp_path):
     got = model.download_model_checkpoint("v0.1", output_dir=tmp_path / "o")
     assert Path(got.model_path).read_bytes() == payload
     assert not cached.exists()  # evicted
+
+
+def test_storage_layout_is_set_by_either_spelling_and_checked(cpv_home, tmp_path):
+    for spelling in ("storage.layout", "storage_layout"):
+        done = _cpv("config", "set", spelling, "tensors", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert CPVConfig().get_config("storage_layout") == "tensors" and CPVConfig().get_config("storage") != {"layout": "tensors"}
+    refused = _cpv("config", "set", "storage.layout", "zip", cwd=tmp_path)
+    assert refused.returncode != 0 and "not a storage layout" in refused.stderr
+    assert CPVConfig().get_config("storage_layout") == "tensors"
