@@ -171,3 +171,26 @@ def test_a_hostile_rules_file_stops_gc_and_deletes_nothing(cpv_home):
     with pytest.raises(ValidationError, match="keep_last"):
         collect_garbage([m], RetentionPolicy(use_rules=True, grace_hours=0), dry_run=False)
     assert {o.oid for o in m.ws.storage.inventory()} == before
+
+
+def test_the_checkpointer_applies_the_rules_during_the_run(cpv_home, tmp_path):
+    """A run of five epochs with keep=: after it, the best and the last two are kept, the
+    others marked pruned and their bytes gone from the store (each save waits for the
+    previous upload, so the order is fixed)."""
+    from cpv_core import Checkpointer
+    from cpv_core.ops.retention import version_objects
+
+    keep = {"keep_last": 2, "keep_best": [{"metric": "loss", "k": 1}]}
+    with Checkpointer("T", "run", tag=True, keep=keep) as ck:
+        for loss in (0.5, 0.2, 0.6, 0.7, 0.8):
+            (tmp_path / "ckpt.bin").write_bytes(os.urandom(30_000))
+            ck.save(tmp_path / "ckpt.bin", metrics={"loss": loss})
+            ck.wait()
+    assert ck.versions == ["v0.1", "v0.2", "v0.3", "v0.4", "v0.5"]
+    assert sorted(ck.pruned) == ["v0.1", "v0.3"]
+    m = ModelsCheckpointsManage("T", "run")
+    present = {o.oid for o in m.ws.storage.inventory()}
+    for record in m.records():
+        assert (set(version_objects(m, record.ref)) <= present) == (record.version in {"v0.2", "v0.4", "v0.5"}), record.version
+    with pytest.raises(ValidationError, match="keep_last"):
+        Checkpointer("T", "run", keep={"keep_last": "all"})

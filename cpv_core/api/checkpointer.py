@@ -21,10 +21,12 @@ Example::
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import shutil
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +34,7 @@ from typing import Any
 
 from cpv_core.domain.metrics import metric_number, validate_metrics
 from cpv_core.domain.names import validate_name
+from cpv_core.domain.retention_rules import parse_retention
 from cpv_core.errors import ValidationError
 from cpv_core.paths import remove_path
 from cpv_core.plugin.config import CPVConfig
@@ -88,6 +91,13 @@ class Checkpointer:
         better); with ``tag="auto"`` only saves that improve it are tagged.
     :param tag: the default for :meth:`save`: True (tag every upload), False,
         or ``"auto"`` (tag when ``keep_best`` improved; every upload without it).
+    :param keep: retention rules applied during the run (the same grammar as
+        ``.cpv/retention.json``, e.g. ``{"keep_last": 3, "keep_best": [{"metric": "loss", "k": 2}]}``):
+        after each tagged version the worker runs the safe gc with them (grace
+        ``keep_grace_hours``), so a 500-epoch run keeps what they say, not 500 versions.
+    :param keep_grace_hours: the grace of that gc (objects written more recently are
+        spared; 0 frees a pruned checkpoint's bytes at once, and teammates' uploads in
+        flight stay protected by the gc fence).
     :param manager_kwargs: passed to the :class:`ModelsCheckpointsManage` the
         worker uses (``config=``, ``verbose=`` ...).
     """
@@ -101,6 +111,8 @@ class Checkpointer:
         every: int = 1,
         keep_best: str | None = None,
         tag: bool | str = "auto",
+        keep: Mapping[str, Any] | None = None,
+        keep_grace_hours: float = 0.0,
         **manager_kwargs: Any,
     ) -> None:
         self.team = validate_name(team_name, "team name")
@@ -111,6 +123,12 @@ class Checkpointer:
         self.every = every
         self.metric, self.higher_is_better = parse_keep_best(keep_best)
         self.default_tag = check_tag(tag)
+        self.keep = parse_retention(json.dumps(dict(keep)).encode(), "keep=") if keep is not None else None
+        if isinstance(keep_grace_hours, bool) or not isinstance(keep_grace_hours, (int, float)) or not 0 <= keep_grace_hours <= 8760:
+            raise ValidationError(f"keep_grace_hours={keep_grace_hours!r} is not 0 to 8760 hours", fix="e.g. keep_grace_hours=0")
+        self.keep_grace_hours = float(keep_grace_hours)
+        #: what the run's retention pruned, version by version (with ``keep``)
+        self.pruned: list[str] = []
         self.manager_kwargs = manager_kwargs
         config = manager_kwargs.get("config") or CPVConfig()
         check_reachable(config, self.team, self.model, repo_path)  # before the first epoch, not at its second save
@@ -284,6 +302,18 @@ class Checkpointer:
         self.uploaded += 1
         if snap.tag:
             self.versions.append(m.tag_model_checkpoint(message=snap.message, allow_duplicate=True))
+            if self.keep is not None:
+                self._apply_retention(m)
+
+    def _apply_retention(self, m: Any) -> None:
+        """The run's retention rules, through the safe gc (its fence, marks and grace)."""
+        from cpv_core.ops.retention import RetentionPolicy, collect_garbage
+
+        policy = RetentionPolicy(rules=self.keep, grace_hours=self.keep_grace_hours)
+        result = collect_garbage([m], policy, dry_run=False)
+        for version in result.pruned.get("model", []):
+            if version not in self.pruned:
+                self.pruned.append(version)
 
 
 def check_reachable(config: CPVConfig, team: str, model: str, repo_path: str | Path | None) -> None:
