@@ -194,3 +194,18 @@ def test_the_checkpointer_applies_the_rules_during_the_run(cpv_home, tmp_path):
         assert (set(version_objects(m, record.ref)) <= present) == (record.version in {"v0.2", "v0.4", "v0.5"}), record.version
     with pytest.raises(ValidationError, match="keep_last"):
         Checkpointer("T", "run", keep={"keep_last": "all"})
+
+
+@pytest.mark.s3
+def test_the_rules_prune_on_s3_too(s3_config):
+    from cpv_core.ops.retention import RetentionPolicy, collect_garbage, version_objects
+
+    m = ModelsCheckpointsManage("T", "rules-s3")
+    m.import_model_init()
+    _versions(m, [0.4, 0.9, 0.5])
+    m.set_retention_rules({"keep_best": [{"metric": "loss", "k": 1}], "keep_last": 1})
+    result = collect_garbage([m], RetentionPolicy(use_rules=True, grace_hours=0), dry_run=False)
+    assert result.pruned["model"] == ["v0.2"] and result.fates["model"]["v0.1"] == ["1 best by loss (min)"]
+    present = {o.oid for o in m.ws.storage.inventory()}
+    for record in m.records():
+        assert (set(version_objects(m, record.ref)) <= present) == (record.version != "v0.2"), record.version
