@@ -82,26 +82,7 @@ class PushingStore(ChunkedStore):
             return [oid for oid in batch if stored.get(oid) != sizes[oid]]
 
         def put_all(batch: list[str], progress: Progress) -> None:
-            # objects sent from workspace files are journaled until their stat check passed:
-            # a kill in between leaves them to the next push (_settle_unverified)
-            in_place = [oid for oid in batch if self._uploads_in_place(oid)]
-            self._journal_unverified(add=in_place)
-            each = batch
-            if isinstance(transport, BulkPut) and bulk.parallel(len(batch)):
-                # cache copies this track just wrote need no check: stored many at a time
-                ready = set(in_place)
-                direct = [oid for oid in batch if oid in self.session.fresh and oid not in ready]
-                left = set(
-                    transport.put_many([(oid, os.path.join(self._cache_root, object_relpath(oid))) for oid in direct], progress.update)
-                )
-                handed = set(direct) - left
-                each = [oid for oid in batch if oid not in handed]
-            small = len(each) > 1 and sum(sizes[oid] for oid in each) < len(each) * SMALL_FILE_BYTES  # a round trip each, more in flight
-            threads = transport.parallel_small if small else transport.parallel
-            try:
-                bulk.threaded(lambda oid: self._put(oid, progress.update), each, threads)
-            finally:
-                self._journal_unverified(remove=[oid for oid in in_place if oid in self._checked])
+            self._put_batch(batch, progress, sizes)
             uploaded.extend(batch)
 
         with self.remote(f"upload {', '.join(paths)}"):
@@ -151,6 +132,28 @@ class PushingStore(ChunkedStore):
                 fix="run the upload again; if it fails again, run `cpv verify --remote` and check the store",
             )
         return TransferStats(transferred=len(uploaded), skipped=len(oids) - len(uploaded))
+
+    def _put_batch(self, batch: list[str], progress: Progress, sizes: dict[str, int]) -> None:
+        """Send ``batch``: cache copies this track just wrote many at a time where the
+        transport can (:class:`BulkPut`), the rest one by one on threads (more at once for
+        small objects). Objects sent from workspace files are journaled until their stat
+        check passed: a kill in between leaves them to the next push (:meth:`_settle_unverified`)."""
+        transport = self.transport
+        in_place = [oid for oid in batch if self._uploads_in_place(oid)]
+        self._journal_unverified(add=in_place)
+        each = batch
+        if isinstance(transport, BulkPut) and bulk.parallel(len(batch)):
+            ready = set(in_place)
+            direct = [oid for oid in batch if oid in self.session.fresh and oid not in ready]
+            left = set(transport.put_many([(oid, os.path.join(self._cache_root, object_relpath(oid))) for oid in direct], progress.update))
+            handed = set(direct) - left
+            each = [oid for oid in batch if oid not in handed]
+        small = len(each) > 1 and sum(sizes[oid] for oid in each) < len(each) * SMALL_FILE_BYTES  # a round trip each, more in flight
+        threads = transport.parallel_small if small else transport.parallel
+        try:
+            bulk.threaded(lambda oid: self._put(oid, progress.update), each, threads)
+        finally:
+            self._journal_unverified(remove=[oid for oid in in_place if oid in self._checked])
 
     def _local_size(self, oid: str) -> int:
         """Bytes of object ``oid`` here: its cache copy, else the workspace file it was hashed from."""
