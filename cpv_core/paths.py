@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -143,6 +144,23 @@ def atomic_path(dest: Path, *, mode: int | None = None) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+#: what :func:`atomic_path` names its temporary files: ``.NAME.XXXXXXXX.cpv-tmp``
+_ATOMIC_TMP_RE = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.cpv-tmp$")
+
+
+def atomic_leftovers(folder: Path, name: str | None = None) -> list[Path]:
+    """The temporary files killed :func:`atomic_path` writes left in ``folder`` (of the file
+    ``name`` only, when given): regular files, never links, for the caller to remove."""
+    found: list[Path] = []
+    if not folder.is_dir():
+        return found
+    for entry in os.scandir(folder):
+        match = _ATOMIC_TMP_RE.fullmatch(entry.name)
+        if match and (name is None or match["name"] == name) and entry.is_file(follow_symlinks=False):
+            found.append(Path(entry.path))
+    return found
 
 
 def _default_mode(dest: Path) -> int:

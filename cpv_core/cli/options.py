@@ -43,7 +43,7 @@ def find_workspace(start: Path) -> tuple[str, str, Path] | None:
     for candidate in (start, *start.parents):
         meta = candidate / ".cpv" / "workspace.json"
         if meta.is_file():
-            from cpv_core.workspace.workspace import check_meta
+            from cpv_core.workspace.meta import check_meta
 
             try:
                 data = check_meta(meta.read_bytes()[: 1024 * 1024], str(meta))  # repository content: checked

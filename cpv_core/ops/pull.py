@@ -9,7 +9,8 @@ from cpv_core.errors import WorkspaceDirtyError
 from cpv_core.paths import remove_path
 from cpv_core.plugin.protocols import TrackedArtifact
 from cpv_core.workspace.history import fetch_versions
-from cpv_core.workspace.workspace import DEFAULT_FILES, Workspace
+from cpv_core.workspace.meta import DEFAULT_FILES
+from cpv_core.workspace.workspace import Workspace
 
 
 def pull_workspace(ws: Workspace, echo: Callable[[str], None], *, dry_run: bool = False) -> list[str]:

@@ -22,7 +22,8 @@ from cpv_core.ops.inspection import metadata_for
 from cpv_core.plugin.config import CPVConfig
 from cpv_core.plugin.protocols import VersionRecord
 from cpv_core.workspace.history import current_stages, latest_record, parse_selector, select_version
-from cpv_core.workspace.workspace import META_FILE, Workspace
+from cpv_core.workspace.meta import META_FILE
+from cpv_core.workspace.workspace import Workspace
 
 if TYPE_CHECKING:
     from cpv_core.domain.artifacts import CheckpointMetadata

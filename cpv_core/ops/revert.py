@@ -14,7 +14,8 @@ from cpv_core.faults import crash_point
 from cpv_core.ops.inspection import metadata_for
 from cpv_core.paths import remove_path
 from cpv_core.plugin.protocols import VersionRecord
-from cpv_core.workspace.workspace import META_FILE, Workspace
+from cpv_core.workspace.meta import META_FILE
+from cpv_core.workspace.workspace import Workspace
 
 if TYPE_CHECKING:
     from cpv_core.ops.target import Target

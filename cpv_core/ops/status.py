@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cpv_core.workspace.history import fetch_versions, latest_record
-from cpv_core.workspace.workspace import DEFAULT_FILES, Workspace
+from cpv_core.workspace.meta import DEFAULT_FILES
+from cpv_core.workspace.workspace import Workspace
 
 if TYPE_CHECKING:
     from cpv_core.ops.target import Target

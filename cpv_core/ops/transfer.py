@@ -30,7 +30,8 @@ from cpv_core.plugin.sources import check_source, forget_scan, scan_scope, scan_
 from cpv_core.trust import check_relpath, select_sub_path, visible
 from cpv_core.workspace import gc_fence
 from cpv_core.workspace.gc_fence import Fence, reconfirm
-from cpv_core.workspace.workspace import DEFAULT_FILES, META_FILE, Workspace, check_target_rel
+from cpv_core.workspace.meta import DEFAULT_FILES, META_FILE, check_target_rel
+from cpv_core.workspace.workspace import Workspace
 
 if TYPE_CHECKING:
     from cpv_core.ops.target import Target

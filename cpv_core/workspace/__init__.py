@@ -6,20 +6,22 @@ lock, journal and crash recovery (``workspace``), what a source may contain
 ``from cpv_core.workspace import Workspace`` (the path before 0.4) keeps working.
 """
 
-from cpv_core.workspace.workspace import (
+from cpv_core.workspace.meta import (
     DEFAULT_FILES,
     FORMAT_VERSION,
-    LOCK_FILE,
-    LOCK_TIMEOUT_ENV,
-    LOCK_TIMEOUT_S,
     MAX_META_BYTES,
     META_DIR,
     META_FILE,
     RESERVED_TOP,
-    SCAFFOLD,
-    Workspace,
     check_meta,
     check_target_rel,
+)
+from cpv_core.workspace.workspace import (
+    LOCK_FILE,
+    LOCK_TIMEOUT_ENV,
+    LOCK_TIMEOUT_S,
+    SCAFFOLD,
+    Workspace,
     lock_timeout_from_env,
     readme_text,
 )

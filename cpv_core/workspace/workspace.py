@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,26 +30,26 @@ from cpv_core.domain.names import validate_name
 from cpv_core.domain.retention_rules import RETENTION_FILE
 from cpv_core.domain.stage_rules import RULES_FILE
 from cpv_core.errors import ConfigError, RepositoryError, ValidationError, WorkspaceLockedError
-from cpv_core.paths import atomic_write_bytes, link_tree, path_from_state_name, remove_path, restore_preserved, state_name
+from cpv_core.paths import atomic_leftovers, atomic_write_bytes, link_tree, path_from_state_name, remove_path, restore_preserved, state_name
 from cpv_core.plugin.config import CPVConfig
 from cpv_core.plugin.manager import Plugins
 from cpv_core.plugin.protocols import BackendContext, HostingBackend, StorageBackend, VersioningBackend
 from cpv_core.plugin.sources import tree_fingerprint
-from cpv_core.trust import check_relpath, contained, json_object, open_regular, visible
+from cpv_core.trust import contained, open_regular, visible
+from cpv_core.workspace.meta import (
+    DEFAULT_FILES,
+    FORMAT_VERSION,
+    MAX_META_BYTES,
+    META_DIR,
+    META_FILE,
+    check_meta,
+)
 
 logger = logging.getLogger("cpv.workspace")
 
-META_DIR = ".cpv"
-META_FILE = f"{META_DIR}/workspace.json"
 LOCK_FILE = f"{META_DIR}/lock"
-FORMAT_VERSION = 1
-DEFAULT_FILES = {"model": "model.bin", "data": "data"}
-MAX_META_BYTES = 64 * 1024
-#: directories that belong to git, DVC and cpv: never a model or data path
-RESERVED_TOP = {".git", ".dvc", ".cpv"}
 LOCK_TIMEOUT_S = 120.0
 LOCK_TIMEOUT_ENV = "CPV_LOCK_TIMEOUT"
-_ATOMIC_TMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.cpv-tmp$")
 
 SCAFFOLD = {
     ".gitattributes": "# metrics.log only ever grows: concurrent uploads merge by union\nmetrics.log merge=union\n",
@@ -87,60 +86,6 @@ def readme_text(team: str, model: str) -> str:
         f"    cpv model list -t {team} -m {model}\n"
         f"    cpv model download v0.1 -t {team} -m {model}\n"
     )
-
-
-def check_meta(raw: bytes, where: str) -> dict[str, Any]:
-    """Parse and check ``.cpv/workspace.json`` (committed, so written by anyone with push access).
-
-    ``team`` and ``model`` must be valid names, ``backends`` a mapping of
-    names, and every ``files`` value a plain relative path inside the
-    workspace (no absolute path, no ``..``, not under .git/.dvc/.cpv).
-    Anything else is a :class:`ValidationError` naming the file and key;
-    nothing is touched.
-    """
-    fix = f"restore {where} from a version you trust (git checkout) and push"
-    meta = json_object(raw, where, fix)
-    for key in ("team", "model"):
-        if key in meta:
-            try:
-                validate_name(meta[key], f"{where} {key}")
-            except ValidationError as exc:
-                raise ValidationError(exc.message, fix=fix) from None
-    backends = meta.get("backends", {})
-    if not isinstance(backends, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in backends.items()):
-        raise ValidationError(f"{where} backends is not a mapping of backend names", fix=fix)
-    if meta.get(LAYOUT_KEY, "dvc") not in STORAGE_LAYOUTS:
-        raise ValidationError(
-            f"{where} {LAYOUT_KEY} is {visible(repr(meta.get(LAYOUT_KEY)))[:60]}, not one of {', '.join(STORAGE_LAYOUTS)}", fix=fix
-        )
-    files = meta.get("files", {})
-    if not isinstance(files, dict):
-        raise ValidationError(f"{where} files is not a mapping", fix=fix)
-    for kind, value in files.items():
-        try:
-            check_target_rel(value, f"{where} files.{visible(kind)}")
-        except ValidationError as exc:
-            raise ValidationError(exc.message, fix=fix) from None
-    rels = [str(v) for v in files.values()]
-    if any(a == b or b.startswith(f"{a}/") for i, a in enumerate(rels) for j, b in enumerate(rels) if i != j):
-        raise ValidationError(f"{where} files: two kinds share a path ({', '.join(map(visible, rels))})", fix=fix)
-    return meta
-
-
-def check_target_rel(value: object, where: str) -> str:
-    """``value`` as a path a model or data target may have inside the workspace.
-
-    A plain relative path (:func:`check_relpath`) that is none of the files
-    cpv manages itself: not under .git/.dvc/.cpv, no ``.dvc`` suffix, not
-    metrics.log, README.md or .gitignore.
-    """
-    rel = check_relpath(value, where)
-    if rel.split("/", 1)[0] in RESERVED_TOP or rel.endswith(".dvc") or rel in {METRICS_FILE, "README.md", ".gitignore", ".gitattributes"}:
-        raise ValidationError(
-            f"{where} {visible(repr(value))} names a file cpv manages itself",
-            fix="rename the model file or directory (e.g. model.bin, checkpoint/) and upload it again",
-        )
-    return rel
 
 
 class Workspace:
@@ -461,9 +406,8 @@ class Workspace:
         if not self.path.is_dir():
             return
         self._recover_change()
-        for leftover in self.path.iterdir():
-            if _ATOMIC_TMP_RE.fullmatch(leftover.name) and leftover.is_file() and not leftover.is_symlink():
-                leftover.unlink(missing_ok=True)
+        for leftover in atomic_leftovers(self.path):
+            leftover.unlink(missing_ok=True)
         for purpose in ("keep", "old", "new"):
             folder = self.state_dir / purpose
             if not folder.is_dir() or folder.is_symlink():
