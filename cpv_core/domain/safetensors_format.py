@@ -72,9 +72,6 @@ class SafetensorsHeader:
     def file_size(self) -> int:
         return self.tensors[-1].end if self.tensors else self.data_start
 
-    def by_name(self) -> dict[str, TensorInfo]:
-        return {t.name: t for t in self.tensors}
-
 
 def header_length(prefix: bytes, where: str) -> int:
     """The JSON header's length from a file's first 8 bytes."""

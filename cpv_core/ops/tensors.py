@@ -27,7 +27,8 @@ from cpv_core.domain.safetensors_format import (
     subset_header,
 )
 from cpv_core.errors import CheckpointNotFoundError, ValidationError, WorkspaceDirtyError
-from cpv_core.paths import atomic_path
+from cpv_core.faults import crash_point
+from cpv_core.paths import atomic_leftovers, atomic_path
 from cpv_core.plugin.protocols import ByteRanges
 
 if TYPE_CHECKING:
@@ -78,14 +79,20 @@ def read_header(ranges: ByteRanges, where: str) -> SafetensorsHeader:
     return parse_header(prefix + ranges.read(8, end), ranges.size, where)
 
 
-def _opened(m: Target, selector: str | None) -> tuple[VersionRecord, str, AbstractContextManager[ByteRanges]]:
-    """The version ``selector`` names, its target, and (not yet entered) its byte ranges."""
+def _version_pointer(m: Target, selector: str | None) -> tuple[VersionRecord, str, bytes]:
+    """The version ``selector`` names (its content not pruned), its target and its pointer."""
     record = m.find(selector, fetch=True)
     m.require_content(record)
     pointer = m.pointer(record.ref)
     target = m.target_at(record.ref)
     if pointer is None:
         raise CheckpointNotFoundError(f"{m.spec.kind} version {record.version} records no {target}", fix="choose another version")
+    return record, target, pointer
+
+
+def _opened(m: Target, selector: str | None) -> tuple[VersionRecord, str, AbstractContextManager[ByteRanges]]:
+    """The version ``selector`` names, its target, and (not yet entered) its byte ranges."""
+    record, target, pointer = _version_pointer(m, selector)
     return record, target, m.ws.storage.open_ranges(record.ref, target, pointer)
 
 
@@ -106,8 +113,12 @@ def download_tensors(m: Target, selector: str | None, tensors: str, output_dir: 
         pieces = ranges.read_many([(t.start, t.end) for t in chosen])
         fetched = ranges.fetched
     head = subset_header(chosen, header.metadata)
+    for leftover in atomic_leftovers(dest.parent, dest.name):
+        leftover.unlink()
+        m.echo(f"removed {leftover}, left by an interrupted download")
     with atomic_path(dest) as tmp, open(tmp, "wb") as handle:
         handle.write(head)
+        crash_point("download.tensors-written")
         for piece in pieces:
             handle.write(piece)
     written = len(head) + sum(len(p) for p in pieces)
@@ -125,9 +136,7 @@ def list_tensors(m: Target, selector: str | None) -> tuple[str, SafetensorsHeade
 def export_dvc(m: Target, selector: str | None, dest: Path, *, dry_run: bool = False) -> tuple[str, int]:
     """Write version ``selector``'s objects as plain DVC whole files under ``dest`` (a local
     DVC remote: ``dvc remote add --local -d export DIR && dvc pull``); the version and how many."""
-    record, target, _ = _opened(m, selector)
-    pointer = m.pointer(record.ref)
-    assert pointer is not None  # _opened refused a version without one
+    record, target, pointer = _version_pointer(m, selector)
     if dry_run:
         m.plan([f"write {m.spec.kind} {record.version} ({target}) as DVC objects under {dest}"])
         return record.version, 0
@@ -144,13 +153,15 @@ class LazyTensors(Mapping[str, Any]):
     into a numpy array on first access, then kept. Close it (or use it in ``with``) to end
     the storage session."""
 
-    def __init__(self, header: SafetensorsHeader, ranges: ByteRanges, stack: ExitStack, version: str) -> None:
-        self._tensors = header.by_name()
+    def __init__(
+        self, tensors: list[TensorInfo], metadata: dict[str, str] | None, ranges: ByteRanges, stack: ExitStack, version: str
+    ) -> None:
+        self._tensors = {t.name: t for t in tensors}
         self._ranges = ranges
         self._stack = stack
         self._loaded: dict[str, Any] = {}
         self.version = version
-        self.metadata = header.metadata or {}
+        self.metadata = metadata or {}
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._loaded:
@@ -193,10 +204,8 @@ def open_tensors(m: Target, selector: str | None = None, tensors: str | None = N
     try:
         ranges = stack.enter_context(opened)
         header = read_header(ranges, f"{target} at {record.version}")
-        if tensors is not None:
-            chosen = {t.name for t in select(header, parse_selector(tensors))}
-            header = SafetensorsHeader(tuple(t for t in header.tensors if t.name in chosen), header.metadata, header.data_start)
+        chosen = select(header, parse_selector(tensors)) if tensors is not None else list(header.tensors)
     except BaseException:
         stack.close()
         raise
-    return LazyTensors(header, ranges, stack, record.version)
+    return LazyTensors(chosen, header.metadata, ranges, stack, record.version)
