@@ -137,17 +137,22 @@ class ChunkedStore(CacheStore):
         chunked = self.workspace_chunk_manifest(path)
         if chunked is not None:
             return [chunked[0], *chunked[1].pack_ids()]
-        index = self._workspace_pointer_key(path, INDEX_META_KEY)
+        out = self._workspace_pointer(path)
+        where = self.pointer_path(path)
+        index = pointer_chunk_manifest(out, where, INDEX_META_KEY) if out else None
         objects = [*super().objects(path), *([index] if index else [])]
-        entries = self.workspace_entry_manifests(path)
-        if not entries:
+        entry_chunks = pointer_entry_chunks(out, where) if out else {}
+        if not entry_chunks:
             return objects
-        return self.with_entry_chunks(objects, self._workspace_entry_chunks(path), entries)
+        return self.with_entry_chunks(objects, entry_chunks, self.entry_manifests(entry_chunks, path))
 
-    def _workspace_entry_chunks(self, path: str) -> dict[str, str]:
-        with open_regular(self.path / self.pointer_path(path)) as handle:
-            out = parse_pointer(handle.read(MAX_POINTER_BYTES + 1), self.pointer_path(path))
-        return pointer_entry_chunks(out, self.pointer_path(path)) if out else {}
+    def _workspace_pointer(self, path: str) -> dict[str, Any] | None:
+        """The output entry of the workspace's pointer of ``path`` (None without a readable one)."""
+        try:
+            with open_regular(self.path / self.pointer_path(path)) as handle:
+                return parse_pointer(handle.read(MAX_POINTER_BYTES + 1), self.pointer_path(path))
+        except OSError:
+            return None
 
     @staticmethod
     def with_entry_chunks(objects: list[str], entry_chunks: dict[str, str], manifests: dict[str, ChunkManifest]) -> list[str]:
@@ -156,14 +161,6 @@ class ChunkedStore(CacheStore):
         rest = [oid for oid in objects if oid not in entry_chunks]
         extra = [*entry_chunks.values(), *(pack for m in manifests.values() for pack in m.pack_ids())]
         return list(dict.fromkeys([*rest, *sorted(set(extra))]))
-
-    def _workspace_pointer_key(self, path: str, key: str) -> str | None:
-        try:
-            with open_regular(self.path / self.pointer_path(path)) as handle:
-                out = parse_pointer(handle.read(MAX_POINTER_BYTES + 1), self.pointer_path(path))
-        except OSError:
-            return None
-        return pointer_chunk_manifest(out, self.pointer_path(path), key) if out else None
 
     def chunked_sizes(self, paths: Iterable[str]) -> dict[str, int]:
         """The sizes of the packs the chunked files among ``paths`` use, as their manifests
@@ -179,7 +176,8 @@ class ChunkedStore(CacheStore):
 
     def workspace_chunk_manifest(self, path: str) -> tuple[str, ChunkManifest] | None:
         """The chunk manifest (id and content) the workspace's pointer of ``path`` names, if any."""
-        moid = self._workspace_pointer_key(path, CHUNKS_META_KEY)
+        out = self._workspace_pointer(path)
+        moid = pointer_chunk_manifest(out, self.pointer_path(path)) if out else None
         if moid is None:
             return None
         info = read_pointer(self.path, path)
@@ -233,11 +231,7 @@ class ChunkedStore(CacheStore):
     def workspace_entry_manifests(self, path: str) -> dict[str, ChunkManifest]:
         """``{entry md5: chunk manifest}`` of the chunked files the workspace's pointer of
         directory ``path`` names (none for a file or a directory stored whole)."""
-        try:
-            with open_regular(self.path / self.pointer_path(path)) as handle:
-                out = parse_pointer(handle.read(MAX_POINTER_BYTES + 1), self.pointer_path(path))
-        except OSError:
-            return {}
+        out = self._workspace_pointer(path)
         return self.entry_manifests(pointer_entry_chunks(out, self.pointer_path(path)) if out else {}, path)
 
     def entry_manifests(self, entry_chunks: dict[str, str], where: str) -> dict[str, ChunkManifest]:

@@ -77,10 +77,6 @@ class ChunkManifest:
     def pack_ids(self) -> list[str]:
         return [md5 for md5, _ in self.packs]
 
-    def locations(self) -> dict[str, tuple[str, int, int]]:
-        """``{chunk sha256: (pack md5, offset, length)}``: where each distinct chunk is stored."""
-        return {digest: (self.packs[pack][0], offset, length) for digest, length, pack, offset in self.chunks}
-
 
 def _bad(item: object) -> bool:
     return not isinstance(item, list) or not all(type(v) is int for v in item[1:]) or not isinstance(item[0], str)

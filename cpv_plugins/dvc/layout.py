@@ -159,7 +159,10 @@ def pointer_entry_chunks(out: dict[str, Any], where: str) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ValidationError(f"{where} meta.{ENTRY_CHUNKS_META_KEY} is not a mapping", fix=f"{_RESTORE} and upload again")
+        raise ValidationError(
+            f"{where} meta.{ENTRY_CHUNKS_META_KEY} is {visible(repr(value))[:60]}, not a mapping of MD5s to chunk manifests",
+            fix=f"{_RESTORE} and upload again",
+        )
     return {
         check_oid(md5, f"{where} meta.{ENTRY_CHUNKS_META_KEY}", allow_dir=False): check_oid(
             moid, f"{where} meta.{ENTRY_CHUNKS_META_KEY}", allow_dir=False
