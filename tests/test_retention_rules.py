@@ -194,6 +194,8 @@ def test_the_checkpointer_applies_the_rules_during_the_run(cpv_home, tmp_path):
         assert (set(version_objects(m, record.ref)) <= present) == (record.version in {"v0.2", "v0.4", "v0.5"}), record.version
     with pytest.raises(ValidationError, match="keep_last"):
         Checkpointer("T", "run", keep={"keep_last": "all"})
+    with pytest.raises(ValidationError, match="not rules of plain values"):
+        Checkpointer("T", "run", keep={"keep_days": object()})
 
 
 @pytest.mark.s3

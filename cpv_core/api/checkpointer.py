@@ -34,10 +34,11 @@ from typing import Any
 
 from cpv_core.domain.metrics import metric_number, validate_metrics
 from cpv_core.domain.names import validate_name
-from cpv_core.domain.retention_rules import parse_retention
+from cpv_core.domain.retention_rules import RetentionRules, parse_retention
 from cpv_core.errors import ValidationError
 from cpv_core.paths import remove_path
 from cpv_core.plugin.config import CPVConfig
+from cpv_core.trust import visible
 from cpv_core.workspace.run_folders import OwnedFolder, remove_abandoned
 
 logger = logging.getLogger("cpv.checkpointer")
@@ -123,7 +124,7 @@ class Checkpointer:
         self.every = every
         self.metric, self.higher_is_better = parse_keep_best(keep_best)
         self.default_tag = check_tag(tag)
-        self.keep = parse_retention(json.dumps(dict(keep)).encode(), "keep=") if keep is not None else None
+        self.keep = parse_keep(keep) if keep is not None else None
         if isinstance(keep_grace_hours, bool) or not isinstance(keep_grace_hours, (int, float)) or not 0 <= keep_grace_hours <= 8760:
             raise ValidationError(f"keep_grace_hours={keep_grace_hours!r} is not 0 to 8760 hours", fix="e.g. keep_grace_hours=0")
         self.keep_grace_hours = float(keep_grace_hours)
@@ -314,6 +315,17 @@ class Checkpointer:
         for version in result.pruned.get("model", []):
             if version not in self.pruned:
                 self.pruned.append(version)
+
+
+def parse_keep(keep: Mapping[str, Any]) -> RetentionRules:
+    """``keep=`` as retention rules, checked as a ``.cpv/retention.json`` would be."""
+    try:
+        raw = json.dumps(dict(keep)).encode()
+    except (TypeError, ValueError):
+        raise ValidationError(
+            f"keep={visible(repr(keep))[:80]} is not rules of plain values", fix='e.g. keep={"keep_last": 3} (docs/concepts.md)'
+        ) from None
+    return parse_retention(raw, "keep=")
 
 
 def check_reachable(config: CPVConfig, team: str, model: str, repo_path: str | Path | None) -> None:
